@@ -1,0 +1,135 @@
+"""Typed errors raised by the Oxen provider.
+
+One base (:class:`OxenError`) so a DAG can catch everything Oxen-related at once, and one
+subclass per thing a caller may want to handle differently. HTTP errors carry the status
+code and the (truncated) response body, never the request headers, so the API key cannot
+leak through an exception message or a task log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BODY_LIMIT = 500
+
+
+class OxenError(Exception):
+    """Base class of every error raised by this provider."""
+
+
+class OxenValidationError(OxenError, ValueError):
+    """A request is invalid; raised before any paid request is sent when detected client-side."""
+
+    def __init__(self, message: str, *, field: str | None = None, allowed: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.allowed = allowed
+
+
+class OxenAPIStatusError(OxenError):
+    """The API answered with an error status."""
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.body = body[:_BODY_LIMIT]
+        self.method = method
+        self.path = path
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"Oxen API returned HTTP {status_code}{where}: {message}")
+        self.api_message = message
+
+
+class OxenBadRequestError(OxenAPIStatusError, OxenValidationError):
+    """HTTP 400/422: the API rejected the request's content."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
+        OxenAPIStatusError.__init__(self, message, **kwargs)
+        self.field = field
+        self.allowed = None
+
+
+class OxenAuthenticationError(OxenAPIStatusError):
+    """HTTP 401/403: the API key is missing, wrong, or lacks access. Retrying cannot help."""
+
+
+class OxenNotFoundError(OxenAPIStatusError):
+    """HTTP 404: unknown generation or model."""
+
+
+class OxenRateLimitError(OxenAPIStatusError):
+    """HTTP 429 after the configured retries were spent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class OxenServerError(OxenAPIStatusError):
+    """HTTP 5xx after the configured retries were spent."""
+
+
+class OxenConnectionError(OxenError):
+    """The API could not be reached (DNS, refused connection, timeout) after retries."""
+
+
+class OxenRequestMayHaveSucceededError(OxenError):
+    """A paid request may have reached the server, so it was deliberately not retried.
+
+    Retrying could enqueue (and bill) the same work twice. Check the queue
+    (``OxenHook.list_queue``) or the Oxen dashboard before sending it again.
+    """
+
+    def __init__(self, message: str, *, method: str, path: str) -> None:
+        self.method = method
+        self.path = path
+        super().__init__(
+            f"{method} {path} may have been accepted by Oxen but no answer arrived ({message}). "
+            "It was not retried, to avoid paying twice; check the queue before re-running."
+        )
+
+
+class OxenGenerationError(OxenError):
+    """A generation reached a state other than ``succeeded``, or did not reach one in time."""
+
+    def __init__(self, message: str, *, generation_id: str) -> None:
+        super().__init__(message)
+        self.generation_id = generation_id
+
+
+class OxenGenerationFailedError(OxenGenerationError):
+    """The generation ended with status ``failed``; carries the API's ``error_message``."""
+
+    def __init__(self, generation_id: str, error_message: str | None) -> None:
+        self.error_message = error_message
+        super().__init__(
+            f"Oxen generation {generation_id} failed: {error_message or 'no error message given'}",
+            generation_id=generation_id,
+        )
+
+
+class OxenGenerationCancelledError(OxenGenerationError):
+    """The generation was cancelled (by a user, another process, or a timeout of ours)."""
+
+    def __init__(self, generation_id: str) -> None:
+        super().__init__(f"Oxen generation {generation_id} was cancelled", generation_id=generation_id)
+
+
+class OxenGenerationTimeoutError(OxenGenerationError):
+    """The generation did not finish before the deadline."""
+
+    def __init__(self, generation_id: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"Oxen generation {generation_id} did not finish within {timeout:g} s",
+            generation_id=generation_id,
+        )

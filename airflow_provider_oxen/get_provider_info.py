@@ -1,0 +1,78 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_oxen import __version__
+
+# Shown in the connection form as the Extra placeholder; every key is optional.
+_EXTRA_PLACEHOLDER = """{
+  "timeout": 60,
+  "max_retries": 5,
+  "backoff_base": 0.5,
+  "backoff_max": 30,
+  "target_namespace": "my-org"
+}"""
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-oxen",
+        "name": "Oxen.ai",
+        "description": "Generate images with the `Oxen.ai <https://oxen.ai>`__ inference API.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Oxen.ai",
+                "external-doc-url": "https://docs.oxen.ai",
+                "tags": ["ai", "service"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.hooks.oxen"]}
+        ],
+        "operators": [
+            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.operators.generate"]}
+        ],
+        "sensors": [
+            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.sensors.generation"]}
+        ],
+        "triggers": [
+            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.triggers.generation"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_oxen.hooks.oxen.OxenHook",
+                "hook-name": "Oxen.ai",
+                "connection-type": "oxen",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "API base URL", "password": "API key"},
+                    "placeholders": {
+                        "host": "https://hub.oxen.ai",
+                        "password": "your Oxen API key (Settings → API keys)",
+                        "extra": _EXTRA_PLACEHOLDER,
+                    },
+                },
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Request timeout (s)",
+                        "description": "Per-request HTTP timeout in seconds.",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
+                    "max_retries": {
+                        "label": "Max retries",
+                        "description": "Retries for 429/502/503/504 and connection errors (never for "
+                        "a paid request that may have reached the server).",
+                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                    },
+                    "target_namespace": {
+                        "label": "Target namespace",
+                        "description": "User or organisation that results are saved and billed to.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        ],
+    }

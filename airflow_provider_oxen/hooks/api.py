@@ -1,0 +1,276 @@
+"""The Oxen API without I/O: request descriptions, connection settings and response mapping.
+
+The sync and async hooks both build :class:`ApiCall` objects here and hand responses back
+here; only sending bytes differs between them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenAuthenticationError,
+    OxenBadRequestError,
+    OxenConnectionError,
+    OxenError,
+    OxenNotFoundError,
+    OxenRateLimitError,
+    OxenRequestMayHaveSucceededError,
+    OxenServerError,
+)
+from airflow_provider_oxen.hooks.retry import (
+    RetryPolicy,
+    delay_after_status,
+    delay_after_transport_error,
+    is_ambiguous_paid_status,
+    may_have_reached_server,
+    parse_retry_after,
+)
+
+DEFAULT_BASE_URL = "https://hub.oxen.ai"
+DEFAULT_TIMEOUT = 60.0
+_MESSAGE_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One HTTP request to the API. ``paid`` marks requests that create billable work."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    paid: bool = False
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class OxenSettings:
+    """Everything the hooks need from an Airflow connection."""
+
+    base_url: str
+    api_key: SecretStr = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    target_namespace: str | None = None
+
+    @classmethod
+    def from_connection(
+        cls, host: str | None, password: str | None, extras: Mapping[str, Any]
+    ) -> OxenSettings:
+        return cls(
+            base_url=normalise_base_url(host),
+            api_key=SecretStr(password or ""),
+            timeout=float(extras.get("timeout") or DEFAULT_TIMEOUT),
+            retry=RetryPolicy.from_extras({k: v for k, v in extras.items() if v is not None}),
+            target_namespace=extras.get("target_namespace") or None,
+        )
+
+    def same_origin(self, url: str) -> bool:
+        """Whether ``url`` is on the API's own host (only then may it carry our API key)."""
+        ours, theirs = urlsplit(self.base_url), urlsplit(url)
+        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+
+def normalise_base_url(host: str | None) -> str:
+    """``hub.oxen.ai`` → ``https://hub.oxen.ai``; blank → the public API; no trailing slash or /api."""
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        host = f"https://{host}"
+    host = host.rstrip("/")
+    return host[: -len("/api")] if host.endswith("/api") else host
+
+
+class BearerAuth(httpx.Auth):
+    """Adds the API key; its repr never shows it (httpx also masks the header in reprs)."""
+
+    def __init__(self, api_key: SecretStr) -> None:
+        self._api_key = api_key
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(api_key='**********')"
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoints
+
+
+def generate_image_call(payload: dict[str, Any]) -> ApiCall:
+    return ApiCall("POST", "/api/ai/images/generate", json=payload, paid=True)
+
+
+def enqueue_call(payload: dict[str, Any], num_generations: int) -> ApiCall:
+    return ApiCall("POST", "/api/ai/queue", json={**payload, "num_generations": num_generations}, paid=True)
+
+
+def generation_call(generation_id: str) -> ApiCall:
+    return ApiCall("GET", f"/api/ai/queue/{_segment(generation_id)}")
+
+
+def cancel_call(generation_id: str) -> ApiCall:
+    return ApiCall("DELETE", f"/api/ai/queue/{_segment(generation_id)}")
+
+
+def list_queue_call(filters: Mapping[str, Any]) -> ApiCall:
+    return ApiCall("GET", "/api/ai/queue", params={k: v for k, v in filters.items() if v is not None})
+
+
+def model_call(model_id: str) -> ApiCall:
+    return ApiCall("GET", f"/api/ai/models/{_segment(model_id)}")
+
+
+def models_call(filters: Mapping[str, Any]) -> ApiCall:
+    return ApiCall("GET", "/api/ai/models", params={k: v for k, v in filters.items() if v is not None})
+
+
+EVENTS_PATH = "/api/events"
+
+
+def _segment(value: str) -> str:
+    # Ids are uuids / slugs; refuse anything that could change the path instead of encoding it.
+    if not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"invalid path segment {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+def _message_from_body(response: httpx.Response) -> tuple[str, str | None]:
+    """A readable message and, when the API names one, the offending field."""
+    text = response.text
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    field_name: str | None = None
+    message: str | None = None
+    if isinstance(body, dict):
+        field_name = _str_or_none(body.get("param") or body.get("field"))
+        for key in ("error", "message", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                field_name = field_name or _str_or_none(value.get("param") or value.get("field"))
+                value = value.get("message") or value.get("detail") or json.dumps(value)
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                # FastAPI/pydantic style: [{"loc": [...], "msg": "..."}]
+                loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
+                field_name = field_name or (loc[-1] if loc else None)
+                value = f"{'.'.join(loc)}: {value[0].get('msg', '')}" if loc else value[0].get("msg")
+            if isinstance(value, str) and value:
+                message = value
+                break
+    if message is None:
+        message = text.strip() or response.reason_phrase or "no response body"
+    if field_name is None:
+        match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
+        field_name = match.group(1) if match else None
+    return message[:_MESSAGE_LIMIT], field_name
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatusError:
+    """Map an error response to the typed exception for its status."""
+    status = response.status_code
+    message, field_name = _message_from_body(response)
+    common: dict[str, Any] = {
+        "status_code": status,
+        "body": response.text,
+        "method": call.method,
+        "path": call.path,
+    }
+    if status in (400, 422):
+        return OxenBadRequestError(message, field=field_name, **common)
+    if status in (401, 403):
+        hint = " Check the API key in the Oxen connection (password field)."
+        return OxenAuthenticationError(message + hint, **common)
+    if status == 404:
+        return OxenNotFoundError(message, **common)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return OxenRateLimitError(message, retry_after=retry_after, **common)
+    if status >= 500:
+        return OxenServerError(message, **common)
+    return OxenAPIStatusError(message, **common)
+
+
+def retry_after_of(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def json_body(call: ApiCall, response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise OxenAPIStatusError(
+            "response is not JSON",
+            status_code=response.status_code,
+            body=response.text,
+            method=call.method,
+            path=call.path,
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Retry plans: what a request loop does after one attempt.
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    """Wait ``delay`` seconds, then send the same request again."""
+
+    delay: float
+    reason: str
+
+
+def plan_after_transport_error(
+    call: ApiCall, exc: httpx.TransportError, attempt: int, policy: RetryPolicy
+) -> RetryAfter | OxenError:
+    delay = delay_after_transport_error(exc, attempt, paid=call.paid, policy=policy)
+    if delay is not None:
+        return RetryAfter(delay, type(exc).__name__)
+    if call.paid and may_have_reached_server(exc):
+        return OxenRequestMayHaveSucceededError(type(exc).__name__, method=call.method, path=call.path)
+    tries = attempt + 1
+    return OxenConnectionError(
+        f"Could not reach the Oxen API for {call.describe()} after {tries} attempt(s): "
+        f"{type(exc).__name__}: {exc}"
+    )
+
+
+def plan_after_response(
+    call: ApiCall, response: httpx.Response, attempt: int, policy: RetryPolicy
+) -> RetryAfter | OxenError | None:
+    """``None`` means the response is a success to hand back."""
+    if response.is_success:
+        return None
+    status = response.status_code
+    delay = delay_after_status(status, retry_after_of(response), attempt, paid=call.paid, policy=policy)
+    if delay is not None:
+        return RetryAfter(delay, f"HTTP {status}")
+    if call.paid and is_ambiguous_paid_status(status):
+        return OxenRequestMayHaveSucceededError(
+            f"HTTP {status} from a gateway", method=call.method, path=call.path
+        )
+    return error_from_response(call, response)

@@ -1,0 +1,547 @@
+"""OxenHook (sync, httpx.Client) and OxenAsyncHook (async, httpx.AsyncClient).
+
+Both share everything but the network calls: request descriptions, connection settings,
+error mapping and retry decisions live in :mod:`.api` and :mod:`.retry`; request
+validation in :mod:`.validation`; the process-wide model cache and payload shaping in
+:class:`_OxenHookBase`. The two request loops below differ only by ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx
+from airflow.sdk import BaseHook
+from httpx_sse import aconnect_sse
+
+from airflow_provider_oxen import __version__
+from airflow_provider_oxen.exceptions import OxenError, OxenNotFoundError, OxenValidationError
+from airflow_provider_oxen.hooks import api
+from airflow_provider_oxen.hooks.api import ApiCall, BearerAuth, OxenSettings, RetryAfter
+from airflow_provider_oxen.hooks.validation import check_model_accepts_media, validate_parameters
+from airflow_provider_oxen.models import (
+    EnqueuedGeneration,
+    EnqueueResponse,
+    Generation,
+    GenerationList,
+    ImageGenerationRequest,
+    ImageGenerationResponse,
+    ModelList,
+    OxenEvent,
+    OxenModel,
+    split_generation_counts,
+)
+
+# Model details (and so request schemas) change rarely; re-read them at most this often.
+MODEL_CACHE_TTL = 600.0
+_DOWNLOAD_CHUNK = 256 * 1024
+
+OnEnqueued = Callable[[list[EnqueuedGeneration]], None]
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    size: int
+    sha256: str
+    content_type: str | None
+
+
+class _ModelCache:
+    """Process-wide cache of model details, shared by every hook (and thread) in the process."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, OxenModel]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, base_url: str, model_id: str) -> OxenModel | None:
+        with self._lock:
+            entry = self._entries.get((base_url, model_id))
+        if entry is None or time.monotonic() - entry[0] > self._ttl:
+            return None
+        return entry[1]
+
+    def put(self, base_url: str, model: OxenModel, model_id: str) -> None:
+        with self._lock:
+            self._entries[(base_url, model_id)] = (time.monotonic(), model)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+MODEL_CACHE = _ModelCache(MODEL_CACHE_TTL)
+
+
+class _OxenHookBase(BaseHook):
+    """Connection handling and payload shaping common to the sync and async hooks."""
+
+    conn_name_attr = "oxen_conn_id"
+    default_conn_name = "oxen_default"
+    conn_type = "oxen"
+    hook_name = "Oxen.ai"
+
+    def __init__(self, oxen_conn_id: str = default_conn_name, *, timeout: float | None = None) -> None:
+        super().__init__()
+        self.oxen_conn_id = oxen_conn_id
+        self._timeout_override = timeout
+        self._settings: OxenSettings | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_oxen.get_provider_info import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {
+            "hidden_fields": behaviour["hidden-fields"],
+            "relabeling": behaviour["relabeling"],
+            "placeholders": behaviour["placeholders"],
+        }
+
+    def _settings_from_connection(self, conn: Any) -> OxenSettings:
+        extras = dict(conn.extra_dejson or {})
+        if self._timeout_override is not None:
+            extras["timeout"] = self._timeout_override
+        settings = OxenSettings.from_connection(conn.host, conn.password, extras)
+        if not settings.api_key.get_secret_value():
+            raise OxenValidationError(
+                f"Connection '{self.oxen_conn_id}' has no API key: put it in the password field.",
+                field="password",
+            )
+        return settings
+
+    def _client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
+        return {
+            "base_url": settings.base_url,
+            "auth": BearerAuth(settings.api_key),
+            "timeout": httpx.Timeout(settings.timeout),
+            "headers": {"User-Agent": f"airflow-provider-oxen/{__version__}", "Accept": "application/json"},
+            "follow_redirects": True,
+        }
+
+    def _download_auth(self, settings: OxenSettings, url: str) -> Any:
+        # Result URLs are usually signed links on a storage host: sending our key there would
+        # leak it (and signed storage URLs reject a second credential), so only same-origin
+        # downloads carry it.
+        return httpx.USE_CLIENT_DEFAULT if settings.same_origin(url) else None
+
+    def _queue_payload(self, settings: OxenSettings, request: ImageGenerationRequest) -> dict[str, Any]:
+        payload = request.parameters()
+        # The queue's unit is the row: ``num_images`` becomes ``num_generations`` (one image each).
+        payload.pop("num_images", None)
+        payload["model"] = request.model
+        if settings.target_namespace:
+            payload.setdefault("target_namespace", settings.target_namespace)
+        return payload
+
+    def _sync_payload(
+        self, settings: OxenSettings, request: ImageGenerationRequest, response_format: str
+    ) -> dict[str, Any]:
+        payload = {"model": request.model, **request.parameters(), "response_format": response_format}
+        if settings.target_namespace:
+            payload.setdefault("target_namespace", settings.target_namespace)
+        return payload
+
+    def _log_retry(self, call: ApiCall, attempt: int, plan: RetryAfter, settings: OxenSettings) -> None:
+        self.log.warning(
+            "Oxen %s: %s; retry %d/%d in %.1f s",
+            call.describe(),
+            plan.reason,
+            attempt + 1,
+            settings.retry.max_retries,
+            plan.delay,
+        )
+
+    @staticmethod
+    def _model_from(call: ApiCall, body: Any) -> OxenModel:
+        return OxenModel.model_validate(body)
+
+    @staticmethod
+    def _unknown_model(model_id: str) -> OxenValidationError:
+        return OxenValidationError(
+            f"Unknown Oxen model '{model_id}': check the model id (OxenHook.list_models() lists them).",
+            field="model",
+        )
+
+    @staticmethod
+    def _check_request(model: OxenModel, request: ImageGenerationRequest) -> None:
+        check_model_accepts_media(model)
+        validate_parameters(model, request.parameters())
+
+
+class OxenHook(_OxenHookBase):
+    """Synchronous client of the Oxen.ai inference API.
+
+    :param oxen_conn_id: Airflow connection of type ``oxen`` (host = API base URL, password =
+        API key; extras ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
+        ``target_namespace``).
+    :param timeout: per-request timeout in seconds, overriding the connection's.
+    """
+
+    def __init__(self, oxen_conn_id: str = _OxenHookBase.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(oxen_conn_id, **kwargs)
+        self._client: httpx.Client | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> OxenSettings:
+        if self._settings is None:
+            self._settings = self._settings_from_connection(self.get_connection(self.oxen_conn_id))
+        return self._settings
+
+    def get_conn(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._client_kwargs(self.settings))
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> OxenHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, call: ApiCall) -> httpx.Response:
+        client, settings = self.get_conn(), self.settings
+        for attempt in itertools.count():
+            try:
+                response = client.request(call.method, call.path, params=call.params, json=call.json)
+            except httpx.TransportError as exc:
+                plan: RetryAfter | OxenError = api.plan_after_transport_error(
+                    call, exc, attempt, settings.retry
+                )
+            else:
+                outcome = api.plan_after_response(call, response, attempt, settings.retry)
+                if outcome is None:
+                    return response
+                plan = outcome
+            if isinstance(plan, OxenError):
+                raise plan
+            self._log_retry(call, attempt, plan, settings)
+            time.sleep(plan.delay)
+        raise AssertionError("unreachable")
+
+    def _json(self, call: ApiCall) -> Any:
+        return api.json_body(call, self._send(call))
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def generate_image(
+        self, request: ImageGenerationRequest, *, response_format: str = "url"
+    ) -> ImageGenerationResponse:
+        """Generate synchronously (``POST /api/ai/images/generate``); the API validates at once."""
+        call = api.generate_image_call(self._sync_payload(self.settings, request, response_format))
+        return ImageGenerationResponse.model_validate(self._json(call))
+
+    def enqueue(
+        self,
+        request: ImageGenerationRequest,
+        num_generations: int | None = None,
+        *,
+        validate: bool = True,
+        on_enqueued: OnEnqueued | None = None,
+    ) -> list[EnqueuedGeneration]:
+        """Queue ``num_generations`` (default ``request.num_images``) generations, 4 per request.
+
+        Validates against the model's request schema first (``validate=False`` skips it), so a
+        bad parameter costs nothing. ``on_enqueued`` is called after each accepted request with
+        its generations, so a caller can record ids even if a later request fails.
+        """
+        if validate:
+            self.validate_request(request)
+        payload = self._queue_payload(self.settings, request)
+        enqueued: list[EnqueuedGeneration] = []
+        for count in split_generation_counts(num_generations or request.num_images):
+            batch = EnqueueResponse.model_validate(self._json(api.enqueue_call(payload, count))).generations
+            self.log.info("Enqueued %d Oxen generation(s): %s", len(batch), [g.generation_id for g in batch])
+            if on_enqueued is not None:
+                on_enqueued(batch)
+            enqueued.extend(batch)
+        return enqueued
+
+    def get_generation(self, generation_id: str) -> Generation:
+        return Generation.model_validate(self._json(api.generation_call(generation_id)))
+
+    def cancel_generation(self, generation_id: str) -> Generation:
+        return Generation.model_validate(self._json(api.cancel_call(generation_id)))
+
+    def list_queue(self, **filters: Any) -> list[Generation]:
+        return GenerationList.model_validate(self._json(api.list_queue_call(filters))).generations
+
+    def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
+        base_url = self.settings.base_url
+        cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
+        if cached is not None:
+            return cached
+        call = api.model_call(model_id)
+        model = self._model_from(call, self._json(call))
+        MODEL_CACHE.put(base_url, model, model_id)
+        return model
+
+    def list_models(self, **filters: Any) -> list[OxenModel]:
+        return ModelList.model_validate(self._json(api.models_call(filters))).data
+
+    def validate_request(self, request: ImageGenerationRequest) -> None:
+        """Check ``request`` against the model's request schema; raises OxenValidationError."""
+        try:
+            model = self.get_model(request.model)
+        except OxenNotFoundError:
+            raise self._unknown_model(request.model) from None
+        self._check_request(model, request)
+
+    @contextmanager
+    def open_download(self, url: str) -> Iterator[httpx.Response]:
+        """Stream a result URL; the response is status-checked, the body not yet read."""
+        settings, client = self.settings, self.get_conn()
+        call = ApiCall("GET", url.split("?", 1)[0])
+        for attempt in itertools.count():
+            try:
+                response = client.send(
+                    client.build_request("GET", url), stream=True, auth=self._download_auth(settings, url)
+                )
+            except httpx.TransportError as exc:
+                plan: RetryAfter | OxenError | None = api.plan_after_transport_error(
+                    call, exc, attempt, settings.retry
+                )
+            else:
+                if response.is_success:
+                    try:
+                        yield response
+                    finally:
+                        response.close()
+                    return
+                response.read()
+                response.close()
+                plan = api.plan_after_response(call, response, attempt, settings.retry)
+            if isinstance(plan, OxenError):
+                raise plan
+            assert plan is not None
+            self._log_retry(call, attempt, plan, settings)
+            time.sleep(plan.delay)
+
+    def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
+        """Stream ``url`` into ``fileobj`` chunk by chunk; returns size, sha256 and content type."""
+        digest, size = hashlib.sha256(), 0
+        with self.open_download(url) as response:
+            for chunk in response.iter_bytes(_DOWNLOAD_CHUNK):
+                fileobj.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            content_type = response.headers.get("Content-Type")
+        return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's Test button: an authenticated call that costs nothing."""
+        try:
+            in_flight = self.list_queue()
+        except OxenError as exc:
+            return False, str(exc)
+        except Exception as exc:  # the UI shows the message; never let it crash the form
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Connected to {self.settings.base_url}; {len(in_flight)} generation(s) in flight."
+
+
+class OxenAsyncHook(_OxenHookBase):
+    """Asynchronous client for triggers. Never blocks the event loop.
+
+    Pass ``client`` to share one ``httpx.AsyncClient`` (and its connection pool) between many
+    hooks of the same connection; the hook then does not close it.
+    """
+
+    def __init__(
+        self,
+        oxen_conn_id: str = _OxenHookBase.default_conn_name,
+        *,
+        client: httpx.AsyncClient | None = None,
+        settings: OxenSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(oxen_conn_id, **kwargs)
+        self._client: httpx.AsyncClient | None = client
+        self._owns_client = client is None
+        self._settings = settings
+        self._settings_lock = asyncio.Lock()
+
+    async def get_settings(self) -> OxenSettings:
+        if self._settings is None:
+            async with self._settings_lock:
+                if self._settings is None:
+                    conn = await self.aget_connection(self.oxen_conn_id)
+                    self._settings = self._settings_from_connection(conn)
+        return self._settings
+
+    async def get_async_conn(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(**self._client_kwargs(await self.get_settings()))
+            self._owns_client = True
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+        self._client = None
+
+    async def __aenter__(self) -> OxenAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _send(self, call: ApiCall) -> httpx.Response:
+        client, settings = await self.get_async_conn(), await self.get_settings()
+        for attempt in itertools.count():
+            try:
+                response = await client.request(call.method, call.path, params=call.params, json=call.json)
+            except httpx.TransportError as exc:
+                plan: RetryAfter | OxenError = api.plan_after_transport_error(
+                    call, exc, attempt, settings.retry
+                )
+            else:
+                outcome = api.plan_after_response(call, response, attempt, settings.retry)
+                if outcome is None:
+                    return response
+                plan = outcome
+            if isinstance(plan, OxenError):
+                raise plan
+            self._log_retry(call, attempt, plan, settings)
+            await asyncio.sleep(plan.delay)
+        raise AssertionError("unreachable")
+
+    async def _json(self, call: ApiCall) -> Any:
+        return api.json_body(call, await self._send(call))
+
+    async def generate_image(
+        self, request: ImageGenerationRequest, *, response_format: str = "url"
+    ) -> ImageGenerationResponse:
+        payload = self._sync_payload(await self.get_settings(), request, response_format)
+        return ImageGenerationResponse.model_validate(await self._json(api.generate_image_call(payload)))
+
+    async def enqueue(
+        self,
+        request: ImageGenerationRequest,
+        num_generations: int | None = None,
+        *,
+        validate: bool = True,
+        on_enqueued: OnEnqueued | None = None,
+    ) -> list[EnqueuedGeneration]:
+        if validate:
+            await self.validate_request(request)
+        payload = self._queue_payload(await self.get_settings(), request)
+        enqueued: list[EnqueuedGeneration] = []
+        for count in split_generation_counts(num_generations or request.num_images):
+            body = await self._json(api.enqueue_call(payload, count))
+            batch = EnqueueResponse.model_validate(body).generations
+            if on_enqueued is not None:
+                on_enqueued(batch)
+            enqueued.extend(batch)
+        return enqueued
+
+    async def get_generation(self, generation_id: str) -> Generation:
+        return Generation.model_validate(await self._json(api.generation_call(generation_id)))
+
+    async def cancel_generation(self, generation_id: str) -> Generation:
+        return Generation.model_validate(await self._json(api.cancel_call(generation_id)))
+
+    async def list_queue(self, **filters: Any) -> list[Generation]:
+        return GenerationList.model_validate(await self._json(api.list_queue_call(filters))).generations
+
+    async def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
+        base_url = (await self.get_settings()).base_url
+        cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
+        if cached is not None:
+            return cached
+        call = api.model_call(model_id)
+        model = self._model_from(call, await self._json(call))
+        MODEL_CACHE.put(base_url, model, model_id)
+        return model
+
+    async def list_models(self, **filters: Any) -> list[OxenModel]:
+        return ModelList.model_validate(await self._json(api.models_call(filters))).data
+
+    async def validate_request(self, request: ImageGenerationRequest) -> None:
+        try:
+            model = await self.get_model(request.model)
+        except OxenNotFoundError:
+            raise self._unknown_model(request.model) from None
+        self._check_request(model, request)
+
+    @asynccontextmanager
+    async def open_download(self, url: str) -> AsyncIterator[httpx.Response]:
+        settings, client = await self.get_settings(), await self.get_async_conn()
+        call = ApiCall("GET", url.split("?", 1)[0])
+        for attempt in itertools.count():
+            try:
+                response = await client.send(
+                    client.build_request("GET", url), stream=True, auth=self._download_auth(settings, url)
+                )
+            except httpx.TransportError as exc:
+                plan: RetryAfter | OxenError | None = api.plan_after_transport_error(
+                    call, exc, attempt, settings.retry
+                )
+            else:
+                if response.is_success:
+                    try:
+                        yield response
+                    finally:
+                        await response.aclose()
+                    return
+                await response.aread()
+                await response.aclose()
+                plan = api.plan_after_response(call, response, attempt, settings.retry)
+            if isinstance(plan, OxenError):
+                raise plan
+            assert plan is not None
+            self._log_retry(call, attempt, plan, settings)
+            await asyncio.sleep(plan.delay)
+
+    async def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
+        digest, size = hashlib.sha256(), 0
+        async with self.open_download(url) as response:
+            async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+                fileobj.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            content_type = response.headers.get("Content-Type")
+        return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
+
+    async def events(self, *, read_timeout: float | None = 90.0) -> AsyncIterator[OxenEvent]:
+        """Yield events from ``GET /api/events`` until the stream ends or breaks.
+
+        Comment (keep-alive) lines are skipped; ``read_timeout`` bounds silence on the wire so
+        a dead connection surfaces as an error instead of hanging. Raises OxenNotFoundError if
+        the endpoint is unavailable.
+        """
+        client = await self.get_async_conn()
+        call = ApiCall("GET", api.EVENTS_PATH)
+        timeout = httpx.Timeout((await self.get_settings()).timeout, read=read_timeout)
+        async with aconnect_sse(client, "GET", api.EVENTS_PATH, timeout=timeout) as source:
+            if not source.response.is_success:
+                await source.response.aread()
+                raise api.error_from_response(call, source.response)
+            async for sse in source.aiter_sse():
+                yield parse_event(sse.event, sse.data, sse.id)
+
+
+def parse_event(event: str, data: str, event_id: str | None = None) -> OxenEvent:
+    """Unknown or non-JSON payloads are kept raw rather than rejected."""
+    try:
+        parsed = json.loads(data) if data else {}
+    except ValueError:
+        parsed = {"raw": data}
+    if not isinstance(parsed, dict):
+        parsed = {"raw": parsed}
+    return OxenEvent(event=event or "message", data=parsed, id=event_id or None)

@@ -1,0 +1,313 @@
+"""Wire models: what goes to the Oxen API and what comes back.
+
+Request models are strict about what they know (typed enums with the documented defaults of
+the flagship ``ideogram-v4``) and pass model-specific extras through untouched. Response
+models are lenient: unknown fields are kept and ignored, and an unknown status does not
+break parsing, so an API addition never breaks a running pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from airflow_provider_oxen.exceptions import OxenValidationError
+
+DEFAULT_MODEL = "ideogram-v4"
+# The queue accepts at most this many generations per request (the contract's 1 to 4).
+MAX_GENERATIONS_PER_REQUEST = 4
+
+
+class ImageSize(str, enum.Enum):
+    """``ideogram-v4`` size presets."""
+
+    SQUARE_HD = "square_hd"
+    SQUARE = "square"
+    PORTRAIT_4_3 = "portrait_4_3"
+    PORTRAIT_16_9 = "portrait_16_9"
+    LANDSCAPE_4_3 = "landscape_4_3"
+    LANDSCAPE_16_9 = "landscape_16_9"
+
+
+# Pixel dimensions of the presets, used to check what comes back.
+PRESET_DIMENSIONS: dict[str, tuple[int, int]] = {
+    ImageSize.SQUARE_HD.value: (1024, 1024),
+    ImageSize.SQUARE.value: (512, 512),
+    ImageSize.PORTRAIT_4_3.value: (768, 1024),
+    ImageSize.PORTRAIT_16_9.value: (576, 1024),
+    ImageSize.LANDSCAPE_4_3.value: (1024, 768),
+    ImageSize.LANDSCAPE_16_9.value: (1024, 576),
+}
+
+
+class RenderingSpeed(str, enum.Enum):
+    TURBO = "TURBO"
+    BALANCED = "BALANCED"
+    QUALITY = "QUALITY"
+
+
+class ExpansionModel(str, enum.Enum):
+    MEDIUM = "Medium"
+    LARGE = "Large"
+
+
+class Acceleration(str, enum.Enum):
+    NONE = "none"
+    LOW = "low"
+    REGULAR = "regular"
+    HIGH = "high"
+
+
+class OutputFormat(str, enum.Enum):
+    JPEG = "jpeg"
+    PNG = "png"
+
+
+class ImageDimensions(BaseModel):
+    """An explicit ``{"width": W, "height": H}`` size, for models that accept one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+
+class _ImageRequestBase(BaseModel):
+    model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True)
+
+    model: str = Field(default=DEFAULT_MODEL, min_length=1)
+    prompt: str = Field(min_length=1)
+    seed: int | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("Prompt cannot be empty")
+        return value
+
+    def parameters(self) -> dict[str, Any]:
+        """Model parameters as the API expects them (everything except ``model``)."""
+        payload = self.model_dump(mode="json", exclude_none=True)
+        payload.pop("model", None)
+        return payload
+
+
+class IdeogramV4Request(_ImageRequestBase):
+    """``ideogram-v4`` with its documented parameters and defaults."""
+
+    image_size: ImageSize = ImageSize.SQUARE_HD
+    rendering_speed: RenderingSpeed = RenderingSpeed.BALANCED
+    expansion_model: ExpansionModel = ExpansionModel.MEDIUM
+    acceleration: Acceleration = Acceleration.NONE
+    num_images: int = Field(default=1, ge=1)
+    enable_safety_checker: bool = True
+    output_format: OutputFormat = OutputFormat.JPEG
+
+
+class ImageRequest(_ImageRequestBase):
+    """Any other image model: common fields typed loosely, the model's schema is the authority."""
+
+    image_size: str | ImageDimensions | None = None
+    num_images: int = Field(default=1, ge=1)
+    output_format: str | None = None
+
+
+ImageGenerationRequest = IdeogramV4Request | ImageRequest
+
+_TYPED_REQUESTS: dict[str, type[_ImageRequestBase]] = {"ideogram-v4": IdeogramV4Request}
+
+
+def _first_error_field(error: ValidationError) -> tuple[str | None, str, list[Any] | None]:
+    first = error.errors(include_url=False)[0]
+    loc = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or None
+    allowed: list[Any] | None = None
+    ctx = first.get("ctx") or {}
+    if "expected" in ctx:
+        allowed = [item.strip().strip("'") for item in str(ctx["expected"]).replace(" or ", ",").split(",")]
+        allowed = [item for item in allowed if item]
+    return loc, first["msg"], allowed
+
+
+def build_image_request(
+    model: str = DEFAULT_MODEL,
+    prompt: str = "",
+    **parameters: Any,
+) -> ImageGenerationRequest:
+    """Build the typed request for ``model``, raising :class:`OxenValidationError` naming the field."""
+    parameters = {key: value for key, value in parameters.items() if value is not None}
+    request_cls = _TYPED_REQUESTS.get(model, ImageRequest)
+    try:
+        return request_cls(model=model, prompt=prompt, **parameters)  # type: ignore[return-value]
+    except ValidationError as exc:
+        field, msg, allowed = _first_error_field(exc)
+        detail = f"; allowed values: {', '.join(map(str, allowed))}" if allowed else ""
+        raise OxenValidationError(
+            f"Invalid value for '{field}' ({model}): {msg}{detail}", field=field, allowed=allowed
+        ) from None
+
+
+def split_generation_counts(total: int, per_request: int = MAX_GENERATIONS_PER_REQUEST) -> list[int]:
+    """Split ``total`` queue rows into request-sized chunks: 6 → [4, 2]."""
+    if total < 1:
+        raise OxenValidationError(f"num_images must be at least 1, got {total}", field="num_images")
+    full, rest = divmod(total, per_request)
+    return [per_request] * full + ([rest] if rest else [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+class GenerationStatus(str, enum.Enum):
+    """Queue row status. ``UNKNOWN`` stands in for a status this version does not know yet."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def _missing_(cls, value: object) -> GenerationStatus:
+        if isinstance(value, str):
+            lowered = value.lower()
+            for member in cls:
+                if member.value == lowered:
+                    return member
+        return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @classmethod
+    def terminal(cls) -> frozenset[GenerationStatus]:
+        return _TERMINAL
+
+
+_TERMINAL = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.CANCELLED})
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class EnqueuedGeneration(_Lenient):
+    generation_id: str
+    status: GenerationStatus = GenerationStatus.QUEUED
+
+
+class EnqueueResponse(_Lenient):
+    generations: list[EnqueuedGeneration]
+
+
+class Generation(_Lenient):
+    """One queue row (``GET /api/ai/queue/{id}``)."""
+
+    generation_id: str = Field(validation_alias="generation_id")
+    status: GenerationStatus
+    model: str | None = None
+    prompt: str | None = None
+    parameters: dict[str, Any] | None = None
+    result_url: str | None = None
+    error_message: str | None = None
+    cost: float | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    retried_from_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_id_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "generation_id" not in data and "id" in data:
+            return {**data, "generation_id": data["id"]}
+        return data
+
+
+class GenerationList(_Lenient):
+    generations: list[Generation] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_data_key(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"generations": data}
+        if isinstance(data, dict) and "generations" not in data and "data" in data:
+            return {**data, "generations": data["data"]}
+        return data
+
+
+class GeneratedImage(_Lenient):
+    url: str | None = None
+    b64_json: str | None = None
+
+
+class ImageGenerationResponse(_Lenient):
+    """Answer of the synchronous ``POST /api/ai/images/generate``."""
+
+    model: str | None = None
+    created: int | None = None
+    images: list[GeneratedImage] = Field(default_factory=list)
+
+
+class OxenModel(_Lenient):
+    """A model of the catalogue; ``request_schema`` also accepts the seed's ``json_request_schema``."""
+
+    id: str
+    display_name: str | None = None
+    endpoint: str | None = None
+    capabilities: dict[str, Any] | None = None
+    pricing: Any = None
+    request_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_schema_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("request_schema") is None and data.get("json_request_schema"):
+            return {**data, "request_schema": data["json_request_schema"]}
+        return data
+
+    @property
+    def output_kinds(self) -> list[str]:
+        return list((self.capabilities or {}).get("output") or [])
+
+    @property
+    def generates_media(self) -> bool:
+        """Whether the queue accepts this model (image or video output)."""
+        if self.output_kinds:
+            return any(kind in ("image", "video") for kind in self.output_kinds)
+        return self.endpoint in ("/images/generate", "/videos/generate")
+
+
+class ModelList(_Lenient):
+    data: list[OxenModel] = Field(default_factory=list)
+
+
+class OxenEvent(BaseModel):
+    """One Server-Sent Event from ``GET /api/events``."""
+
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+    @property
+    def generation_id(self) -> str | None:
+        value = self.data.get("generation_id")
+        return str(value) if value else None
+
+    @property
+    def result_url(self) -> str | None:
+        # The docs only say the event carries "the output file URL"; accept the likely keys.
+        for key in ("result_url", "output_url", "url", "file_url"):
+            value = self.data.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+
+COMPLETION_EVENT = "media_generation_completed"
