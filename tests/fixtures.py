@@ -1,0 +1,91 @@
+"""Shared fixtures: the Oxen emulator on a free loopback port and connections pointing at it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+API_KEY = "test-key-do-not-log-7f3a9c"
+
+
+class EmulatorControl:
+    """Thin client of the emulator's ``/_emulator`` control API (recording, faults, settings)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=10)
+
+    def reset(self) -> None:
+        self._http.post("/_emulator/reset").raise_for_status()
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        response = self._http.post("/_emulator/config", json=settings)
+        response.raise_for_status()
+        return response.json()
+
+    def fault(self, **fault: Any) -> None:
+        self._http.post("/_emulator/faults", json=fault).raise_for_status()
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"method": method, "path": path}.items() if v}
+        response = self._http.get("/_emulator/requests", params=params)
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    def requests_text(self) -> str:
+        return self._http.get("/_emulator/requests").text
+
+    def stats(self) -> dict[str, Any]:
+        response = self._http.get("/_emulator/stats")
+        response.raise_for_status()
+        return response.json()
+
+    def enqueue_posts(self) -> int:
+        return len(self.requests(method="POST", path="/api/ai/queue"))
+
+    def drop_streams(self) -> None:
+        self._http.post("/_emulator/sse/drop").raise_for_status()
+
+    def suppress_events(self, count: int) -> None:
+        self._http.post("/_emulator/events/suppress", json={"count": count}).raise_for_status()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Any]:
+    from airflow_provider_oxen.emulator import EmulatorConfig, run_emulator_in_thread
+
+    config = EmulatorConfig(api_key=API_KEY, render_seconds=0.2, queue_seconds=0.05)
+    with run_emulator_in_thread(config) as handle:
+        yield handle
+
+
+@pytest.fixture
+def emulator(emulator_server: Any) -> Iterator[EmulatorControl]:
+    """The session's emulator, reset to a clean state and fast default timings."""
+    control = EmulatorControl(emulator_server.url)
+    control.reset()
+    control.configure(render_seconds=0.2, queue_seconds=0.05, latency_ms=0, events_enabled=True)
+    yield control
+    control.close()
+
+
+def connection_json(url: str, api_key: str = API_KEY, **extra: Any) -> str:
+    extras = {"max_retries": 3, "backoff_base": 0.05, "backoff_max": 0.2, **extra}
+    return json.dumps({"conn_type": "oxen", "host": url, "password": api_key, "extra": extras})
+
+
+@pytest.fixture
+def oxen_conn(emulator: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> EmulatorControl:
+    """``oxen_default`` points at the emulator with fast retries."""
+    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
+
+    MODEL_CACHE.clear()
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(emulator.url))
+    return emulator

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenAuthenticationError,
+    OxenBadRequestError,
+    OxenConnectionError,
+    OxenError,
+    OxenNotFoundError,
+    OxenRateLimitError,
+    OxenRequestMayHaveSucceededError,
+    OxenServerError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks import api
+from airflow_provider_oxen.hooks.retry import RetryPolicy
+
+CALL = api.ApiCall("POST", "/api/ai/queue", json={"model": "m"}, paid=True)
+GET = api.ApiCall("GET", "/api/ai/queue/g1")
+POLICY = RetryPolicy(max_retries=2)
+
+
+def _response(status: int, body: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    kwargs = {"json": body} if body is not None else {"text": ""}
+    return httpx.Response(status, headers=headers, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, OxenBadRequestError),
+        (422, OxenBadRequestError),
+        (401, OxenAuthenticationError),
+        (403, OxenAuthenticationError),
+        (404, OxenNotFoundError),
+        (429, OxenRateLimitError),
+        (500, OxenServerError),
+        (503, OxenServerError),
+        (418, OxenAPIStatusError),
+    ],
+)
+def test_status_maps_to_its_exception(status: int, cls: type[OxenAPIStatusError]) -> None:
+    error = api.error_from_response(CALL, _response(status, {"error": "nope"}))
+    assert type(error) is cls
+    assert isinstance(error, OxenError)
+    assert error.status_code == status
+    assert "nope" in str(error) and "POST /api/ai/queue" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": "Prompt cannot be empty"}, "Prompt cannot be empty"),
+        ({"error": {"message": "bad size", "param": "image_size"}}, "bad size"),
+        ({"message": "from message"}, "from message"),
+        ({"detail": "from detail"}, "from detail"),
+        ({"detail": [{"loc": ["body", "seed"], "msg": "not an int"}]}, "seed: not an int"),
+    ],
+)
+def test_message_is_read_from_error_message_or_detail(body: object, message: str) -> None:
+    error = api.error_from_response(CALL, _response(400, body))
+    assert error.api_message == message
+
+
+def test_validation_error_names_the_field() -> None:
+    error = api.error_from_response(
+        CALL, _response(400, {"error": "image_size: 'huge' is not one of [...]", "param": "image_size"})
+    )
+    assert isinstance(error, OxenValidationError)
+    assert error.field == "image_size"
+    from_text = api.error_from_response(CALL, _response(400, {"error": "seed: must be an integer"}))
+    assert isinstance(from_text, OxenBadRequestError) and from_text.field == "seed"
+
+
+def test_non_json_body_is_truncated_text() -> None:
+    error = api.error_from_response(GET, httpx.Response(502, text="<html>" + "x" * 5000))
+    assert error.api_message.startswith("<html>")
+    assert len(error.api_message) <= 300
+    assert len(error.body) <= 500
+
+
+def test_rate_limit_error_carries_retry_after() -> None:
+    error = api.error_from_response(GET, _response(429, {"error": "slow down"}, {"Retry-After": "9"}))
+    assert isinstance(error, OxenRateLimitError)
+    assert error.retry_after == 9.0
+
+
+def test_auth_error_says_where_the_key_goes() -> None:
+    error = api.error_from_response(GET, _response(401, {"error": "Invalid API key"}))
+    assert "password field" in str(error)
+
+
+def test_plan_retries_then_raises_typed_error() -> None:
+    response = _response(503, {"error": "busy"})
+    assert isinstance(api.plan_after_response(GET, response, 0, POLICY), api.RetryAfter)
+    assert isinstance(api.plan_after_response(GET, response, 2, POLICY), OxenServerError)
+    assert api.plan_after_response(GET, _response(200, {}), 0, POLICY) is None
+
+
+def test_plan_never_retries_a_paid_request_that_may_have_arrived() -> None:
+    plan = api.plan_after_transport_error(CALL, httpx.ReadTimeout("t"), 0, POLICY)
+    assert isinstance(plan, OxenRequestMayHaveSucceededError)
+    assert "not retried" in str(plan)
+    gateway = api.plan_after_response(CALL, _response(504, {"error": "gateway"}), 0, POLICY)
+    assert isinstance(gateway, OxenRequestMayHaveSucceededError)
+
+
+def test_plan_gives_up_on_connection_errors_after_the_budget() -> None:
+    plan = api.plan_after_transport_error(GET, httpx.ConnectError("refused"), 2, POLICY)
+    assert isinstance(plan, OxenConnectionError)
+    assert "3 attempt(s)" in str(plan)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        (None, "https://hub.oxen.ai"),
+        ("", "https://hub.oxen.ai"),
+        ("hub.oxen.ai", "https://hub.oxen.ai"),
+        ("https://hub.oxen.ai/", "https://hub.oxen.ai"),
+        ("https://hub.oxen.ai/api", "https://hub.oxen.ai"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+    ],
+)
+def test_base_url_normalisation(host: str | None, url: str) -> None:
+    assert api.normalise_base_url(host) == url
+
+
+def test_settings_never_show_the_key() -> None:
+    settings = api.OxenSettings.from_connection("hub.oxen.ai", "sk-secret-value", {"timeout": 5})
+    assert "sk-secret-value" not in repr(settings)
+    assert "sk-secret-value" not in repr(api.BearerAuth(settings.api_key))
+    assert settings.timeout == 5.0
+
+
+def test_same_origin_only() -> None:
+    settings = api.OxenSettings.from_connection("https://hub.oxen.ai", "k", {})
+    assert settings.same_origin("https://hub.oxen.ai/api/repos/x/file.png")
+    assert not settings.same_origin("https://bucket.s3.amazonaws.com/x.png?X-Amz-Signature=1")
+    assert not settings.same_origin("http://hub.oxen.ai/x")
+
+
+def test_path_segments_cannot_escape() -> None:
+    with pytest.raises(ValueError):
+        api.generation_call("../models")

@@ -1,0 +1,129 @@
+"""Hook behaviour with HTTP stubbed by respx; the same behaviours run over a real socket in
+tests/integration/test_hook_emulator.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_oxen.exceptions import (
+    OxenAuthenticationError,
+    OxenRequestMayHaveSucceededError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHook
+from airflow_provider_oxen.models import build_image_request
+
+BASE = "http://oxen.test"
+KEY = "sk-stubbed-secret-123456"
+SCHEMA = {
+    "type": "object",
+    "properties": {"prompt": {"type": "string"}, "image_size": {"enum": ["square_hd", "square"]}},
+}
+MODEL = {"id": "flux", "capabilities": {"output": ["image"]}, "request_schema": SCHEMA}
+
+
+@pytest.fixture(autouse=True)
+def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    MODEL_CACHE.clear()
+    conn = {
+        "conn_type": "oxen",
+        "host": BASE,
+        "password": KEY,
+        "extra": {"max_retries": 2, "backoff_base": 0.001, "backoff_max": 0.01},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
+
+
+@respx.mock
+def test_bearer_header_is_sent_and_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    route = respx.get(f"{BASE}/api/ai/queue/g1").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"generation_id": "g1", "status": "queued"})]
+    )
+    caplog.set_level(logging.DEBUG)
+    with OxenHook() as hook:
+        assert hook.get_generation("g1").status == "queued"
+    assert route.call_count == 2
+    assert route.calls[0].request.headers["Authorization"] == f"Bearer {KEY}"
+    assert KEY not in caplog.text
+    assert KEY not in repr(route.calls[0].request.headers)
+
+
+@respx.mock
+def test_enqueue_validates_before_any_paid_request() -> None:
+    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    enqueue = respx.post(f"{BASE}/api/ai/queue")
+    with OxenHook() as hook, pytest.raises(OxenValidationError) as info:
+        hook.enqueue(build_image_request("flux", "cat", image_size="huge"))
+    assert info.value.field == "image_size"
+    assert enqueue.call_count == 0
+
+
+@respx.mock
+def test_read_timeout_on_enqueue_is_not_retried() -> None:
+    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    enqueue = respx.post(f"{BASE}/api/ai/queue").mock(side_effect=httpx.ReadTimeout("slow"))
+    with OxenHook() as hook, pytest.raises(OxenRequestMayHaveSucceededError):
+        hook.enqueue(build_image_request("flux", "cat"))
+    assert enqueue.call_count == 1
+
+
+@respx.mock
+def test_enqueue_splits_and_reports_each_batch() -> None:
+    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    counter = iter(range(100))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        n = json.loads(request.content)["num_generations"]
+        return httpx.Response(200, json={"generations": [{"generation_id": f"g{next(counter)}"} for _ in range(n)]})
+
+    enqueue = respx.post(f"{BASE}/api/ai/queue").mock(side_effect=answer)
+    batches: list[list[str]] = []
+    with OxenHook() as hook:
+        ids = hook.enqueue(
+            build_image_request("flux", "cat"), 6, on_enqueued=lambda b: batches.append([g.generation_id for g in b])
+        )
+    assert [json.loads(c.request.content)["num_generations"] for c in enqueue.calls] == [4, 2]
+    assert batches == [["g0", "g1", "g2", "g3"], ["g4", "g5"]]
+    assert len(ids) == 6
+    assert all("num_images" not in json.loads(c.request.content) for c in enqueue.calls)
+
+
+@respx.mock
+def test_model_details_are_cached_per_process() -> None:
+    detail = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    with OxenHook() as hook:
+        hook.validate_request(build_image_request("flux", "a"))
+        hook.validate_request(build_image_request("flux", "b"))
+    with OxenHook() as other:
+        other.validate_request(build_image_request("flux", "c"))
+    assert detail.call_count == 1
+
+
+@respx.mock
+def test_downloads_to_other_hosts_do_not_carry_the_key() -> None:
+    route = respx.get("https://storage.test/img.png").mock(return_value=httpx.Response(200, content=b"png!"))
+    with OxenHook() as hook:
+        with hook.open_download("https://storage.test/img.png?sig=1") as response:
+            assert response.read() == b"png!"
+    assert "Authorization" not in route.calls[0].request.headers
+
+
+@respx.mock
+async def _async_auth_failure() -> None:
+    respx.get(f"{BASE}/api/ai/queue/g1").mock(return_value=httpx.Response(401, json={"error": "bad key"}))
+    async with OxenAsyncHook() as hook:
+        await hook.get_generation("g1")
+
+
+def test_async_auth_error_is_immediate_and_typed() -> None:
+    import asyncio
+
+    with pytest.raises(OxenAuthenticationError) as info:
+        asyncio.run(_async_auth_failure())
+    assert info.value.status_code == 401
+    assert KEY not in str(info.value)

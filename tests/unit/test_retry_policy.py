@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.hooks.retry import (
+    RetryPolicy,
+    backoff_delay,
+    delay_after_status,
+    delay_after_transport_error,
+    may_have_reached_server,
+    parse_retry_after,
+)
+
+POLICY = RetryPolicy(max_retries=3, backoff_base=1.0, backoff_max=5.0, max_retry_after=60)
+
+
+def test_backoff_grows_exponentially_up_to_the_cap() -> None:
+    top = [backoff_delay(attempt, POLICY, rand=lambda: 1.0) for attempt in range(5)]
+    assert top == [1.0, 2.0, 4.0, 5.0, 5.0]
+
+
+def test_backoff_is_jittered_between_zero_and_the_ceiling() -> None:
+    assert backoff_delay(2, POLICY, rand=lambda: 0.0) == 0.0
+    assert backoff_delay(2, POLICY, rand=lambda: 0.5) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("0", 0.0), ("1.5", 1.5), ("", None), (None, None), ("soon", None), ("-3", 0.0)],
+)
+def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    header = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after(header, now=now) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_safe_requests_retry_transient_statuses(status: int) -> None:
+    assert delay_after_status(status, None, 0, paid=False, policy=POLICY, rand=lambda: 1.0) == 1.0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 500])
+def test_other_statuses_are_not_retried(status: int) -> None:
+    assert delay_after_status(status, None, 0, paid=False, policy=POLICY) is None
+
+
+def test_retry_after_header_wins_over_backoff() -> None:
+    assert delay_after_status(429, 12.0, 0, paid=True, policy=POLICY) == 12.0
+
+
+def test_retry_after_longer_than_the_cap_is_not_waited() -> None:
+    assert delay_after_status(429, 3600.0, 0, paid=False, policy=POLICY) is None
+
+
+def test_retries_are_bounded() -> None:
+    assert delay_after_status(503, None, 3, paid=False, policy=POLICY) is None
+    exc = httpx.ConnectError("refused")
+    assert delay_after_transport_error(exc, 3, paid=False, policy=POLICY) is None
+
+
+def test_paid_requests_retry_only_refusals() -> None:
+    assert delay_after_status(429, None, 0, paid=True, policy=POLICY) is not None
+    assert delay_after_status(503, None, 0, paid=True, policy=POLICY) is not None
+    # A gateway error may hide a request the backend accepted.
+    assert delay_after_status(502, None, 0, paid=True, policy=POLICY) is None
+    assert delay_after_status(504, None, 0, paid=True, policy=POLICY) is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "reached"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow dns"), False),
+        (httpx.PoolTimeout("pool"), False),
+        (httpx.ReadTimeout("no answer"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+        (httpx.ReadError("reset"), True),
+        (httpx.WriteTimeout("half sent"), True),
+    ],
+)
+def test_which_transport_errors_may_have_reached_the_server(exc: httpx.TransportError, reached: bool) -> None:
+    assert may_have_reached_server(exc) is reached
+    paid_delay = delay_after_transport_error(exc, 0, paid=True, policy=POLICY)
+    assert (paid_delay is None) is reached
+    assert delay_after_transport_error(exc, 0, paid=False, policy=POLICY) is not None
+
+
+def test_policy_from_connection_extras() -> None:
+    policy = RetryPolicy.from_extras({"max_retries": "2", "backoff_base": 0.1, "backoff_max": 1})
+    assert policy == RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0, max_retry_after=300.0)
