@@ -29,9 +29,7 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ai", "service"],
             }
         ],
-        "hooks": [
-            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.hooks.oxen"]}
-        ],
+        "hooks": [{"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.hooks.oxen"]}],
         "operators": [
             {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.operators.generate"]}
         ],

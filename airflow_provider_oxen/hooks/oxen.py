@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -40,6 +40,7 @@ from airflow_provider_oxen.models import (
     OxenModel,
     split_generation_counts,
 )
+from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, StatusTracker, next_sleep
 
 # Model details (and so request schemas) change rarely; re-read them at most this often.
 MODEL_CACHE_TTL = 600.0
@@ -344,6 +345,51 @@ class OxenHook(_OxenHookBase):
             content_type = response.headers.get("Content-Type")
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
 
+    def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
+        """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""
+        cancelled = []
+        for generation_id in generation_ids:
+            try:
+                cancelled.append(self.cancel_generation(generation_id))
+            except OxenError as exc:
+                self.log.warning("Could not cancel Oxen generation %s: %s", generation_id, exc)
+        if cancelled:
+            self.log.info(
+                "Cancelled %d Oxen generation(s): %s", len(cancelled), [g.generation_id for g in cancelled]
+            )
+        return cancelled
+
+    def wait_for_generations(
+        self,
+        generation_ids: Iterable[str],
+        *,
+        deadline: float,
+        poll_interval: float = 5.0,
+        cancel_unfinished: bool = True,
+    ) -> dict[str, Any]:
+        """Poll until every generation is terminal or ``deadline`` (epoch seconds) passes.
+
+        Returns the same payload as :class:`OxenGenerationTrigger`'s event; unfinished
+        generations are cancelled at the deadline so nobody pays for images nobody collects.
+        """
+        tracker = StatusTracker(generation_ids, logger=self.log)
+        timeout = max(0.0, deadline - time.time())
+        while True:
+            for generation_id in tracker.pending:
+                try:
+                    tracker.update(self.get_generation(generation_id))
+                except TRANSIENT_ERRORS as exc:
+                    self.log.warning("Status of %s unavailable for now: %s", generation_id, exc)
+            if tracker.done:
+                return tracker.payload()
+            if time.time() >= deadline:
+                break
+            time.sleep(next_sleep(poll_interval, deadline))
+        if cancel_unfinished:
+            for row in self.cancel_generations(tracker.pending):
+                tracker.update(row)
+        return tracker.payload(timed_out=True, timeout=timeout)
+
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button: an authenticated call that costs nothing."""
         try:
@@ -517,6 +563,24 @@ class OxenAsyncHook(_OxenHookBase):
                 size += len(chunk)
             content_type = response.headers.get("Content-Type")
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
+
+    async def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
+        """Best-effort concurrent cancel; failures are logged, not raised."""
+
+        async def cancel(generation_id: str) -> Generation | None:
+            try:
+                return await self.cancel_generation(generation_id)
+            except OxenError as exc:
+                self.log.warning("Could not cancel Oxen generation %s: %s", generation_id, exc)
+                return None
+
+        results = await asyncio.gather(*(cancel(i) for i in generation_ids))
+        cancelled = [row for row in results if row is not None]
+        if cancelled:
+            self.log.info(
+                "Cancelled %d Oxen generation(s): %s", len(cancelled), [g.generation_id for g in cancelled]
+            )
+        return cancelled
 
     async def events(self, *, read_timeout: float | None = 90.0) -> AsyncIterator[OxenEvent]:
         """Yield events from ``GET /api/events`` until the stream ends or breaks.

@@ -42,7 +42,10 @@ def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
 @respx.mock
 def test_bearer_header_is_sent_and_never_logged(caplog: pytest.LogCaptureFixture) -> None:
     route = respx.get(f"{BASE}/api/ai/queue/g1").mock(
-        side_effect=[httpx.Response(503), httpx.Response(200, json={"generation_id": "g1", "status": "queued"})]
+        side_effect=[
+            httpx.Response(503),
+            httpx.Response(200, json={"generation_id": "g1", "status": "queued"}),
+        ]
     )
     caplog.set_level(logging.DEBUG)
     with OxenHook() as hook:
@@ -79,13 +82,17 @@ def test_enqueue_splits_and_reports_each_batch() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         n = json.loads(request.content)["num_generations"]
-        return httpx.Response(200, json={"generations": [{"generation_id": f"g{next(counter)}"} for _ in range(n)]})
+        return httpx.Response(
+            200, json={"generations": [{"generation_id": f"g{next(counter)}"} for _ in range(n)]}
+        )
 
     enqueue = respx.post(f"{BASE}/api/ai/queue").mock(side_effect=answer)
     batches: list[list[str]] = []
     with OxenHook() as hook:
         ids = hook.enqueue(
-            build_image_request("flux", "cat"), 6, on_enqueued=lambda b: batches.append([g.generation_id for g in b])
+            build_image_request("flux", "cat"),
+            6,
+            on_enqueued=lambda b: batches.append([g.generation_id for g in b]),
         )
     assert [json.loads(c.request.content)["num_generations"] for c in enqueue.calls] == [4, 2]
     assert batches == [["g0", "g1", "g2", "g3"], ["g4", "g5"]]
@@ -107,9 +114,8 @@ def test_model_details_are_cached_per_process() -> None:
 @respx.mock
 def test_downloads_to_other_hosts_do_not_carry_the_key() -> None:
     route = respx.get("https://storage.test/img.png").mock(return_value=httpx.Response(200, content=b"png!"))
-    with OxenHook() as hook:
-        with hook.open_download("https://storage.test/img.png?sig=1") as response:
-            assert response.read() == b"png!"
+    with OxenHook() as hook, hook.open_download("https://storage.test/img.png?sig=1") as response:
+        assert response.read() == b"png!"
     assert "Authorization" not in route.calls[0].request.headers
 
 

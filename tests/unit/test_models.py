@@ -55,7 +55,10 @@ def test_missing_prompt_names_the_field(prompt: str) -> None:
 
 def test_other_models_accept_their_own_values() -> None:
     request = build_image_request(
-        "black-forest-labs-flux-2-klein-4b", "cat", image_size={"width": 640, "height": 480}, output_format="webp"
+        "black-forest-labs-flux-2-klein-4b",
+        "cat",
+        image_size={"width": 640, "height": 480},
+        output_format="webp",
     )
     assert isinstance(request, ImageRequest)
     assert request.parameters()["image_size"] == {"width": 640, "height": 480}
@@ -91,7 +94,9 @@ def test_status_terminality() -> None:
 
 
 def test_enqueue_accepts_processing_as_initial_status() -> None:
-    response = EnqueueResponse.model_validate({"generations": [{"generation_id": "a", "status": "processing"}]})
+    response = EnqueueResponse.model_validate(
+        {"generations": [{"generation_id": "a", "status": "processing"}]}
+    )
     assert response.generations[0].status is GenerationStatus.PROCESSING
 
 
@@ -109,6 +114,8 @@ def test_model_media_capability() -> None:
 
 
 def test_event_finds_the_output_url_under_any_likely_key() -> None:
-    event = OxenEvent(event="media_generation_completed", data={"generation_id": "g", "output_url": "http://x/y"})
+    event = OxenEvent(
+        event="media_generation_completed", data={"generation_id": "g", "output_url": "http://x/y"}
+    )
     assert event.generation_id == "g"
     assert event.result_url == "http://x/y"

@@ -48,5 +48,7 @@ def test_model_without_schema_accepts_anything() -> None:
 
 def test_text_model_is_refused() -> None:
     with pytest.raises(OxenValidationError) as info:
-        check_model_accepts_media(OxenModel.model_validate({"id": "llm", "capabilities": {"output": ["text"]}}))
+        check_model_accepts_media(
+            OxenModel.model_validate({"id": "llm", "capabilities": {"output": ["text"]}})
+        )
     assert info.value.field == "model"

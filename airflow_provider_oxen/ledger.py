@@ -1,0 +1,143 @@
+"""The enqueue ledger: which paid generations a task instance already started.
+
+It lives in Airflow's task state store (``context["task_state_store"]``, Airflow ≥ 3.3),
+which is scoped to (dag run, task, map index) and shared by every try of that task, so it
+outlives a worker that died between enqueueing and deferring. On older Airflow it falls
+back to an Airflow Variable with the same scope in its key.
+
+What a try does with it (see the operator):
+
+* nothing recorded, or the last try *succeeded* (``settled``) → enqueue afresh;
+* ids recorded and not settled (crash, failure, timeout) → reuse every generation that is
+  queued, processing or succeeded and enqueue only replacements for failed/cancelled ones;
+* ``pending`` > 0 means a try died between sending an enqueue and recording its answer:
+  the ids are recovered from the queue before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger(__name__)
+
+LEDGER_KEY = "oxen_generation_ledger"
+
+
+class LedgerEntry(BaseModel):
+    fingerprint: str
+    generation_ids: list[str] = Field(default_factory=list)
+    # Generations asked for by an enqueue whose answer was not recorded yet, and since when.
+    pending: int = 0
+    pending_since: str | None = None
+    settled: bool = False
+
+    def mark_sending(self, count: int) -> None:
+        self.pending = count
+        self.pending_since = datetime.now(timezone.utc).isoformat()
+
+    def mark_received(self, generation_ids: list[str]) -> None:
+        self.generation_ids.extend(generation_ids)
+        self.pending = max(0, self.pending - len(generation_ids))
+        if self.pending == 0:
+            self.pending_since = None
+
+
+def request_fingerprint(model: str, parameters: dict[str, Any], count: int) -> str:
+    """Same request ⇔ same fingerprint; a changed prompt or parameter starts afresh."""
+    canonical = json.dumps({"model": model, "parameters": parameters, "count": count}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class _Store(Protocol):
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class _TaskStateStore:
+    def __init__(self, accessor: Any) -> None:
+        self._accessor = accessor
+
+    def get(self, key: str) -> Any:
+        return self._accessor.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self._accessor.set(key, value)
+
+    def delete(self, key: str) -> None:
+        self._accessor.delete(key)
+
+
+class _VariableStore:
+    """Airflow < 3.3: one Variable per task instance scope."""
+
+    def __init__(self, scope: str) -> None:
+        self._prefix = f"oxen_ledger__{scope}"
+
+    def get(self, key: str) -> Any:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(f"{self._prefix}__{key}", default=None)
+        return json.loads(raw) if raw else None
+
+    def set(self, key: str, value: Any) -> None:
+        from airflow.sdk import Variable
+
+        Variable.set(f"{self._prefix}__{key}", json.dumps(value), description="airflow-provider-oxen ledger")
+
+    def delete(self, key: str) -> None:
+        from airflow.sdk import Variable
+
+        Variable.delete(f"{self._prefix}__{key}")
+
+
+class MemoryStore:
+    """For direct ``execute()`` calls outside a task (tests, scripts): no crash safety."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class GenerationLedger:
+    def __init__(self, store: _Store) -> None:
+        self._store = store
+
+    @classmethod
+    def for_context(cls, context: Any) -> GenerationLedger:
+        accessor = context.get("task_state_store") if hasattr(context, "get") else None
+        if accessor is not None:
+            return cls(_TaskStateStore(accessor))
+        ti = context.get("ti") if hasattr(context, "get") else None
+        if ti is not None and getattr(ti, "run_id", None):
+            scope = f"{ti.dag_id}__{ti.run_id}__{ti.task_id}__{getattr(ti, 'map_index', -1)}"
+            return cls(_VariableStore(scope))
+        log.warning("No task state store in this context: a crashed try could not be resumed.")
+        return cls(MemoryStore())
+
+    def load(self) -> LedgerEntry | None:
+        raw = self._store.get(LEDGER_KEY)
+        return LedgerEntry.model_validate(raw) if raw else None
+
+    def save(self, entry: LedgerEntry) -> None:
+        self._store.set(LEDGER_KEY, entry.model_dump(mode="json"))
+
+    def settle(self) -> None:
+        entry = self.load()
+        if entry is not None and not entry.settled:
+            entry.settled = True
+            self.save(entry)

@@ -1,0 +1,173 @@
+"""What a finished wait hands back: the trigger payload and the typed results pushed to XCom.
+
+The trigger and the in-worker wait produce the same payload (plain JSON, because it crosses
+the triggerer → database → worker boundary); :func:`results_from_payload` turns it into
+results or raises the typed error the task should fail with.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from airflow_provider_oxen.exceptions import (
+    OxenError,
+    OxenGenerationCancelledError,
+    OxenGenerationFailedError,
+    OxenGenerationTimeoutError,
+)
+from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, GenerationStatus
+
+
+class WaitStatus(str, enum.Enum):
+    """Outcome of waiting for a batch of generations (``status`` of the trigger payload)."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+def wait_payload(
+    order: Iterable[str],
+    rows: Mapping[str, Generation],
+    *,
+    timed_out: bool = False,
+    timeout: float | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The JSON payload describing a finished (or abandoned) wait, in the order ids were given."""
+    ids = list(order)
+    generations = [rows[i].model_dump(mode="json", exclude_none=True) for i in ids if i in rows]
+    failed = [i for i in ids if i in rows and rows[i].status is GenerationStatus.FAILED]
+    cancelled = [i for i in ids if i in rows and rows[i].status is GenerationStatus.CANCELLED]
+    pending = [i for i in ids if i not in rows or not rows[i].status.is_terminal]
+    status, message = WaitStatus.SUCCESS, f"{len(ids)} generation(s) succeeded"
+    if error is not None:
+        status, message = WaitStatus.ERROR, error
+    elif failed:
+        first = rows[failed[0]]
+        status = WaitStatus.FAILED
+        message = (
+            f"{len(failed)} of {len(ids)} generation(s) failed; {first.generation_id}: {first.error_message}"
+        )
+    elif timed_out or pending:
+        status = WaitStatus.TIMEOUT
+        message = f"{len(pending)} of {len(ids)} generation(s) unfinished after {timeout or 0:g} s"
+    elif cancelled:
+        status = WaitStatus.CANCELLED
+        message = f"{len(cancelled)} of {len(ids)} generation(s) cancelled"
+    return {
+        "status": status.value,
+        "message": message,
+        "generation_ids": ids,
+        "generations": generations,
+        "pending": pending,
+        "timeout": timeout,
+    }
+
+
+def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
+    """The rows of a successful wait, else the typed error the task fails with."""
+    status = WaitStatus(payload.get("status", WaitStatus.ERROR.value))
+    rows = [Generation.model_validate(row) for row in payload.get("generations") or []]
+    if status is WaitStatus.SUCCESS:
+        return rows
+    message = str(payload.get("message") or status.value)
+    if status is WaitStatus.FAILED:
+        failed = [row for row in rows if row.status is GenerationStatus.FAILED]
+        error = OxenGenerationFailedError(failed[0].generation_id, failed[0].error_message)
+        if len(failed) > 1:
+            error.args = (f"{error} ({message})",)
+        raise error
+    if status is WaitStatus.CANCELLED:
+        cancelled = [row for row in rows if row.status is GenerationStatus.CANCELLED]
+        raise OxenGenerationCancelledError(cancelled[0].generation_id if cancelled else "?")
+    if status is WaitStatus.TIMEOUT:
+        pending = payload.get("pending") or ["?"]
+        error_t = OxenGenerationTimeoutError(pending[0], float(payload.get("timeout") or 0))
+        error_t.args = (f"{error_t} ({message}; unfinished ones were cancelled)",)
+        raise error_t
+    raise OxenError(f"Waiting for Oxen generations failed: {message}")
+
+
+class GenerationResult(BaseModel):
+    """One generated image as pushed to XCom (via :meth:`to_xcom`: a plain JSON dict)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    generation_id: str
+    model: str | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    parameters: dict[str, Any] = {}
+    status: str
+    result_url: str | None = None
+    output_format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    cost: float | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    queue_seconds: float | None = None
+    render_seconds: float | None = None
+
+    def to_xcom(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        delta = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(
+            start.replace("Z", "+00:00")
+        )
+    except ValueError:
+        return None
+    return round(delta.total_seconds(), 3)
+
+
+def _dimensions(image_size: Any) -> tuple[int | None, int | None]:
+    if isinstance(image_size, dict):
+        return image_size.get("width"), image_size.get("height")
+    if isinstance(image_size, str) and image_size in PRESET_DIMENSIONS:
+        return PRESET_DIMENSIONS[image_size]
+    return None, None
+
+
+def build_result(
+    row: Generation, *, model: str | None = None, parameters: Mapping[str, Any] | None = None
+) -> GenerationResult:
+    """Merge what we asked for (``parameters``) with what the API reports (``row``)."""
+    params = dict(parameters if parameters is not None else (row.parameters or {}))
+    width, height = _dimensions(params.get("image_size"))
+    output_format = params.get("output_format")
+    if output_format is None and row.result_url:
+        suffix = row.result_url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
+        output_format = suffix if suffix in ("jpeg", "jpg", "png", "webp") else None
+    seed = params.get("seed")
+    return GenerationResult(
+        generation_id=row.generation_id,
+        model=row.model or model,
+        prompt=params.get("prompt", row.prompt),
+        seed=seed if isinstance(seed, int) else None,
+        parameters=params,
+        status=row.status.value,
+        result_url=row.result_url,
+        output_format=output_format,
+        width=width,
+        height=height,
+        cost=row.cost,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        queue_seconds=_seconds_between(row.created_at, row.started_at),
+        render_seconds=_seconds_between(row.started_at, row.completed_at),
+    )

@@ -1,0 +1,115 @@
+"""OxenGenerationTrigger: waits in the triggerer for a batch of generations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_oxen.exceptions import OxenError
+from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
+from airflow_provider_oxen.triggers.strategies import PollingStrategy, WaitStrategy
+from airflow_provider_oxen.waiting import StatusTracker
+
+# Bound on cancelling work when the user kills the task (the triggerer has its own bound too).
+_CANCEL_TIMEOUT = 20.0
+
+
+def _polling(hook: OxenAsyncHook, poll_interval: float, logger: Any) -> WaitStrategy:
+    return PollingStrategy(hook, poll_interval, logger=logger)
+
+
+WAIT_STRATEGIES: dict[str, Callable[[OxenAsyncHook, float, Any], WaitStrategy]] = {"poll": _polling}
+
+
+class OxenGenerationTrigger(BaseTrigger):
+    """Fires one event when every generation is terminal, or at ``deadline``.
+
+    Only ids, the connection id and timing are serialised (never the API key). ``deadline``
+    is absolute (epoch seconds) so a triggerer restart does not extend the timeout. At the
+    deadline the unfinished generations are cancelled before the event fires; when a user
+    marks the deferred task failed/success or clears it, :meth:`on_kill` cancels them.
+
+    Event payload: ``{"status": "success"|"failed"|"cancelled"|"timeout"|"error",
+    "message", "generation_ids", "generations": [row, ...], "pending", "timeout"}``.
+    """
+
+    def __init__(
+        self,
+        generation_ids: list[str],
+        oxen_conn_id: str = OxenAsyncHook.default_conn_name,
+        poll_interval: float = 5.0,
+        deadline: float | None = None,
+        wait_strategy: str = "poll",
+        cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.generation_ids = list(generation_ids)
+        self.oxen_conn_id = oxen_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline) if deadline is not None else time.time() + 3600.0
+        self.wait_strategy = wait_strategy
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self._tracker: StatusTracker | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "generation_ids": self.generation_ids,
+                "oxen_conn_id": self.oxen_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "wait_strategy": self.wait_strategy,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    def _hook(self) -> OxenAsyncHook:
+        return OxenAsyncHook(self.oxen_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        tracker = self._tracker = StatusTracker(self.generation_ids, logger=self.log)
+        timeout = max(0.0, self.deadline - time.time())
+        hook = self._hook()
+        try:
+            strategy = WAIT_STRATEGIES[self.wait_strategy](hook, self.poll_interval, self.log)
+            self.log.info(
+                "Waiting for %d Oxen generation(s) (%s, %.0f s left): %s",
+                len(tracker.order),
+                self.wait_strategy,
+                timeout,
+                tracker.order,
+            )
+            await strategy.wait(tracker, self.deadline)
+            if tracker.done:
+                payload = tracker.payload()
+            else:
+                if self.cancel_on_timeout:
+                    for row in await hook.cancel_generations(tracker.pending):
+                        tracker.update(row)
+                payload = tracker.payload(timed_out=True, timeout=timeout)
+        except OxenError as exc:
+            self.log.error("Stopped waiting for Oxen generations: %s", exc)
+            payload = tracker.payload(error=str(exc))
+        finally:
+            await hook.aclose()
+        yield TriggerEvent(payload)
+
+    async def on_kill(self) -> None:
+        """The user killed the deferred task: cancel what is still rendering."""
+        pending = self._tracker.pending if self._tracker is not None else self.generation_ids
+        if not pending or not self.cancel_on_kill:
+            return
+        self.log.info("Task killed while deferred: cancelling %d Oxen generation(s).", len(pending))
+        hook = self._hook()
+        try:
+            await asyncio.wait_for(hook.cancel_generations(pending), timeout=_CANCEL_TIMEOUT)
+        finally:
+            await hook.aclose()

@@ -1,0 +1,89 @@
+"""Waiting for generations: the bookkeeping shared by the trigger and the in-worker wait.
+
+:class:`StatusTracker` knows which generations are still pending, logs each status change
+with the elapsed time, and builds the final payload. The loops that feed it differ only in
+how they fetch statuses (sync hook in a worker, async strategies in the triggerer).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from airflow_provider_oxen.exceptions import (
+    OxenConnectionError,
+    OxenRateLimitError,
+    OxenRequestMayHaveSucceededError,
+    OxenServerError,
+)
+from airflow_provider_oxen.models import Generation, GenerationStatus
+from airflow_provider_oxen.results import wait_payload
+
+# Errors that the hook already retried and that may still clear up before the deadline:
+# waiting goes on; anything else (auth, not found) ends the wait at once.
+TRANSIENT_ERRORS = (
+    OxenServerError,
+    OxenConnectionError,
+    OxenRateLimitError,
+    OxenRequestMayHaveSucceededError,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StatusTracker:
+    """Tracks a batch of generations until each reaches a terminal status."""
+
+    def __init__(
+        self, generation_ids: Iterable[str], *, logger: Any = None, started: float | None = None
+    ) -> None:
+        self.order = list(dict.fromkeys(generation_ids))
+        self.rows: dict[str, Generation] = {}
+        self._log = logger or log
+        self._started = started if started is not None else time.monotonic()
+
+    @property
+    def pending(self) -> list[str]:
+        return [i for i in self.order if i not in self.rows or not self.rows[i].status.is_terminal]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def update(self, row: Generation) -> bool:
+        """Record a fresh status; returns True if it changed. Terminal rows never go back."""
+        previous = self.rows.get(row.generation_id)
+        if previous is not None and previous.status.is_terminal:
+            return False
+        self.rows[row.generation_id] = row
+        if previous is not None and previous.status is row.status:
+            return False
+        elapsed = time.monotonic() - self._started
+        remaining = len(self.pending)
+        if row.status is GenerationStatus.FAILED:
+            self._log.warning(
+                "Oxen generation %s failed after %.1f s: %s", row.generation_id, elapsed, row.error_message
+            )
+        else:
+            self._log.info(
+                "Oxen generation %s is %s after %.1f s (%d of %d still pending)",
+                row.generation_id,
+                row.status.value,
+                elapsed,
+                remaining,
+                len(self.order),
+            )
+        return True
+
+    def payload(
+        self, *, timed_out: bool = False, timeout: float | None = None, error: str | None = None
+    ) -> dict:
+        return wait_payload(self.order, self.rows, timed_out=timed_out, timeout=timeout, error=error)
+
+
+def next_sleep(poll_interval: float, deadline: float, now: float | None = None) -> float:
+    """Sleep until the next poll, but never past the deadline (epoch seconds)."""
+    remaining = deadline - (now if now is not None else time.time())
+    return max(0.0, min(poll_interval, remaining))
