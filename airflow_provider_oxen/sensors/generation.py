@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_oxen.exceptions import OxenError
@@ -39,7 +39,7 @@ class OxenGenerationSensor(BaseSensorOperator):
         *,
         generation_ids: str | list[str],
         oxen_conn_id: str = OxenHook.default_conn_name,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        deferrable: bool = True,
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:

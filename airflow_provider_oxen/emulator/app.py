@@ -1,0 +1,473 @@
+"""The Oxen API routes (``/api/...``), the signed result files (``/files/...``) and the middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .catalogue import MAX_IMAGES_PER_REQUEST, ModelSpec, matches_action, matches_search, validate_params
+from .config import EmulatorConfig
+from .control import add_control_routes
+from .events import Subscriber, serve_stream
+from .faults import Fault
+from .responses import STATE_KEY, error, get_state
+from .state import ALL_STATUSES, EmulatorState, Generation
+
+_INVALID_JSON = object()
+_BODY_KEY = "oxen_json_body"
+_SYNC_COMMON_FIELDS = frozenset({"model", "response_format", "target_namespace"})
+_QUEUE_COMMON_FIELDS = frozenset({"model", "num_generations", "target_namespace"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_state = get_state
+
+
+# --- middleware -------------------------------------------------------------------------------------
+
+
+def _authorized(request: web.Request, api_key: str | None) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return api_key is None or hmac.compare_digest(token.encode(), api_key.encode())
+
+
+async def _read_body(request: web.Request) -> Any:
+    """Parse the JSON body once and keep it on the request (None: no body)."""
+    if _BODY_KEY in request:
+        return request[_BODY_KEY]
+    body: Any = None
+    if request.body_exists:
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = _INVALID_JSON
+    request[_BODY_KEY] = body
+    return body
+
+
+def _route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "<unmatched>"
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    # Closing the transport before anything is written: the client sees the connection die with no
+    # response at all. The returned object is never sent.
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=499)
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+    if isinstance(fault.body, str):
+        return web.Response(status=fault.status, text=fault.body, headers=headers)
+    body = fault.body if fault.body is not None else {"error": f"Injected fault: HTTP {fault.status}"}
+    return web.json_response(body, status=fault.status, headers=headers)
+
+
+@web.middleware
+async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Record, count, add latency, inject faults and check auth, in that order, around every handler."""
+    path = request.path
+    if path.startswith("/_emulator/"):
+        return await handler(request)
+    state = _state(request)
+    state.requests.count(request.method, _route_template(request))
+    is_api = path.startswith("/api/")
+    entry: dict[str, Any] | None = None
+    authorized = True
+    if is_api:
+        authorized = _authorized(request, state.config.api_key)
+        body = await _read_body(request)
+        entry = state.requests.add(
+            request.method,
+            path,
+            _route_template(request),
+            dict(request.query),
+            None if body is _INVALID_JSON else body,
+            authorized,
+            time.time(),
+        )
+        if state.config.latency_ms > 0:
+            await asyncio.sleep(state.config.latency_ms / 1000)
+
+    response: web.StreamResponse
+    fault = state.faults.take_request_fault(request.method, path)
+    if fault is not None and not fault.after_processing:
+        if fault.type == "status":
+            response = _fault_response(fault)
+            if entry is not None:
+                entry["status"] = response.status
+            return response
+        if fault.type == "drop":
+            if entry is not None:
+                entry["dropped"] = True
+            return _drop_connection(request)
+        await asyncio.sleep(fault.seconds)
+
+    if not authorized:
+        response = error(401, "Invalid or missing API key")
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            # aiohttp's own 404/405 for unknown routes, answered in the API's JSON error shape.
+            response = error(exc.status, exc.reason)
+
+    if fault is not None and fault.after_processing:
+        if fault.type == "drop":
+            if entry is not None:
+                entry["dropped"] = True
+            return _drop_connection(request)
+        await asyncio.sleep(fault.seconds)
+    if entry is not None:
+        entry["status"] = response.status
+    return response
+
+
+# --- request helpers --------------------------------------------------------------------------------
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    body = await _read_body(request)
+    if body is _INVALID_JSON:
+        return error(400, "Request body must be valid JSON")
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a JSON object")
+    return body
+
+
+def _model_for(state: EmulatorState, body: dict[str, Any]) -> ModelSpec | web.Response:
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        return error(400, "model is required", param="model")
+    spec = state.generations.catalogue.get(model_id)
+    if spec is None:
+        return error(400, f"Model '{model_id}' not found", param="model")
+    return spec
+
+
+def _namespace(state: EmulatorState, body: dict[str, Any]) -> str:
+    namespace = body.get("target_namespace")
+    return namespace if isinstance(namespace, str) and namespace else state.config.default_namespace
+
+
+def _small_int(body: dict[str, Any], name: str) -> int | None:
+    """The field as an int within 1..MAX_IMAGES_PER_REQUEST (default 1), or None when out of range."""
+    value = body.get(name, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IMAGES_PER_REQUEST:
+        return None
+    return value
+
+
+# --- sync generation --------------------------------------------------------------------------------
+
+
+async def generate_image(request: web.Request) -> web.Response:
+    """``POST /api/ai/images/generate``: validate everything, "render", answer with URLs or base64."""
+    state = _state(request)
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    spec = _model_for(state, body)
+    if isinstance(spec, web.Response):
+        return spec
+    if not spec.makes_images:
+        return error(
+            400,
+            f"Model '{spec.id}' does not generate images (outputs: {', '.join(spec.outputs)})",
+            param="model",
+        )
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return error(400, "Prompt cannot be empty", param="prompt")
+    response_format = body.get("response_format", "url")
+    if response_format not in ("url", "b64_json"):
+        return error(
+            400,
+            f"response_format: {response_format!r} is not one of ['url', 'b64_json']",
+            param="response_format",
+        )
+    params = {key: value for key, value in body.items() if key not in _SYNC_COMMON_FIELDS}
+    param_error = validate_params(spec, params)
+    if param_error is not None:
+        return error(400, param_error.message, param=param_error.param)
+    num_images = _small_int(params, "num_images")
+    if num_images is None:
+        return error(
+            400, f"num_images must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}", param="num_images"
+        )
+
+    started = time.time()
+    await asyncio.sleep(state.config.effective_sync_render_seconds())
+    store = state.generations
+    generation = store.record_sync(spec, params, _namespace(state, body), num_images, started)
+    images: list[dict[str, str]] = []
+    for index, image in enumerate(generation.images):
+        if response_format == "b64_json":
+            data = await store.images.get(image)
+            images.append({"b64_json": base64.b64encode(data).decode("ascii")})
+        else:
+            images.append({"url": store.result_url(generation, index)})
+    return web.json_response({"model": spec.id, "created": int(started), "images": images})
+
+
+# --- queue ------------------------------------------------------------------------------------------
+
+
+async def enqueue(request: web.Request) -> web.Response:
+    """``POST /api/ai/queue``: only the model and ``num_generations`` are checked here (per contract)."""
+    state = _state(request)
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    spec = _model_for(state, body)
+    if isinstance(spec, web.Response):
+        return spec
+    if not {"image", "video"} & set(spec.outputs):
+        return error(
+            400, f"Model '{spec.id}' does not output images or video and cannot be queued", param="model"
+        )
+    count = _small_int(body, "num_generations")
+    if count is None:
+        return error(
+            400,
+            f"num_generations must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}",
+            param="num_generations",
+        )
+    params = {key: value for key, value in body.items() if key not in _QUEUE_COMMON_FIELDS}
+    namespace = _namespace(state, body)
+    rows = [state.generations.enqueue(spec, params, namespace) for _ in range(count)]
+    return web.json_response(
+        {"generations": [{"generation_id": row.generation_id, "status": row.status} for row in rows]}
+    )
+
+
+def _queue_row(request: web.Request) -> Generation | web.Response:
+    row = _state(request).generations.queue_row(request.match_info["id"])
+    return error(404, "Generation not found") if row is None else row
+
+
+async def get_generation(request: web.Request) -> web.Response:
+    row = _queue_row(request)
+    if isinstance(row, web.Response):
+        return row
+    return web.json_response(_state(request).generations.to_json(row))
+
+
+Filters = tuple[frozenset[str] | None, str | None, str | None, str | None]
+
+
+def _filters(request: web.Request) -> Filters | web.Response:
+    query = request.query
+    statuses: frozenset[str] | None = None
+    if query.get("status"):
+        statuses = frozenset(part.strip() for part in query["status"].split(",") if part.strip())
+        unknown = statuses - ALL_STATUSES
+        if unknown:
+            return error(400, f"status: {sorted(unknown)} not in {sorted(ALL_STATUSES)}", param="status")
+    return (
+        statuses,
+        query.get("model") or None,
+        query.get("namespace") or None,
+        query.get("media_type") or None,
+    )
+
+
+async def list_queue(request: web.Request) -> web.Response:
+    """In-flight rows by default; ``status`` (comma-separated) widens to terminal rows."""
+    filters = _filters(request)
+    if isinstance(filters, web.Response):
+        return filters
+    store = _state(request).generations
+    return web.json_response({"generations": [store.to_json(row) for row in store.select(*filters)]})
+
+
+async def cancel_generation(request: web.Request) -> web.Response:
+    row = _queue_row(request)
+    if isinstance(row, web.Response):
+        return row
+    # The contract is silent on cancelling a finished row; the emulator answers 200 with the row's
+    # status unchanged, so a cancel racing a completion is harmless and visible to the caller.
+    _state(request).generations.cancel(row)
+    return web.json_response({"generation_id": row.generation_id, "status": row.status})
+
+
+async def retry_generation(request: web.Request) -> web.Response:
+    row = _queue_row(request)
+    if isinstance(row, web.Response):
+        return row
+    if row.status == "succeeded":
+        return error(400, "cannot retry a succeeded generation")
+    fresh = _state(request).generations.retry(row)
+    return web.json_response(
+        {
+            "generations": [
+                {
+                    "generation_id": fresh.generation_id,
+                    "status": fresh.status,
+                    "retried_from_id": row.generation_id,
+                }
+            ]
+        }
+    )
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+
+def _non_negative(request: web.Request, name: str, default: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    return int(raw) if raw.isdigit() else None
+
+
+async def list_history(request: web.Request) -> web.Response:
+    """Every generation (newest first, paged), with count and cost totals over all matches."""
+    filters = _filters(request)
+    if isinstance(filters, web.Response):
+        return filters
+    statuses, model, namespace, media_type = filters
+    limit, offset = _non_negative(request, "limit", 100), _non_negative(request, "offset", 0)
+    if limit is None or offset is None:
+        return error(400, "limit and offset must be non-negative integers")
+    store = _state(request).generations
+    rows = list(store.select(statuses or ALL_STATUSES, model, namespace, media_type, include_sync=True))
+    total_cost = round(sum(row.cost or 0.0 for row in rows), 6)
+    page = rows[::-1][offset : offset + limit]
+    return web.json_response(
+        {
+            "generations": [store.to_json(row) for row in page],
+            "total": len(rows),
+            "total_cost": total_cost,
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+async def get_history_item(request: web.Request) -> web.Response:
+    store = _state(request).generations
+    row = store.rows.get(request.match_info["id"])
+    if row is None:
+        return error(404, "Generation not found")
+    return web.json_response(store.to_json(row))
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """``GET /api/events``: the SSE stream (404 while events are disabled)."""
+    state = _state(request)
+    if not state.config.events_enabled:
+        return error(404, "Not found")
+
+    def on_open(subscriber: Subscriber) -> None:
+        for fault in state.faults.stream_faults():
+            subscriber.drop(fault.after_events)
+            state.faults.consume(fault)
+            break
+
+    return await serve_stream(request, state.broker, lambda: state.config.keepalive_seconds, on_open)
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+async def list_models(request: web.Request) -> web.Response:
+    specs = list(_state(request).generations.catalogue.values())
+    developer = request.query.get("developer_name")
+    if developer:
+        specs = [spec for spec in specs if spec.model["developer"]["name"].lower() == developer.lower()]
+    action = request.query.get("action")
+    if action:
+        specs = [spec for spec in specs if matches_action(spec, action)]
+    return web.json_response({"object": "list", "data": [spec.public() for spec in specs]})
+
+
+async def search_models(request: web.Request) -> web.Response:
+    text = request.query.get("search", "")
+    specs = [spec for spec in _state(request).generations.catalogue.values() if matches_search(spec, text)]
+    return web.json_response({"object": "list", "data": [spec.public() for spec in specs]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    spec = _state(request).generations.catalogue.get(request.match_info["id"])
+    if spec is None:
+        return error(404, f"Model '{request.match_info['id']}' not found")
+    return web.json_response(spec.public())
+
+
+# --- files ------------------------------------------------------------------------------------------
+
+
+async def get_file(request: web.Request) -> web.Response:
+    """A result image behind a signed URL (no bearer auth); rendered on first fetch, then cached."""
+    state = _state(request)
+    generation_id, name = request.match_info["id"], request.match_info["name"]
+    if not state.generations.signer.check(
+        generation_id, name, request.query.get("expires"), request.query.get("sig")
+    ):
+        return error(403, "URL expired")
+    row = state.generations.rows.get(generation_id)
+    image = None
+    if row is not None and row.status == "succeeded":
+        image = next((candidate for candidate in row.images if candidate.filename == name), None)
+    if image is None:
+        return error(404, "File not found")
+    data = await state.generations.images.get(image)
+    return web.Response(
+        body=data, content_type=image.content_type, headers={"Cache-Control": "private, max-age=60"}
+    )
+
+
+# --- application ------------------------------------------------------------------------------------
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    state = app[STATE_KEY]
+    state.broker.close_all()
+    for row in list(state.generations.live.values()):
+        if row.timer is not None:
+            row.timer.cancel()
+
+
+def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None = None) -> web.Application:
+    """The aiohttp application: API routes, files and the ``/_emulator`` control API."""
+    if state is None:
+        state = EmulatorState(config or EmulatorConfig())
+    app = web.Application(middlewares=[front_door], client_max_size=16 * 1024 * 1024)
+    app[STATE_KEY] = state
+    router = app.router
+    router.add_post("/api/ai/images/generate", generate_image)
+    router.add_post("/api/ai/queue", enqueue)
+    router.add_get("/api/ai/queue", list_queue)
+    router.add_get("/api/ai/queue/{id}", get_generation)
+    router.add_delete("/api/ai/queue/{id}", cancel_generation)
+    router.add_post("/api/ai/queue/{id}/retry", retry_generation)
+    router.add_get("/api/ai/generations", list_history)
+    router.add_get("/api/ai/generations/{id}", get_history_item)
+    router.add_get("/api/events", events)
+    router.add_get("/api/ai/models", list_models)
+    router.add_get("/api/ai/models/search", search_models)  # before {id}: routes match in order
+    router.add_get("/api/ai/models/{id}", get_model)
+    router.add_get("/files/{id}/{name}", get_file)
+    add_control_routes(app)
+    app.on_shutdown.append(_on_shutdown)
+    return app

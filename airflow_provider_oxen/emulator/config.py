@@ -1,0 +1,88 @@
+"""Emulator settings: the CLI flags, and the subset that ``POST /_emulator/config`` may change."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+# Settings the control API may change while the server runs, with the type each must have.
+RUNTIME_SETTINGS: dict[str, type] = {
+    "render_seconds": float,
+    "queue_seconds": float,
+    "sync_render_seconds": float,
+    "latency_ms": float,
+    "url_ttl_seconds": float,
+    "events_enabled": bool,
+    "keepalive_seconds": float,
+}
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything the emulator can be told at start-up (``port=0`` picks a free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str | None = None
+    render_seconds: float = 2.0
+    queue_seconds: float = 0.2
+    # The sync endpoint sleeps this long per request; None means "same as render_seconds".
+    sync_render_seconds: float | None = None
+    latency_ms: float = 0.0
+    url_ttl_seconds: float = 3600.0
+    public_url: str | None = None
+    events_enabled: bool = True
+    keepalive_seconds: float = 15.0
+    default_namespace: str = "emulator-user"
+    starting_credits: float = 1000.0
+    request_log_size: int = 200_000
+    image_cache_bytes: int = 256 * 1024 * 1024
+    log_requests: bool = False
+    # Signs result-file URLs; random per run so URLs from an earlier run never validate.
+    signing_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    def effective_sync_render_seconds(self) -> float:
+        """How long the sync endpoint "renders" for."""
+        return self.render_seconds if self.sync_render_seconds is None else self.sync_render_seconds
+
+    def runtime_view(self) -> dict[str, Any]:
+        """The settings as JSON for the control API; the API key itself is never included."""
+        view = {name: getattr(self, name) for name in RUNTIME_SETTINGS}
+        view.update(
+            host=self.host,
+            port=self.port,
+            public_url=self.public_url,
+            api_key_set=self.api_key is not None,
+            default_namespace=self.default_namespace,
+        )
+        return view
+
+    def apply_runtime(self, changes: dict[str, Any]) -> None:
+        """Validate and apply a partial update; raises ValueError naming the first bad key."""
+        parsed: dict[str, Any] = {}
+        for key, value in changes.items():
+            kind = RUNTIME_SETTINGS.get(key)
+            if kind is None:
+                raise ValueError(f"Unknown setting {key!r}; allowed: {sorted(RUNTIME_SETTINGS)}")
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be a boolean")
+                parsed[key] = value
+                continue
+            if key == "sync_render_seconds" and value is None:
+                parsed[key] = None
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{key} must be a number")
+            # A negative TTL is allowed on purpose: it hands out already-expired URLs.
+            if value < 0 and key != "url_ttl_seconds":
+                raise ValueError(f"{key} must be >= 0")
+            parsed[key] = float(value)
+        for key, value in parsed.items():
+            setattr(self, key, value)
+
+    def copy(self) -> EmulatorConfig:
+        """An independent copy (used to restore start-up settings on reset)."""
+        return dataclasses.replace(self)

@@ -1,0 +1,233 @@
+"""OxenHook and OxenAsyncHook over a real socket against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from airflow_provider_oxen.exceptions import (
+    OxenAuthenticationError,
+    OxenBadRequestError,
+    OxenRequestMayHaveSucceededError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+from airflow_provider_oxen.models import GenerationStatus, build_image_request
+from tests.fixtures import API_KEY, EmulatorControl, connection_json
+
+
+def _follow(hook: OxenHook, ids: list[str], timeout: float = 20) -> dict[str, GenerationStatus]:
+    payload = hook.wait_for_generations(ids, deadline=time.time() + timeout, poll_interval=0.1)
+    return {row["generation_id"]: GenerationStatus(row["status"]) for row in payload["generations"]}
+
+
+def test_sync_generation_returns_a_real_image(oxen_conn: EmulatorControl) -> None:
+    request = build_image_request("ideogram-v4", "A poster that says HELLO", image_size="landscape_4_3")
+    with OxenHook() as hook:
+        response = hook.generate_image(request)
+        assert len(response.images) == 1 and response.images[0].url
+        buffer = io.BytesIO()
+        result = hook.download_to(response.images[0].url, buffer)
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    assert image.size == (1024, 768)
+    assert image.format == "JPEG"
+    assert result.size == len(buffer.getvalue()) and len(result.sha256) == 64
+
+
+def test_enqueue_six_follow_download_each(oxen_conn: EmulatorControl) -> None:
+    request = build_image_request("ideogram-v4", "Six tiles", image_size="square", output_format="png")
+    with OxenHook() as hook:
+        enqueued = hook.enqueue(request, 6)
+        ids = [g.generation_id for g in enqueued]
+        assert len(set(ids)) == 6
+        assert _follow(hook, ids) == dict.fromkeys(ids, GenerationStatus.SUCCEEDED)
+        for generation_id in ids:
+            row = hook.get_generation(generation_id)
+            buffer = io.BytesIO()
+            hook.download_to(row.result_url or "", buffer)
+            image = Image.open(io.BytesIO(buffer.getvalue()))
+            assert (image.size, image.format) == ((512, 512), "PNG")
+    posts = oxen_conn.requests(method="POST", path="/api/ai/queue")
+    assert [p["json"]["num_generations"] for p in posts] == [4, 2]
+
+
+def test_cancel_a_queued_generation(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(queue_seconds=30)
+    with OxenHook() as hook:
+        [generation] = hook.enqueue(build_image_request("ideogram-v4", "cancel me"))
+        assert hook.get_generation(generation.generation_id).status is GenerationStatus.QUEUED
+        assert hook.cancel_generation(generation.generation_id).status is GenerationStatus.CANCELLED
+        assert hook.get_generation(generation.generation_id).status is GenerationStatus.CANCELLED
+        assert generation.generation_id not in [g.generation_id for g in hook.list_queue()]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"rendering_speed": "WARP"}, "rendering_speed"), ({"image_size": "huge"}, "image_size")],
+)
+def test_invalid_enum_fails_before_any_request(oxen_conn: EmulatorControl, params: dict, field: str) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        build_image_request("ideogram-v4", "x", **params)
+    assert info.value.field == field
+    assert oxen_conn.requests() == []
+
+
+def test_missing_prompt_fails_before_any_request(oxen_conn: EmulatorControl) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        build_image_request("ideogram-v4", "")
+    assert info.value.field == "prompt"
+    assert oxen_conn.requests() == []
+
+
+def test_schema_validation_of_other_models_before_enqueue(oxen_conn: EmulatorControl) -> None:
+    request = build_image_request("black-forest-labs-flux-2-klein-4b", "cat", num_inference_steps=500)
+    with OxenHook() as hook, pytest.raises(OxenValidationError) as info:
+        hook.enqueue(request)
+    assert info.value.field == "num_inference_steps"
+    assert oxen_conn.enqueue_posts() == 0
+
+
+def test_unknown_and_text_models_fail_before_enqueue(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        with pytest.raises(OxenValidationError, match="Unknown Oxen model") as unknown:
+            hook.enqueue(build_image_request("no-such-model", "cat"))
+        assert unknown.value.field == "model"
+        with pytest.raises(OxenValidationError, match="does not generate images"):
+            hook.enqueue(build_image_request("gpt-oss-120b", "cat"))
+    assert oxen_conn.enqueue_posts() == 0
+
+
+def test_sync_endpoint_validation_error_is_typed(oxen_conn: EmulatorControl) -> None:
+    request = build_image_request("flux-2-dev", "cat", image_size="gigantic")
+    with OxenHook() as hook:
+        hook.generate_image(request)  # flux-2-dev has no schema: accepted
+    request = build_image_request("black-forest-labs-flux-2-klein-4b", "cat", num_inference_steps=0)
+    with OxenHook() as hook, pytest.raises(OxenBadRequestError) as info:
+        hook.generate_image(request)
+    assert info.value.status_code == 400 and info.value.field == "num_inference_steps"
+
+
+def test_401_fails_at_once_without_retries(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, api_key="wrong-key"))
+    with OxenHook() as hook, pytest.raises(OxenAuthenticationError) as info:
+        hook.list_queue()
+    assert info.value.status_code == 401
+    assert "wrong-key" not in str(info.value)
+    assert len(oxen_conn.requests()) == 1
+
+
+def test_429_with_retry_after_is_waited_out(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="status", status=429, retry_after=1, count=1, method="POST", path="^/api/ai/queue$")
+    with OxenHook() as hook:
+        started = time.monotonic()
+        enqueued = hook.enqueue(build_image_request("ideogram-v4", "patience"))
+        waited = time.monotonic() - started
+    assert len(enqueued) == 1
+    assert waited >= 1.0
+    assert oxen_conn.stats()["generations_created"] == 1
+    assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 2
+
+
+def test_503_bursts_are_retried_for_status_reads(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        [generation] = hook.enqueue(build_image_request("ideogram-v4", "bursty"))
+        oxen_conn.fault(type="status", status=503, count=2, method="GET", path="^/api/ai/queue/")
+        assert hook.get_generation(generation.generation_id).generation_id == generation.generation_id
+
+
+def test_read_timeout_on_enqueue_is_not_retried(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, timeout=1))
+    oxen_conn.fault(type="delay", seconds=3, after_processing=True, method="POST", path="^/api/ai/queue$")
+    with OxenHook() as hook:
+        hook.validate_request(build_image_request("ideogram-v4", "slow"))  # warm the schema cache
+        with pytest.raises(OxenRequestMayHaveSucceededError, match="not retried"):
+            hook.enqueue(build_image_request("ideogram-v4", "slow"))
+    time.sleep(0.2)
+    assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
+    assert oxen_conn.stats()["generations_created"] == 1
+
+
+def test_dropped_connection_after_enqueue_is_not_retried(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="drop", after_processing=True, method="POST", path="^/api/ai/queue$")
+    with OxenHook() as hook, pytest.raises(OxenRequestMayHaveSucceededError):
+        hook.enqueue(build_image_request("ideogram-v4", "dropped"))
+    assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
+
+
+def test_failed_generation_carries_the_api_message(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="generation_failure", error_message="GPU on fire", count=1)
+    with OxenHook() as hook:
+        [generation] = hook.enqueue(build_image_request("ideogram-v4", "doomed"))
+        payload = hook.wait_for_generations([generation.generation_id], deadline=time.time() + 20, poll_interval=0.1)
+    assert payload["status"] == "failed"
+    assert "GPU on fire" in payload["message"]
+
+
+def test_connection_test_button(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OxenHook().test_connection()[0] is True
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, api_key="nope"))
+    ok, message = OxenHook().test_connection()
+    assert ok is False and "401" in message
+
+
+def test_api_key_never_reaches_the_server_log(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        hook.enqueue(build_image_request("ideogram-v4", "secret keeping"))
+    assert API_KEY not in oxen_conn.requests_text()
+    assert all(r["authorized"] for r in oxen_conn.requests())
+
+
+def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
+    async def scenario() -> tuple[list[str], dict, int, list[str]]:
+        async with OxenAsyncHook() as hook:
+            enqueued = await hook.enqueue(build_image_request("ideogram-v4", "async", image_size="square"), 5)
+            ids = [g.generation_id for g in enqueued]
+            seen: list[str] = []
+
+            async def listen() -> None:
+                async for event in hook.events(read_timeout=10):
+                    if event.event == "media_generation_completed" and event.generation_id in ids:
+                        seen.append(event.generation_id)
+                        if len(seen) == len(ids):
+                            return
+
+            listener = asyncio.create_task(listen())
+            rows = {}
+            deadline = time.time() + 20
+            while len(rows) < len(ids) and time.time() < deadline:
+                for generation_id in ids:
+                    row = await hook.get_generation(generation_id)
+                    if row.status.is_terminal:
+                        rows[generation_id] = row
+                await asyncio.sleep(0.1)
+            await asyncio.wait_for(listener, 10)
+            buffer = io.BytesIO()
+            first = rows[ids[0]]
+            result = await hook.download_to(first.result_url or "", buffer)
+            return ids, {i: r.status for i, r in rows.items()}, result.size, seen
+
+    ids, statuses, size, seen = asyncio.run(scenario())
+    assert set(statuses.values()) == {GenerationStatus.SUCCEEDED}
+    assert size > 0
+    assert sorted(seen) == sorted(ids)
+    posts = [r["json"]["num_generations"] for r in json.loads(json.dumps(oxen_conn.requests(method="POST")))]
+    assert posts == [4, 1]
+
+
+def test_async_events_endpoint_unavailable_is_typed(oxen_conn: EmulatorControl) -> None:
+    from airflow_provider_oxen.exceptions import OxenNotFoundError
+
+    oxen_conn.configure(events_enabled=False)
+
+    async def scenario() -> None:
+        async with OxenAsyncHook() as hook:
+            async for _ in hook.events():
+                pass
+
+    with pytest.raises(OxenNotFoundError):
+        asyncio.run(scenario())

@@ -1,0 +1,289 @@
+"""Operator, trigger and sensor against the emulator, in-process (the real-Airflow runs are in tests/e2e)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
+
+from airflow_provider_oxen.exceptions import (
+    OxenGenerationFailedError,
+    OxenGenerationTimeoutError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.sensors.generation import OxenGenerationSensor
+from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+from tests.fixtures import API_KEY, EmulatorControl
+
+
+class FakeTaskStateStore:
+    """Stands in for ``context["task_state_store"]``: shared by every try, like Airflow's."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def _context(store: FakeTaskStateStore | None = None) -> dict[str, Any]:
+    return {"task_state_store": store or FakeTaskStateStore()}
+
+
+def _operator(**kwargs: Any) -> OxenGenerateImageOperator:
+    defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
+    return OxenGenerateImageOperator(**{**defaults, **kwargs})
+
+
+def _run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(first_event())
+
+
+def _defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute(context)
+    return info.value
+
+
+def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> None:
+    operator = _operator(deferrable=False, num_images=2, image_size="portrait_4_3", seed=42, output_format="png")
+    results = operator.execute(_context())
+    assert len(results) == 2
+    for result in results:
+        assert result["status"] == "succeeded"
+        assert result["result_url"].startswith(oxen_conn.url)
+        assert (result["width"], result["height"], result["output_format"]) == (768, 1024, "png")
+        assert result["seed"] == 42 and result["prompt"] == "A poster" and result["model"] == "ideogram-v4"
+        assert result["cost"] and result["render_seconds"] is not None
+        assert result["parameters"]["rendering_speed"] == "BALANCED"
+
+
+def test_deferrable_defers_with_ids_only_then_completes(oxen_conn: EmulatorControl) -> None:
+    operator = _operator(deferrable=True, num_images=3)
+    context = _context()
+    deferred = _defer(operator, context)
+    trigger = deferred.trigger
+    assert isinstance(trigger, OxenGenerationTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_oxen.triggers.generation.OxenGenerationTrigger"
+    assert set(kwargs) == {
+        "generation_ids",
+        "oxen_conn_id",
+        "poll_interval",
+        "deadline",
+        "wait_strategy",
+        "cancel_on_timeout",
+        "cancel_on_kill",
+    }
+    assert API_KEY not in repr(kwargs) and len(kwargs["generation_ids"]) == 3
+    event = _run_trigger(OxenGenerationTrigger(**kwargs))
+    results = operator.execute_complete(context, event)
+    assert [r["generation_id"] for r in results] == kwargs["generation_ids"]
+    assert API_KEY not in repr(results)
+
+
+def test_failed_generation_fails_the_task_with_the_api_message(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="generation_failure", error_message="GPU on fire", count=1)
+    operator = _operator(deferrable=True)
+    context = _context()
+    event = _run_trigger(_defer(operator, context).trigger)
+    with pytest.raises(OxenGenerationFailedError, match="GPU on fire"):
+        operator.execute_complete(context, event)
+
+
+def test_timeout_cancels_unfinished_generations(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="stall_generation", count=1)
+    operator = _operator(deferrable=True, timeout=1)
+    context = _context()
+    trigger = _defer(operator, context).trigger
+    event = _run_trigger(trigger)
+    assert event["status"] == "timeout"
+    [generation_id] = event["generation_ids"]
+    with pytest.raises(OxenGenerationTimeoutError, match="cancelled"):
+        operator.execute_complete(context, event)
+    assert len(oxen_conn.requests(method="DELETE")) == 1
+    with OxenHook() as hook:
+        assert hook.get_generation(generation_id).status == "cancelled"
+
+
+def test_trigger_on_kill_cancels_what_is_rendering(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(render_seconds=30)
+    operator = _operator(deferrable=True, num_images=2)
+    trigger = _defer(operator, _context()).trigger
+
+    async def kill_while_waiting() -> None:
+        task = asyncio.create_task(_drain(trigger))
+        await asyncio.sleep(0.5)
+        task.cancel()  # what the triggerer does when the user marks the task failed
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await trigger.on_kill()
+
+    asyncio.run(kill_while_waiting())
+    with OxenHook() as hook:
+        assert {hook.get_generation(i).status for i in trigger.generation_ids} == {"cancelled"}
+
+
+async def _drain(trigger: OxenGenerationTrigger) -> None:
+    async for _ in trigger.run():
+        pass
+
+
+def test_operator_on_kill_cancels_a_worker_side_wait(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(render_seconds=30)
+    operator = _operator(deferrable=False, timeout=5)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            operator.execute(_context())
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.time() + 5
+    while not operator._in_flight and time.time() < deadline:
+        time.sleep(0.05)
+    operator.on_kill()
+    worker.join(10)
+    assert len(oxen_conn.requests(method="DELETE")) == 1
+    with OxenHook() as hook:
+        assert hook.get_generation(operator._in_flight[0]).status == "cancelled"
+
+
+def test_invalid_parameter_fails_before_any_enqueue(oxen_conn: EmulatorControl) -> None:
+    with pytest.raises(OxenValidationError, match="acceleration"):
+        _operator(acceleration="ludicrous").execute(_context())
+    with pytest.raises(OxenValidationError, match="num_inference_steps"):
+        _operator(model="black-forest-labs-flux-2-klein-4b", extra_params={"num_inference_steps": 99}).execute(
+            _context()
+        )
+    assert oxen_conn.enqueue_posts() == 0
+
+
+class _DiedAfterEnqueue(BaseException):
+    """A worker dying between enqueue and defer (BaseException: nothing may catch it)."""
+
+
+def test_retry_after_a_crash_resumes_instead_of_paying_again(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FakeTaskStateStore()
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise _DiedAfterEnqueue
+
+    with monkeypatch.context() as patch:
+        patch.setattr(OxenGenerateImageOperator, "defer", die)
+        with pytest.raises(_DiedAfterEnqueue):
+            _operator(deferrable=True, num_images=6).execute(_context(store))
+    assert oxen_conn.stats()["generations_created"] == 6
+
+    deferred = _defer(_operator(deferrable=True, num_images=6), _context(store))
+    assert oxen_conn.stats()["generations_created"] == 6
+    assert oxen_conn.enqueue_posts() == 2  # 4 + 2, all from the first try
+    event = _run_trigger(deferred.trigger)
+    assert len(_operator().execute_complete(_context(store), event)) == 6
+
+
+def test_retry_after_a_failure_replaces_only_the_failed_generation(oxen_conn: EmulatorControl) -> None:
+    store = FakeTaskStateStore()
+    oxen_conn.fault(type="generation_failure", error_message="flaky", count=1)
+    operator = _operator(deferrable=False, num_images=3)
+    with pytest.raises(OxenGenerationFailedError):
+        operator.execute(_context(store))
+    results = _operator(deferrable=False, num_images=3).execute(_context(store))
+    assert len(results) == 3
+    assert oxen_conn.stats()["generations_created"] == 4
+    assert [p["json"]["num_generations"] for p in oxen_conn.requests(method="POST", path="/api/ai/queue")] == [3, 1]
+
+
+def test_a_successful_task_run_again_generates_afresh(oxen_conn: EmulatorControl) -> None:
+    store = FakeTaskStateStore()
+    first = _operator(deferrable=False).execute(_context(store))
+    second = _operator(deferrable=False).execute(_context(store))
+    assert first[0]["generation_id"] != second[0]["generation_id"]
+    assert oxen_conn.stats()["generations_created"] == 2
+
+
+def test_an_unrecorded_enqueue_is_recovered_from_the_queue(oxen_conn: EmulatorControl) -> None:
+    """A try died after sending the enqueue but before recording the answer."""
+    from airflow_provider_oxen.ledger import LEDGER_KEY, LedgerEntry, request_fingerprint
+
+    oxen_conn.configure(render_seconds=5)
+    operator = _operator(deferrable=True, prompt="lost answer")
+    request = operator.build_request()
+    with OxenHook() as hook:
+        [orphan] = hook.enqueue(request, 1)
+    entry = LedgerEntry(fingerprint=request_fingerprint(request.model, request.parameters(), 1))
+    entry.mark_sending(1)
+    entry.pending_since = "2000-01-01T00:00:00+00:00"
+    store = FakeTaskStateStore()
+    store.set(LEDGER_KEY, entry.model_dump(mode="json"))
+    deferred = _defer(operator, _context(store))
+    assert deferred.trigger.generation_ids == [orphan.generation_id]
+    assert oxen_conn.enqueue_posts() == 1
+
+
+def test_fire_and_forget_then_sensor(oxen_conn: EmulatorControl) -> None:
+    ids = _operator(wait_for_completion=False, num_images=2).execute(_context())
+    assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
+    sensor = OxenGenerationSensor(task_id="wait", generation_ids=ids, poll_interval=0.1, timeout=30)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})
+    trigger = info.value.trigger
+    assert trigger.cancel_on_kill is False and trigger.cancel_on_timeout is False
+    results = sensor.execute_complete({}, _run_trigger(trigger))
+    assert [r["generation_id"] for r in results] == ids
+
+
+def test_sensor_poke_mode(oxen_conn: EmulatorControl) -> None:
+    ids = _operator(wait_for_completion=False).execute(_context())
+    sensor = OxenGenerationSensor(task_id="wait", generation_ids=ids[0], deferrable=False, poll_interval=0.1)
+    deadline = time.time() + 10
+    while not (value := sensor.poke({})) and time.time() < deadline:
+        time.sleep(0.1)
+    assert value and value.xcom_value[0]["status"] == "succeeded"
+
+
+def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.fault(type="generation_failure", count=1)
+    [failed] = _operator(wait_for_completion=False).execute(_context())
+    sensor = OxenGenerationSensor(task_id="w", generation_ids=[failed], soft_fail=True, poll_interval=0.1, timeout=10)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})
+    with pytest.raises(AirflowSkipException):
+        sensor.execute_complete({}, _run_trigger(info.value.trigger))
+
+    oxen_conn.fault(type="stall_generation", count=1)
+    [stuck] = _operator(wait_for_completion=False).execute(_context())
+    sensor = OxenGenerationSensor(task_id="w", generation_ids=[stuck], soft_fail=True, poll_interval=0.1, timeout=1)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})
+    event = _run_trigger(info.value.trigger)
+    assert event["status"] == "timeout"
+    with pytest.raises(AirflowSkipException):
+        sensor.execute_complete({}, event)
+    with OxenHook() as hook:
+        assert hook.get_generation(stuck).status == "processing"  # a sensor never cancels
+    hard = OxenGenerationSensor(task_id="w", generation_ids=[stuck], poll_interval=0.1, timeout=1)
+    with pytest.raises(OxenGenerationTimeoutError):
+        hard.execute_complete({}, event)
