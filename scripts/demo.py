@@ -77,7 +77,10 @@ def main() -> int:
         print(f">> airflow dags test {args.dag}  (AIRFLOW_HOME={home})")
         started = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", args.dag], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "airflow", "dags", "test", args.dag],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         (workdir / "dags-test.log").write_text(run.stdout + run.stderr)
         elapsed = time.monotonic() - started
@@ -92,7 +95,9 @@ def main() -> int:
                 label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
                 for item in value if isinstance(value, list) else [value]:
                     if isinstance(item, dict) and item.get("result_url"):
-                        target = output / f"{label}-{item['generation_id']}.{item.get('output_format') or 'img'}"
+                        target = (
+                            output / f"{label}-{item['generation_id']}.{item.get('output_format') or 'img'}"
+                        )
                         target.write_bytes(client.get(item["result_url"]).raise_for_status().content)
                         size = f"{item.get('width')}x{item.get('height')}"
                         print(f"   {label:<18} {size:>9}  {target.relative_to(REPO)}")
