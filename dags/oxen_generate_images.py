@@ -63,4 +63,3 @@ with DAG(
         timeout=600,
         deferrable=True,
     )
-

@@ -112,7 +112,9 @@ def test_sync_endpoint_validation_error_is_typed(oxen_conn: EmulatorControl) -> 
     assert info.value.status_code == 400 and info.value.field == "num_inference_steps"
 
 
-def test_401_fails_at_once_without_retries(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_401_fails_at_once_without_retries(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, api_key="wrong-key"))
     with OxenHook() as hook, pytest.raises(OxenAuthenticationError) as info:
         hook.list_queue()
@@ -140,7 +142,9 @@ def test_503_bursts_are_retried_for_status_reads(oxen_conn: EmulatorControl) -> 
         assert hook.get_generation(generation.generation_id).generation_id == generation.generation_id
 
 
-def test_read_timeout_on_enqueue_is_not_retried(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_timeout_on_enqueue_is_not_retried(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, timeout=1))
     oxen_conn.fault(type="delay", seconds=3, after_processing=True, method="POST", path="^/api/ai/queue$")
     with OxenHook() as hook:
@@ -163,7 +167,9 @@ def test_failed_generation_carries_the_api_message(oxen_conn: EmulatorControl) -
     oxen_conn.fault(type="generation_failure", error_message="GPU on fire", count=1)
     with OxenHook() as hook:
         [generation] = hook.enqueue(build_image_request("ideogram-v4", "doomed"))
-        payload = hook.wait_for_generations([generation.generation_id], deadline=time.time() + 20, poll_interval=0.1)
+        payload = hook.wait_for_generations(
+            [generation.generation_id], deadline=time.time() + 20, poll_interval=0.1
+        )
     assert payload["status"] == "failed"
     assert "GPU on fire" in payload["message"]
 

@@ -63,7 +63,9 @@ def _defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> Task
 
 
 def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> None:
-    operator = _operator(deferrable=False, num_images=2, image_size="portrait_4_3", seed=42, output_format="png")
+    operator = _operator(
+        deferrable=False, num_images=2, image_size="portrait_4_3", seed=42, output_format="png"
+    )
     results = operator.execute(_context())
     assert len(results) == 2
     for result in results:
@@ -173,9 +175,9 @@ def test_invalid_parameter_fails_before_any_enqueue(oxen_conn: EmulatorControl) 
     with pytest.raises(OxenValidationError, match="acceleration"):
         _operator(acceleration="ludicrous").execute(_context())
     with pytest.raises(OxenValidationError, match="num_inference_steps"):
-        _operator(model="black-forest-labs-flux-2-klein-4b", extra_params={"num_inference_steps": 99}).execute(
-            _context()
-        )
+        _operator(
+            model="black-forest-labs-flux-2-klein-4b", extra_params={"num_inference_steps": 99}
+        ).execute(_context())
     assert oxen_conn.enqueue_posts() == 0
 
 
@@ -213,7 +215,9 @@ def test_retry_after_a_failure_replaces_only_the_failed_generation(oxen_conn: Em
     results = _operator(deferrable=False, num_images=3).execute(_context(store))
     assert len(results) == 3
     assert oxen_conn.stats()["generations_created"] == 4
-    assert [p["json"]["num_generations"] for p in oxen_conn.requests(method="POST", path="/api/ai/queue")] == [3, 1]
+    assert [
+        p["json"]["num_generations"] for p in oxen_conn.requests(method="POST", path="/api/ai/queue")
+    ] == [3, 1]
 
 
 def test_a_successful_task_run_again_generates_afresh(oxen_conn: EmulatorControl) -> None:
@@ -267,7 +271,9 @@ def test_sensor_poke_mode(oxen_conn: EmulatorControl) -> None:
 def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorControl) -> None:
     oxen_conn.fault(type="generation_failure", count=1)
     [failed] = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(task_id="w", generation_ids=[failed], soft_fail=True, poll_interval=0.1, timeout=10)
+    sensor = OxenGenerationSensor(
+        task_id="w", generation_ids=[failed], soft_fail=True, poll_interval=0.1, timeout=10
+    )
     with pytest.raises(TaskDeferred) as info:
         sensor.execute({})
     with pytest.raises(AirflowSkipException):
@@ -275,7 +281,9 @@ def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorContro
 
     oxen_conn.fault(type="stall_generation", count=1)
     [stuck] = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(task_id="w", generation_ids=[stuck], soft_fail=True, poll_interval=0.1, timeout=1)
+    sensor = OxenGenerationSensor(
+        task_id="w", generation_ids=[stuck], soft_fail=True, poll_interval=0.1, timeout=1
+    )
     with pytest.raises(TaskDeferred) as info:
         sensor.execute({})
     event = _run_trigger(info.value.trigger)
