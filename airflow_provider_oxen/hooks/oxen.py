@@ -120,7 +120,7 @@ class _OxenHookBase(BaseHook):
             )
         return settings
 
-    def _client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
+    def client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
         return {
             "base_url": settings.base_url,
             "auth": BearerAuth(settings.api_key),
@@ -202,7 +202,7 @@ class OxenHook(_OxenHookBase):
 
     def get_conn(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(**self._client_kwargs(self.settings))
+            self._client = httpx.Client(**self.client_kwargs(self.settings))
         return self._client
 
     def close(self) -> None:
@@ -432,7 +432,7 @@ class OxenAsyncHook(_OxenHookBase):
 
     async def get_async_conn(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(**self._client_kwargs(await self.get_settings()))
+            self._client = httpx.AsyncClient(**self.client_kwargs(await self.get_settings()))
             self._owns_client = True
         return self._client
 
@@ -582,12 +582,15 @@ class OxenAsyncHook(_OxenHookBase):
             )
         return cancelled
 
-    async def events(self, *, read_timeout: float | None = 90.0) -> AsyncIterator[OxenEvent]:
+    async def events(
+        self, *, read_timeout: float | None = 90.0, on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[OxenEvent]:
         """Yield events from ``GET /api/events`` until the stream ends or breaks.
 
         Comment (keep-alive) lines are skipped; ``read_timeout`` bounds silence on the wire so
-        a dead connection surfaces as an error instead of hanging. Raises OxenNotFoundError if
-        the endpoint is unavailable.
+        a dead connection surfaces as an error instead of hanging. ``on_open`` is called once
+        the stream is established (a gap ends there). Raises OxenNotFoundError if the
+        endpoint is unavailable.
         """
         client = await self.get_async_conn()
         call = ApiCall("GET", api.EVENTS_PATH)
@@ -596,6 +599,8 @@ class OxenAsyncHook(_OxenHookBase):
             if not source.response.is_success:
                 await source.response.aread()
                 raise api.error_from_response(call, source.response)
+            if on_open is not None:
+                on_open()
             async for sse in source.aiter_sse():
                 yield parse_event(sse.event, sse.data, sse.id)
 

@@ -59,7 +59,7 @@ class OxenGenerateImageOperator(BaseOperator):
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
         :class:`~airflow_provider_oxen.sensors.generation.OxenGenerationSensor`).
-    :param wait_strategy: ``"poll"`` (default) or ``"events"`` (SSE, when available).
+    :param wait_strategy: ``"events"`` (default: SSE with a polling safety net) or ``"poll"``.
     :return: (XCom) a list of result dicts (see ``GenerationResult``), or of ids when not waiting.
     """
 
@@ -97,7 +97,7 @@ class OxenGenerateImageOperator(BaseOperator):
         timeout: float = 3600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         wait_for_completion: bool = True,
-        wait_strategy: str = "poll",
+        wait_strategy: str = "events",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

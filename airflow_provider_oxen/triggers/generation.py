@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oxen.exceptions import OxenError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.triggers.strategies import PollingStrategy, WaitStrategy
+from airflow_provider_oxen.triggers.hub import shared_hub
+from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
 from airflow_provider_oxen.waiting import StatusTracker
 
 # Bound on cancelling work when the user kills the task (the triggerer has its own bound too).
 _CANCEL_TIMEOUT = 20.0
 
-
-def _polling(hook: OxenAsyncHook, poll_interval: float, logger: Any) -> WaitStrategy:
-    return PollingStrategy(hook, poll_interval, logger=logger)
-
-
-WAIT_STRATEGIES: dict[str, Callable[[OxenAsyncHook, float, Any], WaitStrategy]] = {"poll": _polling}
+__all__ = ["WAIT_STRATEGIES", "OxenGenerationTrigger"]
 
 
 class OxenGenerationTrigger(BaseTrigger):
@@ -32,6 +28,10 @@ class OxenGenerationTrigger(BaseTrigger):
     is absolute (epoch seconds) so a triggerer restart does not extend the timeout. At the
     deadline the unfinished generations are cancelled before the event fires; when a user
     marks the deferred task failed/success or clears it, :meth:`on_kill` cancels them.
+
+    All Oxen triggers of a triggerer process share one HTTP client and one status feed
+    (:mod:`.hub`): ``wait_strategy="events"`` listens to the SSE stream with a polling
+    safety net, ``"poll"`` polls the queue once per interval for all of them.
 
     Event payload: ``{"status": "success"|"failed"|"cancelled"|"timeout"|"error",
     "message", "generation_ids", "generations": [row, ...], "pending", "timeout"}``.
@@ -43,11 +43,13 @@ class OxenGenerationTrigger(BaseTrigger):
         oxen_conn_id: str = OxenAsyncHook.default_conn_name,
         poll_interval: float = 5.0,
         deadline: float | None = None,
-        wait_strategy: str = "poll",
+        wait_strategy: str = "events",
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()
+        if wait_strategy not in WAIT_STRATEGIES:
+            raise ValueError(f"wait_strategy must be one of {sorted(WAIT_STRATEGIES)}, got {wait_strategy!r}")
         self.generation_ids = list(generation_ids)
         self.oxen_conn_id = oxen_conn_id
         self.poll_interval = float(poll_interval)
@@ -71,35 +73,29 @@ class OxenGenerationTrigger(BaseTrigger):
             },
         )
 
-    def _hook(self) -> OxenAsyncHook:
-        return OxenAsyncHook(self.oxen_conn_id)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         tracker = self._tracker = StatusTracker(self.generation_ids, logger=self.log)
         timeout = max(0.0, self.deadline - time.time())
-        hook = self._hook()
+        self.log.info(
+            "Waiting for %d Oxen generation(s) (%s, %.0f s left): %s",
+            len(tracker.order),
+            self.wait_strategy,
+            timeout,
+            tracker.order,
+        )
         try:
-            strategy = WAIT_STRATEGIES[self.wait_strategy](hook, self.poll_interval, self.log)
-            self.log.info(
-                "Waiting for %d Oxen generation(s) (%s, %.0f s left): %s",
-                len(tracker.order),
-                self.wait_strategy,
-                timeout,
-                tracker.order,
-            )
-            await strategy.wait(tracker, self.deadline)
-            if tracker.done:
-                payload = tracker.payload()
-            else:
-                if self.cancel_on_timeout:
-                    for row in await hook.cancel_generations(tracker.pending):
-                        tracker.update(row)
-                payload = tracker.payload(timed_out=True, timeout=timeout)
+            async with shared_hub(self.oxen_conn_id, self.wait_strategy) as hub:
+                await SharedHubStrategy(hub, self.poll_interval).wait(tracker, self.deadline)
+                if tracker.done:
+                    payload = tracker.payload()
+                else:
+                    if self.cancel_on_timeout:
+                        for row in await hub.hook.cancel_generations(tracker.pending):
+                            tracker.update(row)
+                    payload = tracker.payload(timed_out=True, timeout=timeout)
         except OxenError as exc:
             self.log.error("Stopped waiting for Oxen generations: %s", exc)
             payload = tracker.payload(error=str(exc))
-        finally:
-            await hook.aclose()
         yield TriggerEvent(payload)
 
     async def on_kill(self) -> None:
@@ -108,7 +104,7 @@ class OxenGenerationTrigger(BaseTrigger):
         if not pending or not self.cancel_on_kill:
             return
         self.log.info("Task killed while deferred: cancelling %d Oxen generation(s).", len(pending))
-        hook = self._hook()
+        hook = OxenAsyncHook(self.oxen_conn_id)
         try:
             await asyncio.wait_for(hook.cancel_generations(pending), timeout=_CANCEL_TIMEOUT)
         finally:

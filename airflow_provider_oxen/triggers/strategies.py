@@ -1,22 +1,20 @@
 """How a trigger waits: the seam between "what we wait for" and "how we learn it finished".
 
 A strategy feeds fresh rows into a :class:`StatusTracker` until it is done or the deadline
-passes. The trigger does not care which one runs.
+passes; the trigger does not care which one runs. Both built-in strategies register with
+the process's shared :class:`~airflow_provider_oxen.triggers.hub.OxenHub`; they differ in
+the hub's mode (event stream plus safety net, or queue polling).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from airflow_provider_oxen.exceptions import OxenNotFoundError
-from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, StatusTracker, next_sleep
-
-# Concurrent status requests per trigger: enough to poll a big batch quickly, small enough
-# not to trip the API's rate limit.
-POLL_CONCURRENCY = 8
+from airflow_provider_oxen.triggers.hub import OxenHub
+from airflow_provider_oxen.waiting import StatusTracker
 
 
 class WaitStrategy(Protocol):
@@ -24,30 +22,30 @@ class WaitStrategy(Protocol):
         """Return when ``tracker.done`` or ``time.time() >= deadline``; raise on fatal errors."""
 
 
-class PollingStrategy:
-    """Fixed-interval status polling of every pending generation, concurrently."""
+class SharedHubStrategy:
+    """Wait for the hub to deliver terminal rows for this tracker's generations."""
 
-    def __init__(self, hook: OxenAsyncHook, poll_interval: float, *, logger: Any) -> None:
-        self.hook = hook
+    def __init__(self, hub: OxenHub, poll_interval: float) -> None:
+        self.hub = hub
         self.poll_interval = poll_interval
-        self.log = logger
-        self._limit = asyncio.Semaphore(POLL_CONCURRENCY)
-
-    async def _refresh(self, tracker: StatusTracker, generation_id: str) -> None:
-        async with self._limit:
-            try:
-                tracker.update(await self.hook.get_generation(generation_id))
-            except OxenNotFoundError:
-                raise
-            except TRANSIENT_ERRORS as exc:
-                self.log.warning("Status of %s unavailable for now: %s", generation_id, exc)
-
-    async def refresh_all(self, tracker: StatusTracker) -> None:
-        await asyncio.gather(*(self._refresh(tracker, i) for i in tracker.pending))
 
     async def wait(self, tracker: StatusTracker, deadline: float) -> None:
-        while True:
-            await self.refresh_all(tracker)
-            if tracker.done or time.time() >= deadline:
-                return
-            await asyncio.sleep(next_sleep(self.poll_interval, deadline))
+        waiter = self.hub.register(tracker, self.poll_interval)
+        try:
+            while not tracker.done:
+                if waiter.error is not None:
+                    raise waiter.error
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(waiter.changed.wait(), timeout=remaining)
+                waiter.changed.clear()
+            if waiter.error is not None:
+                raise waiter.error
+        finally:
+            self.hub.unregister(waiter)
+
+
+# Names accepted by ``wait_strategy``; each is also the hub mode it needs.
+WAIT_STRATEGIES = frozenset({"events", "poll"})
