@@ -44,6 +44,10 @@ class EmulatorControl:
         response.raise_for_status()
         return response.json()
 
+    def route_count(self, route: str) -> int:
+        """Requests seen for a route template, e.g. ``"GET /api/ai/queue/{id}"``."""
+        return int(self.stats().get(route, 0))
+
     def enqueue_posts(self) -> int:
         return len(self.requests(method="POST", path="/api/ai/queue"))
 
