@@ -21,7 +21,7 @@ from .responses import STATE_KEY, error, get_state
 from .state import ALL_STATUSES, EmulatorState, Generation
 
 _INVALID_JSON = object()
-_BODY_KEY = "oxen_json_body"
+_BODY_KEY = web.RequestKey("oxen_json_body", object)
 _SYNC_COMMON_FIELDS = frozenset({"model", "response_format", "target_namespace"})
 _QUEUE_COMMON_FIELDS = frozenset({"model", "num_generations", "target_namespace"})
 
@@ -86,7 +86,8 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
     if path.startswith("/_emulator/"):
         return await handler(request)
     state = _state(request)
-    state.requests.count(request.method, _route_template(request))
+    route = _route_template(request)
+    state.requests.count(request.method, route)
     is_api = path.startswith("/api/")
     entry: dict[str, Any] | None = None
     authorized = True
@@ -96,7 +97,7 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         entry = state.requests.add(
             request.method,
             path,
-            _route_template(request),
+            route,
             dict(request.query),
             None if body is _INVALID_JSON else body,
             authorized,

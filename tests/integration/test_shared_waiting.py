@@ -63,8 +63,8 @@ def test_many_triggers_share_one_stream_and_one_reconciliation(oxen_conn: Emulat
     assert subscribers == [1]
     gets = oxen_conn.route_count("GET /api/ai/queue/{id}")
     lists = oxen_conn.route_count("GET /api/ai/queue")
-    # One status read per completion, a few shared list calls: not one poll per trigger per interval.
-    assert len(ids) <= gets <= len(ids) + 5, gets
+    # Completion events carry the result: no status read per generation, a few shared list calls.
+    assert gets <= 5, gets
     assert 1 <= lists <= 6, lists
     assert hub_module._HUBS == {}, "the last trigger to leave closes the hub"
 

@@ -1,0 +1,199 @@
+"""Automatic per-image checks: it decodes, has the requested size and format, and a sane byte size.
+
+The checks run on a file that is already on hand (the transfer's spool), so checking never
+costs a second download. Decoding and judging are separate steps: :func:`decode_image` reads
+the file once (and lets the caller reuse the decoded pixels, e.g. for a thumbnail), and
+:func:`evaluate` turns what was found into an :class:`ImageCheck` listing every problem, so a
+batch is reported image by image instead of failing on the first opaque error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import IO, Any
+
+from PIL import Image, UnidentifiedImageError
+
+MiB = 1024 * 1024
+KiB = 1024
+
+# Pillow's format names mapped onto the API's ``output_format`` vocabulary.
+_FORMAT_ALIASES = {"jpg": "jpeg", "jpeg": "jpeg", "mpo": "jpeg", "png": "png", "webp": "webp"}
+MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+
+def normalise_format(value: str | None) -> str | None:
+    """``"JPEG"``, ``"jpg"`` → ``"jpeg"``; ``"PNG"`` → ``"png"``; unknown names are lower-cased."""
+    if not value:
+        return None
+    lowered = str(value).strip().lower()
+    return _FORMAT_ALIASES.get(lowered, lowered)
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """What the checks enforce. ``enabled=False`` turns them off (records then say ``checks: null``)."""
+
+    enabled: bool = True
+    min_bytes: int = 1 * KiB
+    max_bytes: int = 20 * MiB
+    check_dimensions: bool = True
+    check_format: bool = True
+
+    @classmethod
+    def from_param(cls, value: CheckSettings | Mapping[str, Any] | bool | None) -> CheckSettings:
+        """The operator's ``checks`` argument: True/None (defaults), False (off), or overrides."""
+        if isinstance(value, CheckSettings):
+            return value
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return cls(enabled=False)
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(f"Unknown check setting(s) {unknown}; allowed: {sorted(known)}")
+            settings = cls(**dict(value))
+            if settings.min_bytes < 0 or settings.max_bytes < settings.min_bytes:
+                raise ValueError(f"Check sizes must satisfy 0 <= min_bytes <= max_bytes, got {settings}")
+            return settings
+        raise TypeError(f"checks must be a bool, a mapping or CheckSettings, got {type(value).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExpectedImage:
+    """What the generation asked for; ``None`` means unknown, so not checked."""
+
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> ExpectedImage:
+        width, height = result.get("width"), result.get("height")
+        return cls(
+            width=width if isinstance(width, int) and not isinstance(width, bool) else None,
+            height=height if isinstance(height, int) and not isinstance(height, bool) else None,
+            format=normalise_format(result.get("output_format")),
+        )
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """What decoding found; ``error`` is set when the file is not a readable image."""
+
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    error: str | None = None
+
+    @property
+    def mime_type(self) -> str | None:
+        return MIME_TYPES.get(self.format or "")
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """The verdict for one image: ``ok`` is True only when ``problems`` is empty."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "width": self.width,
+            "height": self.height,
+            "format": self.format,
+        }
+
+    def summary(self) -> str:
+        return "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
+
+
+def decode_image(
+    fileobj: IO[bytes], *, on_decoded: Callable[[Image.Image], None] | None = None
+) -> DecodedImage:
+    """Open, ``verify()`` and then fully load the image in ``fileobj`` (read from its start).
+
+    ``verify()`` checks the container (e.g. PNG chunk CRCs) but leaves the image unusable, so
+    a second open decodes the pixels: that is what catches truncated or corrupt data. The
+    loaded image is handed to ``on_decoded`` and then released, so only what the callback
+    keeps (a thumbnail) outlives this call. Pillow's decompression-bomb warning is turned into
+    an error: a file that claims a huge canvas is a failed check, not a worker out of memory.
+    """
+    width = height = None
+    fmt = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            fileobj.seek(0)
+            with Image.open(fileobj) as probe:
+                fmt = normalise_format(probe.format)
+                width, height = probe.size
+                probe.verify()
+            fileobj.seek(0)
+            with Image.open(fileobj) as image:
+                image.load()
+                if on_decoded is not None:
+                    on_decoded(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return DecodedImage(width, height, fmt, error=f"does not decode as an image ({exc})")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow reports truncated or corrupt data with any of these, depending on the codec.
+        return DecodedImage(width, height, fmt, error=f"image data is corrupt or truncated ({exc})")
+    return DecodedImage(width, height, fmt)
+
+
+def evaluate(
+    decoded: DecodedImage,
+    size_bytes: int,
+    expected: ExpectedImage,
+    settings: CheckSettings | None = None,
+) -> ImageCheck:
+    """Judge a decoded image against what was requested; every problem found is listed."""
+    settings = settings or CheckSettings()
+    problems: list[str] = []
+    if size_bytes < settings.min_bytes:
+        problems.append(f"size {size_bytes} B is below the minimum of {settings.min_bytes} B")
+    if size_bytes > settings.max_bytes:
+        problems.append(f"size {size_bytes} B is above the maximum of {settings.max_bytes} B")
+    if decoded.error is not None:
+        problems.append(decoded.error)
+    if settings.check_dimensions and decoded.width is not None and decoded.height is not None:
+        if (expected.width is not None and decoded.width != expected.width) or (
+            expected.height is not None and decoded.height != expected.height
+        ):
+            want = f"{expected.width or '?'}x{expected.height or '?'}"
+            problems.append(f"is {decoded.width}x{decoded.height}, expected {want}")
+    if settings.check_format and expected.format is not None and decoded.format != expected.format:
+        problems.append(f"format is {decoded.format or 'unknown'}, expected {expected.format}")
+    return ImageCheck(
+        ok=not problems,
+        problems=problems,
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+    )
+
+
+def check_image(
+    fileobj: IO[bytes],
+    size_bytes: int,
+    expected: ExpectedImage,
+    settings: CheckSettings | None = None,
+    *,
+    on_decoded: Callable[[Image.Image], None] | None = None,
+) -> ImageCheck:
+    """Decode ``fileobj`` once and judge it (see :func:`decode_image` and :func:`evaluate`)."""
+    return evaluate(decode_image(fileobj, on_decoded=on_decoded), size_bytes, expected, settings)

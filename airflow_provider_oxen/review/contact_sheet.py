@@ -1,0 +1,160 @@
+"""A contact sheet: one PNG grid of a batch's thumbnails, each captioned with id, prompt and check status.
+
+A reviewer opens one file instead of a hundred. The sheet is built from thumbnails made while
+each image was being processed (see :func:`make_thumbnail`), so building it never needs the
+full-size images again: memory is ``count x thumb^2 x 3`` bytes, not the batch's size.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+PAD = 8
+CAPTION_LINES = 3
+_BORDER = 3
+_BACKGROUND = (245, 245, 245)
+_PLACEHOLDER = (200, 200, 200)
+_TEXT = (20, 20, 20)
+_MUTED = (90, 90, 90)
+_OK = (20, 130, 60)
+_FAIL = (190, 30, 30)
+_UNCHECKED = (120, 120, 120)
+_ELLIPSIS = "..."
+
+
+@dataclass(frozen=True)
+class SheetItem:
+    """One cell: a thumbnail (any image; it is scaled to fit) and what its caption says.
+
+    ``ok`` is the check verdict (None: not checked); ``problems`` the check's problem list.
+    """
+
+    image: Image.Image | None
+    generation_id: str
+    prompt: str | None = None
+    ok: bool | None = None
+    problems: tuple[str, ...] = ()
+
+
+def make_thumbnail(image: Image.Image, thumb: int = 256) -> Image.Image:
+    """An RGB copy fitting in ``thumb`` x ``thumb`` (never enlarged); transparency over white.
+
+    Resizing first and converting after keeps the work (and memory) proportional to the
+    thumbnail, not to the full image; ``reducing_gap`` lets Pillow shrink in cheap steps.
+    """
+    width, height = image.size
+    scale = min(thumb / width, thumb / height, 1.0)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    source = image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGBA")
+    small = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    if small.mode in ("RGBA", "LA"):
+        flat = Image.new("RGB", size, (255, 255, 255))
+        flat.paste(small.convert("RGBA"), mask=small.getchannel("A"))
+        return flat
+    return small.convert("RGB")
+
+
+def _font_size(thumb: int) -> int:
+    return max(10, thumb // 18)
+
+
+def _line_height(thumb: int) -> int:
+    return _font_size(thumb) + 4
+
+
+def _cell_size(thumb: int) -> tuple[int, int]:
+    return thumb + 2 * PAD, PAD + thumb + PAD + CAPTION_LINES * _line_height(thumb) + PAD
+
+
+def sheet_size(count: int, *, columns: int = 4, thumb: int = 256) -> tuple[int, int]:
+    """Pixel size of the sheet for ``count`` items (columns shrink to ``count`` for small batches)."""
+    cols = max(1, min(columns, count))
+    rows = math.ceil(count / cols)
+    cell_width, cell_height = _cell_size(thumb)
+    return cols * cell_width, rows * cell_height
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow >= 10.1 ships a scalable default font: no system fonts or downloads needed.
+    return ImageFont.load_default(size=size)
+
+
+def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
+    """``text`` on one line, cut with an ellipsis to fit ``width`` pixels."""
+    text = " ".join(text.split())
+    if font.getlength(text) <= width:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # longest prefix that fits together with the ellipsis
+        middle = (low + high + 1) // 2
+        if font.getlength(text[:middle] + _ELLIPSIS) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + _ELLIPSIS
+
+
+def _status(item: SheetItem) -> tuple[str, tuple[int, int, int]]:
+    if item.ok is None:
+        return "not checked", _UNCHECKED
+    if item.ok:
+        return "checks OK", _OK
+    first = item.problems[0] if item.problems else "failed"
+    return f"FAIL ({len(item.problems)}): {first}", _FAIL
+
+
+def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, item: SheetItem, x: int, y: int, thumb: int) -> None:
+    _, colour = _status(item)
+    box = (x + PAD, y + PAD, x + PAD + thumb - 1, y + PAD + thumb - 1)
+    draw.rectangle(box, fill=_PLACEHOLDER)
+    font = _font(_font_size(thumb))
+    if item.image is not None:
+        picture = item.image if max(item.image.size) <= thumb else make_thumbnail(item.image, thumb)
+        if picture.mode != "RGB":
+            picture = make_thumbnail(picture, thumb)
+        left = x + PAD + (thumb - picture.width) // 2
+        top = y + PAD + (thumb - picture.height) // 2
+        sheet.paste(picture, (left, top))
+    else:
+        draw.text((x + PAD + thumb // 2, y + PAD + thumb // 2), "no preview", font=font, fill=_MUTED, anchor="mm")
+    # A coloured frame makes failures visible at a glance, before reading any caption.
+    outer = (box[0] - _BORDER, box[1] - _BORDER, box[2] + _BORDER, box[3] + _BORDER)
+    draw.rectangle(outer, outline=colour, width=_BORDER)
+
+    status, _ = _status(item)
+    line = _line_height(thumb)
+    top = y + PAD + thumb + PAD
+    captions = (
+        (item.generation_id[:8], _TEXT),
+        (item.prompt or "(no prompt)", _MUTED),
+        (status, colour),
+    )
+    for number, (text, fill) in enumerate(captions):
+        draw.text((x + PAD, top + number * line), _fit(text, font, thumb), font=font, fill=fill)
+
+
+def make_contact_sheet(items: Sequence[SheetItem], *, columns: int = 4, thumb: int = 256) -> bytes:
+    """One PNG grid of ``items`` (row by row), each with a caption: short id, prompt, check status."""
+    if not items:
+        raise ValueError("A contact sheet needs at least one item")
+    if columns < 1 or thumb < 16:
+        raise ValueError(f"columns must be >= 1 and thumb >= 16, got columns={columns}, thumb={thumb}")
+    cols = min(columns, len(items))
+    cell_width, cell_height = _cell_size(thumb)
+    sheet = Image.new("RGB", sheet_size(len(items), columns=columns, thumb=thumb), _BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for index, item in enumerate(items):
+        row, col = divmod(index, cols)
+        _draw_cell(sheet, draw, item, col * cell_width, row * cell_height, thumb)
+    out = io.BytesIO()
+    # Deterministic encoding (no timestamps): the same batch gives the same bytes, so a re-run
+    # finds the stored sheet unchanged and does not upload it again.
+    sheet.save(out, "PNG", compress_level=6)
+    return out.getvalue()

@@ -1,0 +1,95 @@
+"""Download a result file into a spool, hashing as it streams; refresh an expired URL once.
+
+Oxen's result URLs are temporary signed links, and the XCom a transfer reads may be hours
+old (a retry, a backfill, a slow upstream). An expired link answers 403, 404 or 410; the
+generation itself still exists, and reading it again hands out a freshly signed URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.models import GenerationStatus
+from airflow_provider_oxen.transfers.spool import Spool
+
+log = logging.getLogger(__name__)
+
+EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
+_CHUNK = 256 * 1024
+
+
+class ResultDownloadError(OxenError):
+    """A result file could not be downloaded, even after refreshing its URL."""
+
+    def __init__(self, message: str, *, generation_id: str) -> None:
+        super().__init__(message)
+        self.generation_id = generation_id
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What was spooled: its size, sha256, the server's Content-Type, and whether the URL was refreshed."""
+
+    size: int
+    sha256: str
+    content_type: str | None
+    refreshed: bool = False
+
+
+def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
+    spool.reset()
+    digest, size = hashlib.sha256(), 0
+    with hook.open_download(url) as response:
+        for chunk in response.iter_bytes(_CHUNK):
+            spool.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+        content_type = response.headers.get("Content-Type")
+    spool.flush()
+    return size, digest.hexdigest(), content_type
+
+
+def _fresh_url(hook: OxenHook, generation_id: str) -> str:
+    row = hook.get_generation(generation_id)
+    if row.status is not GenerationStatus.SUCCEEDED or not row.result_url:
+        raise ResultDownloadError(
+            f"Generation {generation_id} has no result to download (status {row.status.value})",
+            generation_id=generation_id,
+        )
+    return row.result_url
+
+
+def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
+    """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
+
+    Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
+    generation. Transient errors (429, 5xx, connection) are already retried by the hook.
+    """
+    refreshed = False
+    if not url:
+        url, refreshed = _fresh_url(hook, generation_id), True
+    try:
+        size, sha256, content_type = _download(hook, url, spool)
+    except OxenAPIStatusError as exc:
+        if refreshed or exc.status_code not in EXPIRED_URL_STATUSES:
+            raise ResultDownloadError(
+                f"Could not download the result of generation {generation_id}: {exc}",
+                generation_id=generation_id,
+            ) from exc
+        log.info(
+            "Result URL of %s answered HTTP %d (expired?): fetching a fresh one.", generation_id, exc.status_code
+        )
+        url, refreshed = _fresh_url(hook, generation_id), True
+        try:
+            size, sha256, content_type = _download(hook, url, spool)
+        except OxenAPIStatusError as again:
+            raise ResultDownloadError(
+                f"Could not download the result of generation {generation_id}, even with a refreshed URL: "
+                f"{again}",
+                generation_id=generation_id,
+            ) from again
+    return Fetched(size=size, sha256=sha256, content_type=content_type, refreshed=refreshed)

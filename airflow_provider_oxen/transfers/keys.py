@@ -1,0 +1,187 @@
+"""S3 key templating and safety: every key the transfer writes stays inside its prefix.
+
+Key templates are rendered in two stages. Airflow renders the Jinja parts (``{{ ds }}``)
+because the template is a templated field; then the per-image placeholders (``{generation_id}``,
+``{ext}``, ...) are filled with :meth:`str.format_map` on a fixed set of names. Format strings
+can reach attributes (``{model.__class__}``) and items (``{seed[0]}``), so templates are parsed
+first and anything but a plain allowed name is refused, and values are reduced to a safe
+character set. Whatever the template and values, :func:`check_key` then has the last word.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping
+from urllib.parse import unquote
+
+from airflow_provider_oxen.exceptions import OxenValidationError
+
+# S3's own limit on a key's length, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+IMAGE_KEY_FIELDS = frozenset({"prefix", "generation_id", "ext", "index", "model", "seed", "run_id"})
+BATCH_KEY_FIELDS = frozenset({"prefix", "run_id"})
+_UNSAFE_VALUE_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+class KeyTemplateError(OxenValidationError):
+    """A key template is malformed or uses a placeholder it may not use."""
+
+
+class UnsafeKeyError(KeyTemplateError):
+    """A key (or prefix) could escape its prefix or be read differently by another tool."""
+
+
+def key_value(value: object) -> str:
+    """A placeholder value reduced to ``[A-Za-z0-9._=-]`` (anything else becomes ``-``).
+
+    Ids, model names and run ids come from outside (the API, a trigger's conf): without this
+    a ``/`` in one would add segments, and a ``..`` would be refused only later, less clearly.
+    """
+    text = _UNSAFE_VALUE_CHARS.sub("-", str(value)).strip("-")
+    return text or "-"
+
+
+def _decoded_forms(segment: str) -> Iterable[str]:
+    """The segment and what URL-decoding it (repeatedly: ``%252e`` → ``%2e`` → ``.``) would make of it."""
+    seen = segment
+    yield seen
+    for _ in range(3):
+        decoded = unquote(seen)
+        if decoded == seen:
+            return
+        seen = decoded
+        yield seen
+
+
+def _problem(key: str) -> str | None:
+    if not key:
+        return "is empty"
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        return f"is longer than S3's {MAX_KEY_BYTES}-byte limit"
+    if "\\" in key:
+        return "contains a backslash"
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in key):
+        return "contains control or invisible formatting characters"
+    if unicodedata.normalize("NFKC", key) != key:
+        # e.g. fullwidth dots "．．" become ".." for any tool that normalises names.
+        return "is not in Unicode normal form NFKC (a tool normalising it would read another path)"
+    if key.startswith("/"):
+        return "is absolute (starts with '/')"
+    if "://" in key:
+        return "looks like a URI; give a key relative to the bucket"
+    for segment in key.split("/"):
+        if segment == "":
+            return "has an empty path segment ('//' or a trailing '/')"
+        for form in _decoded_forms(segment):
+            if form in (".", ".."):
+                return f"has a '{form}' path segment" + ("" if form == segment else f" (as {segment!r})")
+            if form != segment and ("/" in form or "\\" in form):
+                return f"has an encoded path separator in {segment!r}"
+    return None
+
+
+def normalise_prefix(prefix: str | None) -> str:
+    """The prefix without a trailing ``/``; ``""`` means the whole bucket. Raises UnsafeKeyError."""
+    text = "" if prefix is None else str(prefix)
+    if text.startswith("s3://"):
+        raise UnsafeKeyError(f"prefix {text!r} is a URI: put the bucket in `bucket` and the path in `prefix`")
+    text = text[:-1] if text.endswith("/") else text
+    if text:
+        problem = _problem(text)
+        if problem is not None:
+            raise UnsafeKeyError(f"prefix {text!r} {problem}", field="prefix")
+    return text
+
+
+def check_key(key: str, prefix: str, *, what: str = "key") -> str:
+    """Return ``key`` if it is a safe key strictly inside ``prefix``; raise UnsafeKeyError if not.
+
+    ``prefix`` must already be normalised (:func:`normalise_prefix`). Refused: empty keys, ``.``
+    or ``..`` segments (also percent-encoded), empty segments, absolute keys, URIs, backslashes,
+    control/invisible characters, keys a Unicode normalisation would change, and over-long keys.
+    """
+    problem = _problem(key)
+    if problem is not None:
+        raise UnsafeKeyError(f"{what} {key!r} {problem}; refusing to upload anything", field=what)
+    if prefix and not key.startswith(prefix + "/"):
+        raise UnsafeKeyError(
+            f"{what} {key!r} is outside the prefix {prefix + '/'!r}; refusing to upload anything", field=what
+        )
+    return key
+
+
+def template_fields(template: str, allowed: frozenset[str], *, what: str = "key_template") -> set[str]:
+    """The placeholders ``template`` uses; raises KeyTemplateError on anything but plain allowed names."""
+    used: set[str] = set()
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise KeyTemplateError(f"{what} {template!r} is not a valid template: {exc}", field=what) from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name or name.isdigit():
+            raise KeyTemplateError(f"{what} {template!r} uses a positional placeholder", field=what)
+        if name not in allowed:
+            detail = "attribute/item access is not allowed" if re.search(r"[.\[]", name) else "unknown name"
+            raise KeyTemplateError(
+                f"{what} {template!r}: placeholder {{{name}}}: {detail}; allowed: {sorted(allowed)}",
+                field=what,
+            )
+        if conversion is not None or (spec and "{" in spec):
+            raise KeyTemplateError(
+                f"{what} {template!r}: conversions and nested placeholders are not allowed", field=what
+            )
+        used.add(name)
+    return used
+
+
+class _Fields(Mapping[str, object]):
+    """The only names a template can see; a missing one is a clear error, not a KeyError."""
+
+    def __init__(self, values: Mapping[str, object], template: str, what: str) -> None:
+        self._values = dict(values)
+        self._template = template
+        self._what = what
+
+    def __getitem__(self, name: str) -> object:
+        if name not in self._values:
+            raise KeyTemplateError(f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what)
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def render_key(
+    template: str,
+    values: Mapping[str, object],
+    *,
+    prefix: str,
+    allowed: frozenset[str] = IMAGE_KEY_FIELDS,
+    what: str = "key",
+) -> str:
+    """Fill ``template``'s placeholders and check the result stays inside ``prefix``.
+
+    Integers (``index``, ``seed``) stay integers so format specs like ``{index:04d}`` work;
+    every other value goes through :func:`key_value`, except ``prefix`` which is already checked.
+    """
+    template_fields(template, allowed, what=f"{what} template")
+    safe: dict[str, object] = {}
+    for name, value in values.items():
+        if name == "prefix":
+            safe[name] = prefix
+        elif isinstance(value, int) and not isinstance(value, bool):
+            safe[name] = value
+        elif value is not None:
+            safe[name] = key_value(value)
+    try:
+        key = template.format_map(_Fields(safe, template, f"{what} template"))
+    except (ValueError, TypeError) as exc:
+        raise KeyTemplateError(f"{what} template {template!r} could not be filled: {exc}", field=what) from None
+    return check_key(key, prefix, what=what)

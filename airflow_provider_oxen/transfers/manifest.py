@@ -1,0 +1,87 @@
+"""The per-image records and the batch manifest (one JSON document per transfer run).
+
+The manifest describes what is in S3, not what this try did: the per-try ``action``
+(stored/skipped) stays in the returned records and the task log, and nothing time-dependent
+goes in. So the same batch always serialises to the same bytes, and a re-run finds the stored
+manifest unchanged and skips it like any other object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
+
+MANIFEST_VERSION = 1
+# Fields of a record that describe one try rather than the stored object.
+PER_TRY_FIELDS = frozenset({"action", "url_refreshed"})
+
+
+def image_record(
+    result: Mapping[str, Any],
+    *,
+    s3_key: str,
+    s3_uri: str,
+    sha256: str,
+    size_bytes: int,
+    content_type: str,
+    check: ImageCheck | None,
+    action: str,
+    url_refreshed: bool = False,
+) -> dict[str, Any]:
+    """Every field of ``result`` plus where and what was stored, and the check verdict."""
+    return {
+        **result,
+        "s3_key": s3_key,
+        "s3_uri": s3_uri,
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+        "content_type": content_type,
+        "checks": check.to_dict() if check is not None else None,
+        "action": action,
+        "url_refreshed": url_refreshed,
+    }
+
+
+def checks_summary(records: Sequence[Mapping[str, Any]], settings: CheckSettings) -> dict[str, Any]:
+    checked = [r for r in records if r.get("checks") is not None]
+    failed = [r for r in checked if not r["checks"]["ok"]]
+    return {
+        "settings": settings.to_dict(),
+        "passed": len(checked) - len(failed),
+        "failed": len(failed),
+        "not_checked": len(records) - len(checked),
+        "failures": [
+            {"generation_id": r["generation_id"], "s3_key": r["s3_key"], "problems": r["checks"]["problems"]}
+            for r in failed
+        ],
+    }
+
+
+def build_manifest(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    bucket: str,
+    prefix: str,
+    run_id: str,
+    checks: CheckSettings,
+    contact_sheet: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "bucket": bucket,
+        "prefix": prefix,
+        "count": len(records),
+        "total_bytes": sum(int(r["size_bytes"]) for r in records),
+        "checks": checks_summary(records, checks),
+        "contact_sheet": dict(contact_sheet) if contact_sheet is not None else None,
+        "images": [{k: v for k, v in r.items() if k not in PER_TRY_FIELDS} for r in records],
+    }
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, fixed indentation): equal manifests give equal bytes."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode()

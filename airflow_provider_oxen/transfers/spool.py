@@ -1,0 +1,126 @@
+"""A spool file: bytes in memory up to a threshold, then a named temporary file on disk.
+
+Like :class:`tempfile.SpooledTemporaryFile`, except that once on disk the file has a path.
+That matters for the upload: boto3 streams a *path* from disk part by part, but a multipart
+upload of an open file object reads each part (8 MiB by default, several at once) into
+memory. With a path, a large image is never held in memory, whatever its size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from types import TracebackType
+from typing import IO
+
+DEFAULT_SPOOL_BYTES = 8 * 1024 * 1024
+
+
+class Spool:
+    """A seekable, readable, writable binary file that moves to disk past ``max_memory`` bytes."""
+
+    def __init__(self, max_memory: int = DEFAULT_SPOOL_BYTES, *, directory: str | None = None) -> None:
+        self.max_memory = max_memory
+        self._directory = directory
+        self._memory: io.BytesIO | None = io.BytesIO()
+        self._disk: IO[bytes] | None = None
+        self._path: str | None = None
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str | None:
+        """The file's path once it is on disk (flushed, so it can be read by path), else None."""
+        if self._disk is not None:
+            self._disk.flush()
+        return self._path
+
+    @property
+    def on_disk(self) -> bool:
+        return self._disk is not None
+
+    @property
+    def _file(self) -> IO[bytes]:
+        if self._disk is not None:
+            return self._disk
+        if self._memory is None:
+            raise ValueError("I/O operation on a closed spool")
+        return self._memory
+
+    def size(self) -> int:
+        position = self._file.tell()
+        end = self._file.seek(0, os.SEEK_END)
+        self._file.seek(position)
+        return end
+
+    def _roll_over(self) -> None:
+        assert self._memory is not None
+        handle, path = tempfile.mkstemp(prefix="oxen-spool-", dir=self._directory)
+        disk = os.fdopen(handle, "w+b")
+        # A memoryview avoids copying what is already in memory just to write it out.
+        with self._memory.getbuffer() as view:
+            disk.write(view)
+        disk.seek(self._memory.tell())
+        self._memory.close()
+        self._memory, self._disk, self._path = None, disk, path
+
+    # -- file protocol (what httpx, Pillow and boto3 use) ------------------------------------------
+
+    def write(self, data: bytes) -> int:
+        if self._memory is not None and self._memory.tell() + len(data) > self.max_memory:
+            self._roll_over()
+        return self._file.write(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def reset(self) -> None:
+        """Empty the spool for a fresh download (e.g. after a refreshed URL)."""
+        self._file.seek(0)
+        self._file.truncate()
+
+    def close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+        if self._path is not None:
+            # mkstemp files are not deleted on close (so they can be read by path meanwhile).
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                pass
+            self._path = None
+
+    @property
+    def closed(self) -> bool:
+        return self._memory is None and self._disk is None
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""The SSE stream: completion events, keep-alives, other event types, no events for cancels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from .helpers import AUTH, collect_completions, control, sse_events
+
+
+async def _enqueue(http: httpx.AsyncClient, **body: object) -> list[str]:
+    response = await http.post("/api/ai/queue", json={"model": "ideogram-v4", "prompt": "sse", **body})
+    response.raise_for_status()
+    return [row["generation_id"] for row in response.json()["generations"]]
+
+
+@pytest.mark.asyncio
+async def test_stream_announces_completions_among_other_events(base_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        (gid,) = await _enqueue(http)
+        seen: list[str] = []
+        completed = None
+
+        async def read() -> None:
+            nonlocal completed
+            async for event, data in sse_events(stream):
+                seen.append(event)
+                if event == "media_generation_completed" and data["generation_id"] == gid:
+                    completed = data
+                if completed is not None and event == "credits_updated":
+                    return
+
+        await asyncio.wait_for(read(), 5)
+    assert completed is not None
+    assert completed["status"] == "succeeded" and completed["model"] == "ideogram-v4"
+    assert completed["result_url"] == completed["output_url"]
+    assert ":" in seen  # the opening comment line
+    async with httpx.AsyncClient() as plain:
+        assert (await plain.get(completed["result_url"])).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_keep_alive_comments_and_subscriber_count(base_url: str) -> None:
+    control(base_url, "POST", "/config", {"keepalive_seconds": 0.1})
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        assert control(base_url, "GET", "/stats")["events_subscribers"] == 1
+
+        async def first_keepalive() -> str:
+            async for event, data in sse_events(stream):
+                if event == ":" and data == "keep-alive":
+                    return data
+            return ""
+
+        assert await asyncio.wait_for(first_keepalive(), 3) == "keep-alive"
+    for _ in range(150):  # the server notices the disconnect asynchronously
+        if not control(base_url, "GET", "/stats")["events_subscribers"]:
+            break
+        await asyncio.sleep(0.02)
+    assert control(base_url, "GET", "/stats")["events_subscribers"] == 0
+
+
+@pytest.mark.asyncio
+async def test_cancelled_generation_never_completes_or_announces(base_url: str) -> None:
+    control(base_url, "POST", "/config", {"queue_seconds": 0.2})
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
+        async with http.stream("GET", "/api/events") as stream:
+            cancelled, kept = await _enqueue(http, num_generations=2)
+            assert (await http.delete(f"/api/ai/queue/{cancelled}")).json()["status"] == "cancelled"
+            seen = await collect_completions(stream, {kept}, timeout=3)
+            await asyncio.sleep(0.1)
+        assert kept in seen and cancelled not in seen
+        row = (await http.get(f"/api/ai/queue/{cancelled}")).json()
+    assert row["status"] == "cancelled" and row["result_url"] is None
+
+
+@pytest.mark.asyncio
+async def test_events_can_be_disabled(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
+        control(base_url, "POST", "/config", {"events_enabled": False})
+        assert (await http.get("/api/events")).status_code == 404
+        control(base_url, "POST", "/config", {"events_enabled": True})
+        async with http.stream("GET", "/api/events") as stream:
+            assert stream.status_code == 200
+        assert (await http.get("/api/events", headers={"Authorization": "Basic abc"})).status_code == 401
+
+
+@pytest.mark.asyncio
+async def test_suppressed_event_is_missed_but_row_succeeds(base_url: str) -> None:
+    control(base_url, "POST", "/events/suppress", {"count": 1})
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
+        async with http.stream("GET", "/api/events") as stream:
+            ids = set(await _enqueue(http, num_generations=2))
+            seen = await collect_completions(stream, ids, timeout=1.0)
+        assert len(seen) == 1 and seen < ids
+        for gid in ids:
+            assert (await http.get(f"/api/ai/queue/{gid}")).json()["status"] == "succeeded"
+    assert control(base_url, "GET", "/stats")["events_suppressed"] == 1
+
+
+@pytest.mark.asyncio
+async def test_control_drop_cuts_open_streams(base_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        assert control(base_url, "POST", "/sse/drop") == {"dropped": 1}
+        with pytest.raises(httpx.RemoteProtocolError):
+            await asyncio.wait_for(collect_completions(stream, {"never"}, timeout=3), 4)

@@ -1,0 +1,160 @@
+"""Fault injection through ``/_emulator/faults``: each fault type does what the tests rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from .helpers import AUTH, PLAIN, collect_completions, control, enqueue, sse_events, wait_for_status
+
+QUEUE = {"model": "ideogram-v4", "prompt": "faulty"}
+
+
+def test_status_fault_answers_without_processing(client: httpx.Client, base_url: str) -> None:
+    fault = control(
+        base_url,
+        "POST",
+        "/faults",
+        {
+            "type": "status",
+            "status": 429,
+            "retry_after": 2,
+            "method": "POST",
+            "path": "^/api/ai/queue$",
+            "count": 2,
+        },
+    )
+    assert fault["count"] == 2
+    for _ in range(2):
+        response = client.post("/api/ai/queue", json=QUEUE)
+        assert response.status_code == 429 and response.headers["Retry-After"] == "2"
+        assert "error" in response.json()
+    assert control(base_url, "GET", "/stats")["generations_created"] == 0
+    assert control(base_url, "GET", "/faults") == {"faults": []}  # used up
+    assert client.post("/api/ai/queue", json=QUEUE).status_code == 200
+    assert len(control(base_url, "GET", "/requests?method=POST&path=/api/ai/queue")["requests"]) == 3
+
+
+def test_status_fault_with_custom_body_and_method_filter(client: httpx.Client, base_url: str) -> None:
+    control(
+        base_url,
+        "POST",
+        "/faults",
+        {
+            "type": "status",
+            "status": 503,
+            "body": "upstream down",
+            "method": "GET",
+            "path": "/api/ai/models",
+            "count": -1,
+        },
+    )
+    assert client.post("/api/ai/queue", json=QUEUE).status_code == 200
+    for _ in range(3):
+        response = client.get("/api/ai/models")
+        assert response.status_code == 503 and response.text == "upstream down"
+    control(base_url, "DELETE", "/faults")
+    assert client.get("/api/ai/models").status_code == 200
+
+
+def test_delay_before_processing(client: httpx.Client, base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "delay", "seconds": 0.3, "path": "/api/ai/models"})
+    started = time.monotonic()
+    assert client.get("/api/ai/models").status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_delay_after_processing_times_out_but_enqueues(base_url: str) -> None:
+    control(
+        base_url,
+        "POST",
+        "/faults",
+        {
+            "type": "delay",
+            "seconds": 1.0,
+            "after_processing": True,
+            "method": "POST",
+            "path": "^/api/ai/queue$",
+        },
+    )
+    with httpx.Client(base_url=base_url, headers=AUTH, timeout=0.3) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/api/ai/queue", json=QUEUE)
+        assert len(control(base_url, "GET", "/requests?method=POST&path=/api/ai/queue")["requests"]) == 1
+        rows = http.get("/api/ai/queue", params={"status": "queued,processing,succeeded"}).json()[
+            "generations"
+        ]
+    assert len(rows) == 1 and rows[0]["prompt"] == "faulty"
+
+
+@pytest.mark.parametrize("after_processing", [False, True])
+def test_drop_closes_the_connection(client: httpx.Client, base_url: str, after_processing: bool) -> None:
+    control(
+        base_url,
+        "POST",
+        "/faults",
+        {"type": "drop", "after_processing": after_processing, "method": "POST", "path": "^/api/ai/queue$"},
+    )
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/api/ai/queue", json=QUEUE)
+    created = control(base_url, "GET", "/stats")["generations_created"]
+    assert created == (1 if after_processing else 0)
+    assert client.post("/api/ai/queue", json=QUEUE).status_code == 200  # one-shot
+
+
+def test_generation_failure_fault(client: httpx.Client, base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
+    first, second = enqueue(client, num_generations=2)
+    failed = wait_for_status(client, first, {"failed", "succeeded"})
+    assert failed["status"] == "failed" and failed["error_message"] == "GPU on fire"
+    assert wait_for_status(client, second, {"failed", "succeeded"})["status"] == "succeeded"
+
+
+def test_stall_generation_stays_processing_until_cancelled(client: httpx.Client, base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "stall_generation", "count": 1})
+    stalled, normal = enqueue(client, num_generations=2)
+    wait_for_status(client, normal, {"succeeded"})
+    time.sleep(0.2)
+    assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
+    assert client.delete(f"/api/ai/queue/{stalled}").json()["status"] == "cancelled"
+
+
+def test_bad_faults_are_rejected(base_url: str) -> None:
+    for fault in (
+        {"type": "explode"},
+        {"type": "status", "status": 42},
+        {"type": "drop", "path": "("},
+        {"type": "delay", "count": 0},
+    ):
+        assert PLAIN.post(f"{base_url}/_emulator/faults", json=fault).status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_drop_events_cuts_streams_after_k_completions(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH) as http:
+        async with http.stream("GET", "/api/events") as stream:
+            control(base_url, "POST", "/faults", {"type": "drop_events", "after_events": 1})
+            response = await http.post("/api/ai/queue", json={**QUEUE, "num_generations": 3})
+            ids = {row["generation_id"] for row in response.json()["generations"]}
+            seen: set[str] = set()
+
+            async def read() -> None:
+                async for event, data in sse_events(stream):
+                    if event == "media_generation_completed":
+                        seen.add(data["generation_id"])
+
+            with pytest.raises(httpx.RemoteProtocolError):
+                await asyncio.wait_for(read(), 3)
+            assert len(seen) == 1 and seen < ids
+        # The fault was for one stream; a new stream is not cut.
+        async with http.stream("GET", "/api/events") as again:
+            more = set(await _enqueue_ids(http))
+            assert await collect_completions(again, more, timeout=3) == more
+
+
+async def _enqueue_ids(http: httpx.AsyncClient) -> list[str]:
+    response = await http.post("/api/ai/queue", json=QUEUE)
+    return [row["generation_id"] for row in response.json()["generations"]]

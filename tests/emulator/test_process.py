@@ -1,0 +1,73 @@
+"""Starting and stopping the emulator: as a child process (the CLI) and in a thread."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.emulator import EmulatorConfig, run_emulator_in_thread, start_emulator_process
+
+from .helpers import PLAIN, open_image
+
+KEY = "proc-key-5e1c77aa"
+
+
+def test_cli_process_serves_logs_and_stops_on_sigterm() -> None:
+    with start_emulator_process(
+        ["--api-key", KEY, "--render-seconds", "0.05", "--queue-seconds", "0.01"]
+    ) as proc:
+        assert proc.url.startswith("http://127.0.0.1:")
+        headers = {"Authorization": f"Bearer {KEY}"}
+        response = PLAIN.post(
+            f"{proc.url}/api/ai/images/generate",
+            headers=headers,
+            json={"model": "ideogram-v4", "prompt": "from a process", "image_size": "square"},
+        )
+        assert response.status_code == 200, response.text
+        image = open_image(PLAIN.get(response.json()["images"][0]["url"]).content)
+        assert (image.format, image.size) == ("JPEG", (512, 512))
+        assert PLAIN.get(f"{proc.url}/api/ai/models").status_code == 401
+        assert proc.stop() == 0  # SIGTERM is a clean shutdown
+        log = proc.log_text() if proc.log_path.exists() else ""
+    assert proc.popen.poll() is not None
+    with pytest.raises(httpx.ConnectError):
+        PLAIN.get(f"{proc.url}/api/ai/models", timeout=2)
+    assert KEY not in log
+
+
+def test_cli_request_log_lines_never_contain_the_key() -> None:
+    proc = start_emulator_process(["--api-key", KEY])
+    try:
+        PLAIN.get(f"{proc.url}/api/ai/models", headers={"Authorization": f"Bearer {KEY}"})
+        PLAIN.get(f"{proc.url}/api/ai/models/ideogram-v4", headers={"Authorization": "Bearer wrong"})
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.popen.wait(5) == 0
+        log = proc.log_text()
+    finally:
+        proc.stop()
+    assert 'GET /api/ai/models HTTP/1.1" 200' in log
+    assert 'GET /api/ai/models/ideogram-v4 HTTP/1.1" 401' in log
+    assert KEY not in log and "wrong" not in log
+    assert not proc.log_path.exists()
+
+
+def test_cli_rejects_missing_port() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_oxen.emulator"], capture_output=True, timeout=20, check=False
+    )
+    assert result.returncode == 2 and b"--port" in result.stderr
+
+
+def test_thread_emulator_stops_on_exit() -> None:
+    with run_emulator_in_thread(EmulatorConfig(render_seconds=0.01)) as handle:
+        url = handle.url
+        # Without --api-key any non-empty token is accepted.
+        response = PLAIN.get(f"{url}/api/ai/models", headers={"Authorization": "Bearer anything"})
+        assert response.status_code == 200
+        assert handle.state.requests.total == 1
+    with pytest.raises(httpx.ConnectError):
+        PLAIN.get(f"{url}/api/ai/models", timeout=2)
