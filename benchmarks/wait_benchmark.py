@@ -138,7 +138,8 @@ def _import_time() -> tuple[float, float]:
         "airflow_provider_oxen.triggers.generation; print(time.perf_counter() - t)"
     )
     warm_code = (
-        "import airflow.sdk, airflow.triggers.base, httpx, pydantic, jsonschema, time; t = time.perf_counter(); "
+        "import airflow.sdk, airflow.triggers.base, httpx, pydantic, jsonschema, time; "
+        "t = time.perf_counter(); "
         "import airflow_provider_oxen.operators.generate, airflow_provider_oxen.triggers.generation, "
         "airflow_provider_oxen.sensors.generation; print(time.perf_counter() - t)"
     )
@@ -284,7 +285,8 @@ def main() -> int:
             for strategy in args.strategies.split(","):
                 result = _run(emu.url, strategy, n, args, home)
                 print(
-                    f"# N={n} {strategy}: {result['succeeded']}/{n} ok, {result['requests_per_gen']:.2f} req/gen, "
+                    f"# N={n} {strategy}: {result['succeeded']}/{n} ok, "
+                    f"{result['requests_per_gen']:.2f} req/gen, "
                     f"{result['rss_peak_mb']:.0f} MB, {result['cpu_seconds']:.1f} CPU s, "
                     f"p50 {result['p50_ms']:.0f} ms, wall {result['wall_seconds']:.1f} s",
                     file=sys.stderr,
