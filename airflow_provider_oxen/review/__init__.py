@@ -10,7 +10,12 @@ from airflow_provider_oxen.review.checks import (
     evaluate,
     normalise_format,
 )
-from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail, sheet_size
+from airflow_provider_oxen.review.contact_sheet import (
+    SheetItem,
+    make_contact_sheet,
+    make_thumbnail,
+    sheet_size,
+)
 
 __all__ = [
     "CheckSettings",

@@ -170,12 +170,11 @@ def evaluate(
         problems.append(f"size {size_bytes} B is above the maximum of {settings.max_bytes} B")
     if decoded.error is not None:
         problems.append(decoded.error)
-    if settings.check_dimensions and decoded.width is not None and decoded.height is not None:
-        if (expected.width is not None and decoded.width != expected.width) or (
-            expected.height is not None and decoded.height != expected.height
-        ):
-            want = f"{expected.width or '?'}x{expected.height or '?'}"
-            problems.append(f"is {decoded.width}x{decoded.height}, expected {want}")
+    wrong_width = expected.width is not None and decoded.width != expected.width
+    wrong_height = expected.height is not None and decoded.height != expected.height
+    if settings.check_dimensions and decoded.width is not None and (wrong_width or wrong_height):
+        want = f"{expected.width or '?'}x{expected.height or '?'}"
+        problems.append(f"is {decoded.width}x{decoded.height}, expected {want}")
     if settings.check_format and expected.format is not None and decoded.format != expected.format:
         problems.append(f"format is {decoded.format or 'unknown'}, expected {expected.format}")
     return ImageCheck(

@@ -110,7 +110,9 @@ def _status(item: SheetItem) -> tuple[str, tuple[int, int, int]]:
     return f"FAIL ({len(item.problems)}): {first}", _FAIL
 
 
-def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, item: SheetItem, x: int, y: int, thumb: int) -> None:
+def _draw_cell(
+    sheet: Image.Image, draw: ImageDraw.ImageDraw, item: SheetItem, x: int, y: int, thumb: int
+) -> None:
     _, colour = _status(item)
     box = (x + PAD, y + PAD, x + PAD + thumb - 1, y + PAD + thumb - 1)
     draw.rectangle(box, fill=_PLACEHOLDER)
@@ -123,7 +125,9 @@ def _draw_cell(sheet: Image.Image, draw: ImageDraw.ImageDraw, item: SheetItem, x
         top = y + PAD + (thumb - picture.height) // 2
         sheet.paste(picture, (left, top))
     else:
-        draw.text((x + PAD + thumb // 2, y + PAD + thumb // 2), "no preview", font=font, fill=_MUTED, anchor="mm")
+        draw.text(
+            (x + PAD + thumb // 2, y + PAD + thumb // 2), "no preview", font=font, fill=_MUTED, anchor="mm"
+        )
     # A coloured frame makes failures visible at a glance, before reading any caption.
     outer = (box[0] - _BORDER, box[1] - _BORDER, box[2] + _BORDER, box[3] + _BORDER)
     draw.rectangle(outer, outline=colour, width=_BORDER)

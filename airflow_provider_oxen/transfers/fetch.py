@@ -81,7 +81,9 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
                 generation_id=generation_id,
             ) from exc
         log.info(
-            "Result URL of %s answered HTTP %d (expired?): fetching a fresh one.", generation_id, exc.status_code
+            "Result URL of %s answered HTTP %d (expired?): fetching a fresh one.",
+            generation_id,
+            exc.status_code,
         )
         url, refreshed = _fresh_url(hook, generation_id), True
         try:

@@ -65,7 +65,7 @@ def _problem(key: str) -> str | None:
     if any(unicodedata.category(char) in ("Cc", "Cf") for char in key):
         return "contains control or invisible formatting characters"
     if unicodedata.normalize("NFKC", key) != key:
-        # e.g. fullwidth dots "．．" become ".." for any tool that normalises names.
+        # e.g. fullwidth dots (U+FF0E) become ".." for any tool that normalises names.
         return "is not in Unicode normal form NFKC (a tool normalising it would read another path)"
     if key.startswith("/"):
         return "is absolute (starts with '/')"
@@ -148,7 +148,9 @@ class _Fields(Mapping[str, object]):
 
     def __getitem__(self, name: str) -> object:
         if name not in self._values:
-            raise KeyTemplateError(f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what)
+            raise KeyTemplateError(
+                f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what
+            )
         return self._values[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -183,5 +185,7 @@ def render_key(
     try:
         key = template.format_map(_Fields(safe, template, f"{what} template"))
     except (ValueError, TypeError) as exc:
-        raise KeyTemplateError(f"{what} template {template!r} could not be filled: {exc}", field=what) from None
+        raise KeyTemplateError(
+            f"{what} template {template!r} could not be filled: {exc}", field=what
+        ) from None
     return check_key(key, prefix, what=what)

@@ -8,6 +8,7 @@ memory. With a path, a large image is never held in memory, whatever its size.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -107,10 +108,8 @@ class Spool:
             self._disk = None
         if self._path is not None:
             # mkstemp files are not deleted on close (so they can be read by path meanwhile).
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
-            except FileNotFoundError:
-                pass
             self._path = None
 
     @property

@@ -48,26 +48,20 @@ def _airflow_bin() -> str:
     return str(candidate) if candidate.exists() else "airflow"
 
 
-def stop_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """SIGTERM the process group ``proc`` leads, SIGKILL it after ``grace`` seconds."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = None
-    if pgid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    if pgid is not None:
-        # Children (task supervisors, trigger runner, uvicorn workers) may outlive the leader.
-        deadline = time.monotonic() + (grace if proc.returncode is None else 2.0)
-        while time.monotonic() < deadline and _group_alive(pgid):
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+def stop_process_group(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """SIGTERM the process group ``proc`` leads, SIGKILL what is left of it after ``grace`` seconds."""
+    pgid = proc.pid  # started with start_new_session=True: the leader's pid is the group id
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or it lingers as a zombie and keeps the group "alive"
+        if not _group_alive(pgid):
+            break
+        time.sleep(0.1)
+    # Children (task supervisors, the trigger runner, uvicorn workers) may outlive the leader.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
 
@@ -132,7 +126,9 @@ class StateWatcher:
             tis = conn.execute(
                 "SELECT dag_id, run_id, task_id, map_index, state, trigger_id FROM task_instance"
             ).fetchall()
-            triggers = conn.execute("SELECT id, classpath, triggerer_id, created_date FROM trigger").fetchall()
+            triggers = conn.execute(
+                "SELECT id, classpath, triggerer_id, created_date FROM trigger"
+            ).fetchall()
             jobs = conn.execute(
                 "SELECT id, job_type, state, hostname, start_date, latest_heartbeat FROM job"
             ).fetchall()
@@ -193,13 +189,14 @@ class AirflowCluster:
         *,
         expect_dags: Iterable[str] = (),
         startup_timeout: float = 180.0,
-        keep_home: bool = False,
+        keep_home: bool | None = None,
     ) -> None:
         self.dags_folder = str(Path(dags_folder).resolve())
         self.env_extra = dict(env_extra or {})
         self.expect_dags = list(expect_dags)
         self.startup_timeout = startup_timeout
-        self.keep_home = keep_home
+        # OXEN_E2E_KEEP_HOME=1 keeps the home (logs, DB) for a post-mortem.
+        self.keep_home = bool(os.environ.get("OXEN_E2E_KEEP_HOME")) if keep_home is None else keep_home
         self.home: Path | None = None
         self.api_port = 0
         self.base_url = ""
@@ -274,7 +271,13 @@ class AirflowCluster:
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
                 "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(self.home / "bundles"),
-                "AIRFLOW__SDK__API_CLIENT_READ_TIMEOUT": "30",
+                # The task supervisor only notices its task exited on the next wake-up of its
+                # select loop (up to this many seconds) when the task closed its sockets first.
+                # With the default 5 s, the executor's "success" for the pre-deferral workload can
+                # reach the scheduler after the trigger fired and the task was re-queued with the
+                # same try number; the scheduler then marks the resumed, running task FAILED
+                # ("task-state-changed-externally"). 1 s keeps that report well inside the deferral.
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             }
         )
         env.update(self.env_extra)
@@ -427,10 +430,14 @@ class AirflowCluster:
             self._check_alive()
             state = self.run_state(dag_id, run_id)
             if state in TERMINAL_RUN_STATES:
+                if self.watcher is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.watcher.sample()  # the final states, whatever the sampling phase
                 return state
             time.sleep(0.5)
         raise TimeoutError(
-            f"run {dag_id}/{run_id} still {state} after {timeout} s; tasks: {self.task_states(dag_id, run_id)}"
+            f"run {dag_id}/{run_id} still {state} after {timeout} s; "
+            f"tasks: {self.task_states(dag_id, run_id)}"
         )
 
     def task_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], str | None]:
@@ -458,9 +465,12 @@ class AirflowCluster:
                 time.sleep(0.1)
         raise AssertionError("unreachable")
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, key: str = "return_value"
+    ) -> Any:
         rows = self._query(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND key = ?",
+            "SELECT value FROM xcom"
+            " WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ? AND key = ?",
             (dag_id, run_id, task_id, map_index, key),
         )
         if not rows:
@@ -518,5 +528,25 @@ class AirflowCluster:
         logs_root = self.home / "logs"
         if logs_root.is_dir():
             for path in sorted(logs_root.rglob("attempt=*")):
-                text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                text = "\n".join(
+                    _compact(line) for line in path.read_text(errors="replace").splitlines()[-lines:]
+                )
                 print(f"\n===== {path.relative_to(logs_root)} =====\n{text}", file=sys.stderr)
+
+
+def _compact(line: str, width: int = 400) -> str:
+    """A task log line (JSON) as ``time level logger: event [error]``, cut to ``width``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line[:width]
+    if not isinstance(record, dict):
+        return line[:width]
+    when, level, logger = record.get("timestamp", ""), record.get("level", ""), record.get("logger", "")
+    text = f"{when} {level} {logger}: {record.get('event')}"
+    if record.get("error_detail"):
+        details = record["error_detail"]
+        text += " | " + "; ".join(
+            f"{d.get('exc_type')}: {d.get('exc_value')}" for d in details if isinstance(d, dict)
+        )
+    return text[:width]
