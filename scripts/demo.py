@@ -1,63 +1,114 @@
 """The two-command demo's first command (``make demo``).
 
-Starts the Oxen API emulator on 127.0.0.1, runs the example DAG with ``airflow dags test``
-in a throwaway AIRFLOW_HOME (no API key, no network), downloads what it generated into
-``.demo/output/`` and prints where everything is. Stops what it started, even on failure.
+Starts the Oxen API emulator and a real S3 API server (moto in server mode) on 127.0.0.1,
+runs the marketing-campaign DAG with ``airflow dags test`` in a throwaway AIRFLOW_HOME (no
+API key, no network), lets the human-review step answer itself through Airflow's own
+Human-in-the-loop timeout (each image's default decision), then prints where the images,
+manifest and contact sheet are — and copies them to ``.demo/output/`` to look at. Stops
+everything it started, even on failure.
 
-To run the same DAG against the real Oxen API instead, configure the ``oxen_default``
-connection (host https://hub.oxen.ai, password = your API key) and run
-``airflow dags test oxen_generate_images`` yourself.
+The same DAG runs unchanged against the real Oxen API and real S3: configure the
+``oxen_default`` and ``aws_default`` connections and trigger it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import sqlite3
+import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_KEY = "demo-key-not-a-secret"
+BUCKET = "oxen-campaigns"
 
 
-def _airflow_env(home: Path, emulator_url: str) -> dict[str, str]:
-    env = dict(os.environ)
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 call otherwise
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def background(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A helper process in its own process group, stopped (TERM, then KILL) on exit."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def airflow_env(home: Path, emulator_url: str, s3_url: str, review_seconds: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        # Airflow's HITL timeout sweep runs in the scheduler: check often so the demo is quick.
+        AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL="1",
+        OXEN_CAMPAIGN_REVIEW_SECONDS=str(review_seconds),
         AIRFLOW_CONN_OXEN_DEFAULT=json.dumps(
             {"conn_type": "oxen", "host": emulator_url, "password": DEMO_KEY, "extra": {"max_retries": 3}}
+        ),
+        AIRFLOW_CONN_AWS_DEFAULT=json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "demo",
+                "password": "demo-secret",
+                "extra": {"endpoint_url": s3_url, "region_name": "us-east-1"},
+            }
         ),
     )
     return env
 
 
-def _xcoms(home: Path, dag_id: str) -> list[tuple[str, int, object]]:
-    with sqlite3.connect(home / "airflow.db") as db:
-        rows = db.execute(
-            "SELECT task_id, map_index, value FROM xcom WHERE dag_id = ? AND key = 'return_value' "
-            "ORDER BY task_id, map_index",
-            (dag_id,),
-        ).fetchall()
-    return [(task_id, map_index, json.loads(value)) for task_id, map_index, value in rows]
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dag", default="oxen_generate_images")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dag", default="oxen_marketing_campaign")
     parser.add_argument("--workdir", default=str(REPO / ".demo"))
     parser.add_argument("--render-seconds", type=float, default=1.5)
+    parser.add_argument("--review-seconds", type=int, default=5)
     args = parser.parse_args()
+
+    import boto3
 
     from airflow_provider_oxen.emulator import start_emulator_process
 
@@ -67,45 +118,67 @@ def main() -> int:
     home.mkdir(parents=True)
     output.mkdir(parents=True)
 
-    emulator_args = ["--api-key", DEMO_KEY, "--render-seconds", str(args.render_seconds)]
-    with start_emulator_process(emulator_args) as emulator:
-        print(f">> Oxen emulator on {emulator.url}")
-        env = _airflow_env(home, emulator.url)
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True
+    emulator_args = ["--api-key", DEMO_KEY, "--render-seconds", str(args.render_seconds), "--quiet"]
+    with start_emulator_process(emulator_args) as emulator, moto_server() as s3_url:
+        print(f">> Oxen emulator on {emulator.url}; S3 (moto) on {s3_url}")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="demo",
+            aws_secret_access_key="demo-secret",
         )
-        print(f">> airflow dags test {args.dag}  (AIRFLOW_HOME={home})")
-        started = time.monotonic()
-        run = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", args.dag],
-            env=env,
-            capture_output=True,
-            text=True,
+        s3.create_bucket(Bucket=BUCKET)
+        env = airflow_env(home, emulator.url, s3_url, args.review_seconds)
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True
         )
-        (workdir / "dags-test.log").write_text(run.stdout + run.stderr)
+        if migrate.returncode != 0:
+            print(migrate.stderr.decode()[-3000:])
+            return 1
+        scheduler = [sys.executable, "-m", "airflow", "scheduler"]
+        with background(scheduler, env, workdir / "scheduler.log"):
+            print(
+                f">> airflow dags test {args.dag}  (AIRFLOW_HOME={home}; review answers itself after "
+                f"{args.review_seconds} s)"
+            )
+            started = time.monotonic()
+            run = subprocess.run(
+                [sys.executable, "-m", "airflow", "dags", "test", args.dag],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+        log = run.stdout + run.stderr
+        (workdir / "dags-test.log").write_text(log)
         elapsed = time.monotonic() - started
-        if run.returncode != 0 or "state=failed" in run.stdout + run.stderr:
-            print((run.stdout + run.stderr)[-4000:])
+        if run.returncode != 0 or "state=failed" in log:
+            print(log[-5000:])
             print(f"!! the DAG run failed after {elapsed:.1f} s; full log: {workdir / 'dags-test.log'}")
             return 1
         print(f">> DAG run succeeded in {elapsed:.1f} s")
 
-        with httpx.Client(timeout=30) as client:
-            for task_id, map_index, value in _xcoms(home, args.dag):
-                label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, dict) and item.get("result_url"):
-                        target = (
-                            output / f"{label}-{item['generation_id']}.{item.get('output_format') or 'img'}"
-                        )
-                        target.write_bytes(client.get(item["result_url"]).raise_for_status().content)
-                        size = f"{item.get('width')}x{item.get('height')}"
-                        print(f"   {label:<18} {size:>9}  {target.relative_to(REPO)}")
-                    else:
-                        print(f"   {label:<18} {item}")
-        stats = httpx.get(f"{emulator.url}/_emulator/stats").json()
-        print(f">> emulator saw {stats.get('generations_created')} generation(s) created")
-    print(f">> images in {output}; Airflow log in {workdir / 'dags-test.log'}")
+        listing = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        for obj in sorted(listing, key=lambda o: o["Key"]):
+            key = obj["Key"]
+            target = output / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(BUCKET, key, str(target))
+            kind = (
+                "manifest"
+                if key.endswith(".json")
+                else "contact sheet"
+                if "contact-sheet" in key
+                else "approved image"
+                if key.startswith("approved/")
+                else "rejected image"
+                if key.startswith("rejected/")
+                else "stored image"
+            )
+            print(f"   s3://{BUCKET}/{key:<78} {obj['Size']:>8} B  {kind}")
+        print(f">> {len(listing)} object(s) in s3://{BUCKET}; copies under {output.relative_to(REPO)}/")
+    print(f">> Airflow log: {workdir / 'dags-test.log'}")
     return 0
 
 

@@ -1,0 +1,141 @@
+"""Marketing campaign: prompts in, reviewed brand images in a bucket out.
+
+spec (YAML) → prompts → generate (mapped, deferrable) → store in S3 (checks, manifest,
+contact sheet, Asset event) → human review (Human-in-the-loop) → publish approved /
+move rejected aside → regenerations loop back as a new run of this DAG.
+
+Connections: ``oxen_default`` (Oxen API) and ``aws_default`` (S3). The demo points them at
+the embedded emulator and a local moto S3 server; nothing else changes for production.
+Params: ``campaign_file`` (spec under dags/campaigns/) and ``bucket``. Reviewers have
+``OXEN_CAMPAIGN_REVIEW_SECONDS`` (default one day); with no answer by then, each image's
+default decision applies: approve, unless it failed the automatic checks.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Asset, task
+
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
+from airflow_provider_oxen.operators.review import OxenImageReviewOperator
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+
+CAMPAIGNS = Path(__file__).parent / "campaigns"
+# How long reviewers have before each image's default decision applies (the demo uses seconds).
+REVIEW_SECONDS = int(os.environ.get("OXEN_CAMPAIGN_REVIEW_SECONDS", str(24 * 3600)))
+CAMPAIGN_ASSETS = Asset("s3://oxen-campaigns/campaigns", extra={"producer": "oxen_marketing_campaign"})
+
+
+def build_prompts(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One generation request per (product, headline, size)."""
+    requests = []
+    for product in spec["products"]:
+        for headline in spec["headlines"]:
+            for size in spec["sizes"]:
+                prompt = (
+                    f"{spec['brand']} campaign image for {product['name']}: {product['description']}. "
+                    f'Headline text, rendered exactly: "{headline}". Style: {spec["style"]}.'
+                )
+                requests.append({"prompt": prompt, "image_size": size})
+    return requests
+
+
+with DAG(
+    dag_id="oxen_marketing_campaign",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["oxen", "example", "marketing"],
+    params={"campaign_file": "spring_roast.yaml", "bucket": "oxen-campaigns"},
+) as dag:
+
+    @task
+    def load_spec(params: dict[str, Any], dag_run: Any = None) -> dict[str, Any]:
+        import yaml
+
+        spec = yaml.safe_load((CAMPAIGNS / params["campaign_file"]).read_text())
+        regenerate = (dag_run.conf or {}).get("regenerate") if dag_run is not None else None
+        spec["requests"] = regenerate or build_prompts(spec)
+        return spec
+
+    @task
+    def generation_requests(spec: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"prompt": r["prompt"], "image_size": r["image_size"]} for r in spec["requests"]]
+
+    spec = load_spec()
+    generate = OxenGenerateImageOperator.partial(
+        task_id="generate",
+        model="ideogram-v4",
+        rendering_speed="TURBO",
+        output_format="png",
+        poll_interval=2,
+        timeout=1800,
+        deferrable=True,
+        retries=2,
+        retry_delay=timedelta(seconds=10),
+    ).expand_kwargs(generation_requests(spec))
+
+    store = OxenGenerationToS3Operator(
+        task_id="store",
+        results=generate.output,
+        bucket="{{ params.bucket }}",
+        prefix="campaigns/{{ ds }}/{{ ts_nodash }}",
+        key_template="{prefix}/{generation_id}.{ext}",
+        outlets=[CAMPAIGN_ASSETS],
+    )
+
+    review = OxenImageReviewOperator(
+        task_id="review",
+        subject="Review the campaign images",
+        records=store.output,
+        contact_sheet_uri="{{ ti.xcom_pull(task_ids='store', key='contact_sheet_uri') }}",
+        response_timeout=timedelta(seconds=REVIEW_SECONDS),
+    )
+
+    publish = OxenPublishReviewedOperator(
+        task_id="publish",
+        records=store.output,
+        review=review.output,
+        bucket="{{ params.bucket }}",
+        approved_prefix="approved/{{ ds }}",
+        rejected_prefix="rejected/{{ ds }}",
+    )
+
+    @task.short_circuit
+    def anything_to_regenerate(outcome: dict[str, Any]) -> bool:
+        return bool(outcome["regenerate"])
+
+    regenerate = TriggerDagRunOperator(
+        task_id="regenerate",
+        trigger_dag_id="oxen_marketing_campaign",
+        conf={"regenerate": publish.output["regenerate"]},
+    )
+
+    anything_to_regenerate(publish.output) >> regenerate
+
+
+with DAG(
+    dag_id="oxen_campaign_assets_consumer",
+    schedule=[CAMPAIGN_ASSETS],
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["oxen", "example", "marketing"],
+) as consumer:
+
+    @task
+    def announce(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
+        """Downstream consumption: read what the campaign run stored, from the Asset event."""
+        summaries = []
+        for events in (triggering_asset_events or {}).values():
+            for event in events:
+                print(f"New campaign batch: {event.extra}")
+                summaries.append(dict(event.extra))
+        return summaries
+
+    announce()
