@@ -43,7 +43,7 @@ COALESCE_SECONDS = 0.05
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
 # With polling, an interval in which nothing changed stretches the next one, up to this factor.
-MAX_STRETCH = 4.0
+MAX_STRETCH = 2.0
 # Silence on the event stream longer than this is treated as a dead connection.
 EVENTS_READ_TIMEOUT = 90.0
 
