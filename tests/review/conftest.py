@@ -1,0 +1,3 @@
+from tests.transfers.conftest import aws_conn, bucket, moto_endpoint, s3_client
+
+__all__ = ["aws_conn", "bucket", "moto_endpoint", "s3_client"]
