@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,19 +50,32 @@ EVENTS_READ_TIMEOUT = 90.0
 
 
 class Waiter:
-    """One trigger's registration: its tracker, and an event set when something terminal arrives."""
+    """One trigger's registration: rows the hub learnt for it, queued until the trigger reads them.
+
+    The hub only queues; the trigger's own task applies the rows (:meth:`drain`), so the
+    status lines it logs land in that trigger's task log, not in whichever task runs the hub.
+    """
 
     def __init__(self, tracker: StatusTracker, poll_interval: float) -> None:
         self.tracker = tracker
         self.poll_interval = poll_interval
         self.changed = asyncio.Event()
         self.error: OxenError | None = None
+        self._inbox: list[Generation] = []
+        self._last: dict[str, GenerationStatus] = {}
 
     def deliver(self, row: Generation) -> bool:
-        changed = self.tracker.update(row)
-        if row.status.is_terminal:
-            self.changed.set()
-        return changed
+        if self._last.get(row.generation_id) is row.status:
+            return False
+        self._last[row.generation_id] = row.status
+        self._inbox.append(row)
+        self.changed.set()
+        return True
+
+    def drain(self) -> None:
+        rows, self._inbox = self._inbox, []
+        for row in rows:
+            self.tracker.update(row)
 
     def fail(self, error: OxenError) -> None:
         self.error = error
@@ -95,7 +109,8 @@ class OxenHub:
         kwargs["limits"] = httpx.Limits(
             max_connections=READ_CONCURRENCY + 4, max_keepalive_connections=READ_CONCURRENCY
         )
-        client = httpx.AsyncClient(**kwargs)
+        # Building the client loads CA certificates: keep that off the triggerer's event loop.
+        client = await asyncio.to_thread(httpx.AsyncClient, **kwargs)
         self.hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
         self._client = client
         self._policy = settings.retry
@@ -111,7 +126,9 @@ class OxenHub:
         await self._client.aclose()
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        # Hub tasks outlive the trigger that started the hub: they must not inherit its
+        # context (Airflow routes log lines to a task's log file through it).
+        task = contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

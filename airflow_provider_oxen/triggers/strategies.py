@@ -32,17 +32,16 @@ class SharedHubStrategy:
     async def wait(self, tracker: StatusTracker, deadline: float) -> None:
         waiter = self.hub.register(tracker, self.poll_interval)
         try:
-            while not tracker.done:
+            while True:
+                waiter.drain()
                 if waiter.error is not None:
                     raise waiter.error
                 remaining = deadline - time.time()
-                if remaining <= 0:
+                if tracker.done or remaining <= 0:
                     return
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(waiter.changed.wait(), timeout=remaining)
                 waiter.changed.clear()
-            if waiter.error is not None:
-                raise waiter.error
         finally:
             self.hub.unregister(waiter)
 

@@ -13,6 +13,7 @@ While it runs, a :class:`StateWatcher` thread samples ``task_instance``, ``trigg
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -235,7 +236,8 @@ class AirflowCluster:
             for k, v in os.environ.items()
             if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")) and k != "AIRFLOW_HOME"
         }
-        jwt_secret = secrets.token_urlsafe(32)
+        # >= 64 bytes: the JWT library warns about shorter HMAC keys for the default algorithm.
+        jwt_secret = secrets.token_urlsafe(64)
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -247,7 +249,7 @@ class AirflowCluster:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__FERNET_KEY": "",
+                "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__HOST": "127.0.0.1",

@@ -1,0 +1,242 @@
+"""End to end: the example DAG on a real Airflow 3.3 (scheduler, triggerer, api-server) against
+the Oxen emulator running as a separate process.
+
+One emulator and one cluster serve the whole module (start-up is the expensive part).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.airflow_cluster import AirflowCluster
+from tests.fixtures import API_KEY, EmulatorControl, connection_json
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DAG = "oxen_generate_images"
+FAILURE_DAG = "oxen_e2e_failure"
+TRIGGER_CLASSPATH = "airflow_provider_oxen.triggers.generation.OxenGenerationTrigger"
+RENDER_SECONDS = 3.0
+ENQUEUE = ("POST", "/api/ai/queue")
+DEFERRABLE_TASKS = [("poster", -1), ("product_shots", 0), ("product_shots", 1), ("wait_for_banners", -1)]
+
+
+@pytest.fixture(scope="module")
+def emulator_process() -> Iterator[Any]:
+    from airflow_provider_oxen.emulator import start_emulator_process
+
+    process = start_emulator_process(
+        ["--api-key", API_KEY, "--render-seconds", str(RENDER_SECONDS), "--queue-seconds", "0.2"]
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
+    control = EmulatorControl(emulator_process.url)
+    yield control
+    control.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(emulator_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+    # One dags folder with the shipped example DAG(s) plus the e2e-only ones.
+    dags = tmp_path_factory.mktemp("e2e-dags")
+    for source in [*(REPO / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
+        shutil.copy(source, dags / source.name)
+    env = {"AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url)}
+    with AirflowCluster(dags, env, expect_dags=[EXAMPLE_DAG, FAILURE_DAG]) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(emulator_ctl: EmulatorControl) -> EmulatorControl:
+    emulator_ctl.reset()
+    emulator_ctl.configure(render_seconds=RENDER_SECONDS, queue_seconds=0.2)
+    return emulator_ctl
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request: pytest.FixtureRequest, cluster: AirflowCluster) -> Iterator[None]:
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        cluster.print_log_tails()
+
+
+def _report(cluster: AirflowCluster, dag_id: str, run_id: str) -> str:
+    lines = [f"task states: {cluster.task_states(dag_id, run_id)}"]
+    assert cluster.watcher is not None
+    for key, history in sorted(cluster.watcher.ti_history.items()):
+        if key[0] == dag_id and key[1] == run_id:
+            lines.append(f"  {key[2]}[{key[3]}]: {history}")
+    return "\n".join(lines)
+
+
+def _assert_deferred_in_triggerer(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int) -> None:
+    watcher = cluster.watcher
+    assert watcher is not None
+    history = watcher.history(EXAMPLE_DAG, run_id, task_id, map_index)
+    assert "deferred" in history, f"{task_id}[{map_index}] never deferred: {history}"
+    # Resumed after the deferral and succeeded. (The running phases around the deferral can be
+    # shorter than the sampling interval, so they are not required to show up.)
+    assert history[-1] == "success", history
+
+    trigger_ids = watcher.trigger_ids(EXAMPLE_DAG, run_id, task_id, map_index)
+    assert len(trigger_ids) == 1, f"{task_id}[{map_index}] triggers: {trigger_ids}"
+    trigger = watcher.trigger(trigger_ids.pop())
+    assert trigger.get("classpath") == TRIGGER_CLASSPATH, trigger
+    triggerer_jobs = {job["id"] for job in watcher.jobs_of_type("TriggererJob")}
+    assert len(triggerer_jobs) == 1, watcher.jobs
+    assert trigger["triggerer_ids"] == triggerer_jobs, (trigger, triggerer_jobs)
+
+    # The trigger ran in the triggerer: its log line is in the TI's triggerer log file.
+    (triggerer_id,) = triggerer_jobs
+    trigger_logs = [
+        path.read_text(errors="replace")
+        for path in cluster.task_log_files(EXAMPLE_DAG, run_id, task_id, map_index)
+        if f".trigger.{triggerer_id}." in path.name
+    ]
+    assert any("Waiting for" in text for text in trigger_logs), (
+        f"no 'Waiting for' in the trigger log of {task_id}[{map_index}]: "
+        f"{[p.name for p in cluster.task_log_files(EXAMPLE_DAG, run_id, task_id, map_index)]}"
+    )
+
+
+@dataclass
+class ExampleRun:
+    run_id: str
+    state: str
+    elapsed: float
+    enqueue_posts: list[dict[str, Any]]
+    deletes: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def example_run(cluster: AirflowCluster, emulator_ctl: EmulatorControl) -> ExampleRun:
+    """One run of the example DAG, shared by the tests that inspect it."""
+    emulator_ctl.reset()
+    emulator_ctl.configure(render_seconds=RENDER_SECONDS, queue_seconds=0.2)
+    cluster.unpause(EXAMPLE_DAG)
+    started = time.monotonic()
+    run_id = cluster.trigger(EXAMPLE_DAG)
+    state = cluster.wait_for_run(EXAMPLE_DAG, run_id, timeout=240)
+    return ExampleRun(
+        run_id=run_id,
+        state=state,
+        elapsed=time.monotonic() - started,
+        enqueue_posts=emulator_ctl.requests(*ENQUEUE),
+        deletes=emulator_ctl.requests("DELETE"),
+    )
+
+
+def test_example_dag_defers_and_succeeds(
+    cluster: AirflowCluster, emulator_ctl: EmulatorControl, example_run: ExampleRun
+) -> None:
+    run_id = example_run.run_id
+    assert example_run.state == "success", _report(cluster, EXAMPLE_DAG, run_id)
+
+    states = cluster.task_states(EXAMPLE_DAG, run_id)
+    assert states == {
+        ("poster", -1): "success",
+        ("product_shots", 0): "success",
+        ("product_shots", 1): "success",
+        ("enqueue_only", -1): "success",
+        ("wait_for_banners", -1): "success",
+    }, _report(cluster, EXAMPLE_DAG, run_id)
+    # The run cannot be faster than the emulator renders.
+    assert example_run.elapsed >= RENDER_SECONDS
+
+    # Every deferrable task went running -> deferred -> running -> success, in the triggerer.
+    for task_id, map_index in DEFERRABLE_TASKS:
+        _assert_deferred_in_triggerer(cluster, run_id, task_id, map_index)
+    assert cluster.watcher is not None
+    assert "deferred" not in cluster.watcher.history(EXAMPLE_DAG, run_id, "enqueue_only")
+
+    # XCom: result dicts pointing at the emulator.
+    poster = cluster.xcom(EXAMPLE_DAG, run_id, "poster")
+    assert isinstance(poster, list) and len(poster) == 1, poster
+    for result in poster:
+        assert isinstance(result, dict), result
+        assert result["status"] == "succeeded", result
+        assert result["result_url"].startswith(emulator_ctl.url), result
+        assert result["generation_id"], result
+    for index in (0, 1):
+        shots = cluster.xcom(EXAMPLE_DAG, run_id, "product_shots", map_index=index)
+        assert len(shots) == 1 and shots[0]["status"] == "succeeded", shots
+        assert shots[0]["result_url"].startswith(emulator_ctl.url), shots
+    enqueued_ids = cluster.xcom(EXAMPLE_DAG, run_id, "enqueue_only")
+    assert isinstance(enqueued_ids, list) and len(enqueued_ids) == 2, enqueued_ids
+    banners = cluster.xcom(EXAMPLE_DAG, run_id, "wait_for_banners")
+    assert sorted(b["generation_id"] for b in banners) == sorted(enqueued_ids), banners
+    assert all(b["status"] == "succeeded" for b in banners), banners
+
+    # Exactly one enqueue POST per requested image (the banners: one POST for both).
+    posts = example_run.enqueue_posts
+    by_prompt: dict[str, list[dict[str, Any]]] = {}
+    for post in posts:
+        by_prompt.setdefault(post["json"]["prompt"], []).append(post["json"])
+    assert len(posts) == 4, by_prompt
+    poster_posts = [p for prompt, ps in by_prompt.items() if "Acme Coffee: Open Late" in prompt for p in ps]
+    assert len(poster_posts) == 1, by_prompt
+    mug = by_prompt["A ceramic coffee mug on a marble counter, studio light"]
+    beans = by_prompt["A bag of single-origin coffee beans, flat lay, pastel background"]
+    assert len(mug) == 1 and len(beans) == 1, by_prompt
+    banner_posts = by_prompt["A wide banner with the words 'Fresh Roast Friday'"]
+    assert len(banner_posts) == 1, by_prompt
+    assert banner_posts[0]["num_generations"] == 2, banner_posts
+    for body in [*poster_posts, *mug, *beans]:
+        assert body.get("num_generations", 1) == 1, body
+        assert body["model"] == "ideogram-v4", body
+    assert poster_posts[0]["image_size"] == "portrait_4_3"
+    assert poster_posts[0]["rendering_speed"] == "TURBO"
+    # Nothing was cancelled.
+    assert example_run.deletes == []
+
+
+def test_each_trigger_log_shows_its_own_generations(cluster: AirflowCluster, example_run: ExampleRun) -> None:
+    assert example_run.state == "success"
+    for task_id, map_index in DEFERRABLE_TASKS:
+        own = {r["generation_id"] for r in cluster.xcom(EXAMPLE_DAG, example_run.run_id, task_id, map_index)}
+        text = "\n".join(
+            path.read_text(errors="replace")
+            for path in cluster.task_log_files(EXAMPLE_DAG, example_run.run_id, task_id, map_index)
+            if ".trigger." in path.name
+        )
+        for generation_id in own:
+            assert f"Oxen generation {generation_id} is succeeded" in text, (task_id, map_index)
+        records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        foreign = [
+            r["event"]
+            for r in records
+            if str(r.get("event", "")).startswith("Oxen generation ")
+            and not any(g in r["event"] for g in own)
+        ]
+        assert not foreign, (task_id, map_index, foreign)
+
+
+def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: EmulatorControl) -> None:
+    emulator.fault(type="generation_failure", error_message="GPU on fire", count=1)
+    cluster.unpause(FAILURE_DAG)
+    run_id = cluster.trigger(FAILURE_DAG)
+    state = cluster.wait_for_run(FAILURE_DAG, run_id, timeout=120)
+    assert state == "failed", _report(cluster, FAILURE_DAG, run_id)
+    assert cluster.task_states(FAILURE_DAG, run_id) == {("doomed", -1): "failed"}
+    assert cluster.watcher is not None
+    history = cluster.watcher.history(FAILURE_DAG, run_id, "doomed")
+    assert "deferred" in history, history
+    log = cluster.task_log(FAILURE_DAG, run_id, "doomed")
+    assert "GPU on fire" in log, log[-3000:]
+    assert len(emulator.requests(*ENQUEUE)) == 1
