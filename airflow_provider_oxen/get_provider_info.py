@@ -31,13 +31,27 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.hooks.oxen"]}],
         "operators": [
-            {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.operators.generate"]}
+            {
+                "integration-name": "Oxen.ai",
+                "python-modules": [
+                    "airflow_provider_oxen.operators.generate",
+                    "airflow_provider_oxen.operators.review",
+                    "airflow_provider_oxen.operators.publish",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.sensors.generation"]}
         ],
         "triggers": [
             {"integration-name": "Oxen.ai", "python-modules": ["airflow_provider_oxen.triggers.generation"]}
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Oxen.ai",
+                "target-integration-name": "Amazon Simple Storage Service (S3)",
+                "python-module": "airflow_provider_oxen.transfers.s3",
+            }
         ],
         "connection-types": [
             {

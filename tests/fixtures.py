@@ -75,7 +75,9 @@ def emulator(emulator_server: Any) -> Iterator[EmulatorControl]:
     """The session's emulator, reset to a clean state and fast default timings."""
     control = EmulatorControl(emulator_server.url)
     control.reset()
-    control.configure(render_seconds=0.2, queue_seconds=0.05, latency_ms=0, events_enabled=True)
+    control.configure(
+        render_seconds=0.2, queue_seconds=0.05, latency_ms=0, events_enabled=True, url_ttl_seconds=3600
+    )
     yield control
     control.close()
 

@@ -8,15 +8,12 @@ generation itself still exists, and reading it again hands out a freshly signed 
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import GenerationStatus
 from airflow_provider_oxen.transfers.spool import Spool
-
-log = logging.getLogger(__name__)
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
 _CHUNK = 256 * 1024
@@ -32,18 +29,23 @@ class ResultDownloadError(OxenError):
 
 @dataclass(frozen=True)
 class Fetched:
-    """What was spooled: its size, sha256, the server's Content-Type, and whether the URL was refreshed."""
+    """What was spooled: size, sha256, the server's Content-Type, and why the URL was refreshed (if so)."""
 
     size: int
     sha256: str
     content_type: str | None
-    refreshed: bool = False
+    refresh_reason: str | None = None
+
+    @property
+    def refreshed(self) -> bool:
+        return self.refresh_reason is not None
 
 
 def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
     spool.reset()
     digest, size = hashlib.sha256(), 0
     with hook.open_download(url) as response:
+        spool.expect(_content_length(response.headers.get("Content-Length")))
         for chunk in response.iter_bytes(_CHUNK):
             spool.write(chunk)
             digest.update(chunk)
@@ -51,6 +53,13 @@ def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | N
         content_type = response.headers.get("Content-Type")
     spool.flush()
     return size, digest.hexdigest(), content_type
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _fresh_url(hook: OxenHook, generation_id: str) -> str:
@@ -69,23 +78,18 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
     generation. Transient errors (429, 5xx, connection) are already retried by the hook.
     """
-    refreshed = False
+    reason = None
     if not url:
-        url, refreshed = _fresh_url(hook, generation_id), True
+        url, reason = _fresh_url(hook, generation_id), "no result_url"
     try:
         size, sha256, content_type = _download(hook, url, spool)
     except OxenAPIStatusError as exc:
-        if refreshed or exc.status_code not in EXPIRED_URL_STATUSES:
+        if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
             raise ResultDownloadError(
                 f"Could not download the result of generation {generation_id}: {exc}",
                 generation_id=generation_id,
             ) from exc
-        log.info(
-            "Result URL of %s answered HTTP %d (expired?): fetching a fresh one.",
-            generation_id,
-            exc.status_code,
-        )
-        url, refreshed = _fresh_url(hook, generation_id), True
+        url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
         try:
             size, sha256, content_type = _download(hook, url, spool)
         except OxenAPIStatusError as again:
@@ -94,4 +98,4 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
                 f"{again}",
                 generation_id=generation_id,
             ) from again
-    return Fetched(size=size, sha256=sha256, content_type=content_type, refreshed=refreshed)
+    return Fetched(size=size, sha256=sha256, content_type=content_type, refresh_reason=reason)

@@ -184,6 +184,8 @@ def render_key(
             safe[name] = key_value(value)
     try:
         key = template.format_map(_Fields(safe, template, f"{what} template"))
+    except KeyTemplateError:
+        raise
     except (ValueError, TypeError) as exc:
         raise KeyTemplateError(
             f"{what} template {template!r} could not be filled: {exc}", field=what

@@ -55,6 +55,12 @@ class Spool:
         self._file.seek(position)
         return end
 
+    def expect(self, size: int | None) -> None:
+        """Announce the final size (e.g. a Content-Length): a file that will not fit in memory
+        goes straight to disk instead of first filling ``max_memory`` bytes of RAM."""
+        if size is not None and size > self.max_memory and self._memory is not None:
+            self._roll_over()
+
     def _roll_over(self) -> None:
         assert self._memory is not None
         handle, path = tempfile.mkstemp(prefix="oxen-spool-", dir=self._directory)

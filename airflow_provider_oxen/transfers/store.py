@@ -125,7 +125,9 @@ class S3ObjectStore:
     def read_into(self, key: str, spool: Spool) -> tuple[int, str]:
         """Stream the object at ``key`` into ``spool``; returns its size and sha256."""
         spool.reset()
-        body = self.hook.get_conn().get_object(Bucket=self.bucket, Key=key)["Body"]
+        response = self.hook.get_conn().get_object(Bucket=self.bucket, Key=key)
+        spool.expect(response.get("ContentLength"))
+        body = response["Body"]
         digest, size = hashlib.sha256(), 0
         try:
             for chunk in body.iter_chunks(_READ_CHUNK):

@@ -1,0 +1,550 @@
+"""OxenGenerationToS3Operator: store a batch of generated images in S3, checked, with one manifest.
+
+Per image: look at the key (HEAD), download the result into a spool while hashing it (or
+re-read our own stored copy on a re-run), check it, thumbnail it, upload it unless the same
+bytes are already there. Then per batch: a contact sheet, a manifest, XComs and asset events.
+Every key is rendered and checked before the first byte is uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from airflow.sdk import Asset, BaseOperator
+
+from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.results import build_result
+from airflow_provider_oxen.review.checks import (
+    MIME_TYPES,
+    CheckSettings,
+    DecodedImage,
+    ExpectedImage,
+    ImageCheck,
+    decode_image,
+    evaluate,
+)
+from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
+from airflow_provider_oxen.transfers.batch import check_result, flatten_results
+from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
+from airflow_provider_oxen.transfers.keys import (
+    BATCH_KEY_FIELDS,
+    IMAGE_KEY_FIELDS,
+    KeyTemplateError,
+    key_value,
+    normalise_prefix,
+    render_key,
+)
+from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
+from airflow_provider_oxen.transfers.spool import DEFAULT_SPOOL_BYTES, Spool
+from airflow_provider_oxen.transfers.store import (
+    SHA256_META,
+    ExistingObject,
+    KeyConflictError,
+    S3ObjectStore,
+    WriteAction,
+    plan_write,
+    s3_metadata,
+)
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk import Context
+    from PIL import Image
+
+DEFAULT_KEY_TEMPLATE = "{prefix}/{generation_id}.{ext}"
+DEFAULT_MANIFEST_KEY = "{prefix}/manifest-{run_id}.json"
+DEFAULT_CONTACT_SHEET_KEY = "{prefix}/contact-sheet-{run_id}.png"
+GENERATION_ID_META = "generation-id"
+RUN_ID_META = "run-id"
+# Manifests and contact sheets carry their kind: one written by this operator (any run) may be
+# rewritten at its key, while an unrelated object there is protected unless ``replace=True``.
+KIND_META = "kind"
+MANIFEST_KIND = "oxen-manifest"
+CONTACT_SHEET_KIND = "oxen-contact-sheet"
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+_UNKNOWN_EXTENSION = "bin"
+
+
+class ImageCheckFailedError(OxenError):
+    """Some stored images failed their checks (raised only with ``fail_on_check_failure=True``)."""
+
+    def __init__(self, failures: Sequence[Mapping[str, Any]], total: int) -> None:
+        self.failures = [dict(f) for f in failures]
+        lines = [
+            f"  - {f['generation_id']} ({f['s3_uri']}): {'; '.join(f['checks']['problems'])}"
+            for f in failures
+        ]
+        super().__init__(
+            f"{len(failures)} of {total} image(s) failed their checks (all were stored and are listed "
+            "in the manifest):\n" + "\n".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One image with its key, rendered and checked before anything is uploaded."""
+
+    index: int
+    result: dict[str, Any]
+    key: str
+    expected: ExpectedImage
+
+
+def _extension(fmt: str | None) -> str:
+    if fmt is None:
+        return _UNKNOWN_EXTENSION
+    return _EXTENSIONS.get(fmt, key_value(fmt))
+
+
+def _sha256_text(text: Any) -> str | None:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
+
+
+class OxenGenerationToS3Operator(BaseOperator):
+    """Copy Oxen generation results into S3, with checks, a contact sheet and a manifest per batch.
+
+    Files are streamed (spooled to disk past ``spool_max_bytes``), uploaded with their
+    Content-Type and metadata (``generation-id``, ``model``, ``prompt-sha256``, ``seed``,
+    ``sha256``), and skipped on a re-run when the same bytes are already stored. An expired
+    result URL is refreshed once from the generation. See ``docs/transfers.md``.
+
+    :param results: result dicts from ``OxenGenerateImageOperator`` (templated; usually
+        ``generate.output``), a list of such lists (mapped tasks), or generation ids.
+    :param bucket: target bucket name (templated).
+    :param prefix: key prefix every written key must stay inside (templated); ``""`` = bucket root.
+    :param key_template: image key (templated). After Jinja, ``{prefix}``, ``{generation_id}``,
+        ``{ext}``, ``{index}``, ``{model}``, ``{seed}`` and ``{run_id}`` are filled per image.
+    :param manifest_key: manifest key (templated; ``{prefix}``, ``{run_id}``).
+    :param contact_sheet_key: contact sheet key (templated; ``{prefix}``, ``{run_id}``).
+    :param aws_conn_id: AWS connection for :class:`S3Hook`.
+    :param oxen_conn_id: Oxen connection (to refresh expired result URLs).
+    :param checks: True (defaults), False (off), or overrides such as
+        ``{"min_bytes": 1024, "max_bytes": 20 * 2**20, "check_dimensions": True, "check_format": True}``.
+    :param fail_on_check_failure: raise after storing and reporting everything if any image failed.
+    :param contact_sheet: build and store a contact sheet of the batch.
+    :param contact_sheet_columns: thumbnails per row.
+    :param contact_sheet_thumb: thumbnail edge in pixels.
+    :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
+    :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
+    :return: (XCom) one record per image: the result's fields plus ``s3_key``, ``s3_uri``,
+        ``sha256``, ``size_bytes``, ``content_type``, ``checks``, ``action``. XComs
+        ``manifest_uri`` and ``contact_sheet_uri`` are pushed too.
+    """
+
+    template_fields: Sequence[str] = (
+        "results",
+        "bucket",
+        "prefix",
+        "key_template",
+        "manifest_key",
+        "contact_sheet_key",
+    )
+    template_fields_renderers = {"results": "json"}
+    ui_color = "#ffe8c7"
+
+    def __init__(
+        self,
+        *,
+        results: Any,
+        bucket: str,
+        prefix: str,
+        key_template: str = DEFAULT_KEY_TEMPLATE,
+        manifest_key: str = DEFAULT_MANIFEST_KEY,
+        contact_sheet_key: str = DEFAULT_CONTACT_SHEET_KEY,
+        aws_conn_id: str | None = "aws_default",
+        oxen_conn_id: str = OxenHook.default_conn_name,
+        checks: CheckSettings | Mapping[str, Any] | bool = True,
+        fail_on_check_failure: bool = False,
+        contact_sheet: bool = True,
+        contact_sheet_columns: int = 4,
+        contact_sheet_thumb: int = 256,
+        replace: bool = False,
+        spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.bucket = bucket
+        self.prefix = prefix
+        self.key_template = key_template
+        self.manifest_key = manifest_key
+        self.contact_sheet_key = contact_sheet_key
+        self.aws_conn_id = aws_conn_id
+        self.oxen_conn_id = oxen_conn_id
+        # Parsed here so a typo in the settings fails when the DAG is parsed, not at run time.
+        self.check_settings = CheckSettings.from_param(checks)
+        self.fail_on_check_failure = fail_on_check_failure
+        self.contact_sheet = contact_sheet
+        self.contact_sheet_columns = contact_sheet_columns
+        self.contact_sheet_thumb = contact_sheet_thumb
+        self.replace = replace
+        self.spool_max_bytes = spool_max_bytes
+
+    @property
+    def _needs_bytes(self) -> bool:
+        return self.check_settings.enabled or self.contact_sheet
+
+    def s3_hook(self) -> S3Hook:
+        # Imported here: the amazon provider is an optional extra of this package.
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.aws_conn_id)
+
+    # -- execution --------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        bucket = self._bucket()
+        prefix = normalise_prefix(self.prefix)
+        run_id = _run_id(context)
+        with OxenHook(self.oxen_conn_id) as oxen:
+            results = self._results(oxen)
+            if not results:
+                self.log.warning("No results to store: nothing written.")
+                return []
+            plan, manifest_key, sheet_key = self._plan(results, prefix, run_id)
+            store = S3ObjectStore(self.s3_hook(), bucket)
+            artefacts = {manifest_key: MANIFEST_KIND}
+            if sheet_key is not None:
+                artefacts[sheet_key] = CONTACT_SHEET_KIND
+            self._refuse_foreign_artefacts(store, artefacts)
+            self.log.info(
+                "Storing %d image(s) under %s", len(plan), store.uri(prefix + "/" if prefix else "")
+            )
+            outcomes = [self._transfer(item, oxen, store) for item in plan]
+        records = [record for record, _ in outcomes]
+
+        sheet = None
+        if self.contact_sheet and sheet_key is not None:
+            sheet = self._store_contact_sheet(store, sheet_key, [item for _, item in outcomes], run_id)
+        manifest = build_manifest(
+            records,
+            bucket=bucket,
+            prefix=prefix,
+            run_id=run_id,
+            checks=self.check_settings,
+            contact_sheet=sheet,
+        )
+        action, _ = store.put_bytes(
+            manifest_key,
+            manifest_bytes(manifest),
+            content_type="application/json",
+            metadata={RUN_ID_META: run_id},
+            owner=(KIND_META, MANIFEST_KIND),
+            replace=self.replace,
+        )
+        manifest_uri = store.uri(manifest_key)
+        self.log.info("Manifest %s: %s", action.value, manifest_uri)
+
+        sheet_uri = sheet["s3_uri"] if sheet else None
+        summary = self._summary(records, manifest_uri, sheet_uri, run_id)
+        self._publish(context, manifest_uri, sheet_uri, summary)
+        self.log.info(
+            "Done: %d image(s), %d stored, %d replaced, %d skipped, %d failed checks; manifest %s",
+            summary["count"],
+            summary["stored"],
+            summary["replaced"],
+            summary["skipped"],
+            summary["failed_checks"],
+            manifest_uri,
+        )
+        failures = [r for r in records if r["checks"] is not None and not r["checks"]["ok"]]
+        if failures and self.fail_on_check_failure:
+            raise ImageCheckFailedError(failures, len(records))
+        return records
+
+    # -- planning (nothing is uploaded until every key is known to be safe) ----------------------------
+
+    def _bucket(self) -> str:
+        bucket = str(self.bucket or "").strip()
+        if not bucket or "/" in bucket:
+            raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {bucket!r}")
+        return bucket
+
+    def _results(self, oxen: OxenHook) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for item in flatten_results(self.results):
+            if isinstance(item, str):
+                # A bare generation id (wait_for_completion=False + sensor): read its row.
+                item = build_result(oxen.get_generation(item)).to_xcom()
+            result = check_result(item)
+            if result["generation_id"] in seen:
+                self.log.warning(
+                    "Result %s appears more than once; storing it once.", result["generation_id"]
+                )
+                continue
+            seen.add(result["generation_id"])
+            results.append(result)
+        return results
+
+    def _plan(
+        self, results: list[dict[str, Any]], prefix: str, run_id: str
+    ) -> tuple[list[_Planned], str, str | None]:
+        plan: list[_Planned] = []
+        owners: dict[str, str] = {}
+        for index, result in enumerate(results):
+            expected = ExpectedImage.from_result(result)
+            if expected.format is None:
+                self.log.warning(
+                    "Result %s has no output_format: its key gets extension '%s'.",
+                    result["generation_id"],
+                    _UNKNOWN_EXTENSION,
+                )
+            values = {
+                "prefix": prefix,
+                "generation_id": result["generation_id"],
+                "ext": _extension(expected.format),
+                "index": index,
+                "model": result.get("model"),
+                "seed": result.get("seed"),
+                "run_id": run_id,
+            }
+            key = render_key(self.key_template, values, prefix=prefix, allowed=IMAGE_KEY_FIELDS, what="key")
+            _claim(owners, key, str(result["generation_id"]))
+            plan.append(_Planned(index, result, key, expected))
+        batch_values = {"prefix": prefix, "run_id": run_id}
+        manifest_key = render_key(
+            self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
+        )
+        _claim(owners, manifest_key, "the manifest")
+        sheet_key = None
+        if self.contact_sheet:
+            sheet_key = render_key(
+                self.contact_sheet_key,
+                batch_values,
+                prefix=prefix,
+                allowed=BATCH_KEY_FIELDS,
+                what="contact_sheet_key",
+            )
+            _claim(owners, sheet_key, "the contact sheet")
+        return plan, manifest_key, sheet_key
+
+    def _refuse_foreign_artefacts(self, store: S3ObjectStore, artefacts: dict[str, str]) -> None:
+        """Checked up front: finding out after the images were uploaded would leave a batch half done."""
+        if self.replace:
+            return
+        for key, kind in artefacts.items():
+            existing = store.head(key)
+            if existing is not None and existing.metadata.get(KIND_META) != kind:
+                raise KeyConflictError(
+                    f"{store.uri(key)} already holds an object this operator did not write; pass "
+                    "replace=True to overwrite it, or change manifest_key / contact_sheet_key."
+                )
+
+    # -- one image ----------------------------------------------------------------------------------
+
+    def _transfer(
+        self, item: _Planned, oxen: OxenHook, store: S3ObjectStore
+    ) -> tuple[dict[str, Any], SheetItem]:
+        result = item.result
+        generation_id = str(result["generation_id"])
+        metadata = s3_metadata(
+            {
+                GENERATION_ID_META: generation_id,
+                "model": result.get("model"),
+                "prompt-sha256": _sha256_text(result.get("prompt")),
+                "seed": result.get("seed"),
+            }
+        )
+        owner = (GENERATION_ID_META, metadata[GENERATION_ID_META])
+        existing = store.head(item.key)
+        ours = (
+            existing is not None
+            and existing.sha256 is not None
+            and existing.metadata.get(owner[0]) == owner[1]
+        )
+        if ours and not self._needs_bytes:
+            # Same generation, checksum on record, nothing to check or draw: no download at all.
+            assert existing is not None and existing.sha256 is not None
+            fetched = Fetched(existing.size, existing.sha256, existing.content_type)
+            content_type = _content_type(None, fetched, item.expected)
+            return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, None, None)
+
+        with Spool(self.spool_max_bytes) as spool:
+            stored_copy = self._stored_copy(item, existing, store, spool) if ours else None
+            fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
+            decoded, thumbnail = self._decode(spool) if self._needs_bytes else (None, None)
+            check = None
+            if self.check_settings.enabled and decoded is not None:
+                check = evaluate(decoded, fetched.size, item.expected, self.check_settings)
+            content_type = _content_type(decoded, fetched, item.expected)
+            if stored_copy is not None:
+                action = WriteAction.SKIPPED
+            else:
+                # An object of ours that failed verification (see _stored_copy) is simply rewritten.
+                action = (
+                    WriteAction.REPLACED
+                    if ours
+                    else plan_write(
+                        existing, fetched.sha256, owner=owner, replace=self.replace, uri=store.uri(item.key)
+                    )
+                )
+                if action is not WriteAction.SKIPPED:
+                    store.upload(
+                        spool,
+                        item.key,
+                        content_type=content_type,
+                        metadata={**metadata, SHA256_META: fetched.sha256},
+                    )
+        return self._report(item, store, action, fetched, content_type, check, thumbnail)
+
+    def _stored_copy(
+        self, item: _Planned, existing: ExistingObject | None, store: S3ObjectStore, spool: Spool
+    ) -> Fetched | None:
+        """On a re-run, read back our own stored copy (cheaper than Oxen, and its URL may have expired)."""
+        assert existing is not None
+        size, sha256 = store.read_into(item.key, spool)
+        if sha256 == existing.sha256:
+            return Fetched(size, sha256, existing.content_type)
+        self.log.warning(
+            "%s does not match its recorded sha256 (%s…, found %s…): downloading it again.",
+            store.uri(item.key),
+            (existing.sha256 or "")[:12],
+            sha256[:12],
+        )
+        return None
+
+    def _decode(self, spool: Spool) -> tuple[DecodedImage, Image.Image | None]:
+        thumbnails: list[Image.Image] = []
+
+        def keep_thumbnail(image: Image.Image) -> None:
+            if self.contact_sheet:
+                thumbnails.append(make_thumbnail(image, self.contact_sheet_thumb))
+
+        # The spool is file-like (read/seek/tell), which is all Pillow needs.
+        decoded = decode_image(cast("IO[bytes]", spool), on_decoded=keep_thumbnail)
+        return decoded, thumbnails[0] if thumbnails else None
+
+    def _report(
+        self,
+        item: _Planned,
+        store: S3ObjectStore,
+        action: WriteAction,
+        fetched: Fetched,
+        content_type: str,
+        check: ImageCheck | None,
+        thumbnail: Image.Image | None,
+    ) -> tuple[dict[str, Any], SheetItem]:
+        uri = store.uri(item.key)
+        record = image_record(
+            item.result,
+            s3_key=item.key,
+            s3_uri=uri,
+            sha256=fetched.sha256,
+            size_bytes=fetched.size,
+            content_type=content_type,
+            check=check,
+            action=action.value,
+            url_refreshed=fetched.refreshed,
+        )
+        verdict = check.summary() if check is not None else "not run"
+        self.log.log(
+            logging.WARNING if check is not None and not check.ok else logging.INFO,
+            "%-8s %s (%d bytes, sha256 %s…, checks: %s)%s",
+            action.value,
+            uri,
+            fetched.size,
+            fetched.sha256[:12],
+            verdict,
+            f" [result URL refreshed after {fetched.refresh_reason}]" if fetched.refreshed else "",
+        )
+        sheet_item = SheetItem(
+            image=thumbnail,
+            generation_id=str(item.result["generation_id"]),
+            prompt=item.result.get("prompt"),
+            ok=check.ok if check is not None else None,
+            problems=tuple(check.problems) if check is not None else (),
+        )
+        return record, sheet_item
+
+    # -- batch artefacts and events -------------------------------------------------------------------
+
+    def _store_contact_sheet(
+        self, store: S3ObjectStore, key: str, items: list[SheetItem], run_id: str
+    ) -> dict[str, Any]:
+        data = make_contact_sheet(items, columns=self.contact_sheet_columns, thumb=self.contact_sheet_thumb)
+        action, sha256 = store.put_bytes(
+            key,
+            data,
+            content_type="image/png",
+            metadata={RUN_ID_META: run_id},
+            owner=(KIND_META, CONTACT_SHEET_KIND),
+            replace=self.replace,
+        )
+        self.log.info("Contact sheet %s: %s (%d bytes)", action.value, store.uri(key), len(data))
+        return {
+            "s3_key": key,
+            "s3_uri": store.uri(key),
+            "sha256": sha256,
+            "size_bytes": len(data),
+            "columns": self.contact_sheet_columns,
+            "thumb": self.contact_sheet_thumb,
+        }
+
+    def _summary(
+        self, records: list[dict[str, Any]], manifest_uri: str, sheet_uri: str | None, run_id: str
+    ) -> dict[str, Any]:
+        actions = [r["action"] for r in records]
+        return {
+            "count": len(records),
+            "stored": actions.count(WriteAction.STORED.value),
+            "replaced": actions.count(WriteAction.REPLACED.value),
+            "skipped": actions.count(WriteAction.SKIPPED.value),
+            "failed_checks": sum(1 for r in records if r["checks"] is not None and not r["checks"]["ok"]),
+            "manifest_uri": manifest_uri,
+            "contact_sheet_uri": sheet_uri,
+            "run_id": run_id,
+        }
+
+    def _publish(
+        self, context: Context, manifest_uri: str, sheet_uri: str | None, summary: dict[str, Any]
+    ) -> None:
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key="manifest_uri", value=manifest_uri)
+            if sheet_uri is not None:
+                ti.xcom_push(key="contact_sheet_uri", value=sheet_uri)
+        assets = [outlet for outlet in (self.outlets or []) if isinstance(outlet, Asset)]
+        if not assets:
+            return
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            self.log.warning("No outlet_events in the context: asset event extras not set.")
+            return
+        for asset in assets:
+            outlet_events[asset].extra = dict(summary)
+
+
+def _claim(owners: dict[str, str], key: str, owner: str) -> None:
+    """Two things written to one key would overwrite each other: refuse before uploading anything."""
+    if key in owners:
+        raise KeyTemplateError(
+            f"{owners[key]} and {owner} would both be written to {key!r}: make the key template "
+            "unique per image (use {generation_id} or {index})",
+            field="key_template",
+        )
+    owners[key] = owner
+
+
+def _run_id(context: Context) -> str:
+    run_id = context.get("run_id") or getattr(context.get("ti"), "run_id", None)
+    if not run_id:
+        raise OxenValidationError(
+            "The task context has no run_id (needed for manifest and contact sheet keys)"
+        )
+    return str(run_id)
+
+
+def _content_type(decoded: DecodedImage | None, fetched: Fetched, expected: ExpectedImage) -> str:
+    """What the bytes are (as decoded) beats what the server said, which beats what was asked for."""
+    if decoded is not None and decoded.error is None and decoded.mime_type:
+        return decoded.mime_type
+    served = (fetched.content_type or "").split(";", 1)[0].strip().lower()
+    if served.startswith("image/"):
+        return served
+    return MIME_TYPES.get(expected.format or "", "application/octet-stream")

@@ -1,0 +1,130 @@
+"""Fixtures for the S3 transfer: a real moto S3 server on loopback, an AWS connection, call counting."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+BUCKET_PREFIX = "oxen-transfer-test"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto S3 server (threaded, in this process) on a free loopback port; stopped at the end."""
+    from moto.server import ThreadedMotoServer
+
+    # Werkzeug logs every request at INFO: noise in failure reports.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def aws_connection_json(endpoint: str) -> str:
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+    )
+
+
+@pytest.fixture
+def aws_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``aws_default`` points at the moto server (and nothing from the real environment leaks in)."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(moto_endpoint))
+    return moto_endpoint
+
+
+@pytest.fixture
+def s3_client(aws_conn: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=aws_conn,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(s3_client: Any) -> str:
+    """A fresh bucket per test (moto keeps state for the whole session)."""
+    name = f"{BUCKET_PREFIX}-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+class S3Calls:
+    """Counts S3 API calls made through any S3Hook client (upload calls included)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.keys: dict[str, list[str]] = {}
+
+    def record(self, operation: str, params: dict[str, Any]) -> None:
+        self.counts[operation] += 1
+        self.keys.setdefault(operation, []).append(str(params.get("Key")))
+
+    @property
+    def uploads(self) -> int:
+        return self.counts["PutObject"] + self.counts["CreateMultipartUpload"]
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.keys.clear()
+
+
+_COUNTED_OPERATIONS = ("PutObject", "CreateMultipartUpload", "UploadPart", "GetObject", "HeadObject")
+
+
+@pytest.fixture
+def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    calls = S3Calls()
+    original = S3Hook.get_conn
+
+    def counting_get_conn(self: S3Hook) -> Any:
+        client = original(self)
+        if not getattr(client, "_oxen_counted", False):
+            for operation in _COUNTED_OPERATIONS:
+
+                def handler(params: dict[str, Any], _op: str = operation, **_: Any) -> None:
+                    calls.record(_op, params)
+
+                client.meta.events.register(f"provide-client-params.s3.{operation}", handler)
+            client._oxen_counted = True
+        return client
+
+    monkeypatch.setattr(S3Hook, "get_conn", counting_get_conn)
+    return calls
+
+
+@pytest.fixture
+def oxen(oxen_conn: Any) -> Iterator[Any]:
+    """``oxen_conn``, and URL lifetimes put back afterwards.
+
+    The shared ``emulator`` fixture resets state but not ``url_ttl_seconds``, so a test that
+    hands out expired URLs would otherwise leak them into every later test of the session.
+    """
+    try:
+        yield oxen_conn
+    finally:
+        oxen_conn.configure(url_ttl_seconds=3600)

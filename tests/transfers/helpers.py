@@ -1,0 +1,81 @@
+"""Small stand-ins for what Airflow hands a task, and a way to make real images on the emulator."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+
+RUN_ID = "manual__2026-05-01T09:30:00+00:00"
+
+
+class FakeTaskStateStore:
+    """``context["task_state_store"]`` for the generate operator's exactly-once ledger."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+class FakeTI:
+    """Only what the transfer uses of a task instance: ``run_id`` and ``xcom_push``."""
+
+    def __init__(self, run_id: str = RUN_ID) -> None:
+        self.run_id = run_id
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def transfer_context(run_id: str = RUN_ID, **params: Any) -> dict[str, Any]:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return {
+        "run_id": run_id,
+        "ds": "2026-05-01",
+        "params": {"campaign": "spring", **params},
+        "ti": FakeTI(run_id),
+        "outlet_events": OutletEventAccessors(),
+    }
+
+
+def generate(num_images: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
+    """Real images through the emulator, exactly as the generate operator returns them."""
+    from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+
+    options: dict[str, Any] = {
+        "task_id": "generate",
+        "prompt": "A lighthouse poster, bold type",
+        "deferrable": False,
+        "poll_interval": 0.05,
+        "timeout": 30,
+        "num_images": num_images,
+        **kwargs,
+    }
+    context: Any = {"task_state_store": FakeTaskStateStore()}
+    return OxenGenerateImageOperator(**options).execute(context)
+
+
+def served_sha256(url: str) -> str:
+    """What the emulator serves at a result URL (downloaded independently of the operator)."""
+    response = httpx.get(url, timeout=30)
+    response.raise_for_status()
+    return hashlib.sha256(response.content).hexdigest()
+
+
+def object_bytes(s3_client: Any, bucket: str, key: str) -> bytes:
+    return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def list_keys(s3_client: Any, bucket: str) -> list[str]:
+    return sorted(obj["Key"] for obj in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []))

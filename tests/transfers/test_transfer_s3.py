@@ -1,0 +1,358 @@
+"""OxenGenerationToS3Operator end to end: real images from the emulator into a real (moto) S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import pytest
+from airflow.sdk import Asset
+from PIL import Image
+
+from airflow_provider_oxen.review.contact_sheet import sheet_size
+from airflow_provider_oxen.transfers.fetch import ResultDownloadError
+from airflow_provider_oxen.transfers.keys import KeyTemplateError, UnsafeKeyError
+from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator
+from airflow_provider_oxen.transfers.store import KeyConflictError
+from tests.fixtures import EmulatorControl
+from tests.transfers.conftest import S3Calls
+from tests.transfers.helpers import (
+    RUN_ID,
+    generate,
+    list_keys,
+    object_bytes,
+    served_sha256,
+    transfer_context,
+)
+
+TEMPLATE = "campaigns/{{ ds }}/{{ params.campaign }}/{generation_id}.{ext}"
+RENDERED_DIR = "campaigns/2026-05-01/spring"
+RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"  # the run id as it appears in keys
+MANIFEST_KEY = f"{RENDERED_DIR}/manifest-{RUN_SLUG}.json"
+SHEET_KEY = f"{RENDERED_DIR}/contact-sheet-{RUN_SLUG}.png"
+DEFAULT_MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
+
+
+def _operator(results: Any, bucket: str, **kwargs: Any) -> OxenGenerationToS3Operator:
+    options: dict[str, Any] = {
+        "task_id": "store",
+        "results": results,
+        "bucket": bucket,
+        "prefix": "campaigns",
+        "key_template": "campaigns/{generation_id}.{ext}",
+        **kwargs,
+    }
+    return OxenGenerationToS3Operator(**options)
+
+
+def _run(operator: OxenGenerationToS3Operator, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    context = context or transfer_context()
+    return operator.execute(context)  # type: ignore[arg-type]
+
+
+def _files_downloaded(emulator: EmulatorControl) -> int:
+    """Result-file GETs the emulator answered (any status)."""
+    return int(emulator.stats().get("GET /files/{id}/{name}", 0))
+
+
+@pytest.fixture
+def batch(oxen: EmulatorControl) -> list[list[dict[str, Any]]]:
+    """Two "mapped" generate results: 3 ideogram JPEGs and 2 flux PNGs of a custom size."""
+    jpegs = generate(3, image_size="portrait_4_3", seed=7)
+    pngs = generate(
+        2,
+        model="black-forest-labs-flux-2-klein-4b",
+        prompt="A tiny robot watering plants",
+        image_size={"width": 640, "height": 384},
+        output_format="png",
+    )
+    return [jpegs, pngs]
+
+
+def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, batch: list[list[dict[str, Any]]]
+) -> None:
+    campaigns = Asset(f"s3://{bucket}/campaigns")
+    operator = _operator(
+        batch,
+        bucket,
+        key_template=TEMPLATE,
+        manifest_key="campaigns/{{ ds }}/{{ params.campaign }}/manifest-{run_id}.json",
+        contact_sheet_key="campaigns/{{ ds }}/{{ params.campaign }}/contact-sheet-{run_id}.png",
+        outlets=[campaigns],
+    )
+    context = transfer_context()
+    operator.render_template_fields(context)  # type: ignore[arg-type]
+    assert operator.key_template == f"{RENDERED_DIR}/{{generation_id}}.{{ext}}"
+
+    records = _run(operator, context)
+
+    results = [r for group in batch for r in group]  # flattened, in order
+    assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
+    for record, result in zip(records, results, strict=True):
+        ext = "jpg" if result["output_format"] == "jpeg" else "png"
+        key = f"{RENDERED_DIR}/{result['generation_id']}.{ext}"
+        assert record["s3_key"] == key and record["s3_uri"] == f"s3://{bucket}/{key}"
+        assert record["action"] == "stored"
+        # The stored bytes are exactly what the emulator serves.
+        data = object_bytes(s3_client, bucket, key)
+        assert hashlib.sha256(data).hexdigest() == served_sha256(result["result_url"]) == record["sha256"]
+        assert record["size_bytes"] == len(data)
+        head = s3_client.head_object(Bucket=bucket, Key=key)
+        assert head["ContentType"] == ("image/jpeg" if ext == "jpg" else "image/png")
+        assert head["Metadata"] == {
+            "generation-id": result["generation_id"],
+            "model": result["model"],
+            "prompt-sha256": hashlib.sha256(result["prompt"].encode()).hexdigest(),
+            "sha256": record["sha256"],
+            **({"seed": str(result["seed"])} if result["seed"] is not None else {}),
+        }
+        assert result["prompt"] not in json.dumps(head["Metadata"])
+        assert record["checks"] == {
+            "ok": True,
+            "problems": [],
+            "width": result["width"],
+            "height": result["height"],
+            "format": result["output_format"],
+        }
+
+    # Five images, the contact sheet and the manifest: seven uploads, nothing else in the bucket.
+    assert s3_calls.uploads == 7
+    assert list_keys(s3_client, bucket) == sorted([r["s3_key"] for r in records] + [MANIFEST_KEY, SHEET_KEY])
+
+    manifest = json.loads(object_bytes(s3_client, bucket, MANIFEST_KEY))
+    assert manifest["count"] == 5 and manifest["run_id"] == RUN_ID and manifest["prefix"] == "campaigns"
+    assert manifest["checks"]["passed"] == 5 and manifest["checks"]["failed"] == 0
+    assert manifest["contact_sheet"]["s3_uri"] == f"s3://{bucket}/{SHEET_KEY}"
+    for image, result, record in zip(manifest["images"], results, records, strict=True):
+        assert {k: image[k] for k in result} == result  # every field of the result
+        for field in ("s3_key", "s3_uri", "sha256", "size_bytes", "checks", "content_type"):
+            assert image[field] == record[field]
+        assert "action" not in image
+    assert s3_client.head_object(Bucket=bucket, Key=MANIFEST_KEY)["ContentType"] == "application/json"
+
+    sheet = Image.open(io.BytesIO(object_bytes(s3_client, bucket, SHEET_KEY)))
+    assert sheet.format == "PNG"
+    assert sheet.size == sheet_size(5, columns=4, thumb=256)
+    assert sheet.size[0] == 4 * (256 + 16)  # four columns, two rows
+    sheet.load()
+
+    ti = context["ti"]
+    assert ti.xcoms == {
+        "manifest_uri": f"s3://{bucket}/{MANIFEST_KEY}",
+        "contact_sheet_uri": f"s3://{bucket}/{SHEET_KEY}",
+    }
+    extra = context["outlet_events"][campaigns].extra
+    assert extra["count"] == 5 and extra["stored"] == 5 and extra["run_id"] == RUN_ID
+    assert extra["manifest_uri"] == f"s3://{bucket}/{MANIFEST_KEY}"
+    json.dumps(extra)  # must be JSON to travel with the asset event
+
+
+def test_rerun_uploads_nothing_and_downloads_nothing_from_oxen(
+    oxen: EmulatorControl,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    batch: list[list[dict[str, Any]]],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    first = _run(_operator(batch, bucket))
+    stamps = {
+        k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in list_keys(s3_client, bucket)
+    }
+    downloads = _files_downloaded(oxen)
+    assert downloads == 5
+    s3_calls.reset()
+
+    capfd.readouterr()
+    second = _run(_operator(batch, bucket))
+    log = capfd.readouterr().out  # the task log (Airflow's structured logger writes to stdout)
+
+    assert s3_calls.uploads == 0
+    assert {r["action"] for r in second} == {"skipped"}
+    # Checks and thumbnails came from our own stored copies, not from Oxen again.
+    assert _files_downloaded(oxen) == downloads
+    assert s3_calls.counts["GetObject"] == 5
+    assert [r["checks"] for r in second] == [r["checks"] for r in first]
+    assert [r["sha256"] for r in second] == [r["sha256"] for r in first]
+    assert stamps == {
+        k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in list_keys(s3_client, bucket)
+    }
+    skipped_lines = [line for line in log.splitlines() if "] skipped " in line]
+    assert len(skipped_lines) == 5
+    assert all("sha256" in line and "checks: ok" in line for line in skipped_lines)
+    assert "Manifest skipped" in log and "Contact sheet skipped" in log
+    assert "Done: 5 image(s), 0 stored, 0 replaced, 5 skipped" in log
+
+    # Without checks or a contact sheet there is nothing to read: HEAD requests only.
+    s3_calls.reset()
+    third = _run(_operator(batch, bucket, checks=False, contact_sheet=False))
+    assert {r["action"] for r in third} == {"skipped"} and {r["checks"] is None for r in third} == {True}
+    assert s3_calls.counts["GetObject"] == 0
+    # The manifest changed (no checks, no sheet), so it is the one object rewritten.
+    assert s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
+
+
+def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overwritten(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    [result] = generate(1)
+    key = f"campaigns/{result['generation_id']}.jpg"
+    data = httpx_bytes(result["result_url"])
+    digest = hashlib.sha256(data).hexdigest()
+
+    # Same bytes uploaded by someone else, with a sha256 on record: nothing to upload.
+    s3_client.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": digest})
+    s3_calls.reset()
+    [record] = _run(_operator([result], bucket, contact_sheet=False))
+    assert record["action"] == "skipped" and s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
+
+    # Different bytes that are not ours: refused unless replace=True.
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file")
+    with pytest.raises(KeyConflictError, match="replace=True"):
+        _run(_operator([result], bucket, contact_sheet=False))
+    assert object_bytes(s3_client, bucket, key) == b"somebody else's file"
+    [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
+    assert record["action"] == "replaced" and object_bytes(s3_client, bucket, key) == data
+
+    # An unrelated object where the manifest goes is found before anything is uploaded.
+    s3_client.put_object(Bucket=bucket, Key=DEFAULT_MANIFEST_KEY, Body=b"{}")
+    s3_calls.reset()
+    with pytest.raises(KeyConflictError, match="manifest_key"):
+        _run(_operator(generate(1), bucket))
+    assert s3_calls.uploads == 0 and object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY) == b"{}"
+
+
+def httpx_bytes(url: str) -> bytes:
+    import httpx
+
+    response = httpx.get(url, timeout=30)
+    response.raise_for_status()
+    return response.content
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "error"),
+    [
+        ("key_template", "campaigns/../escape/{generation_id}.{ext}", UnsafeKeyError),
+        ("key_template", "/campaigns/{generation_id}.{ext}", UnsafeKeyError),
+        ("key_template", "elsewhere/{generation_id}.{ext}", UnsafeKeyError),
+        ("key_template", "campaigns/{generation_id.__class__}.{ext}", KeyTemplateError),
+        ("key_template", "campaigns/{model}.{ext}", KeyTemplateError),  # every image on one key
+        ("manifest_key", "{prefix}/../manifest.json", UnsafeKeyError),
+        ("manifest_key", "campaigns/{generation_id}.jpg", KeyTemplateError),  # not a batch field
+        ("contact_sheet_key", "s3://other-bucket/sheet.png", UnsafeKeyError),
+    ],
+)
+def test_unsafe_keys_are_refused_before_any_download_or_upload(
+    oxen: EmulatorControl,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    field: str,
+    template: str,
+    error: type[Exception],
+) -> None:
+    results = generate(2)
+    downloads = _files_downloaded(oxen)
+    with pytest.raises(error):
+        _run(_operator(results, bucket, **{field: template}))
+    assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
+    assert _files_downloaded(oxen) == downloads
+
+
+def test_an_expired_result_url_is_refreshed_once(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    oxen.configure(url_ttl_seconds=-1)  # every URL handed out is already expired
+    results = generate(2)
+    assert httpx_status(results[0]["result_url"]) == 403
+    oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
+
+    capfd.readouterr()
+    records = _run(_operator(results, bucket))
+    log = capfd.readouterr().out
+
+    assert [r["url_refreshed"] for r in records] == [True, True]
+    assert [r["action"] for r in records] == ["stored", "stored"]
+    for record in records:
+        data = object_bytes(s3_client, bucket, record["s3_key"])
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]
+        Image.open(io.BytesIO(data)).verify()
+    # Two expired attempts, two refreshed ones (plus the test's own probe above).
+    assert _files_downloaded(oxen) == 1 + 4
+    ids = {r["generation_id"] for r in results}
+    reads = [r for r in oxen.requests(method="GET") if r["path"].rsplit("/", 1)[-1] in ids]
+    assert len(reads) >= 2 and {r["status"] for r in reads} == {200}
+    assert log.count("[result URL refreshed after HTTP 403 (expired URL)]") == 2
+
+
+def test_a_url_that_stays_expired_fails_without_storing_it(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    oxen.configure(url_ttl_seconds=-1)
+    [result] = generate(1)
+    with pytest.raises(ResultDownloadError, match=f"{result['generation_id']}.*refreshed URL"):
+        _run(_operator([result], bucket))
+    assert s3_calls.uploads == 0
+
+
+def httpx_status(url: str) -> int:
+    import httpx
+
+    return httpx.get(url, timeout=30).status_code
+
+
+def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    good, wrong_size, wrong_format = generate(3)  # 1024x1024 JPEGs
+    wrong_size = {**wrong_size, "width": 999}
+    wrong_format = {**wrong_format, "output_format": "png"}
+    batch = [good, wrong_size, wrong_format]
+
+    capfd.readouterr()
+    records = _run(_operator(batch, bucket))
+    log = capfd.readouterr().out
+
+    by_id = {r["generation_id"]: r for r in records}
+    assert by_id[good["generation_id"]]["checks"]["ok"] is True
+    assert by_id[wrong_size["generation_id"]]["checks"]["problems"] == ["is 1024x1024, expected 999x1024"]
+    assert by_id[wrong_format["generation_id"]]["checks"]["problems"] == ["format is jpeg, expected png"]
+    # The real type wins over the requested one for Content-Type.
+    assert by_id[wrong_format["generation_id"]]["content_type"] == "image/jpeg"
+    failed_lines = [line for line in log.splitlines() if "checks: FAILED" in line]
+    assert len(failed_lines) == 2 and all("[warning" in line for line in failed_lines)
+    assert "expected 999x1024" in log and "Done: 3 image(s), 3 stored, 0 replaced, 0 skipped, 2 failed" in log
+
+    manifest = json.loads(object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY))
+    assert manifest["checks"]["passed"] == 1 and manifest["checks"]["failed"] == 2
+    assert {f["generation_id"] for f in manifest["checks"]["failures"]} == {
+        wrong_size["generation_id"],
+        wrong_format["generation_id"],
+    }
+
+    # With fail_on_check_failure the task fails, naming each image, after everything is stored.
+    other = s3_client.create_bucket(Bucket=bucket + "-strict") and bucket + "-strict"
+    context = transfer_context()
+    with pytest.raises(ImageCheckFailedError) as info:
+        _run(_operator(batch, other, fail_on_check_failure=True), context)
+    message = str(info.value)
+    assert "2 of 3 image(s) failed" in message
+    assert wrong_size["generation_id"] in message and "expected 999x1024" in message
+    assert wrong_format["generation_id"] in message and "expected png" in message
+    assert good["generation_id"] not in message
+    assert len(list_keys(s3_client, other)) == 5  # three images, manifest, contact sheet
+    assert context["ti"].xcoms["manifest_uri"].startswith(f"s3://{other}/")
+
+
+def test_generation_ids_are_accepted_and_read_from_the_api(
+    oxen: EmulatorControl, s3_client: Any, bucket: str
+) -> None:
+    results = generate(2, output_format="png", image_size="square")
+    records = _run(_operator([results[0]["generation_id"], [results[1]["generation_id"]]], bucket))
+    assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
+    assert [r["s3_key"].rsplit(".", 1)[1] for r in records] == ["png", "png"]
+    assert all(r["checks"]["ok"] for r in records)
