@@ -7,6 +7,7 @@ how they fetch statuses (sync hook in a worker, async strategies in the triggere
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -87,3 +88,20 @@ def next_sleep(poll_interval: float, deadline: float, now: float | None = None) 
     """Sleep until the next poll, but never past the deadline (epoch seconds)."""
     remaining = deadline - (now if now is not None else time.time())
     return max(0.0, min(poll_interval, remaining))
+
+
+async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set or ``timeout`` passes; True if it was set.
+
+    ``asyncio.wait_for`` before Python 3.12 can swallow a cancellation that arrives just as
+    the awaited event completes, leaving a task that should have stopped running forever;
+    ``asyncio.wait`` never does.
+    """
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=max(0.0, timeout))
+    finally:
+        waiter.cancel()
+    return event.is_set()

@@ -33,7 +33,7 @@ from airflow_provider_oxen.exceptions import OxenAuthenticationError, OxenError,
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
-from airflow_provider_oxen.waiting import StatusTracker
+from airflow_provider_oxen.waiting import StatusTracker, wait_for_event
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ COALESCE_SECONDS = 0.05
 SAFETY_FACTOR = 6.0
 # With polling, an interval in which nothing changed stretches the next one, up to this factor.
 MAX_STRETCH = 2.0
+# Bound on stopping the hub's own tasks when the last trigger leaves.
+CLOSE_TIMEOUT = 5.0
 # Silence on the event stream longer than this is treated as a dead connection.
 EVENTS_READ_TIMEOUT = 90.0
 
@@ -99,6 +101,7 @@ class OxenHub:
         self._wake = asyncio.Event()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -119,10 +122,15 @@ class OxenHub:
             self._spawn(self._events_loop())
 
     async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            if stuck:
+                log.warning("%d Oxen hub task(s) did not stop within %.0f s", len(stuck), CLOSE_TIMEOUT)
         await self._client.aclose()
 
     def _spawn(self, coro: Any) -> None:
@@ -181,10 +189,11 @@ class OxenHub:
 
     async def _reconcile_loop(self) -> None:
         stretch = 1.0
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval(stretch))
+        while not self._closed:
+            await wait_for_event(self._wake, self._interval(stretch))
             self._wake.clear()
+            if self._closed:
+                return
             await asyncio.sleep(COALESCE_SECONDS)
             changed = await self.reconcile()
             stretch = 1.0 if changed else min(MAX_STRETCH, stretch * 1.5)
@@ -238,7 +247,7 @@ class OxenHub:
 
     async def _events_loop(self) -> None:
         attempt = 0
-        while True:
+        while not self._closed:
             try:
                 async for event in self.hook.events(read_timeout=EVENTS_READ_TIMEOUT, on_open=self._wake.set):
                     attempt = 0

@@ -8,13 +8,11 @@ the hub's mode (event stream plus safety net, or queue polling).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Protocol
 
 from airflow_provider_oxen.triggers.hub import OxenHub
-from airflow_provider_oxen.waiting import StatusTracker
+from airflow_provider_oxen.waiting import StatusTracker, wait_for_event
 
 
 class WaitStrategy(Protocol):
@@ -39,8 +37,7 @@ class SharedHubStrategy:
                 remaining = deadline - time.time()
                 if tracker.done or remaining <= 0:
                     return
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(waiter.changed.wait(), timeout=remaining)
+                await wait_for_event(waiter.changed, remaining)
                 waiter.changed.clear()
         finally:
             self.hub.unregister(waiter)

@@ -18,12 +18,17 @@ import pytest
 
 from tests.e2e.airflow_cluster import AirflowCluster
 from tests.fixtures import API_KEY, EmulatorControl, connection_json
+from tests.transfers.conftest import aws_connection_json
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = "oxen_generate_images"
 FAILURE_DAG = "oxen_e2e_failure"
+CRASH_DAG = "oxen_e2e_crash"
+STALL_DAG = "oxen_e2e_stall"
+MANY_DAG = "oxen_e2e_many"
+CAMPAIGN_DAG = "oxen_marketing_campaign"
 TRIGGER_CLASSPATH = "airflow_provider_oxen.triggers.generation.OxenGenerationTrigger"
 RENDER_SECONDS = 3.0
 ENQUEUE = ("POST", "/api/ai/queue")
@@ -44,6 +49,23 @@ def emulator_process() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto in server mode) on loopback, for the campaign DAG."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
     control = EmulatorControl(emulator_process.url)
     yield control
@@ -51,13 +73,21 @@ def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
 
 
 @pytest.fixture(scope="module")
-def cluster(emulator_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowCluster]:
+def cluster(
+    emulator_process: Any, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowCluster]:
     # One dags folder with the shipped example DAG(s) plus the e2e-only ones.
     dags = tmp_path_factory.mktemp("e2e-dags")
     for source in [*(REPO / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
         shutil.copy(source, dags / source.name)
-    env = {"AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url)}
-    with AirflowCluster(dags, env, expect_dags=[EXAMPLE_DAG, FAILURE_DAG]) as running:
+    env = {
+        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url),
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(s3_endpoint),
+        # The campaign test answers the review itself: no timeout during the test.
+        "OXEN_CAMPAIGN_REVIEW_SECONDS": "3600",
+    }
+    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG]
+    with AirflowCluster(dags, env, expect_dags=expect) as running:
         yield running
 
 
@@ -240,3 +270,159 @@ def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: Em
     log = cluster.task_log(FAILURE_DAG, run_id, "doomed")
     assert "GPU on fire" in log, log[-3000:]
     assert len(emulator.requests(*ENQUEUE)) == 1
+
+
+def _wait_for_state(
+    cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state in {s for (t, _), s in cluster.task_states(dag_id, run_id).items() if t == task_id}:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{task_id} never reached {state}: {_report(cluster, dag_id, run_id)}")
+
+
+def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
+    cluster: AirflowCluster, emulator: EmulatorControl
+) -> None:
+    """SIGKILL of the task process right after enqueueing: the retry resumes the same generations."""
+    cluster.unpause(CRASH_DAG)
+    run_id = cluster.trigger(CRASH_DAG)
+    state = cluster.wait_for_run(CRASH_DAG, run_id, timeout=180)
+    assert state == "success", _report(cluster, CRASH_DAG, run_id)
+    history = cluster.watcher.history(CRASH_DAG, run_id, "generate") if cluster.watcher else []
+    assert "up_for_retry" in history or "failed" in history, history  # the first try really died
+    stats = emulator.stats()
+    assert stats["generations_created"] == 6, stats
+    assert [p["json"]["num_generations"] for p in emulator.requests(*ENQUEUE)] == [4, 2]
+    results = cluster.xcom(CRASH_DAG, run_id, "generate")
+    assert len(results) == 6 and {r["status"] for r in results} == {"succeeded"}
+    assert "Resuming 6 Oxen generation(s)" in cluster.task_log(CRASH_DAG, run_id, "generate")
+
+
+def test_marking_a_deferred_task_failed_cancels_its_generations(
+    cluster: AirflowCluster, emulator: EmulatorControl
+) -> None:
+    emulator.fault(type="stall_generation", count=2)
+    cluster.unpause(STALL_DAG)
+    run_id = cluster.trigger(STALL_DAG)
+    _wait_for_state(cluster, STALL_DAG, run_id, "stuck", "deferred")
+    time.sleep(2)  # let the trigger start waiting in the triggerer
+    response = cluster.api(
+        "PATCH",
+        f"/api/v2/dags/{STALL_DAG}/dagRuns/{run_id}/taskInstances/stuck",
+        json={"new_state": "failed"},
+    )
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(emulator.requests("DELETE")) < 2:
+        time.sleep(0.5)
+    deleted = {r["path"].rsplit("/", 1)[-1] for r in emulator.requests("DELETE")}
+    assert len(deleted) == 2, emulator.requests("DELETE")
+    assert emulator.stats()["generations_cancelled"] == 2
+
+
+def test_two_hundred_deferred_mapped_tasks_all_finish(
+    cluster: AirflowCluster, emulator: EmulatorControl
+) -> None:
+    emulator.configure(render_seconds=20, queue_seconds=0.2)
+    cluster.unpause(MANY_DAG)
+    started = time.monotonic()
+    run_id = cluster.trigger(MANY_DAG)
+    state = cluster.wait_for_run(MANY_DAG, run_id, timeout=900)
+    elapsed = time.monotonic() - started
+    states = cluster.task_states(MANY_DAG, run_id)
+    assert state == "success", _report(cluster, MANY_DAG, run_id)
+    assert len(states) == 200 and set(states.values()) == {"success"}
+    assert cluster.watcher is not None
+    deferred = sum(
+        1 for i in range(200) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
+    )
+    stats = emulator.stats()
+    print(f"200 mapped tasks in {elapsed:.0f} s; {deferred} seen deferred; emulator: {stats}")
+    assert deferred >= 150, deferred  # sampling every 0.2 s can miss a short deferral, not most
+    assert stats["generations_created"] == 200
+    # One shared event stream per triggerer, not one per trigger; no per-trigger status polling.
+    assert stats.get("GET /api/events", 0) <= 5, stats
+    assert stats.get("GET /api/ai/queue/{id}", 0) <= 200 + 20, stats
+
+
+def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
+    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+) -> None:
+    import hashlib
+    import io
+
+    import boto3
+    import httpx
+    from PIL import Image
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    s3.create_bucket(Bucket="oxen-campaigns")
+    cluster.unpause(CAMPAIGN_DAG)
+    cluster.unpause("oxen_campaign_assets_consumer")
+    run_id = cluster.trigger(CAMPAIGN_DAG)
+    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
+
+    store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
+    assert len(store) == 4, store  # 2 products x 1 headline x 2 sizes
+    objects = {o["Key"]: o for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
+    for record in store:
+        body = s3.get_object(Bucket="oxen-campaigns", Key=record["s3_key"])["Body"].read()
+        served = httpx.get(record["result_url"]).content
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(served).hexdigest() == record["sha256"]
+    manifest_key = next(k for k in objects if k.endswith(".json"))
+    manifest = json.loads(s3.get_object(Bucket="oxen-campaigns", Key=manifest_key)["Body"].read())
+    assert len(json.dumps(manifest)) > 0 and all(r["s3_key"] in json.dumps(manifest) for r in store)
+    sheet_key = next(k for k in objects if "contact-sheet" in k)
+    sheet = Image.open(io.BytesIO(s3.get_object(Bucket="oxen-campaigns", Key=sheet_key)["Body"].read()))
+    assert sheet.format == "PNG" and sheet.width > 0
+
+    hitl_path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/review/-1/hitlDetails"
+    detail = cluster.api("GET", hitl_path).json()
+    fields = [name for name in detail["params"] if name.startswith("image_")]
+    assert len(fields) == 4, detail["params"]
+    answer = {name: "approve" for name in fields}
+    answer[fields[0]] = "reject"
+    answer[fields[1]] = "regenerate"
+    answer["note"] = "make the headline larger"
+    response = cluster.api(
+        "PATCH", hitl_path, json={"chosen_options": ["Apply per-image decisions"], "params_input": answer}
+    )
+    assert response.status_code == 200, response.text
+    assert cluster.wait_for_run(CAMPAIGN_DAG, run_id, timeout=180) == "success", _report(
+        cluster, CAMPAIGN_DAG, run_id
+    )
+
+    by_field = {name: store[i] for i, name in enumerate(fields)}
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
+    rejected, regenerated = by_field[fields[0]], by_field[fields[1]]
+    approved = [by_field[name] for name in fields[2:]]
+    assert rejected["s3_key"] not in keys  # moved aside
+    assert any(k.startswith("rejected/") and rejected["generation_id"] in k for k in keys), keys
+    assert sum(1 for k in keys if k.startswith("approved/")) == 2, keys
+    for record in approved:
+        assert any(k.startswith("approved/") and record["generation_id"] in k for k in keys), keys
+    outcome = cluster.xcom(CAMPAIGN_DAG, run_id, "publish")
+    [again] = outcome["regenerate"]
+    assert again["regenerates"] == regenerated["generation_id"]
+    assert again["prompt"].endswith("(Reviewer note: make the headline larger)")
+
+    # The regeneration loops back: a new run of the same DAG generating just that prompt.
+    runs = cluster.api("GET", f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns").json()["dag_runs"]
+    loop = [r for r in runs if r["dag_run_id"] != run_id]
+    assert len(loop) == 1 and loop[0]["conf"]["regenerate"][0]["prompt"] == again["prompt"], runs
+    _wait_for_state(cluster, CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
+    assert emulator.stats()["generations_created"] == 5
+    # And the Asset event scheduled the downstream consumer.
+    consumer_runs = cluster.api("GET", "/api/v2/dags/oxen_campaign_assets_consumer/dagRuns").json()[
+        "dag_runs"
+    ]
+    assert consumer_runs, "the campaign Asset event did not schedule the consumer DAG"
