@@ -85,7 +85,7 @@ with DAG(
         task_id="store",
         results=generate.output,
         bucket="{{ params.bucket }}",
-        prefix="campaigns/{{ ds }}/{{ ts_nodash }}",
+        prefix="campaigns/{{ dag_run.run_after | ds }}/{{ dag_run.run_after | ts_nodash }}",
         key_template="{prefix}/{generation_id}.{ext}",
         outlets=[CAMPAIGN_ASSETS],
     )
@@ -103,8 +103,8 @@ with DAG(
         records=store.output,
         review=review.output,
         bucket="{{ params.bucket }}",
-        approved_prefix="approved/{{ ds }}",
-        rejected_prefix="rejected/{{ ds }}",
+        approved_prefix="approved/{{ dag_run.run_after | ds }}",
+        rejected_prefix="rejected/{{ dag_run.run_after | ds }}",
     )
 
     @task.short_circuit

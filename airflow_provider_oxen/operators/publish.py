@@ -33,7 +33,8 @@ class OxenPublishReviewedOperator(BaseOperator):
     :param bucket: the bucket the records live in (templated).
     :param approved_prefix: where approved images go, e.g. ``approved/{{ params.campaign }}`` (templated).
     :param rejected_prefix: where rejected images go (templated).
-    :return: ``{"approved": [uri], "rejected": [uri], "regenerate": [{"prompt", "image_size", ...}]}``
+    :return: ``{"approved": [uri], "rejected": [uri], "regenerate": [{"prompt", "image_size", ...}]}``;
+        the regenerations are also pushed under the XCom key ``regenerate``.
     """
 
     template_fields: Sequence[str] = ("records", "review", "bucket", "approved_prefix", "rejected_prefix")
@@ -93,6 +94,10 @@ class OxenPublishReviewedOperator(BaseOperator):
                 hook.delete_objects(self.bucket, [key])
                 outcome["rejected"].append(f"s3://{self.bucket}/{target}")
             self.log.info("%s: %s (%s)", generation_id, decision, key)
+        ti = context.get("ti")
+        if ti is not None:
+            # Its own XCom key, so a downstream trigger can take ``publish.output["regenerate"]``.
+            ti.xcom_push(key="regenerate", value=outcome["regenerate"])
         self.log.info(
             "Published %d, rejected %d, %d to regenerate.",
             len(outcome["approved"]),

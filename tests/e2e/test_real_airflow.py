@@ -80,6 +80,7 @@ def cluster(
     dags = tmp_path_factory.mktemp("e2e-dags")
     for source in [*(REPO / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
         shutil.copy(source, dags / source.name)
+    shutil.copytree(REPO / "dags" / "campaigns", dags / "campaigns")  # the campaign DAG's specs
     env = {
         "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url),
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(s3_endpoint),
