@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,40 @@ import httpx
 import pytest
 
 API_KEY = "test-key-do-not-log-7f3a9c"
+
+
+class FakeTaskStateStore:
+    """Stands in for ``context["task_state_store"]``: shared by every try, like Airflow's."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+@contextlib.contextmanager
+def moto_s3_server() -> Iterator[str]:
+    """A real S3 API (moto in server mode, threaded) on a free loopback port; stopped on exit."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    # Werkzeug logs every request at INFO: noise in failure reports.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 class EmulatorControl:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.airflow_cluster import AirflowCluster
-from tests.fixtures import API_KEY, EmulatorControl, connection_json
+from tests.fixtures import API_KEY, EmulatorControl, connection_json, moto_s3_server
 from tests.transfers.conftest import aws_connection_json
 
 pytestmark = pytest.mark.slow
@@ -51,18 +51,8 @@ def emulator_process() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API (moto in server mode) on loopback, for the campaign DAG."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,7 @@ from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.sensors.generation import OxenGenerationSensor
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
-from tests.fixtures import API_KEY, EmulatorControl
-
-
-class FakeTaskStateStore:
-    """Stands in for ``context["task_state_store"]``: shared by every try, like Airflow's."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
 
 
 def _context(store: FakeTaskStateStore | None = None) -> dict[str, Any]:

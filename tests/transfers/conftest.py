@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -11,23 +10,15 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import moto_s3_server
+
 BUCKET_PREFIX = "oxen-transfer-test"
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A real moto S3 server (threaded, in this process) on a free loopback port; stopped at the end."""
-    from moto.server import ThreadedMotoServer
-
-    # Werkzeug logs every request at INFO: noise in failure reports.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 def aws_connection_json(endpoint: str) -> str:

@@ -7,23 +7,9 @@ from typing import Any
 
 import httpx
 
+from tests.fixtures import FakeTaskStateStore
+
 RUN_ID = "manual__2026-05-01T09:30:00+00:00"
-
-
-class FakeTaskStateStore:
-    """``context["task_state_store"]`` for the generate operator's exactly-once ledger."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
 
 
 class FakeTI:
