@@ -52,9 +52,11 @@ def test_provider_is_registered_with_its_connection_type(airflow_env: dict[str, 
     assert "airflow-provider-oxen" in {p["package_name"] for p in json.loads(providers.stdout)}
 
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    hook = ProvidersManager().hooks["oxen"]
+    hook = ProvidersManagerTaskRuntime().hooks["oxen"]
     assert hook is not None and hook.hook_class_name == "airflow_provider_oxen.hooks.oxen.OxenHook"
+    # What the connection form shows (the UI reads it through the core providers manager).
     behaviour = ProvidersManager().field_behaviours["oxen"]
     assert behaviour["relabeling"]["password"] == "API key"
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
