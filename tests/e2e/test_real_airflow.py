@@ -417,3 +417,18 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
         "dag_runs"
     ]
     assert consumer_runs, "the campaign Asset event did not schedule the consumer DAG"
+
+
+def test_the_ui_offers_the_oxen_connection_form(cluster: AirflowCluster) -> None:
+    """What the api-server hands the UI's connection form for the ``oxen`` type."""
+    response = cluster.api("GET", "/ui/connections/hook_meta")
+    assert response.status_code == 200, response.text
+    [oxen] = [meta for meta in response.json() if meta["connection_type"] == "oxen"]
+    assert oxen["hook_name"] == "Oxen.ai"
+    fields = oxen["standard_fields"]
+    assert (
+        fields["host"]["title"] == "API base URL" and fields["host"]["placeholder"] == "https://hub.oxen.ai"
+    )
+    assert fields["password"]["title"] == "API key"
+    assert all(fields[name]["hidden"] for name in ("login", "url_schema", "port")), fields
+    assert {"timeout", "max_retries", "target_namespace"} <= set(oxen["extra_fields"] or {})
