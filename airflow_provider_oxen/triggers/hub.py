@@ -13,7 +13,7 @@ interval; instead every trigger registers what it waits for with the process's
   gap — start-up (new registrations), stream (re)connect — and periodically as the safety
   net for missed events and for failures/cancellations, which the stream does not report.
 * ``poll`` mode, or events unavailable (404): reconciliation alone, at the polling
-  interval, stretched while nothing changes.
+  interval, backing off (x2 per failed listing, up to 4x) while the API is in trouble.
 
 The last trigger to leave closes the stream and the client.
 """
@@ -43,8 +43,8 @@ READ_CONCURRENCY = 16
 COALESCE_SECONDS = 0.05
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
-# With polling, an interval in which nothing changed stretches the next one, up to this factor.
-MAX_STRETCH = 2.0
+# A failed queue listing doubles the next interval, up to this factor (the API is in trouble).
+MAX_STRETCH = 4.0
 # Bound on stopping the hub's own tasks when the last trigger leaves.
 CLOSE_TIMEOUT = 5.0
 # Silence on the event stream longer than this is treated as a dead connection.
@@ -66,13 +66,12 @@ class Waiter:
         self._inbox: list[Generation] = []
         self._last: dict[str, GenerationStatus] = {}
 
-    def deliver(self, row: Generation) -> bool:
+    def deliver(self, row: Generation) -> None:
         if self._last.get(row.generation_id) is row.status:
-            return False
+            return
         self._last[row.generation_id] = row.status
         self._inbox.append(row)
         self.changed.set()
-        return True
 
     def drain(self) -> None:
         rows, self._inbox = self._inbox, []
@@ -164,16 +163,11 @@ class OxenHub:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def _deliver(self, row: Generation) -> bool:
-        waiters = self._waiters.get(row.generation_id)
-        if not waiters:
-            return False
-        changed = False
-        for waiter in list(waiters):
-            changed |= waiter.deliver(row)
+    def _deliver(self, row: Generation) -> None:
+        for waiter in list(self._waiters.get(row.generation_id, ())):
+            waiter.deliver(row)
         if row.status.is_terminal:
             self._waiters.pop(row.generation_id, None)
-        return changed
 
     def _fail_all(self, error: OxenError) -> None:
         for waiter in list(self._registered):
@@ -195,14 +189,17 @@ class OxenHub:
             if self._closed:
                 return
             await asyncio.sleep(COALESCE_SECONDS)
-            changed = await self.reconcile()
-            stretch = 1.0 if changed else min(MAX_STRETCH, stretch * 1.5)
+            listed = await self.reconcile()
+            stretch = 1.0 if listed else min(MAX_STRETCH, stretch * 2)
 
     async def reconcile(self) -> bool:
-        """Re-read what is waited for: one list call, then one read per id no longer in flight."""
+        """Re-read what is waited for: one list call, then one read per id no longer in flight.
+
+        Returns False when the queue could not be listed (the caller backs off).
+        """
         ids = list(self._waiters)
         if not ids:
-            return False
+            return True
         self.reconciliations += 1
         try:
             in_flight = {row.generation_id: row for row in await self.hook.list_queue()}
@@ -212,15 +209,14 @@ class OxenHub:
         except OxenError as exc:
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
-        changed = False
         for generation_id in ids:
             if generation_id in in_flight:
-                changed |= self._deliver(in_flight[generation_id])
+                self._deliver(in_flight[generation_id])
         gone = [i for i in ids if i not in in_flight]
         for row in await asyncio.gather(*(self._read(i) for i in gone)):
             if row is not None:
-                changed |= self._deliver(row)
-        return changed
+                self._deliver(row)
+        return True
 
     async def _read(self, generation_id: str) -> Generation | None:
         async with self._reads:

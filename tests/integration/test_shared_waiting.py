@@ -125,3 +125,13 @@ def test_polling_strategy_completes_with_shared_list_calls(oxen_conn: EmulatorCo
     _assert_each_completed_once(ids, events)
     assert oxen_conn.route_count("GET /api/events") == 0
     assert len(ids) <= oxen_conn.route_count("GET /api/ai/queue/{id}") <= len(ids) + 5
+
+
+def test_queue_listing_errors_back_off_and_lose_nothing(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(render_seconds=0.5)
+    # Every listing fails for a while (after the hook's own retries): the hub backs off, then recovers.
+    oxen_conn.fault(type="status", status=503, count=12, method="GET", path="^/api/ai/queue$")
+    ids = _enqueue(4)
+    events = asyncio.run(_run_all(_triggers(ids, per_trigger=2, strategy="poll", poll_interval=0.2)))
+    _assert_each_completed_once(ids, events)
+    assert oxen_conn.route_count("GET /api/ai/queue") > 12
