@@ -150,7 +150,10 @@ class OxenGenerateImageOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         request = self.build_request()
-        hook = self.hook
+        with self.hook as hook:
+            return self._execute(context, hook, request)
+
+    def _execute(self, context: Context, hook: OxenHook, request: ImageGenerationRequest) -> Any:
         hook.validate_request(request)
         ledger = GenerationLedger.for_context(context)
         ids = self._enqueue_once(hook, request, ledger)
@@ -196,14 +199,16 @@ class OxenGenerateImageOperator(BaseOperator):
                 # are still running on Oxen and nobody will collect them.
                 entry = GenerationLedger.for_context(context).load()
                 if entry is not None and entry.generation_ids:
-                    self.hook.cancel_generations(entry.generation_ids)
+                    with self.hook as hook:
+                        hook.cancel_generations(entry.generation_ids)
             raise
 
     def on_kill(self) -> None:
         """Worker-side kill (non-deferrable wait, or before deferring): cancel what is in flight."""
         if self._in_flight:
             self.log.info("Task killed: cancelling %d Oxen generation(s).", len(self._in_flight))
-            self.hook.cancel_generations(self._in_flight)
+            with self.hook as hook:
+                hook.cancel_generations(self._in_flight)
 
     def _finish(self, payload: dict[str, Any], ledger: GenerationLedger) -> list[dict[str, Any]]:
         rows = generations_from_payload(payload)  # raises the typed error on failure
