@@ -19,7 +19,7 @@ from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHoo
 from airflow_provider_oxen.models import build_image_request
 
 BASE = "http://oxen.test"
-KEY = "sk-stubbed-secret-123456"
+KEY = "stubbed-test-key-0001"
 SCHEMA = {
     "type": "object",
     "properties": {"prompt": {"type": "string"}, "image_size": {"enum": ["square_hd", "square"]}},
