@@ -57,7 +57,6 @@ def request_fingerprint(model: str, parameters: dict[str, Any], count: int) -> s
 class _Store(Protocol):
     def get(self, key: str) -> Any: ...
     def set(self, key: str, value: Any) -> None: ...
-    def delete(self, key: str) -> None: ...
 
 
 class _TaskStateStore:
@@ -69,9 +68,6 @@ class _TaskStateStore:
 
     def set(self, key: str, value: Any) -> None:
         self._accessor.set(key, value)
-
-    def delete(self, key: str) -> None:
-        self._accessor.delete(key)
 
 
 class _VariableStore:
@@ -91,11 +87,6 @@ class _VariableStore:
 
         Variable.set(f"{self._prefix}__{key}", json.dumps(value), description="airflow-provider-oxen ledger")
 
-    def delete(self, key: str) -> None:
-        from airflow.sdk import Variable
-
-        Variable.delete(f"{self._prefix}__{key}")
-
 
 class MemoryStore:
     """For direct ``execute()`` calls outside a task (tests, scripts): no crash safety."""
@@ -108,9 +99,6 @@ class MemoryStore:
 
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
 
 
 class GenerationLedger:

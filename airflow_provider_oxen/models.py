@@ -184,10 +184,6 @@ class GenerationStatus(str, enum.Enum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL
 
-    @classmethod
-    def terminal(cls) -> frozenset[GenerationStatus]:
-        return _TERMINAL
-
 
 _TERMINAL = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, GenerationStatus.CANCELLED})
 
@@ -208,7 +204,7 @@ class EnqueueResponse(_Lenient):
 class Generation(_Lenient):
     """One queue row (``GET /api/ai/queue/{id}``)."""
 
-    generation_id: str = Field(validation_alias="generation_id")
+    generation_id: str
     status: GenerationStatus
     model: str | None = None
     prompt: str | None = None

@@ -16,20 +16,15 @@ from typing import Any
 from airflow_provider_oxen.exceptions import (
     OxenConnectionError,
     OxenRateLimitError,
-    OxenRequestMayHaveSucceededError,
     OxenServerError,
 )
 from airflow_provider_oxen.models import Generation, GenerationStatus
 from airflow_provider_oxen.results import wait_payload
 
-# Errors that the hook already retried and that may still clear up before the deadline:
+# Errors that the hook already retried and that may still clear up before the deadline
+# (status reads are never paid, so "may have succeeded" cannot happen here):
 # waiting goes on; anything else (auth, not found) ends the wait at once.
-TRANSIENT_ERRORS = (
-    OxenServerError,
-    OxenConnectionError,
-    OxenRateLimitError,
-    OxenRequestMayHaveSucceededError,
-)
+TRANSIENT_ERRORS = (OxenServerError, OxenConnectionError, OxenRateLimitError)
 
 log = logging.getLogger(__name__)
 

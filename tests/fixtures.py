@@ -25,9 +25,6 @@ class FakeTaskStateStore:
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
 
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
-
 
 @contextlib.contextmanager
 def moto_s3_server() -> Iterator[str]:

@@ -163,10 +163,6 @@ class _OxenHookBase(BaseHook):
         )
 
     @staticmethod
-    def _model_from(call: ApiCall, body: Any) -> OxenModel:
-        return OxenModel.model_validate(body)
-
-    @staticmethod
     def _unknown_model(model_id: str) -> OxenValidationError:
         return OxenValidationError(
             f"Unknown Oxen model '{model_id}': check the model id (OxenHook.list_models() lists them).",
@@ -288,8 +284,7 @@ class OxenHook(_OxenHookBase):
         cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
         if cached is not None:
             return cached
-        call = api.model_call(model_id)
-        model = self._model_from(call, self._json(call))
+        model = OxenModel.model_validate(self._json(api.model_call(model_id)))
         MODEL_CACHE.put(base_url, model, model_id)
         return model
 
@@ -510,8 +505,7 @@ class OxenAsyncHook(_OxenHookBase):
         cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
         if cached is not None:
             return cached
-        call = api.model_call(model_id)
-        model = self._model_from(call, await self._json(call))
+        model = OxenModel.model_validate(await self._json(api.model_call(model_id)))
         MODEL_CACHE.put(base_url, model, model_id)
         return model
 

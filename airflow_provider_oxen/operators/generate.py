@@ -143,9 +143,6 @@ class OxenGenerateImageOperator(BaseOperator):
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
 
-    def _count(self) -> int:
-        return int(self.num_images)
-
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
@@ -234,7 +231,7 @@ class OxenGenerateImageOperator(BaseOperator):
     def _enqueue_once(
         self, hook: OxenHook, request: ImageGenerationRequest, ledger: GenerationLedger
     ) -> list[str]:
-        count = self._count()
+        count = int(self.num_images)
         fingerprint = request_fingerprint(request.model, request.parameters(), count)
         previous = ledger.load()
         keep: list[str] = []

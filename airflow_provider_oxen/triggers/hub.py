@@ -93,8 +93,6 @@ class OxenHub:
         self.refs = 0
         self.hook: OxenAsyncHook = OxenAsyncHook(oxen_conn_id)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.reconciliations = 0
-        self.reconnects = 0
         self._waiters: dict[str, set[Waiter]] = {}
         self._registered: set[Waiter] = set()
         self._wake = asyncio.Event()
@@ -159,10 +157,6 @@ class OxenHub:
                 if not waiters:
                     del self._waiters[generation_id]
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
     def _deliver(self, row: Generation) -> None:
         for waiter in list(self._waiters.get(row.generation_id, ())):
             waiter.deliver(row)
@@ -200,7 +194,6 @@ class OxenHub:
         ids = list(self._waiters)
         if not ids:
             return True
-        self.reconciliations += 1
         try:
             in_flight = {row.generation_id: row for row in await self.hook.list_queue()}
         except OxenAuthenticationError as exc:
@@ -263,7 +256,6 @@ class OxenHub:
                 return
             except (OxenError, httpx.HTTPError) as exc:
                 log.warning("Oxen event stream broke (%s): reconnecting.", type(exc).__name__)
-            self.reconnects += 1
             await asyncio.sleep(backoff_delay(attempt, self._policy))
             attempt += 1
 

@@ -278,7 +278,8 @@ class AirflowCluster:
                 # With the default 5 s, the executor's "success" for the pre-deferral workload can
                 # reach the scheduler after the trigger fired and the task was re-queued with the
                 # same try number; the scheduler then marks the resumed, running task FAILED
-                # ("task-state-changed-externally"). 1 s keeps that report well inside the deferral.
+                # (Airflow's "task state changed externally" error). 1 s keeps that report well
+                # inside the deferral.
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             }
         )
