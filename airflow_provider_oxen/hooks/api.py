@@ -51,8 +51,13 @@ class ApiCall:
     json: Any = None
     paid: bool = False
 
+    @property
+    def shown_path(self) -> str:
+        """The path without its query: a result URL's query is a signature, not for logs."""
+        return self.path.split("?", 1)[0]
+
     def describe(self) -> str:
-        return f"{self.method} {self.path}"
+        return f"{self.method} {self.shown_path}"
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
         "status_code": status,
         "body": response.text,
         "method": call.method,
-        "path": call.path,
+        "path": call.shown_path,
     }
     if status in (400, 422):
         return OxenBadRequestError(message, field=field_name, **common)
@@ -228,7 +233,7 @@ def json_body(call: ApiCall, response: httpx.Response) -> Any:
             status_code=response.status_code,
             body=response.text,
             method=call.method,
-            path=call.path,
+            path=call.shown_path,
         ) from None
 
 
@@ -251,7 +256,7 @@ def plan_after_transport_error(
     if delay is not None:
         return RetryAfter(delay, type(exc).__name__)
     if call.paid and may_have_reached_server(exc):
-        return OxenRequestMayHaveSucceededError(type(exc).__name__, method=call.method, path=call.path)
+        return OxenRequestMayHaveSucceededError(type(exc).__name__, method=call.method, path=call.shown_path)
     tries = attempt + 1
     return OxenConnectionError(
         f"Could not reach the Oxen API for {call.describe()} after {tries} attempt(s): "
@@ -271,6 +276,6 @@ def plan_after_response(
         return RetryAfter(delay, f"HTTP {status}")
     if call.paid and is_ambiguous_paid_status(status):
         return OxenRequestMayHaveSucceededError(
-            f"HTTP {status} from a gateway", method=call.method, path=call.path
+            f"HTTP {status} from a gateway", method=call.method, path=call.shown_path
         )
     return error_from_response(call, response)

@@ -212,19 +212,26 @@ class OxenHook(_OxenHookBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _send(self, call: ApiCall) -> httpx.Response:
+    def _send(
+        self, call: ApiCall, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT
+    ) -> httpx.Response:
+        """Send with the retry policy; with ``stream`` the successful body is left unread."""
         client, settings = self.get_conn(), self.settings
         for attempt in itertools.count():
+            request = client.build_request(call.method, call.path, params=call.params, json=call.json)
             try:
-                response = client.request(call.method, call.path, params=call.params, json=call.json)
+                response = client.send(request, stream=stream, auth=auth)
             except httpx.TransportError as exc:
                 plan: RetryAfter | OxenError = api.plan_after_transport_error(
                     call, exc, attempt, settings.retry
                 )
             else:
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                if outcome is None:
+                if response.is_success:
                     return response
+                response.read()  # the error mapping reads the body
+                response.close()
+                outcome = api.plan_after_response(call, response, attempt, settings.retry)
+                assert outcome is not None
                 plan = outcome
             if isinstance(plan, OxenError):
                 raise plan
@@ -302,32 +309,12 @@ class OxenHook(_OxenHookBase):
     @contextmanager
     def open_download(self, url: str) -> Iterator[httpx.Response]:
         """Stream a result URL; the response is status-checked, the body not yet read."""
-        settings, client = self.settings, self.get_conn()
-        call = ApiCall("GET", url.split("?", 1)[0])
-        for attempt in itertools.count():
-            try:
-                response = client.send(
-                    client.build_request("GET", url), stream=True, auth=self._download_auth(settings, url)
-                )
-            except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError | None = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    try:
-                        yield response
-                    finally:
-                        response.close()
-                    return
-                response.read()
-                response.close()
-                plan = api.plan_after_response(call, response, attempt, settings.retry)
-            if isinstance(plan, OxenError):
-                raise plan
-            assert plan is not None
-            self._log_retry(call, attempt, plan, settings)
-            time.sleep(plan.delay)
+        auth = self._download_auth(self.settings, url)
+        response = self._send(ApiCall("GET", url), stream=True, auth=auth)
+        try:
+            yield response
+        finally:
+            response.close()
 
     def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
         """Stream ``url`` into ``fileobj`` chunk by chunk; returns size, sha256 and content type."""
@@ -442,19 +429,25 @@ class OxenAsyncHook(_OxenHookBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(self, call: ApiCall) -> httpx.Response:
+    async def _send(
+        self, call: ApiCall, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT
+    ) -> httpx.Response:
         client, settings = await self.get_async_conn(), await self.get_settings()
         for attempt in itertools.count():
+            request = client.build_request(call.method, call.path, params=call.params, json=call.json)
             try:
-                response = await client.request(call.method, call.path, params=call.params, json=call.json)
+                response = await client.send(request, stream=stream, auth=auth)
             except httpx.TransportError as exc:
                 plan: RetryAfter | OxenError = api.plan_after_transport_error(
                     call, exc, attempt, settings.retry
                 )
             else:
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                if outcome is None:
+                if response.is_success:
                     return response
+                await response.aread()  # the error mapping reads the body
+                await response.aclose()
+                outcome = api.plan_after_response(call, response, attempt, settings.retry)
+                assert outcome is not None
                 plan = outcome
             if isinstance(plan, OxenError):
                 raise plan
@@ -521,32 +514,12 @@ class OxenAsyncHook(_OxenHookBase):
 
     @asynccontextmanager
     async def open_download(self, url: str) -> AsyncIterator[httpx.Response]:
-        settings, client = await self.get_settings(), await self.get_async_conn()
-        call = ApiCall("GET", url.split("?", 1)[0])
-        for attempt in itertools.count():
-            try:
-                response = await client.send(
-                    client.build_request("GET", url), stream=True, auth=self._download_auth(settings, url)
-                )
-            except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError | None = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    try:
-                        yield response
-                    finally:
-                        await response.aclose()
-                    return
-                await response.aread()
-                await response.aclose()
-                plan = api.plan_after_response(call, response, attempt, settings.retry)
-            if isinstance(plan, OxenError):
-                raise plan
-            assert plan is not None
-            self._log_retry(call, attempt, plan, settings)
-            await asyncio.sleep(plan.delay)
+        auth = self._download_auth(await self.get_settings(), url)
+        response = await self._send(ApiCall("GET", url), stream=True, auth=auth)
+        try:
+            yield response
+        finally:
+            await response.aclose()
 
     async def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
         digest, size = hashlib.sha256(), 0
