@@ -327,6 +327,10 @@ class OxenHook(_OxenHookBase):
             content_type = response.headers.get("Content-Type")
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
 
+    def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
+        """Rows learnt from completion events lack cost and timings: read those once."""
+        return [row if row.completed_at else self.get_generation(row.generation_id) for row in rows]
+
     def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""
         cancelled = []

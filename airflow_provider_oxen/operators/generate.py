@@ -209,10 +209,8 @@ class OxenGenerateImageOperator(BaseOperator):
 
     def _finish(self, payload: dict[str, Any], ledger: GenerationLedger) -> list[dict[str, Any]]:
         rows = generations_from_payload(payload)  # raises the typed error on failure
-        if any(row.completed_at is None for row in rows):
-            # Rows learnt from completion events lack cost and timings: read them once.
-            with self.hook as hook:
-                rows = [row if row.completed_at else hook.get_generation(row.generation_id) for row in rows]
+        with self.hook as hook:
+            rows = hook.complete_rows(rows)
         parameters = self.build_request().parameters()
         results = [build_result(row, model=self.model, parameters=parameters).to_xcom() for row in rows]
         ledger.settle()

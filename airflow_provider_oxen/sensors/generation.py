@@ -96,6 +96,8 @@ class OxenGenerationSensor(BaseSensorOperator):
     def _results(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             rows = generations_from_payload(payload)
+            with OxenHook(self.oxen_conn_id) as hook:
+                rows = hook.complete_rows(rows)
         except OxenError as exc:
             if self.soft_fail:
                 raise AirflowSkipException(f"Skipping due to soft_fail: {exc}") from exc
