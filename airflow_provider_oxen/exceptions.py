@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 _BODY_LIMIT = 500
 
 
@@ -17,7 +19,15 @@ class OxenError(Exception):
     """Base class of every error raised by this provider."""
 
 
-class OxenValidationError(OxenError, ValueError):
+class OxenUnrecoverableError(OxenError, AirflowFailException):
+    """No retry can fix this (bad parameters, bad key, no credits): the task fails at once.
+
+    Deriving from Airflow's ``AirflowFailException`` is what makes a task fail without
+    spending its retries; outside a task it is an ordinary exception.
+    """
+
+
+class OxenValidationError(OxenUnrecoverableError, ValueError):
     """A request is invalid; raised before any paid request is sent when detected client-side."""
 
     def __init__(self, message: str, *, field: str | None = None, allowed: list[Any] | None = None) -> None:
@@ -58,8 +68,20 @@ class OxenBadRequestError(OxenAPIStatusError, OxenValidationError):
         self.allowed = None
 
 
-class OxenAuthenticationError(OxenAPIStatusError):
-    """HTTP 401/403: the API key is missing, wrong, or lacks access. Retrying cannot help."""
+class OxenAuthenticationError(OxenAPIStatusError, OxenUnrecoverableError):
+    """HTTP 401: the API key is missing or wrong. Retrying cannot help."""
+
+
+class OxenPermissionDeniedError(OxenAuthenticationError):
+    """HTTP 403: the key is valid but may not do this (e.g. bill another namespace)."""
+
+
+class OxenInsufficientCreditsError(OxenAPIStatusError, OxenUnrecoverableError):
+    """HTTP 402: the account (or ``target_namespace``) cannot pay for this request.
+
+    Nothing was enqueued. Add credits on Oxen (or bill another namespace with the
+    connection's ``target_namespace`` extra), then clear the task.
+    """
 
 
 class OxenNotFoundError(OxenAPIStatusError):
@@ -80,6 +102,24 @@ class OxenServerError(OxenAPIStatusError):
 
 class OxenConnectionError(OxenError):
     """The API could not be reached (DNS, refused connection, timeout) after retries."""
+
+
+class OxenCostLimitError(OxenValidationError):
+    """The request would cost more than the task's ``max_cost``; refused before any enqueue."""
+
+    def __init__(self, message: str, *, estimate: str, max_cost: str) -> None:
+        super().__init__(message, field="max_cost")
+        self.estimate = estimate
+        self.max_cost = max_cost
+
+
+class OxenDownloadRefusedError(OxenUnrecoverableError):
+    """A result URL was not fetched: its scheme, host, address or size is outside the download policy."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        # Only scheme, host and path: a signed URL's query is a credential.
+        self.url = url.split("?", 1)[0]
+        super().__init__(message)
 
 
 class OxenRequestMayHaveSucceededError(OxenError):

@@ -9,6 +9,8 @@ break parsing, so an API addition never breaks a running pipeline.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -201,28 +203,115 @@ class EnqueueResponse(_Lenient):
     generations: list[EnqueuedGeneration]
 
 
+def decimal_string(value: Any) -> str | None:
+    """Costs are decimal strings on the wire (``"0.0600"``); keep them exact, accept numbers too."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("cost must be a decimal string")
+    if isinstance(value, (int, float)):
+        return str(Decimal(str(value)))
+    text = str(value).strip()
+    try:
+        Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"cost {text!r} is not a decimal number") from None
+    return text
+
+
+# Older or other shapes of a queue row / event, mapped onto the documented names.
+_ROW_ALIASES = {
+    "generation_id": ("id",),
+    "model_name": ("model",),
+    "enqueued_at": ("created_at",),
+    "result_url": ("url", "output_url"),
+    "error_message": ("error",),
+}
+
+
+def _apply_aliases(data: dict[str, Any], aliases: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+    out = dict(data)
+    for name, others in aliases.items():
+        if out.get(name) is not None:
+            continue
+        for other in others:
+            value = out.get(other)
+            if isinstance(value, str) and value:
+                out[name] = value
+                break
+    return out
+
+
 class Generation(_Lenient):
-    """One queue row (``GET /api/ai/queue/{id}``)."""
+    """One queue row (``GET /api/ai/queue/{id}``), or what a completion event says of one.
+
+    Documented names are ``model_name``, ``enqueued_at``, ``result_url`` and
+    ``error_message``; the older ``model``/``created_at`` and the event's ``url``/``error``
+    are accepted and mapped onto them. ``cost`` is never on a queue row: it is filled from
+    ``GET /api/ai/generations/{id}`` (a decimal string).
+    """
 
     generation_id: str
     status: GenerationStatus
-    model: str | None = None
+    model_name: str | None = None
     prompt: str | None = None
+    media_type: str | None = None
     parameters: dict[str, Any] | None = None
     result_url: str | None = None
     error_message: str | None = None
-    cost: float | None = None
-    created_at: str | None = None
+    cost: str | None = None
+    enqueued_at: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     retried_from_id: str | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _accept_id_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "generation_id" not in data and "id" in data:
-            return {**data, "generation_id": data["id"]}
+    def _accept_aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return _apply_aliases(data, _ROW_ALIASES)
         return data
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_as_decimal_string(cls, value: Any) -> str | None:
+        return decimal_string(value)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_as_text(cls, value: Any) -> str | None:
+        # Video models may take ``multi_prompt`` lists; a row's prompt is informational here.
+        if value is None or isinstance(value, str):
+            return value
+        return str(value)
+
+
+class GenerationDetails(_Lenient):
+    """Full metadata of one generation (``GET /api/ai/generations/{id}``): the only place with cost."""
+
+    generation_id: str
+    status: GenerationStatus | None = None
+    cost: str | None = None
+    model_name: str | None = None
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # Some versions wrap the object: {"generation": {...}}.
+            inner = data.get("generation")
+            if isinstance(inner, dict) and "generation_id" not in data and "id" not in data:
+                data = inner
+            return _apply_aliases(data, _ROW_ALIASES)
+        return data
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_as_decimal_string(cls, value: Any) -> str | None:
+        return decimal_string(value)
 
 
 class GenerationList(_Lenient):
@@ -297,10 +386,26 @@ class OxenEvent(BaseModel):
         return str(value) if value else None
 
     @property
+    def status(self) -> str | None:
+        value = self.data.get("status")
+        return str(value) if value else None
+
+    @property
     def result_url(self) -> str | None:
-        # The docs only say the event carries "the output file URL"; accept the likely keys.
-        for key in ("result_url", "output_url", "url", "file_url"):
+        # Documented key: ``url``; older pages used ``result_url``/``output_url``.
+        for key in ("url", "result_url", "output_url", "file_url"):
             value = self.data.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    @property
+    def error(self) -> str | None:
+        """The failure text of a ``status: failed`` completion event (documented key: ``error``)."""
+        for key in ("error", "error_message"):
+            value = self.data.get(key)
+            if isinstance(value, dict):
+                value = value.get("detail") or value.get("message") or value.get("title")
             if isinstance(value, str) and value:
                 return value
         return None

@@ -103,6 +103,7 @@ class GenerationResult(BaseModel):
 
     generation_id: str
     model: str | None = None
+    media_type: str | None = None
     prompt: str | None = None
     seed: int | None = None
     parameters: dict[str, Any] = {}
@@ -111,8 +112,9 @@ class GenerationResult(BaseModel):
     output_format: str | None = None
     width: int | None = None
     height: int | None = None
-    cost: float | None = None
-    created_at: str | None = None
+    # A decimal string, as the API reports it (``"0.0600"``); None when Oxen did not say.
+    cost: str | None = None
+    enqueued_at: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     queue_seconds: float | None = None
@@ -155,7 +157,8 @@ def build_result(
     seed = params.get("seed")
     return GenerationResult(
         generation_id=row.generation_id,
-        model=row.model or model,
+        model=row.model_name or model,
+        media_type=row.media_type or "image",
         prompt=params.get("prompt", row.prompt),
         seed=seed if isinstance(seed, int) else None,
         parameters=params,
@@ -165,9 +168,9 @@ def build_result(
         width=width,
         height=height,
         cost=row.cost,
-        created_at=row.created_at,
+        enqueued_at=row.enqueued_at,
         started_at=row.started_at,
         completed_at=row.completed_at,
-        queue_seconds=_seconds_between(row.created_at, row.started_at),
+        queue_seconds=_seconds_between(row.enqueued_at, row.started_at),
         render_seconds=_seconds_between(row.started_at, row.completed_at),
     )
