@@ -96,6 +96,15 @@ class _ImageRequestBase(BaseModel):
         payload.pop("model", None)
         return payload
 
+    @property
+    def explicit_names(self) -> frozenset[str]:
+        """Parameter names the caller set (typed fields and extras), as opposed to our defaults.
+
+        A name the caller set must be one the model's schema knows; a default we filled in
+        is simply not sent to a model whose schema lacks it.
+        """
+        return frozenset((self.model_fields_set | set(self.model_extra or {})) - {"model"})
+
 
 class IdeogramV4Request(_ImageRequestBase):
     """``ideogram-v4`` with its documented parameters and defaults."""
@@ -104,7 +113,6 @@ class IdeogramV4Request(_ImageRequestBase):
     rendering_speed: RenderingSpeed = RenderingSpeed.BALANCED
     expansion_model: ExpansionModel = ExpansionModel.MEDIUM
     acceleration: Acceleration = Acceleration.NONE
-    num_images: int = Field(default=1, ge=1)
     enable_safety_checker: bool = True
     output_format: OutputFormat = OutputFormat.JPEG
 
@@ -113,7 +121,6 @@ class ImageRequest(_ImageRequestBase):
     """Any other image model: common fields typed loosely, the model's schema is the authority."""
 
     image_size: str | ImageDimensions | None = None
-    num_images: int = Field(default=1, ge=1)
     output_format: str | None = None
 
 
@@ -140,6 +147,13 @@ def build_image_request(
 ) -> ImageGenerationRequest:
     """Build the typed request for ``model``, raising :class:`OxenValidationError` naming the field."""
     parameters = {key: value for key, value in parameters.items() if value is not None}
+    if "num_images" in parameters or "num_generations" in parameters:
+        name = "num_images" if "num_images" in parameters else "num_generations"
+        raise OxenValidationError(
+            f"'{name}' is not a model parameter here: each queue row is one image, so the number of "
+            "images is the count given to the operator (num_images=...) or to OxenHook.enqueue().",
+            field=name,
+        )
     request_cls = _TYPED_REQUESTS.get(model, ImageRequest)
     try:
         return request_cls(model=model, prompt=prompt, **parameters)  # type: ignore[return-value]
@@ -151,10 +165,31 @@ def build_image_request(
         ) from None
 
 
+# A task asking for more images than this is probably a templating mistake; raise it per task.
+DEFAULT_MAX_IMAGES_PER_TASK = 16
+
+
+def check_image_count(value: Any, maximum: int = DEFAULT_MAX_IMAGES_PER_TASK) -> int:
+    """``num_images`` as an int in 1..maximum, else an error naming the field (nothing is sent)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OxenValidationError(f"num_images must be an integer, got {value!r}", field="num_images")
+    if value < 1:
+        raise OxenValidationError(f"num_images must be at least 1, got {value}", field="num_images")
+    if value > maximum:
+        raise OxenValidationError(
+            f"num_images is {value}, above this task's maximum of {maximum} "
+            "(raise max_images on the operator if you mean it)",
+            field="num_images",
+        )
+    return value
+
+
 def split_generation_counts(total: int, per_request: int = MAX_GENERATIONS_PER_REQUEST) -> list[int]:
-    """Split ``total`` queue rows into request-sized chunks: 6 → [4, 2]."""
-    if total < 1:
-        raise OxenValidationError(f"num_images must be at least 1, got {total}", field="num_images")
+    """Split ``total`` queue rows into request-sized chunks of at most 4: 6 → [4, 2]."""
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        raise OxenValidationError(f"num_images must be at least 1, got {total!r}", field="num_images")
     full, rest = divmod(total, per_request)
     return [per_request] * full + ([rest] if rest else [])
 

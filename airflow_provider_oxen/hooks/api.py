@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -22,7 +22,9 @@ from airflow_provider_oxen.exceptions import (
     OxenBadRequestError,
     OxenConnectionError,
     OxenError,
+    OxenInsufficientCreditsError,
     OxenNotFoundError,
+    OxenPermissionDeniedError,
     OxenRateLimitError,
     OxenRequestMayHaveSucceededError,
     OxenServerError,
@@ -138,7 +140,11 @@ def list_queue_call(filters: Mapping[str, Any]) -> ApiCall:
 
 
 def model_call(model_id: str) -> ApiCall:
-    return ApiCall("GET", f"/api/ai/models/{_segment(model_id)}")
+    return ApiCall("GET", f"/api/ai/models/{encode_model_id(model_id)}")
+
+
+def generation_details_call(generation_id: str) -> ApiCall:
+    return ApiCall("GET", f"/api/ai/generations/{_segment(generation_id)}")
 
 
 def models_call(filters: Mapping[str, Any]) -> ApiCall:
@@ -146,6 +152,13 @@ def models_call(filters: Mapping[str, Any]) -> ApiCall:
 
 
 EVENTS_PATH = "/api/events"
+
+
+def encode_model_id(model_id: str) -> str:
+    """Model ids may contain ``/``, ``.`` and ``:``: one encoded path segment, never a path."""
+    if not model_id or model_id in (".", ".."):
+        raise ValueError(f"invalid model id {model_id!r}")
+    return quote(model_id, safe="")
 
 
 def _segment(value: str) -> str:
@@ -159,46 +172,85 @@ def _segment(value: str) -> str:
 # Responses
 
 
-def _message_from_body(response: httpx.Response) -> tuple[str, str | None]:
-    """A readable message and, when the API names one, the offending field."""
-    text = response.text
+def _text_of(value: Any) -> str | None:
+    """The message an error object carries: ``detail``, ``message``, then ``title``."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        for key in ("detail", "message", "title"):
+            text = _text_of(value.get(key))
+            if text:
+                return text
+        return None
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        # FastAPI/pydantic style: [{"loc": [...], "msg": "..."}]
+        loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
+        msg = str(value[0].get("msg", ""))
+        return f"{'.'.join(loc)}: {msg}" if loc else msg or None
+    return None
+
+
+def _field_in(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return _str_or_none(value.get("param") or value.get("field"))
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
+        return loc[-1] if loc else None
+    return None
+
+
+def parse_error_body(text: str) -> tuple[str | None, str | None, str | None]:
+    """(message, field, error type) from an error body in any of the shapes the API uses.
+
+    Documented: ``{"error": {"type", "title", "detail"}, "status": "error", ...}``; also
+    ``{"error": {"message"}}``, a bare ``{"error": "..."}``, top-level ``message``/``detail``.
+    The message is read from ``error.detail``, ``error.message``, ``error.title``, then the
+    top level; ``None`` when the body says nothing readable.
+    """
     try:
         body = json.loads(text) if text else None
     except ValueError:
-        body = None
-    field_name: str | None = None
-    message: str | None = None
-    if isinstance(body, dict):
-        field_name = _str_or_none(body.get("param") or body.get("field"))
-        for key in ("error", "message", "detail"):
-            value = body.get(key)
-            if isinstance(value, dict):
-                field_name = field_name or _str_or_none(value.get("param") or value.get("field"))
-                value = value.get("message") or value.get("detail") or json.dumps(value)
-            if isinstance(value, list) and value and isinstance(value[0], dict):
-                # FastAPI/pydantic style: [{"loc": [...], "msg": "..."}]
-                loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
-                field_name = field_name or (loc[-1] if loc else None)
-                value = f"{'.'.join(loc)}: {value[0].get('msg', '')}" if loc else value[0].get("msg")
-            if isinstance(value, str) and value:
-                message = value
-                break
+        return None, None, None
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error")
+    error_type = _str_or_none(error.get("type")) if isinstance(error, dict) else None
+    error_type = error_type or _str_or_none(
+        body.get("status_message") if body.get("status") == "error" else None
+    )
+    message = _text_of(error) or _text_of(body.get("message")) or _text_of(body.get("detail"))
+    field_name = (
+        _str_or_none(body.get("param") or body.get("field"))
+        or _field_in(error)
+        or _field_in(body.get("detail"))
+    )
+    return message, field_name, error_type
+
+
+def _message_from_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    """A readable message, the offending field when the API names one, and the error type."""
+    text = response.text
+    message, field_name, error_type = parse_error_body(text)
     if message is None:
         message = text.strip() or response.reason_phrase or "no response body"
     if field_name is None:
         match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
         field_name = match.group(1) if match else None
-    return message[:_MESSAGE_LIMIT], field_name
+    return message[:_MESSAGE_LIMIT], field_name, error_type
 
 
 def _str_or_none(value: Any) -> str | None:
     return str(value) if value else None
 
 
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message.rstrip('. ')}. {hint}"
+
+
 def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatusError:
     """Map an error response to the typed exception for its status."""
     status = response.status_code
-    message, field_name = _message_from_body(response)
+    message, field_name, error_type = _message_from_body(response)
     common: dict[str, Any] = {
         "status_code": status,
         "body": response.text,
@@ -207,9 +259,18 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
     }
     if status in (400, 422):
         return OxenBadRequestError(message, field=field_name, **common)
-    if status in (401, 403):
-        hint = " Check the API key in the Oxen connection (password field)."
-        return OxenAuthenticationError(message + hint, **common)
+    if status == 402 or error_type == "insufficient_credits":
+        hint = (
+            "Nothing was enqueued. Add credits to the Oxen account (or bill another namespace "
+            "with the connection's target_namespace extra), then clear the task."
+        )
+        return OxenInsufficientCreditsError(_with_hint(message, hint), **common)
+    if status == 401:
+        hint = "Check the API key in the Oxen connection (password field)."
+        return OxenAuthenticationError(_with_hint(message, hint), **common)
+    if status == 403:
+        hint = "The API key is valid but may not do this (check target_namespace and the key's access)."
+        return OxenPermissionDeniedError(_with_hint(message, hint), **common)
     if status == 404:
         return OxenNotFoundError(message, **common)
     if status == 429:
@@ -218,6 +279,14 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
     if status >= 500:
         return OxenServerError(message, **common)
     return OxenAPIStatusError(message, **common)
+
+
+def may_be_already_finished(error: OxenAPIStatusError) -> bool:
+    """A 4xx answer to a cancel that may just mean the row already finished (undocumented case).
+
+    Not for 401/402/403/404/429: those say something else; the caller re-reads the row.
+    """
+    return 400 <= error.status_code < 500 and error.status_code not in (401, 402, 403, 404, 429)
 
 
 def retry_after_of(response: httpx.Response) -> float | None:

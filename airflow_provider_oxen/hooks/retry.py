@@ -57,8 +57,11 @@ class RetryPolicy:
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)]."""
-    ceiling = min(policy.backoff_max, policy.backoff_base * (2**attempt))
+    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)].
+
+    The exponent is capped: after a long outage ``2.0**attempt`` would overflow a float.
+    """
+    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0 ** min(max(attempt, 0), 60)))
     return ceiling * rand()
 
 
