@@ -59,7 +59,7 @@ class OxenAPIStatusError(OxenError):
         self.api_message = message
 
 
-class OxenBadRequestError(OxenAPIStatusError, OxenValidationError):
+class OxenBadRequestError(OxenAPIStatusError, OxenValidationError):  # type: ignore[misc]  # status_code: the HTTP answer, not AirflowException's class default
     """HTTP 400/422: the API rejected the request's content."""
 
     def __init__(self, message: str, *, field: str | None = None, **kwargs: Any) -> None:
@@ -68,7 +68,7 @@ class OxenBadRequestError(OxenAPIStatusError, OxenValidationError):
         self.allowed = None
 
 
-class OxenAuthenticationError(OxenAPIStatusError, OxenUnrecoverableError):
+class OxenAuthenticationError(OxenAPIStatusError, OxenUnrecoverableError):  # type: ignore[misc]  # status_code: the HTTP answer, not AirflowException's class default
     """HTTP 401: the API key is missing or wrong. Retrying cannot help."""
 
 
@@ -76,7 +76,7 @@ class OxenPermissionDeniedError(OxenAuthenticationError):
     """HTTP 403: the key is valid but may not do this (e.g. bill another namespace)."""
 
 
-class OxenInsufficientCreditsError(OxenAPIStatusError, OxenUnrecoverableError):
+class OxenInsufficientCreditsError(OxenAPIStatusError, OxenUnrecoverableError):  # type: ignore[misc]  # status_code: the HTTP answer, not AirflowException's class default
     """HTTP 402: the account (or ``target_namespace``) cannot pay for this request.
 
     Nothing was enqueued. Add credits on Oxen (or bill another namespace with the
@@ -129,13 +129,27 @@ class OxenRequestMayHaveSucceededError(OxenError):
     (``OxenHook.list_queue``) or the Oxen dashboard before sending it again.
     """
 
-    def __init__(self, message: str, *, method: str, path: str) -> None:
+    def __init__(self, message: str, *, method: str, path: str, detail: str | None = None) -> None:
         self.method = method
         self.path = path
         super().__init__(
-            f"{method} {path} may have been accepted by Oxen but no answer arrived ({message}). "
-            "It was not retried, to avoid paying twice; check the queue before re-running."
+            detail
+            or (
+                f"{method} {path} may have been accepted by Oxen but no answer arrived ({message}). "
+                "It was not retried, to avoid paying twice; check the queue before re-running."
+            )
         )
+
+
+class OxenUnrecordedEnqueueError(OxenRequestMayHaveSucceededError, OxenUnrecoverableError):
+    """An earlier try died mid-enqueue and what it created cannot be proven: a person must look.
+
+    ``candidates`` are the queue rows that may be that request's generations.
+    """
+
+    def __init__(self, detail: str, *, candidates: list[str]) -> None:
+        self.candidates = candidates
+        super().__init__("unrecorded enqueue", method="POST", path="/api/ai/queue", detail=detail)
 
 
 class OxenGenerationError(OxenError):
@@ -171,5 +185,21 @@ class OxenGenerationTimeoutError(OxenGenerationError):
         self.timeout = timeout
         super().__init__(
             f"Oxen generation {generation_id} did not finish within {timeout:g} s",
+            generation_id=generation_id,
+        )
+
+
+class OxenGenerationGoneError(OxenGenerationError, OxenUnrecoverableError):
+    """A generation this task enqueued is no longer known to Oxen (HTTP 404).
+
+    It may have finished, and been billed, before the API forgot it: enqueueing a
+    replacement could pay twice, so the task stops instead.
+    """
+
+    def __init__(self, generation_id: str) -> None:
+        super().__init__(
+            f"Oxen generation {generation_id}, enqueued by an earlier try of this task, is no longer "
+            "known to Oxen (HTTP 404); it may have finished and been billed. Not enqueueing a "
+            "replacement. To pay for a new one, set force_new_enqueue=True on the task and clear it.",
             generation_id=generation_id,
         )

@@ -41,6 +41,11 @@ class LedgerEntry(BaseModel):
         self.pending = count
         self.pending_since = datetime.now(timezone.utc).isoformat()
 
+    def clear_pending(self) -> None:
+        """The enqueue in flight provably created nothing (a definite refusal)."""
+        self.pending = 0
+        self.pending_since = None
+
     def mark_received(self, generation_ids: list[str]) -> None:
         self.generation_ids.extend(generation_ids)
         self.pending = max(0, self.pending - len(generation_ids))

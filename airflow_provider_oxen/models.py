@@ -350,7 +350,15 @@ class GenerationDetails(_Lenient):
 
 
 class GenerationList(_Lenient):
+    """``GET /api/ai/queue``: ``{"count": N, "generations": [...]}``. Pagination is undocumented."""
+
+    count: int | None = None
     generations: list[Generation] = Field(default_factory=list)
+
+    @property
+    def is_complete(self) -> bool:
+        """Only a listing that states its count, and holds that many rows, is known to be whole."""
+        return self.count is not None and self.count <= len(self.generations)
 
     @model_validator(mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from airflow_provider_oxen.exceptions import (
     OxenGenerationCancelledError,
     OxenGenerationFailedError,
     OxenGenerationTimeoutError,
+    OxenUnrecoverableError,
 )
 from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, GenerationStatus
 
@@ -40,8 +41,13 @@ def wait_payload(
     timed_out: bool = False,
     timeout: float | None = None,
     error: str | None = None,
+    unrecoverable: bool = False,
 ) -> dict[str, Any]:
-    """The JSON payload describing a finished (or abandoned) wait, in the order ids were given."""
+    """The JSON payload describing a finished (or abandoned) wait, in the order ids were given.
+
+    ``unrecoverable`` marks an ``error`` that no retry can fix (e.g. the API key was refused),
+    so the task fails without spending its retries.
+    """
     ids = list(order)
     generations = [rows[i].model_dump(mode="json", exclude_none=True) for i in ids if i in rows]
     failed = [i for i in ids if i in rows and rows[i].status is GenerationStatus.FAILED]
@@ -69,7 +75,13 @@ def wait_payload(
         "generations": generations,
         "pending": pending,
         "timeout": timeout,
+        "unrecoverable": unrecoverable,
     }
+
+
+def pending_of_payload(payload: Mapping[str, Any]) -> list[str]:
+    """Ids the wait left unfinished (still queued or rendering on Oxen)."""
+    return [str(i) for i in payload.get("pending") or []]
 
 
 def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
@@ -93,6 +105,8 @@ def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
         error_t = OxenGenerationTimeoutError(pending[0], float(payload.get("timeout") or 0))
         error_t.args = (f"{error_t} ({message}; unfinished ones were cancelled)",)
         raise error_t
+    if payload.get("unrecoverable"):
+        raise OxenUnrecoverableError(f"Waiting for Oxen generations failed: {message}")
     raise OxenError(f"Waiting for Oxen generations failed: {message}")
 
 

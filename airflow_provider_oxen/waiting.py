@@ -74,9 +74,21 @@ class StatusTracker:
         return True
 
     def payload(
-        self, *, timed_out: bool = False, timeout: float | None = None, error: str | None = None
+        self,
+        *,
+        timed_out: bool = False,
+        timeout: float | None = None,
+        error: str | None = None,
+        unrecoverable: bool = False,
     ) -> dict:
-        return wait_payload(self.order, self.rows, timed_out=timed_out, timeout=timeout, error=error)
+        return wait_payload(
+            self.order,
+            self.rows,
+            timed_out=timed_out,
+            timeout=timeout,
+            error=error,
+            unrecoverable=unrecoverable,
+        )
 
 
 def next_sleep(poll_interval: float, deadline: float, now: float | None = None) -> float:

@@ -24,14 +24,20 @@ from airflow.sdk import BaseHook
 from httpx_sse import aconnect_sse
 
 from airflow_provider_oxen import __version__
-from airflow_provider_oxen.exceptions import OxenError, OxenNotFoundError, OxenValidationError
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenError,
+    OxenNotFoundError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.hooks import api
 from airflow_provider_oxen.hooks.api import ApiCall, BearerAuth, OxenSettings, RetryAfter
-from airflow_provider_oxen.hooks.validation import check_model_accepts_media, validate_parameters
+from airflow_provider_oxen.hooks.validation import prepare_parameters
 from airflow_provider_oxen.models import (
     EnqueuedGeneration,
     EnqueueResponse,
     Generation,
+    GenerationDetails,
     GenerationList,
     ImageGenerationRequest,
     ImageGenerationResponse,
@@ -46,7 +52,23 @@ from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, StatusTracker, next_
 MODEL_CACHE_TTL = 600.0
 _DOWNLOAD_CHUNK = 256 * 1024
 
+# What ``/api/ai/generations/{id}`` adds to a finished row.
+_DETAIL_FIELDS = {"cost", "enqueued_at", "started_at", "completed_at"}
+
 OnEnqueued = Callable[[list[EnqueuedGeneration]], None]
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request checked against its model: exactly the parameters to send, and the model."""
+
+    model_id: str
+    parameters: dict[str, Any]
+    model: OxenModel
+
+    @property
+    def prompt(self) -> Any:
+        return self.parameters.get("prompt")
 
 
 @dataclass(frozen=True)
@@ -135,22 +157,36 @@ class _OxenHookBase(BaseHook):
         # downloads carry it.
         return httpx.USE_CLIENT_DEFAULT if settings.same_origin(url) else None
 
-    def _queue_payload(self, settings: OxenSettings, request: ImageGenerationRequest) -> dict[str, Any]:
-        payload = request.parameters()
-        # The queue's unit is the row: ``num_images`` becomes ``num_generations`` (one image each).
-        payload.pop("num_images", None)
-        payload["model"] = request.model
+    @staticmethod
+    def _queue_payload(settings: OxenSettings, prepared: PreparedRequest) -> dict[str, Any]:
+        # The queue's unit is the row (one image each); ``num_generations`` is added per request.
+        payload = {**prepared.parameters, "model": prepared.model_id}
         if settings.target_namespace:
-            payload.setdefault("target_namespace", settings.target_namespace)
+            payload["target_namespace"] = settings.target_namespace
         return payload
 
+    @staticmethod
     def _sync_payload(
-        self, settings: OxenSettings, request: ImageGenerationRequest, response_format: str
+        settings: OxenSettings, prepared: PreparedRequest, response_format: str
     ) -> dict[str, Any]:
-        payload = {"model": request.model, **request.parameters(), "response_format": response_format}
+        payload = {**prepared.parameters, "model": prepared.model_id, "response_format": response_format}
         if settings.target_namespace:
-            payload.setdefault("target_namespace", settings.target_namespace)
+            payload["target_namespace"] = settings.target_namespace
         return payload
+
+    @staticmethod
+    def _prepared(model: OxenModel, request: ImageGenerationRequest) -> PreparedRequest:
+        parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
+        return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
+
+    @staticmethod
+    def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
+        """A finished row completed with what only ``/api/ai/generations/{id}`` knows (cost)."""
+        if details is None:
+            return row
+        known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
+        fill = {k: v for k, v in known.items() if getattr(row, k) is None}
+        return row.model_copy(update=fill) if fill else row
 
     def _log_retry(self, call: ApiCall, attempt: int, plan: RetryAfter, settings: OxenSettings) -> None:
         self.log.warning(
@@ -169,10 +205,6 @@ class _OxenHookBase(BaseHook):
             field="model",
         )
 
-    @staticmethod
-    def _check_request(model: OxenModel, request: ImageGenerationRequest) -> None:
-        check_model_accepts_media(model)
-        validate_parameters(model, request.parameters())
 
 
 class OxenHook(_OxenHookBase):
@@ -245,31 +277,32 @@ class OxenHook(_OxenHookBase):
     # -- endpoints --------------------------------------------------------------------------------
 
     def generate_image(
-        self, request: ImageGenerationRequest, *, response_format: str = "url"
+        self, request: ImageGenerationRequest | PreparedRequest, *, response_format: str = "url"
     ) -> ImageGenerationResponse:
         """Generate synchronously (``POST /api/ai/images/generate``); the API validates at once."""
-        call = api.generate_image_call(self._sync_payload(self.settings, request, response_format))
+        prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
+        call = api.generate_image_call(self._sync_payload(self.settings, prepared, response_format))
         return ImageGenerationResponse.model_validate(self._json(call))
 
     def enqueue(
         self,
-        request: ImageGenerationRequest,
-        num_generations: int | None = None,
+        request: ImageGenerationRequest | PreparedRequest,
+        num_generations: int = 1,
         *,
-        validate: bool = True,
         on_enqueued: OnEnqueued | None = None,
     ) -> list[EnqueuedGeneration]:
-        """Queue ``num_generations`` (default ``request.num_images``) generations, 4 per request.
+        """Queue ``num_generations`` generations (one image each), at most 4 per request.
 
-        Validates against the model's request schema first (``validate=False`` skips it), so a
-        bad parameter costs nothing. ``on_enqueued`` is called after each accepted request with
-        its generations, so a caller can record ids even if a later request fails.
+        An :class:`ImageGenerationRequest` is first checked against the model's request schema
+        (:meth:`prepare`), so a bad parameter costs nothing; pass a :class:`PreparedRequest`
+        to skip a second check. ``on_enqueued`` is called after each accepted request with its
+        generations, so a caller can record ids even if a later request fails.
         """
-        if validate:
-            self.validate_request(request)
-        payload = self._queue_payload(self.settings, request)
+        counts = split_generation_counts(num_generations)
+        prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
+        payload = self._queue_payload(self.settings, prepared)
         enqueued: list[EnqueuedGeneration] = []
-        for count in split_generation_counts(num_generations or request.num_images):
+        for count in counts:
             batch = EnqueueResponse.model_validate(self._json(api.enqueue_call(payload, count))).generations
             self.log.info("Enqueued %d Oxen generation(s): %s", len(batch), [g.generation_id for g in batch])
             if on_enqueued is not None:
@@ -280,11 +313,32 @@ class OxenHook(_OxenHookBase):
     def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(self._json(api.generation_call(generation_id)))
 
+    def get_generation_details(self, generation_id: str) -> GenerationDetails:
+        """Full metadata of one generation, including its ``cost`` (a decimal string)."""
+        return GenerationDetails.model_validate(self._json(api.generation_details_call(generation_id)))
+
     def cancel_generation(self, generation_id: str) -> Generation:
-        return Generation.model_validate(self._json(api.cancel_call(generation_id)))
+        """Cancel; answers the row as re-read afterwards (DELETE itself only says "success").
+
+        A row that already finished has nothing left to cancel: its row is answered as it is.
+        """
+        try:
+            self._json(api.cancel_call(generation_id))
+        except OxenAPIStatusError as exc:
+            if not api.may_be_already_finished(exc):
+                raise
+            row = self.get_generation(generation_id)
+            if not row.status.is_terminal:
+                raise
+            return row
+        return self.get_generation(generation_id)
 
     def list_queue(self, **filters: Any) -> list[Generation]:
-        return GenerationList.model_validate(self._json(api.list_queue_call(filters))).generations
+        return self.queue_listing(**filters).generations
+
+    def queue_listing(self, **filters: Any) -> GenerationList:
+        """The listing with its ``count`` (so a caller can tell whether it is complete)."""
+        return GenerationList.model_validate(self._json(api.list_queue_call(filters)))
 
     def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
         base_url = self.settings.base_url
@@ -298,13 +352,20 @@ class OxenHook(_OxenHookBase):
     def list_models(self, **filters: Any) -> list[OxenModel]:
         return ModelList.model_validate(self._json(api.models_call(filters))).data
 
-    def validate_request(self, request: ImageGenerationRequest) -> None:
-        """Check ``request`` against the model's request schema; raises OxenValidationError."""
+    def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
+        """Check ``request`` against its model and keep only what the model's schema names.
+
+        Raises :class:`OxenValidationError` naming the field; nothing is paid for.
+        """
         try:
             model = self.get_model(request.model)
         except OxenNotFoundError:
             raise self._unknown_model(request.model) from None
-        self._check_request(model, request)
+        return self._prepared(model, request)
+
+    def validate_request(self, request: ImageGenerationRequest) -> None:
+        """Check ``request`` against the model's request schema; raises OxenValidationError."""
+        self.prepare(request)
 
     @contextmanager
     def open_download(self, url: str) -> Iterator[httpx.Response]:
@@ -328,8 +389,19 @@ class OxenHook(_OxenHookBase):
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
 
     def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
-        """Rows learnt from completion events lack cost and timings: read those once."""
-        return [row if row.completed_at else self.get_generation(row.generation_id) for row in rows]
+        """Add cost (and timings an event lacks) with one ``/api/ai/generations/{id}`` read per row.
+
+        Cost is informational once the images exist: a failed read leaves it empty.
+        """
+        completed = []
+        for row in rows:
+            try:
+                details: GenerationDetails | None = self.get_generation_details(row.generation_id)
+            except OxenError as exc:
+                self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
+                details = None
+            completed.append(self._with_details(row, details))
+        return completed
 
     def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""
@@ -463,24 +535,24 @@ class OxenAsyncHook(_OxenHookBase):
         return api.json_body(call, await self._send(call))
 
     async def generate_image(
-        self, request: ImageGenerationRequest, *, response_format: str = "url"
+        self, request: ImageGenerationRequest | PreparedRequest, *, response_format: str = "url"
     ) -> ImageGenerationResponse:
-        payload = self._sync_payload(await self.get_settings(), request, response_format)
+        prepared = request if isinstance(request, PreparedRequest) else await self.prepare(request)
+        payload = self._sync_payload(await self.get_settings(), prepared, response_format)
         return ImageGenerationResponse.model_validate(await self._json(api.generate_image_call(payload)))
 
     async def enqueue(
         self,
-        request: ImageGenerationRequest,
-        num_generations: int | None = None,
+        request: ImageGenerationRequest | PreparedRequest,
+        num_generations: int = 1,
         *,
-        validate: bool = True,
         on_enqueued: OnEnqueued | None = None,
     ) -> list[EnqueuedGeneration]:
-        if validate:
-            await self.validate_request(request)
-        payload = self._queue_payload(await self.get_settings(), request)
+        counts = split_generation_counts(num_generations)
+        prepared = request if isinstance(request, PreparedRequest) else await self.prepare(request)
+        payload = self._queue_payload(await self.get_settings(), prepared)
         enqueued: list[EnqueuedGeneration] = []
-        for count in split_generation_counts(num_generations or request.num_images):
+        for count in counts:
             body = await self._json(api.enqueue_call(payload, count))
             batch = EnqueueResponse.model_validate(body).generations
             if on_enqueued is not None:
@@ -491,8 +563,21 @@ class OxenAsyncHook(_OxenHookBase):
     async def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(await self._json(api.generation_call(generation_id)))
 
+    async def get_generation_details(self, generation_id: str) -> GenerationDetails:
+        body = await self._json(api.generation_details_call(generation_id))
+        return GenerationDetails.model_validate(body)
+
     async def cancel_generation(self, generation_id: str) -> Generation:
-        return Generation.model_validate(await self._json(api.cancel_call(generation_id)))
+        try:
+            await self._json(api.cancel_call(generation_id))
+        except OxenAPIStatusError as exc:
+            if not api.may_be_already_finished(exc):
+                raise
+            row = await self.get_generation(generation_id)
+            if not row.status.is_terminal:
+                raise
+            return row
+        return await self.get_generation(generation_id)
 
     async def list_queue(self, **filters: Any) -> list[Generation]:
         return GenerationList.model_validate(await self._json(api.list_queue_call(filters))).generations
@@ -509,12 +594,15 @@ class OxenAsyncHook(_OxenHookBase):
     async def list_models(self, **filters: Any) -> list[OxenModel]:
         return ModelList.model_validate(await self._json(api.models_call(filters))).data
 
-    async def validate_request(self, request: ImageGenerationRequest) -> None:
+    async def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
         try:
             model = await self.get_model(request.model)
         except OxenNotFoundError:
             raise self._unknown_model(request.model) from None
-        self._check_request(model, request)
+        return self._prepared(model, request)
+
+    async def validate_request(self, request: ImageGenerationRequest) -> None:
+        await self.prepare(request)
 
     @asynccontextmanager
     async def open_download(self, url: str) -> AsyncIterator[httpx.Response]:

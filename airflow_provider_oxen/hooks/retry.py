@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenConnectionError, OxenValidationError
+
 # Statuses worth retrying for a request that is safe to repeat.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses that prove the server refused the request without doing the work.
@@ -122,6 +124,18 @@ def delay_after_transport_error(
     if paid and may_have_reached_server(exc):
         return None
     return backoff_delay(attempt, policy, rand)
+
+
+def proves_nothing_created(error: BaseException) -> bool:
+    """Whether a failed paid request certainly created nothing (so no recovery scan is needed).
+
+    Client-side validation, a definite 4xx refusal (400, 401, 402, 403, 404, 409, 422, 429),
+    a 503 refusal, or a connection that was never made. A 500, a gateway error, a timeout or
+    anything unknown may hide a created generation.
+    """
+    if isinstance(error, OxenAPIStatusError):
+        return (400 <= error.status_code < 500 and error.status_code != 408) or error.status_code == 503
+    return isinstance(error, (OxenValidationError, OxenConnectionError))
 
 
 def is_ambiguous_paid_status(status_code: int) -> bool:

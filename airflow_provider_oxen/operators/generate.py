@@ -5,22 +5,36 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import TaskDeferralTimeout
 
-from airflow_provider_oxen.exceptions import OxenNotFoundError, OxenRequestMayHaveSucceededError
-from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.exceptions import (
+    OxenCostLimitError,
+    OxenError,
+    OxenGenerationGoneError,
+    OxenNotFoundError,
+    OxenUnrecordedEnqueueError,
+    OxenUnrecoverableError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks.oxen import OxenHook, PreparedRequest
+from airflow_provider_oxen.hooks.retry import proves_nothing_created
 from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry, request_fingerprint
 from airflow_provider_oxen.models import (
+    DEFAULT_MAX_IMAGES_PER_TASK,
     DEFAULT_MODEL,
     EnqueuedGeneration,
-    Generation,
     GenerationStatus,
     ImageGenerationRequest,
     build_image_request,
+    check_image_count,
 )
-from airflow_provider_oxen.results import build_result, generations_from_payload
+from airflow_provider_oxen.pricing import estimate_cost
+from airflow_provider_oxen.recovery import match_unrecorded
+from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
 from airflow_provider_oxen.triggers.generation import WAIT_STRATEGIES, OxenGenerationTrigger
 
 if TYPE_CHECKING:
@@ -29,10 +43,17 @@ if TYPE_CHECKING:
 # The trigger enforces ``timeout`` itself (and cancels what is unfinished); Airflow's own
 # deferral timeout is only a backstop in case the trigger never reports.
 _DEFER_GRACE = timedelta(minutes=5)
-# How far back a row may be dated and still be the answer to an unrecorded enqueue (clock skew).
-_RECONCILE_SKEW = 120.0
 
-_REUSABLE = frozenset({GenerationStatus.QUEUED, GenerationStatus.PROCESSING, GenerationStatus.SUCCEEDED})
+_REUSABLE = frozenset(
+    {
+        GenerationStatus.QUEUED,
+        GenerationStatus.PROCESSING,
+        GenerationStatus.SUCCEEDED,
+        GenerationStatus.UNKNOWN,
+    }
+)
+# Where an unrecorded enqueue's rows may be listed: in flight (the default listing) or finished.
+_RECOVERY_LISTINGS: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
 
 
 class OxenGenerateImageOperator(BaseOperator):
@@ -44,15 +65,25 @@ class OxenGenerateImageOperator(BaseOperator):
 
     :param prompt: text prompt (templated).
     :param model: Oxen model id (templated), default ``ideogram-v4``.
-    :param image_size: preset name or ``{"width": W, "height": H}`` (templated).
+    :param image_size: preset name or ``{"width": W, "height": H}`` (templated), for models
+        whose schema has ``image_size`` (others name their size parameter in ``extra_params``).
     :param rendering_speed: ``TURBO`` | ``BALANCED`` | ``QUALITY`` (ideogram-v4).
     :param expansion_model: ``Medium`` | ``Large`` (ideogram-v4 Magic Prompt).
     :param acceleration: ``none`` | ``low`` | ``regular`` | ``high`` (ideogram-v4).
     :param seed: integer seed for reproducible images.
     :param enable_safety_checker: ideogram-v4 safety checker, default True.
     :param output_format: ``jpeg`` | ``png`` (and whatever else the model accepts).
-    :param extra_params: model-specific parameters passed through as-is (templated).
-    :param num_images: how many images (queue generations) to make; split into requests of 4.
+    :param extra_params: model-specific parameters, by the names the model's ``request_schema``
+        uses (templated). A name the schema does not know is refused before anything is sent.
+    :param num_images: how many images to make (one queue generation each, sent in requests
+        of at most 4); 1 to ``max_images``.
+    :param max_images: the most images one task may ask for (default 16): a guard against a
+        templating mistake paying for hundreds.
+    :param max_cost: refuse before enqueueing when the model's pricing says this task would
+        cost more (a decimal, in the pricing's currency). Unknown pricing does not block.
+    :param force_new_enqueue: when an earlier try died mid-enqueue and its generations cannot
+        be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
+        ``dag_run.conf``). Off by default: the task stops and says what to check.
     :param oxen_conn_id: connection of type ``oxen``.
     :param poll_interval: seconds between status checks.
     :param timeout: seconds to wait for the batch; unfinished generations are then cancelled.
@@ -74,6 +105,8 @@ class OxenGenerateImageOperator(BaseOperator):
         "output_format",
         "extra_params",
         "num_images",
+        "max_cost",
+        "force_new_enqueue",
     )
     template_fields_renderers = {"extra_params": "json", "prompt": "md"}
     ui_color = "#d9e8ff"
@@ -92,6 +125,9 @@ class OxenGenerateImageOperator(BaseOperator):
         output_format: str | None = None,
         extra_params: dict[str, Any] | None = None,
         num_images: int = 1,
+        max_images: int = DEFAULT_MAX_IMAGES_PER_TASK,
+        max_cost: str | float | Decimal | None = None,
+        force_new_enqueue: bool | str = False,
         oxen_conn_id: str = OxenHook.default_conn_name,
         poll_interval: float = 5.0,
         timeout: float = 3600.0,
@@ -114,6 +150,9 @@ class OxenGenerateImageOperator(BaseOperator):
         self.output_format = output_format
         self.extra_params = extra_params or {}
         self.num_images = num_images
+        self.max_images = max_images
+        self.max_cost = max_cost
+        self.force_new_enqueue = force_new_enqueue
         self.oxen_conn_id = oxen_conn_id
         self.poll_interval = poll_interval
         self.timeout = timeout
@@ -140,20 +179,30 @@ class OxenGenerateImageOperator(BaseOperator):
         )
 
     @property
+    def image_count(self) -> int:
+        return check_image_count(self.num_images, int(self.max_images))
+
+    @property
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
 
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        count = self.image_count
         request = self.build_request()
         with self.hook as hook:
-            return self._execute(context, hook, request)
+            prepared = hook.prepare(request)
+            self._check_cost(prepared, count)
+            return self._execute(context, hook, prepared, count)
 
-    def _execute(self, context: Context, hook: OxenHook, request: ImageGenerationRequest) -> Any:
-        hook.validate_request(request)
+    def _execute(self, context: Context, hook: OxenHook, prepared: PreparedRequest, count: int) -> Any:
         ledger = GenerationLedger.for_context(context)
-        ids = self._enqueue_once(hook, request, ledger)
+        try:
+            ids = self._enqueue_once(hook, prepared, count, ledger)
+        except Exception as exc:
+            self._give_up_if_final(context, exc, hook, ledger)
+            raise
         self._in_flight = ids
 
         if not self.wait_for_completion:
@@ -181,23 +230,26 @@ class OxenGenerateImageOperator(BaseOperator):
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
-        return self._finish(payload, ledger)
+        return self._finish(context, payload, ledger, hook)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
-        return self._finish(event, GenerationLedger.for_context(context))
+        with self.hook as hook:
+            return self._finish(context, event, GenerationLedger.for_context(context), hook)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
             return super().resume_execution(next_method, next_kwargs, context)
-        except Exception:
+        except Exception as exc:
             if next_method != "execute_complete":
-                # The trigger itself failed or Airflow's backstop timeout fired: the generations
-                # are still running on Oxen and nobody will collect them.
-                entry = GenerationLedger.for_context(context).load()
-                if entry is not None and entry.generation_ids:
-                    with self.hook as hook:
-                        hook.cancel_generations(entry.generation_ids)
+                # The trigger itself failed, or Airflow's backstop timeout fired (the deadline
+                # is long past): nobody may collect the generations still running on Oxen.
+                ledger = GenerationLedger.for_context(context)
+                with self.hook as hook:
+                    if isinstance(exc, TaskDeferralTimeout):
+                        self._cancel_recorded(hook, ledger, "the deferral timed out")
+                    else:
+                        self._give_up_if_final(context, exc, hook, ledger)
             raise
 
     def on_kill(self) -> None:
@@ -207,37 +259,106 @@ class OxenGenerateImageOperator(BaseOperator):
             with self.hook as hook:
                 hook.cancel_generations(self._in_flight)
 
-    def _finish(self, payload: dict[str, Any], ledger: GenerationLedger) -> list[dict[str, Any]]:
-        rows = generations_from_payload(payload)  # raises the typed error on failure
-        with self.hook as hook:
-            rows = hook.complete_rows(rows)
-        parameters = self.build_request().parameters()
+    def _finish(
+        self, context: Context, payload: dict[str, Any], ledger: GenerationLedger, hook: OxenHook
+    ) -> list[dict[str, Any]]:
+        try:
+            rows = generations_from_payload(payload)  # raises the typed error on failure
+        except OxenError as exc:
+            self.log.error("%s", exc)
+            pending = pending_of_payload(payload)
+            if pending and self._is_final(context, exc):
+                # The trigger may have stopped before it could cancel (e.g. it could not read
+                # the connection): whatever still renders would be paid for and never collected.
+                self.log.warning("Giving up: cancelling %d unfinished Oxen generation(s).", len(pending))
+                hook.cancel_generations(pending)
+            raise
+        rows = hook.complete_rows(rows)
+        # What was sent for each generation (the model is cached in the process: at most one read).
+        parameters = hook.prepare(self.build_request()).parameters
         results = [build_result(row, model=self.model, parameters=parameters).to_xcom() for row in rows]
         ledger.settle()
-        total_cost = sum(r["cost"] or 0 for r in results)
         self.log.info(
-            "%d image(s) ready from %s (reported cost %.4f): %s",
+            "%d image(s) ready from %s (%s): %s",
             len(results),
             self.model,
-            total_cost,
+            _cost_summary(results),
             [r["generation_id"] for r in results],
         )
         return results
 
+    # -- giving up ---------------------------------------------------------------------------------
+
+    def _is_final(self, context: Context, error: BaseException) -> bool:
+        """Whether this failure ends the task for good (no Airflow retry will resume the ledger)."""
+        if isinstance(error, OxenUnrecoverableError):
+            return True
+        ti = context.get("ti") if hasattr(context, "get") else None
+        try_number = int(getattr(ti, "try_number", 0) or 0)
+        return try_number > int(self.retries or 0)
+
+    def _give_up_if_final(
+        self, context: Context, error: BaseException, hook: OxenHook, ledger: GenerationLedger
+    ) -> None:
+        if self._is_final(context, error):
+            self._cancel_recorded(hook, ledger, f"the task is failing for good ({type(error).__name__})")
+
+    def _cancel_recorded(self, hook: OxenHook, ledger: GenerationLedger, why: str) -> None:
+        entry = ledger.load()
+        if entry is None or entry.settled or not entry.generation_ids:
+            return
+        self.log.warning("Cancelling %d Oxen generation(s): %s.", len(entry.generation_ids), why)
+        hook.cancel_generations(entry.generation_ids)
+
+    # -- cost -------------------------------------------------------------------------------------
+
+    def _check_cost(self, prepared: PreparedRequest, count: int) -> None:
+        estimate = estimate_cost(prepared.model, prepared.parameters, count)
+        if self.max_cost in (None, ""):
+            if estimate is not None:
+                self.log.info("Estimated cost of %d generation(s): %s", count, estimate)
+            return
+        try:
+            limit = Decimal(str(self.max_cost).strip())
+        except InvalidOperation:
+            raise OxenValidationError(
+                f"max_cost must be a decimal number, got {self.max_cost!r}", field="max_cost"
+            ) from None
+        if estimate is None:
+            self.log.warning(
+                "Model %s does not publish pricing this provider understands: max_cost %s not enforced.",
+                prepared.model_id,
+                limit,
+            )
+            return
+        if estimate > limit:
+            raise OxenCostLimitError(
+                f"{count} generation(s) of {prepared.model_id} would cost {estimate} by the model's "
+                f"pricing, above max_cost {limit}. Nothing was enqueued; lower num_images or raise max_cost.",
+                estimate=str(estimate),
+                max_cost=str(limit),
+            )
+        self.log.info("Estimated cost of %d generation(s): %s (max_cost %s)", count, estimate, limit)
+
     # -- exactly-once enqueue -----------------------------------------------------------------------
 
     def _enqueue_once(
-        self, hook: OxenHook, request: ImageGenerationRequest, ledger: GenerationLedger
+        self, hook: OxenHook, prepared: PreparedRequest, count: int, ledger: GenerationLedger
     ) -> list[str]:
-        count = int(self.num_images)
-        fingerprint = request_fingerprint(request.model, request.parameters(), count)
+        fingerprint = request_fingerprint(prepared.model_id, prepared.parameters, count)
         previous = ledger.load()
         keep: list[str] = []
         if previous is not None and not previous.settled:
             if previous.fingerprint == fingerprint:
-                keep = self._reusable(hook, request, previous)
+                keep = self._reusable(hook, prepared, previous)
             else:
                 self.log.warning("The request changed since the last try: cancelling its generations.")
+                if previous.pending:
+                    self.log.warning(
+                        "An earlier try of the old request died mid-enqueue; its %d generation(s) "
+                        "were never recorded and cannot be cancelled from here.",
+                        previous.pending,
+                    )
                 hook.cancel_generations(previous.generation_ids)
         entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep)
         missing = count - len(keep)
@@ -252,73 +373,104 @@ class OxenGenerateImageOperator(BaseOperator):
             ledger.save(entry)
             self._in_flight = list(entry.generation_ids)
 
-        hook.enqueue(request, missing, validate=False, on_enqueued=record)
+        try:
+            hook.enqueue(prepared, missing, on_enqueued=record)
+        except OxenError as exc:
+            if proves_nothing_created(exc):
+                # A definite refusal: the next try needs no recovery scan.
+                entry.clear_pending()
+                ledger.save(entry)
+            raise
         return list(entry.generation_ids)
 
-    def _reusable(self, hook: OxenHook, request: ImageGenerationRequest, previous: LedgerEntry) -> list[str]:
+    def _reusable(self, hook: OxenHook, prepared: PreparedRequest, previous: LedgerEntry) -> list[str]:
         """Ids from an earlier try worth waiting for, plus any an unrecorded enqueue created."""
         known = list(previous.generation_ids)
         if previous.pending:
-            known += self._recover_unrecorded(hook, request, previous)
+            known += self._recover_unrecorded(hook, prepared, previous)
         keep = []
         for generation_id in known:
             try:
                 row = hook.get_generation(generation_id)
             except OxenNotFoundError:
-                continue
+                if self._forced():
+                    self.log.warning(
+                        "Generation %s is gone (404); force_new_enqueue replaces it.", generation_id
+                    )
+                    continue
+                raise OxenGenerationGoneError(generation_id) from None
             if row.status in _REUSABLE:
                 keep.append(generation_id)
-        replaced = len(known) - len(keep)
         self.log.info(
             "Resuming %d Oxen generation(s) enqueued by an earlier try (%s); %d failed/cancelled to replace.",
             len(keep),
             keep,
-            replaced,
+            len(known) - len(keep),
         )
         return keep
 
+    def _forced(self) -> bool:
+        value = self.force_new_enqueue
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
+
     def _recover_unrecorded(
-        self, hook: OxenHook, request: ImageGenerationRequest, previous: LedgerEntry
+        self, hook: OxenHook, prepared: PreparedRequest, previous: LedgerEntry
     ) -> list[str]:
         """A try died between sending an enqueue and recording its answer: find what it made."""
-        since = previous.pending_since or ""
-        rows: dict[str, Generation] = {}
-        for status in (None, "succeeded"):
-            for row in hook.list_queue(model=request.model, status=status):
-                rows[row.generation_id] = row
-        candidates = sorted(
-            (
-                row
-                for row in rows.values()
-                if row.generation_id not in previous.generation_ids
-                and row.prompt == request.prompt
-                and _not_before(row.created_at, since)
-            ),
-            key=lambda row: row.created_at or "",
-        )
-        if candidates:
-            found = [row.generation_id for row in candidates[: previous.pending]]
+        if self._forced():
             self.log.warning(
-                "Recovered %d generation(s) an earlier try enqueued but never recorded.", len(found)
+                "An earlier try died mid-enqueue (%d generation(s) unrecorded); force_new_enqueue is set, "
+                "so they are not looked for and new ones are enqueued (this may pay twice).",
+                previous.pending,
             )
-            return found
-        if rows and all(row.prompt is None for row in rows.values()):
-            # The queue does not tell us what each row was for, so we cannot prove nothing was
-            # enqueued: stop rather than risk paying twice.
-            raise OxenRequestMayHaveSucceededError(
-                "an earlier try died while enqueueing", method="POST", path="/api/ai/queue"
-            )
-        return []
+            return []
+        rows, complete = {}, True
+        for status in _RECOVERY_LISTINGS:
+            listing = hook.queue_listing(model=prepared.model_id, status=status)
+            complete = complete and listing.is_complete
+            rows.update({row.generation_id: row for row in listing.generations})
+        decision = match_unrecorded(
+            rows.values(),
+            model=prepared.model_id,
+            sent=prepared.parameters,
+            sent_at=previous.pending_since,
+            missing=previous.pending,
+            known_ids=previous.generation_ids,
+            listings_complete=complete,
+        )
+        if decision.adopt is not None:
+            if decision.adopt:
+                self.log.warning(
+                    "Recovered %d generation(s) an earlier try enqueued but never recorded (%s): %s",
+                    len(decision.adopt),
+                    decision.reason,
+                    decision.adopt,
+                )
+            else:
+                self.log.info("An earlier try died mid-enqueue, but %s.", decision.reason)
+            return decision.adopt
+        raise OxenUnrecordedEnqueueError(
+            f"An earlier try of this task died while enqueueing {previous.pending} generation(s) of "
+            f"{prepared.model_id} (sent at {previous.pending_since}) and their ids were never recorded. "
+            f"They cannot be identified safely: {decision.reason}. Candidate generation(s) on Oxen: "
+            f"{decision.candidates or 'none visible'}. Check them (GET /api/ai/queue/{{id}} or the Oxen "
+            "dashboard) and cancel any that are not wanted. To enqueue afresh anyway (paying again if "
+            "they were this task's), set force_new_enqueue=True on this task (it is templated, e.g. "
+            "\"{{ dag_run.conf.get('oxen_force_new_enqueue', False) }}\") and clear it.",
+            candidates=decision.candidates,
+        )
 
 
-def _not_before(created_at: str | None, since: str) -> bool:
-    if not created_at or not since:
-        return True
-    from datetime import datetime
-
-    try:
-        created = datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
-        start = datetime.fromisoformat(since).timestamp()
-    except ValueError:
-        return True
-    return created >= start - _RECONCILE_SKEW
+def _cost_summary(results: list[dict[str, Any]]) -> str:
+    """ "reported cost 0.1200" (exact decimals), noting generations whose cost Oxen did not report."""
+    total, unknown = Decimal(0), 0
+    for result in results:
+        try:
+            total += Decimal(str(result["cost"])) if result.get("cost") is not None else 0
+            unknown += result.get("cost") is None
+        except InvalidOperation:
+            unknown += 1
+    text = f"reported cost {total}"
+    return f"{text}; cost unknown for {unknown}" if unknown else text

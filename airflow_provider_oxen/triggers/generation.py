@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_oxen.exceptions import OxenError
+from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.triggers.hub import shared_hub
 from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
@@ -86,6 +86,10 @@ class OxenGenerationTrigger(BaseTrigger):
         try:
             async with shared_hub(self.oxen_conn_id, self.wait_strategy) as hub:
                 await SharedHubStrategy(hub, self.poll_interval).wait(tracker, self.deadline)
+                if not tracker.done:
+                    # The deadline passed (perhaps while no triggerer held this trigger): what
+                    # finished meanwhile is a result, not a timeout. Read each status once.
+                    await self._read_once(hub.hook, tracker)
                 if tracker.done:
                     payload = tracker.payload()
                 else:
@@ -93,10 +97,24 @@ class OxenGenerationTrigger(BaseTrigger):
                         for row in await hub.hook.cancel_generations(tracker.pending):
                             tracker.update(row)
                     payload = tracker.payload(timed_out=True, timeout=timeout)
-        except OxenError as exc:
-            self.log.error("Stopped waiting for Oxen generations: %s", exc)
-            payload = tracker.payload(error=str(exc))
+        except Exception as exc:
+            # Never fail the trigger itself: Airflow would then fail the task without resuming
+            # it (``airflow dags test`` does), and nobody would cancel the generations. The
+            # worker resumes with this payload and decides.
+            self.log.error("Stopped waiting for Oxen generations: %s: %s", type(exc).__name__, exc)
+            payload = tracker.payload(
+                error=f"{type(exc).__name__}: {exc}", unrecoverable=isinstance(exc, OxenUnrecoverableError)
+            )
         yield TriggerEvent(payload)
+
+    async def _read_once(self, hook: OxenAsyncHook, tracker: StatusTracker) -> None:
+        async def read(generation_id: str) -> None:
+            try:
+                tracker.update(await hook.get_generation(generation_id))
+            except OxenError as exc:
+                self.log.warning("Status of %s unavailable at the deadline: %s", generation_id, exc)
+
+        await asyncio.gather(*(read(i) for i in tracker.pending))
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel what is still rendering."""
