@@ -257,14 +257,14 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
         "method": call.method,
         "path": call.shown_path,
     }
-    if status in (400, 422):
-        return OxenBadRequestError(message, field=field_name, **common)
     if status == 402 or error_type == "insufficient_credits":
         hint = (
             "Nothing was enqueued. Add credits to the Oxen account (or bill another namespace "
             "with the connection's target_namespace extra), then clear the task."
         )
         return OxenInsufficientCreditsError(_with_hint(message, hint), **common)
+    if status in (400, 422):
+        return OxenBadRequestError(message, field=field_name, **common)
     if status == 401:
         hint = "Check the API key in the Oxen connection (password field)."
         return OxenAuthenticationError(_with_hint(message, hint), **common)

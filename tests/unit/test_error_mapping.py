@@ -9,10 +9,13 @@ from airflow_provider_oxen.exceptions import (
     OxenBadRequestError,
     OxenConnectionError,
     OxenError,
+    OxenInsufficientCreditsError,
     OxenNotFoundError,
+    OxenPermissionDeniedError,
     OxenRateLimitError,
     OxenRequestMayHaveSucceededError,
     OxenServerError,
+    OxenUnrecoverableError,
     OxenValidationError,
 )
 from airflow_provider_oxen.hooks import api
@@ -34,7 +37,8 @@ def _response(status: int, body: object = None, headers: dict[str, str] | None =
         (400, OxenBadRequestError),
         (422, OxenBadRequestError),
         (401, OxenAuthenticationError),
-        (403, OxenAuthenticationError),
+        (402, OxenInsufficientCreditsError),
+        (403, OxenPermissionDeniedError),
         (404, OxenNotFoundError),
         (429, OxenRateLimitError),
         (500, OxenServerError),
@@ -58,6 +62,21 @@ def test_status_maps_to_its_exception(status: int, cls: type[OxenAPIStatusError]
         ({"message": "from message"}, "from message"),
         ({"detail": "from detail"}, "from detail"),
         ({"detail": [{"loc": ["body", "seed"], "msg": "not an int"}]}, "seed: not an int"),
+        # The documented envelope: detail, then message, then title.
+        (
+            {
+                "error": {
+                    "type": "invalid_params",
+                    "title": "Invalid parameters",
+                    "detail": "Prompt cannot be empty",
+                },
+                "status": "error",
+                "status_message": "invalid_params",
+            },
+            "Prompt cannot be empty",
+        ),
+        ({"error": {"type": "invalid_params", "title": "Invalid parameters"}}, "Invalid parameters"),
+        ({"error": {"message": "Model not found: x"}}, "Model not found: x"),
     ],
 )
 def test_message_is_read_from_error_message_or_detail(body: object, message: str) -> None:
@@ -146,3 +165,48 @@ def test_same_origin_only() -> None:
 def test_path_segments_cannot_escape() -> None:
     with pytest.raises(ValueError):
         api.generation_call("../models")
+
+
+def test_documented_envelope_with_insufficient_credits_type_is_typed_even_without_402() -> None:
+    body = {"error": {"type": "insufficient_credits", "title": "Insufficient credits"}, "status": "error"}
+    error = api.error_from_response(CALL, _response(400, body))
+    assert isinstance(error, OxenInsufficientCreditsError)
+
+
+def test_insufficient_credits_error_tells_the_user_what_to_do() -> None:
+    body = {
+        "error": {"type": "insufficient_credits", "title": "Insufficient credits", "detail": "Balance 0.00"}
+    }
+    error = api.error_from_response(CALL, _response(402, body))
+    assert isinstance(error, OxenInsufficientCreditsError)
+    assert "Balance 0.00" in str(error) and "Nothing was enqueued" in str(error) and "credits" in str(error)
+
+
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 422])
+def test_errors_no_retry_can_fix_fail_the_task_without_airflow_retries(status: int) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    error = api.error_from_response(CALL, _response(status, {"error": {"detail": "no"}}))
+    assert isinstance(error, OxenUnrecoverableError) and isinstance(error, AirflowFailException)
+
+
+@pytest.mark.parametrize("status", [404, 429, 500, 502, 503, 504])
+def test_errors_a_retry_may_fix_keep_airflow_retries(status: int) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    error = api.error_from_response(GET, _response(status, {"error": {"detail": "no"}}))
+    assert not isinstance(error, AirflowFailException)
+
+
+def test_client_side_validation_error_fails_without_retries() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    assert isinstance(OxenValidationError("bad", field="x"), AirflowFailException)
+
+
+def test_model_ids_with_slash_dot_colon_are_one_encoded_segment() -> None:
+    assert (
+        api.model_call("openai/gpt-image-1.5:latest").path == "/api/ai/models/openai%2Fgpt-image-1.5%3Alatest"
+    )
+    with pytest.raises(ValueError):
+        api.model_call("..")

@@ -6,12 +6,15 @@ from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.models import (
     EnqueueResponse,
     Generation,
+    GenerationDetails,
+    GenerationList,
     GenerationStatus,
     IdeogramV4Request,
     ImageRequest,
     OxenEvent,
     OxenModel,
     build_image_request,
+    check_image_count,
     split_generation_counts,
 )
 
@@ -25,7 +28,6 @@ def test_ideogram_request_has_the_documented_defaults() -> None:
         "rendering_speed": "BALANCED",
         "expansion_model": "Medium",
         "acceleration": "none",
-        "num_images": 1,
         "enable_safety_checker": True,
         "output_format": "jpeg",
     }
@@ -67,7 +69,7 @@ def test_other_models_accept_their_own_values() -> None:
 
 def test_none_parameters_are_not_sent() -> None:
     request = build_image_request("flux-2-dev", "cat", seed=None, image_size=None)
-    assert request.parameters() == {"prompt": "cat", "num_images": 1}
+    assert request.parameters() == {"prompt": "cat"}
 
 
 @pytest.mark.parametrize(("total", "chunks"), [(1, [1]), (4, [4]), (6, [4, 2]), (9, [4, 4, 1])])
@@ -86,7 +88,7 @@ def test_generation_tolerates_unknown_fields_and_statuses() -> None:
     )
     assert row.status is GenerationStatus.UNKNOWN
     assert not row.status.is_terminal
-    assert row.cost == 0.06
+    assert row.cost == "0.06"
 
 
 def test_status_terminality() -> None:
@@ -119,3 +121,99 @@ def test_event_finds_the_output_url_under_any_likely_key() -> None:
     )
     assert event.generation_id == "g"
     assert event.result_url == "http://x/y"
+
+
+def test_queue_row_reads_the_documented_names() -> None:
+    row = Generation.model_validate(
+        {
+            "generation_id": "g",
+            "model_name": "ideogram-v4",
+            "prompt": "p",
+            "media_type": "image",
+            "status": "failed",
+            "result_url": None,
+            "error_message": "Invalid image_size",
+            "enqueued_at": "2026-05-12T10:00:00Z",
+            "started_at": "2026-05-12T10:00:01Z",
+            "completed_at": "2026-05-12T10:00:09Z",
+        }
+    )
+    assert (row.model_name, row.enqueued_at, row.error_message) == (
+        "ideogram-v4",
+        "2026-05-12T10:00:00Z",
+        "Invalid image_size",
+    )
+
+
+def test_queue_row_still_accepts_the_older_names() -> None:
+    row = Generation.model_validate(
+        {
+            "id": "g",
+            "status": "succeeded",
+            "model": "m",
+            "created_at": "2026-01-01T00:00:00Z",
+            "url": "https://x/y",
+        }
+    )
+    assert (row.generation_id, row.model_name, row.enqueued_at, row.result_url) == (
+        "g",
+        "m",
+        "2026-01-01T00:00:00Z",
+        "https://x/y",
+    )
+
+
+def test_failure_event_maps_to_a_failed_row_with_its_error_text() -> None:
+    data = {"generation_id": "g", "status": "failed", "media_type": "image", "error": "NSFW content detected"}
+    event = OxenEvent(event="media_generation_completed", data=data)
+    assert event.status == "failed" and event.error == "NSFW content detected"
+    row = Generation.model_validate(data)
+    assert row.status is GenerationStatus.FAILED and row.error_message == "NSFW content detected"
+
+
+def test_success_event_url_is_the_documented_key() -> None:
+    event = OxenEvent(
+        event="media_generation_completed",
+        data={"generation_id": "g", "status": "succeeded", "model": "ideogram-v4", "url": "https://x/a.png"},
+    )
+    assert event.result_url == "https://x/a.png"
+    assert Generation.model_validate(event.data).model_name == "ideogram-v4"
+
+
+@pytest.mark.parametrize(("raw", "text"), [("0.0600", "0.0600"), (0.06, "0.06"), (1, "1"), (None, None)])
+def test_cost_is_kept_as_an_exact_decimal_string(raw: object, text: str | None) -> None:
+    assert GenerationDetails.model_validate({"generation_id": "g", "cost": raw}).cost == text
+
+
+def test_cost_that_is_not_a_number_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        GenerationDetails.model_validate({"generation_id": "g", "cost": "cheap"})
+
+
+@pytest.mark.parametrize("name", ["num_images", "num_generations"])
+def test_image_count_is_not_a_model_parameter(name: str) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        build_image_request("ideogram-v4", "p", **{name: 2})
+    assert info.value.field == name
+
+
+@pytest.mark.parametrize("value", [0, -1, "0", True, 1.5, "many"])
+def test_image_count_below_one_or_not_an_integer_is_refused(value: object) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        check_image_count(value)
+    assert info.value.field == "num_images"
+
+
+def test_image_count_above_the_task_maximum_is_refused_naming_the_override() -> None:
+    with pytest.raises(OxenValidationError) as info:
+        check_image_count(17)
+    assert "max_images" in str(info.value)
+    assert check_image_count(17, maximum=20) == 17
+    assert check_image_count("3") == 3
+
+
+def test_listing_is_complete_only_when_it_says_so() -> None:
+    rows = [{"generation_id": "a", "status": "queued"}]
+    assert GenerationList.model_validate({"count": 1, "generations": rows}).is_complete
+    assert not GenerationList.model_validate({"count": 5, "generations": rows}).is_complete
+    assert not GenerationList.model_validate({"generations": rows}).is_complete

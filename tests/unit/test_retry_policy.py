@@ -6,6 +6,16 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenAuthenticationError,
+    OxenBadRequestError,
+    OxenConnectionError,
+    OxenRateLimitError,
+    OxenRequestMayHaveSucceededError,
+    OxenServerError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.hooks.retry import (
     RetryPolicy,
     backoff_delay,
@@ -13,6 +23,7 @@ from airflow_provider_oxen.hooks.retry import (
     delay_after_transport_error,
     may_have_reached_server,
     parse_retry_after,
+    proves_nothing_created,
 )
 
 POLICY = RetryPolicy(max_retries=3, backoff_base=1.0, backoff_max=5.0, max_retry_after=60)
@@ -96,3 +107,27 @@ def test_which_transport_errors_may_have_reached_the_server(exc: httpx.Transport
 def test_policy_from_connection_extras() -> None:
     policy = RetryPolicy.from_extras({"max_retries": "2", "backoff_base": 0.1, "backoff_max": 1})
     assert policy == RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0, max_retry_after=300.0)
+
+
+def test_backoff_does_not_overflow_after_a_long_outage() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_max=30.0)
+    assert backoff_delay(5000, policy, rand=lambda: 1.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("error", "proves"),
+    [
+        (OxenValidationError("bad", field="x"), True),
+        (OxenBadRequestError("bad", status_code=400), True),
+        (OxenAPIStatusError("no credits", status_code=402), True),
+        (OxenAuthenticationError("key", status_code=401), True),
+        (OxenRateLimitError("slow", status_code=429), True),
+        (OxenServerError("busy", status_code=503), True),
+        (OxenConnectionError("refused"), True),
+        (OxenServerError("boom", status_code=500), False),
+        (OxenRequestMayHaveSucceededError("t", method="POST", path="/api/ai/queue"), False),
+        (RuntimeError("?"), False),
+    ],
+)
+def test_which_enqueue_errors_prove_nothing_was_created(error: BaseException, proves: bool) -> None:
+    assert proves_nothing_created(error) is proves

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
-from airflow_provider_oxen.hooks.validation import check_model_accepts_media, validate_parameters
+from airflow_provider_oxen.hooks.validation import (
+    check_model_accepts_media,
+    prepare_parameters,
+    shape_parameters,
+    validate_parameters,
+)
 from airflow_provider_oxen.models import OxenModel
 
 SCHEMA = {
@@ -52,3 +57,65 @@ def test_text_model_is_refused() -> None:
             OxenModel.model_validate({"id": "llm", "capabilities": {"output": ["text"]}})
         )
     assert info.value.field == "model"
+
+
+CLOSED = OxenModel.model_validate(
+    {
+        "id": "ideogram-v4",
+        "capabilities": {"output": ["image"]},
+        "request_schema": {
+            "type": "object",
+            "required": ["prompt"],
+            "additionalProperties": False,
+            "properties": {
+                "prompt": {"type": "string", "basic": True, "x-order": 0, "renderType": "textarea"},
+                "rendering_speed": {"type": "string", "enum": ["TURBO", "BALANCED", "QUALITY"], "x-order": 1},
+                "seed": {"type": "integer"},
+            },
+        },
+    }
+)
+OPEN = OxenModel.model_validate(
+    {**CLOSED.model_dump(), "request_schema": {**SCHEMA, "additionalProperties": True}}
+)
+
+
+def test_unknown_parameter_name_is_refused_with_the_closest_valid_name() -> None:
+    with pytest.raises(OxenValidationError) as info:
+        prepare_parameters(
+            CLOSED, {"prompt": "x", "rendering_sped": "TURBO"}, explicit={"prompt", "rendering_sped"}
+        )
+    assert info.value.field == "rendering_sped"
+    assert "did you mean 'rendering_speed'" in str(info.value)
+
+
+def test_unknown_parameter_name_passes_when_the_schema_allows_other_names() -> None:
+    shaped = prepare_parameters(OPEN, {"prompt": "x", "style": "flat"}, explicit={"prompt", "style"})
+    assert shaped == {"prompt": "x", "style": "flat"}
+
+
+def test_defaults_the_schema_does_not_name_are_not_sent() -> None:
+    # Typed ideogram-v4 defaults the caller never set are dropped, not refused.
+    shaped = prepare_parameters(
+        CLOSED, {"prompt": "x", "acceleration": "none", "seed": 3}, explicit={"prompt", "seed"}
+    )
+    assert shaped == {"prompt": "x", "seed": 3}
+
+
+def test_schema_custom_keys_are_ignored_when_validating() -> None:
+    assert prepare_parameters(CLOSED, {"prompt": "x"}, explicit={"prompt"}) == {"prompt": "x"}
+
+
+def test_envelope_keys_are_never_model_parameters() -> None:
+    shaped = shape_parameters(
+        CLOSED, {"prompt": "x", "model": "m", "num_generations": 2}, explicit={"prompt"}
+    )
+    assert shaped == {"prompt": "x"}
+
+
+def test_without_a_schema_everything_given_is_sent() -> None:
+    free = OxenModel.model_validate({"id": "free", "capabilities": {"output": ["image"]}})
+    assert prepare_parameters(free, {"prompt": "x", "any": 1}, explicit={"prompt"}) == {
+        "prompt": "x",
+        "any": 1,
+    }
