@@ -8,10 +8,20 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 
-from .config import EmulatorConfig
+from .config import EmulatorConfig, parse_credits
 from .process import URL_PREFIX
 from .server import EmulatorServer
+
+
+def _credits(text: str) -> Decimal:
+    try:
+        amount = parse_credits(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert amount is not None
+    return amount
 
 
 def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
@@ -35,6 +45,17 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--keepalive-seconds", type=float, default=15.0)
     parser.add_argument("--public-url", default=None, help="base URL put in result-file URLs")
     parser.add_argument("--no-events", action="store_true", help="GET /api/events answers 404")
+    parser.add_argument(
+        "--row-parameters",
+        action="store_true",
+        help="queue rows also carry the request's own parameters as top-level fields",
+    )
+    parser.add_argument(
+        "--credits",
+        type=_credits,
+        default=None,
+        help="remaining account credits as a decimal (e.g. 1.50); default unlimited",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines on stderr")
     args = parser.parse_args(argv)
     return EmulatorConfig(
@@ -49,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         keepalive_seconds=args.keepalive_seconds,
         public_url=args.public_url,
         events_enabled=not args.no_events,
+        row_parameters=args.row_parameters,
+        credits=args.credits,
         log_requests=not args.quiet,
     )
 

@@ -8,17 +8,18 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from .catalogue import MAX_IMAGES_PER_REQUEST, ModelSpec, matches_action, matches_search, validate_params
-from .config import EmulatorConfig
+from .config import EmulatorConfig, money
 from .control import add_control_routes
 from .events import Subscriber, serve_stream
 from .faults import Fault
-from .responses import STATE_KEY, error, get_state
-from .state import ALL_STATUSES, EmulatorState, Generation
+from .responses import STATE_KEY, error, error_body, get_state, short_error
+from .state import ALL_STATUSES, EmulatorState, Generation, InsufficientCredits
 
 _INVALID_JSON = object()
 _BODY_KEY = web.RequestKey("oxen_json_body", object)
@@ -71,11 +72,17 @@ def _drop_connection(request: web.Request) -> web.Response:
     return web.Response(status=499)
 
 
+def _fault_detail(status: int) -> str:
+    if status == 402:
+        return "Insufficient credits to run this request (injected fault)"
+    return f"Injected fault: HTTP {status}"
+
+
 def _fault_response(fault: Fault) -> web.Response:
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
     if isinstance(fault.body, str):
         return web.Response(status=fault.status, text=fault.body, headers=headers)
-    body = fault.body if fault.body is not None else {"error": f"Injected fault: HTTP {fault.status}"}
+    body = fault.body if fault.body is not None else error_body(fault.status, _fault_detail(fault.status))
     return web.json_response(body, status=fault.status, headers=headers)
 
 
@@ -102,6 +109,7 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
             None if body is _INVALID_JSON else body,
             authorized,
             time.time(),
+            raw_path=request.raw_path.partition("?")[0],
         )
         if state.config.latency_ms > 0:
             await asyncio.sleep(state.config.latency_ms / 1000)
@@ -155,10 +163,10 @@ async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
 def _model_for(state: EmulatorState, body: dict[str, Any]) -> ModelSpec | web.Response:
     model_id = body.get("model")
     if not isinstance(model_id, str) or not model_id:
-        return error(400, "model is required", param="model")
+        return error(400, "model is required")
     spec = state.generations.catalogue.get(model_id)
     if spec is None:
-        return error(400, f"Model '{model_id}' not found", param="model")
+        return error(400, f"Model not found: {model_id}")
     return spec
 
 
@@ -178,8 +186,12 @@ def _small_int(body: dict[str, Any], name: str) -> int | None:
 # --- sync generation --------------------------------------------------------------------------------
 
 
+def _insufficient(exc: InsufficientCredits) -> web.Response:
+    return error(402, str(exc))
+
+
 async def generate_image(request: web.Request) -> web.Response:
-    """``POST /api/ai/images/generate``: validate everything, "render", answer with URLs or base64."""
+    """``POST /api/ai/images/generate``: validate everything, charge, "render", answer with URLs/base64."""
     state = _state(request)
     body = await _json_object(request)
     if isinstance(body, web.Response):
@@ -188,35 +200,34 @@ async def generate_image(request: web.Request) -> web.Response:
     if isinstance(spec, web.Response):
         return spec
     if not spec.makes_images:
-        return error(
-            400,
-            f"Model '{spec.id}' does not generate images (outputs: {', '.join(spec.outputs)})",
-            param="model",
-        )
+        return error(400, f"model: '{spec.id}' does not generate images (outputs: {', '.join(spec.outputs)})")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        return error(400, "Prompt cannot be empty", param="prompt")
+        return error(400, "Prompt cannot be empty")
     response_format = body.get("response_format", "url")
     if response_format not in ("url", "b64_json"):
-        return error(
-            400,
-            f"response_format: {response_format!r} is not one of ['url', 'b64_json']",
-            param="response_format",
-        )
+        return error(400, f"response_format: {response_format!r} is not one of ['url', 'b64_json']")
     params = {key: value for key, value in body.items() if key not in _SYNC_COMMON_FIELDS}
     param_error = validate_params(spec, params)
     if param_error is not None:
-        return error(400, param_error.message, param=param_error.param)
-    num_images = _small_int(params, "num_images")
-    if num_images is None:
-        return error(
-            400, f"num_images must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}", param="num_images"
-        )
+        return error(400, param_error.message)
+    num_images = 1
+    if spec.count_param is not None:
+        counted = _small_int(params, spec.count_param)
+        if counted is None:
+            return error(400, f"{spec.count_param} must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}")
+        num_images = counted
 
-    started = time.time()
-    await asyncio.sleep(state.config.effective_sync_render_seconds())
     store = state.generations
-    generation = store.record_sync(spec, params, _namespace(state, body), num_images, started)
+    try:
+        generation = store.start_sync(spec, params, _namespace(state, body), num_images)
+    except InsufficientCredits as exc:
+        return _insufficient(exc)
+    try:
+        await asyncio.sleep(state.config.effective_sync_render_seconds())
+    finally:
+        # A client that left mid-render does not undo the (paid) work.
+        store.finish_sync(generation)
     images: list[dict[str, str]] = []
     for index, image in enumerate(generation.images):
         if response_format == "b64_json":
@@ -224,14 +235,14 @@ async def generate_image(request: web.Request) -> web.Response:
             images.append({"b64_json": base64.b64encode(data).decode("ascii")})
         else:
             images.append({"url": store.result_url(generation, index)})
-    return web.json_response({"model": spec.id, "created": int(started), "images": images})
+    return web.json_response({"model": spec.id, "created": int(generation.enqueued_at), "images": images})
 
 
 # --- queue ------------------------------------------------------------------------------------------
 
 
 async def enqueue(request: web.Request) -> web.Response:
-    """``POST /api/ai/queue``: only the model and ``num_generations`` are checked here (per contract)."""
+    """``POST /api/ai/queue``: only the model, ``num_generations`` and credits are checked (per contract)."""
     state = _state(request)
     body = await _json_object(request)
     if isinstance(body, web.Response):
@@ -240,19 +251,15 @@ async def enqueue(request: web.Request) -> web.Response:
     if isinstance(spec, web.Response):
         return spec
     if not {"image", "video"} & set(spec.outputs):
-        return error(
-            400, f"Model '{spec.id}' does not output images or video and cannot be queued", param="model"
-        )
+        return error(400, f"model: '{spec.id}' does not output images or video and cannot be queued")
     count = _small_int(body, "num_generations")
     if count is None:
-        return error(
-            400,
-            f"num_generations must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}",
-            param="num_generations",
-        )
+        return error(400, f"num_generations must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}")
     params = {key: value for key, value in body.items() if key not in _QUEUE_COMMON_FIELDS}
-    namespace = _namespace(state, body)
-    rows = [state.generations.enqueue(spec, params, namespace) for _ in range(count)]
+    try:
+        rows = state.generations.enqueue(spec, params, _namespace(state, body), count)
+    except InsufficientCredits as exc:
+        return _insufficient(exc)
     return web.json_response(
         {"generations": [{"generation_id": row.generation_id, "status": row.status} for row in rows]}
     )
@@ -280,7 +287,7 @@ def _filters(request: web.Request) -> Filters | web.Response:
         statuses = frozenset(part.strip() for part in query["status"].split(",") if part.strip())
         unknown = statuses - ALL_STATUSES
         if unknown:
-            return error(400, f"status: {sorted(unknown)} not in {sorted(ALL_STATUSES)}", param="status")
+            return error(400, f"status: {sorted(unknown)} not in {sorted(ALL_STATUSES)}")
     return (
         statuses,
         query.get("model") or None,
@@ -295,17 +302,19 @@ async def list_queue(request: web.Request) -> web.Response:
     if isinstance(filters, web.Response):
         return filters
     store = _state(request).generations
-    return web.json_response({"generations": [store.to_json(row) for row in store.select(*filters)]})
+    rows = [store.to_json(row) for row in store.select(*filters)]
+    return web.json_response({"count": len(rows), "generations": rows})
 
 
 async def cancel_generation(request: web.Request) -> web.Response:
+    """Cancel a live row. The contract is silent on a finished row: the emulator answers 400
+    ``invalid_params`` naming its terminal state (one of the two readings clients must handle)."""
     row = _queue_row(request)
     if isinstance(row, web.Response):
         return row
-    # The contract is silent on cancelling a finished row; the emulator answers 200 with the row's
-    # status unchanged, so a cancel racing a completion is harmless and visible to the caller.
-    _state(request).generations.cancel(row)
-    return web.json_response({"generation_id": row.generation_id, "status": row.status})
+    if not _state(request).generations.cancel(row):
+        return error(400, f"Generation is already {row.status}")
+    return web.json_response({"status": "success", "generation_id": row.generation_id})
 
 
 async def retry_generation(request: web.Request) -> web.Response:
@@ -313,8 +322,11 @@ async def retry_generation(request: web.Request) -> web.Response:
     if isinstance(row, web.Response):
         return row
     if row.status == "succeeded":
-        return error(400, "cannot retry a succeeded generation")
-    fresh = _state(request).generations.retry(row)
+        return error(400, "Generation is already succeeded and cannot be retried")
+    try:
+        fresh = _state(request).generations.retry(row)
+    except InsufficientCredits as exc:
+        return _insufficient(exc)
     return web.json_response(
         {
             "generations": [
@@ -339,7 +351,8 @@ def _non_negative(request: web.Request, name: str, default: int) -> int | None:
 
 
 async def list_history(request: web.Request) -> web.Response:
-    """Every generation (newest first, paged), with count and cost totals over all matches."""
+    """Every generation, queue and sync (newest first, paged); ``count`` and ``total_cost`` cover
+    every match, not just the page."""
     filters = _filters(request)
     if isinstance(filters, web.Response):
         return filters
@@ -349,15 +362,13 @@ async def list_history(request: web.Request) -> web.Response:
         return error(400, "limit and offset must be non-negative integers")
     store = _state(request).generations
     rows = list(store.select(statuses or ALL_STATUSES, model, namespace, media_type, include_sync=True))
-    total_cost = round(sum(row.cost or 0.0 for row in rows), 6)
+    total_cost = sum((row.cost for row in rows), Decimal(0))
     page = rows[::-1][offset : offset + limit]
     return web.json_response(
         {
-            "generations": [store.to_json(row) for row in page],
-            "total": len(rows),
-            "total_cost": total_cost,
-            "limit": limit,
-            "offset": offset,
+            "generations": [store.details_json(row) for row in page],
+            "total_cost": money(total_cost),
+            "count": len(rows),
         }
     )
 
@@ -367,7 +378,7 @@ async def get_history_item(request: web.Request) -> web.Response:
     row = store.rows.get(request.match_info["id"])
     if row is None:
         return error(404, "Generation not found")
-    return web.json_response(store.to_json(row))
+    return web.json_response(store.details_json(row))
 
 
 # --- events -----------------------------------------------------------------------------------------
@@ -409,9 +420,13 @@ async def search_models(request: web.Request) -> web.Response:
 
 
 async def get_model(request: web.Request) -> web.Response:
-    spec = _state(request).generations.catalogue.get(request.match_info["id"])
+    """One model; its id arrives URL-decoded (``openai%2Fgpt-image-1.5%3Alatest``). ``deployment_status``
+    is accepted and ignored (every emulated model is live)."""
+    model_id = request.match_info["id"]
+    spec = _state(request).generations.catalogue.get(model_id)
     if spec is None:
-        return error(404, f"Model '{request.match_info['id']}' not found")
+        # The model endpoints answer the shorter error shape.
+        return short_error(404, f"Model not found: {model_id}")
     return web.json_response(spec.public())
 
 

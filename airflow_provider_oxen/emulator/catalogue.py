@@ -1,9 +1,15 @@
-"""The model catalogue: model objects as ``/api/ai/models`` serves them, and their request schemas."""
+"""The model catalogue: model objects as ``/api/ai/models`` serves them, and their request schemas.
+
+Parameter names differ per model, as on the real API: the size is ``image_size`` (presets or
+``{"width", "height"}``), ``resolution`` (with ``aspect_ratio``) or ``size`` (``"WxH"``), and only
+``ideogram-v4`` takes ``num_images``. Prices are decimal strings.
+"""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -18,10 +24,15 @@ PRESET_SIZES: dict[str, tuple[int, int]] = {
     "landscape_16_9": (1024, 576),
 }
 PRESET_NAMES = list(PRESET_SIZES)
+# ``resolution`` values: the long side of the image; ``aspect_ratio`` gives the short one.
+RESOLUTIONS: dict[str, int] = {"1K": 1024, "2K": 2048}
+ASPECT_RATIOS = ["1:1", "4:3", "3:4", "16:9", "9:16"]
+GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536", "auto"]
 MAX_IMAGES_PER_REQUEST = 4
+_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 _IDEOGRAM_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": _SCHEMA_DIALECT,
     "title": "ideogram-v4 input",
     "type": "object",
     "properties": {
@@ -40,11 +51,11 @@ _IDEOGRAM_SCHEMA: dict[str, Any] = {
         "output_format": {"type": "string", "enum": ["jpeg", "png"], "default": "jpeg"},
     },
     "required": ["prompt"],
-    "additionalProperties": True,
+    "additionalProperties": False,
 }
 
 _FLUX_KLEIN_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$schema": _SCHEMA_DIALECT,
     "title": "black-forest-labs-flux-2-klein-4b input",
     "type": "object",
     "properties": {
@@ -69,7 +80,60 @@ _FLUX_KLEIN_SCHEMA: dict[str, Any] = {
         "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
     },
     "required": ["prompt"],
-    "additionalProperties": True,
+    "additionalProperties": False,
+}
+
+# Custom, non-validating keys (``basic``, ``x-order``, ``renderType``) as UI hints, the way some
+# real schemas carry them: a client must ignore them when validating.
+_NANO_BANANA_SCHEMA: dict[str, Any] = {
+    "$schema": _SCHEMA_DIALECT,
+    "title": "nano-banana-2 input",
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "basic": True, "x-order": 0, "renderType": "textarea"},
+        "resolution": {
+            "type": "string",
+            "enum": list(RESOLUTIONS),
+            "default": "1K",
+            "basic": True,
+            "x-order": 1,
+            "renderType": "select",
+        },
+        "aspect_ratio": {
+            "type": "string",
+            "enum": ASPECT_RATIOS,
+            "default": "1:1",
+            "basic": True,
+            "x-order": 2,
+            "renderType": "select",
+        },
+        "output_format": {
+            "type": "string",
+            "enum": ["png", "jpeg", "webp"],
+            "default": "png",
+            "basic": False,
+            "x-order": 3,
+            "renderType": "select",
+        },
+        "seed": {"type": "integer", "basic": False, "x-order": 4, "renderType": "number"},
+    },
+    "required": ["prompt"],
+    "additionalProperties": False,
+}
+
+# No ``additionalProperties``: unknown parameters are allowed (and ignored) by this model.
+_GPT_IMAGE_SCHEMA: dict[str, Any] = {
+    "$schema": _SCHEMA_DIALECT,
+    "title": "openai/gpt-image-1.5:latest input",
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "x-order": 0},
+        "size": {"type": "string", "enum": GPT_IMAGE_SIZES, "default": "auto", "x-order": 1},
+        "quality": {"type": "string", "enum": ["low", "medium", "high", "auto"], "default": "auto"},
+        "background": {"type": "string", "enum": ["auto", "transparent", "opaque"], "default": "auto"},
+        "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
+    },
+    "required": ["prompt"],
 }
 
 
@@ -91,7 +155,7 @@ def _model(
         "owned_by": developer.lower().replace(" ", "-"),
         "display_name": display_name,
         "description": description,
-        "summary": description.split(".")[0],
+        "summary": description.split(". ")[0],
         "model_type": "base",
         "endpoint": endpoint,
         "capabilities": {"input": inputs, "output": outputs},
@@ -111,8 +175,10 @@ class ModelSpec:
     schema: dict[str, Any] | None
     validator: Draft202012Validator | None
     default_format: str
-    default_size: str
-    price_per_image: float
+    # Which parameter sets the picture's size: "image_size", "resolution" or "size".
+    size_param: str
+    default_size: tuple[int, int]
+    price_per_image: Decimal
 
     @property
     def id(self) -> str:
@@ -126,6 +192,17 @@ class ModelSpec:
     def makes_images(self) -> bool:
         return "image" in self.outputs
 
+    @property
+    def media_type(self) -> str:
+        return "image" if self.makes_images else "video"
+
+    @property
+    def count_param(self) -> str | None:
+        """The parameter asking for several images in one request (only where the schema has it)."""
+        if self.schema is not None and "num_images" in self.schema.get("properties", {}):
+            return "num_images"
+        return None
+
     def public(self) -> dict[str, Any]:
         """A fresh copy of the model object, safe for the caller to serialise or mutate."""
         return copy.deepcopy(self.model)
@@ -135,18 +212,17 @@ def _spec(
     model: dict[str, Any],
     schema: dict[str, Any] | None,
     *,
-    default_format: str,
-    default_size: str,
+    default_format: str = "png",
+    size_param: str = "image_size",
+    default_size: tuple[int, int] = (1024, 1024),
     schema_key: str = "request_schema",
 ) -> ModelSpec:
     model = dict(model)
-    if schema_key == "request_schema":
-        model["request_schema"] = schema
-    else:
-        # The seed page names the field json_request_schema; one model uses that spelling so that
-        # clients are exercised on both names.
-        model[schema_key] = schema
-    price = model["pricing"].get("per_image", 0.0) if isinstance(model["pricing"], dict) else 0.0
+    # The seed page names the field json_request_schema; one model uses that spelling so that
+    # clients are exercised on both names.
+    model[schema_key] = schema
+    pricing = model["pricing"]
+    price = pricing.get("per_image", "0") if isinstance(pricing, dict) else "0"
     validator = None
     if schema is not None:
         Draft202012Validator.check_schema(schema)
@@ -156,8 +232,9 @@ def _spec(
         schema=schema,
         validator=validator,
         default_format=default_format,
+        size_param=size_param,
         default_size=default_size,
-        price_per_image=float(price),
+        price_per_image=Decimal(price),
     )
 
 
@@ -172,12 +249,11 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": 0.06, "currency": "USD"},
+                pricing={"per_image": "0.0600", "currency": "USD"},
                 description="Ideogram V4 text-to-image. Native 2K resolution, strong typography.",
             ),
             _IDEOGRAM_SCHEMA,
             default_format="jpeg",
-            default_size="square_hd",
         ),
         _spec(
             _model(
@@ -187,12 +263,11 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text", "image"],
                 outputs=["image"],
-                pricing={"per_image": 0.012, "currency": "USD"},
+                pricing={"per_image": "0.0120", "currency": "USD"},
                 description="FLUX.2 klein 4B. Fast distilled text-to-image model.",
             ),
             _FLUX_KLEIN_SCHEMA,
-            default_format="png",
-            default_size="landscape_4_3",
+            default_size=PRESET_SIZES["landscape_4_3"],
             schema_key="json_request_schema",
         ),
         _spec(
@@ -203,12 +278,38 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": 0.025, "currency": "USD"},
+                pricing={"per_image": "0.0250", "currency": "USD"},
                 description="FLUX.2 dev. Open-weights text-to-image model.",
             ),
             None,
-            default_format="png",
-            default_size="square_hd",
+        ),
+        _spec(
+            _model(
+                "nano-banana-2",
+                display_name="Nano Banana 2",
+                developer="Google",
+                endpoint="/images/generate",
+                inputs=["text"],
+                outputs=["image"],
+                pricing={"per_image": "0.0390", "currency": "USD"},
+                description="Nano Banana 2 text-to-image. Sized by resolution (1K, 2K) and aspect ratio.",
+            ),
+            _NANO_BANANA_SCHEMA,
+            size_param="resolution",
+        ),
+        _spec(
+            _model(
+                "openai/gpt-image-1.5:latest",
+                display_name="GPT Image 1.5",
+                developer="OpenAI",
+                endpoint="/images/generate",
+                inputs=["text"],
+                outputs=["image"],
+                pricing={"per_image": "0.0400", "currency": "USD"},
+                description="GPT Image 1.5 text-to-image. Sized by a WxH size string.",
+            ),
+            _GPT_IMAGE_SCHEMA,
+            size_param="size",
         ),
         _spec(
             _model(
@@ -219,15 +320,13 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 inputs=["text"],
                 outputs=["text"],
                 pricing={
-                    "input_per_million_tokens": 0.15,
-                    "output_per_million_tokens": 0.6,
+                    "input_per_million_tokens": "0.15",
+                    "output_per_million_tokens": "0.60",
                     "currency": "USD",
                 },
                 description="Open-weights 120B chat model. Text in, text out.",
             ),
             None,
-            default_format="png",
-            default_size="square_hd",
         ),
     ]
     return {spec.id: spec for spec in specs}
@@ -235,18 +334,23 @@ def build_catalogue() -> dict[str, ModelSpec]:
 
 @dataclass(frozen=True)
 class ParamError:
-    """A parameter that failed validation: which field, and a message naming the allowed values."""
+    """A parameter that failed validation: which field, and a message naming it and what is allowed."""
 
     param: str | None
     message: str
 
 
-def _describe(error: ValidationError) -> ParamError:
+def _describe(spec: ModelSpec, error: ValidationError) -> ParamError:
     path = [str(part) for part in error.absolute_path]
     if error.validator == "required" and not path:
         # The failing field is the missing property, which jsonschema only puts in the message.
         missing = next((name for name in error.validator_value if name not in error.instance), None)
         return ParamError(missing, f"{missing}: {error.message}")
+    if error.validator == "additionalProperties" and not path and isinstance(error.instance, dict):
+        known = (spec.schema or {}).get("properties", {})
+        extra = sorted(name for name in error.instance if name not in known)
+        name = extra[0] if extra else None
+        return ParamError(name, f"{name}: not a parameter of model '{spec.id}' ({error.message})")
     if not path:
         return ParamError(None, error.message)
     return ParamError(path[0], f"{'.'.join(path)}: {error.message}")
@@ -257,12 +361,37 @@ def validate_params(spec: ModelSpec, params: dict[str, Any]) -> ParamError | Non
     if spec.validator is None:
         return None
     error = best_match(spec.validator.iter_errors(params))
-    return None if error is None else _describe(error)
+    return None if error is None else _describe(spec, error)
+
+
+def _ratio_size(long_side: int, ratio: str) -> tuple[int, int] | None:
+    left, sep, right = ratio.partition(":")
+    if not sep or not left.isdigit() or not right.isdigit() or not int(left) or not int(right):
+        return None
+    across, down = int(left), int(right)
+    if across >= down:
+        return long_side, max(16, round(long_side * down / across))
+    return max(16, round(long_side * across / down)), long_side
 
 
 def resolve_size(spec: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
-    """Pixel size for already-validated parameters (schema-less models fall back to the default)."""
-    size = params.get("image_size", spec.default_size)
+    """Pixel size from whichever size parameter the model takes (the default when absent or odd)."""
+    if spec.size_param == "resolution":
+        resolution = params.get("resolution", "1K")
+        ratio = params.get("aspect_ratio", "1:1")
+        if isinstance(resolution, str) and resolution in RESOLUTIONS and isinstance(ratio, str):
+            return _ratio_size(RESOLUTIONS[resolution], ratio) or spec.default_size
+        return spec.default_size
+    if spec.size_param == "size":
+        text = params.get("size")
+        if isinstance(text, str):
+            across, sep, down = text.lower().partition("x")
+            if sep and across.isdigit() and down.isdigit():
+                pixels = int(across), int(down)
+                if all(16 <= side <= 4096 for side in pixels):
+                    return pixels
+        return spec.default_size
+    size = params.get("image_size")
     if isinstance(size, str) and size in PRESET_SIZES:
         return PRESET_SIZES[size]
     if isinstance(size, dict):
@@ -274,7 +403,7 @@ def resolve_size(spec: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
             and 16 <= height <= 4096
         ):
             return width, height
-    return PRESET_SIZES[spec.default_size]
+    return spec.default_size
 
 
 def resolve_format(spec: ModelSpec, params: dict[str, Any]) -> str:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+# Money on the wire: decimal strings with four places ("0.0600").
+CENT_PLACES = Decimal("0.0001")
 
 # Settings the control API may change while the server runs, with the type each must have.
 RUNTIME_SETTINGS: dict[str, type] = {
@@ -16,7 +20,29 @@ RUNTIME_SETTINGS: dict[str, type] = {
     "url_ttl_seconds": float,
     "events_enabled": bool,
     "keepalive_seconds": float,
+    "row_parameters": bool,
+    "credits": Decimal,
 }
+
+
+def money(value: Decimal) -> str:
+    """A decimal amount as the API writes it: a string with four places (``"0.0600"``)."""
+    return str(value.quantize(CENT_PLACES))
+
+
+def parse_credits(value: Any) -> Decimal | None:
+    """``None`` (unlimited), or a non-negative amount from a decimal string (numbers accepted too)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError('credits must be a decimal string (e.g. "1.5000") or null for unlimited')
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"credits: {value!r} is not a decimal number") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("credits must be a finite amount >= 0")
+    return amount
 
 
 @dataclass
@@ -35,13 +61,29 @@ class EmulatorConfig:
     public_url: str | None = None
     events_enabled: bool = True
     keepalive_seconds: float = 15.0
+    # Queue rows also carry the request's own model parameters as top-level fields ("plus the
+    # request's own parameters in some versions"); off by default, as in the documented shape.
+    row_parameters: bool = False
+    # Remaining credits of the account (USD); None is unlimited. Spending lowers it; a request that
+    # costs more than what is left answers 402 insufficient_credits. A string or number is accepted.
+    credits: Decimal | str | None = None
     default_namespace: str = "emulator-user"
-    starting_credits: float = 1000.0
     request_log_size: int = 200_000
     image_cache_bytes: int = 256 * 1024 * 1024
     log_requests: bool = False
     # Signs result-file URLs; random per run so URLs from an earlier run never validate.
     signing_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    def __post_init__(self) -> None:
+        self.credits = parse_credits(self.credits)
+
+    @property
+    def remaining_credits(self) -> Decimal | None:
+        """The credits as a Decimal (None: unlimited), also after a direct assignment of a string."""
+        if self.credits is None or isinstance(self.credits, Decimal):
+            return self.credits
+        self.credits = parse_credits(self.credits)
+        return self.credits
 
     def effective_sync_render_seconds(self) -> float:
         """How long the sync endpoint "renders" for."""
@@ -50,6 +92,8 @@ class EmulatorConfig:
     def runtime_view(self) -> dict[str, Any]:
         """The settings as JSON for the control API; the API key itself is never included."""
         view = {name: getattr(self, name) for name in RUNTIME_SETTINGS}
+        remaining = self.remaining_credits
+        view["credits"] = None if remaining is None else money(remaining)
         view.update(
             host=self.host,
             port=self.port,
@@ -70,6 +114,9 @@ class EmulatorConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be a boolean")
                 parsed[key] = value
+                continue
+            if kind is Decimal:
+                parsed[key] = parse_credits(value)
                 continue
             if key == "sync_render_seconds" and value is None:
                 parsed[key] = None

@@ -101,7 +101,7 @@ async def drop_streams(request: web.Request) -> web.Response:
 
 
 async def suppress_events(request: web.Request) -> web.Response:
-    """The next ``count`` completion events are not published (the rows still succeed)."""
+    """The next ``count`` completion events (success or failure) are not published; rows still finish."""
     body = await _json(request)
     count = body.get("count", 1) if isinstance(body, dict) else 1
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:

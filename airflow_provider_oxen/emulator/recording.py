@@ -28,10 +28,13 @@ class RequestLog:
         body: Any,
         authorized: bool,
         when: float,
+        raw_path: str | None = None,
     ) -> dict[str, Any]:
+        """Log one request; ``path`` is URL-decoded, ``raw_path`` is as sent (``%2F`` kept)."""
         entry: dict[str, Any] = {
             "method": method,
             "path": path,
+            "raw_path": path if raw_path is None else raw_path,
             "route": route,
             "query": query,
             "json": body,

@@ -1,4 +1,4 @@
-"""Generations: the store, the queued -> processing -> terminal scheduler, and their JSON form."""
+"""Generations: the store, the queued -> processing -> terminal scheduler, credits, and their JSON form."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from .catalogue import ModelSpec, build_catalogue, resolve_format, resolve_size, validate_params
-from .config import RUNTIME_SETTINGS, EmulatorConfig
+from .config import RUNTIME_SETTINGS, EmulatorConfig, money
 from .events import COMPLETED_EVENT, EventBroker
 from .faults import FaultBook
 from .images import ImageCache, ImageSpec
@@ -22,6 +23,7 @@ from .signing import UrlSigner
 LIVE_STATUSES = frozenset({"queued", "processing"})
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 ALL_STATUSES = LIVE_STATUSES | TERMINAL_STATUSES
+ZERO = Decimal(0)
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -37,6 +39,15 @@ def derived_seed(generation_id: str) -> int:
     return int.from_bytes(hashlib.sha256(generation_id.encode()).digest()[:4], "big")
 
 
+class InsufficientCredits(Exception):
+    """A request costs more than the credits left (answered as 402 ``insufficient_credits``)."""
+
+    def __init__(self, needed: Decimal, remaining: Decimal) -> None:
+        super().__init__(
+            f"Insufficient credits: this request costs {money(needed)} USD and {money(remaining)} USD remain"
+        )
+
+
 @dataclass(eq=False)
 class Generation:
     """One generation row; the private fields drive the scheduler and rendering."""
@@ -46,12 +57,15 @@ class Generation:
     prompt: Any
     parameters: dict[str, Any]
     target_namespace: str
-    created_at: float
+    triggered_by: str
+    enqueued_at: float
+    # What the generation costs: held from the credits when created, refunded if it fails or is
+    # cancelled, so it is only ever billed (``cost``) once it succeeded.
+    price: Decimal
     status: str = "queued"
     started_at: float | None = None
     completed_at: float | None = None
     error_message: str | None = None
-    cost: float | None = None
     retried_from_id: str | None = None
     media_type: str = "image"
     # True for rows made by the sync endpoint: they are history, not queue rows.
@@ -61,6 +75,11 @@ class Generation:
     fault_error: str | None = None
     stall: bool = False
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    @property
+    def cost(self) -> Decimal:
+        """What was billed: the price once succeeded, zero otherwise (in flight, failed, cancelled)."""
+        return self.price if self.status == "succeeded" else ZERO
 
 
 class GenerationStore:
@@ -85,7 +104,8 @@ class GenerationStore:
         self.cancelled = 0
         self.suppress_events = 0
         self.events_suppressed = 0
-        self.credits = self.config.starting_credits
+        self.credits_spent = ZERO
+        self.insufficient_credits = 0
 
     def reset(self) -> None:
         """Forget every generation (live timers are cancelled) and zero the counters."""
@@ -97,6 +117,24 @@ class GenerationStore:
         self.images.clear()
         self.images.renders = 0
         self._reset_counters()
+
+    # --- credits --------------------------------------------------------------------------------
+
+    def _hold(self, amount: Decimal) -> None:
+        """Take ``amount`` from the credits, or raise InsufficientCredits and take nothing."""
+        remaining = self.config.remaining_credits
+        if remaining is not None:
+            if amount > remaining:
+                self.insufficient_credits += 1
+                raise InsufficientCredits(amount, remaining)
+            self.config.credits = remaining - amount
+        self.credits_spent += amount
+
+    def _refund(self, amount: Decimal) -> None:
+        remaining = self.config.remaining_credits
+        if remaining is not None:
+            self.config.credits = remaining + amount
+        self.credits_spent -= amount
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -119,9 +157,23 @@ class GenerationStore:
         )
 
     def enqueue(
-        self, spec: ModelSpec, params: dict[str, Any], namespace: str, retried_from_id: str | None = None
+        self,
+        spec: ModelSpec,
+        params: dict[str, Any],
+        namespace: str,
+        count: int = 1,
+        retried_from_id: str | None = None,
+    ) -> list[Generation]:
+        """Create ``count`` queue rows and schedule their lives; ``params`` is everything passed through.
+
+        Raises InsufficientCredits (nothing created) when the rows cost more than the credits left.
+        """
+        self._hold(spec.price_per_image * count)
+        return [self._enqueue_one(spec, params, namespace, retried_from_id) for _ in range(count)]
+
+    def _enqueue_one(
+        self, spec: ModelSpec, params: dict[str, Any], namespace: str, retried_from_id: str | None
     ) -> Generation:
-        """Create one queue row and schedule its life; ``params`` is everything passed through."""
         generation_id = str(uuid.uuid4())
         prompt = params.get("prompt")
         generation = Generation(
@@ -130,8 +182,11 @@ class GenerationStore:
             prompt=prompt,
             parameters=dict(params),
             target_namespace=namespace,
-            created_at=time.time(),
+            triggered_by=self.config.default_namespace,
+            enqueued_at=time.time(),
+            price=spec.price_per_image,
             retried_from_id=retried_from_id,
+            media_type=spec.media_type,
         )
         # The queue does not validate model parameters up front (per the contract): a bad one is
         # found here but only surfaces as a failure once the job starts.
@@ -142,6 +197,7 @@ class GenerationStore:
             if error is not None:
                 generation.pending_error = f"Invalid parameter {error.message}"
             else:
+                # One image per queue row: num_generations is the number of rows.
                 generation.images = [self._image_spec(spec, generation_id, prompt, params)]
         fault = self.faults.take_generation_fault(spec.id)
         if fault is not None:
@@ -156,10 +212,12 @@ class GenerationStore:
         generation.timer = loop.call_later(self.config.queue_seconds, self._start, generation)
         return generation
 
-    def record_sync(
-        self, spec: ModelSpec, params: dict[str, Any], namespace: str, num_images: int, started_at: float
+    def start_sync(
+        self, spec: ModelSpec, params: dict[str, Any], namespace: str, num_images: int
     ) -> Generation:
-        """A finished sync-endpoint request, kept so its files can be served and billed."""
+        """A sync-endpoint request that is being rendered: paid now (InsufficientCredits if it cannot)."""
+        price = spec.price_per_image * num_images
+        self._hold(price)
         generation_id = str(uuid.uuid4())
         prompt = str(params.get("prompt"))
         now = time.time()
@@ -169,22 +227,29 @@ class GenerationStore:
             prompt=prompt,
             parameters=dict(params),
             target_namespace=namespace,
-            created_at=started_at,
-            status="succeeded",
-            started_at=started_at,
-            completed_at=now,
+            triggered_by=self.config.default_namespace,
+            enqueued_at=now,
+            price=price,
+            status="processing",
+            started_at=now,
+            media_type=spec.media_type,
             sync=True,
         )
         generation.images = [
             self._image_spec(spec, generation_id, prompt, params, i) for i in range(num_images)
         ]
-        generation.cost = round(spec.price_per_image * num_images, 6)
         self.rows[generation_id] = generation
         self.generations_created += 1
-        self.images_created += num_images
-        self.succeeded += 1
-        self.credits -= generation.cost
         return generation
+
+    def finish_sync(self, generation: Generation) -> None:
+        """The sync render is done (also when the client left meanwhile: the work was done and paid)."""
+        if generation.status != "processing":
+            return
+        generation.status = "succeeded"
+        generation.completed_at = time.time()
+        self.images_created += len(generation.images)
+        self.succeeded += 1
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -207,38 +272,29 @@ class GenerationStore:
         if generation.fault_error is not None:
             self._fail(generation, generation.fault_error)
             return
-        spec = self.catalogue[generation.model]
         generation.status = "succeeded"
         generation.completed_at = time.time()
-        generation.cost = spec.price_per_image
         self.live.pop(generation.generation_id, None)
         self.succeeded += 1
-        self.images_created += 1
-        self.credits -= spec.price_per_image
-        if self.suppress_events > 0:
-            # A "missed" event: the row still succeeds, subscribers just never hear of it.
-            self.suppress_events -= 1
-            self.events_suppressed += 1
-            return
-        if not self.broker.subscribers:
-            return
-        url = self.result_url(generation)
-        self.broker.publish(
-            COMPLETED_EVENT,
+        self.images_created += len(generation.images)
+        if self._announce(
             {
                 "generation_id": generation.generation_id,
                 "status": "succeeded",
-                "model": generation.model,
                 "media_type": generation.media_type,
-                "target_namespace": generation.target_namespace,
-                "result_url": url,
-                "output_url": url,
-            },
-        )
-        # An unrelated event type on the same stream, so clients have to filter by event name.
-        self.broker.publish(
-            "credits_updated", {"credits_remaining": round(self.credits, 6), "cost": spec.price_per_image}
-        )
+                "model": generation.model,
+                "url": self.result_url(generation),
+            }
+        ):
+            # An unrelated event type on the same stream, so clients have to filter by event name.
+            remaining = self.config.remaining_credits
+            self.broker.publish(
+                "credits_updated",
+                {
+                    "credits_remaining": None if remaining is None else money(remaining),
+                    "cost": money(generation.price),
+                },
+            )
 
     def _fail(self, generation: Generation, message: str) -> None:
         generation.status = "failed"
@@ -246,11 +302,32 @@ class GenerationStore:
         generation.completed_at = time.time()
         self.live.pop(generation.generation_id, None)
         self.failed += 1
+        self._refund(generation.price)
+        self._announce(
+            {
+                "generation_id": generation.generation_id,
+                "status": "failed",
+                "media_type": generation.media_type,
+                "error": message,
+            }
+        )
 
-    def cancel(self, generation: Generation) -> None:
-        """Cancel a live row; a terminal row is left as it is (see the DELETE handler)."""
+    def _announce(self, data: dict[str, Any]) -> bool:
+        """Publish one ``media_generation_completed`` event; False when suppressed or nobody listens."""
+        if self.suppress_events > 0:
+            # A "missed" event: the row still finishes, subscribers just never hear of it.
+            self.suppress_events -= 1
+            self.events_suppressed += 1
+            return False
+        if not self.broker.subscribers:
+            return False
+        self.broker.publish(COMPLETED_EVENT, data)
+        return True
+
+    def cancel(self, generation: Generation) -> bool:
+        """Cancel a live row (no event; its price is refunded); False when it was already terminal."""
         if generation.status not in LIVE_STATUSES:
-            return
+            return False
         if generation.timer is not None:
             generation.timer.cancel()
             generation.timer = None
@@ -258,14 +335,25 @@ class GenerationStore:
         generation.completed_at = time.time()
         self.live.pop(generation.generation_id, None)
         self.cancelled += 1
+        self._refund(generation.price)
+        return True
 
     def retry(self, generation: Generation) -> Generation:
-        """Cancel (if live) and enqueue a fresh row with the same parameters."""
-        self.cancel(generation)
+        """Cancel (if live) and enqueue a fresh row with the same parameters.
+
+        Raises InsufficientCredits, leaving the old row alone, when the fresh one cannot be paid.
+        """
         spec = self.catalogue[generation.model]
-        return self.enqueue(
+        refundable = generation.price if generation.status in LIVE_STATUSES else ZERO
+        remaining = self.config.remaining_credits
+        if remaining is not None and spec.price_per_image > remaining + refundable:
+            self.insufficient_credits += 1
+            raise InsufficientCredits(spec.price_per_image, remaining + refundable)
+        self.cancel(generation)
+        (fresh,) = self.enqueue(
             spec, generation.parameters, generation.target_namespace, retried_from_id=generation.generation_id
         )
+        return fresh
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -304,26 +392,56 @@ class GenerationStore:
             yield generation
 
     def to_json(self, generation: Generation) -> dict[str, Any]:
-        """The row as the API shows it; a succeeded row's ``result_url`` is re-signed on every read."""
+        """The queue row as documented (no cost); a succeeded row's ``result_url`` is re-signed per read.
+
+        With the ``row_parameters`` setting on, the request's own parameters (seed, image_size, ...)
+        are added as top-level fields, never replacing a documented one.
+        """
         succeeded = generation.status == "succeeded"
         data: dict[str, Any] = {
             "generation_id": generation.generation_id,
-            "status": generation.status,
-            "model": generation.model,
+            "model_name": generation.model,
             "prompt": generation.prompt,
-            "parameters": generation.parameters,
             "media_type": generation.media_type,
-            "created_at": iso(generation.created_at),
-            "started_at": iso(generation.started_at),
-            "completed_at": iso(generation.completed_at),
+            "status": generation.status,
             "result_url": self.result_url(generation) if succeeded else None,
             "error_message": generation.error_message,
-            "cost": generation.cost,
-            "target_namespace": generation.target_namespace,
-            "retried_from_id": generation.retried_from_id,
+            "enqueued_at": iso(generation.enqueued_at),
+            "started_at": iso(generation.started_at),
+            "completed_at": iso(generation.completed_at),
         }
-        if succeeded and len(generation.images) > 1:
-            data["result_urls"] = [self.result_url(generation, i) for i in range(len(generation.images))]
+        if generation.retried_from_id is not None:
+            data["retried_from_id"] = generation.retried_from_id
+        if self.config.row_parameters:
+            for key, value in generation.parameters.items():
+                data.setdefault(key, value)
+        return data
+
+    def details_json(self, generation: Generation) -> dict[str, Any]:
+        """Full metadata (``/api/ai/generations``): the row plus cost, who triggered it, and more."""
+        succeeded = generation.status == "succeeded"
+        data: dict[str, Any] = {
+            "generation_id": generation.generation_id,
+            "model_name": generation.model,
+            "prompt": generation.prompt,
+            "media_type": generation.media_type,
+            "status": generation.status,
+            "result_url": self.result_url(generation) if succeeded else None,
+            "result_urls": (
+                [self.result_url(generation, i) for i in range(len(generation.images))] if succeeded else []
+            ),
+            "error_message": generation.error_message,
+            "enqueued_at": iso(generation.enqueued_at),
+            "started_at": iso(generation.started_at),
+            "completed_at": iso(generation.completed_at),
+            "retried_from_id": generation.retried_from_id,
+            "cost": money(generation.cost),
+            "currency": "USD",
+            "triggered_by": generation.triggered_by,
+            "target_namespace": generation.target_namespace,
+            "source": "sync" if generation.sync else "queue",
+            "parameters": generation.parameters,
+        }
         return data
 
     def counters(self) -> dict[str, Any]:
@@ -338,6 +456,8 @@ class GenerationStore:
             "events_published": self.broker.published,
             "events_suppressed": self.events_suppressed,
             "events_subscribers": len(self.broker.subscribers),
+            "credits_spent": money(self.credits_spent),
+            "insufficient_credits": self.insufficient_credits,
         }
 
 

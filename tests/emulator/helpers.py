@@ -42,6 +42,19 @@ def enqueue(client: httpx.Client, **body: Any) -> list[str]:
     return [row["generation_id"] for row in response.json()["generations"]]
 
 
+def assert_error(response: httpx.Response, status: int, kind: str, *fragments: str) -> str:
+    """The response is the documented error envelope of ``kind``; returns its detail."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "status", "status_message"}, body
+    assert body["status"] == "error" and body["status_message"] == kind
+    assert set(body["error"]) == {"type", "title", "detail"} and body["error"]["type"] == kind
+    detail: str = body["error"]["detail"]
+    for fragment in fragments:
+        assert fragment in detail, (fragment, detail)
+    return detail
+
+
 def open_image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()

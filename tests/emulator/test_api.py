@@ -1,4 +1,4 @@
-"""The emulated Oxen API: auth, sync generation, the queue, result files, history and models."""
+"""The emulated Oxen API: auth, the error envelope, sync generation, result files, recording."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import API_KEY, AUTH, PLAIN, control, enqueue, open_image, wait_for_status
+from .helpers import API_KEY, AUTH, PLAIN, assert_error, control, enqueue, open_image, wait_for_status
 
 
 @pytest.mark.parametrize(
@@ -27,10 +27,25 @@ def test_api_requires_the_bearer_key(base_url: str, headers: dict[str, str]) -> 
     response = PLAIN.post(
         f"{base_url}/api/ai/queue", headers=headers, json={"model": "ideogram-v4", "prompt": "x"}
     )
+    assert response.json() == {
+        "error": {
+            "type": "unauthenticated",
+            "title": "Unauthenticated",
+            "detail": "Invalid or missing API key",
+        },
+        "status": "error",
+        "status_message": "unauthenticated",
+    }
     assert response.status_code == 401
-    assert response.json() == {"error": "Invalid or missing API key"}
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
     assert PLAIN.get(f"{base_url}/api/ai/models", headers=AUTH).status_code == 200
+
+
+def test_unknown_routes_and_methods_use_the_envelope(client: httpx.Client) -> None:
+    assert_error(client.get("/api/ai/nothing-here"), 404, "resource_not_found")
+    assert_error(client.put("/api/ai/queue"), 405, "method_not_allowed")
+    assert_error(client.post("/api/ai/queue", content=b"{not json"), 400, "invalid_params", "valid JSON")
+    assert_error(client.post("/api/ai/queue", json=[1, 2]), 400, "invalid_params", "JSON object")
 
 
 def test_sync_generate_returns_a_real_image_of_the_requested_size(client: httpx.Client) -> None:
@@ -74,78 +89,72 @@ def test_sync_generate_b64_json_with_custom_dimensions(client: httpx.Client) -> 
     assert (image.format, image.size) == ("WEBP", (320, 256))
 
 
+def test_sync_generate_only_multiplies_images_for_models_that_take_num_images(client: httpx.Client) -> None:
+    # flux-2-dev has no schema (nothing validated), and no num_images: one image.
+    response = client.post(
+        "/api/ai/images/generate", json={"model": "flux-2-dev", "prompt": "x", "num_images": 3}
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.json()["images"]) == 1
+
+
 @pytest.mark.parametrize(
-    ("body", "param", "fragments"),
+    ("body", "fragments"),
     [
         (
             {"model": "ideogram-v4", "prompt": "x", "image_size": "huge"},
-            "image_size",
-            ["'huge'", "square_hd"],
+            ["image_size", "'huge'", "square_hd"],
         ),
-        ({"model": "ideogram-v4", "prompt": "x", "rendering_speed": "FAST"}, "rendering_speed", ["TURBO"]),
+        ({"model": "ideogram-v4", "prompt": "x", "rendering_speed": "FAST"}, ["rendering_speed", "TURBO"]),
+        ({"model": "ideogram-v4", "prompt": "x", "num_images": 9}, ["num_images", "4"]),
+        (
+            {"model": "ideogram-v4", "prompt": "x", "num_inference_steps": 4},
+            ["num_inference_steps", "ideogram-v4"],
+        ),
         (
             {
                 "model": "black-forest-labs-flux-2-klein-4b",
                 "prompt": "x",
                 "image_size": {"width": 100, "height": 300},
             },
-            "image_size",
             ["image_size.width", "256"],
         ),
-        ({"model": "ideogram-v4", "prompt": ""}, "prompt", ["Prompt cannot be empty"]),
-        ({"model": "no-such-model", "prompt": "x"}, "model", ["no-such-model"]),
-        ({"model": "gpt-oss-120b", "prompt": "x"}, "model", ["gpt-oss-120b"]),
-        ({"model": "flux-2-dev", "prompt": "x", "num_images": 9}, "num_images", ["num_images"]),
+        (
+            {"model": "black-forest-labs-flux-2-klein-4b", "prompt": "x", "num_images": 2},
+            ["num_images", "black-forest-labs-flux-2-klein-4b"],
+        ),
+        ({"model": "nano-banana-2", "prompt": "x", "resolution": "8K"}, ["resolution", "'8K'", "1K"]),
+        ({"model": "nano-banana-2", "prompt": "x", "image_size": "square"}, ["image_size"]),
+        ({"model": "openai/gpt-image-1.5:latest", "prompt": "x", "size": "999x1"}, ["size", "1024x1024"]),
+        ({"model": "ideogram-v4", "prompt": ""}, ["Prompt cannot be empty"]),
+        ({"model": "ideogram-v4", "prompt": "x", "response_format": "gif"}, ["response_format"]),
+        ({"model": "no-such-model", "prompt": "x"}, ["no-such-model"]),
+        ({"prompt": "x"}, ["model"]),
+        ({"model": "gpt-oss-120b", "prompt": "x"}, ["gpt-oss-120b"]),
     ],
-    ids=["enum", "enum-speed", "dimensions", "empty-prompt", "unknown-model", "text-model", "too-many"],
+    ids=[
+        "enum",
+        "enum-speed",
+        "too-many",
+        "unknown-param",
+        "dimensions",
+        "klein-has-no-num-images",
+        "resolution",
+        "wrong-size-name",
+        "size",
+        "empty-prompt",
+        "response-format",
+        "unknown-model",
+        "no-model",
+        "text-model",
+    ],
 )
 def test_sync_generate_rejects_bad_requests_at_once(
-    client: httpx.Client, body: dict[str, Any], param: str, fragments: list[str]
+    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
 ) -> None:
     response = client.post("/api/ai/images/generate", json=body)
-    assert response.status_code == 400
-    error = response.json()
-    assert error["param"] == param
-    for fragment in fragments:
-        assert fragment in error["error"]
-
-
-def test_queue_row_goes_queued_processing_succeeded(client: httpx.Client) -> None:
-    response = client.post(
-        "/api/ai/queue",
-        json={
-            "model": "ideogram-v4",
-            "prompt": "a castle",
-            "image_size": "portrait_4_3",
-            "num_generations": 2,
-            "target_namespace": "team-a",
-        },
-    )
-    assert response.status_code == 200
-    rows = response.json()["generations"]
-    assert [row["status"] for row in rows] == ["queued", "queued"]
-    ids = [row["generation_id"] for row in rows]
-    listed = client.get("/api/ai/queue").json()["generations"]
-    assert {row["generation_id"] for row in listed} == set(ids)
-
-    done = wait_for_status(client, ids[0], {"succeeded", "failed"})
-    assert done["status"] == "succeeded"
-    assert done["model"] == "ideogram-v4" and done["prompt"] == "a castle"
-    assert done["parameters"] == {"prompt": "a castle", "image_size": "portrait_4_3"}
-    assert done["target_namespace"] == "team-a" and done["media_type"] == "image"
-    assert done["cost"] == pytest.approx(0.06)
-    assert done["created_at"] <= done["started_at"] <= done["completed_at"]
-    assert done["created_at"].endswith("Z") and done["retried_from_id"] is None
-    image = open_image(PLAIN.get(done["result_url"]).content)
-    assert (image.format, image.size) == ("JPEG", (768, 1024))
-
-    wait_for_status(client, ids[1], {"succeeded"})
-    assert client.get("/api/ai/queue").json()["generations"] == []
-    finished = client.get("/api/ai/queue", params={"status": "succeeded,failed", "namespace": "team-a"})
-    assert {row["generation_id"] for row in finished.json()["generations"]} == set(ids)
-    assert client.get("/api/ai/queue", params={"namespace": "other", "status": "succeeded"}).json() == {
-        "generations": []
-    }
+    assert_error(response, 400, "invalid_params", *fragments)
+    assert control(base_url, "GET", "/stats")["generations_created"] == 0
 
 
 def test_result_urls_expire_and_are_resigned_on_read(client: httpx.Client, base_url: str) -> None:
@@ -153,111 +162,13 @@ def test_result_urls_expire_and_are_resigned_on_read(client: httpx.Client, base_
     wait_for_status(client, gid, {"succeeded"})
     control(base_url, "POST", "/config", {"url_ttl_seconds": -10})
     expired = client.get(f"/api/ai/queue/{gid}").json()["result_url"]
-    response = PLAIN.get(expired)
-    assert response.status_code == 403 and response.json() == {"error": "URL expired"}
+    assert_error(PLAIN.get(expired), 403, "forbidden", "URL expired")
 
     control(base_url, "POST", "/config", {"url_ttl_seconds": 3600})
     fresh = client.get(f"/api/ai/queue/{gid}").json()["result_url"]
     assert fresh != expired
     assert PLAIN.get(fresh).status_code == 200
     assert PLAIN.get(fresh.replace("sig=", "sig=0")).status_code == 403
-
-
-def test_invalid_parameters_are_accepted_then_fail(client: httpx.Client) -> None:
-    bad_size, empty_prompt = enqueue(client, image_size="huge")[0], enqueue(client, prompt="")[0]
-    failed = wait_for_status(client, bad_size, {"failed", "succeeded"})
-    assert failed["status"] == "failed"
-    assert "image_size" in failed["error_message"] and "square_hd" in failed["error_message"]
-    assert failed["result_url"] is None
-    assert wait_for_status(client, empty_prompt, {"failed"})["error_message"] == "Prompt cannot be empty"
-
-
-@pytest.mark.parametrize(
-    ("body", "fragment"),
-    [
-        ({"num_generations": 0}, "num_generations"),
-        ({"num_generations": 5}, "num_generations"),
-        ({"num_generations": "2"}, "num_generations"),
-        ({"model": "gpt-oss-120b"}, "gpt-oss-120b"),
-        ({"model": "missing-model"}, "missing-model"),
-    ],
-)
-def test_enqueue_validates_only_model_and_count(
-    client: httpx.Client, base_url: str, body: dict[str, Any], fragment: str
-) -> None:
-    response = client.post("/api/ai/queue", json={"model": "ideogram-v4", "prompt": "x", **body})
-    assert response.status_code == 400
-    assert fragment in response.json()["error"]
-    assert control(base_url, "GET", "/stats")["generations_created"] == 0
-
-
-def test_cancel_and_retry(client: httpx.Client, base_url: str) -> None:
-    control(base_url, "POST", "/config", {"queue_seconds": 5})
-    (gid,) = enqueue(client)
-    response = client.delete(f"/api/ai/queue/{gid}")
-    assert response.json() == {"generation_id": gid, "status": "cancelled"}
-    # Cancelling a finished row answers 200 with its status unchanged.
-    assert client.delete(f"/api/ai/queue/{gid}").json()["status"] == "cancelled"
-    assert client.delete("/api/ai/queue/00000000-0000-0000-0000-000000000000").status_code == 404
-
-    control(base_url, "POST", "/config", {"queue_seconds": 0.02})
-    retried = client.post(f"/api/ai/queue/{gid}/retry").json()["generations"][0]
-    assert retried["generation_id"] != gid
-    row = wait_for_status(client, retried["generation_id"], {"succeeded"})
-    assert row["retried_from_id"] == gid and row["prompt"] == "a red fox in the snow"
-    assert client.get(f"/api/ai/queue/{gid}").json()["status"] == "cancelled"
-    response = client.post(f"/api/ai/queue/{row['generation_id']}/retry")
-    assert response.status_code == 400 and "succeeded" in response.json()["error"]
-
-
-def test_retry_of_a_live_row_cancels_it(client: httpx.Client, base_url: str) -> None:
-    control(base_url, "POST", "/config", {"queue_seconds": 5})
-    (gid,) = enqueue(client)
-    fresh = client.post(f"/api/ai/queue/{gid}/retry").json()["generations"][0]
-    assert client.get(f"/api/ai/queue/{gid}").json()["status"] == "cancelled"
-    assert client.get(f"/api/ai/queue/{fresh['generation_id']}").json()["retried_from_id"] == gid
-
-
-def test_unknown_generation_is_404(client: httpx.Client) -> None:
-    for path in ("/api/ai/queue/nope", "/api/ai/generations/nope"):
-        response = client.get(path)
-        assert response.status_code == 404 and response.json() == {"error": "Generation not found"}
-
-
-def test_history_has_costs(client: httpx.Client) -> None:
-    ids = enqueue(client, num_generations=2)
-    for gid in ids:
-        wait_for_status(client, gid, {"succeeded"})
-    client.post("/api/ai/images/generate", json={"model": "flux-2-dev", "prompt": "sync one"})
-    history = client.get("/api/ai/generations").json()
-    assert history["total"] == 3
-    assert history["total_cost"] == pytest.approx(0.06 * 2 + 0.025)
-    assert client.get(f"/api/ai/generations/{ids[0]}").json()["cost"] == pytest.approx(0.06)
-    only_flux = client.get("/api/ai/generations", params={"model": "flux-2-dev"}).json()
-    assert only_flux["total"] == 1 and only_flux["generations"][0]["status"] == "succeeded"
-
-
-def test_models_catalogue(client: httpx.Client) -> None:
-    models = client.get("/api/ai/models").json()
-    assert models["object"] == "list"
-    by_id = {model["id"]: model for model in models["data"]}
-    assert {"ideogram-v4", "black-forest-labs-flux-2-klein-4b", "flux-2-dev", "gpt-oss-120b"} <= set(by_id)
-    ideogram = by_id["ideogram-v4"]
-    assert ideogram["endpoint"] == "/images/generate" and ideogram["capabilities"]["output"] == ["image"]
-    assert ideogram["request_schema"]["properties"]["image_size"]["enum"][0] == "square_hd"
-    klein = by_id["black-forest-labs-flux-2-klein-4b"]
-    assert (
-        "request_schema" not in klein and "anyOf" in klein["json_request_schema"]["properties"]["image_size"]
-    )
-    assert by_id["flux-2-dev"]["request_schema"] is None
-    assert by_id["gpt-oss-120b"]["capabilities"]["output"] == ["text"]
-
-    search = client.get("/api/ai/models/search", params={"search": "flux"}).json()["data"]
-    assert {model["id"] for model in search} == {"black-forest-labs-flux-2-klein-4b", "flux-2-dev"}
-    developer = client.get("/api/ai/models", params={"developer_name": "Ideogram"}).json()["data"]
-    assert [model["id"] for model in developer] == ["ideogram-v4"]
-    assert client.get("/api/ai/models/ideogram-v4").json()["id"] == "ideogram-v4"
-    assert client.get("/api/ai/models/nope").status_code == 404
 
 
 def test_request_log_and_stats_never_hold_the_key(client: httpx.Client, base_url: str) -> None:
@@ -271,6 +182,7 @@ def test_request_log_and_stats_never_hold_the_key(client: httpx.Client, base_url
     assert len(posts) == 1
     assert posts[0]["json"] == {"model": "ideogram-v4", "prompt": "a red fox in the snow"}
     assert posts[0]["authorized"] is True and posts[0]["status"] == 200
+    assert posts[0]["raw_path"] == "/api/ai/queue"
     gets = control(base_url, "GET", "/requests?method=GET")["requests"]
     assert [entry["authorized"] for entry in gets] == [True, False]
 
@@ -286,4 +198,15 @@ def test_latency_setting_slows_api_calls(client: httpx.Client, base_url: str) ->
     client.get("/api/ai/models")
     assert time.monotonic() - started >= 0.15
     response = PLAIN.post(f"{base_url}/_emulator/config", json={"latency_ms": "fast"})
-    assert response.status_code == 400
+    assert_error(response, 400, "invalid_params", "latency_ms")
+
+
+def test_config_view_lists_the_new_settings(base_url: str) -> None:
+    view = control(base_url, "GET", "/config")
+    assert view["row_parameters"] is False and view["credits"] is None
+    view = control(base_url, "POST", "/config", {"row_parameters": True, "credits": "2.5"})
+    assert view["row_parameters"] is True and view["credits"] == "2.5000"
+    for bad in ({"credits": "lots"}, {"credits": "-1"}, {"credits": True}, {"row_parameters": "yes"}):
+        assert PLAIN.post(f"{base_url}/_emulator/config", json=bad).status_code == 400
+    restored = control(base_url, "POST", "/reset", {"config": True})["config"]
+    assert restored["row_parameters"] is False and restored["credits"] is None

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from .helpers import AUTH, collect_completions, control, sse_events
+from .helpers import AUTH, assert_error, collect_completions, control, sse_events
 
 
 async def _enqueue(http: httpx.AsyncClient, **body: object) -> list[str]:
@@ -38,11 +38,41 @@ async def test_stream_announces_completions_among_other_events(base_url: str) ->
 
         await asyncio.wait_for(read(), 5)
     assert completed is not None
+    assert set(completed) == {"generation_id", "status", "media_type", "model", "url"}
     assert completed["status"] == "succeeded" and completed["model"] == "ideogram-v4"
-    assert completed["result_url"] == completed["output_url"]
+    assert completed["media_type"] == "image"
     assert ":" in seen  # the opening comment line
     async with httpx.AsyncClient() as plain:
-        assert (await plain.get(completed["result_url"])).status_code == 200
+        assert (await plain.get(completed["url"])).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_failures_use_the_same_event_name(base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        faulted = (await _enqueue(http))[0]
+        invalid = (await _enqueue(http, image_size="huge"))[0]
+        outcomes: dict[str, dict[str, object]] = {}
+
+        async def read() -> None:
+            async for event, data in sse_events(stream):
+                if event == "media_generation_completed":
+                    outcomes[data["generation_id"]] = data
+                    if len(outcomes) == 2:
+                        return
+
+        await asyncio.wait_for(read(), 5)
+    assert outcomes[faulted] == {
+        "generation_id": faulted,
+        "status": "failed",
+        "media_type": "image",
+        "error": "GPU on fire",
+    }
+    assert outcomes[invalid]["status"] == "failed" and "image_size" in str(outcomes[invalid]["error"])
+    assert set(outcomes[invalid]) == {"generation_id", "status", "media_type", "error"}
 
 
 @pytest.mark.asyncio
@@ -74,7 +104,10 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         async with http.stream("GET", "/api/events") as stream:
             cancelled, kept = await _enqueue(http, num_generations=2)
-            assert (await http.delete(f"/api/ai/queue/{cancelled}")).json()["status"] == "cancelled"
+            assert (await http.delete(f"/api/ai/queue/{cancelled}")).json() == {
+                "status": "success",
+                "generation_id": cancelled,
+            }
             seen = await collect_completions(stream, {kept}, timeout=3)
             await asyncio.sleep(0.1)
         assert kept in seen and cancelled not in seen
@@ -86,7 +119,7 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
 async def test_events_can_be_disabled(base_url: str) -> None:
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         control(base_url, "POST", "/config", {"events_enabled": False})
-        assert (await http.get("/api/events")).status_code == 404
+        assert_error(await http.get("/api/events"), 404, "resource_not_found")
         control(base_url, "POST", "/config", {"events_enabled": True})
         async with http.stream("GET", "/api/events") as stream:
             assert stream.status_code == 200
@@ -103,6 +136,18 @@ async def test_suppressed_event_is_missed_but_row_succeeds(base_url: str) -> Non
         assert len(seen) == 1 and seen < ids
         for gid in ids:
             assert (await http.get(f"/api/ai/queue/{gid}")).json()["status"] == "succeeded"
+    assert control(base_url, "GET", "/stats")["events_suppressed"] == 1
+
+
+@pytest.mark.asyncio
+async def test_suppression_also_covers_failure_events(base_url: str) -> None:
+    control(base_url, "POST", "/events/suppress", {"count": 1})
+    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
+        async with http.stream("GET", "/api/events") as stream:
+            (failing,) = await _enqueue(http, image_size="huge")
+            seen = await collect_completions(stream, {failing}, timeout=0.8)
+        assert seen == set()
+        assert (await http.get(f"/api/ai/queue/{failing}")).json()["status"] == "failed"
     assert control(base_url, "GET", "/stats")["events_suppressed"] == 1
 
 

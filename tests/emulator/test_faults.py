@@ -8,7 +8,16 @@ import time
 import httpx
 import pytest
 
-from .helpers import AUTH, PLAIN, collect_completions, control, enqueue, sse_events, wait_for_status
+from .helpers import (
+    AUTH,
+    PLAIN,
+    assert_error,
+    collect_completions,
+    control,
+    enqueue,
+    sse_events,
+    wait_for_status,
+)
 
 QUEUE = {"model": "ideogram-v4", "prompt": "faulty"}
 
@@ -30,12 +39,40 @@ def test_status_fault_answers_without_processing(client: httpx.Client, base_url:
     assert fault["count"] == 2
     for _ in range(2):
         response = client.post("/api/ai/queue", json=QUEUE)
-        assert response.status_code == 429 and response.headers["Retry-After"] == "2"
-        assert "error" in response.json()
+        assert response.headers["Retry-After"] == "2"
+        assert_error(response, 429, "rate_limited", "Injected fault")
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
     assert control(base_url, "GET", "/faults") == {"faults": []}  # used up
     assert client.post("/api/ai/queue", json=QUEUE).status_code == 200
     assert len(control(base_url, "GET", "/requests?method=POST&path=/api/ai/queue")["requests"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (402, "insufficient_credits"),
+        (400, "invalid_params"),
+        (401, "unauthenticated"),
+        (404, "resource_not_found"),
+        (500, "unknown_error"),
+        (502, "upstream_error"),
+        (503, "service_unavailable"),
+        (418, "invalid_request"),
+    ],
+)
+def test_status_faults_without_a_body_use_the_documented_envelope(
+    client: httpx.Client, base_url: str, status: int, kind: str
+) -> None:
+    control(base_url, "POST", "/faults", {"type": "status", "status": status, "path": "^/api/ai/queue$"})
+    assert_error(client.post("/api/ai/queue", json=QUEUE), status, kind)
+    assert control(base_url, "GET", "/stats")["generations_created"] == 0
+
+
+def test_status_fault_with_a_json_body_sends_it_verbatim(client: httpx.Client, base_url: str) -> None:
+    body = {"error": {"message": "Model not found: x"}}
+    control(base_url, "POST", "/faults", {"type": "status", "status": 404, "body": body})
+    response = client.get("/api/ai/models/ideogram-v4")
+    assert response.status_code == 404 and response.json() == body
 
 
 def test_status_fault_with_custom_body_and_method_filter(client: httpx.Client, base_url: str) -> None:
@@ -119,7 +156,8 @@ def test_stall_generation_stays_processing_until_cancelled(client: httpx.Client,
     wait_for_status(client, normal, {"succeeded"})
     time.sleep(0.2)
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
-    assert client.delete(f"/api/ai/queue/{stalled}").json()["status"] == "cancelled"
+    assert client.delete(f"/api/ai/queue/{stalled}").json() == {"status": "success", "generation_id": stalled}
+    assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "cancelled"
 
 
 def test_bad_faults_are_rejected(base_url: str) -> None:

@@ -55,6 +55,30 @@ def test_cli_request_log_lines_never_contain_the_key() -> None:
     assert not proc.log_path.exists()
 
 
+def test_cli_credits_and_row_parameters_flags() -> None:
+    with start_emulator_process(["--credits", "0.05", "--row-parameters", "--queue-seconds", "5"]) as proc:
+        config = PLAIN.get(f"{proc.url}/_emulator/config").json()
+        assert config["credits"] == "0.0500" and config["row_parameters"] is True
+        headers = {"Authorization": "Bearer any"}
+        dear = {"model": "ideogram-v4", "prompt": "too dear"}
+        refused = PLAIN.post(f"{proc.url}/api/ai/queue", headers=headers, json=dear)
+        assert refused.status_code == 402 and refused.json()["status_message"] == "insufficient_credits"
+        cheap = {"model": "black-forest-labs-flux-2-klein-4b", "prompt": "cheap", "seed": 4}
+        queued = PLAIN.post(f"{proc.url}/api/ai/queue", headers=headers, json=cheap)
+        gid = queued.json()["generations"][0]["generation_id"]
+        assert PLAIN.get(f"{proc.url}/api/ai/queue/{gid}", headers=headers).json()["seed"] == 4
+
+
+def test_cli_rejects_bad_credits() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_oxen.emulator", "--port", "0", "--credits", "lots"],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2 and b"--credits" in result.stderr
+
+
 def test_cli_rejects_missing_port() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "airflow_provider_oxen.emulator"], capture_output=True, timeout=20, check=False
