@@ -108,7 +108,13 @@ def emulator(emulator_server: Any) -> Iterator[EmulatorControl]:
     control = EmulatorControl(emulator_server.url)
     control.reset()
     control.configure(
-        render_seconds=0.2, queue_seconds=0.05, latency_ms=0, events_enabled=True, url_ttl_seconds=3600
+        render_seconds=0.2,
+        queue_seconds=0.05,
+        latency_ms=0,
+        events_enabled=True,
+        url_ttl_seconds=3600,
+        credits=None,
+        row_parameters=False,
     )
     yield control
     control.close()

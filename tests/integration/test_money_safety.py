@@ -1,0 +1,369 @@
+"""Validate before spend, pay exactly once, never lose a result — over a real socket, against
+the emulator in its documented (default) behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from airflow_provider_oxen.exceptions import (
+    OxenCostLimitError,
+    OxenError,
+    OxenGenerationFailedError,
+    OxenGenerationGoneError,
+    OxenInsufficientCreditsError,
+    OxenRequestMayHaveSucceededError,
+    OxenUnrecordedEnqueueError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.ledger import LEDGER_KEY, GenerationLedger, LedgerEntry
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+from tests.fixtures import EmulatorControl, FakeTaskStateStore
+
+
+class _TI:
+    """What ``_is_final`` reads of ``context["ti"]``."""
+
+    def __init__(self, try_number: int) -> None:
+        self.try_number = try_number
+
+
+def _context(store: FakeTaskStateStore | None = None, try_number: int | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"task_state_store": store or FakeTaskStateStore()}
+    if try_number is not None:
+        context["ti"] = _TI(try_number)
+    return context
+
+
+def _operator(**kwargs: Any) -> OxenGenerateImageOperator:
+    defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
+    return OxenGenerateImageOperator(**{**defaults, **kwargs})
+
+
+def _run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(first_event())
+
+
+def _defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> OxenGenerationTrigger:
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute(context)
+    trigger = info.value.trigger
+    assert isinstance(trigger, OxenGenerationTrigger)
+    return trigger
+
+
+def _wait_until_terminal(ids: list[str], timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    with OxenHook() as hook:
+        while time.time() < deadline:
+            if all(hook.get_generation(i).status.is_terminal for i in ids):
+                return
+            time.sleep(0.1)
+    raise AssertionError("generations did not finish")
+
+
+# -- failures keep their reason ------------------------------------------------------------------
+
+
+def test_failure_event_text_reaches_the_tasks_exception_and_log(
+    oxen_conn: EmulatorControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    oxen_conn.fault(type="generation_failure", error_message="Upstream provider rejected the prompt", count=1)
+    operator = _operator(deferrable=True)
+    context = _context()
+    event = _run_trigger(_defer(operator, context))
+    assert event["status"] == "failed"
+    assert event["generations"][0]["error_message"] == "Upstream provider rejected the prompt"
+    with pytest.raises(OxenGenerationFailedError, match="Upstream provider rejected the prompt"):
+        operator.execute_complete(context, event)
+    log = capsys.readouterr().out  # Airflow's task logger writes to stdout outside a task runner
+    assert "failed: Upstream provider rejected the prompt" in log
+    assert "no error message given" not in log
+
+
+def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_conn: EmulatorControl) -> None:
+    """The queue validates nothing model-specific: with our check skipped, the row fails later."""
+    with OxenHook() as hook:
+        model = hook.get_model("ideogram-v4")
+        from airflow_provider_oxen.hooks.oxen import PreparedRequest
+
+        bad = PreparedRequest("ideogram-v4", {"prompt": "x", "image_size": "gigantic"}, model)
+        [generation] = hook.enqueue(bad, 1)
+        _wait_until_terminal([generation.generation_id])
+        row = hook.get_generation(generation.generation_id)
+    assert row.status == "failed" and "image_size" in (row.error_message or "")
+
+
+# -- nothing is paid for a request that cannot succeed ---------------------------------------------
+
+
+def test_insufficient_credits_fails_the_task_without_airflow_retries(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(credits="0.0100")
+    store = FakeTaskStateStore()
+    with pytest.raises(OxenInsufficientCreditsError) as info:
+        _operator(deferrable=True).execute(_context(store, try_number=1))
+    assert isinstance(info.value, AirflowFailException)  # Airflow fails the task, retries unspent
+    assert info.value.status_code == 402 and "credits" in str(info.value)
+    assert oxen_conn.stats()["generations_created"] == 0
+    entry = LedgerEntry.model_validate(store.get(LEDGER_KEY))
+    assert entry.pending == 0 and entry.generation_ids == []
+
+
+def test_a_definite_refusal_clears_the_pending_mark_so_the_retry_scans_nothing(
+    oxen_conn: EmulatorControl,
+) -> None:
+    store = FakeTaskStateStore()
+    oxen_conn.fault(type="status", status=400, method="POST", path="/api/ai/queue", count=1)
+    with pytest.raises(OxenValidationError):
+        _operator(deferrable=False).execute(_context(store))
+    assert LedgerEntry.model_validate(store.get(LEDGER_KEY)).pending == 0
+    results = _operator(deferrable=False).execute(_context(store))
+    assert len(results) == 1
+    assert oxen_conn.requests(method="GET", path="/api/ai/queue") == []  # no recovery scan
+    assert oxen_conn.stats()["generations_created"] == 1
+
+
+@pytest.mark.parametrize("num_images", [0, -2, 17])
+def test_image_counts_out_of_bounds_fail_before_any_request(
+    oxen_conn: EmulatorControl, num_images: int
+) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        _operator(num_images=num_images).execute(_context())
+    assert info.value.field == "num_images"
+    assert oxen_conn.requests() == []
+
+
+def test_six_images_are_sent_as_requests_of_four_and_two(oxen_conn: EmulatorControl) -> None:
+    ids = _operator(wait_for_completion=False, num_images=6).execute(_context())
+    posts = oxen_conn.requests(method="POST", path="/api/ai/queue")
+    assert [p["json"]["num_generations"] for p in posts] == [4, 2]
+    assert len(ids) == 6
+
+
+def test_unknown_parameter_name_is_refused_with_the_closest_name(oxen_conn: EmulatorControl) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        _operator(extra_params={"rendering_sped": "TURBO"}).execute(_context())
+    assert info.value.field == "rendering_sped" and "rendering_speed" in str(info.value)
+    assert oxen_conn.enqueue_posts() == 0
+
+
+def test_only_the_parameters_a_models_schema_names_are_sent(oxen_conn: EmulatorControl) -> None:
+    _operator(
+        model="black-forest-labs-flux-2-klein-4b", wait_for_completion=False, num_images=2, seed=3
+    ).execute(_context())
+    [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
+    assert set(post["json"]) == {"model", "prompt", "seed", "num_generations"}
+
+
+def test_model_ids_with_slash_dot_colon_work_end_to_end(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        models = [m.id for m in hook.list_models()]
+    odd = next(m for m in models if "/" in m and ":" in m and "." in m)
+    results = _operator(model=odd, deferrable=False).execute(_context())
+    assert results[0]["status"] == "succeeded" and results[0]["model"] == odd
+
+
+def test_max_cost_refuses_before_any_enqueue_naming_both_figures(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
+    limit = price * 3
+    with pytest.raises(OxenCostLimitError) as info:
+        _operator(num_images=4, max_cost=str(limit)).execute(_context())
+    assert str(price * 4) in str(info.value) and str(limit) in str(info.value)
+    assert info.value.field == "max_cost"
+    assert oxen_conn.enqueue_posts() == 0
+    assert len(_operator(num_images=3, max_cost=str(limit), deferrable=False).execute(_context())) == 3
+
+
+def test_pricing_in_a_shape_we_do_not_understand_does_not_block(oxen_conn: EmulatorControl) -> None:
+    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
+
+    with OxenHook() as hook:
+        model = hook.get_model("ideogram-v4")
+        # As if Oxen published tiered pricing: the cached model is what the operator reads.
+        MODEL_CACHE.put(hook.settings.base_url, model.model_copy(update={"pricing": {"tiers": []}}), model.id)
+    assert _operator(max_cost="0.0001", deferrable=False).execute(_context())
+
+
+# -- cost ---------------------------------------------------------------------------------------
+
+
+def test_cost_is_read_once_per_generation_and_summed_in_the_log(
+    oxen_conn: EmulatorControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operator = _operator(deferrable=True, num_images=3)
+    context = _context()
+    trigger = _defer(operator, context)
+    event = _run_trigger(trigger)
+    before = oxen_conn.route_count("GET /api/ai/generations/{id}")
+    results = operator.execute_complete(context, event)
+    assert oxen_conn.route_count("GET /api/ai/generations/{id}") - before == 3
+    costs = [Decimal(r["cost"]) for r in results]
+    assert all(isinstance(r["cost"], str) for r in results) and all(c > 0 for c in costs)
+    assert f"reported cost {sum(costs)}" in capsys.readouterr().out
+
+
+# -- exactly once across crashes ------------------------------------------------------------------
+
+
+class _Died(BaseException):
+    """A worker dying (BaseException: nothing may catch it)."""
+
+
+def _crash_after_enqueue_answer(
+    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, store: Any
+):
+    """Run ``operator`` until Oxen answered its enqueue, then die before the answer is recorded."""
+    saves = {"n": 0}
+    original = GenerationLedger.save
+
+    def save(self: GenerationLedger, entry: LedgerEntry) -> None:
+        saves["n"] += 1
+        if saves["n"] == 2:  # 1: the pending mark before sending; 2: recording the answer
+            raise _Died
+        original(self, entry)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(GenerationLedger, "save", save)
+        with pytest.raises(_Died):
+            operator.execute(_context(store))
+
+
+def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops."""
+    oxen_conn.configure(render_seconds=5)
+    other = _operator(task_id="b", deferrable=True, seed=2, num_images=2)
+    other_ids = _defer(other, _context()).generation_ids
+    store = FakeTaskStateStore()
+    _crash_after_enqueue_answer(
+        monkeypatch, _operator(task_id="a", deferrable=True, seed=1, num_images=2), store
+    )
+    assert oxen_conn.stats()["generations_created"] == 4
+
+    with pytest.raises(OxenUnrecordedEnqueueError) as info:
+        _operator(task_id="a", deferrable=True, seed=1, num_images=2).execute(_context(store, try_number=2))
+    assert isinstance(info.value, OxenRequestMayHaveSucceededError)
+    assert "force_new_enqueue" in str(info.value)
+    assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
+    assert oxen_conn.stats()["generations_created"] == 4
+    assert oxen_conn.requests(method="DELETE") == []  # nobody's generation was cancelled
+    with OxenHook() as hook:
+        assert {hook.get_generation(i).status for i in other_ids} <= {"queued", "processing"}
+
+
+def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_own(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oxen_conn.configure(render_seconds=5, row_parameters=True)
+    other_ids = _defer(
+        _operator(task_id="b", deferrable=True, seed=2, num_images=2), _context()
+    ).generation_ids
+    store = FakeTaskStateStore()
+    _crash_after_enqueue_answer(
+        monkeypatch, _operator(task_id="a", deferrable=True, seed=1, num_images=2), store
+    )
+
+    trigger = _defer(
+        _operator(task_id="a", deferrable=True, seed=1, num_images=2), _context(store, try_number=2)
+    )
+    assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
+    assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
+    assert oxen_conn.requests(method="DELETE") == []
+
+
+def test_force_new_enqueue_enqueues_afresh_after_an_unidentifiable_crash(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oxen_conn.configure(render_seconds=5)
+    store = FakeTaskStateStore()
+    _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, prompt="again"), store)
+    _defer(_operator(deferrable=True, prompt="again", force_new_enqueue="True"), _context(store))
+    assert oxen_conn.stats()["generations_created"] == 2
+
+
+def test_a_generation_gone_from_oxen_is_never_replaced_silently(oxen_conn: EmulatorControl) -> None:
+    store = FakeTaskStateStore()
+    operator = _operator(deferrable=True)
+    request = operator.build_request()
+    with OxenHook() as hook:
+        from airflow_provider_oxen.ledger import request_fingerprint
+
+        prepared = hook.prepare(request)
+    entry = LedgerEntry(
+        fingerprint=request_fingerprint(prepared.model_id, prepared.parameters, 1),
+        generation_ids=["00000000-0000-0000-0000-000000000000"],
+    )
+    store.set(LEDGER_KEY, entry.model_dump(mode="json"))
+    with pytest.raises(OxenGenerationGoneError):
+        operator.execute(_context(store, try_number=2))
+    assert oxen_conn.enqueue_posts() == 0
+
+
+# -- deadlines and giving up ----------------------------------------------------------------------
+
+
+def test_trigger_resumed_after_its_deadline_reports_what_succeeded(oxen_conn: EmulatorControl) -> None:
+    ids = _operator(wait_for_completion=False, num_images=2).execute(_context())
+    _wait_until_terminal(ids)
+    trigger = OxenGenerationTrigger(generation_ids=ids, poll_interval=0.1, deadline=time.time() - 60)
+    event = _run_trigger(trigger)
+    assert event["status"] == "success"
+    assert oxen_conn.requests(method="DELETE") == []
+
+
+def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
+    oxen_conn: EmulatorControl,
+) -> None:
+    """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection."""
+    oxen_conn.configure(render_seconds=30)
+    operator = _operator(deferrable=True, num_images=2)
+    context = _context(try_number=1)
+    trigger = _defer(operator, context)
+    blind = OxenGenerationTrigger(
+        generation_ids=trigger.generation_ids, oxen_conn_id="no_such_connection", deadline=trigger.deadline
+    )
+    event = _run_trigger(blind)
+    assert event["status"] == "error" and "no_such_connection" in event["message"]
+    with pytest.raises(OxenError):
+        operator.execute_complete(context, event)
+    with OxenHook() as hook:
+        assert {hook.get_generation(i).status for i in trigger.generation_ids} == {"cancelled"}
+
+
+def test_trigger_error_with_retries_left_keeps_the_generations_for_the_retry(
+    oxen_conn: EmulatorControl,
+) -> None:
+    oxen_conn.configure(render_seconds=30)
+    operator = _operator(deferrable=True, retries=2)
+    context = _context(try_number=1)
+    trigger = _defer(operator, context)
+    event = _run_trigger(OxenGenerationTrigger(generation_ids=trigger.generation_ids, oxen_conn_id="nope"))
+    with pytest.raises(OxenError):
+        operator.execute_complete(context, event)
+    assert oxen_conn.requests(method="DELETE") == []
+    retried = _defer(_operator(deferrable=True, retries=2), {**context, "ti": _TI(2)})
+    assert retried.generation_ids == trigger.generation_ids
+    assert oxen_conn.stats()["generations_created"] == 1
+
+
+def test_a_partial_enqueue_refused_for_credits_cancels_what_was_enqueued(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
+    oxen_conn.configure(credits=str(price * 5))  # the first 4 fit, the next 2 do not
+    with pytest.raises(OxenInsufficientCreditsError):
+        _operator(num_images=6, deferrable=True).execute(_context(try_number=1))
+    assert len(oxen_conn.requests(method="DELETE")) == 4
