@@ -32,6 +32,14 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks import api
 from airflow_provider_oxen.hooks.api import ApiCall, BearerAuth, OxenSettings, RetryAfter
+from airflow_provider_oxen.hooks.download_policy import (
+    DownloadPolicy,
+    aiter_capped,
+    build_async_download_client,
+    build_download_client,
+    check_url,
+    iter_capped,
+)
 from airflow_provider_oxen.hooks.validation import prepare_parameters
 from airflow_provider_oxen.models import (
     EnqueuedGeneration,
@@ -157,6 +165,12 @@ class _OxenHookBase(BaseHook):
         # downloads carry it.
         return httpx.USE_CLIENT_DEFAULT if settings.same_origin(url) else None
 
+    # Result URLs go through their own client (see download_policy): built on the first download.
+    _download_policy: DownloadPolicy | None = None
+
+    def _policy_from(self, conn: Any, settings: OxenSettings) -> DownloadPolicy:
+        return DownloadPolicy.from_connection(settings.base_url, dict(conn.extra_dejson or {}))
+
     @staticmethod
     def _queue_payload(settings: OxenSettings, prepared: PreparedRequest) -> dict[str, Any]:
         # The queue's unit is the row (one image each); ``num_generations`` is added per request.
@@ -234,6 +248,7 @@ class OxenHook(_OxenHookBase):
         return self._client
 
     def close(self) -> None:
+        self._close_download_conn()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -245,10 +260,15 @@ class OxenHook(_OxenHookBase):
         self.close()
 
     def _send(
-        self, call: ApiCall, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT
+        self,
+        call: ApiCall,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        client: httpx.Client | None = None,
     ) -> httpx.Response:
         """Send with the retry policy; with ``stream`` the successful body is left unread."""
-        client, settings = self.get_conn(), self.settings
+        client, settings = client or self.get_conn(), self.settings
         for attempt in itertools.count():
             request = client.build_request(call.method, call.path, params=call.params, json=call.json)
             try:
@@ -367,11 +387,37 @@ class OxenHook(_OxenHookBase):
         """Check ``request`` against the model's request schema; raises OxenValidationError."""
         self.prepare(request)
 
+    _download_client: httpx.Client | None = None
+
+    @property
+    def download_policy(self) -> DownloadPolicy:
+        """What result URLs may be fetched (connection extras ``download_*``)."""
+        if self._download_policy is None:
+            self._download_policy = self._policy_from(self.get_connection(self.oxen_conn_id), self.settings)
+        return self._download_policy
+
+    def get_download_conn(self) -> httpx.Client:
+        """The client for result URLs: its transport checks every hop against the download policy."""
+        if self._download_client is None:
+            kwargs = self.client_kwargs(self.settings)
+            self._download_client = build_download_client(self.download_policy, **kwargs)
+        return self._download_client
+
+    def _close_download_conn(self) -> None:
+        if self._download_client is not None:
+            self._download_client.close()
+            self._download_client = None
+
     @contextmanager
     def open_download(self, url: str) -> Iterator[httpx.Response]:
-        """Stream a result URL; the response is status-checked, the body not yet read."""
+        """Stream a result URL; the response is status-checked, the body not yet read.
+
+        The URL and every redirect hop are checked against :attr:`download_policy` before any
+        connection, and the body is capped: a refusal raises ``OxenDownloadRefusedError``.
+        """
+        check_url(url, self.download_policy)  # refused at once, before any retry
         auth = self._download_auth(self.settings, url)
-        response = self._send(ApiCall("GET", url), stream=True, auth=auth)
+        response = self._send(ApiCall("GET", url), stream=True, auth=auth, client=self.get_download_conn())
         try:
             yield response
         finally:
@@ -381,7 +427,7 @@ class OxenHook(_OxenHookBase):
         """Stream ``url`` into ``fileobj`` chunk by chunk; returns size, sha256 and content type."""
         digest, size = hashlib.sha256(), 0
         with self.open_download(url) as response:
-            for chunk in response.iter_bytes(_DOWNLOAD_CHUNK):
+            for chunk in iter_capped(response, self.download_policy.max_bytes, _DOWNLOAD_CHUNK):
                 fileobj.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
@@ -495,6 +541,7 @@ class OxenAsyncHook(_OxenHookBase):
         return self._client
 
     async def aclose(self) -> None:
+        await self._aclose_download_conn()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
         self._client = None
@@ -506,9 +553,14 @@ class OxenAsyncHook(_OxenHookBase):
         await self.aclose()
 
     async def _send(
-        self, call: ApiCall, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT
+        self,
+        call: ApiCall,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        client: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
-        client, settings = await self.get_async_conn(), await self.get_settings()
+        client, settings = client or await self.get_async_conn(), await self.get_settings()
         for attempt in itertools.count():
             request = client.build_request(call.method, call.path, params=call.params, json=call.json)
             try:
@@ -604,10 +656,41 @@ class OxenAsyncHook(_OxenHookBase):
     async def validate_request(self, request: ImageGenerationRequest) -> None:
         await self.prepare(request)
 
+    _download_client: httpx.AsyncClient | None = None
+
+    async def get_download_policy(self) -> DownloadPolicy:
+        """What result URLs may be fetched (connection extras ``download_*``)."""
+        if self._download_policy is None:
+            conn = await self.aget_connection(self.oxen_conn_id)
+            self._download_policy = self._policy_from(conn, await self.get_settings())
+        return self._download_policy
+
+    async def get_download_conn(self) -> httpx.AsyncClient:
+        """The client for result URLs (owned by this hook, even when the API client is shared)."""
+        if self._download_client is None:
+            policy, settings = await self.get_download_policy(), await self.get_settings()
+            # Building a client loads CA certificates: keep that off the event loop.
+            client = await asyncio.to_thread(
+                build_async_download_client, policy, **self.client_kwargs(settings)
+            )
+            if self._download_client is None:
+                self._download_client = client
+            else:  # another coroutine built one meanwhile
+                await client.aclose()
+        return self._download_client
+
+    async def _aclose_download_conn(self) -> None:
+        if self._download_client is not None:
+            await self._download_client.aclose()
+            self._download_client = None
+
     @asynccontextmanager
     async def open_download(self, url: str) -> AsyncIterator[httpx.Response]:
+        """Stream a result URL under the download policy (see :meth:`OxenHook.open_download`)."""
+        check_url(url, await self.get_download_policy())  # refused at once, before any retry
         auth = self._download_auth(await self.get_settings(), url)
-        response = await self._send(ApiCall("GET", url), stream=True, auth=auth)
+        client = await self.get_download_conn()
+        response = await self._send(ApiCall("GET", url), stream=True, auth=auth, client=client)
         try:
             yield response
         finally:
@@ -615,8 +698,9 @@ class OxenAsyncHook(_OxenHookBase):
 
     async def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
         digest, size = hashlib.sha256(), 0
+        max_bytes = (await self.get_download_policy()).max_bytes
         async with self.open_download(url) as response:
-            async for chunk in response.aiter_bytes(_DOWNLOAD_CHUNK):
+            async for chunk in aiter_capped(response, max_bytes, _DOWNLOAD_CHUNK):
                 fileobj.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)

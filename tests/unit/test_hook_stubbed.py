@@ -15,6 +15,7 @@ from airflow_provider_oxen.exceptions import (
     OxenRequestMayHaveSucceededError,
     OxenValidationError,
 )
+from airflow_provider_oxen.hooks import download_policy
 from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHook
 from airflow_provider_oxen.models import build_image_request
 
@@ -112,7 +113,9 @@ def test_model_details_are_cached_per_process() -> None:
 
 
 @respx.mock
-def test_downloads_to_other_hosts_do_not_carry_the_key() -> None:
+def test_downloads_to_other_hosts_do_not_carry_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # storage.test resolves nowhere: give it a public address for the download policy's check.
+    monkeypatch.setattr(download_policy, "resolve", lambda host, port: ["93.184.215.14"])
     route = respx.get("https://storage.test/img.png").mock(return_value=httpx.Response(200, content=b"png!"))
     with OxenHook() as hook, hook.open_download("https://storage.test/img.png?sig=1") as response:
         assert response.read() == b"png!"

@@ -1,0 +1,587 @@
+"""Which result URLs a hook may fetch, and how many bytes it may read from them.
+
+Result URLs come from the API (``result_url``, ``images[].url``, an event's ``url``): signed,
+temporary, often on a storage host other than the API's. A hook that fetches whatever URL
+it is handed can be pointed at the cloud metadata service (``http://169.254.169.254/…``),
+an internal service, a local file, or an endless body. The policy here refuses, with an
+:class:`~airflow_provider_oxen.exceptions.OxenDownloadRefusedError` (fails the task without
+retries):
+
+* any scheme but ``https``; plain ``http`` only to the connection's own origin (scheme,
+  host and port of the API base URL, e.g. the emulator on ``http://127.0.0.1:8765``) or to
+  a host listed in the ``download_allow_http_hosts`` extra;
+* a host that resolves to a loopback, private, link-local, multicast, reserved, unspecified
+  or otherwise non-global address (IPv4 and IPv6, including IPv4-mapped, 6to4 and NAT64
+  forms), unless it is the connection's own origin or is listed in the
+  ``download_allowed_hosts`` extra;
+* a body larger than ``download_max_bytes`` (by ``Content-Length`` before any byte is read,
+  and by counting the bytes as they stream).
+
+The decisions are pure functions (:func:`check_url`, :func:`check_addresses`,
+:func:`address_problem`, :func:`check_content_length`); the only I/O is DNS resolution
+(:func:`resolve`, :func:`aresolve`, which never blocks an event loop). Enforcement sits in
+an httpx transport (:class:`GuardedTransport`, :class:`AsyncGuardedTransport`): httpx calls
+the transport once per redirect hop, so every hop is checked before a connection is made.
+
+Not covered: a DNS answer that changes between our lookup and the connection's own lookup
+(DNS rebinding). Closing that gap needs the connection to use the checked address, which
+httpx's public API does not offer.
+
+Refusal messages name the reason and the host, never the URL's query (a signed URL's query
+is a credential) nor its user info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+
+from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenValidationError
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # room for video results, not only images
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# NAT64 well-known prefix: 64:ff9b::a.b.c.d reaches the IPv4 address a.b.c.d through a gateway.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+AsyncResolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """What may be downloaded, built from the connection (:meth:`from_connection`).
+
+    ``origin`` is the API's own ``(scheme, host, port)``; ``allowed_hosts`` and
+    ``allow_http_hosts`` hold normalised host names, a leading ``.`` meaning "this domain and
+    its subdomains" (written ``*.example.com`` or ``.example.com`` in the extras).
+    """
+
+    origin: tuple[str, str, int]
+    allowed_hosts: frozenset[str] = frozenset()
+    allow_http_hosts: frozenset[str] = frozenset()
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    @classmethod
+    def from_connection(cls, base_url: str, extras: Mapping[str, Any] | None = None) -> DownloadPolicy:
+        """The policy of a connection: its API base URL and its ``download_*`` extras."""
+        extras = extras or {}
+        url = httpx.URL(base_url)
+        scheme = url.scheme.lower()
+        origin = (scheme, normalise_host(url.host), url.port or _DEFAULT_PORTS.get(scheme, 0))
+        return cls(
+            origin=origin,
+            allowed_hosts=parse_hosts(extras.get("download_allowed_hosts"), "download_allowed_hosts"),
+            allow_http_hosts=parse_hosts(
+                extras.get("download_allow_http_hosts"), "download_allow_http_hosts"
+            ),
+            max_bytes=parse_max_bytes(extras.get("download_max_bytes")),
+        )
+
+    def is_own_origin(self, scheme: str, host: str, port: int) -> bool:
+        return (scheme.lower(), normalise_host(host), port) == self.origin
+
+    def is_allowed_host(self, host: str) -> bool:
+        """Listed in ``download_allowed_hosts``: fetched even if it resolves to a private address."""
+        return _host_listed(normalise_host(host), self.allowed_hosts)
+
+    def allows_http(self, host: str) -> bool:
+        """Listed in ``download_allow_http_hosts``: may be fetched over plain http."""
+        return _host_listed(normalise_host(host), self.allow_http_hosts)
+
+
+def normalise_host(host: str) -> str:
+    """Lower case, no IPv6 brackets, no trailing dot, IDNA-encoded (what httpx puts in ``URL.host``)."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def _host_listed(host: str, entries: frozenset[str]) -> bool:
+    if host in entries:
+        return True
+    return any(entry.startswith(".") and (host.endswith(entry) or host == entry[1:]) for entry in entries)
+
+
+def parse_hosts(value: Any, name: str) -> frozenset[str]:
+    """A list of host names, or one comma-separated string of them; ``*.x`` / ``.x`` match subdomains."""
+    if value is None or value == "":
+        return frozenset()
+    if isinstance(value, str):
+        items: Iterable[Any] = value.split(",")
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        raise OxenValidationError(
+            f"Connection extra '{name}' must be a list of host names or a comma-separated string",
+            field=name,
+        )
+    hosts: set[str] = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise OxenValidationError(f"Connection extra '{name}' holds a non-string entry", field=name)
+        entry = item.strip()
+        if not entry:
+            continue
+        wildcard = entry.startswith(("*.", "."))
+        host = normalise_host(entry.lstrip("*").lstrip("."))
+        if not host or "/" in host or "*" in host or (":" in host and literal_ip(host) is None):
+            raise OxenValidationError(
+                f"Connection extra '{name}': {entry!r} is not a host name (no scheme, port or path)",
+                field=name,
+            )
+        hosts.add(f".{host}" if wildcard else host)
+    return frozenset(hosts)
+
+
+def parse_max_bytes(value: Any) -> int:
+    """``download_max_bytes``: a positive integer (a JSON number or a string of digits)."""
+    if value is None or value == "":
+        return DEFAULT_MAX_BYTES
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or number <= 0:
+        raise OxenValidationError(
+            f"Connection extra 'download_max_bytes' must be a positive integer, not {value!r}",
+            field="download_max_bytes",
+        )
+    return number
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure decisions
+
+
+@dataclass(frozen=True)
+class ParsedTarget:
+    """One URL that passed the scheme/host rules; ``trusted`` ones skip the address check."""
+
+    scheme: str
+    host: str
+    port: int
+    own_origin: bool
+    allowed_host: bool
+    shown_url: str  # scheme://host:port/path: no user info, no query
+
+    @property
+    def trusted(self) -> bool:
+        return self.own_origin or self.allowed_host
+
+    @property
+    def literal_ip(self) -> IPAddress | None:
+        return literal_ip(self.host)
+
+
+def refused(reason: str, host: str | None, url: str) -> OxenDownloadRefusedError:
+    """The error for a refused download: reason and host only, never the query."""
+    return OxenDownloadRefusedError(f"Download refused for host {host or '(none)'}: {reason}", url=url)
+
+
+def _strip_secrets(url: str) -> str:
+    """A URL string without query, fragment or user info (for an URL httpx cannot parse)."""
+    url = url.split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+def _shown_url(url: httpx.URL) -> str:
+    host = url.host
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{host}{port}{url.path}"
+
+
+def check_url(url: str | httpx.URL, policy: DownloadPolicy) -> ParsedTarget:
+    """Scheme and host rules (no I/O). Raises :class:`OxenDownloadRefusedError`."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise refused("the URL cannot be parsed", None, _strip_secrets(str(url))) from None
+    shown = _shown_url(parsed)
+    scheme = parsed.scheme.lower()
+    host = normalise_host(parsed.host)
+    if scheme not in _DEFAULT_PORTS:
+        raise refused(f"scheme {scheme or '(none)'!r} is not allowed: result URLs must be https", host, shown)
+    if not host:
+        raise refused("the URL has no host", None, shown)
+    port = parsed.port or _DEFAULT_PORTS[scheme]
+    own = policy.is_own_origin(scheme, host, port)
+    if scheme == "http" and not own and not policy.allows_http(host):
+        own_scheme, own_host, own_port = policy.origin
+        raise refused(
+            "plain http is only allowed to the connection's own host "
+            f"({own_scheme}://{own_host}:{own_port}) or to hosts in the download_allow_http_hosts extra",
+            host,
+            shown,
+        )
+    return ParsedTarget(scheme, host, port, own, policy.is_allowed_host(host), shown)
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host literally is (``127.0.0.1``, ``::1``, ``[fe80::1%eth0]``), else ``None``."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def address_problem(address: IPAddress | str) -> str | None:
+    """Why a download may not go to ``address`` (``"link-local"``, …), or ``None`` if it may."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded, form = _embedded_ipv4(ip)
+        if embedded is not None:
+            problem = address_problem(embedded)
+            if problem is not None:
+                return f"{form} {problem}"
+            if form in ("IPv4-mapped", "NAT64"):
+                return None  # only a wrapping of that (public) IPv4 address
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private:
+        return "private"
+    if ip.is_reserved:
+        return "reserved"
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address | None, str]:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "IPv4-mapped"
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    if ip.teredo is not None:
+        return ip.teredo[1], "Teredo"
+    return None, ""
+
+
+def check_addresses(target: ParsedTarget, addresses: Iterable[str | IPAddress]) -> None:
+    """Refuse ``target`` if any address it resolves to is not public (unless the host is trusted).
+
+    Every address must pass: the connection may use any of them.
+    """
+    if target.trusted:
+        return
+    seen = False
+    for address in addresses:
+        seen = True
+        text = str(address)
+        try:
+            problem = address_problem(address)
+        except ValueError:
+            problem = "unparsable"
+        if problem is not None:
+            raise refused(
+                f"its address {text} is {problem}; list the host in the connection's "
+                "download_allowed_hosts extra if it is trusted",
+                target.host,
+                target.shown_url,
+            )
+    if not seen:
+        raise refused("it resolves to no address", target.host, target.shown_url)
+
+
+def check_content_length(headers: httpx.Headers, max_bytes: int, url: str | httpx.URL, host: str) -> None:
+    """Refuse a response whose declared size is above the cap, before any byte is read."""
+    declared = _content_length(headers.get("Content-Length"))
+    if declared is not None and declared > max_bytes:
+        raise too_large(host, url, max_bytes, declared=declared)
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def too_large(
+    host: str, url: str | httpx.URL, max_bytes: int, *, declared: int | None = None
+) -> OxenDownloadRefusedError:
+    size = f"declares {declared} bytes" if declared is not None else f"streamed more than {max_bytes} bytes"
+    shown = _shown_url(url) if isinstance(url, httpx.URL) else url
+    return refused(f"the response {size}, above the download_max_bytes limit of {max_bytes}", host, shown)
+
+
+class ByteCounter:
+    """Counts streamed bytes; raises :class:`OxenDownloadRefusedError` once past the cap."""
+
+    def __init__(self, max_bytes: int, url: str | httpx.URL) -> None:
+        self.max_bytes = max_bytes
+        self.count = 0
+        self._url = url if isinstance(url, httpx.URL) else httpx.URL(url)
+
+    def add(self, size: int) -> None:
+        self.count += size
+        if self.count > self.max_bytes:
+            raise too_large(normalise_host(self._url.host), self._url, self.max_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution (the only I/O here)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (a literal IP is returned as is). Raises ``OSError``."""
+    literal = literal_ip(host)
+    if literal is not None:
+        return [str(literal)]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def aresolve(host: str, port: int) -> list[str]:
+    """:func:`resolve` through the event loop's resolver (a thread pool): never blocks the loop."""
+    literal = literal_ip(host)
+    if literal is not None:
+        return [str(literal)]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+# ---------------------------------------------------------------------------------------------
+# Enforcement: transports that check every hop before connecting
+
+
+def _redirect_target(request: httpx.Request, response: httpx.Response) -> httpx.URL | None:
+    if not response.has_redirect_location:
+        return None
+    try:
+        return request.url.join(response.headers["Location"])
+    except (httpx.InvalidURL, ValueError):
+        return None  # httpx refuses it itself
+
+
+def _unresolvable(target: ParsedTarget, request: httpx.Request, exc: OSError) -> httpx.ConnectError:
+    # A transport error: the hooks' retry policy treats it like any failed connection.
+    reason = exc.strerror or type(exc).__name__
+    return httpx.ConnectError(f"Could not resolve download host {target.host}: {reason}", request=request)
+
+
+class _CappedStream(httpx.SyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream, counter: ByteCounter) -> None:
+        self._stream = stream
+        self._counter = counter
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            self._counter.add(len(chunk))
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _AsyncCappedStream(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, counter: ByteCounter) -> None:
+        self._stream = stream
+        self._counter = counter
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            self._counter.add(len(chunk))
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+def _check_response(
+    target: ParsedTarget, request: httpx.Request, response: httpx.Response, policy: DownloadPolicy
+) -> None:
+    check_content_length(response.headers, policy.max_bytes, target.shown_url, target.host)
+    location = _redirect_target(request, response)
+    if location is not None:
+        # The next hop comes back through the transport (and its address check); refusing a
+        # bad scheme here gives the typed error instead of httpx's UnsupportedProtocol.
+        check_url(location, policy)
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """Applies a :class:`DownloadPolicy` to every request (so every redirect hop) before connecting.
+
+    :param inner: the transport that really sends (default ``httpx.HTTPTransport()``).
+    :param resolver: ``(host, port) -> addresses``; :func:`resolve` by default.
+    """
+
+    def __init__(
+        self,
+        policy: DownloadPolicy,
+        inner: httpx.BaseTransport | None = None,
+        *,
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self._resolver = resolver
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        target = check_url(request.url, self.policy)
+        if not target.trusted:
+            try:
+                addresses = (self._resolver or resolve)(target.host, target.port)
+            except OSError as exc:
+                raise _unresolvable(target, request, exc) from exc
+            check_addresses(target, addresses)
+        response = self._inner.handle_request(request)
+        try:
+            _check_response(target, request, response, self.policy)
+        except BaseException:
+            response.close()
+            raise
+        stream = cast(httpx.SyncByteStream, response.stream)
+        response.stream = _CappedStream(stream, ByteCounter(self.policy.max_bytes, request.url))
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncGuardedTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`GuardedTransport`; resolves with :func:`aresolve`."""
+
+    def __init__(
+        self,
+        policy: DownloadPolicy,
+        inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        resolver: AsyncResolver | None = None,
+    ) -> None:
+        self.policy = policy
+        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self._resolver = resolver
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = check_url(request.url, self.policy)
+        if not target.trusted:
+            try:
+                addresses = await (self._resolver or aresolve)(target.host, target.port)
+            except OSError as exc:
+                raise _unresolvable(target, request, exc) from exc
+            check_addresses(target, addresses)
+        response = await self._inner.handle_async_request(request)
+        try:
+            _check_response(target, request, response, self.policy)
+        except BaseException:
+            await response.aclose()
+            raise
+        stream = cast(httpx.AsyncByteStream, response.stream)
+        response.stream = _AsyncCappedStream(stream, ByteCounter(self.policy.max_bytes, request.url))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a streamed response under the cap (decoded bytes, what lands in a file)
+
+
+def iter_capped(response: httpx.Response, max_bytes: int, chunk_size: int | None = None) -> Iterator[bytes]:
+    """``response.iter_bytes`` that refuses a body above ``max_bytes`` (declared or streamed)."""
+    host = normalise_host(response.url.host)
+    check_content_length(response.headers, max_bytes, response.url, host)
+    counter = ByteCounter(max_bytes, response.url)
+    for chunk in response.iter_bytes(chunk_size):
+        counter.add(len(chunk))
+        yield chunk
+
+
+async def aiter_capped(
+    response: httpx.Response, max_bytes: int, chunk_size: int | None = None
+) -> AsyncIterator[bytes]:
+    """The async twin of :func:`iter_capped`."""
+    host = normalise_host(response.url.host)
+    check_content_length(response.headers, max_bytes, response.url, host)
+    counter = ByteCounter(max_bytes, response.url)
+    async for chunk in response.aiter_bytes(chunk_size):
+        counter.add(len(chunk))
+        yield chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def _environment_proxies() -> dict[str, str | None]:
+    # The same proxy settings (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) httpx gives the API client;
+    # a client with its own transport ignores them, so they are mounted here, guarded too.
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # pragma: no cover - a future httpx
+        return {}
+    return get_environment_proxies()
+
+
+def _download_client_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = dict(client_kwargs)
+    headers = dict(kwargs.get("headers") or {})
+    # Result files are binary; ``identity`` keeps the streamed count equal to the file size.
+    headers.update({"Accept": "*/*", "Accept-Encoding": "identity"})
+    kwargs["headers"] = headers
+    kwargs["follow_redirects"] = True
+    for name in ("transport", "mounts", "proxy", "trust_env"):
+        kwargs.pop(name, None)
+    return kwargs
+
+
+def build_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose every request (proxied or not) goes through :class:`GuardedTransport`.
+
+    ``client_kwargs`` are the API client's (auth, timeout, headers…): the API key stays the
+    client's default auth, so callers must pass ``auth=None`` for URLs off the API's origin.
+    """
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        pattern: None if proxy is None else GuardedTransport(policy, httpx.HTTPTransport(proxy=proxy))
+        for pattern, proxy in _environment_proxies().items()
+    }
+    return httpx.Client(
+        transport=GuardedTransport(policy, httpx.HTTPTransport()),
+        mounts=mounts,
+        **_download_client_kwargs(client_kwargs),
+    )
+
+
+def build_async_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx.AsyncClient:
+    """The async twin of :func:`build_download_client` (build it off the event loop: it loads CAs)."""
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
+        pattern: None
+        if proxy is None
+        else AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(proxy=proxy))
+        for pattern, proxy in _environment_proxies().items()
+    }
+    return httpx.AsyncClient(
+        transport=AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport()),
+        mounts=mounts,
+        **_download_client_kwargs(client_kwargs),
+    )

@@ -1,0 +1,333 @@
+"""The download policy over real sockets: the emulator, plus a tiny local server that redirects
+and streams, and a record of every outgoing connection attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from airflow_provider_oxen.exceptions import OxenDownloadRefusedError
+from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+from airflow_provider_oxen.models import build_image_request
+from tests.fixtures import API_KEY, EmulatorControl, connection_json
+
+METADATA_URL = "http://169.254.169.254/latest/meta-data"
+
+
+@dataclass
+class LocalServer:
+    """A plain HTTP server on 127.0.0.1: ``/redirect?to=URL`` answers 302, ``/big`` streams
+    ``big_bytes`` without a Content-Length, anything else answers ``ok``; records what it saw."""
+
+    big_bytes: int = 8 * 1024 * 1024
+    paths: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _serve(state: LocalServer) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            state.paths.append(path)
+            state.authorizations.append(self.headers.get("Authorization"))
+            if path == "/redirect":
+                target = query.removeprefix("to=")
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif path == "/big":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"x" * 65536
+                try:
+                    for _ in range(state.big_bytes // len(chunk)):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            else:
+                body = b"ok"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture
+def local_server() -> Iterator[LocalServer]:
+    state = LocalServer()
+    server, thread = _serve(state)
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def internal_service() -> Iterator[LocalServer]:
+    """A second loopback service that must never be reached."""
+    state = LocalServer()
+    server, thread = _serve(state)
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@dataclass
+class Outgoing:
+    """Every socket ``connect`` of this process (sync and asyncio paths alike) and every request
+    that reached an httpx network transport (which would also catch a request sent to a proxy)."""
+
+    connects: list[Any] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def hosts(self) -> set[str]:
+        return {address[0] for address in self.connects if isinstance(address, tuple)} | set(self.requests)
+
+    def ports(self) -> set[int]:
+        return {address[1] for address in self.connects if isinstance(address, tuple)}
+
+
+@pytest.fixture
+def outgoing(monkeypatch: pytest.MonkeyPatch) -> Outgoing:
+    seen = Outgoing()
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+    original_send = httpx.HTTPTransport.handle_request
+    original_asend = httpx.AsyncHTTPTransport.handle_async_request
+
+    def connect(self: socket.socket, address: Any) -> None:
+        seen.connects.append(address)
+        original_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        seen.connects.append(address)
+        return original_connect_ex(self, address)
+
+    def send(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        seen.requests.append(request.url.host)
+        return original_send(self, request)
+
+    async def asend(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+        seen.requests.append(request.url.host)
+        return await original_asend(self, request)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", send)
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", asend)
+    return seen
+
+
+def _use_connection(monkeypatch: pytest.MonkeyPatch, emulator: EmulatorControl, **extra: Any) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(emulator.url, **extra))
+
+
+def _result_url(hook: OxenHook) -> str:
+    response = hook.generate_image(build_image_request("ideogram-v4", "policy", image_size="square"))
+    url = response.images[0].url
+    assert url
+    return url
+
+
+# -- (a) a normal result download still works -------------------------------------------------------
+
+
+def test_emulator_result_downloads_under_the_policy(oxen_conn: EmulatorControl) -> None:
+    assert oxen_conn.url.startswith("http://127.0.0.1:")  # plain http, loopback: the own origin
+    with OxenHook() as hook:
+        url = _result_url(hook)
+        buffer = io.BytesIO()
+        result = hook.download_to(url, buffer)
+    assert result.size == len(buffer.getvalue()) > 0
+    assert result.sha256 == hashlib.sha256(buffer.getvalue()).hexdigest()
+    assert result.content_type and result.content_type.startswith("image/")
+    Image.open(io.BytesIO(buffer.getvalue())).verify()
+
+
+def test_emulator_result_downloads_async(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        url = _result_url(hook)
+
+    async def scenario() -> tuple[int, bytes]:
+        async with OxenAsyncHook() as hook:
+            buffer = io.BytesIO()
+            result = await hook.download_to(url, buffer)
+            return result.size, buffer.getvalue()
+
+    size, data = asyncio.run(scenario())
+    assert size == len(data) > 0
+    Image.open(io.BytesIO(data)).verify()
+
+
+# -- (b) link-local metadata address: refused before any connection ---------------------------------
+
+
+def test_metadata_address_is_refused_without_connecting(
+    oxen_conn: EmulatorControl, outgoing: Outgoing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="plain http") as info:
+        hook.download_to(METADATA_URL, io.BytesIO())
+    assert "169.254.169.254" in str(info.value)
+    assert "169.254.169.254" not in outgoing.hosts()
+
+    # Even with plain http allowed to it, the address itself is refused.
+    _use_connection(monkeypatch, oxen_conn, download_allow_http_hosts=["169.254.169.254"])
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="link-local"):
+        hook.download_to(METADATA_URL, io.BytesIO())
+
+    async def scenario() -> None:
+        async with OxenAsyncHook() as hook:
+            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
+                await hook.download_to(METADATA_URL, io.BytesIO())
+            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
+                await hook.download_to("https://[::ffff:169.254.169.254]/latest/meta-data", io.BytesIO())
+
+    asyncio.run(scenario())
+    assert not {"169.254.169.254", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe"} & outgoing.hosts()
+
+
+def test_loopback_service_on_another_port_is_refused_without_connecting(
+    oxen_conn: EmulatorControl,
+    internal_service: LocalServer,
+    outgoing: Outgoing,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Same host as the connection (127.0.0.1), another port: not the own origin.
+    _use_connection(monkeypatch, oxen_conn, download_allow_http_hosts=["127.0.0.1", "localhost"])
+    for url in (f"{internal_service.origin}/admin", f"http://localhost:{internal_service.port}/admin"):
+        with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="loopback"):
+            hook.download_to(url, io.BytesIO())
+    assert internal_service.paths == []
+    assert internal_service.port not in outgoing.ports()
+    assert "localhost" not in outgoing.hosts()
+
+
+# -- (c) a redirect from an allowed host to a loopback host that is not the connection's -----------
+
+
+def test_redirect_to_another_loopback_origin_is_refused(
+    oxen_conn: EmulatorControl,
+    local_server: LocalServer,
+    internal_service: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ``localhost`` (the redirector) is trusted; 127.0.0.1 may be reached over http but is not
+    # trusted, except on the emulator's own port.
+    _use_connection(
+        monkeypatch,
+        oxen_conn,
+        download_allowed_hosts="localhost",
+        download_allow_http_hosts="localhost,127.0.0.1",
+    )
+    redirector = f"http://localhost:{local_server.port}/redirect"
+    with OxenHook() as hook:
+        # Control: the redirector answers, and a redirect to the emulator's own origin is followed.
+        buffer = io.BytesIO()
+        hook.download_to(f"http://localhost:{local_server.port}/plain", buffer)
+        assert buffer.getvalue() == b"ok"
+        result_url = _result_url(hook)
+        buffer = io.BytesIO()
+        hook.download_to(f"{redirector}?to={result_url}", buffer)
+        Image.open(io.BytesIO(buffer.getvalue())).verify()
+
+        target = f"{internal_service.origin}/admin?token=do-not-log"
+        with pytest.raises(OxenDownloadRefusedError, match="loopback") as info:
+            hook.download_to(f"{redirector}?to={target}", io.BytesIO())
+    assert "127.0.0.1" in str(info.value) and "do-not-log" not in str(info.value)
+    assert internal_service.paths == []  # the refused hop never connected
+    assert local_server.paths == ["/plain", "/redirect", "/redirect"]
+    assert local_server.authorizations == [None, None, None]  # the key stays on the API's origin
+
+    async def scenario() -> None:
+        async with OxenAsyncHook() as hook:
+            with pytest.raises(OxenDownloadRefusedError, match="loopback"):
+                await hook.download_to(f"{redirector}?to={target}", io.BytesIO())
+
+    asyncio.run(scenario())
+    assert internal_service.paths == []
+
+
+# -- (d) a response larger than the cap is aborted --------------------------------------------------
+
+
+def test_result_above_the_cap_is_refused_by_content_length(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OxenHook() as hook:
+        url = _result_url(hook)
+    _use_connection(monkeypatch, oxen_conn, download_max_bytes=1000)
+    buffer = io.BytesIO()
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="declares") as info:
+        hook.download_to(url, buffer)
+    assert "download_max_bytes" in str(info.value) and "sig=" not in str(info.value)
+    assert buffer.getvalue() == b""
+
+
+def test_streamed_body_above_the_cap_is_aborted(
+    oxen_conn: EmulatorControl, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cap = 300_000
+    _use_connection(
+        monkeypatch,
+        oxen_conn,
+        download_max_bytes=cap,
+        download_allowed_hosts=["localhost"],
+        download_allow_http_hosts=["localhost"],
+    )
+    url = f"http://localhost:{local_server.port}/big"
+    buffer = io.BytesIO()
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match=f"more than {cap}"):
+        hook.download_to(url, buffer)
+    assert 0 < len(buffer.getvalue()) <= cap
+
+    async def scenario() -> int:
+        async with OxenAsyncHook() as hook:
+            buffer = io.BytesIO()
+            with pytest.raises(OxenDownloadRefusedError, match=f"more than {cap}"):
+                await hook.download_to(url, buffer)
+            return len(buffer.getvalue())
+
+    assert asyncio.run(scenario()) <= cap
+    # A caller streaming open_download() itself gets the same cap from the transport.
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError), hook.open_download(url) as response:
+        for _ in response.iter_bytes():
+            pass
+
+
+def test_api_key_still_reaches_nothing_but_the_api(oxen_conn: EmulatorControl) -> None:
+    with OxenHook() as hook:
+        hook.download_to(_result_url(hook), io.BytesIO())
+    assert API_KEY not in oxen_conn.requests_text()

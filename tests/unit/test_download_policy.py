@@ -1,0 +1,481 @@
+"""The download policy's decisions, without network: schemes, hosts, addresses, redirects, size."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.exceptions import (
+    OxenDownloadRefusedError,
+    OxenUnrecoverableError,
+    OxenValidationError,
+)
+from airflow_provider_oxen.hooks import download_policy as dp
+from airflow_provider_oxen.hooks.download_policy import (
+    DEFAULT_MAX_BYTES,
+    AsyncGuardedTransport,
+    DownloadPolicy,
+    GuardedTransport,
+    address_problem,
+    aiter_capped,
+    aresolve,
+    check_addresses,
+    check_url,
+    iter_capped,
+    resolve,
+)
+
+API = "https://hub.oxen.ai"
+EMULATOR = "http://127.0.0.1:8765"
+PUBLIC = "93.184.215.14"
+SIGNED = "?X-Amz-Signature=s3cr3t-signature&X-Amz-Credential=AKIDEXAMPLE"
+
+
+def policy(base_url: str = API, **extras: Any) -> DownloadPolicy:
+    return DownloadPolicy.from_connection(base_url, extras)
+
+
+def refused(url: str, pol: DownloadPolicy | None = None) -> OxenDownloadRefusedError:
+    with pytest.raises(OxenDownloadRefusedError) as info:
+        check_url(url, pol or policy())
+    return info.value
+
+
+# -- building the policy from the connection ------------------------------------------------------
+
+
+def test_defaults() -> None:
+    pol = policy()
+    assert pol.origin == ("https", "hub.oxen.ai", 443)
+    assert pol.max_bytes == DEFAULT_MAX_BYTES == 512 * 1024 * 1024
+    assert pol.allowed_hosts == pol.allow_http_hosts == frozenset()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["minio.internal", "*.corp.example"],
+        "minio.internal, *.corp.example",
+        " MINIO.internal.,.corp.example ",
+    ],
+)
+def test_allowed_hosts_accept_a_list_or_a_comma_separated_string(value: Any) -> None:
+    pol = policy(download_allowed_hosts=value)
+    assert pol.allowed_hosts == {"minio.internal", ".corp.example"}
+    assert pol.is_allowed_host("minio.internal") and pol.is_allowed_host("MINIO.INTERNAL.")
+    assert pol.is_allowed_host("a.corp.example") and pol.is_allowed_host("corp.example")
+    assert not pol.is_allowed_host("evilcorp.example") and not pol.is_allowed_host("minio.internal.evil")
+
+
+@pytest.mark.parametrize("value", [42, {"a": 1}, ["ok", 3], ["https://x.example/"], ["x.example:9000"]])
+def test_bad_host_lists_are_refused(value: Any) -> None:
+    with pytest.raises(OxenValidationError) as info:
+        policy(download_allowed_hosts=value)
+    assert info.value.field == "download_allowed_hosts"
+
+
+def test_ipv6_literal_in_allowed_hosts() -> None:
+    assert policy(download_allowed_hosts=["[fd00::5]"]).is_allowed_host("fd00::5")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(1000, 1000), ("2048", 2048), (None, DEFAULT_MAX_BYTES), (1e3, 1000)]
+)
+def test_max_bytes(value: Any, expected: int) -> None:
+    assert policy(download_max_bytes=value).max_bytes == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, "lots", True, 1.5])
+def test_bad_max_bytes_is_refused(value: Any) -> None:
+    with pytest.raises(OxenValidationError):
+        policy(download_max_bytes=value)
+
+
+# -- schemes and hosts -----------------------------------------------------------------------------
+
+
+def test_https_to_a_public_host_passes() -> None:
+    target = check_url(f"https://storage.googleapis.com/bucket/img.png{SIGNED}", policy())
+    assert (target.scheme, target.host, target.port) == ("https", "storage.googleapis.com", 443)
+    assert not target.trusted
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "file://localhost/etc/passwd",
+        "ftp://files.example/x",
+        "gopher://x.example/",
+        "data:,x",
+    ],
+)
+def test_other_schemes_are_refused(url: str) -> None:
+    error = refused(url)
+    assert "scheme" in str(error)
+    assert isinstance(error, OxenUnrecoverableError)  # fails the task, no Airflow retry
+
+
+def test_plain_http_only_to_the_connections_own_origin() -> None:
+    emulator = policy(EMULATOR)
+    assert check_url(f"{EMULATOR}/files/g/1.png{SIGNED}", emulator).own_origin
+    assert check_url(f"{EMULATOR}/files/g/1.png", emulator).trusted
+    # Same host, other port: another origin (and another service).
+    assert "plain http" in str(refused("http://127.0.0.1:9999/x", emulator))
+    assert "plain http" in str(refused("http://storage.example/x.png"))
+    assert "plain http" in str(refused("http://hub.oxen.ai/x.png"))  # the API's host, but not its scheme
+
+
+def test_allow_http_hosts_extra() -> None:
+    pol = policy(download_allow_http_hosts="minio.lan")
+    target = check_url("http://minio.lan:9000/bucket/x.png", pol)
+    assert target.scheme == "http" and not target.trusted  # still address-checked
+    refused("http://other.lan/x.png", pol)
+
+
+def test_refusal_names_reason_and_host_never_the_query() -> None:
+    error = refused(f"http://user:pass@storage.example/img.png{SIGNED}")
+    text = str(error)
+    assert "storage.example" in text and "plain http" in text
+    assert "s3cr3t" not in text and "AKIDEXAMPLE" not in text and "pass" not in text
+    assert error.url == "http://storage.example/img.png"
+
+
+# -- addresses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.8.9.10", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("224.0.0.251", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.1", "private"),  # reserved, which Python also counts as private
+        ("100.100.100.200", "non-public"),  # shared address space (a cloud metadata address)
+        ("::1", "loopback"),
+        ("::", "unspecified"),
+        ("fe80::1", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("fd00:ec2::254", "private"),
+        ("ff02::1", "multicast"),
+        ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+        ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
+        ("::ffff:10.0.0.1", "IPv4-mapped private"),
+        ("64:ff9b::a9fe:a9fe", "NAT64 link-local"),
+        ("2002:0a00:0001::1", "6to4 private"),
+    ],
+)
+def test_non_public_addresses(address: str, problem: str) -> None:
+    assert address_problem(address) == problem
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", PUBLIC, "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+def test_public_addresses(address: str) -> None:
+    assert address_problem(address) is None
+
+
+def test_every_resolved_address_must_be_public() -> None:
+    target = check_url("https://storage.example/x.png", policy())
+    check_addresses(target, [PUBLIC, "2606:4700:4700::1111"])
+    with pytest.raises(OxenDownloadRefusedError) as info:
+        check_addresses(target, [PUBLIC, "169.254.169.254"])
+    assert "storage.example" in str(info.value) and "link-local" in str(info.value)
+    with pytest.raises(OxenDownloadRefusedError, match="no address"):
+        check_addresses(target, [])
+
+
+def test_own_origin_and_allowed_hosts_may_be_private() -> None:
+    emulator = policy(EMULATOR, download_allowed_hosts=["minio.internal"])
+    check_addresses(check_url(f"{EMULATOR}/files/x.png", emulator), ["127.0.0.1"])
+    check_addresses(check_url("https://minio.internal/b/x.png", emulator), ["10.0.0.5"])
+    with pytest.raises(OxenDownloadRefusedError, match="loopback"):
+        check_addresses(check_url("https://localhost:8765/x.png", emulator), ["127.0.0.1"])
+
+
+def test_literal_ips_need_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("DNS used for a literal address")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    assert resolve("169.254.169.254", 80) == ["169.254.169.254"]
+    assert resolve("::1", 443) == ["::1"]
+    assert asyncio.run(aresolve("10.0.0.1", 443)) == ["10.0.0.1"]
+
+
+def test_resolution_of_names() -> None:
+    assert "127.0.0.1" in resolve("localhost", 80)
+    assert "127.0.0.1" in asyncio.run(aresolve("localhost", 80))
+
+
+def test_aresolve_uses_the_loops_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+
+        async def fake(host: str, port: int, **kwargs: Any) -> list[Any]:
+            calls.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", port))]
+
+        monkeypatch.setattr(loop, "getaddrinfo", fake)
+        return await aresolve("files.example", 443)
+
+    assert asyncio.run(main()) == ["10.9.8.7"] and calls == ["files.example"]
+
+
+# -- the transport: every hop checked before connecting -------------------------------------------
+
+ADDRESSES = {
+    "storage.example": [PUBLIC],
+    "cdn.example": [PUBLIC],
+    "metadata.example": ["169.254.169.254"],
+    "intranet.example": [PUBLIC, "10.0.0.7"],
+}
+
+
+def fake_resolve(host: str, port: int) -> list[str]:
+    if dp.literal_ip(host) is not None:
+        return [host]
+    if host not in ADDRESSES:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return ADDRESSES[host]
+
+
+async def fake_aresolve(host: str, port: int) -> list[str]:
+    return fake_resolve(host, port)
+
+
+class Recorder:
+    """An inner transport that records which URLs reached it and answers per path."""
+
+    def __init__(self, routes: dict[str, httpx.Response]) -> None:
+        self.seen: list[str] = []
+        self.routes = routes
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(f"{request.url.host}{request.url.path}")
+        return self.routes.get(f"{request.url.host}{request.url.path}", httpx.Response(404))
+
+
+def redirect(to: str) -> httpx.Response:
+    return httpx.Response(302, headers={"Location": to})
+
+
+def sync_client(recorder: Recorder, pol: DownloadPolicy | None = None) -> httpx.Client:
+    guarded = GuardedTransport(pol or policy(), httpx.MockTransport(recorder), resolver=fake_resolve)
+    return httpx.Client(transport=guarded, follow_redirects=True)
+
+
+def test_a_public_download_goes_through() -> None:
+    recorder = Recorder({"storage.example/x.png": httpx.Response(200, content=b"png")})
+    with sync_client(recorder) as client:
+        assert client.get(f"https://storage.example/x.png{SIGNED}").content == b"png"
+    assert recorder.seen == ["storage.example/x.png"]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://metadata.example/latest/meta-data", "link-local"),
+        ("https://intranet.example/", "private"),
+        ("https://[::ffff:127.0.0.1]/", "IPv4-mapped loopback"),
+        ("http://169.254.169.254/latest/meta-data", "plain http"),
+    ],
+)
+def test_refused_before_the_inner_transport_is_called(url: str, reason: str) -> None:
+    recorder = Recorder({})
+    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError, match=reason):
+        client.get(url)
+    assert recorder.seen == []
+
+
+def test_a_redirect_to_a_private_address_is_refused() -> None:
+    recorder = Recorder({"cdn.example/x.png": redirect("https://intranet.example/admin?token=1")})
+    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError) as info:
+        client.get("https://cdn.example/x.png")
+    assert recorder.seen == ["cdn.example/x.png"]  # the private hop was never sent
+    assert "intranet.example" in str(info.value) and "token" not in str(info.value)
+
+
+def test_a_redirect_to_a_literal_link_local_address_is_refused() -> None:
+    recorder = Recorder({"cdn.example/x.png": redirect("http://169.254.169.254/latest/meta-data")})
+    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError):
+        client.get("https://cdn.example/x.png")
+    assert recorder.seen == ["cdn.example/x.png"]
+
+
+def test_a_redirect_to_a_file_url_is_a_typed_refusal() -> None:
+    recorder = Recorder({"cdn.example/x.png": redirect("file:///etc/passwd")})
+    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError, match="scheme 'file'"):
+        client.get("https://cdn.example/x.png")
+
+
+def test_a_redirect_between_public_hosts_is_followed() -> None:
+    recorder = Recorder(
+        {
+            "cdn.example/x.png": redirect("https://storage.example/x.png"),
+            "storage.example/x.png": httpx.Response(200, content=b"png"),
+        }
+    )
+    with sync_client(recorder) as client:
+        assert client.get("https://cdn.example/x.png").content == b"png"
+    assert recorder.seen == ["cdn.example/x.png", "storage.example/x.png"]
+
+
+def test_an_unresolvable_host_is_a_connection_error() -> None:
+    with sync_client(Recorder({})) as client, pytest.raises(httpx.ConnectError, match=r"nowhere\.example"):
+        client.get("https://nowhere.example/x.png")
+
+
+def test_content_length_above_the_cap_is_refused_before_reading() -> None:
+    pol = policy(download_max_bytes=10)
+    body_read: list[bool] = []
+
+    def body() -> Iterator[bytes]:
+        body_read.append(True)
+        yield b"x" * 100
+
+    recorder = Recorder(
+        {"storage.example/big": httpx.Response(200, headers={"Content-Length": "100"}, content=body())}
+    )
+    with (
+        sync_client(recorder, pol) as client,
+        pytest.raises(OxenDownloadRefusedError, match="declares 100"),
+        client.stream("GET", "https://storage.example/big") as response,
+    ):
+        response.read()
+    assert body_read == []
+
+
+def test_streamed_bytes_above_the_cap_abort_the_download() -> None:
+    pol = policy(download_max_bytes=10)
+    sent: list[int] = []
+
+    def body() -> Iterator[bytes]:  # no Content-Length: chunked
+        for _ in range(100):
+            sent.append(4)
+            yield b"abcd"
+
+    recorder = Recorder({"storage.example/big": httpx.Response(200, content=body())})
+    with (
+        sync_client(recorder, pol) as client,
+        pytest.raises(OxenDownloadRefusedError, match="more than 10"),
+        client.stream("GET", "https://storage.example/big") as response,
+    ):
+        for _ in response.iter_bytes():
+            pass
+    assert sum(sent) <= 12  # stopped at the chunk that crossed the cap
+
+
+def test_a_body_at_the_cap_is_fine() -> None:
+    recorder = Recorder({"storage.example/x": httpx.Response(200, content=b"0123456789")})
+    with sync_client(recorder, policy(download_max_bytes=10)) as client:
+        assert client.get("https://storage.example/x").content == b"0123456789"
+
+
+def async_client(recorder: Recorder, pol: DownloadPolicy | None = None) -> httpx.AsyncClient:
+    guarded = AsyncGuardedTransport(pol or policy(), httpx.MockTransport(recorder), resolver=fake_aresolve)
+    return httpx.AsyncClient(transport=guarded, follow_redirects=True)
+
+
+def test_async_transport_checks_every_hop_and_the_size() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"abcd"
+
+    recorder = Recorder(
+        {
+            "cdn.example/x.png": redirect("https://metadata.example/latest"),
+            "storage.example/ok": httpx.Response(200, content=b"ok"),
+            "storage.example/big": httpx.Response(200, content=body()),
+        }
+    )
+
+    async def main() -> None:
+        async with async_client(recorder, policy(download_max_bytes=10)) as client:
+            assert (await client.get("https://storage.example/ok")).content == b"ok"
+            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
+                await client.get("https://cdn.example/x.png")
+            with pytest.raises(OxenDownloadRefusedError, match="more than 10"):
+                await client.get("https://storage.example/big")
+            with pytest.raises(OxenDownloadRefusedError, match="scheme"):
+                await client.get("file:///etc/passwd")
+
+    asyncio.run(main())
+    assert recorder.seen == ["storage.example/ok", "cdn.example/x.png", "storage.example/big"]
+
+
+# -- reading under the cap (decoded bytes) ---------------------------------------------------------
+
+
+def test_iter_capped() -> None:
+    url = "https://storage.example/x"
+    ok = httpx.Response(200, content=b"0123456789", request=httpx.Request("GET", url))
+    assert b"".join(iter_capped(ok, 10, 3)) == b"0123456789"
+    big = httpx.Response(200, content=iter([b"01234", b"56789", b"!"]), request=httpx.Request("GET", url))
+    with pytest.raises(OxenDownloadRefusedError, match=r"storage\.example"):
+        b"".join(iter_capped(big, 10))
+    declared = httpx.Response(
+        200, headers={"Content-Length": "11"}, content=b"0123456789!", request=httpx.Request("GET", url)
+    )
+    with pytest.raises(OxenDownloadRefusedError, match="declares 11"):
+        next(iter_capped(declared, 10))
+
+
+def test_aiter_capped() -> None:
+    url = "https://storage.example/x"
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"01234"
+        yield b"567890"
+
+    async def main() -> None:
+        response = httpx.Response(200, content=body(), request=httpx.Request("GET", url))
+        with pytest.raises(OxenDownloadRefusedError):
+            async for _ in aiter_capped(response, 10):
+                pass
+
+    asyncio.run(main())
+
+
+# -- the hooks use it ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oxen_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "oxen", "host": "https://hub.oxen.ai", "password": "k", "extra": {"max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
+
+
+@pytest.mark.usefixtures("oxen_default")
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://169.254.169.254/latest/meta-data"])
+def test_hooks_refuse_before_sending(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+
+    def no_send(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a request was sent")
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", no_send)
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", no_send)
+    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError):
+        hook.download_to(url, io.BytesIO())
+
+    async def main() -> None:
+        async with OxenAsyncHook() as hook:
+            with pytest.raises(OxenDownloadRefusedError):
+                await hook.download_to(url, io.BytesIO())
+
+    asyncio.run(main())
