@@ -1,28 +1,73 @@
 """OxenPublishReviewedOperator: apply review decisions to a stored batch in S3.
 
 Approved images are copied under ``approved_prefix`` (the publish step); rejected ones are
-moved under ``rejected_prefix`` (copied, then deleted from where they were stored); images
-sent back for regeneration stay where they are and come back as new prompts (the original
-prompt with the reviewer's note appended) for the next generation run.
+moved under ``rejected_prefix`` (copied, the copy verified, then deleted from where they were
+stored); images sent back for regeneration stay where they are and come back as new prompts
+(the original prompt with the reviewer's note appended) for the next generation run.
+
+It only touches what the transfer wrote: every record's key must lie inside the transfer's
+prefix (``prefix``, or the ``s3_prefix`` the records carry) in ``bucket``, and the object
+there must carry the record's ``generation-id`` (and, when S3 can prove it, its bytes).
+Everything is checked before the first copy or delete. A re-run finds what the previous try
+did (an image already copied, or already moved) and does not do it again.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
 from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
 from airflow_provider_oxen.transfers.batch import flatten_results
+from airflow_provider_oxen.transfers.keys import UnsafeKeyError, check_key, normalise_prefix
+from airflow_provider_oxen.transfers.store import (
+    GENERATION_ID_META,
+    ExistingObject,
+    KeyConflictError,
+    S3ObjectStore,
+    s3_metadata,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+_REFUSING = "refusing to publish anything"
+
+
+class PublishError(OxenError):
+    """A record's image is neither where the record says nor where publishing would have put it."""
+
 
 def regeneration_prompt(prompt: str, note: str) -> str:
     return f"{prompt.rstrip()} (Reviewer note: {note.strip()})" if note.strip() else prompt
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One record with its decision and, for approve/reject, where its image goes."""
+
+    record: Mapping[str, Any]
+    generation_id: str
+    decision: str
+    key: str
+    target: str | None
+    sha256: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What S3 needs for one item: copy it, delete the original, or nothing (already done)."""
+
+    item: _Item
+    copy: bool
+    delete: bool
+    source: ExistingObject | None
 
 
 class OxenPublishReviewedOperator(BaseOperator):
@@ -30,14 +75,24 @@ class OxenPublishReviewedOperator(BaseOperator):
 
     :param records: records from ``OxenGenerationToS3Operator`` (templated / XComArg).
     :param review: the review operator's result: ``{"decisions": {...}, "note": "..."}``.
-    :param bucket: the bucket the records live in (templated).
+    :param bucket: the bucket the transfer wrote to (templated); records naming another are refused.
+    :param prefix: the transfer's prefix (templated); records whose keys are outside it are
+        refused. Default: the ``s3_prefix`` the records carry (they must all agree).
     :param approved_prefix: where approved images go, e.g. ``approved/{{ params.campaign }}`` (templated).
     :param rejected_prefix: where rejected images go (templated).
     :return: ``{"approved": [uri], "rejected": [uri], "regenerate": [{"prompt", "image_size", ...}]}``;
-        the regenerations are also pushed under the XCom key ``regenerate``.
+        the regenerations are also pushed under the XCom key ``regenerate``. A re-run returns
+        the same (images already published count as published).
     """
 
-    template_fields: Sequence[str] = ("records", "review", "bucket", "approved_prefix", "rejected_prefix")
+    template_fields: Sequence[str] = (
+        "records",
+        "review",
+        "bucket",
+        "prefix",
+        "approved_prefix",
+        "rejected_prefix",
+    )
 
     def __init__(
         self,
@@ -47,6 +102,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         bucket: str,
         approved_prefix: str,
         rejected_prefix: str,
+        prefix: str | None = None,
         aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
@@ -54,6 +110,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         self.records = records
         self.review = review
         self.bucket = bucket
+        self.prefix = prefix
         self.approved_prefix = approved_prefix
         self.rejected_prefix = rejected_prefix
         self.aws_conn_id = aws_conn_id
@@ -61,39 +118,35 @@ class OxenPublishReviewedOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, list[Any]]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        bucket = str(self.bucket or "").strip()
+        if not bucket or "/" in bucket:
+            raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {bucket!r}")
         review: Mapping[str, Any] = self.review or {}
         decisions: Mapping[str, str] = review.get("decisions") or {}
         note = str(review.get("note") or "")
+
+        items = self._plan(bucket, decisions)  # every key checked before S3 is even asked
+        store = S3ObjectStore(S3Hook(aws_conn_id=self.aws_conn_id), bucket)
+        steps = [self._inspect(store, item) for item in items if item.target is not None]
+        for step in steps:
+            self._apply(store, step)
+
         outcome: dict[str, list[Any]] = {"approved": [], "rejected": [], "regenerate": []}
-        for record in flatten_results(self.records):
-            if not isinstance(record, Mapping) or not record.get("s3_key"):
-                continue
-            generation_id, key = str(record["generation_id"]), str(record["s3_key"])
-            # An image nobody decided on is not published.
-            decision = decisions.get(generation_id, REJECT)
-            name = posixpath.basename(key)
-            if decision == APPROVE:
-                target = f"{self.approved_prefix.strip('/')}/{name}"
-                hook.copy_object(key, target, source_bucket_name=self.bucket, dest_bucket_name=self.bucket)
-                outcome["approved"].append(f"s3://{self.bucket}/{target}")
-            elif decision == REGENERATE:
-                parameters = dict(record.get("parameters") or {})
+        for item in items:
+            if item.decision == REGENERATE:
+                parameters = dict(item.record.get("parameters") or {})
                 outcome["regenerate"].append(
                     {
                         "prompt": regeneration_prompt(
-                            str(record.get("prompt") or parameters.get("prompt", "")), note
+                            str(item.record.get("prompt") or parameters.get("prompt", "")), note
                         ),
                         "image_size": parameters.get("image_size"),
-                        "regenerates": generation_id,
+                        "regenerates": item.generation_id,
                     }
                 )
             else:
-                target = f"{self.rejected_prefix.strip('/')}/{name}"
-                hook.copy_object(key, target, source_bucket_name=self.bucket, dest_bucket_name=self.bucket)
-                hook.delete_objects(self.bucket, [key])
-                outcome["rejected"].append(f"s3://{self.bucket}/{target}")
-            self.log.info("%s: %s (%s)", generation_id, decision, key)
+                name = "approved" if item.decision == APPROVE else "rejected"
+                outcome[name].append(store.uri(str(item.target)))
         ti = context.get("ti")
         if ti is not None:
             # Its own XCom key, so a downstream trigger can take ``publish.output["regenerate"]``.
@@ -105,3 +158,213 @@ class OxenPublishReviewedOperator(BaseOperator):
             len(outcome["regenerate"]),
         )
         return outcome
+
+    # -- planning: confinement, before any request ---------------------------------------------------
+
+    def _source_prefix(self, records: Sequence[Mapping[str, Any]]) -> str:
+        if self.prefix is not None:
+            return normalise_prefix(self.prefix)
+        found: dict[str, str] = {}
+        for record in records:
+            prefix = record.get("s3_prefix")
+            if not isinstance(prefix, str):
+                raise OxenValidationError(
+                    f"Record {record.get('generation_id')} (s3_key {record.get('s3_key')!r}) does not say "
+                    "which prefix its transfer wrote under (no s3_prefix); pass prefix= to say which "
+                    f"objects may be published; {_REFUSING}",
+                    field="prefix",
+                )
+            found.setdefault(normalise_prefix(prefix), str(record.get("s3_key")))
+        if len(found) > 1:
+            raise OxenValidationError(
+                f"The records come from several prefixes ({sorted(found)}); pass prefix= to say which "
+                f"transfer's objects may be published; {_REFUSING}",
+                field="prefix",
+            )
+        return next(iter(found), "")
+
+    def _plan(self, bucket: str, decisions: Mapping[str, str]) -> list[_Item]:
+        records: list[Mapping[str, Any]] = []
+        for record in flatten_results(self.records):
+            if not isinstance(record, Mapping) or not record.get("s3_key"):
+                self.log.warning("Ignoring a record with no s3_key: %.120r", record)
+                continue
+            records.append(record)
+        if not records:
+            return []
+        source_prefix = self._source_prefix(records)
+        targets = {
+            APPROVE: _target_prefix(self.approved_prefix, "approved_prefix"),
+            REJECT: _target_prefix(self.rejected_prefix, "rejected_prefix"),
+        }
+        items: list[_Item] = []
+        seen: dict[str, str] = {}
+        for record in records:
+            generation_id = str(record.get("generation_id") or "")
+            key = str(record["s3_key"])
+            what = f"s3_key of record {generation_id or '?'}"
+            check_key(key, source_prefix, what=what, refusing=_REFUSING)
+            uri = record.get("s3_uri")
+            if uri is not None and uri != f"s3://{bucket}/{key}":
+                raise UnsafeKeyError(
+                    f"Record {generation_id} names {uri!r}, which is not {key!r} in bucket {bucket!r} "
+                    f"(the bucket the transfer wrote); {_REFUSING}",
+                    field="records",
+                )
+            if key in seen:
+                if seen[key] != generation_id:
+                    raise OxenValidationError(
+                        f"Records {seen[key]} and {generation_id} both name {key!r}; {_REFUSING}",
+                        field="records",
+                    )
+                continue  # the same record twice
+            seen[key] = generation_id
+            # An image nobody decided on is not published.
+            decision = decisions.get(generation_id, REJECT)
+            target = None
+            if decision != REGENERATE:
+                decision = APPROVE if decision == APPROVE else REJECT
+                prefix, field = targets[decision]
+                target = check_key(
+                    f"{prefix}/{posixpath.basename(key)}", prefix, what=f"{field} target", refusing=_REFUSING
+                )
+            sha256 = record.get("sha256")
+            size = record.get("size_bytes")
+            items.append(
+                _Item(
+                    record=record,
+                    generation_id=generation_id,
+                    decision=decision,
+                    key=key,
+                    target=target,
+                    sha256=sha256 if isinstance(sha256, str) and sha256 else None,
+                    size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                )
+            )
+        _check_targets(items)
+        return items
+
+    # -- inspecting: HEAD requests, still before any change ------------------------------------------
+
+    def _inspect(self, store: S3ObjectStore, item: _Item) -> _Step:
+        assert item.target is not None
+        move = item.decision == REJECT
+        source = store.head(item.key)
+        target = store.head(item.target)
+        if target is not None and self._holds_item(store, item.target, target, item, source):
+            # Copied by an earlier try. A rejected image's original may still need removing, but
+            # only if it is still the record's image.
+            if move and source is not None:
+                self._check_source(store, item, source)
+                return _Step(item, copy=False, delete=True, source=source)
+            return _Step(item, copy=False, delete=False, source=source)
+        if target is not None and not _carries(target, item.generation_id):
+            raise KeyConflictError(
+                f"{store.uri(item.target)} already holds an object that is not generation "
+                f"{item.generation_id}'s image; {_REFUSING}"
+            )
+        if source is None:
+            raise PublishError(
+                f"{store.uri(item.key)} (record {item.generation_id}) does not exist, and "
+                f"{store.uri(item.target)} does not hold it either: it was moved or deleted by "
+                f"something else; {_REFUSING}"
+            )
+        self._check_source(store, item, source)
+        return _Step(item, copy=True, delete=move, source=source)
+
+    def _check_source(self, store: S3ObjectStore, item: _Item, source: ExistingObject) -> None:
+        """The object at the record's key must be the one the transfer stored for this record."""
+        uri = store.uri(item.key)
+        if not _carries(source, item.generation_id):
+            raise KeyConflictError(
+                f"{uri} is not the image the transfer stored for record {item.generation_id} (its "
+                f"{GENERATION_ID_META} metadata is {source.metadata.get(GENERATION_ID_META) or 'unset'}); "
+                f"{_REFUSING}"
+            )
+        if item.sha256 is not None and not store.holds(item.key, source, item.sha256, item.size):
+            raise PublishError(
+                f"{uri} no longer holds the bytes record {item.generation_id} describes (sha256 "
+                f"{item.sha256[:12]}…): it was overwritten since it was stored; {_REFUSING}"
+            )
+
+    def _holds_item(
+        self,
+        store: S3ObjectStore,
+        key: str,
+        found: ExistingObject,
+        item: _Item,
+        source: ExistingObject | None,
+    ) -> bool:
+        """Whether ``found`` (at ``key``) is this record's image: the same generation, the same bytes."""
+        if not _carries(found, item.generation_id):
+            return False
+        if item.sha256 is not None:
+            return store.holds(key, found, item.sha256, item.size)
+        if source is None:  # an older record without sha256, original already moved
+            return True
+        checksums = (found.full_object_checksum, source.full_object_checksum)
+        return found.size == source.size and (None in checksums or checksums[0] == checksums[1])
+
+    # -- applying --------------------------------------------------------------------------------------
+
+    def _apply(self, store: S3ObjectStore, step: _Step) -> None:
+        item = step.item
+        assert item.target is not None
+        source_uri, target_uri = store.uri(item.key), store.uri(item.target)
+        if step.copy:
+            assert step.source is not None
+            store.copy(item.key, item.target, source_etag=step.source.etag)
+            copied = store.head(item.target)
+            if copied is None or not self._holds_item(store, item.target, copied, item, step.source):
+                raise PublishError(
+                    f"The copy of {source_uri} at {target_uri} could not be verified; the original "
+                    "was left in place"
+                )
+        if step.delete:
+            store.delete(item.key)
+        if item.decision == APPROVE:
+            self.log.info(
+                "%s: approve: %s %s",
+                item.generation_id,
+                "copied to" if step.copy else "already at",
+                target_uri,
+            )
+        elif step.copy or step.delete:
+            self.log.info("%s: reject: moved %s to %s", item.generation_id, source_uri, target_uri)
+        else:
+            self.log.info("%s: reject: already moved to %s", item.generation_id, target_uri)
+
+
+def _target_prefix(value: str | None, field: str) -> tuple[str, str]:
+    prefix = normalise_prefix(value)
+    if not prefix:
+        raise OxenValidationError(f"{field} must not be empty (the bucket root); {_REFUSING}", field=field)
+    return prefix, field
+
+
+def _carries(found: ExistingObject, generation_id: str) -> bool:
+    expected = s3_metadata({GENERATION_ID_META: generation_id})[GENERATION_ID_META]
+    return bool(generation_id) and found.metadata.get(GENERATION_ID_META) == expected
+
+
+def _check_targets(items: Sequence[_Item]) -> None:
+    """No image may be published over another's key, over an original, or onto itself."""
+    sources = {item.key: item.generation_id for item in items}
+    claimed: dict[str, str] = {}
+    for item in items:
+        if item.target is None:
+            continue
+        if item.target in sources:
+            raise UnsafeKeyError(
+                f"Publishing record {item.generation_id} would write {item.target!r}, which is the stored "
+                f"image of record {sources[item.target]}; choose approved_prefix / rejected_prefix outside "
+                f"the transfer's keys; {_REFUSING}",
+                field="approved_prefix" if item.decision == APPROVE else "rejected_prefix",
+            )
+        if item.target in claimed:
+            raise UnsafeKeyError(
+                f"Records {claimed[item.target]} and {item.generation_id} would both be published to "
+                f"{item.target!r} (same file name); {_REFUSING}",
+                field="records",
+            )
+        claimed[item.target] = item.generation_id

@@ -14,8 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.transfers.redact import strip_url_queries
 
 _SUCCEEDED = "succeeded"
+# What this transfer stores (and checks, and thumbnails). Older results have no media_type.
+_IMAGE = "image"
 
 
 def flatten_results(value: Any) -> list[Mapping[str, Any] | str]:
@@ -64,14 +67,23 @@ def _parse_text(text: str) -> Any:
 
 
 def check_result(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``result`` if it describes a succeeded generation; OxenValidationError if not."""
+    """A copy of ``result`` if it describes a succeeded image generation; OxenValidationError if not."""
     generation_id = result.get("generation_id")
     if not isinstance(generation_id, str) or not generation_id:
-        raise OxenValidationError(f"A result has no generation_id: {dict(result)!r:.200}", field="results")
+        # Shown without URL queries: a result_url's query is its signature.
+        shown = strip_url_queries(dict(result))
+        raise OxenValidationError(f"A result has no generation_id: {shown!r:.200}", field="results")
     status = result.get("status", _SUCCEEDED)
     if status != _SUCCEEDED:
         raise OxenValidationError(
             f"Result {generation_id} has status {status!r}: only succeeded generations can be stored",
+            field="results",
+        )
+    media_type = result.get("media_type")
+    if media_type is not None and media_type != _IMAGE:
+        raise OxenValidationError(
+            f"Result {generation_id} is media_type {media_type!r}: this transfer stores (and checks) "
+            "images only",
             field="results",
         )
     return dict(result)

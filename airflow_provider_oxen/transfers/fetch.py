@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import GenerationStatus
+from airflow_provider_oxen.transfers.redact import redact_text
 from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
@@ -76,7 +77,8 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
 
     Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
-    generation. Transient errors (429, 5xx, connection) are already retried by the hook.
+    generation (any URL in its message cut before the query: that is the signature).
+    Transient errors (429, 5xx, connection) are already retried by the hook.
     """
     reason = None
     if not url:
@@ -86,7 +88,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     except OxenAPIStatusError as exc:
         if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
             raise ResultDownloadError(
-                f"Could not download the result of generation {generation_id}: {exc}",
+                f"Could not download the result of generation {generation_id}: {redact_text(str(exc))}",
                 generation_id=generation_id,
             ) from exc
         url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
@@ -95,7 +97,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
         except OxenAPIStatusError as again:
             raise ResultDownloadError(
                 f"Could not download the result of generation {generation_id}, even with a refreshed URL: "
-                f"{again}",
+                f"{redact_text(str(again))}",
                 generation_id=generation_id,
             ) from again
     return Fetched(size=size, sha256=sha256, content_type=content_type, refresh_reason=reason)

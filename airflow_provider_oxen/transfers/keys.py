@@ -95,7 +95,9 @@ def normalise_prefix(prefix: str | None) -> str:
     return text
 
 
-def check_key(key: str, prefix: str, *, what: str = "key") -> str:
+def check_key(
+    key: str, prefix: str, *, what: str = "key", refusing: str = "refusing to upload anything"
+) -> str:
     """Return ``key`` if it is a safe key strictly inside ``prefix``; raise UnsafeKeyError if not.
 
     ``prefix`` must already be normalised (:func:`normalise_prefix`). Refused: empty keys, ``.``
@@ -104,11 +106,9 @@ def check_key(key: str, prefix: str, *, what: str = "key") -> str:
     """
     problem = _problem(key)
     if problem is not None:
-        raise UnsafeKeyError(f"{what} {key!r} {problem}; refusing to upload anything", field=what)
+        raise UnsafeKeyError(f"{what} {key!r} {problem}; {refusing}", field=what)
     if prefix and not key.startswith(prefix + "/"):
-        raise UnsafeKeyError(
-            f"{what} {key!r} is outside the prefix {prefix + '/'!r}; refusing to upload anything", field=what
-        )
+        raise UnsafeKeyError(f"{what} {key!r} is outside the prefix {prefix + '/'!r}; {refusing}", field=what)
     return key
 
 

@@ -4,19 +4,59 @@ The manifest describes what is in S3, not what this try did: the per-try ``actio
 (stored/skipped) stays in the returned records and the task log, and nothing time-dependent
 goes in. So the same batch always serialises to the same bytes, and a re-run finds the stored
 manifest unchanged and skips it like any other object.
+
+Records and manifests never hold a signed URL's query (see :mod:`.redact`): ``result_url`` is
+kept without it. Results are taken in their current shape (``enqueued_at``, ``cost`` as a
+decimal string, ``media_type``) and older ones are brought to it (``created_at`` becomes
+``enqueued_at``, a numeric ``cost`` becomes a decimal string).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
+from airflow_provider_oxen.transfers.redact import strip_url_queries
 
 MANIFEST_VERSION = 1
 # Fields of a record that describe one try rather than the stored object.
 PER_TRY_FIELDS = frozenset({"action", "url_refreshed"})
+
+
+def decimal_text(value: Any) -> str | None:
+    """A cost as the API writes it: a decimal string (``"0.0600"``), kept as given.
+
+    An older result's float (``0.06``) becomes ``"0.06"`` (its shortest exact decimal form,
+    not the binary float's expansion); ``None``, booleans and non-finite numbers become None.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            return format(Decimal(str(value)), "f")
+        except (InvalidOperation, ValueError):
+            return None
+    return str(value)
+
+
+def result_fields(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A result's fields as records and manifests keep them: URL queries stripped, current names."""
+    fields: dict[str, Any] = strip_url_queries(dict(result))
+    if "created_at" in fields:  # results from before enqueued_at (the API's name) was used
+        created_at = fields.pop("created_at")
+        if fields.get("enqueued_at") is None:
+            fields["enqueued_at"] = created_at
+    if "cost" in fields:
+        fields["cost"] = decimal_text(fields["cost"])
+    return fields
 
 
 def image_record(
@@ -24,6 +64,7 @@ def image_record(
     *,
     s3_key: str,
     s3_uri: str,
+    s3_prefix: str,
     sha256: str,
     size_bytes: int,
     content_type: str,
@@ -31,11 +72,13 @@ def image_record(
     action: str,
     url_refreshed: bool = False,
 ) -> dict[str, Any]:
-    """Every field of ``result`` plus where and what was stored, and the check verdict."""
+    """Every field of ``result`` (see :func:`result_fields`) plus what was stored where, and the checks."""
     return {
-        **result,
+        **result_fields(result),
         "s3_key": s3_key,
         "s3_uri": s3_uri,
+        # The transfer's prefix: the publish step moves nothing outside it.
+        "s3_prefix": s3_prefix,
         "sha256": sha256,
         "size_bytes": size_bytes,
         "content_type": content_type,

@@ -42,6 +42,7 @@ from airflow_provider_oxen.transfers.keys import (
 from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
 from airflow_provider_oxen.transfers.spool import DEFAULT_SPOOL_BYTES, Spool
 from airflow_provider_oxen.transfers.store import (
+    GENERATION_ID_META,
     SHA256_META,
     ExistingObject,
     KeyConflictError,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 DEFAULT_KEY_TEMPLATE = "{prefix}/{generation_id}.{ext}"
 DEFAULT_MANIFEST_KEY = "{prefix}/manifest-{run_id}.json"
 DEFAULT_CONTACT_SHEET_KEY = "{prefix}/contact-sheet-{run_id}.png"
-GENERATION_ID_META = "generation-id"
 RUN_ID_META = "run-id"
 # Manifests and contact sheets carry their kind: one written by this operator (any run) may be
 # rewritten at its key, while an unrelated object there is protected unless ``replace=True``.
@@ -93,6 +93,7 @@ class _Planned:
     result: dict[str, Any]
     key: str
     expected: ExpectedImage
+    prefix: str
 
 
 def _extension(fmt: str | None) -> str:
@@ -109,9 +110,11 @@ class OxenGenerationToS3Operator(BaseOperator):
     """Copy Oxen generation results into S3, with checks, a contact sheet and a manifest per batch.
 
     Files are streamed (spooled to disk past ``spool_max_bytes``), uploaded with their
-    Content-Type and metadata (``generation-id``, ``model``, ``prompt-sha256``, ``seed``,
-    ``sha256``), and skipped on a re-run when the same bytes are already stored. An expired
-    result URL is refreshed once from the generation. See ``docs/transfers.md``.
+    Content-Type, metadata (``generation-id``, ``model``, ``prompt-sha256``, ``seed``,
+    ``sha256``) and S3's own SHA-256 checksum, and skipped on a re-run only when the stored
+    object is proven to hold the same bytes (S3's checksum, or reading it back). An expired
+    result URL is refreshed once from the generation. Records and the manifest keep result
+    URLs without their (signed) query. See ``docs/transfers.md``.
 
     :param results: result dicts from ``OxenGenerateImageOperator`` (templated; usually
         ``generate.output``), a list of such lists (mapped tasks), or generation ids.
@@ -131,9 +134,9 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param contact_sheet_thumb: thumbnail edge in pixels.
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
-    :return: (XCom) one record per image: the result's fields plus ``s3_key``, ``s3_uri``,
-        ``sha256``, ``size_bytes``, ``content_type``, ``checks``, ``action``. XComs
-        ``manifest_uri`` and ``contact_sheet_uri`` are pushed too.
+    :return: (XCom) one record per image: the result's fields (URLs without their query) plus
+        ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
+        ``checks``, ``action``. XComs ``manifest_uri`` and ``contact_sheet_uri`` are pushed too.
     """
 
     template_fields: Sequence[str] = (
@@ -306,7 +309,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             }
             key = render_key(self.key_template, values, prefix=prefix, allowed=IMAGE_KEY_FIELDS, what="key")
             _claim(owners, key, str(result["generation_id"]))
-            plan.append(_Planned(index, result, key, expected))
+            plan.append(_Planned(index, result, key, expected, prefix))
         batch_values = {"prefix": prefix, "run_id": run_id}
         manifest_key = render_key(
             self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
@@ -358,15 +361,28 @@ class OxenGenerationToS3Operator(BaseOperator):
             and existing.sha256 is not None
             and existing.metadata.get(owner[0]) == owner[1]
         )
-        if ours and not self._needs_bytes:
-            # Same generation, checksum on record, nothing to check or draw: no download at all.
+        # What S3's own checksum says about our object against the sha256 it was stored with.
+        proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
+        if ours and proven and not self._needs_bytes:
+            # Same generation, and S3's checksum proves the bytes are the ones recorded: no download.
             assert existing is not None and existing.sha256 is not None
             fetched = Fetched(existing.size, existing.sha256, existing.content_type)
             content_type = _content_type(None, fetched, item.expected)
             return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, None, None)
 
         with Spool(self.spool_max_bytes) as spool:
-            stored_copy = self._stored_copy(item, existing, store, spool) if ours else None
+            stored_copy = None
+            if ours and proven is not False:
+                stored_copy = self._stored_copy(item, existing, store, spool)
+            elif ours:
+                assert existing is not None
+                self.log.warning(
+                    "%s no longer holds the bytes it was stored with (S3's checksum %s, recorded sha256 "
+                    "%s…): downloading it again.",
+                    store.uri(item.key),
+                    existing.full_object_checksum,
+                    (existing.sha256 or "")[:12],
+                )
             fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
             decoded, thumbnail = self._decode(spool) if self._needs_bytes else (None, None)
             check = None
@@ -375,28 +391,30 @@ class OxenGenerationToS3Operator(BaseOperator):
             content_type = _content_type(decoded, fetched, item.expected)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
+            elif ours:
+                # Our object, but its bytes are not the ones recorded (overwritten?): rewrite it.
+                action = WriteAction.REPLACED
             else:
-                # An object of ours that failed verification (see _stored_copy) is simply rewritten.
-                action = (
-                    WriteAction.REPLACED
-                    if ours
-                    else plan_write(
-                        existing, fetched.sha256, owner=owner, replace=self.replace, uri=store.uri(item.key)
-                    )
+                same = existing is not None and store.holds(item.key, existing, fetched.sha256, fetched.size)
+                action = plan_write(
+                    existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
                 )
-                if action is not WriteAction.SKIPPED:
-                    store.upload(
-                        spool,
-                        item.key,
-                        content_type=content_type,
-                        metadata={**metadata, SHA256_META: fetched.sha256},
-                    )
+            if action is not WriteAction.SKIPPED:
+                store.upload(
+                    spool,
+                    item.key,
+                    content_type=content_type,
+                    metadata={**metadata, SHA256_META: fetched.sha256},
+                )
         return self._report(item, store, action, fetched, content_type, check, thumbnail)
 
     def _stored_copy(
         self, item: _Planned, existing: ExistingObject | None, store: S3ObjectStore, spool: Spool
     ) -> Fetched | None:
-        """On a re-run, read back our own stored copy (cheaper than Oxen, and its URL may have expired)."""
+        """On a re-run, read back our own stored copy (cheaper than Oxen, and its URL may have expired).
+
+        Hashing what was read is the proof that the object still holds the bytes on record.
+        """
         assert existing is not None
         size, sha256 = store.read_into(item.key, spool)
         if sha256 == existing.sha256:
@@ -435,6 +453,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             item.result,
             s3_key=item.key,
             s3_uri=uri,
+            s3_prefix=item.prefix,
             sha256=fetched.sha256,
             size_bytes=fetched.size,
             content_type=content_type,

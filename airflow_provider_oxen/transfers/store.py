@@ -1,17 +1,26 @@
 """The S3 side of the transfer: look at a key, decide whether to write, stream uploads and reads.
 
-Idempotency lives in :func:`plan_write`: every object the transfer writes carries its own
-sha256 in its metadata, so a re-run compares checksums with one HEAD request and uploads
-nothing that is already there.
+Idempotency lives in :func:`plan_write`, fed by :meth:`S3ObjectStore.holds`: an object is
+skipped only when its *content* is proven to be the bytes at hand, never on metadata alone
+(metadata survives an overwrite: ``put_object(..., Metadata=old_metadata)``). Every upload
+asks S3 for its own SHA-256 checksum (``ChecksumAlgorithm="SHA256"``), which S3 computes from
+the bytes it received; a HEAD with ``ChecksumMode="ENABLED"`` returns it, so a re-run proves
+most objects with one HEAD request. Where S3 has no full-object SHA-256 (objects written by
+others or by older versions, and multipart uploads, whose checksum is a checksum of the part
+checksums: ``<base64>-<parts>``), an object whose metadata claims the same sha256 is read back
+and hashed; anything else counts as different.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import io
+import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -23,9 +32,16 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 SHA256_META = "sha256"
+# Which generation an image object holds: what makes it the transfer's own (and publishable).
+GENERATION_ID_META = "generation-id"
+CHECKSUM_ALGORITHM = "SHA256"
+FULL_OBJECT = "FULL_OBJECT"
+COMPOSITE = "COMPOSITE"
 _READ_CHUNK = 1024 * 1024
 # Metadata travels as HTTP headers: ASCII only. Everything printable but '%' is kept as is.
 _META_SAFE = "".join(sorted(set(string.punctuation + " ") - {"%"}))
+# A multipart upload's ETag and composite checksum end in "-<number of parts>".
+_PARTS_SUFFIX = re.compile(r"-\d+$")
 
 
 class KeyConflictError(OxenError):
@@ -40,6 +56,14 @@ class WriteAction(str, enum.Enum):
     REPLACED = "replaced"
 
 
+def sha256_base64(hex_digest: str) -> str | None:
+    """A hex sha256 as S3 writes checksums (base64 of the digest); None if it is not hex."""
+    try:
+        return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+    except (ValueError, binascii.Error):
+        return None
+
+
 @dataclass(frozen=True)
 class ExistingObject:
     """What a HEAD request says about an object already at the key."""
@@ -47,10 +71,39 @@ class ExistingObject:
     size: int
     content_type: str | None
     metadata: dict[str, str] = field(default_factory=dict)
+    # S3's own checksum (``ChecksumMode="ENABLED"``): base64; a composite one ends in "-<parts>".
+    checksum_sha256: str | None = None
+    checksum_type: str | None = None
+    etag: str | None = None
 
     @property
     def sha256(self) -> str | None:
+        """The sha256 the object's metadata *claims* (anyone can write metadata)."""
         return self.metadata.get(SHA256_META)
+
+    @property
+    def full_object_checksum(self) -> str | None:
+        """S3's SHA-256 of the whole object, or None (no SHA-256 checksum, or a per-part one)."""
+        value = self.checksum_sha256
+        if not value or self.checksum_type == COMPOSITE or _PARTS_SUFFIX.search(value):
+            return None
+        multipart = self.etag is not None and _PARTS_SUFFIX.search(self.etag.strip('"')) is not None
+        if multipart and self.checksum_type != FULL_OBJECT:
+            return None  # a multipart upload whose checksum type S3 did not say: assume composite
+        return value
+
+    def content_matches(self, sha256: str, size: int | None = None) -> bool | None:
+        """Whether the object holds the bytes with this sha256 (and size), as far as HEAD can tell.
+
+        True: S3's full-object checksum is that digest. False: the size differs, or the
+        full-object checksum is another digest. None: S3 has no full-object SHA-256 to compare.
+        """
+        if size is not None and size != self.size:
+            return False
+        checksum = self.full_object_checksum
+        if checksum is None:
+            return None
+        return checksum == sha256_base64(sha256)
 
 
 def s3_metadata(values: Mapping[str, object]) -> dict[str, str]:
@@ -59,17 +112,23 @@ def s3_metadata(values: Mapping[str, object]) -> dict[str, str]:
 
 
 def plan_write(
-    existing: ExistingObject | None, sha256: str, *, owner: tuple[str, str], replace: bool, uri: str
+    existing: ExistingObject | None,
+    *,
+    same_content: bool,
+    owner: tuple[str, str],
+    replace: bool,
+    uri: str,
 ) -> WriteAction:
     """Decide what to do at a key given what is there (raises KeyConflictError when it must not write).
 
-    Same checksum: nothing to do. Otherwise an object carrying our ``owner`` metadata (the same
-    generation id, or the same run's manifest) is ours to rewrite; anything else only with
-    ``replace=True``, so a key template that collides with unrelated data fails loudly.
+    ``same_content`` must be *proven* (:meth:`S3ObjectStore.holds`): then there is nothing to
+    do. Otherwise an object carrying our ``owner`` metadata (the same generation id, or the
+    same kind of artefact) is ours to rewrite; anything else only with ``replace=True``, so a
+    key template that collides with unrelated data fails loudly.
     """
     if existing is None:
         return WriteAction.STORED
-    if existing.sha256 == sha256:
+    if same_content:
         return WriteAction.SKIPPED
     name, value = owner
     if replace or existing.metadata.get(name) == value:
@@ -91,16 +150,47 @@ class S3ObjectStore:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    @property
+    def _requester_pays(self) -> dict[str, str]:
+        return {"RequestPayer": "requester"} if getattr(self.hook, "_requester_pays", False) else {}
+
     def head(self, key: str) -> ExistingObject | None:
-        response = self.hook.head_object(key, self.bucket)
-        if response is None:
-            return None
+        """HEAD with S3's checksum included (``S3Hook.head_object`` does not ask for it); None if absent."""
+        from botocore.exceptions import ClientError  # the amazon extra
+
+        client: Any = self.hook.get_conn()
+        try:
+            response = client.head_object(
+                Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **self._requester_pays
+            )
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
         metadata = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
         return ExistingObject(
             size=int(response.get("ContentLength") or 0),
             content_type=response.get("ContentType"),
             metadata=metadata,
+            checksum_sha256=response.get("ChecksumSHA256"),
+            checksum_type=response.get("ChecksumType"),
+            etag=response.get("ETag"),
         )
+
+    def holds(self, key: str, existing: ExistingObject, sha256: str, size: int | None = None) -> bool:
+        """Whether the object at ``key`` (as HEAD saw it: ``existing``) is exactly these bytes.
+
+        S3's full-object checksum decides when there is one. Without it, an object whose
+        metadata claims this sha256 is read back and hashed (that is the only other proof);
+        any other object counts as different.
+        """
+        verdict = existing.content_matches(sha256, size)
+        if verdict is not None:
+            return verdict
+        if existing.sha256 != sha256:
+            return False
+        read_size, read_sha256 = self.read_into(key, None)
+        return read_sha256 == sha256 and (size is None or read_size == size)
 
     def upload(self, source: Spool | bytes, key: str, *, content_type: str, metadata: dict[str, str]) -> None:
         """Upload ``source`` with its Content-Type and metadata, streaming it.
@@ -108,10 +198,17 @@ class S3ObjectStore:
         ``S3Hook.load_file_obj`` takes extra upload arguments only from the hook's constructor,
         so per-object Content-Type and metadata go through the hook's own boto3 client, with
         the hook's ``extra_args`` (e.g. encryption settings) and transfer configuration kept.
-        A spool on disk is uploaded by path, which boto3 streams part by part.
+        A spool on disk is uploaded by path, which boto3 streams part by part. Every upload
+        carries a SHA-256 checksum (over the hook's ``extra_args``), so S3 can prove it later.
         """
         client: Any = self.hook.get_conn()
-        extra = {**self.hook.extra_args, "ContentType": content_type, "Metadata": metadata}
+        extra = {
+            **self.hook.extra_args,
+            "ContentType": content_type,
+            "Metadata": metadata,
+            # S3 computes (and checks) it from the bytes: what a re-run compares, see holds().
+            "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
+        }
         config = self.hook.transfer_config
         if isinstance(source, bytes):
             client.upload_fileobj(io.BytesIO(source), self.bucket, key, ExtraArgs=extra, Config=config)
@@ -122,22 +219,45 @@ class S3ObjectStore:
             client.upload_fileobj(source, self.bucket, key, ExtraArgs=extra, Config=config)
         self._record_lineage(key)
 
-    def read_into(self, key: str, spool: Spool) -> tuple[int, str]:
-        """Stream the object at ``key`` into ``spool``; returns its size and sha256."""
-        spool.reset()
-        response = self.hook.get_conn().get_object(Bucket=self.bucket, Key=key)
-        spool.expect(response.get("ContentLength"))
+    def read_into(self, key: str, spool: Spool | None) -> tuple[int, str]:
+        """Stream the object at ``key`` into ``spool`` (or only hash it); returns its size and sha256."""
+        write: Callable[[bytes], object] | None = None
+        if spool is not None:
+            spool.reset()
+            write = spool.write
+        client: Any = self.hook.get_conn()
+        response = client.get_object(Bucket=self.bucket, Key=key, **self._requester_pays)
+        if spool is not None:
+            spool.expect(response.get("ContentLength"))
         body = response["Body"]
         digest, size = hashlib.sha256(), 0
         try:
             for chunk in body.iter_chunks(_READ_CHUNK):
-                spool.write(chunk)
+                if write is not None:
+                    write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
         finally:
             body.close()
-        spool.flush()
+        if spool is not None:
+            spool.flush()
         return size, digest.hexdigest()
+
+    def copy(self, source_key: str, target_key: str, *, source_etag: str | None = None) -> None:
+        """Server-side copy within the bucket, metadata kept, with a fresh SHA-256 checksum.
+
+        ``source_etag`` makes the copy conditional (``CopySourceIfMatch``): it copies the
+        object that was inspected, not one written since.
+        """
+        extra: dict[str, Any] = {"ChecksumAlgorithm": CHECKSUM_ALGORITHM}
+        if source_etag:
+            extra["CopySourceIfMatch"] = source_etag
+        self.hook.copy_object(
+            source_key, target_key, source_bucket_name=self.bucket, dest_bucket_name=self.bucket, **extra
+        )
+
+    def delete(self, key: str) -> None:
+        self.hook.delete_objects(self.bucket, [key])
 
     def put_bytes(
         self,
@@ -149,9 +269,11 @@ class S3ObjectStore:
         owner: tuple[str, str],
         replace: bool,
     ) -> tuple[WriteAction, str]:
-        """Write a small generated artifact (manifest, contact sheet) unless it is already there."""
+        """Write a small generated artifact (manifest, contact sheet) unless it is provably there."""
         sha256 = hashlib.sha256(data).hexdigest()
-        action = plan_write(self.head(key), sha256, owner=owner, replace=replace, uri=self.uri(key))
+        existing = self.head(key)
+        same = existing is not None and self.holds(key, existing, sha256, len(data))
+        action = plan_write(existing, same_content=same, owner=owner, replace=replace, uri=self.uri(key))
         if action is not WriteAction.SKIPPED:
             self.upload(
                 data,

@@ -77,12 +77,31 @@ class S3Calls:
     def uploads(self) -> int:
         return self.counts["PutObject"] + self.counts["CreateMultipartUpload"]
 
+    @property
+    def changes(self) -> int:
+        """Requests that write or delete anything."""
+        return (
+            self.uploads
+            + self.counts["CopyObject"]
+            + self.counts["DeleteObject"]
+            + self.counts["DeleteObjects"]
+        )
+
     def reset(self) -> None:
         self.counts.clear()
         self.keys.clear()
 
 
-_COUNTED_OPERATIONS = ("PutObject", "CreateMultipartUpload", "UploadPart", "GetObject", "HeadObject")
+_COUNTED_OPERATIONS = (
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "GetObject",
+    "HeadObject",
+    "CopyObject",
+    "DeleteObject",
+    "DeleteObjects",
+)
 
 
 @pytest.fixture

@@ -109,8 +109,13 @@ def test_a_large_file_is_streamed_not_held_in_memory(
     env = {
         **os.environ,
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
-        # Only used to refresh an expired URL, which does not happen here.
-        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json("http://127.0.0.1:9"),
+        # Only used to refresh an expired URL, which does not happen here. The file server is a
+        # plain-http loopback host other than the connection's: allowed explicitly (download policy).
+        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
+            "http://127.0.0.1:9",
+            download_allowed_hosts=["127.0.0.1"],
+            download_allow_http_hosts=["127.0.0.1"],
+        ),
     }
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results})],

@@ -11,7 +11,15 @@ import pytest
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
-from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
+from airflow_provider_oxen.transfers.fetch import ResultDownloadError, fetch_result
+from airflow_provider_oxen.transfers.manifest import (
+    build_manifest,
+    decimal_text,
+    image_record,
+    manifest_bytes,
+    result_fields,
+)
+from airflow_provider_oxen.transfers.redact import redact_text, strip_query, strip_url_queries
 from airflow_provider_oxen.transfers.spool import Spool
 from airflow_provider_oxen.transfers.store import (
     ExistingObject,
@@ -19,6 +27,7 @@ from airflow_provider_oxen.transfers.store import (
     WriteAction,
     plan_write,
     s3_metadata,
+    sha256_base64,
 )
 
 # -- spool ------------------------------------------------------------------------------------------
@@ -99,23 +108,61 @@ def _existing(**metadata: str) -> ExistingObject:
 
 
 @pytest.mark.parametrize(
-    ("existing", "replace", "action"),
+    ("existing", "same", "replace", "action"),
     [
-        (None, False, WriteAction.STORED),
-        (_existing(sha256="abc"), False, WriteAction.SKIPPED),  # same bytes, whoever wrote them
-        (_existing(sha256="old", **{"generation-id": "g1"}), False, WriteAction.REPLACED),  # ours
-        (_existing(sha256="old", **{"generation-id": "g2"}), True, WriteAction.REPLACED),
-        (_existing(), True, WriteAction.REPLACED),
+        (None, False, False, WriteAction.STORED),
+        (_existing(sha256="abc"), True, False, WriteAction.SKIPPED),  # proven same bytes, whoever wrote them
+        (_existing(sha256="old", **{"generation-id": "g1"}), False, False, WriteAction.REPLACED),  # ours
+        (_existing(sha256="old", **{"generation-id": "g2"}), False, True, WriteAction.REPLACED),
+        (_existing(), False, True, WriteAction.REPLACED),
+        # Metadata claiming our sha256 is not proof: ours is rewritten, a foreign one refused.
+        (_existing(sha256="abc", **{"generation-id": "g1"}), False, False, WriteAction.REPLACED),
     ],
 )
-def test_plan_write(existing: ExistingObject | None, replace: bool, action: WriteAction) -> None:
-    assert plan_write(existing, "abc", owner=OWNER, replace=replace, uri="s3://b/k") is action
+def test_plan_write(existing: ExistingObject | None, same: bool, replace: bool, action: WriteAction) -> None:
+    assert plan_write(existing, same_content=same, owner=OWNER, replace=replace, uri="s3://b/k") is action
 
 
-@pytest.mark.parametrize("existing", [_existing(), _existing(sha256="old", **{"generation-id": "g2"})])
+@pytest.mark.parametrize(
+    "existing", [_existing(), _existing(sha256="old", **{"generation-id": "g2"}), _existing(sha256="abc")]
+)
 def test_foreign_objects_are_not_overwritten(existing: ExistingObject) -> None:
     with pytest.raises(KeyConflictError, match="s3://b/k"):
-        plan_write(existing, "abc", owner=OWNER, replace=False, uri="s3://b/k")
+        plan_write(existing, same_content=False, owner=OWNER, replace=False, uri="s3://b/k")
+
+
+DIGEST = "ab" * 32
+OTHER = "cd" * 32
+
+
+def _checked(checksum: str | None, *, etag: str = '"0f0f"', kind: str | None = None) -> ExistingObject:
+    return ExistingObject(
+        size=10,
+        content_type="image/png",
+        metadata={"sha256": DIGEST},
+        checksum_sha256=checksum,
+        checksum_type=kind,
+        etag=etag,
+    )
+
+
+@pytest.mark.parametrize(
+    ("existing", "verdict"),
+    [
+        (_checked(sha256_base64(DIGEST)), True),  # S3's own full-object checksum is the digest
+        (_checked(sha256_base64(DIGEST), kind="FULL_OBJECT"), True),
+        (_checked(sha256_base64(OTHER)), False),  # S3 says the bytes are different ones
+        (_checked(None), None),  # no SHA-256 checksum (written by others): metadata is no proof
+        (_checked(f"{sha256_base64(OTHER)}-3"), None),  # composite (multipart): cannot compare
+        (_checked(sha256_base64(OTHER), kind="COMPOSITE"), None),
+        (_checked(sha256_base64(OTHER), etag='"9a9a-2"'), None),  # multipart, type not reported
+    ],
+)
+def test_content_is_proven_only_by_a_full_object_checksum(
+    existing: ExistingObject, verdict: bool | None
+) -> None:
+    assert existing.content_matches(DIGEST) is verdict
+    assert existing.content_matches(DIGEST, size=11) is False  # a different size is proof enough
 
 
 def test_metadata_is_ascii_and_drops_missing_values() -> None:
@@ -137,6 +184,7 @@ def _record(generation_id: str, ok: bool, action: str) -> dict[str, Any]:
         {**RESULT, "generation_id": generation_id, "prompt": "p"},
         s3_key=f"p/{generation_id}.png",
         s3_uri=f"s3://b/p/{generation_id}.png",
+        s3_prefix="p",
         sha256="0" * 64,
         size_bytes=2048,
         content_type="image/png",
@@ -164,3 +212,106 @@ def test_manifest_describes_storage_not_the_try() -> None:
     image = document["images"][0]
     assert image["result_url"] == RESULT["result_url"] and image["prompt"] == "p"
     assert "action" not in image and image["checks"]["ok"] is True
+
+
+# -- signed URLs and the result shape ---------------------------------------------------------------
+
+SIGNED = "https://files.example/files/g1/image-0.png?expires=1767225600&sig=c2VjcmV0LXNpZ25hdHVyZQ"
+PRESIGNED = "https://b.s3.amazonaws.com/in.png?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=f00d"
+
+
+def test_url_queries_are_stripped_from_urls_only() -> None:
+    assert strip_query(SIGNED) == "https://files.example/files/g1/image-0.png"
+    assert strip_query("https://user:pw@host/x.png?sig=1#f") == "https://host/x.png"
+    assert strip_query("not a url?x=1") == "not a url?x=1"
+    value = {
+        "result_url": SIGNED,
+        "parameters": {"input_image": [PRESIGNED], "prompt": f"like {SIGNED} but blue"},
+        "seed": 3,
+    }
+    assert strip_url_queries(value) == {
+        "result_url": "https://files.example/files/g1/image-0.png",
+        "parameters": {
+            "input_image": ["https://b.s3.amazonaws.com/in.png"],
+            "prompt": f"like {SIGNED} but blue",  # free text stays as written
+        },
+        "seed": 3,
+    }
+    assert redact_text(f"HTTP 500 (GET {SIGNED}): upstream said <{PRESIGNED}>") == (
+        "HTTP 500 (GET https://files.example/files/g1/image-0.png): upstream said "
+        "<https://b.s3.amazonaws.com/in.png>"
+    )
+
+
+def test_records_and_manifests_keep_no_signed_query() -> None:
+    result = {**RESULT, "result_url": SIGNED, "parameters": {"input_image": PRESIGNED}, "url": SIGNED}
+    record = image_record(
+        result,
+        s3_key="p/g1.png",
+        s3_uri="s3://b/p/g1.png",
+        s3_prefix="p",
+        sha256="0" * 64,
+        size_bytes=1,
+        content_type="image/png",
+        check=None,
+        action="stored",
+    )
+    assert record["result_url"] == record["url"] == "https://files.example/files/g1/image-0.png"
+    manifest = manifest_bytes(
+        build_manifest(
+            [record], bucket="b", prefix="p", run_id="r", checks=CheckSettings(), contact_sheet=None
+        )
+    ).decode()
+    for secret in ("sig=", "expires=", "X-Amz-Signature", "X-Amz-Credential", "?"):
+        assert secret not in manifest and secret not in json.dumps(record)
+
+
+def test_current_results_are_kept_and_older_ones_brought_to_the_same_shape() -> None:
+    current = {**RESULT, "media_type": "image", "cost": "0.0600", "enqueued_at": "2026-05-12T10:00:00Z"}
+    assert result_fields(current) == current  # the API's decimal string, exactly as given
+    older = {**RESULT, "cost": 0.06, "created_at": "2026-05-12T10:00:00Z"}
+    assert result_fields(older) == {**RESULT, "cost": "0.06", "enqueued_at": "2026-05-12T10:00:00Z"}
+    assert result_fields({**RESULT, "cost": None})["cost"] is None
+    assert [decimal_text(v) for v in (1e-05, 2, float("nan"), True, " 0.10 ")] == [
+        "0.00001",
+        "2",
+        None,
+        None,
+        "0.10",
+    ]
+
+
+def test_only_images_can_be_stored_and_refusals_show_no_signed_query() -> None:
+    assert check_result({**RESULT, "media_type": "image"})["media_type"] == "image"
+    with pytest.raises(OxenValidationError, match="media_type 'video'"):
+        check_result({**RESULT, "media_type": "video"})
+    with pytest.raises(OxenValidationError, match="no generation_id") as info:
+        check_result({"status": "succeeded", "result_url": SIGNED})
+    assert "sig=" not in str(info.value)
+
+
+class _FailingDownloads:
+    """A hook whose downloads fail with an error that quotes the signed URL."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def open_download(self, url: str) -> Any:
+        from airflow_provider_oxen.exceptions import OxenAPIStatusError
+
+        raise OxenAPIStatusError(f"upstream refused {url}", status_code=self.status)
+
+    def get_generation(self, generation_id: str) -> Any:
+        from airflow_provider_oxen.models import Generation
+
+        return Generation.model_validate(
+            {"generation_id": generation_id, "status": "succeeded", "result_url": SIGNED + "&fresh=1"}
+        )
+
+
+@pytest.mark.parametrize("status", [500, 403])
+def test_download_errors_show_no_signed_query(status: int) -> None:
+    with Spool() as spool, pytest.raises(ResultDownloadError) as info:
+        fetch_result(_FailingDownloads(status), "g1", SIGNED, spool)  # type: ignore[arg-type]
+    assert "files.example/files/g1/image-0.png" in str(info.value)
+    assert "sig=" not in str(info.value) and "fresh=" not in str(info.value)

@@ -15,7 +15,8 @@ from airflow_provider_oxen.review.contact_sheet import sheet_size
 from airflow_provider_oxen.transfers.fetch import ResultDownloadError
 from airflow_provider_oxen.transfers.keys import KeyTemplateError, UnsafeKeyError
 from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator
-from airflow_provider_oxen.transfers.store import KeyConflictError
+from airflow_provider_oxen.transfers.spool import Spool
+from airflow_provider_oxen.transfers.store import KeyConflictError, S3ObjectStore, sha256_base64
 from tests.fixtures import EmulatorControl
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
@@ -102,6 +103,10 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
         assert record["size_bytes"] == len(data)
         head = s3_client.head_object(Bucket=bucket, Key=key)
         assert head["ContentType"] == ("image/jpeg" if ext == "jpg" else "image/png")
+        # S3's own checksum of the bytes it received: what proves the object on a re-run.
+        assert head["ContentLength"] and s3_client.head_object(
+            Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+        )["ChecksumSHA256"] == sha256_base64(record["sha256"])
         assert head["Metadata"] == {
             "generation-id": result["generation_id"],
             "model": result["model"],
@@ -127,8 +132,9 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
     assert manifest["checks"]["passed"] == 5 and manifest["checks"]["failed"] == 0
     assert manifest["contact_sheet"]["s3_uri"] == f"s3://{bucket}/{SHEET_KEY}"
     for image, result, record in zip(manifest["images"], results, records, strict=True):
-        assert {k: image[k] for k in result} == result  # every field of the result
-        for field in ("s3_key", "s3_uri", "sha256", "size_bytes", "checks", "content_type"):
+        # Every field of the result, its URL without the signed query.
+        assert {k: image[k] for k in result} == {**result, "result_url": result["result_url"].split("?")[0]}
+        for field in ("s3_key", "s3_uri", "s3_prefix", "sha256", "size_bytes", "checks", "content_type"):
             assert image[field] == record[field]
         assert "action" not in image
     assert s3_client.head_object(Bucket=bucket, Key=MANIFEST_KEY)["ContentType"] == "application/json"
@@ -203,11 +209,13 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     data = httpx_bytes(result["result_url"])
     digest = hashlib.sha256(data).hexdigest()
 
-    # Same bytes uploaded by someone else, with a sha256 on record: nothing to upload.
+    # Same bytes uploaded by someone else, with a sha256 on record but no SHA-256 checksum:
+    # read back and hashed (the proof), then nothing to upload.
     s3_client.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": digest})
     s3_calls.reset()
     [record] = _run(_operator([result], bucket, contact_sheet=False))
     assert record["action"] == "skipped" and s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
+    assert s3_calls.keys.get("GetObject") == [key]
 
     # Different bytes that are not ours: refused unless replace=True.
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file")
@@ -356,3 +364,117 @@ def test_generation_ids_are_accepted_and_read_from_the_api(
     assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
     assert [r["s3_key"].rsplit(".", 1)[1] for r in records] == ["png", "png"]
     assert all(r["checks"]["ok"] for r in records)
+
+
+# -- content, not metadata, decides what a re-run skips ------------------------------------------------
+
+
+def _overwrite_keeping_metadata(s3_client: Any, bucket: str, key: str, body: bytes, **extra: Any) -> None:
+    """What someone (a script, a sync tool) does when replacing a file with its old metadata."""
+    head = s3_client.head_object(Bucket=bucket, Key=key)
+    s3_client.put_object(
+        Bucket=bucket, Key=key, Body=body, Metadata=head["Metadata"], ContentType=head["ContentType"], **extra
+    )
+
+
+@pytest.mark.parametrize("needs_bytes", [False, True], ids=["head-only", "checks-and-sheet"])
+@pytest.mark.parametrize("checksum", [None, "SHA256"], ids=["no-checksum", "sha256-checksum"])
+def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
+    oxen: EmulatorControl,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    needs_bytes: bool,
+    checksum: str | None,
+) -> None:
+    options: dict[str, Any] = {} if needs_bytes else {"checks": False, "contact_sheet": False}
+    results = generate(2)
+    first = _run(_operator(results, bucket, **options))
+    tampered, untouched = first
+    original = object_bytes(s3_client, bucket, tampered["s3_key"])
+    extra = {"ChecksumAlgorithm": checksum} if checksum else {}
+    _overwrite_keeping_metadata(s3_client, bucket, tampered["s3_key"], b"not the generated image", **extra)
+    downloads = _files_downloaded(oxen)
+    s3_calls.reset()
+
+    second = _run(_operator(results, bucket, **options))
+
+    assert [r["action"] for r in second] == ["replaced", "skipped"]
+    assert object_bytes(s3_client, bucket, tampered["s3_key"]) == original
+    assert second[0]["sha256"] == tampered["sha256"] == hashlib.sha256(original).hexdigest()
+    assert _files_downloaded(oxen) == downloads + 1  # the good copy came from Oxen again
+    assert s3_calls.keys["PutObject"][0] == tampered["s3_key"]
+    if not needs_bytes:
+        # The untouched object is proven by S3's checksum in its HEAD: never read back. The
+        # tampered one is read back only when S3 has no SHA-256 of it to disprove it with.
+        assert s3_calls.keys.get("GetObject", []) == ([] if checksum else [tampered["s3_key"]])
+        assert untouched["s3_key"] not in s3_calls.keys.get("PutObject", [])
+
+
+def test_a_foreign_object_claiming_our_sha256_is_neither_skipped_nor_overwritten(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    [result] = generate(1)
+    key = f"campaigns/{result['generation_id']}.jpg"
+    digest = hashlib.sha256(httpx_bytes(result["result_url"])).hexdigest()
+    # Someone else's file whose metadata claims the generated image's sha256.
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"someone else's file", Metadata={"sha256": digest})
+    with pytest.raises(KeyConflictError, match=key):
+        _run(_operator([result], bucket, contact_sheet=False))
+    assert object_bytes(s3_client, bucket, key) == b"someone else's file"
+    [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
+    assert (
+        record["action"] == "replaced"
+        and hashlib.sha256(object_bytes(s3_client, bucket, key)).hexdigest() == digest
+    )
+
+
+def test_a_manifest_overwritten_under_its_old_metadata_is_rewritten(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    results = generate(1)
+    _run(_operator(results, bucket, contact_sheet=False))
+    manifest = object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY)
+    _overwrite_keeping_metadata(s3_client, bucket, DEFAULT_MANIFEST_KEY, b'{"images": []}\n')
+    s3_calls.reset()
+    _run(_operator(results, bucket, contact_sheet=False))
+    assert s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
+    assert object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY) == manifest
+
+
+def test_a_multipart_object_is_proven_by_reading_it_back(s3_client: Any, bucket: str, aws_conn: str) -> None:
+    """A multipart upload's SHA-256 is composite (a checksum of part checksums): not comparable."""
+    import os
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(
+        aws_conn_id="aws_default",
+        transfer_config_args={"multipart_threshold": 5 * 2**20, "multipart_chunksize": 5 * 2**20},
+    )
+    store = S3ObjectStore(hook, bucket)
+    data = os.urandom(6 * 2**20)  # two parts
+    digest = hashlib.sha256(data).hexdigest()
+    with Spool(max_memory=2**20) as spool:
+        spool.write(data)
+        store.upload(
+            spool, "big/file.bin", content_type="application/octet-stream", metadata={"sha256": digest}
+        )
+    existing = store.head("big/file.bin")
+    assert existing is not None and existing.etag is not None and existing.etag.strip('"').endswith("-2")
+    assert existing.content_matches(digest, len(data)) is None  # HEAD cannot tell
+    assert store.holds("big/file.bin", existing, digest, len(data)) is True  # reading it back can
+    assert store.holds("big/file.bin", existing, "0" * 64, len(data)) is False
+
+
+def test_records_xcom_and_manifest_hold_no_signed_url_query(
+    oxen: EmulatorControl, s3_client: Any, bucket: str
+) -> None:
+    results = generate(2)
+    assert all("sig=" in r["result_url"] for r in results)  # what the generate operator hands over
+    context = transfer_context()
+    records = _run(_operator(results, bucket), context)
+    stored = json.dumps(records) + object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY).decode()
+    stored += json.dumps(context["ti"].xcoms)
+    assert "sig=" not in stored and "expires=" not in stored
+    assert [r["result_url"] for r in records] == [r["result_url"].split("?")[0] for r in results]

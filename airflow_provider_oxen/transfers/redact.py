@@ -1,0 +1,60 @@
+"""Keep signed URL queries out of what the transfer stores, returns and logs.
+
+Oxen's result URLs (and presigned URLs passed as model inputs, e.g. ``input_image``) carry
+their signature in the query string: whoever holds the whole URL can read the file until it
+expires. Manifests live for years and XComs are readable by everyone with access to the DAG,
+so both keep a URL without its query (and without any ``user:password@``), which still says
+which file it was. The transfer itself downloads from the full URL, which never leaves it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+# A URL inside free text (an error message, a log line): scheme, then no whitespace or quotes.
+_URL_IN_TEXT = re.compile(r"""\bhttps?://[^\s"'<>`]+""", re.IGNORECASE)
+# Punctuation that ends the sentence around a URL rather than the URL ("(GET https://…):").
+_TRAILING = re.compile(r"[)\].,;:!}]+$")
+
+
+def strip_query(url: str) -> str:
+    """``url`` without its query, fragment and credentials; text that is not an http(s) URL as is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0]
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _is_url(text: str) -> bool:
+    return _URL_IN_TEXT.fullmatch(text.strip()) is not None
+
+
+def strip_url_queries(value: Any) -> Any:
+    """A copy of ``value`` (dicts and lists, at any depth) in which every string that is a URL
+    has lost its query. Other strings, such as a prompt mentioning a link, are left alone."""
+    if isinstance(value, str):
+        return strip_query(value.strip()) if _is_url(value) else value
+    if isinstance(value, Mapping):
+        return {key: strip_url_queries(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strip_url_queries(item) for item in value]
+    return value
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message) with every URL in it cut before its query."""
+
+    def cut(match: re.Match[str]) -> str:
+        url = match.group(0)
+        trailing = _TRAILING.search(url)
+        tail = trailing.group(0) if trailing else ""
+        return strip_query(url[: len(url) - len(tail)]) + tail
+
+    return _URL_IN_TEXT.sub(cut, text)
