@@ -6,14 +6,33 @@ interval; instead every trigger registers what it waits for with the process's
 :class:`OxenHub`, which learns completions once for all of them:
 
 * ``events`` mode: one ``GET /api/events`` subscription; a ``media_generation_completed``
-  event for a waited-for id completes it with no further request (a status read only if
-  the event lacks the result URL). The stream reconnects with backoff.
+  event for a waited-for id completes it with no further request: ``status: succeeded``
+  with its ``url``, ``status: failed`` with its ``error`` text (a status read only if the
+  event does not say enough).
 * reconciliation (both modes): one ``GET /api/ai/queue`` (in-flight rows) per interval,
   plus one status read per waited-for id that is no longer in flight. It runs after every
-  gap — start-up (new registrations), stream (re)connect — and periodically as the safety
-  net for missed events and for failures/cancellations, which the stream does not report.
-* ``poll`` mode, or events unavailable (404): reconciliation alone, at the polling
-  interval, backing off (x2 per failed listing, up to 4x) while the API is in trouble.
+  gap (start-up, new registrations, stream (re)connect) and periodically as the safety
+  net for missed events and for cancellations, which the stream does not report: every
+  ``SAFETY_FACTOR`` polling intervals while the stream is open, every polling interval
+  while it is not (``poll`` mode, a reconnect in progress, or the endpoint refusing us).
+
+Failure handling (the hub's loops never end while a trigger waits; anything unexpected is
+logged and retried with capped backoff):
+
+* A listing row that cannot be parsed is skipped (that id gets a status read instead).
+* The event stream reconnects with capped exponential backoff; the backoff only resets
+  after a stream stayed open ``HEALTHY_STREAM_SECONDS``, and connection attempts are never
+  closer than ``MIN_RECONNECT_SPACING``, so a stream cut after every event cannot turn into
+  a reconnect storm.
+* A 401/403/404 on the event stream falls back to polling; the stream is re-probed with
+  backoff from ``EVENTS_REPROBE_BASE`` up to ``EVENTS_REPROBE_MAX`` seconds.
+* A 401/403 on the queue listing fails every waiter: the listing is one request made with
+  the connection's key on behalf of all of them, so the key is rejected for everyone and
+  no retry can fix it (the tasks fail without spending their retries).
+* A 403 or 404 reading one generation fails only that generation, as a ``failed`` row
+  whose ``error_message`` says why (a 404 means "gone": it may well have finished earlier
+  and must not be a reason to enqueue it again). A 401 or any other error on one read is
+  retried on the next reconciliation (the listing decides whether the key is wrong).
 
 The last trigger to leave closes the stream and the client.
 """
@@ -24,14 +43,22 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 
-from airflow_provider_oxen.exceptions import OxenAuthenticationError, OxenError, OxenNotFoundError
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenAuthenticationError,
+    OxenError,
+    OxenRateLimitError,
+)
+from airflow_provider_oxen.hooks import api
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.hooks.retry import backoff_delay
+from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
 from airflow_provider_oxen.waiting import StatusTracker, wait_for_event
 
@@ -49,6 +76,23 @@ MAX_STRETCH = 4.0
 CLOSE_TIMEOUT = 5.0
 # Silence on the event stream longer than this is treated as a dead connection.
 EVENTS_READ_TIMEOUT = 90.0
+# Largest attempt number handed to ``backoff_delay`` (2**attempt must stay a finite float;
+# the policy's ``backoff_max`` is reached long before this anyway).
+MAX_BACKOFF_ATTEMPT = 16
+# Only a stream that stayed open this long resets the reconnect backoff.
+HEALTHY_STREAM_SECONDS = 30.0
+# Two connection attempts to the event stream never start closer together than this.
+MIN_RECONNECT_SPACING = 1.0
+# After the events endpoint refused us (401/403/404): first re-probe after about this many
+# seconds, doubling per refusal, never more than EVENTS_REPROBE_MAX (jittered down to half).
+EVENTS_REPROBE_BASE = 30.0
+EVENTS_REPROBE_MAX = 300.0
+# Statuses with which the events endpoint refuses us: fall back to polling, re-probe later.
+STREAM_REFUSED_STATUSES = frozenset({401, 403, 404})
+# Keys of a completion event that the row gets under its own names.
+_EVENT_URL_KEYS = ("url", "result_url", "output_url", "file_url")
+_EVENT_ERROR_KEYS = ("error", "error_message")
+_IN_FLIGHT = frozenset({GenerationStatus.QUEUED.value, GenerationStatus.PROCESSING.value})
 
 
 class Waiter:
@@ -89,6 +133,7 @@ class OxenHub:
     def __init__(self, oxen_conn_id: str, mode: str) -> None:
         self.oxen_conn_id = oxen_conn_id
         self.mode = mode
+        # False while the events endpoint refuses us (401/403/404): polling until a re-probe works.
         self.events_available = mode == "events"
         self.refs = 0
         self.hook: OxenAsyncHook = OxenAsyncHook(oxen_conn_id)
@@ -98,7 +143,11 @@ class OxenHub:
         self._wake = asyncio.Event()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._policy = RetryPolicy()
+        self._stream_open = False
         self._closed = False
+        self._starter: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -111,12 +160,17 @@ class OxenHub:
         )
         # Building the client loads CA certificates: keep that off the triggerer's event loop.
         client = await asyncio.to_thread(httpx.AsyncClient, **kwargs)
-        self.hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
+        hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
+        self.run(hook, client, settings.retry)
+
+    def run(self, hook: OxenAsyncHook, client: httpx.AsyncClient | None, policy: RetryPolicy) -> None:
+        """Start the hub's loops with this hook (its client is closed with the hub)."""
+        self.hook = hook
         self._client = client
-        self._policy = settings.retry
-        self._spawn(self._reconcile_loop())
+        self._policy = policy
+        self._spawn(self._keep_running("reconciliation", self._reconcile_loop))
         if self.mode == "events":
-            self._spawn(self._events_loop())
+            self._spawn(self._keep_running("event stream", self._events_loop))
 
     async def close(self) -> None:
         self._closed = True
@@ -128,14 +182,32 @@ class OxenHub:
             _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
             if stuck:
                 log.warning("%d Oxen hub task(s) did not stop within %.0f s", len(stuck), CLOSE_TIMEOUT)
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def _spawn(self, coro: Any) -> None:
-        # Hub tasks outlive the trigger that started the hub: they must not inherit its
-        # context (Airflow routes log lines to a task's log file through it).
-        task = contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
+        task = _detached_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _retry_delay(self, attempt: int) -> float:
+        # Capped: after a long outage ``2**attempt`` would overflow a float.
+        return backoff_delay(min(max(attempt, 0), MAX_BACKOFF_ATTEMPT), self._policy)
+
+    async def _keep_running(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` until the hub closes; restart it (after a backoff) if it ever ends."""
+        failures = 0
+        while not self._closed:
+            try:
+                await loop()
+            except Exception:  # cancellation (BaseException) still stops the hub
+                log.exception("Oxen hub %s loop failed unexpectedly: restarting it", name)
+            else:
+                if self._closed:
+                    return
+                log.error("Oxen hub %s loop ended unexpectedly: restarting it", name)
+            failures = min(failures + 1, MAX_BACKOFF_ATTEMPT)
+            await asyncio.sleep(max(self._retry_delay(failures), COALESCE_SECONDS))
 
     # -- registrations ----------------------------------------------------------------------------
 
@@ -171,19 +243,28 @@ class OxenHub:
 
     def _interval(self, stretch: float) -> float:
         base = min((w.poll_interval for w in self._registered), default=5.0)
-        if self.events_available:
+        if self._stream_open:
             return base * SAFETY_FACTOR
         return base * stretch
 
     async def _reconcile_loop(self) -> None:
         stretch = 1.0
+        errors = 0
         while not self._closed:
             await wait_for_event(self._wake, self._interval(stretch))
             self._wake.clear()
             if self._closed:
                 return
             await asyncio.sleep(COALESCE_SECONDS)
-            listed = await self.reconcile()
+            try:
+                listed = await self.reconcile()
+                errors = 0
+            except Exception:
+                # A bug or an API surprise: the safety net must outlive it.
+                errors = min(errors + 1, MAX_BACKOFF_ATTEMPT)
+                log.exception("Oxen hub reconciliation failed unexpectedly (will retry)")
+                listed = False
+                await asyncio.sleep(self._retry_delay(errors))
             stretch = 1.0 if listed else min(MAX_STRETCH, stretch * 2)
 
     async def reconcile(self) -> bool:
@@ -195,36 +276,59 @@ class OxenHub:
         if not ids:
             return True
         try:
-            in_flight = {row.generation_id: row for row in await self.hook.list_queue()}
+            body = await self._list_queue_body()
         except OxenAuthenticationError as exc:
+            # The key is rejected for everyone (see the module docstring).
             self._fail_all(exc)
             return False
         except OxenError as exc:
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
+        in_flight = {row.generation_id: row for row in parse_listing(body)}
         for generation_id in ids:
             if generation_id in in_flight:
                 self._deliver(in_flight[generation_id])
-        gone = [i for i in ids if i not in in_flight]
+        # Events may have completed some ids while the listing was on its way: no read for those.
+        # (Ids registered meanwhile wait for the next round, which their registration triggers.)
+        gone = [i for i in ids if i not in in_flight and i in self._waiters]
         for row in await asyncio.gather(*(self._read(i) for i in gone)):
             if row is not None:
                 self._deliver(row)
         return True
 
+    async def _list_queue_body(self) -> Any:
+        # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
+        # we cannot parse must not hide every other one (see :func:`parse_listing`).
+        return await self.hook._json(api.list_queue_call({}))
+
     async def _read(self, generation_id: str) -> Generation | None:
+        """The row of one generation, a failed row if it is gone or forbidden, None to retry later."""
         async with self._reads:
             try:
                 return await self.hook.get_generation(generation_id)
-            except OxenNotFoundError:
-                return Generation(
-                    generation_id=generation_id,
-                    status=GenerationStatus.FAILED,
-                    error_message="Oxen does not know this generation (HTTP 404)",
-                )
-            except OxenAuthenticationError as exc:
-                self._fail_all(exc)
+            except OxenAPIStatusError as exc:
+                if exc.status_code == 404:
+                    return unavailable_row(
+                        generation_id,
+                        "Oxen no longer knows this generation (HTTP 404): treated as gone. It may "
+                        "have finished earlier (finished rows used to expire after about a day); "
+                        "check before enqueueing it again.",
+                        reason="gone",
+                    )
+                if exc.status_code == 403:
+                    return unavailable_row(
+                        generation_id,
+                        f"Access denied reading this generation (HTTP 403): {exc.api_message}",
+                        reason="access_denied",
+                    )
+                log.warning("Status of %s unavailable for now: %s", generation_id, exc)
             except OxenError as exc:
                 log.warning("Status of %s unavailable for now: %s", generation_id, exc)
+            except Exception as exc:
+                # E.g. a row that does not parse: read it again next time.
+                log.warning(
+                    "Status of %s unreadable for now (%s): %s", generation_id, type(exc).__name__, exc
+                )
         return None
 
     async def _read_and_deliver(self, generation_id: str) -> None:
@@ -235,45 +339,230 @@ class OxenHub:
     # -- event stream -----------------------------------------------------------------------------
 
     async def _events_loop(self) -> None:
-        attempt = 0
+        attempt = 0  # connections in a row that did not stay healthy
+        refusals = 0  # refusals (401/403/404) in a row
         while not self._closed:
+            started = time.monotonic()
+            opened_at: float | None = None
+            pause = 0.0  # a Retry-After to honour
+
+            def opened() -> None:
+                nonlocal opened_at, refusals
+                opened_at = time.monotonic()
+                refusals = 0
+                self._stream_opened()
+
             try:
-                async for event in self.hook.events(read_timeout=EVENTS_READ_TIMEOUT, on_open=self._wake.set):
-                    attempt = 0
-                    if event.event == COMPLETION_EVENT and event.generation_id in self._waiters:
-                        row = row_from_event(event)
-                        if row is not None:
-                            self._deliver(row)
-                        else:
-                            self._spawn(self._read_and_deliver(event.generation_id or ""))
-            except OxenNotFoundError:
-                log.warning("Oxen events endpoint unavailable: falling back to polling the queue.")
-                self.events_available = False
-                self._wake.set()
-                return
-            except OxenAuthenticationError as exc:
-                self._fail_all(exc)
-                return
+                async for event in self.hook.events(read_timeout=EVENTS_READ_TIMEOUT, on_open=opened):
+                    self._on_event(event)
+                reason = "the stream ended"
+            except OxenAPIStatusError as exc:
+                if opened_at is None and exc.status_code in STREAM_REFUSED_STATUSES:
+                    refusals = min(refusals + 1, MAX_BACKOFF_ATTEMPT)
+                    delay = reprobe_delay(refusals)
+                    self._stream_refused(exc, refusals, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                reason = f"HTTP {exc.status_code}"
+                if isinstance(exc, OxenRateLimitError) and exc.retry_after:
+                    pause = min(exc.retry_after, EVENTS_REPROBE_MAX)
             except (OxenError, httpx.HTTPError) as exc:
-                log.warning("Oxen event stream broke (%s): reconnecting.", type(exc).__name__)
-            await asyncio.sleep(backoff_delay(attempt, self._policy))
-            attempt += 1
+                reason = type(exc).__name__
+            except Exception as exc:
+                log.exception("Oxen event stream failed unexpectedly")
+                reason = type(exc).__name__
+            finally:
+                self._stream_open = False
+            now = time.monotonic()
+            if opened_at is not None and now - opened_at >= HEALTHY_STREAM_SECONDS:
+                attempt = 0
+            delay = max(self._retry_delay(attempt), MIN_RECONNECT_SPACING - (now - started), pause)
+            attempt = min(attempt + 1, MAX_BACKOFF_ATTEMPT)
+            log.warning("Oxen event stream broke (%s): reconnecting in %.1f s.", reason, delay)
+            await asyncio.sleep(delay)
+
+    def _stream_opened(self) -> None:
+        self._stream_open = True
+        if not self.events_available:
+            log.info("Oxen events endpoint available again: back to the event stream.")
+            self.events_available = True
+        # A gap ends here: re-read what completed while we were not listening.
+        self._wake.set()
+
+    def _stream_refused(self, exc: OxenAPIStatusError, refusals: int, delay: float) -> None:
+        if refusals == 1:
+            log.warning(
+                "Oxen events endpoint refused the stream (HTTP %d): polling the queue instead; "
+                "trying the stream again in %.0f s.",
+                exc.status_code,
+                delay,
+            )
+        else:
+            log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
+        if self.events_available:
+            self.events_available = False
+            self._wake.set()
+
+    def _on_event(self, event: OxenEvent) -> None:
+        if event.event != COMPLETION_EVENT:
+            return
+        generation_id = event.generation_id
+        if generation_id is None or generation_id not in self._waiters:
+            return
+        if event.status in _IN_FLIGHT:
+            return  # not an outcome (undocumented): nothing to read yet
+        row = row_from_event(event)
+        if row is not None:
+            self._deliver(row)
+        else:
+            self._spawn(self._read_and_deliver(generation_id))
+
+
+def _detached_task(coro: Any) -> asyncio.Task[Any]:
+    # Hub tasks outlive the trigger that started the hub: they must not inherit its
+    # context (Airflow routes log lines to a task's log file through it).
+    return contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
+
+
+def reprobe_delay(refusals: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before asking a refusing events endpoint again: doubling, capped, jittered."""
+    ceiling = min(EVENTS_REPROBE_MAX, EVENTS_REPROBE_BASE * 2.0 ** min(max(refusals - 1, 0), 16))
+    return ceiling * (0.5 + 0.5 * rand())
 
 
 def row_from_event(event: OxenEvent) -> Generation | None:
     """The terminal row a completion event describes, or None if it does not say enough.
 
+    ``{"status": "succeeded", "url": ...}`` and ``{"status": "failed", "error": ...}`` (the
+    documented shapes) become rows with ``result_url`` / ``error_message``. Anything else,
+    a success without its URL, a failure without its text, a status that is not terminal
+    or a payload that does not parse, gives None: the caller reads the row instead.
     Trusting the event saves a status read per generation and the latency of one; the
-    worker enriches the row (cost, timestamps) when it resumes.
+    worker enriches the row (cost, timestamps) when it resumes. Never raises.
     """
-    status = GenerationStatus(event.data.get("status") or GenerationStatus.SUCCEEDED.value)
-    url = event.result_url
-    if not status.is_terminal or (status is GenerationStatus.SUCCEEDED and not url):
+    generation_id = event.generation_id
+    if generation_id is None:
         return None
-    return Generation.model_validate({**event.data, "status": status.value, "result_url": url})
+    url, error = event.result_url, event.error
+    raw_status = event.data.get("status")
+    if raw_status is None or raw_status == "":
+        # Not documented, but unambiguous: a URL only comes with success, an error with failure.
+        if url and not error:
+            raw_status = GenerationStatus.SUCCEEDED.value
+        elif error and not url:
+            raw_status = GenerationStatus.FAILED.value
+        else:
+            return None
+    if not isinstance(raw_status, str):
+        return None
+    status = GenerationStatus(raw_status)
+    if not status.is_terminal:
+        return None
+    if status is GenerationStatus.SUCCEEDED and not url:
+        return None
+    if status is GenerationStatus.FAILED and not error:
+        return None
+    data = {k: v for k, v in event.data.items() if k not in _EVENT_URL_KEYS + _EVENT_ERROR_KEYS}
+    data.update(
+        generation_id=generation_id,
+        status=status.value,
+        result_url=url if status is GenerationStatus.SUCCEEDED else None,
+        error_message=error if status is GenerationStatus.FAILED else None,
+    )
+    try:
+        return Generation.model_validate(data)
+    except Exception as exc:  # a field of an unexpected type: the row read will tell
+        log.debug("Completion event for %s not usable as a row: %s", generation_id, exc)
+        return None
+
+
+def parse_listing(body: Any) -> list[Generation]:
+    """The rows of a ``GET /api/ai/queue`` body, parsed one by one; rows that do not parse are skipped.
+
+    A skipped row's generation is simply not "in flight" for this round, so a waited-for id
+    among them gets its own status read. A body of an unknown shape counts as an empty
+    listing for the same reason (slower, but every wait still completes).
+    """
+    raw: Any = body
+    if isinstance(body, dict):
+        raw = body.get("generations")
+        if raw is None:
+            raw = body.get("data")
+        if raw is None:
+            raw = []
+    if not isinstance(raw, list):
+        log.warning(
+            "Unexpected Oxen queue listing (%s): reading each generation instead.", type(raw).__name__
+        )
+        return []
+    rows: list[Generation] = []
+    skipped: list[str] = []
+    for item in raw:
+        try:
+            rows.append(Generation.model_validate(item))
+        except Exception as exc:
+            generation_id = item.get("generation_id") if isinstance(item, dict) else None
+            skipped.append(f"{generation_id or '?'} ({type(exc).__name__})")
+    if skipped:
+        log.warning(
+            "Skipped %d unreadable row(s) of the Oxen queue listing: %s", len(skipped), ", ".join(skipped[:5])
+        )
+    return rows
+
+
+def unavailable_row(generation_id: str, message: str, *, reason: str) -> Generation:
+    """A failed row standing for a generation we may not (403) or can no longer (404) read.
+
+    ``unavailable`` (``"gone"`` or ``"access_denied"``) tells it apart from a generation
+    Oxen itself reported as failed.
+    """
+    return Generation.model_validate(
+        {
+            "generation_id": generation_id,
+            "status": GenerationStatus.FAILED.value,
+            "error_message": message,
+            "unavailable": reason,
+        }
+    )
 
 
 _HUBS: dict[tuple[int, str, str], OxenHub] = {}
+
+
+async def _start_hub(hub: OxenHub, key: tuple[int, str, str]) -> None:
+    """Start ``hub`` in a task of its own, so no acquirer's cancellation can interrupt it.
+
+    Every acquirer awaits ``hub.started``: the start's outcome (or its error) reaches all of
+    them. If every acquirer left while it started, the hub is closed straight away.
+    """
+    try:
+        await hub.start()
+    except BaseException as exc:
+        if _HUBS.get(key) is hub:
+            del _HUBS[key]
+        if isinstance(exc, asyncio.CancelledError):  # the loop is shutting down
+            hub.started.cancel()
+            raise
+        hub.started.set_exception(exc)
+        hub.started.exception()  # mark retrieved: acquirers re-raise it themselves
+        if not isinstance(exc, Exception):
+            raise
+        return
+    hub.started.set_result(None)
+    if hub.refs == 0 and _HUBS.get(key) is hub:
+        del _HUBS[key]
+        await hub.close()
+
+
+async def _release(hub: OxenHub, key: tuple[int, str, str]) -> None:
+    hub.refs -= 1
+    if hub.refs > 0 or _HUBS.get(key) is not hub:
+        return
+    started = hub.started
+    if started.done() and not started.cancelled() and started.exception() is None:
+        del _HUBS[key]
+        await hub.close()
+    # Still starting: _start_hub closes it once started, seeing nobody left.
 
 
 @contextlib.asynccontextmanager
@@ -283,26 +572,18 @@ async def shared_hub(oxen_conn_id: str, mode: str) -> AsyncIterator[OxenHub]:
     hub = _HUBS.get(key)
     if hub is None:
         hub = _HUBS[key] = OxenHub(oxen_conn_id, mode)
-        hub.refs += 1
-        try:
-            await hub.start()
-        except BaseException as exc:
-            _HUBS.pop(key, None)
-            hub.started.set_exception(exc)
-            hub.started.exception()  # mark retrieved: concurrent acquirers re-raise it themselves
-            raise
-        hub.started.set_result(None)
-    else:
-        hub.refs += 1
-        try:
-            await asyncio.shield(hub.started)
-        except BaseException:
-            hub.refs -= 1
-            raise
+        # A task of its own, so cancelling this acquirer cannot cancel the start its neighbours
+        # await. Not in hub._tasks (close() cancels those, and the starter may be the one
+        # closing); it copies this trigger's context, as the start did when run inline (the
+        # connection lookup may depend on it), while the hub's loops start from a clean one.
+        hub._starter = asyncio.get_running_loop().create_task(_start_hub(hub, key))
+    hub.refs += 1
+    try:
+        await asyncio.shield(hub.started)
+    except BaseException:
+        await _release(hub, key)
+        raise
     try:
         yield hub
     finally:
-        hub.refs -= 1
-        if hub.refs == 0 and _HUBS.get(key) is hub:
-            del _HUBS[key]
-            await hub.close()
+        await _release(hub, key)

@@ -1,0 +1,699 @@
+"""The shared waiting hub under trouble: bad rows, refused or flapping streams, long outages,
+forbidden or vanished generations, cancelled acquirers. The hub runs against a scripted fake
+hook here (and against respx for the trigger payload); the same behaviours run over a real
+socket against the emulator in tests/integration/test_shared_waiting.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
+    OxenAuthenticationError,
+    OxenError,
+    OxenNotFoundError,
+    OxenServerError,
+)
+from airflow_provider_oxen.hooks.retry import RetryPolicy
+from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
+from airflow_provider_oxen.triggers import hub as hub_module
+from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+from airflow_provider_oxen.triggers.hub import OxenHub, parse_listing, reprobe_delay, row_from_event
+from airflow_provider_oxen.triggers.strategies import SharedHubStrategy
+from airflow_provider_oxen.waiting import StatusTracker
+
+FAST = RetryPolicy(max_retries=0, backoff_base=0.001, backoff_max=0.005)
+BASE = "http://oxen.test"
+KEY = "stubbed-test-key-0002"
+
+
+def _status_error(status: int, message: str = "refused") -> OxenAPIStatusError:
+    if status in (401, 403):
+        return OxenAuthenticationError(message, status_code=status)
+    if status == 404:
+        return OxenNotFoundError(message, status_code=status)
+    return OxenServerError(message, status_code=status)
+
+
+def _completion(generation_id: str, **data: Any) -> OxenEvent:
+    return OxenEvent(event=COMPLETION_EVENT, data={"generation_id": generation_id, **data})
+
+
+# A stream script: given the on_open callback, an async iterator of events (or raise).
+Stream = Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]
+
+
+class FakeHook:
+    """What the hub uses of OxenAsyncHook, scripted: listing bodies, rows and streams."""
+
+    def __init__(self) -> None:
+        self.listing: Callable[[], Any] = lambda: {"generations": []}
+        self.rows: dict[str, Callable[[], Any]] = {}
+        self.stream: Stream = self._silent_stream
+        self.list_calls = 0
+        self.reads: Counter[str] = Counter()
+        self.stream_calls = 0
+        # Set once ``stream_calls`` reaches ``stream_target`` (0: never).
+        self.stream_target = 0
+        self.reached = asyncio.Event()
+
+    async def _json(self, call: Any) -> Any:
+        assert (call.method, call.path) == ("GET", "/api/ai/queue")
+        self.list_calls += 1
+        return self.listing()
+
+    async def get_generation(self, generation_id: str) -> Any:
+        from airflow_provider_oxen.models import Generation
+
+        self.reads[generation_id] += 1
+        answer = self.rows.get(generation_id, lambda: {"generation_id": generation_id, "status": "queued"})
+        return Generation.model_validate(answer())
+
+    def events(self, *, read_timeout: float | None = None, on_open: Any = None) -> AsyncIterator[OxenEvent]:
+        self.stream_calls += 1
+        if 0 < self.stream_target <= self.stream_calls:
+            self.reached.set()
+        return self.stream(on_open)
+
+    @staticmethod
+    async def _silent_stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
+
+
+def _raise(exc: BaseException) -> Callable[[], Any]:
+    def answer() -> Any:
+        raise exc
+
+    return answer
+
+
+def _sequence(*answers: Any) -> Callable[[], Any]:
+    """Answers in turn (exceptions are raised), the last one forever."""
+    remaining = list(answers)
+
+    def answer() -> Any:
+        value = remaining.pop(0) if len(remaining) > 1 else remaining[0]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    return answer
+
+
+def _succeeded(generation_id: str) -> dict[str, Any]:
+    return {"generation_id": generation_id, "status": "succeeded", "result_url": f"https://r/{generation_id}"}
+
+
+def _hub(fake: FakeHook, mode: str = "poll") -> OxenHub:
+    hub = OxenHub("oxen_default", mode)
+    hub.run(fake, None, FAST)  # type: ignore[arg-type]
+    return hub
+
+
+async def _wait(hub: OxenHub, ids: list[str], timeout: float = 5.0, poll: float = 0.05) -> StatusTracker:
+    tracker = StatusTracker(ids)
+    await SharedHubStrategy(hub, poll).wait(tracker, time.time() + timeout)
+    return tracker
+
+
+def _alive(hub: OxenHub) -> bool:
+    return bool(hub._tasks) and not any(task.done() for task in hub._tasks)
+
+
+# -- 1. completion events: success needs its url, failure carries its error text ---------------------
+
+
+def test_a_failure_event_becomes_a_failed_row_with_its_error_text() -> None:
+    row = row_from_event(
+        _completion("g1", status="failed", media_type="image", error="NSFW content detected")
+    )
+    assert row is not None
+    assert row.status is GenerationStatus.FAILED
+    assert row.error_message == "NSFW content detected"
+    assert row.result_url is None
+
+
+def test_a_success_event_becomes_a_row_with_its_url() -> None:
+    row = row_from_event(
+        _completion("g1", status="succeeded", media_type="image", model="ideogram-v4", url="https://r/1")
+    )
+    assert row is not None
+    assert (row.status, row.result_url, row.model_name) == (
+        GenerationStatus.SUCCEEDED,
+        "https://r/1",
+        "ideogram-v4",
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"status": "succeeded"},  # success without its url
+        {"status": "failed"},  # failure without its text: the row read has error_message
+        {"status": "processing", "url": "https://r/1"},  # not terminal
+        {"status": 3, "url": "https://r/1"},  # status of the wrong type
+        {"status": "succeeded", "url": "https://r/1", "media_type": {"not": "a string"}},
+        {},
+    ],
+)
+def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any]) -> None:
+    assert row_from_event(_completion("g1", **data)) is None
+
+
+def test_an_event_without_status_is_judged_by_what_it_carries() -> None:
+    success = row_from_event(_completion("g1", url="https://r/1"))
+    failure = row_from_event(_completion("g1", error={"detail": "upstream 502"}))
+    assert success is not None and success.status is GenerationStatus.SUCCEEDED
+    assert failure is not None and failure.status is GenerationStatus.FAILED
+    assert failure.error_message == "upstream 502"
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+@respx.mock
+def test_the_failure_text_of_an_event_reaches_the_trigger_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OXEN_DEFAULT",
+        json.dumps({"conn_type": "oxen", "host": BASE, "password": KEY, "extra": {"max_retries": 0}}),
+    )
+    listed = asyncio.Event()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        await listed.wait()  # the start-up reconciliation saw the row in flight first
+        yield _sse("credits_updated", {"credits_remaining": 1})
+        yield _sse(COMPLETION_EVENT, {"generation_id": "g1", "status": "failed", "error": "model crashed"})
+        await asyncio.sleep(3600)
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        listed.set()
+        return httpx.Response(
+            200, json={"count": 1, "generations": [{"generation_id": "g1", "status": "processing"}]}
+        )
+
+    respx.get(f"{BASE}/api/events").mock(
+        side_effect=lambda request: httpx.Response(
+            200, headers={"Content-Type": "text/event-stream"}, content=stream()
+        )
+    )
+    respx.get(f"{BASE}/api/ai/queue").mock(side_effect=listing)
+    read = respx.get(f"{BASE}/api/ai/queue/g1").mock(return_value=httpx.Response(500))
+    trigger = OxenGenerationTrigger(["g1"], poll_interval=0.2, deadline=time.time() + 10)
+
+    async def run() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    [payload] = asyncio.run(run())
+    assert payload["status"] == "failed"
+    assert "model crashed" in payload["message"]
+    [row] = payload["generations"]
+    assert (row["status"], row["error_message"]) == ("failed", "model crashed")
+    assert read.call_count == 0, "the event said everything: no status read"
+    assert hub_module._HUBS == {}
+
+
+# -- 2. rows that do not parse, and loops that must never die ---------------------------------------
+
+
+def test_listing_rows_are_parsed_one_by_one() -> None:
+    rows = parse_listing(
+        {
+            "count": 4,
+            "generations": [
+                {"status": "queued"},  # no generation_id
+                {"generation_id": 7, "status": "queued"},  # id of the wrong type
+                {"generation_id": "g1", "status": "queued", "cost": "free"},  # a field that does not parse
+                "not a row",
+                {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
+                {"generation_id": "g2", "status": "processing"},
+            ],
+        }
+    )
+    assert [(r.generation_id, r.status) for r in rows] == [
+        ("g3", GenerationStatus.UNKNOWN),
+        ("g2", GenerationStatus.PROCESSING),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "ids"),
+    [
+        ([{"generation_id": "g1", "status": "queued"}], ["g1"]),
+        ({"data": [{"generation_id": "g1", "status": "queued"}]}, ["g1"]),
+        ({"count": 0}, []),
+        ({"generations": "oops"}, []),
+        ("oops", []),
+    ],
+)
+def test_listing_shapes(body: Any, ids: list[str]) -> None:
+    assert [r.generation_id for r in parse_listing(body)] == ids
+
+
+def test_an_unparseable_listing_row_does_not_stop_the_hub() -> None:
+    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
+        fake = FakeHook()
+        fake.listing = lambda: {
+            "generations": [
+                {"status": "queued"},
+                {"generation_id": "g1", "status": "processing", "cost": "free"},
+                {"generation_id": "g2", "status": "processing"},
+            ]
+        }
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        hub = _hub(fake)
+        tracker = await _wait(hub, ["g1"])
+        alive = _alive(hub)
+        await hub.close()
+        return tracker, fake, alive
+
+    tracker, fake, alive = asyncio.run(scenario())
+    assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
+    assert fake.reads["g1"] == 1, "an unreadable listing row gets one status read"
+    assert alive
+
+
+def test_the_reconcile_loop_survives_unexpected_errors() -> None:
+    async def scenario() -> tuple[StatusTracker, bool]:
+        fake = FakeHook()
+        fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
+        fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
+        hub = _hub(fake)
+        tracker = await _wait(hub, ["g1"])
+        alive = _alive(hub)
+        await hub.close()
+        return tracker, alive
+
+    tracker, alive = asyncio.run(scenario())
+    assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
+    assert alive
+
+
+def test_a_crashed_loop_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a bug outside the loops' own error handling does not end the safety net."""
+    calls = {"n": 0}
+    original = OxenHub._interval
+
+    def flaky_interval(self: OxenHub, stretch: float) -> float:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise ZeroDivisionError("bug")
+        return original(self, stretch)
+
+    monkeypatch.setattr(OxenHub, "_interval", flaky_interval)
+
+    async def scenario() -> StatusTracker:
+        fake = FakeHook()
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        hub = _hub(fake)
+        try:
+            return await _wait(hub, ["g1"])
+        finally:
+            await hub.close()
+
+    assert asyncio.run(scenario()).done
+
+
+def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+
+    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
+        fake = FakeHook()
+        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+
+        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            if fake.stream_calls <= 2:
+                raise RuntimeError("unexpected")
+            on_open()
+            await asyncio.sleep(0.1)
+            yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
+            yield _completion("g1", status="succeeded", url="https://r/g1")
+            await asyncio.sleep(3600)
+
+        fake.stream = stream
+        hub = _hub(fake, "events")
+        tracker = await _wait(hub, ["g1"], poll=10.0)  # only the event can complete it in time
+        alive = _alive(hub)
+        await hub.close()
+        return tracker, fake, alive
+
+    tracker, fake, alive = asyncio.run(scenario())
+    assert tracker.done and tracker.rows["g1"].result_url == "https://r/g1"
+    assert fake.stream_calls == 3
+    assert fake.reads["g1"] == 0
+    assert alive
+
+
+def test_an_in_flight_event_is_no_reason_to_read() -> None:
+    async def scenario() -> tuple[StatusTracker, FakeHook]:
+        fake = FakeHook()
+        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+
+        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            on_open()
+            await asyncio.sleep(0.2)
+            yield _completion("g1", status="processing")
+            yield _completion("g1", status="succeeded", url="https://r/g1")
+            await asyncio.sleep(3600)
+
+        fake.stream = stream
+        hub = _hub(fake, "events")
+        try:
+            return await _wait(hub, ["g1"], poll=10.0), fake
+        finally:
+            await hub.close()
+
+    tracker, fake = asyncio.run(scenario())
+    assert tracker.done and fake.reads["g1"] == 0
+
+
+def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_oxen.exceptions import OxenRateLimitError
+
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+
+    async def scenario() -> float:
+        fake = FakeHook()
+        times: list[float] = []
+
+        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            times.append(time.monotonic())
+            if len(times) == 1:
+                raise OxenRateLimitError("slow down", retry_after=0.3, status_code=429)
+            on_open()
+            await asyncio.sleep(3600)
+            yield OxenEvent(event="never")
+
+        fake.stream = stream
+        fake.stream_target = 2
+        hub = _hub(fake, "events")
+        await asyncio.wait_for(fake.reached.wait(), 5)
+        await hub.close()
+        return times[1] - times[0]
+
+    assert asyncio.run(scenario()) >= 0.3
+
+
+# -- 3. a refused event stream: poll, and ask again later --------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refused_event_stream_falls_back_to_polling_and_is_probed_again(
+    monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    monkeypatch.setattr(hub_module, "EVENTS_REPROBE_BASE", 0.1)
+
+    async def scenario() -> tuple[StatusTracker, StatusTracker, FakeHook, list[bool], bool]:
+        fake = FakeHook()
+        streamed = asyncio.Event()
+
+        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            if fake.stream_calls <= 2:
+                raise _status_error(status)
+            on_open()
+            await streamed.wait()
+            yield _completion("g2", status="succeeded", url="https://r/g2")
+            await asyncio.sleep(3600)
+
+        fake.stream = stream
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        hub = _hub(fake, "events")
+        await asyncio.sleep(0.02)
+        available = [hub.events_available]
+        # Refused: the queue is polled at the polling interval, so g1 completes quickly.
+        first = await _wait(hub, ["g1"], poll=0.05)
+        # Re-probed: the stream comes back and completes g2 with no status read.
+        fake.listing = lambda: {"generations": [{"generation_id": "g2", "status": "processing"}]}
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, streamed.set)
+        second = await _wait(hub, ["g2"], poll=10.0)
+        available.append(hub.events_available)
+        alive = _alive(hub)
+        await hub.close()
+        return first, second, fake, available, alive
+
+    first, second, fake, available, alive = asyncio.run(scenario())
+    assert first.done and second.done
+    assert available == [False, True]
+    assert fake.stream_calls == 3
+    assert fake.reads["g2"] == 0
+    assert alive
+
+
+def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
+    """Documented decision: the listing is made with the key for everyone, so its 401 is everyone's."""
+
+    async def scenario() -> list[BaseException | StatusTracker]:
+        fake = FakeHook()
+        fake.listing = _raise(_status_error(401, "Invalid API key"))
+        hub = _hub(fake)
+        try:
+            return await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
+        finally:
+            await hub.close()
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, OxenAuthenticationError) and r.status_code == 401 for r in results)
+
+
+def test_reprobe_delays_double_and_stay_capped() -> None:
+    assert reprobe_delay(1, rand=lambda: 1.0) == hub_module.EVENTS_REPROBE_BASE
+    assert reprobe_delay(2, rand=lambda: 1.0) == 2 * hub_module.EVENTS_REPROBE_BASE
+    assert reprobe_delay(10**6, rand=lambda: 1.0) == hub_module.EVENTS_REPROBE_MAX
+    assert reprobe_delay(10**6, rand=lambda: 0.0) == hub_module.EVENTS_REPROBE_MAX / 2
+
+
+# -- 4. a long outage never overflows the backoff ---------------------------------------------------
+
+
+def test_backoff_attempts_stay_capped_through_a_long_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[int] = []
+
+    def uncapped_backoff(attempt: int, policy: RetryPolicy) -> float:
+        # The formula before retry.py capped it: 2.0**attempt overflows past 1023.
+        attempts.append(attempt)
+        return 0.0 * policy.backoff_base * 2.0**attempt
+
+    monkeypatch.setattr(hub_module, "backoff_delay", uncapped_backoff)
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+
+    async def scenario() -> tuple[FakeHook, bool]:
+        fake = FakeHook()
+
+        async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            raise httpx.ConnectError("down")
+            yield  # pragma: no cover
+
+        fake.stream = down
+        fake.stream_target = 2000
+        hub = _hub(fake, "events")
+        await asyncio.wait_for(fake.reached.wait(), 30)
+        alive = _alive(hub)
+        await hub.close()
+        return fake, alive
+
+    fake, alive = asyncio.run(scenario())
+    assert fake.stream_calls >= 2000
+    assert max(attempts) <= hub_module.MAX_BACKOFF_ATTEMPT
+    assert alive
+
+
+# -- 5 and 8. a forbidden or vanished generation fails alone ------------------------------------------
+
+
+def test_a_forbidden_generation_fails_only_its_own_waiters() -> None:
+    async def scenario() -> tuple[StatusTracker, StatusTracker]:
+        fake = FakeHook()
+        fake.rows["g1"] = _raise(_status_error(403, "Forbidden"))
+        fake.rows["g2"] = lambda: _succeeded("g2")
+        hub = _hub(fake)
+        try:
+            a, b = await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]))
+        finally:
+            await hub.close()
+        return a, b
+
+    forbidden, neighbour = asyncio.run(scenario())
+    row = forbidden.rows["g1"]
+    assert row.status is GenerationStatus.FAILED
+    assert "Access denied" in (row.error_message or "") and "403" in (row.error_message or "")
+    assert forbidden.payload()["status"] == "failed"
+    assert neighbour.payload()["status"] == "success"
+
+
+def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
+    async def scenario() -> StatusTracker:
+        fake = FakeHook()
+        fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
+        fake.rows["g2"] = lambda: _succeeded("g2")
+        hub = _hub(fake)
+        try:
+            return await _wait(hub, ["g1", "g2"])
+        finally:
+            await hub.close()
+
+    tracker = asyncio.run(scenario())
+    row = tracker.rows["g1"]
+    assert row.status is GenerationStatus.FAILED
+    assert "HTTP 404" in (row.error_message or "") and "gone" in (row.error_message or "")
+    assert "enqueueing it again" in (row.error_message or "")
+    assert row.model_dump()["unavailable"] == "gone"
+    assert tracker.rows["g2"].status is GenerationStatus.SUCCEEDED
+
+
+def test_a_rejected_key_on_one_read_is_retried_not_fatal() -> None:
+    async def scenario() -> StatusTracker:
+        fake = FakeHook()
+        fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
+        hub = _hub(fake)
+        try:
+            return await _wait(hub, ["g1"])
+        finally:
+            await hub.close()
+
+    assert asyncio.run(scenario()).rows["g1"].status is GenerationStatus.SUCCEEDED
+
+
+# -- 6. a stream cut after every event does not reconnect in a storm --------------------------------
+
+
+def _one_event_streams(fake: FakeHook, hold: float = 0.0) -> Stream:
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        on_open()
+        yield _completion("someone-else", status="succeeded", url="https://r/x")
+        await asyncio.sleep(hold)
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+    return stream
+
+
+def test_a_stream_cut_after_every_event_reconnects_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.1)
+
+    async def scenario() -> int:
+        fake = FakeHook()
+        fake.stream = _one_event_streams(fake)
+        hub = _hub(fake, "events")
+        await asyncio.sleep(0.5)
+        calls = fake.stream_calls
+        await hub.close()
+        return calls
+
+    assert asyncio.run(scenario()) <= 0.5 / 0.1 + 2
+
+
+def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[int] = []
+
+    def recording_backoff(attempt: int, policy: RetryPolicy) -> float:
+        attempts.append(attempt)
+        return 0.0
+
+    monkeypatch.setattr(hub_module, "backoff_delay", recording_backoff)
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    monkeypatch.setattr(hub_module, "HEALTHY_STREAM_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        fake = FakeHook()
+        short = _one_event_streams(fake)
+        healthy = _one_event_streams(fake, hold=0.3)
+
+        def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+            return (healthy if fake.stream_calls == 4 else short)(on_open)
+
+        fake.stream = stream
+        fake.stream_target = 6
+        hub = _hub(fake, "events")
+        await asyncio.wait_for(fake.reached.wait(), 10)
+        await hub.close()
+
+    asyncio.run(scenario())
+    # Three short-lived streams back off further each time; the healthy fourth resets it.
+    assert attempts[:5] == [0, 1, 2, 0, 1]
+
+
+# -- 7. cancelling one acquirer while the hub starts spares the others ------------------------------
+
+
+@pytest.fixture
+def slow_start(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """OxenHub.start takes 0.2 s, then runs against a fake hook (or fails, if told to)."""
+    control: dict[str, Any] = {"starts": 0, "error": None, "hubs": []}
+
+    async def start(self: OxenHub) -> None:
+        control["starts"] += 1
+        control["hubs"].append(self)
+        await asyncio.sleep(0.2)
+        if control["error"] is not None:
+            raise control["error"]
+        self.run(FakeHook(), None, FAST)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OxenHub, "start", start)
+    return control
+
+
+async def _acquire(mode: str, hold: float, got: list[OxenHub]) -> None:
+    async with hub_module.shared_hub("oxen_default", mode) as hub:
+        got.append(hub)
+        await asyncio.sleep(hold)
+
+
+def test_cancelling_the_first_acquirer_during_start_spares_its_neighbour(slow_start: dict[str, Any]) -> None:
+    async def scenario() -> tuple[list[OxenHub], BaseException | None, bool]:
+        got: list[OxenHub] = []
+        first = asyncio.create_task(_acquire("poll", 1.0, got))
+        await asyncio.sleep(0.01)
+        second = asyncio.create_task(_acquire("poll", 0.1, got))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        [outcome] = await asyncio.gather(second, return_exceptions=True)
+        assert first.cancelled()
+        return got, outcome, slow_start["hubs"][0]._closed
+
+    got, outcome, closed = asyncio.run(scenario())
+    assert outcome is None, "the neighbour got the hub"
+    assert len(got) == 1 and slow_start["starts"] == 1
+    assert closed and hub_module._HUBS == {}
+
+
+def test_a_hub_everybody_left_while_it_started_is_closed(slow_start: dict[str, Any]) -> None:
+    async def scenario() -> OxenHub:
+        task = asyncio.create_task(_acquire("poll", 1.0, []))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.3)  # the start finishes on its own, then closes the hub
+        return slow_start["hubs"][0]
+
+    hub = asyncio.run(scenario())
+    assert hub._closed and not hub._tasks
+    assert hub_module._HUBS == {}
+
+
+def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> None:
+    slow_start["error"] = OxenError("no such connection")
+
+    async def scenario() -> list[Any]:
+        tasks = [asyncio.create_task(_acquire("events", 0.0, [])) for _ in range(3)]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert [str(o) for o in outcomes] == ["no such connection"] * 3
+    assert slow_start["starts"] == 1
+    assert hub_module._HUBS == {}
