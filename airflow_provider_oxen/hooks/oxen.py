@@ -220,7 +220,6 @@ class _OxenHookBase(BaseHook):
         )
 
 
-
 class OxenHook(_OxenHookBase):
     """Synchronous client of the Oxen.ai inference API.
 

@@ -215,17 +215,16 @@ def test_a_successful_task_run_again_generates_afresh(oxen_conn: EmulatorControl
 
 
 def test_an_unrecorded_enqueue_is_recovered_from_the_queue(oxen_conn: EmulatorControl) -> None:
-    """A try died after sending the enqueue but before recording the answer."""
+    """A try died after sending the enqueue but before recording the answer; rows carry parameters."""
     from airflow_provider_oxen.ledger import LEDGER_KEY, LedgerEntry, request_fingerprint
 
-    oxen_conn.configure(render_seconds=5)
-    operator = _operator(deferrable=True, prompt="lost answer")
-    request = operator.build_request()
+    oxen_conn.configure(render_seconds=5, row_parameters=True)
+    operator = _operator(deferrable=True, prompt="lost answer", seed=5)
     with OxenHook() as hook:
-        [orphan] = hook.enqueue(request, 1)
-    entry = LedgerEntry(fingerprint=request_fingerprint(request.model, request.parameters(), 1))
-    entry.mark_sending(1)
-    entry.pending_since = "2000-01-01T00:00:00+00:00"
+        prepared = hook.prepare(operator.build_request())
+        entry = LedgerEntry(fingerprint=request_fingerprint(prepared.model_id, prepared.parameters, 1))
+        entry.mark_sending(1)
+        [orphan] = hook.enqueue(prepared, 1)
     store = FakeTaskStateStore()
     store.set(LEDGER_KEY, entry.model_dump(mode="json"))
     deferred = _defer(operator, _context(store))
