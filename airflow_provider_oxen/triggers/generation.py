@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
@@ -15,6 +16,12 @@ from airflow_provider_oxen.triggers.hub import shared_hub
 from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
 from airflow_provider_oxen.waiting import StatusTracker
 
+# ``airflow dags test`` runs triggers in-process, where (Airflow 3.3) connections stored in the
+# metadata database cannot be read: say how to get past it.
+_CONNECTION_HINT = (
+    " (the triggerer could not read the connection; under `airflow dags test` define it as an "
+    "AIRFLOW_CONN_<ID> environment variable: see docs/quickstart.md)"
+)
 # Bound on cancelling work when the user kills the task (the triggerer has its own bound too).
 _CANCEL_TIMEOUT = 20.0
 
@@ -101,10 +108,11 @@ class OxenGenerationTrigger(BaseTrigger):
             # Never fail the trigger itself: Airflow would then fail the task without resuming
             # it (``airflow dags test`` does), and nobody would cancel the generations. The
             # worker resumes with this payload and decides.
-            self.log.error("Stopped waiting for Oxen generations: %s: %s", type(exc).__name__, exc)
-            payload = tracker.payload(
-                error=f"{type(exc).__name__}: {exc}", unrecoverable=isinstance(exc, OxenUnrecoverableError)
-            )
+            message = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, AirflowNotFoundException):
+                message += _CONNECTION_HINT
+            self.log.error("Stopped waiting for Oxen generations: %s", message)
+            payload = tracker.payload(error=message, unrecoverable=isinstance(exc, OxenUnrecoverableError))
         yield TriggerEvent(payload)
 
     async def _read_once(self, hook: OxenAsyncHook, tracker: StatusTracker) -> None:

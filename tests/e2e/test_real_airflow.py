@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = "oxen_generate_images"
 FAILURE_DAG = "oxen_e2e_failure"
+NO_CREDITS_DAG = "oxen_e2e_no_credits"
 CRASH_DAG = "oxen_e2e_crash"
 STALL_DAG = "oxen_e2e_stall"
 MANY_DAG = "oxen_e2e_many"
@@ -263,6 +264,25 @@ def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: Em
     assert len(emulator.requests(*ENQUEUE)) == 1
 
 
+def test_insufficient_credits_fail_the_task_once_without_spending_retries(
+    cluster: AirflowCluster, emulator: EmulatorControl
+) -> None:
+    emulator.configure(credits="0.0000")
+    try:
+        cluster.unpause(NO_CREDITS_DAG)
+        run_id = cluster.trigger(NO_CREDITS_DAG)
+        state = cluster.wait_for_run(NO_CREDITS_DAG, run_id, timeout=120)
+    finally:
+        emulator.configure(credits=None)
+    assert state == "failed", _report(cluster, NO_CREDITS_DAG, run_id)
+    history = cluster.watcher.history(NO_CREDITS_DAG, run_id, "unpaid") if cluster.watcher else []
+    assert "up_for_retry" not in history, history  # retries=3, none spent
+    log = cluster.task_log(NO_CREDITS_DAG, run_id, "unpaid")
+    assert "OxenInsufficientCreditsError" in log and "Add credits" in log, log[-3000:]
+    assert emulator.stats()["generations_created"] == 0
+    assert len(emulator.requests(*ENQUEUE)) == 1  # one refused POST, from one try
+
+
 def _wait_for_state(
     cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
 ) -> None:
@@ -367,7 +387,13 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     objects = {o["Key"]: o for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
     for record in store:
         body = s3.get_object(Bucket="oxen-campaigns", Key=record["s3_key"])["Body"].read()
-        served = httpx.get(record["result_url"]).content
+        # Records keep the result URL without its (signed) query: ask Oxen for a fresh one.
+        assert "?" not in record["result_url"]
+        row = httpx.get(
+            f"{emulator.url}/api/ai/queue/{record['generation_id']}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ).json()
+        served = httpx.get(row["result_url"]).content
         assert hashlib.sha256(body).hexdigest() == hashlib.sha256(served).hexdigest() == record["sha256"]
     manifest_key = next(k for k in objects if k.endswith(".json"))
     manifest = json.loads(s3.get_object(Bucket="oxen-campaigns", Key=manifest_key)["Body"].read())

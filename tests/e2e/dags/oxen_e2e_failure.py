@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
@@ -23,4 +23,24 @@ with DAG(
         timeout=120,
         deferrable=True,
         retries=0,
+    )
+
+
+with DAG(
+    dag_id="oxen_e2e_no_credits",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["oxen", "e2e"],
+) as no_credits_dag:
+    # Retries that a 402 must not spend: no retry can pay for it.
+    OxenGenerateImageOperator(
+        task_id="unpaid",
+        prompt="A poster nobody can pay for",
+        image_size="square",
+        poll_interval=1,
+        timeout=120,
+        deferrable=True,
+        retries=3,
+        retry_delay=timedelta(seconds=1),
     )
