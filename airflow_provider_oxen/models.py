@@ -277,57 +277,12 @@ def _apply_aliases(data: dict[str, Any], aliases: Mapping[str, tuple[str, ...]])
     return out
 
 
-class Generation(_Lenient):
-    """One queue row (``GET /api/ai/queue/{id}``), or what a completion event says of one.
-
-    Documented names are ``model_name``, ``enqueued_at``, ``result_url`` and
-    ``error_message``; the older ``model``/``created_at`` and the event's ``url``/``error``
-    are accepted and mapped onto them. ``cost`` is never on a queue row: it is filled from
-    ``GET /api/ai/generations/{id}`` (a decimal string).
-    """
+class _GenerationShape(_Lenient):
+    """What every description of one generation shares: its id, times, cost, and the aliases."""
 
     generation_id: str
-    status: GenerationStatus
     model_name: str | None = None
-    prompt: str | None = None
-    media_type: str | None = None
-    parameters: dict[str, Any] | None = None
-    result_url: str | None = None
-    error_message: str | None = None
     cost: str | None = None
-    enqueued_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    retried_from_id: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _accept_aliases(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return _apply_aliases(data, _ROW_ALIASES)
-        return data
-
-    @field_validator("cost", mode="before")
-    @classmethod
-    def _cost_as_decimal_string(cls, value: Any) -> str | None:
-        return decimal_string(value)
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt_as_text(cls, value: Any) -> str | None:
-        # Video models may take ``multi_prompt`` lists; a row's prompt is informational here.
-        if value is None or isinstance(value, str):
-            return value
-        return str(value)
-
-
-class GenerationDetails(_Lenient):
-    """Full metadata of one generation (``GET /api/ai/generations/{id}``): the only place with cost."""
-
-    generation_id: str
-    status: GenerationStatus | None = None
-    cost: str | None = None
-    model_name: str | None = None
     enqueued_at: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
@@ -336,7 +291,7 @@ class GenerationDetails(_Lenient):
     @classmethod
     def _accept_aliases(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            # Some versions wrap the object: {"generation": {...}}.
+            # Some versions wrap one object: {"generation": {...}}.
             inner = data.get("generation")
             if isinstance(inner, dict) and "generation_id" not in data and "id" not in data:
                 data = inner
@@ -347,6 +302,38 @@ class GenerationDetails(_Lenient):
     @classmethod
     def _cost_as_decimal_string(cls, value: Any) -> str | None:
         return decimal_string(value)
+
+
+class Generation(_GenerationShape):
+    """One queue row (``GET /api/ai/queue/{id}``), or what a completion event says of one.
+
+    Documented names are ``model_name``, ``enqueued_at``, ``result_url`` and
+    ``error_message``; the older ``model``/``created_at`` and the event's ``url``/``error``
+    are accepted and mapped onto them. ``cost`` is never on a queue row: it is filled from
+    ``GET /api/ai/generations/{id}`` (a decimal string).
+    """
+
+    status: GenerationStatus
+    prompt: str | None = None
+    media_type: str | None = None
+    parameters: dict[str, Any] | None = None
+    result_url: str | None = None
+    error_message: str | None = None
+    retried_from_id: str | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_as_text(cls, value: Any) -> str | None:
+        # Video models may take ``multi_prompt`` lists; a row's prompt is informational here.
+        if value is None or isinstance(value, str):
+            return value
+        return str(value)
+
+
+class GenerationDetails(_GenerationShape):
+    """Full metadata of one generation (``GET /api/ai/generations/{id}``): the only place with cost."""
+
+    status: GenerationStatus | None = None
 
 
 class GenerationList(_Lenient):

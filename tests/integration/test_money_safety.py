@@ -3,13 +3,12 @@ the emulator in its documented (default) behaviour."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_oxen.exceptions import (
     OxenCostLimitError,
@@ -26,40 +25,15 @@ from airflow_provider_oxen.ledger import LEDGER_KEY, GenerationLedger, LedgerEnt
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import EmulatorControl, FakeTaskStateStore
-
-
-class _TI:
-    """What ``_is_final`` reads of ``context["ti"]``."""
-
-    def __init__(self, try_number: int) -> None:
-        self.try_number = try_number
-
-
-def _context(store: FakeTaskStateStore | None = None, try_number: int | None = None) -> dict[str, Any]:
-    context: dict[str, Any] = {"task_state_store": store or FakeTaskStateStore()}
-    if try_number is not None:
-        context["ti"] = _TI(try_number)
-    return context
-
-
-def _operator(**kwargs: Any) -> OxenGenerateImageOperator:
-    defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
-    return OxenGenerateImageOperator(**{**defaults, **kwargs})
-
-
-def _run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("trigger ended without an event")
-
-    return asyncio.run(first_event())
+from tests.integration.helpers import FakeTI as _TI
+from tests.integration.helpers import defer
+from tests.integration.helpers import generate_operator as _operator
+from tests.integration.helpers import run_trigger as _run_trigger
+from tests.integration.helpers import task_context as _context
 
 
 def _defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> OxenGenerationTrigger:
-    with pytest.raises(TaskDeferred) as info:
-        operator.execute(context)
-    trigger = info.value.trigger
+    trigger = defer(operator, context).trigger
     assert isinstance(trigger, OxenGenerationTrigger)
     return trigger
 

@@ -20,30 +20,10 @@ from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.sensors.generation import OxenGenerationSensor
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
-
-
-def _context(store: FakeTaskStateStore | None = None) -> dict[str, Any]:
-    return {"task_state_store": store or FakeTaskStateStore()}
-
-
-def _operator(**kwargs: Any) -> OxenGenerateImageOperator:
-    defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
-    return OxenGenerateImageOperator(**{**defaults, **kwargs})
-
-
-def _run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
-    async def first_event() -> dict[str, Any]:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("trigger ended without an event")
-
-    return asyncio.run(first_event())
-
-
-def _defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> TaskDeferred:
-    with pytest.raises(TaskDeferred) as info:
-        operator.execute(context)
-    return info.value
+from tests.integration.helpers import defer as _defer
+from tests.integration.helpers import generate_operator as _operator
+from tests.integration.helpers import run_trigger as _run_trigger
+from tests.integration.helpers import task_context as _context
 
 
 def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> None:

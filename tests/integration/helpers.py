@@ -1,0 +1,49 @@
+"""Running the operator and trigger in-process against the emulator (shared by the integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+from tests.fixtures import FakeTaskStateStore
+
+
+class FakeTI:
+    """What the operator reads of ``context["ti"]`` to tell a final try from one with retries left."""
+
+    def __init__(self, try_number: int) -> None:
+        self.try_number = try_number
+
+
+def task_context(store: FakeTaskStateStore | None = None, try_number: int | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"task_state_store": store or FakeTaskStateStore()}
+    if try_number is not None:
+        context["ti"] = FakeTI(try_number)
+    return context
+
+
+def generate_operator(**kwargs: Any) -> OxenGenerateImageOperator:
+    defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
+    return OxenGenerateImageOperator(**{**defaults, **kwargs})
+
+
+def run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
+    """The payload of the trigger's one event."""
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(first_event())
+
+
+def defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as info:
+        operator.execute(context)
+    return info.value
