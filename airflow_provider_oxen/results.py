@@ -22,6 +22,7 @@ from airflow_provider_oxen.exceptions import (
     OxenUnrecoverableError,
 )
 from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, GenerationStatus
+from airflow_provider_oxen.redact import strip_query, strip_url_queries
 
 
 class WaitStatus(str, enum.Enum):
@@ -49,7 +50,11 @@ def wait_payload(
     so the task fails without spending its retries.
     """
     ids = list(order)
-    generations = [rows[i].model_dump(mode="json", exclude_none=True) for i in ids if i in rows]
+    # The payload is logged by the triggerer ("Trigger fired event") and stored in the metadata
+    # database: result URLs lose their signed query here (the worker re-reads a fresh one).
+    generations = [
+        strip_url_queries(rows[i].model_dump(mode="json", exclude_none=True)) for i in ids if i in rows
+    ]
     failed = [i for i in ids if i in rows and rows[i].status is GenerationStatus.FAILED]
     cancelled = [i for i in ids if i in rows and rows[i].status is GenerationStatus.CANCELLED]
     pending = [i for i in ids if i not in rows or not rows[i].status.is_terminal]
@@ -177,7 +182,7 @@ def build_result(
         seed=seed if isinstance(seed, int) else None,
         parameters=params,
         status=row.status.value,
-        result_url=row.result_url,
+        result_url=strip_query(row.result_url) if row.result_url else None,
         output_format=output_format,
         width=width,
         height=height,

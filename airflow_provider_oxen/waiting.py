@@ -41,6 +41,10 @@ class StatusTracker:
         self._started = started if started is not None else time.monotonic()
 
     @property
+    def logger(self) -> Any:
+        return self._log
+
+    @property
     def pending(self) -> list[str]:
         return [i for i in self.order if i not in self.rows or not self.rows[i].status.is_terminal]
 
@@ -73,6 +77,24 @@ class StatusTracker:
             )
         return True
 
+    def progress(self) -> str:
+        """``"3 of 8 done (1 failed), 4 rendering, 1 queued"``: where the batch stands."""
+        counts: dict[GenerationStatus, int] = {}
+        for generation_id in self.order:
+            row = self.rows.get(generation_id)
+            status = row.status if row is not None else GenerationStatus.QUEUED
+            counts[status] = counts.get(status, 0) + 1
+        finished = sum(n for status, n in counts.items() if status.is_terminal)
+        problems = [
+            f"{counts[status]} {status.value}"
+            for status in (GenerationStatus.FAILED, GenerationStatus.CANCELLED)
+            if counts.get(status)
+        ]
+        text = f"{finished} of {len(self.order)} done" + (f" ({', '.join(problems)})" if problems else "")
+        rendering = counts.get(GenerationStatus.PROCESSING, 0)
+        waiting = counts.get(GenerationStatus.QUEUED, 0) + counts.get(GenerationStatus.UNKNOWN, 0)
+        return f"{text}, {rendering} rendering, {waiting} queued"
+
     def payload(
         self,
         *,
@@ -89,6 +111,35 @@ class StatusTracker:
             error=error,
             unrecoverable=unrecoverable,
         )
+
+
+class ProgressLog:
+    """Logs a batch's progress line when it changed, at most once per ``min_interval`` seconds.
+
+    Per-generation lines already say what changed; this says where the whole batch stands,
+    without flooding a long wait's log.
+    """
+
+    def __init__(
+        self, tracker: StatusTracker, logger: Any, min_interval: float = 30.0, quiet_interval: float = 300.0
+    ) -> None:
+        self._tracker = tracker
+        self._log = logger
+        self._min_interval = min_interval
+        # An unchanged batch is reported this often, so a long render still shows signs of life.
+        self._quiet_interval = quiet_interval
+        self._last_line: str | None = None
+        self._last_time = float("-inf")
+
+    def maybe_log(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        line = self._tracker.progress()
+        since = now - self._last_time
+        if since < self._min_interval or (line == self._last_line and since < self._quiet_interval):
+            return False
+        self._log.info("Oxen batch progress: %s", line)
+        self._last_line, self._last_time = line, now
+        return True
 
 
 def next_sleep(poll_interval: float, deadline: float, now: float | None = None) -> float:

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from .app import create_app
 from .config import EmulatorConfig
@@ -19,8 +20,25 @@ from .state import EmulatorState
 
 T = TypeVar("T")
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 access_logger = logging.getLogger("airflow_provider_oxen.emulator.access")
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """One line per request: method, path, status, size, time — never the query string.
+
+    Result file URLs carry their signature in the query, and a log line is no place for one.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.6fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 class EmulatorServer:
@@ -66,7 +84,7 @@ class EmulatorServer:
             app,
             handler_cancellation=True,
             access_log=access_logger if self.config.log_requests else None,
-            access_log_format=ACCESS_LOG_FORMAT,
+            access_log_class=PathOnlyAccessLogger,
         )
         await self._runner.setup()
         site = web.SockSite(self._runner, sock, shutdown_timeout=1.0, backlog=1024)

@@ -54,7 +54,7 @@ from airflow_provider_oxen.models import (
     OxenModel,
     split_generation_counts,
 )
-from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, StatusTracker, next_sleep
+from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
 
 # Model details (and so request schemas) change rarely; re-read them at most this often.
 MODEL_CACHE_TTL = 600.0
@@ -476,6 +476,7 @@ class OxenHook(_OxenHookBase):
         generations are cancelled at the deadline so nobody pays for images nobody collects.
         """
         tracker = StatusTracker(generation_ids, logger=self.log)
+        progress = ProgressLog(tracker, self.log)
         timeout = max(0.0, deadline - time.time())
         while True:
             for generation_id in tracker.pending:
@@ -487,6 +488,7 @@ class OxenHook(_OxenHookBase):
                 return tracker.payload()
             if time.time() >= deadline:
                 break
+            progress.maybe_log()
             time.sleep(next_sleep(poll_interval, deadline))
         if cancel_unfinished:
             for row in self.cancel_generations(tracker.pending):

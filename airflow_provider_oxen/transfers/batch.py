@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_provider_oxen.exceptions import OxenValidationError
-from airflow_provider_oxen.transfers.redact import strip_url_queries
+from airflow_provider_oxen.redact import strip_url_queries
 
 _SUCCEEDED = "succeeded"
 # What this transfer stores (and checks, and thumbnails). Older results have no media_type.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import GenerationStatus
-from airflow_provider_oxen.transfers.redact import redact_text
+from airflow_provider_oxen.redact import redact_text
 from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
@@ -83,6 +83,10 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     reason = None
     if not url:
         url, reason = _fresh_url(hook, generation_id), "no result_url"
+    elif "?" not in url:
+        # Results keep the URL without its signed query (it is a credential): the signed one is
+        # read afresh, as a matter of course (not a refresh), rather than trying a bare link.
+        url = _fresh_url(hook, generation_id)
     try:
         size, sha256, content_type = _download(hook, url, spool)
     except OxenAPIStatusError as exc:

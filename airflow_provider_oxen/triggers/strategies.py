@@ -12,7 +12,10 @@ import time
 from typing import Protocol
 
 from airflow_provider_oxen.triggers.hub import OxenHub
-from airflow_provider_oxen.waiting import StatusTracker, wait_for_event
+from airflow_provider_oxen.waiting import ProgressLog, StatusTracker, wait_for_event
+
+# A waiting trigger logs where its batch stands at most this often (and only when it changed).
+PROGRESS_INTERVAL = 30.0
 
 
 class WaitStrategy(Protocol):
@@ -29,6 +32,7 @@ class SharedHubStrategy:
 
     async def wait(self, tracker: StatusTracker, deadline: float) -> None:
         waiter = self.hub.register(tracker, self.poll_interval)
+        progress = ProgressLog(tracker, tracker.logger, PROGRESS_INTERVAL)
         try:
             while True:
                 waiter.drain()
@@ -37,7 +41,9 @@ class SharedHubStrategy:
                 remaining = deadline - time.time()
                 if tracker.done or remaining <= 0:
                     return
-                await wait_for_event(waiter.changed, remaining)
+                progress.maybe_log()
+                # Wake for the next progress line too, so a quiet batch still reports now and then.
+                await wait_for_event(waiter.changed, min(remaining, PROGRESS_INTERVAL))
                 waiter.changed.clear()
         finally:
             self.hub.unregister(waiter)

@@ -65,3 +65,13 @@ def object_bytes(s3_client: Any, bucket: str, key: str) -> bytes:
 
 def list_keys(s3_client: Any, bucket: str) -> list[str]:
     return sorted(obj["Key"] for obj in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def fresh_url(generation_id: str) -> str:
+    """The signed URL of a generation's file right now (results keep theirs without the query)."""
+    from airflow_provider_oxen.hooks.oxen import OxenHook
+
+    with OxenHook() as hook:
+        url = hook.get_generation(generation_id).result_url
+    assert url is not None
+    return url

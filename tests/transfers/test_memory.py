@@ -91,7 +91,8 @@ def _result(name: str, url: str, size: int) -> dict[str, Any]:
         "status": "succeeded",
         "model": "black-forest-labs-flux-2-klein-4b",
         "prompt": "noise",
-        "result_url": url,
+        # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
+        "result_url": f"{url}?signature=memory-test",
         "output_format": "png",
         "width": size,
         "height": size,

@@ -21,6 +21,7 @@ from tests.fixtures import EmulatorControl
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     RUN_ID,
+    fresh_url,
     generate,
     list_keys,
     object_bytes,
@@ -99,7 +100,11 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
         assert record["action"] == "stored"
         # The stored bytes are exactly what the emulator serves.
         data = object_bytes(s3_client, bucket, key)
-        assert hashlib.sha256(data).hexdigest() == served_sha256(result["result_url"]) == record["sha256"]
+        assert (
+            hashlib.sha256(data).hexdigest()
+            == served_sha256(fresh_url(result["generation_id"]))
+            == record["sha256"]
+        )
         assert record["size_bytes"] == len(data)
         head = s3_client.head_object(Bucket=bucket, Key=key)
         assert head["ContentType"] == ("image/jpeg" if ext == "jpg" else "image/png")
@@ -206,7 +211,7 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
 ) -> None:
     [result] = generate(1)
     key = f"campaigns/{result['generation_id']}.jpg"
-    data = httpx_bytes(result["result_url"])
+    data = httpx_bytes(fresh_url(result["generation_id"]))
     digest = hashlib.sha256(data).hexdigest()
 
     # Same bytes uploaded by someone else, with a sha256 on record but no SHA-256 checksum:
@@ -275,7 +280,9 @@ def test_an_expired_result_url_is_refreshed_once(
     oxen: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     oxen.configure(url_ttl_seconds=-1)  # every URL handed out is already expired
-    results = generate(2)
+    # Records holding signed URLs (as a caller that kept them hands over; the generate
+    # operator's results keep none), already expired.
+    results = [{**r, "result_url": fresh_url(r["generation_id"])} for r in generate(2)]
     assert httpx_status(results[0]["result_url"]) == 403
     oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
 
@@ -416,7 +423,7 @@ def test_a_foreign_object_claiming_our_sha256_is_neither_skipped_nor_overwritten
 ) -> None:
     [result] = generate(1)
     key = f"campaigns/{result['generation_id']}.jpg"
-    digest = hashlib.sha256(httpx_bytes(result["result_url"])).hexdigest()
+    digest = hashlib.sha256(httpx_bytes(fresh_url(result["generation_id"]))).hexdigest()
     # Someone else's file whose metadata claims the generated image's sha256.
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"someone else's file", Metadata={"sha256": digest})
     with pytest.raises(KeyConflictError, match=key):
@@ -471,10 +478,11 @@ def test_records_xcom_and_manifest_hold_no_signed_url_query(
     oxen: EmulatorControl, s3_client: Any, bucket: str
 ) -> None:
     results = generate(2)
-    assert all("sig=" in r["result_url"] for r in results)  # what the generate operator hands over
+    # What the generate operator hands over already keeps no signed query.
+    assert all("?" not in r["result_url"] for r in results)
     context = transfer_context()
     records = _run(_operator(results, bucket), context)
     stored = json.dumps(records) + object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY).decode()
     stored += json.dumps(context["ti"].xcoms)
     assert "sig=" not in stored and "expires=" not in stored
-    assert [r["result_url"] for r in records] == [r["result_url"].split("?")[0] for r in results]
+    assert [r["result_url"] for r in records] == [r["result_url"] for r in results]
