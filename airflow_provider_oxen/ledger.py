@@ -1,9 +1,8 @@
 """The enqueue ledger: which paid generations a task instance already started.
 
-It lives in Airflow's task state store (``context["task_state_store"]``, Airflow ≥ 3.3),
-which is scoped to (dag run, task, map index) and shared by every try of that task, so it
-outlives a worker that died between enqueueing and deferring. On older Airflow it falls
-back to an Airflow Variable with the same scope in its key.
+It lives in Airflow's task state store (``context["task_state_store"]``, Airflow ≥ 3.3, the
+provider's minimum), which is scoped to (dag run, task, map index) and shared by every try
+of that task, so it outlives a worker that died between enqueueing and deferring.
 
 What a try does with it (see the operator):
 
@@ -75,24 +74,6 @@ class _TaskStateStore:
         self._accessor.set(key, value)
 
 
-class _VariableStore:
-    """Airflow < 3.3: one Variable per task instance scope."""
-
-    def __init__(self, scope: str) -> None:
-        self._prefix = f"oxen_ledger__{scope}"
-
-    def get(self, key: str) -> Any:
-        from airflow.sdk import Variable
-
-        raw = Variable.get(f"{self._prefix}__{key}", default=None)
-        return json.loads(raw) if raw else None
-
-    def set(self, key: str, value: Any) -> None:
-        from airflow.sdk import Variable
-
-        Variable.set(f"{self._prefix}__{key}", json.dumps(value), description="airflow-provider-oxen ledger")
-
-
 class MemoryStore:
     """For direct ``execute()`` calls outside a task (tests, scripts): no crash safety."""
 
@@ -115,10 +96,6 @@ class GenerationLedger:
         accessor = context.get("task_state_store") if hasattr(context, "get") else None
         if accessor is not None:
             return cls(_TaskStateStore(accessor))
-        ti = context.get("ti") if hasattr(context, "get") else None
-        if ti is not None and getattr(ti, "run_id", None):
-            scope = f"{ti.dag_id}__{ti.run_id}__{ti.task_id}__{getattr(ti, 'map_index', -1)}"
-            return cls(_VariableStore(scope))
         log.warning("No task state store in this context: a crashed try could not be resumed.")
         return cls(MemoryStore())
 
