@@ -1,0 +1,32 @@
+"""One version, written once (pyproject.toml), and everything that shows it agrees."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from airflow_provider_oxen import __version__
+from airflow_provider_oxen.get_provider_info import get_provider_info
+from tests.release.helpers import DISTRIBUTION, REPO, pyproject_version
+
+
+def test_version_is_the_installed_distributions() -> None:
+    assert __version__ == version(DISTRIBUTION)
+
+
+def test_installed_metadata_is_pyprojects_version() -> None:
+    assert version(DISTRIBUTION) == pyproject_version(), "stale install: run scripts/bootstrap.sh"
+
+
+def test_provider_info_reports_the_version() -> None:
+    assert get_provider_info()["versions"] == [__version__]
+
+
+def test_changelog_has_an_entry_for_the_version() -> None:
+    headings = [line for line in (REPO / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
+    assert headings and headings[0].split()[1] == pyproject_version(), headings[:1]
+
+
+def test_readme_install_names_this_versions_wheel() -> None:
+    readme = (REPO / "README.md").read_text()
+    install = readme[readme.index("## Install") : readme.index("\n## ", readme.index("## Install") + 1)]
+    assert f"dist/airflow_provider_oxen-{pyproject_version()}-py3-none-any.whl" in install
