@@ -635,6 +635,10 @@ class OxenAsyncHook(_OxenHookBase):
     async def list_queue(self, **filters: Any) -> list[Generation]:
         return GenerationList.model_validate(await self._json(api.list_queue_call(filters))).generations
 
+    async def list_queue_body(self, **filters: Any) -> Any:
+        """The listing's JSON as sent, for a caller that parses its rows one by one (the hub)."""
+        return await self._json(api.list_queue_call(filters))
+
     async def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
         base_url = (await self.get_settings()).base_url
         cached = None if refresh else MODEL_CACHE.get(base_url, model_id)

@@ -56,7 +56,6 @@ from airflow_provider_oxen.exceptions import (
     OxenError,
     OxenRateLimitError,
 )
-from airflow_provider_oxen.hooks import api
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
@@ -299,7 +298,7 @@ class OxenHub:
     async def _list_queue_body(self) -> Any:
         # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
         # we cannot parse must not hide every other one (see :func:`parse_listing`).
-        return await self.hook._json(api.list_queue_call({}))
+        return await self.hook.list_queue_body()
 
     async def _read(self, generation_id: str) -> Generation | None:
         """The row of one generation, a failed row if it is gone or forbidden, None to retry later."""

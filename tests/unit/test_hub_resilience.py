@@ -66,8 +66,8 @@ class FakeHook:
         self.stream_target = 0
         self.reached = asyncio.Event()
 
-    async def _json(self, call: Any) -> Any:
-        assert (call.method, call.path) == ("GET", "/api/ai/queue")
+    async def list_queue_body(self, **filters: Any) -> Any:
+        assert not filters
         self.list_calls += 1
         return self.listing()
 
