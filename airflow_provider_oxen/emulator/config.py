@@ -14,6 +14,8 @@ CENT_PLACES = Decimal("0.0001")
 # Settings the control API may change while the server runs, with the type each must have.
 RUNTIME_SETTINGS: dict[str, type] = {
     "render_seconds": float,
+    "render_seconds_max": float,
+    "render_seed": int,
     "queue_seconds": float,
     "sync_render_seconds": float,
     "latency_ms": float,
@@ -53,6 +55,11 @@ class EmulatorConfig:
     port: int = 0
     api_key: str | None = None
     render_seconds: float = 2.0
+    # Render times drawn uniformly from [render_seconds, render_seconds_max] (a value below
+    # render_seconds counts as render_seconds); None, the default: every render takes render_seconds.
+    render_seconds_max: float | None = None
+    # Seed of that draw (the sequence restarts on reset and when the seed changes); None: unseeded.
+    render_seed: int | None = None
     queue_seconds: float = 0.2
     # The sync endpoint sleeps this long per request; None means "same as render_seconds".
     sync_render_seconds: float | None = None
@@ -84,6 +91,11 @@ class EmulatorConfig:
             return self.credits
         self.credits = parse_credits(self.credits)
         return self.credits
+
+    def render_range(self) -> tuple[float, float]:
+        """The (lowest, highest) render time of a queue generation."""
+        high = self.render_seconds if self.render_seconds_max is None else self.render_seconds_max
+        return self.render_seconds, max(self.render_seconds, high)
 
     def effective_sync_render_seconds(self) -> float:
         """How long the sync endpoint "renders" for."""
@@ -118,8 +130,13 @@ class EmulatorConfig:
             if kind is Decimal:
                 parsed[key] = parse_credits(value)
                 continue
-            if key == "sync_render_seconds" and value is None:
+            if key in ("sync_render_seconds", "render_seconds_max", "render_seed") and value is None:
                 parsed[key] = None
+                continue
+            if kind is int:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{key} must be an integer or null")
+                parsed[key] = value
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{key} must be a number")

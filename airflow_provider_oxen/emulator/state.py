@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -94,6 +95,8 @@ class GenerationStore:
         self.images = ImageCache(config.image_cache_bytes)
         self.rows: dict[str, Generation] = {}
         self.live: dict[str, Generation] = {}
+        self._render_rng = random.Random(config.render_seed)
+        self._render_rng_seed = config.render_seed
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -116,7 +119,22 @@ class GenerationStore:
         self.live.clear()
         self.images.clear()
         self.images.renders = 0
+        self._reseed_renders()
         self._reset_counters()
+
+    def _reseed_renders(self) -> None:
+        self._render_rng = random.Random(self.config.render_seed)
+        self._render_rng_seed = self.config.render_seed
+
+    def render_duration(self) -> float:
+        """How long the next queue generation renders: ``render_seconds``, or a seeded uniform draw
+        from ``[render_seconds, render_seconds_max]`` when that range is set."""
+        low, high = self.config.render_range()
+        if high <= low:
+            return low
+        if self.config.render_seed != self._render_rng_seed:
+            self._reseed_renders()
+        return self._render_rng.uniform(low, high)
 
     # --- credits --------------------------------------------------------------------------------
 
@@ -263,7 +281,7 @@ class GenerationStore:
             self._fail(generation, generation.pending_error)
         elif not generation.stall:
             loop = asyncio.get_running_loop()
-            generation.timer = loop.call_later(self.config.render_seconds, self._finish, generation)
+            generation.timer = loop.call_later(self.render_duration(), self._finish, generation)
 
     def _finish(self, generation: Generation) -> None:
         if generation.status != "processing":

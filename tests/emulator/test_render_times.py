@@ -1,0 +1,99 @@
+"""Render times drawn from a seeded uniform range (``render_seconds_max``, ``render_seed``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.emulator.config import EmulatorConfig
+from airflow_provider_oxen.emulator.events import EventBroker
+from airflow_provider_oxen.emulator.faults import FaultBook
+from airflow_provider_oxen.emulator.state import GenerationStore
+
+from .helpers import assert_error, control, enqueue, wait_for_status
+
+
+def _store(**settings: object) -> GenerationStore:
+    return GenerationStore(EmulatorConfig(**settings), FaultBook(), EventBroker())  # type: ignore[arg-type]
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def test_fixed_render_time_by_default() -> None:
+    store = _store(render_seconds=3.0)
+    assert {store.render_duration() for _ in range(20)} == {3.0}
+    # A maximum below the minimum is no range: render_seconds it is.
+    store.config.render_seconds_max = 1.0
+    assert store.render_duration() == 3.0
+
+
+def test_seeded_draws_are_uniform_in_range_and_reproducible() -> None:
+    first = _store(render_seconds=10.0, render_seconds_max=20.0, render_seed=42)
+    draws = [first.render_duration() for _ in range(2000)]
+    assert all(10.0 <= d <= 20.0 for d in draws)
+    # Spread over the whole range, not clustered (uniform: each quarter holds about 500).
+    quarters = [sum(1 for d in draws if 10 + 2.5 * q <= d < 12.5 + 2.5 * q) for q in range(4)]
+    assert all(400 < q < 600 for q in quarters), quarters
+
+    again = _store(render_seconds=10.0, render_seconds_max=20.0, render_seed=42)
+    assert [again.render_duration() for _ in range(2000)] == draws
+    other = _store(render_seconds=10.0, render_seconds_max=20.0, render_seed=43)
+    assert [other.render_duration() for _ in range(10)] != draws[:10]
+
+    # A reset restarts the sequence; so does changing the seed at run time.
+    first.reset()
+    assert [first.render_duration() for _ in range(5)] == draws[:5]
+
+
+def test_changing_the_seed_restarts_the_sequence() -> None:
+    store = _store(render_seconds=1.0, render_seconds_max=2.0, render_seed=1)
+    store.render_duration()
+    store.config.render_seed = 2
+    expected = _store(render_seconds=1.0, render_seconds_max=2.0, render_seed=2)
+    assert [store.render_duration() for _ in range(5)] == [expected.render_duration() for _ in range(5)]
+
+
+def test_control_api_sets_and_validates_the_range(base_url: str) -> None:
+    view = control(base_url, "POST", "/config", {"render_seconds_max": 0.5, "render_seed": 7})
+    assert view["render_seconds_max"] == 0.5 and view["render_seed"] == 7
+    view = control(base_url, "POST", "/config", {"render_seconds_max": None, "render_seed": None})
+    assert view["render_seconds_max"] is None and view["render_seed"] is None
+    bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seed": 1.5})
+    assert_error(bad, 400, "invalid_params", "render_seed must be an integer")
+    bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seconds_max": -1})
+    assert_error(bad, 400, "invalid_params", "render_seconds_max must be >= 0")
+    # A reset with {"config": true} restores the start-up settings (no range).
+    control(base_url, "POST", "/config", {"render_seconds_max": 3.0})
+    assert control(base_url, "POST", "/reset", {"config": True})["config"]["render_seconds_max"] is None
+
+
+def test_queue_rows_render_for_different_times(base_url: str, client: httpx.Client) -> None:
+    control(
+        base_url,
+        "POST",
+        "/config",
+        {"render_seconds": 0.05, "render_seconds_max": 0.6, "render_seed": 3, "queue_seconds": 0.0},
+    )
+    ids = [i for _ in range(3) for i in enqueue(client, num_generations=4)]
+    rows = [wait_for_status(client, i, {"succeeded"}, timeout=10) for i in ids]
+    renders = [_epoch(r["completed_at"]) - _epoch(r["started_at"]) for r in rows]
+    # Timer and millisecond rounding slack on both ends.
+    assert all(0.04 <= r <= 0.7 for r in renders), renders
+    assert max(renders) - min(renders) > 0.15, renders
+
+
+@pytest.mark.asyncio
+async def test_render_duration_drives_the_scheduler() -> None:
+    store = _store(render_seconds=0.01, render_seconds_max=0.01, queue_seconds=0.0)
+    spec = store.catalogue["ideogram-v4"]
+    started = time.monotonic()
+    (generation,) = store.enqueue(spec, {"prompt": "x"}, "ns")
+    while generation.status != "succeeded":
+        assert time.monotonic() - started < 5
+        await asyncio.sleep(0.01)
