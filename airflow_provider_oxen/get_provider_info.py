@@ -53,6 +53,17 @@ def get_provider_info() -> dict[str, Any]:
                 "python-module": "airflow_provider_oxen.transfers.s3",
             }
         ],
+        # Stored links (declared on the operators) and the live ones the api-server computes
+        # through the provider's plugin (the ``airflow.plugins`` entry point); see docs/links.md.
+        "extra-links": [
+            "airflow_provider_oxen.links.OxenImageLink",
+            "airflow_provider_oxen.links.OxenS3FolderLink",
+            "airflow_provider_oxen.links.OxenManifestLink",
+            "airflow_provider_oxen.links.OxenContactSheetLink",
+            "airflow_provider_oxen.links.OxenImageLiveLink",
+            "airflow_provider_oxen.links.OxenManifestLiveLink",
+            "airflow_provider_oxen.links.OxenContactSheetLiveLink",
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_oxen.hooks.oxen.OxenHook",

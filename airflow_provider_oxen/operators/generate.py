@@ -23,6 +23,7 @@ from airflow_provider_oxen.exceptions import (
 from airflow_provider_oxen.hooks.oxen import OxenHook, PreparedRequest
 from airflow_provider_oxen.hooks.retry import proves_nothing_created
 from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry, request_fingerprint
+from airflow_provider_oxen.links import OxenImageLink
 from airflow_provider_oxen.models import (
     DEFAULT_MAX_IMAGES_PER_TASK,
     DEFAULT_MODEL,
@@ -110,6 +111,7 @@ class OxenGenerateImageOperator(BaseOperator):
     )
     template_fields_renderers = {"extra_params": "json", "prompt": "md"}
     ui_color = "#d9e8ff"
+    operator_extra_links = (OxenImageLink(),)
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class OxenGenerateImageOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        OxenImageLink.persist(context, self)
         count = self.image_count
         request = self.build_request()
         with self.hook as hook:

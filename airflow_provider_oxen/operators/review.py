@@ -18,6 +18,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
+from airflow_provider_oxen.links import OxenContactSheetLink
 from airflow_provider_oxen.transfers.batch import flatten_results
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class OxenImageReviewOperator(HITLOperator):
     """
 
     template_fields: Sequence[str] = ("subject", "body", "records", "contact_sheet_uri")
+    operator_extra_links = (OxenContactSheetLink(),)
 
     def __init__(
         self,
@@ -143,6 +145,7 @@ class OxenImageReviewOperator(HITLOperator):
         return "\n".join(lines)
 
     def execute(self, context: Context) -> Any:
+        OxenContactSheetLink.persist(context, self)
         records = self._records()
         if not records:
             self.log.info("Nothing to review.")

@@ -18,6 +18,7 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
 from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.links import OxenManifestLink, OxenS3FolderLink
 from airflow_provider_oxen.results import build_result
 from airflow_provider_oxen.review.checks import (
     MIME_TYPES,
@@ -149,6 +150,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     )
     template_fields_renderers = {"results": "json"}
     ui_color = "#ffe8c7"
+    operator_extra_links = (OxenS3FolderLink(), OxenManifestLink())
 
     def __init__(
         self,
@@ -203,6 +205,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         bucket = self._bucket()
         prefix = normalise_prefix(self.prefix)
+        OxenS3FolderLink.persist(context, self)
         run_id = _run_id(context)
         with OxenHook(self.oxen_conn_id) as oxen:
             results = self._results(oxen)

@@ -154,6 +154,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
     assert ti.xcoms == {
         "manifest_uri": f"s3://{bucket}/{MANIFEST_KEY}",
         "contact_sheet_uri": f"s3://{bucket}/{SHEET_KEY}",
+        "oxen_link_data": {"aws_conn_id": "aws_default", "bucket": bucket, "prefix": "campaigns"},
     }
     extra = context["outlet_events"][campaigns].extra
     assert extra["count"] == 5 and extra["stored"] == 5 and extra["run_id"] == RUN_ID

@@ -1,0 +1,148 @@
+"""End to end: the campaign's generate, store and review tasks link to what they made, through the
+real api-server's REST API (``GET .../taskInstances/{task}/links``), and nothing signed is stored.
+
+Uses the cluster, emulator and S3 fixtures of ``tests/e2e/conftest.py`` (a cluster of its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.airflow_cluster import AirflowCluster
+from tests.e2e.conftest import CAMPAIGN_DAG
+from tests.fixtures import EmulatorControl
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "oxen-campaigns"  # the campaign DAG's default ``bucket`` param
+SIGNATURE_PARAMS = ("sig", "Signature", "X-Amz-Signature")
+
+
+def _wait_for_state(cluster: AirflowCluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state in {s for (t, _), s in cluster.task_states(CAMPAIGN_DAG, run_id).items() if t == task_id}:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{task_id} never reached {state}: {cluster.task_states(CAMPAIGN_DAG, run_id)}")
+
+
+def _links(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+    response = cluster.api("GET", path, params={"map_index": map_index})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total_entries"] == len(body["extra_links"])
+    return dict(body["extra_links"])
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def _signatures(url: str) -> list[str]:
+    query = _query(url)
+    return [value for name in SIGNATURE_PARAMS for value in query.get(name, [])]
+
+
+def _database_text(cluster: AirflowCluster) -> str:
+    """Everything in Airflow's metadata DB, as SQL text."""
+    conn = sqlite3.connect(f"file:{cluster.db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def test_campaign_tasks_link_to_what_they_made(
+    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+) -> None:
+    import boto3
+    from PIL import Image
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    s3.create_bucket(Bucket=BUCKET)
+    cluster.unpause(CAMPAIGN_DAG)
+    run_id = cluster.trigger(CAMPAIGN_DAG)
+    _wait_for_state(cluster, run_id, "review", "awaiting_input", timeout=240)
+
+    # The provider's plugin (live links) loaded in the api-server without errors.
+    plugins = cluster.api("GET", "/api/v2/plugins").json()["plugins"]
+    assert "airflow_provider_oxen_links" in {p["name"] for p in plugins}
+    errors = cluster.api("GET", "/api/v2/plugins/importErrors").json()["import_errors"]
+    assert not [e for e in errors if "oxen" in json.dumps(e)], errors
+
+    store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
+    records = {record["generation_id"]: record for record in store}
+    returned: list[str] = []
+
+    # Generate (mapped): each instance links to its own image, a result URL Oxen signed just now.
+    indexes = sorted(i for (task, i) in cluster.task_states(CAMPAIGN_DAG, run_id) if task == "generate")
+    assert len(indexes) == len(store) == 4, indexes
+    for index in indexes:
+        [result] = cluster.xcom(CAMPAIGN_DAG, run_id, "generate", index)
+        links = _links(cluster, run_id, "generate", index)
+        assert set(links) == {"Oxen image"}, links
+        url = links["Oxen image"]
+        assert url.split("?", 1)[0] == result["result_url"] and {"expires", "sig"} <= set(_query(url)), url
+        image = httpx.get(url, timeout=30)
+        assert image.status_code == 200
+        assert hashlib.sha256(image.content).hexdigest() == records[result["generation_id"]]["sha256"]
+        returned.append(url)
+        # What the worker stored for the link when the task ended: nothing (there is no unsigned URL).
+        assert cluster.xcom(CAMPAIGN_DAG, run_id, "generate", index, key="_link_OxenImageLink") == ""
+
+    # Store: the console listing of the batch's prefix, and the manifest presigned on demand.
+    links = _links(cluster, run_id, "store")
+    assert set(links) == {"S3 folder", "Manifest"}, links
+    prefix = store[0]["s3_prefix"]
+    folder = links["S3 folder"]
+    assert folder.startswith(f"https://console.aws.amazon.com/s3/buckets/{BUCKET}?"), folder
+    assert _query(folder)["prefix"] == [f"{prefix}/"] and not _signatures(folder)
+    manifest_url = links["Manifest"]
+    assert manifest_url.startswith(f"{s3_endpoint}/{BUCKET}/{prefix}/manifest-") and _signatures(manifest_url)
+    manifest = httpx.get(manifest_url, timeout=30).json()
+    assert {image["s3_key"] for image in manifest["images"]} == {r["s3_key"] for r in store}
+    returned.append(manifest_url)
+    stored_manifest_link = cluster.xcom(CAMPAIGN_DAG, run_id, "store", key="_link_OxenManifestLink")
+    assert stored_manifest_link.startswith(f"https://console.aws.amazon.com/s3/object/{BUCKET}?")
+
+    # Review (waiting for its answer): the contact sheet, presigned on demand.
+    links = _links(cluster, run_id, "review")
+    assert set(links) == {"Contact sheet"}, links
+    sheet_url = links["Contact sheet"]
+    assert _signatures(sheet_url), sheet_url
+    sheet = httpx.get(sheet_url, timeout=30)
+    assert sheet.status_code == 200 and Image.open(io.BytesIO(sheet.content)).format == "PNG"
+    returned.append(sheet_url)
+
+    # Asked again, the links are signed again: they are computed when asked, not read back.
+    time.sleep(1.1)
+    again = _links(cluster, run_id, "store")["Manifest"]
+    assert again != manifest_url and httpx.get(again, timeout=30).status_code == 200
+
+    # Nothing signed that a link returned is stored anywhere in Airflow's database, and no
+    # XCom of the run holds an Oxen-signed URL at all.
+    database = _database_text(cluster)
+    for url in returned:
+        for signature in _signatures(url):
+            assert signature not in database, url.split("?", 1)[0]
+    rows = cluster._query("SELECT key, value FROM xcom WHERE run_id = ?", (run_id,))
+    for row in rows:
+        value = row["value"].decode() if isinstance(row["value"], bytes) else str(row["value"])
+        assert "sig=" not in value and "Signature=" not in value, row["key"]

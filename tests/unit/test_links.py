@@ -1,0 +1,483 @@
+"""Extra links: stored links (worker side), live links (api-server side), the plugin, registration.
+
+Stored links read XCom through ``XCom.get_value`` (patched); live links read the metadata DB
+(patched with what the operators really pushed). S3 presigning runs against a real moto
+server, and Oxen result URLs come from the emulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from airflow.models.taskinstancekey import TaskInstanceKey
+
+from airflow_provider_oxen import links
+from airflow_provider_oxen.links import (
+    LINK_DATA_KEY,
+    LIVE_LINKS,
+    PRESIGN_EXPIRES_IN,
+    OxenContactSheetLink,
+    OxenContactSheetLiveLink,
+    OxenImageLink,
+    OxenImageLiveLink,
+    OxenManifestLink,
+    OxenManifestLiveLink,
+    OxenS3FolderLink,
+)
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.operators.review import OxenImageReviewOperator
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
+from tests.transfers.conftest import aws_conn, bucket, moto_endpoint, s3_client
+from tests.transfers.helpers import RUN_ID, FakeTI, generate, transfer_context
+
+__all__ = ["aws_conn", "bucket", "moto_endpoint", "s3_client"]
+
+DAG_ID = "oxen_marketing_campaign"
+STORED_LINKS = {
+    "airflow_provider_oxen.links.OxenImageLink",
+    "airflow_provider_oxen.links.OxenS3FolderLink",
+    "airflow_provider_oxen.links.OxenManifestLink",
+    "airflow_provider_oxen.links.OxenContactSheetLink",
+}
+LIVE_LINK_PATHS = {
+    "airflow_provider_oxen.links.OxenImageLiveLink",
+    "airflow_provider_oxen.links.OxenManifestLiveLink",
+    "airflow_provider_oxen.links.OxenContactSheetLiveLink",
+}
+
+
+def ti_key(task_id: str, map_index: int = -1) -> TaskInstanceKey:
+    return TaskInstanceKey(DAG_ID, task_id, RUN_ID, 1, map_index)
+
+
+class FakeXComs:
+    """XComs by (task_id, map_index, key): what a reader sees for one DAG run."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, int, str], Any] = {}
+        self.reads: list[tuple[str, str]] = []
+
+    def put(self, task_id: str, xcoms: dict[str, Any], map_index: int = -1) -> None:
+        for key, value in xcoms.items():
+            # Round-tripped through JSON, as the metadata DB stores them.
+            self.values[(task_id, map_index, key)] = json.loads(json.dumps(value))
+
+    def read(self, key: TaskInstanceKey, name: str) -> Any:
+        assert key.dag_id == DAG_ID and key.run_id == RUN_ID
+        self.reads.append((key.task_id, name))
+        return self.values.get((key.task_id, key.map_index, name))
+
+
+@pytest.fixture
+def xcoms(monkeypatch: pytest.MonkeyPatch) -> FakeXComs:
+    """Both readers answer from one fake: ``XCom.get_value`` (worker) and the DB read (api-server)."""
+    from airflow.sdk.execution_time.xcom import XCom
+
+    fake = FakeXComs()
+
+    def get_value(*, ti_key: TaskInstanceKey, key: str) -> Any:
+        return fake.read(ti_key, key)
+
+    monkeypatch.setattr(XCom, "get_value", staticmethod(get_value))
+    monkeypatch.setattr(links, "_db_xcom", fake.read)
+    return fake
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def _presigned_for(url: str) -> float:
+    """Seconds the presigned URL stays valid (SigV4 or, as moto may answer, SigV2)."""
+    query = _query(url)
+    if "X-Amz-Signature" in query:
+        return float(query["X-Amz-Expires"][0])
+    assert "Signature" in query, url
+    return float(query["Expires"][0]) - time.time()
+
+
+# -- what the operators push ----------------------------------------------------------------------
+
+
+def test_operators_declare_their_stored_links() -> None:
+    assert [type(link) for link in OxenGenerateImageOperator.operator_extra_links] == [OxenImageLink]
+    assert [type(link) for link in OxenGenerationToS3Operator.operator_extra_links] == [
+        OxenS3FolderLink,
+        OxenManifestLink,
+    ]
+    assert [type(link) for link in OxenImageReviewOperator.operator_extra_links] == [OxenContactSheetLink]
+
+
+def test_each_live_link_replaces_a_stored_link_of_the_same_name() -> None:
+    stored = {type(link): link.name for link in (OxenImageLink(), OxenManifestLink(), OxenContactSheetLink())}
+    for live in LIVE_LINKS:
+        [parent] = [cls for cls in stored if issubclass(live, cls)]
+        assert live().name == stored[parent]
+    assert {link().name for link in LIVE_LINKS} == {"Oxen image", "Manifest", "Contact sheet"}
+
+
+def test_live_links_name_their_operators() -> None:
+    assert OxenImageLiveLink().operators == [OxenGenerateImageOperator]
+    assert OxenManifestLiveLink().operators == [OxenGenerationToS3Operator]
+    assert OxenContactSheetLiveLink().operators == [OxenImageReviewOperator]
+
+
+def test_generate_pushes_its_connection_id(oxen_conn: EmulatorControl) -> None:
+    ti = FakeTI()
+    operator = OxenGenerateImageOperator(
+        task_id="generate", prompt="A lighthouse", deferrable=False, poll_interval=0.05, timeout=30
+    )
+    results = operator.execute({"ti": ti, "task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
+    assert ti.xcoms[LINK_DATA_KEY] == {"oxen_conn_id": "oxen_default"}
+    assert API_KEY not in json.dumps(ti.xcoms) and "?" not in results[0]["result_url"]
+
+
+def test_nothing_is_pushed_without_xcom_push() -> None:
+    ti = FakeTI()
+    operator = OxenGenerateImageOperator(task_id="generate", prompt="x", do_xcom_push=False)
+    OxenImageLink.persist({"ti": ti}, operator)  # type: ignore[arg-type]
+    assert ti.xcoms == {}
+
+
+def test_a_failing_push_does_not_fail_the_task(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenTI(FakeTI):
+        def xcom_push(self, key: str, value: Any) -> None:
+            raise RuntimeError("no XCom today")
+
+    operator = OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="s3://b/k.png")
+    OxenContactSheetLink.persist({"ti": BrokenTI()}, operator)  # type: ignore[arg-type]
+    assert "RuntimeError" in caplog.text
+
+
+def test_review_pushes_its_contact_sheet_and_connection() -> None:
+    ti = FakeTI()
+    operator = OxenImageReviewOperator(
+        task_id="review", records=[], contact_sheet_uri="s3://oxen-campaigns/c/contact-sheet.png"
+    )
+    # No records: execute returns before asking anyone, after pushing the link data.
+    assert operator.execute({"ti": ti}) == {"decisions": {}, "note": ""}  # type: ignore[arg-type]
+    assert ti.xcoms[LINK_DATA_KEY] == {
+        "aws_conn_id": "aws_default",
+        "contact_sheet_uri": "s3://oxen-campaigns/c/contact-sheet.png",
+    }
+    # A template that rendered to nothing useful is not pushed as a URI.
+    ti = FakeTI()
+    OxenContactSheetLink.persist(
+        {"ti": ti},  # type: ignore[arg-type]
+        OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="None"),
+    )
+    assert ti.xcoms[LINK_DATA_KEY]["contact_sheet_uri"] is None
+
+
+# -- stored links (computed on the worker when the task ends) ---------------------------------------
+
+
+def test_the_stored_oxen_image_link_is_empty(xcoms: FakeXComs) -> None:
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": ["g1"]})
+    operator = OxenGenerateImageOperator(task_id="generate", prompt="x")
+    assert OxenImageLink().get_link(operator, ti_key=ti_key("generate")) == ""
+
+
+def test_stored_s3_links_are_unsigned_console_urls(xcoms: FakeXComs, aws_conn: str) -> None:
+    xcoms.put(
+        "store",
+        {
+            LINK_DATA_KEY: {"aws_conn_id": "aws_default", "bucket": "oxen-campaigns", "prefix": "c/2026 05"},
+            "manifest_uri": "s3://oxen-campaigns/c/2026 05/manifest-run.json",
+        },
+    )
+    xcoms.put("review", {LINK_DATA_KEY: {"aws_conn_id": None, "contact_sheet_uri": "s3://b/c/sheet.png"}})
+    operator: Any = None  # the stored links read XCom only
+
+    folder = OxenS3FolderLink().get_link(operator, ti_key=ti_key("store"))
+    assert folder.startswith("https://console.aws.amazon.com/s3/buckets/oxen-campaigns?")
+    assert _query(folder) == {"region": ["us-east-1"], "prefix": ["c/2026 05/"]}
+
+    manifest = OxenManifestLink().get_link(operator, ti_key=ti_key("store"))
+    assert manifest.startswith("https://console.aws.amazon.com/s3/object/oxen-campaigns?")
+    assert _query(manifest)["prefix"] == ["c/2026 05/manifest-run.json"]
+
+    sheet = OxenContactSheetLink().get_link(operator, ti_key=ti_key("review"))
+    assert sheet.startswith("https://console.aws.amazon.com/s3/object/b?")
+    assert _query(sheet)["prefix"] == ["c/sheet.png"]
+    for url in (folder, manifest, sheet):
+        assert "Signature" not in url and "Expires" not in url
+
+
+def test_console_urls_follow_the_partition() -> None:
+    assert links.s3_console_folder_url("b", "", "cn-north-1").startswith("https://console.amazonaws.cn/")
+    assert links.s3_console_object_url("b", "k", "us-gov-west-1").startswith(
+        "https://console.amazonaws-us-gov.com/"
+    )
+    assert links.s3_console_folder_url("b", "") == "https://console.aws.amazon.com/s3/buckets/b"
+
+
+@pytest.mark.parametrize(
+    ("task_id", "link"),
+    [
+        ("store", OxenS3FolderLink()),
+        ("store", OxenManifestLink()),
+        ("review", OxenContactSheetLink()),
+        ("store", OxenManifestLiveLink()),
+        ("review", OxenContactSheetLiveLink()),
+        ("generate", OxenImageLiveLink()),
+    ],
+)
+def test_no_data_no_link(xcoms: FakeXComs, task_id: str, link: Any) -> None:
+    """A task that failed before pushing anything has empty links (the UI greys them out)."""
+    assert link.get_link(None, ti_key=ti_key(task_id)) == ""
+
+
+# -- live links (computed by the api-server when shown) ----------------------------------------------
+
+
+def _store_batch(
+    bucket: str, s3_client: Any, xcoms: FakeXComs
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The real store operator on real images: its XComs go where the links will read them."""
+    results = generate(num_images=2)
+    context = transfer_context()
+    records = OxenGenerationToS3Operator(
+        task_id="store", results=results, bucket=bucket, prefix="campaigns"
+    ).execute(context)  # type: ignore[arg-type]
+    pushed = {**context["ti"].xcoms, "return_value": records}
+    xcoms.put("store", pushed)
+    return records, pushed
+
+
+def test_the_manifest_link_is_presigned_on_demand(
+    oxen_conn: EmulatorControl, aws_conn: str, bucket: str, s3_client: Any, xcoms: FakeXComs
+) -> None:
+    records, pushed = _store_batch(bucket, s3_client, xcoms)
+    assert pushed[LINK_DATA_KEY] == {"aws_conn_id": "aws_default", "bucket": bucket, "prefix": "campaigns"}
+    assert "Signature" not in json.dumps(pushed)  # nothing signed is pushed
+
+    first = OxenManifestLiveLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
+    assert first.startswith(f"{aws_conn}/")  # the connection's endpoint (moto)
+    assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(first) <= PRESIGN_EXPIRES_IN
+    manifest = httpx.get(first).json()
+    assert {r["s3_key"] for r in manifest["images"]} == {r["s3_key"] for r in records}
+
+    time.sleep(1.1)  # a later page load: signed again, not read back from anywhere
+    second = OxenManifestLiveLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
+    assert second != first and httpx.get(second).status_code == 200
+
+    # The folder link (stored as computed on the worker) is the console listing of the prefix.
+    folder = OxenS3FolderLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
+    assert _query(folder)["prefix"] == ["campaigns/"] and bucket in folder
+
+
+def test_the_contact_sheet_link_is_presigned_on_demand(bucket: str, s3_client: Any, xcoms: FakeXComs) -> None:
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "orange").save(png, format="PNG")
+    s3_client.put_object(Bucket=bucket, Key="c/contact-sheet.png", Body=png.getvalue())
+    ti = FakeTI()
+    OxenContactSheetLink.persist(
+        {"ti": ti},  # type: ignore[arg-type]
+        OxenImageReviewOperator(
+            task_id="review", records=[], contact_sheet_uri=f"s3://{bucket}/c/contact-sheet.png"
+        ),
+    )
+    xcoms.put("review", ti.xcoms)
+
+    url = OxenContactSheetLiveLink().get_link(None, ti_key=ti_key("review"))  # type: ignore[arg-type]
+    assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(url) <= PRESIGN_EXPIRES_IN
+    served = httpx.get(url)
+    assert served.status_code == 200 and served.content == png.getvalue()
+
+
+def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
+    results = generate(num_images=2)
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": results})
+    assert all("?" not in r["result_url"] for r in results)  # stored without the signature
+
+    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
+    assert url.split("?", 1)[0] == results[0]["result_url"]  # the first image
+    assert {"expires", "sig"} <= set(_query(url))  # signed by Oxen, just now
+    image = httpx.get(url)
+    assert image.status_code == 200
+    row = httpx.get(
+        f"{oxen_conn.url}/api/ai/queue/{results[0]['generation_id']}",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).json()
+    assert (
+        hashlib.sha256(image.content).digest()
+        == hashlib.sha256(httpx.get(row["result_url"]).content).digest()
+    )
+
+
+def test_a_mapped_generate_instance_links_its_own_image(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
+    for index in range(2):
+        results = generate(num_images=1, prompt=f"poster {index}")
+        xcoms.put(
+            "generate",
+            {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": results},
+            map_index=index,
+        )
+        url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", index))  # type: ignore[arg-type]
+        assert url.split("?", 1)[0] == results[0]["result_url"]
+
+
+def test_bare_generation_ids_are_linked_too(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
+    ids = [r["generation_id"] for r in generate(num_images=1)]
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": ids})
+    assert "sig=" in OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
+
+
+def test_the_oxen_image_link_fails_fast_and_quietly(
+    oxen_conn: EmulatorControl, xcoms: FakeXComs, caplog: pytest.LogCaptureFixture
+) -> None:
+    [result] = generate(num_images=1)
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": [result]})
+    path = f"^/api/ai/queue/{result['generation_id']}$"
+    oxen_conn.fault(type="status", status=503, count=-1, method="GET", path=path)
+    before = len(oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}"))
+
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
+    assert url == "" and time.monotonic() - started < 3
+    # One request: the connection's retries (3 in these tests) are not spent on a page load.
+    after = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}")
+    assert len(after) - before == 1
+    assert "Oxen image" in caplog.text and API_KEY not in caplog.text
+
+
+def test_an_unknown_connection_gives_no_link(xcoms: FakeXComs, caplog: pytest.LogCaptureFixture) -> None:
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "nope"}, "return_value": ["g1"]})
+    assert OxenImageLiveLink().get_link(None, ti_key=ti_key("generate")) == ""  # type: ignore[arg-type]
+
+
+def test_errors_are_logged_without_their_message(
+    xcoms: FakeXComs, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    xcoms.put("store", {LINK_DATA_KEY: {"aws_conn_id": "aws_default"}, "manifest_uri": "s3://b/m.json"})
+
+    def leaky(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("https://b.s3.amazonaws.com/m.json?X-Amz-Signature=SECRETSIG")
+
+    monkeypatch.setattr(links, "presign_s3_uri", leaky)
+    with caplog.at_level(logging.WARNING):
+        assert OxenManifestLiveLink().get_link(None, ti_key=ti_key("store")) == ""  # type: ignore[arg-type]
+    assert "RuntimeError" in caplog.text and "SECRETSIG" not in caplog.text
+
+
+@pytest.mark.parametrize("uri", [None, "", "None", "https://b/k", "s3://bucket-only", "s3:///key"])
+def test_only_s3_uris_are_presigned(uri: Any) -> None:
+    assert links.presign_s3_uri("aws_default", uri) == ""
+
+
+def test_db_reader_returns_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The api-server side reads the row's JSON and instantiates nothing from it."""
+    rows: list[Any] = [('{"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1]}',)]
+
+    class Result:
+        def first(self) -> Any:
+            return rows[0]
+
+    class Session:
+        def execute(self, statement: Any) -> Result:
+            return Result()
+
+    class Manager:
+        def __enter__(self) -> Session:
+            return Session()
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    import airflow.utils.session
+
+    monkeypatch.setattr(airflow.utils.session, "create_session", lambda: Manager())
+    assert links._db_xcom(ti_key("store"), "k") == {
+        "__classname__": "builtins.tuple",
+        "__version__": 1,
+        "__data__": [1],
+    }
+    rows[0] = ("not json",)
+    assert links._db_xcom(ti_key("store"), "k") == "not json"
+    rows[0] = ({"aws_conn_id": None},)
+    assert links._db_xcom(ti_key("store"), "k") == {"aws_conn_id": None}
+    rows[0] = None
+    assert links._db_xcom(ti_key("store"), "k") is None
+
+
+# -- how Airflow finds them --------------------------------------------------------------------------
+
+
+def _serialized_round_trip(plugin_links: list[Any]) -> dict[str, dict[str, Any]]:
+    """The campaign's three operators as the api-server sees them (serialized DAG), by task id."""
+    from unittest import mock
+
+    from airflow import plugins_manager
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("links", start_date=datetime(2026, 1, 1), schedule=None) as dag:
+        generate_task = OxenGenerateImageOperator.partial(task_id="generate").expand(prompt=["a", "b"])
+        store = OxenGenerationToS3Operator(
+            task_id="store", results=generate_task.output, bucket="b", prefix="p"
+        )
+        OxenImageReviewOperator(task_id="review", records=store.output)
+    data = DagSerialization.to_dict(dag)
+    with mock.patch.object(plugins_manager, "get_operator_extra_links", return_value=plugin_links):
+        served = DagSerialization.from_dict(data)
+    return {task.task_id: dict(task.operator_extra_link_dict) for task in served.tasks}
+
+
+def test_the_api_server_uses_the_live_links_when_the_plugin_is_loaded() -> None:
+    from airflow_provider_oxen.links.plugin import OxenLinksPlugin
+
+    served = _serialized_round_trip(list(OxenLinksPlugin.operator_extra_links))
+    kinds = {
+        task: {name: type(link) for name, link in task_links.items()} for task, task_links in served.items()
+    }
+    assert kinds["generate"] == {"Oxen image": OxenImageLiveLink}
+    assert kinds["store"]["Manifest"] is OxenManifestLiveLink and set(kinds["store"]) == {
+        "S3 folder",
+        "Manifest",
+    }
+    assert kinds["review"] == {"Contact sheet": OxenContactSheetLiveLink}
+    # The folder link has no live variant: the api-server reads the stored URL back.
+    assert type(served["store"]["S3 folder"]).__name__ == "XComOperatorLink"
+    assert served["store"]["S3 folder"].xcom_key == "_link_OxenS3FolderLink"
+
+
+def test_without_the_plugin_the_stored_links_are_read_back() -> None:
+    served = _serialized_round_trip([])
+    assert {task: sorted(task_links) for task, task_links in served.items()} == {
+        "generate": ["Oxen image"],
+        "store": ["Manifest", "S3 folder"],
+        "review": ["Contact sheet"],
+    }
+    assert served["review"]["Contact sheet"].xcom_key == "_link_OxenContactSheetLink"
+
+
+def test_the_plugin_is_found_through_its_entry_point() -> None:
+    from airflow import plugins_manager
+
+    found = {type(link) for link in plugins_manager.get_operator_extra_links()}
+    assert set(LIVE_LINKS) <= found
+    plugins, errors = plugins_manager._get_plugins()
+    assert "airflow_provider_oxen_links" in {p.name for p in plugins}
+    # From the repository root, the build's egg-info lists the entry point a second time.
+    ours = {source: error for source, error in errors.items() if "oxen" in source}
+    assert all("already registered" in error for error in ours.values()), ours
+
+
+def test_the_providers_manager_lists_every_link_class() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    assert set(ProvidersManager().extra_links_class_names) >= STORED_LINKS | LIVE_LINK_PATHS
