@@ -45,6 +45,13 @@ if TYPE_CHECKING:
 # deferral timeout is only a backstop in case the trigger never reports.
 _DEFER_GRACE = timedelta(minutes=5)
 
+# The label of a mapped task instance in the grid: its prompt (shortened) and size.
+MAP_INDEX_TEMPLATE = (
+    "{{ task.prompt | string | truncate(60, killwords=False, end='…') }}"
+    "{% if task.image_size %} · {{ task.image_size }}{% endif %}"
+    "{% if task.num_images | int > 1 %}, {{ task.num_images }} images{% endif %}"
+)
+
 _REUSABLE = frozenset(
     {
         GenerationStatus.QUEUED,
@@ -138,6 +145,8 @@ class OxenGenerateImageOperator(BaseOperator):
         wait_strategy: str = "events",
         **kwargs: Any,
     ) -> None:
+        # Mapped tasks are listed by what they make, not as 0, 1, 2 (override as usual).
+        kwargs.setdefault("map_index_template", MAP_INDEX_TEMPLATE)
         super().__init__(**kwargs)
         if wait_strategy not in WAIT_STRATEGIES:
             raise ValueError(f"wait_strategy must be one of {sorted(WAIT_STRATEGIES)}, got {wait_strategy!r}")
