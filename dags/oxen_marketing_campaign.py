@@ -46,6 +46,12 @@ def build_prompts(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return requests
 
 
+def product_of(spec: dict[str, Any], prompt: str) -> str:
+    """The product a prompt is about (its name is in the prompt, regenerations included); else ""."""
+    names = [str(p.get("name") or "") for p in spec.get("products") or []]
+    return max((n for n in names if n and n in prompt), key=len, default="")
+
+
 with DAG(
     dag_id="oxen_marketing_campaign",
     schedule=None,
@@ -90,10 +96,16 @@ with DAG(
         outlets=[CAMPAIGN_ASSETS],
     )
 
+    @task
+    def review_labels(spec: dict[str, Any]) -> dict[str, str]:
+        """What each prompt shows, for the review form's titles ("Image 1 — Cold Brew Kit, 16:9")."""
+        return {r["prompt"]: product_of(spec, r["prompt"]) for r in spec["requests"]}
+
     review = OxenImageReviewOperator(
         task_id="review",
         subject="Review the campaign images",
         records=store.output,
+        labels=review_labels(spec),
         contact_sheet_uri="{{ ti.xcom_pull(task_ids='store', key='contact_sheet_uri') }}",
         response_timeout=timedelta(seconds=REVIEW_SECONDS),
     )

@@ -1,48 +1,86 @@
 """OxenImageReviewOperator: a person approves, rejects or asks to regenerate each stored image.
 
-Built on Airflow's Human-in-the-loop operator (standard provider, Airflow >= 3.1): the
-required-action form shows the batch (contact sheet and a link per image, with the
-automatic check results) and one decision field per image. Images that failed the
-automatic checks default to ``reject``; the rest to ``approve``. With a
-``response_timeout``, nobody answering means the defaults apply (that is how the demo
-answers), through Airflow's own HITL timeout handling.
+Built on Airflow's Human-in-the-loop operator (standard provider, Airflow >= 3.1). The
+required-action page shows one row per image (a preview linked to the full-size file, its
+title, prompt, size, seed and automatic check results), the contact sheet as an overview link,
+and one decision field per image titled like ``Image 1 — Cold Brew Kit, 16:9``. Images that
+failed the automatic checks default to ``reject``; the rest to ``approve``. The note is
+optional, so one click on a blanket option answers. With a ``response_timeout``, nobody
+answering means the defaults apply (that is how the demo answers), through Airflow's own HITL
+timeout handling. What Airflow's form renders, and why the form looks like this:
+:mod:`airflow_provider_oxen.review.form`.
+
+The body is stored in Airflow's metadata DB and shown to everyone who can see the task, so
+it holds presigned S3 URLs of *our* bucket only (GET of one object, expiring with
+``link_expiry``), never an Oxen result URL or its signed query.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
 from airflow_provider_oxen.links import OxenContactSheetLink
+from airflow_provider_oxen.review.form import (
+    APPROVE,
+    DECISIONS,
+    NOTE_PARAM,
+    REGENERATE,
+    REJECT,
+    checks_ok,
+    decision_param,
+    decision_param_name,
+    note_param,
+    review_body,
+)
 from airflow_provider_oxen.transfers.batch import flatten_results
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
-DECISIONS = [APPROVE, REJECT, REGENERATE]
+__all__ = [
+    "APPLY",
+    "APPROVE",
+    "APPROVE_ALL",
+    "DECISIONS",
+    "MAX_LINK_EXPIRY",
+    "NOTE_PARAM",
+    "REGENERATE",
+    "REGENERATE_ALL",
+    "REJECT",
+    "REJECT_ALL",
+    "OxenImageReviewOperator",
+    "decide",
+    "decision_param_name",
+    "link_expiry_for",
+]
+
 APPLY, APPROVE_ALL, REJECT_ALL, REGENERATE_ALL = (
     "Apply per-image decisions",
     "Approve all",
     "Reject all",
     "Regenerate all",
 )
-NOTE_PARAM = "note"
+# SigV4 presigned URLs are valid for at most 7 days.
+MAX_LINK_EXPIRY = timedelta(days=7)
+# Links outlive the review window by this much (a reviewer who opens the form at the last minute).
+LINK_EXPIRY_MARGIN = timedelta(hours=1)
 
 
-def decision_param_name(index: int, generation_id: str) -> str:
-    """Form field per image: sortable and recognisable (``image_01_0b6c1f2a``)."""
-    return f"image_{index + 1:02d}_{generation_id.replace('-', '')[:8]}"
-
-
-def _checks_ok(record: Mapping[str, Any]) -> bool:
-    checks = record.get("checks")
-    return not isinstance(checks, Mapping) or bool(checks.get("ok", True))
+def link_expiry_for(link_expiry: timedelta | None, response_timeout: timedelta | None) -> timedelta:
+    """How long the form's presigned links stay valid: ``link_expiry``, else the review window
+    (``response_timeout``) plus an hour, else 7 days; never more than 7 days (SigV4's limit)."""
+    if link_expiry is not None:
+        if link_expiry <= timedelta(0) or link_expiry > MAX_LINK_EXPIRY:
+            raise ValueError(f"link_expiry must be more than 0 and at most 7 days, got {link_expiry}")
+        return link_expiry
+    if response_timeout is not None and response_timeout > timedelta(0):
+        return min(response_timeout + LINK_EXPIRY_MARGIN, MAX_LINK_EXPIRY)
+    return MAX_LINK_EXPIRY
 
 
 def decide(
@@ -58,9 +96,7 @@ def decide(
             decisions[generation_id] = blanket[option]
             continue
         value = params_input.get(decision_param_name(index, generation_id))
-        decisions[generation_id] = (
-            value if value in DECISIONS else (APPROVE if _checks_ok(record) else REJECT)
-        )
+        decisions[generation_id] = value if value in DECISIONS else (APPROVE if checks_ok(record) else REJECT)
     return decisions
 
 
@@ -69,12 +105,18 @@ class OxenImageReviewOperator(HITLOperator):
 
     :param records: the records returned by ``OxenGenerationToS3Operator`` (templated / XComArg).
     :param contact_sheet_uri: ``s3://`` URI of the batch's contact sheet (templated).
-    :param aws_conn_id: used to presign links so a reviewer can open each image.
-    :param link_expiry: how long the presigned links stay valid.
+    :param labels: what each image shows, for its title (``Image 1 — <label>, 16:9``): a mapping
+        from prompt (or generation id) to a short name such as the product (templated /
+        XComArg). Without one, the title uses the start of the prompt, cut at a word.
+    :param aws_conn_id: used to presign the previews and links; None: no previews, S3 URIs only.
+    :param link_expiry: how long presigned links stay valid; default: ``response_timeout`` plus
+        an hour, at most 7 days (SigV4's limit), 7 days without a timeout.
+    :param max_inline_images: previews shown in the body (the rest are listed without one);
+        keeps the stored body small.
     :param response_timeout: with no answer by then, the per-image defaults apply.
     """
 
-    template_fields: Sequence[str] = ("subject", "body", "records", "contact_sheet_uri")
+    template_fields: Sequence[str] = ("subject", "body", "records", "contact_sheet_uri", "labels")
     operator_extra_links = (OxenContactSheetLink(),)
 
     def __init__(
@@ -82,8 +124,10 @@ class OxenImageReviewOperator(HITLOperator):
         *,
         records: Any,
         contact_sheet_uri: str | None = None,
+        labels: Mapping[str, str] | Any | None = None,
         aws_conn_id: str | None = "aws_default",
-        link_expiry: timedelta = timedelta(days=2),
+        link_expiry: timedelta | None = None,
+        max_inline_images: int = 20,
         subject: str = "Review the generated images",
         **kwargs: Any,
     ) -> None:
@@ -92,57 +136,59 @@ class OxenImageReviewOperator(HITLOperator):
         super().__init__(subject=subject, **kwargs)
         self.records = records
         self.contact_sheet_uri = contact_sheet_uri
+        self.labels = labels
         self.aws_conn_id = aws_conn_id
-        self.link_expiry = link_expiry
+        # Checked now (a DAG with a 30-day expiry fails to parse rather than at review time).
+        self.link_expiry = link_expiry_for(link_expiry, self.response_timeout)
+        self.max_inline_images = max_inline_images
+        self._s3_hook: Any = None
 
     def _records(self) -> list[Mapping[str, Any]]:
         return [r for r in flatten_results(self.records) if isinstance(r, Mapping)]
 
+    def _labels(self) -> dict[str, str]:
+        labels = self.labels
+        if not isinstance(labels, Mapping):
+            return {}
+        return {str(k): str(v) for k, v in labels.items() if v}
+
     def _prepare(self, records: list[Mapping[str, Any]]) -> None:
         """The per-image form fields; rebuilt identically when the task resumes."""
-        fields: dict[str, Any] = {}
-        for index, record in enumerate(records):
-            problems = (record.get("checks") or {}).get("problems") or []
-            description = f"{str(record.get('prompt') or '')[:120]}"
-            if problems:
-                description += f" — failed checks: {'; '.join(problems)}"
-            fields[decision_param_name(index, str(record["generation_id"]))] = Param(
-                APPROVE if _checks_ok(record) else REJECT, enum=DECISIONS, description=description
-            )
-        fields[NOTE_PARAM] = Param(
-            "", type="string", description="Note appended to the prompt of regenerations"
-        )
+        labels = self._labels()
+        fields: dict[str, Any] = {
+            decision_param_name(index, str(record["generation_id"])): decision_param(index, record, labels)
+            for index, record in enumerate(records)
+        }
+        fields[NOTE_PARAM] = note_param()
         self.params = ParamsDict(fields)
 
     def _link(self, uri: str | None) -> str | None:
+        """A presigned GET of one object of the transfer's bucket, or None (no connection, not S3)."""
         if not uri or not uri.startswith("s3://") or not self.aws_conn_id:
             return None
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        if self._s3_hook is None:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+            self._s3_hook = S3Hook(aws_conn_id=self.aws_conn_id)
         bucket, _, key = uri[len("s3://") :].partition("/")
-        hook = S3Hook(aws_conn_id=self.aws_conn_id)
-        return hook.generate_presigned_url(
+        url = self._s3_hook.generate_presigned_url(
             "get_object",
             params={"Bucket": bucket, "Key": key},
             expires_in=int(self.link_expiry.total_seconds()),
         )
+        return str(url) if url else None
 
-    def _body(self, records: list[Mapping[str, Any]]) -> str:
-        lines = [f"**{len(records)} image(s)** to review. Decide per image below, or pick a blanket option."]
-        sheet = self._link(self.contact_sheet_uri)
-        if sheet:
-            lines += ["", f"![contact sheet]({sheet})", "", f"[Open the contact sheet]({sheet})"]
-        lines += ["", "| # | image | prompt | checks |", "|---|---|---|---|"]
-        for index, record in enumerate(records):
-            uri = record.get("s3_uri")
-            link = self._link(uri)
-            label = f"[{record['generation_id']}]({link})" if link else f"`{uri or record['generation_id']}`"
-            checks = (
-                "ok" if _checks_ok(record) else "; ".join((record.get("checks") or {}).get("problems") or [])
-            )
-            prompt = str(record.get("prompt") or "").replace("|", "/")[:100]
-            lines.append(f"| {index + 1} | {label} | {prompt} | {checks} |")
-        return "\n".join(lines)
+    def _body(self, records: list[Mapping[str, Any]], now: datetime | None = None) -> str:
+        now = now or datetime.now(timezone.utc)
+        return review_body(
+            records,
+            labels=self._labels(),
+            link=self._link,
+            contact_sheet_uri=self.contact_sheet_uri or None,
+            links_expire_at=now + self.link_expiry if self.aws_conn_id else None,
+            max_inline_images=self.max_inline_images,
+            options=self.options,
+        )
 
     def execute(self, context: Context) -> Any:
         OxenContactSheetLink.persist(context, self)
@@ -151,8 +197,15 @@ class OxenImageReviewOperator(HITLOperator):
             self.log.info("Nothing to review.")
             return {"decisions": {}, "note": ""}
         self._prepare(records)
-        self.subject = f"{self.subject} ({len(records)} image(s))"
+        count = len(records)
+        self.subject = f"{self.subject} ({count} image{'' if count == 1 else 's'})"
         self.body = self._body(records)
+        if self.response_timeout is not None and self.link_expiry < self.response_timeout:
+            self.log.warning(
+                "The form's links expire after %s, before the review window (%s) closes.",
+                self.link_expiry,
+                self.response_timeout,
+            )
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -165,4 +218,4 @@ class OxenImageReviewOperator(HITLOperator):
         self.log.info(
             "Review (%s by %s): %s", response["chosen_options"], response["responded_by_user"], summary
         )
-        return {"decisions": decisions, "note": str(params_input.get(NOTE_PARAM) or "")}
+        return {"decisions": decisions, "note": str(params_input.get(NOTE_PARAM) or "").strip()}

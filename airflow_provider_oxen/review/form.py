@@ -1,0 +1,333 @@
+"""What a reviewer reads in Airflow's Human-in-the-loop form: titles, descriptions, the body.
+
+How Airflow's required-action page (3.1+, checked on 3.3) renders what a ``HITLOperator``
+stores, and what follows for this form:
+
+* **body**: Markdown (GitHub flavour). Raw HTML is dropped, links open in a new tab, and every
+  Markdown image is capped at 300 px wide by the UI. So each image gets a row of its own (a
+  300 px preview, linked to the full-size file), and the contact sheet of the batch, which is
+  unreadable at 300 px, is an overview *link*.
+* **params**: the schema's ``title`` is the field's label (else the param's key); its
+  ``description`` is shown as plain text under the field (Markdown in ``description_md`` is not
+  rendered by the HITL form); an ``enum`` is a select whose entries ``values_display`` names.
+* **required**: a field is required when its schema has a ``type`` that is not a list holding
+  ``"null"``; the form infers ``"string"`` when no type is given. A required field whose value
+  is ``""`` or null marks the form invalid, which disables every option button. The note is
+  therefore ``type: ["null", "string"]`` with a null default: optional, one click approves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import Param
+
+APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
+DECISIONS = [APPROVE, REJECT, REGENERATE]
+DECISION_LABELS = {
+    APPROVE: "Approve (publish)",
+    REJECT: "Reject (move aside)",
+    REGENERATE: "Regenerate (with the note)",
+}
+NOTE_PARAM = "note"
+NOTE_TITLE = "Note for regenerations (optional)"
+
+# ``image_size`` presets (ideogram) and the aspect ratio a person knows them by.
+_PRESET_ASPECTS = {
+    "square_hd": "1:1",
+    "square": "1:1",
+    "portrait_4_3": "3:4",
+    "portrait_16_9": "9:16",
+    "landscape_4_3": "4:3",
+    "landscape_16_9": "16:9",
+}
+_TIMES = "\N{MULTIPLICATION SIGN}"
+_COMMON_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
+# Markdown characters that would format (or link) text taken from a prompt.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
+
+
+def decision_param_name(index: int, generation_id: str) -> str:
+    """Form field per image: sortable and stable across retries (``image_01_0b6c1f2a``)."""
+    return f"image_{index + 1:02d}_{generation_id.replace('-', '')[:8]}"
+
+
+def checks_ok(record: Mapping[str, Any]) -> bool:
+    checks = record.get("checks")
+    return not isinstance(checks, Mapping) or bool(checks.get("ok", True))
+
+
+def default_decision(record: Mapping[str, Any]) -> str:
+    """``approve``, or ``reject`` when the image failed the automatic checks."""
+    return APPROVE if checks_ok(record) else REJECT
+
+
+def _problems(record: Mapping[str, Any]) -> list[str]:
+    checks = record.get("checks")
+    if not isinstance(checks, Mapping):
+        return []
+    return [str(p) for p in checks.get("problems") or []]
+
+
+def checks_text(record: Mapping[str, Any]) -> str:
+    """``passed``, ``FAILED: <problems>`` or ``not run``."""
+    checks = record.get("checks")
+    if not isinstance(checks, Mapping):
+        return "not run"
+    if checks_ok(record):
+        return "passed"
+    return "FAILED: " + ("; ".join(_problems(record)) or "see the transfer's log")
+
+
+def pixel_size(record: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The stored image's size: what the checks measured, else what was asked for."""
+    for source in (record.get("checks"), record):
+        if isinstance(source, Mapping):
+            width, height = source.get("width"), source.get("height")
+            if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+                return width, height
+    return None
+
+
+def _requested_size(record: Mapping[str, Any]) -> Any:
+    parameters = record.get("parameters")
+    if not isinstance(parameters, Mapping):
+        return None
+    for name in ("image_size", "aspect_ratio", "size"):
+        if parameters.get(name) not in (None, ""):
+            return parameters[name]
+    return None
+
+
+def _ratio(width: int, height: int) -> str:
+    divisor = math.gcd(width, height)
+    exact = f"{width // divisor}:{height // divisor}"
+    if exact in _COMMON_RATIOS:
+        return exact
+    for ratio in _COMMON_RATIOS:  # 1344x768 is "16:9" to a person, not "7:4"
+        w, h = (int(n) for n in ratio.split(":"))
+        if abs(width / height - w / h) < 0.03 * (w / h):
+            return ratio
+    return f"{width}{_TIMES}{height}"
+
+
+def aspect_label(record: Mapping[str, Any]) -> str | None:
+    """How a person names the image's shape: ``16:9``, ``1:1``, ``3:4``, else width x height."""
+    requested = _requested_size(record)
+    if isinstance(requested, str):
+        if requested in _PRESET_ASPECTS:
+            return _PRESET_ASPECTS[requested]
+        if re.fullmatch(r"\d+:\d+", requested):
+            return requested
+    size = pixel_size(record)
+    if size is not None:
+        return _ratio(*size)
+    if isinstance(requested, Mapping):
+        width, height = requested.get("width"), requested.get("height")
+        if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+            return _ratio(width, height)
+    return str(requested) if isinstance(requested, str) and requested else None
+
+
+def size_text(record: Mapping[str, Any], *, preset: bool = True) -> str:
+    """``16:9 (landscape_16_9), 1024 x 576 px`` (a multiplication sign): shape, preset, pixels.
+
+    ``preset=False`` leaves the preset's name out (the body's table: an underscore in running
+    text is easily lost at the form's font size; the field's description keeps it).
+    """
+    parts = []
+    aspect = aspect_label(record)
+    requested = _requested_size(record)
+    if aspect:
+        parts.append(aspect)
+    if preset and isinstance(requested, str) and requested and requested != aspect:
+        parts.append(f"({requested})")
+    text = " ".join(parts)
+    size = pixel_size(record)
+    if size is not None:
+        pixels = f"{size[0]}{_TIMES}{size[1]} px"
+        text = f"{text}, {pixels}" if text else pixels
+    return text or "unknown size"
+
+
+def excerpt(text: str, limit: int = 48) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters (``…`` when cut)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:.-—") + "…"
+
+
+def label_for(record: Mapping[str, Any], labels: Mapping[str, str] | None) -> str | None:
+    """The reviewer's name for what the image shows (e.g. the product), looked up by prompt."""
+    prompt = str(record.get("prompt") or "")
+    if labels:
+        label = labels.get(prompt)
+        if label is None:
+            label = labels.get(str(record.get("generation_id") or ""))
+        if label:
+            return " ".join(str(label).split())
+    return excerpt(prompt) if prompt else None
+
+
+def image_title(index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str:
+    """``Image 1 — Cold Brew Kit, 16:9`` (numbered from 1, as in the body)."""
+    parts = [p for p in (label_for(record, labels), aspect_label(record)) if p]
+    return f"Image {index + 1} — {', '.join(parts)}" if parts else f"Image {index + 1}"
+
+
+def image_description(record: Mapping[str, Any]) -> str:
+    """Plain text under the field: size, seed, checks and the whole prompt (never cut)."""
+    seed = record.get("seed")
+    facts = [size_text(record)]
+    if seed is not None:
+        facts.append(f"seed {seed}")
+    facts.append(f"checks {checks_text(record)}")
+    prompt = " ".join(str(record.get("prompt") or "").split())
+    text = " · ".join(facts)
+    return f"{text}. Prompt: {prompt}" if prompt else text
+
+
+def decision_param(index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> Param:
+    """The per-image select: approve / reject / regenerate, defaulting from the checks."""
+    return Param(
+        default_decision(record),
+        type="string",
+        enum=DECISIONS,
+        title=image_title(index, record, labels),
+        description=image_description(record),
+        values_display=DECISION_LABELS,
+    )
+
+
+def note_param() -> Param:
+    """Optional: ``null`` is allowed, so an empty note never disables the form's buttons."""
+    return Param(
+        None,
+        type=["null", "string"],
+        format="multiline",
+        title=NOTE_TITLE,
+        description=(
+            "Optional. Appended to the prompt of every image you send back for regeneration, "
+            'e.g. "make the headline larger". Leave empty to approve or reject.'
+        ),
+    )
+
+
+def md_text(text: str) -> str:
+    """Text shown literally in Markdown: special characters escaped, whitespace collapsed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _count(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def _folder(uris: Sequence[str]) -> str | None:
+    """The ``s3://bucket/prefix/`` every URI is in, if they share one."""
+    if not uris:
+        return None
+    common = os.path.commonprefix(list(uris))  # noqa: RUF071 - characters, then cut back to a "/"
+    folder = common[: common.rfind("/") + 1]
+    return folder if folder.startswith("s3://") and folder.count("/") >= 3 else None
+
+
+def _details(
+    index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None, folder: str | None
+) -> str:
+    """One table cell (no line breaks in a Markdown table): title, facts, file, prompt."""
+    facts = [
+        f"**{md_text(image_title(index, record, labels))}**",
+        f"Size {md_text(size_text(record, preset=False))}",
+    ]
+    seed = record.get("seed")
+    facts.append(f"Seed {md_text(str(seed))}" if seed is not None else "Seed not recorded")
+    verdict = checks_text(record)
+    mark = (
+        "\N{CHECK MARK}" if verdict == "passed" else ("\N{BALLOT X}" if verdict.startswith("FAILED") else "-")
+    )
+    facts.append(f"Checks {mark} {md_text(verdict)}")
+    facts.append(f"Default **{default_decision(record)}**")
+    uri = record.get("s3_uri")
+    if isinstance(uri, str) and uri:
+        shown = uri[len(folder) :] if folder and uri.startswith(folder) else uri
+        facts.append(f"File `{shown.replace('`', '')}`")
+    prompt = str(record.get("prompt") or "")
+    text = " · ".join(facts)
+    return f"{text} — Prompt: *{md_text(prompt)}*" if prompt else text
+
+
+def review_body(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    labels: Mapping[str, str] | None = None,
+    link: Callable[[str | None], str | None] = lambda _uri: None,
+    contact_sheet_uri: str | None = None,
+    links_expire_at: datetime | None = None,
+    max_inline_images: int = 20,
+    options: Sequence[str] = (),
+) -> str:
+    """The form's Markdown: how to answer, the overview link, then a table, one image per row.
+
+    Each row has the image's 300 px preview (the UI's cap), linked to the full-size file, and
+    its title, size, seed, checks, default decision, file and whole prompt. ``link(s3_uri)``
+    gives the URL a browser loads an image from (a presigned S3 URL), or None. URLs are written
+    once, as Markdown reference definitions at the end (the preview and its link share one).
+    """
+    total = len(records)
+    options = list(options)
+    intro = f"**{_count(total)}** to review, one per row: click a preview to open the full-size image."
+    if options:
+        intro += " Answer with a button at the bottom: " + ", ".join(f"**{md_text(o)}**" for o in options)
+        intro += " (the per-image choices are the fields under the table)."
+    lines = [intro + " The note is optional."]
+    references: list[tuple[str, str]] = []
+    uris = [str(r["s3_uri"]) for r in records if isinstance(r.get("s3_uri"), str) and r.get("s3_uri")]
+    folder = _folder(uris) if len(uris) == total else None
+    about: list[str] = []
+    sheet = link(contact_sheet_uri) if contact_sheet_uri else None
+    if sheet:
+        references.append(("contact-sheet", sheet))
+        about.append(f"Overview: [contact sheet, all {_count(total)} on one page][contact-sheet]")
+    if folder:
+        about.append(f"Stored in `{folder.replace('`', '')}`")
+    if links_expire_at is not None and (sheet or uris):
+        about.append(
+            f"Links valid until {links_expire_at.strftime('%Y-%m-%d %H:%M UTC')} (presigned S3 URLs)"
+        )
+    if about:
+        lines += ["", " · ".join(about) + "."]
+    failed = [str(i + 1) for i, r in enumerate(records) if not checks_ok(r)]
+    if failed:
+        lines += ["", f"**Failed the automatic checks, defaulting to reject:** image {', '.join(failed)}."]
+    if total > max_inline_images:
+        lines += [
+            "",
+            f"Previews are shown for the first {max_inline_images} images; the contact sheet has them all.",
+        ]
+
+    lines += ["", "| # | Preview | Image |", "|---|---|---|"]
+    for index, record in enumerate(records):
+        uri = record.get("s3_uri")
+        url = link(uri) if index < max_inline_images and isinstance(uri, str) else None
+        if url:
+            ref = f"image-{index + 1}"
+            references.append((ref, url))
+            title = md_text(image_title(index, record, labels))
+            preview = f"[![{title}][{ref}]][{ref}]"
+        else:
+            preview = "no preview"
+        lines.append(f"| {index + 1} | {preview} | {_details(index, record, labels, folder)} |")
+
+    if references:
+        lines.append("")
+        lines += [f"[{ref}]: {url}" for ref, url in references]
+    return "\n".join(lines)

@@ -1,0 +1,274 @@
+"""The review form's content: what Airflow's Human-in-the-loop page shows a reviewer.
+
+The rules the UI applies (Airflow 3.3's required-action form, read from its source) are
+mirrored in :func:`ui_required`: a field is required when its schema has a ``type`` that is
+not a list holding ``"null"`` (``"string"`` is assumed when there is none), and a required
+field with an empty value disables every option button.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.operators.review import (
+    APPLY,
+    APPROVE_ALL,
+    MAX_LINK_EXPIRY,
+    NOTE_PARAM,
+    OxenImageReviewOperator,
+    decision_param_name,
+    link_expiry_for,
+)
+from airflow_provider_oxen.review.form import (
+    aspect_label,
+    excerpt,
+    image_description,
+    image_title,
+    review_body,
+    size_text,
+)
+
+PROMPT_COLD_BREW = (
+    "Acme Coffee campaign image for Cold Brew Kit: a glass carafe of cold brew with ice. "
+    'Headline text, rendered exactly: "Spring Into Flavour". Style: bold flat illustration, '
+    "warm palette, generous whitespace, clean sans-serif typography."
+)
+X = "\N{MULTIPLICATION SIGN}"
+SIGNED = "https://hub.oxen.example/results/{}.png?expires=1767225600&signature=0xdeadbeef"
+
+
+def _record(
+    generation_id: str,
+    prompt: str,
+    image_size: str,
+    size: tuple[int, int],
+    *,
+    ok: bool = True,
+    seed: int | None = 7,
+    bucket: str = "oxen-campaigns",
+) -> dict[str, Any]:
+    return {
+        "generation_id": generation_id,
+        "prompt": prompt,
+        "seed": seed,
+        "parameters": {"image_size": image_size, "input_image": SIGNED.format("input")},
+        "width": size[0],
+        "height": size[1],
+        # What the records of older transfers could hold: never shown, signed or not.
+        "result_url": SIGNED.format(generation_id),
+        "s3_uri": f"s3://{bucket}/campaigns/run1/{generation_id}.png",
+        "s3_key": f"campaigns/run1/{generation_id}.png",
+        "checks": {
+            "ok": ok,
+            "problems": [] if ok else ["wrong size: expected 1024x576, got 512x512"],
+            "width": size[0] if ok else 512,
+            "height": size[1] if ok else 512,
+            "format": "png",
+        },
+    }
+
+
+RECORDS = [
+    _record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024)),
+    _record("82d2c347-0002", PROMPT_COLD_BREW, "landscape_16_9", (1024, 576), ok=False, seed=None),
+]
+LABELS = {PROMPT_COLD_BREW: "Cold Brew Kit"}
+
+
+def ui_required(serialized: Mapping[str, Any]) -> bool:
+    """Airflow UI's rule for a required form field (``X2`` in its bundle)."""
+    value = serialized["value"]
+    schema_type = serialized["schema"].get("type") or ("number" if isinstance(value, int) else "string")
+    return not (isinstance(schema_type, list) and "null" in schema_type)
+
+
+def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperator:
+    kwargs.setdefault("aws_conn_id", None)
+    operator = OxenImageReviewOperator(task_id="review", records=records, labels=LABELS, **kwargs)
+    operator._prepare(records)
+    return operator
+
+
+def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
+    operator = _form(RECORDS)
+    params = operator.serialized_params
+    titles = [
+        params[decision_param_name(i, r["generation_id"])]["schema"]["title"] for i, r in enumerate(RECORDS)
+    ]
+    assert titles == ["Image 1 — Cold Brew Kit, 1:1", "Image 2 — Cold Brew Kit, 16:9"]
+    descriptions = [
+        params[decision_param_name(i, r["generation_id"])]["description"] for i, r in enumerate(RECORDS)
+    ]
+    assert descriptions[0] != descriptions[1]
+    assert descriptions[0].startswith(f"1:1 (square_hd), 1024{X}1024 px · seed 7 · checks passed. Prompt: ")
+    assert descriptions[1].startswith(f"16:9 (landscape_16_9), 512{X}512 px · checks FAILED: wrong size")
+
+
+def test_descriptions_carry_the_whole_prompt() -> None:
+    long_prompt = PROMPT_COLD_BREW + " " + "More words that go on and on. " * 10
+    description = image_description(_record("g-1", long_prompt, "square_hd", (1024, 1024)))
+    assert description.endswith(" ".join(long_prompt.split()))
+    assert len(long_prompt) > 300
+
+
+def test_title_without_a_label_cuts_the_prompt_at_a_word() -> None:
+    record = _record("g-1", PROMPT_COLD_BREW, "portrait_4_3", (768, 1024))
+    title = image_title(4, record)
+    assert title == "Image 5 — Acme Coffee campaign image for Cold Brew Kit…, 3:4"
+    assert excerpt("one two three", limit=9) == "one two…"
+    assert excerpt("short") == "short"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "size", "aspect"),
+    [
+        ({"image_size": "portrait_16_9"}, (576, 1024), "9:16"),
+        ({"aspect_ratio": "4:3"}, None, "4:3"),
+        ({"size": "1536x1024"}, (1536, 1024), "3:2"),
+        ({"image_size": {"width": 1344, "height": 768}}, None, "16:9"),
+        ({}, (1000, 333), f"1000{X}333"),
+    ],
+)
+def test_aspect_labels(parameters: dict[str, Any], size: tuple[int, int] | None, aspect: str) -> None:
+    record: dict[str, Any] = {"parameters": parameters}
+    if size:
+        record["width"], record["height"] = size
+    assert aspect_label(record) == aspect
+
+
+def test_size_text_prefers_what_the_checks_measured() -> None:
+    assert size_text(RECORDS[1]) == f"16:9 (landscape_16_9), 512{X}512 px"
+    assert size_text({}) == "unknown size"
+
+
+def test_decisions_are_selects_with_readable_entries_and_defaults_from_the_checks() -> None:
+    params = _form(RECORDS).serialized_params
+    first = params[decision_param_name(0, "82d2c347-0001")]
+    assert first["value"] == "approve"
+    assert first["schema"]["enum"] == ["approve", "reject", "regenerate"]
+    assert first["schema"]["values_display"]["reject"].startswith("Reject")
+    assert params[decision_param_name(1, "82d2c347-0002")]["value"] == "reject"
+
+
+def test_the_note_is_optional_so_one_click_answers() -> None:
+    params = _form(RECORDS).serialized_params
+    note = params[NOTE_PARAM]
+    assert note["value"] is None and "null" in note["schema"]["type"]
+    assert note["schema"]["title"] == "Note for regenerations (optional)"
+    # No field the UI would treat as required is empty: no error icon, the buttons are enabled.
+    for name, serialized in params.items():
+        assert not ui_required(serialized) or serialized["value"] not in (None, ""), name
+
+
+@pytest.mark.parametrize("note", [None, "", "  make the headline larger "])
+def test_approve_all_with_or_without_a_note_resumes(note: str | None) -> None:
+    operator = _form(RECORDS)
+    answer = {name: p["value"] for name, p in operator.serialized_params.items()}
+    answer[NOTE_PARAM] = note
+    event = {
+        "chosen_options": [APPROVE_ALL],
+        "params_input": answer,
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "1", "name": "reviewer"},
+    }
+    result = _form(RECORDS).execute_complete({}, event)
+    assert set(result["decisions"].values()) == {"approve"}
+    assert result["note"] == (note or "").strip()
+
+
+def test_the_form_never_holds_an_oxen_url_or_a_signed_query() -> None:
+    operator = _form(RECORDS)
+    text = operator._body(RECORDS) + repr(operator.serialized_params)
+    assert "hub.oxen.example" not in text
+    assert "signature" not in text and "?" not in text
+    # Without an AWS connection there is nothing to presign: no previews, no expiry line.
+    assert "![" not in text and "valid until" not in text
+    assert "| 1 | no preview |" in text
+
+
+def test_body_has_one_row_per_image_with_prompt_size_seed_and_checks() -> None:
+    links = {r["s3_uri"]: f"https://s3.example/{r['generation_id']}?X-Amz-Signature=s" for r in RECORDS}
+    sheet = "s3://oxen-campaigns/campaigns/run1/contact-sheet.png"
+    links[sheet] = "https://s3.example/sheet?X-Amz-Signature=s"
+    body = review_body(
+        RECORDS,
+        labels=LABELS,
+        link=lambda uri: links.get(uri or ""),
+        contact_sheet_uri=sheet,
+        links_expire_at=datetime(2026, 1, 2, 10, 0, tzinfo=timezone.utc),
+        options=[APPLY, APPROVE_ALL],
+    )
+    rows = [line for line in body.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(RECORDS)
+    assert rows[0].startswith(
+        "| 1 | [![Image 1 — Cold Brew Kit, 1:1][image-1]][image-1] | **Image 1 — Cold Brew Kit, 1:1**"
+    )
+    assert f"Size 1:1, 1024{X}1024 px · Seed 7" in rows[0]
+    assert "Seed 7" in rows[0] and "Checks ✓ passed" in rows[0] and "Default **approve**" in rows[0]
+    assert "Seed not recorded" in rows[1] and "Checks ✗ FAILED: wrong size" in rows[1]
+    assert "Default **reject**" in rows[1]
+    prompt = PROMPT_COLD_BREW.replace('"', '"').replace("(", "\\(").replace(")", "\\)")
+    assert all(prompt in row for row in rows)
+    assert "File `82d2c347-0001.png`" in rows[0] and "Stored in `s3://oxen-campaigns/campaigns/run1/`" in body
+    # The contact sheet is an overview link (at the UI's 300 px it would be unreadable inline).
+    assert "[contact sheet, all 2 images on one page][contact-sheet]" in body
+    assert "![contact" not in body
+    assert "Links valid until 2026-01-02 10:00 UTC" in body
+    assert "**Failed the automatic checks, defaulting to reject:** image 2." in body
+    # Each URL once, as a reference definition.
+    for url in links.values():
+        assert body.count(url) == 1 and f"]: {url}" in body
+
+
+def test_prompt_markdown_is_shown_literally() -> None:
+    record = _record("g-1", "a [link](javascript:alert(1)) | *bold* <b>x</b>", "square_hd", (1024, 1024))
+    body = review_body([record])
+    assert "\\[link\\]\\(javascript:alert\\(1\\)\\) \\| \\*bold\\* \\<b\\>x\\</b\\>" in body
+
+
+def test_previews_are_capped_to_keep_the_stored_body_small() -> None:
+    records = [_record(f"g-{i:03d}", f"prompt {i}", "square_hd", (1024, 1024)) for i in range(5)]
+    body = review_body(records, link=lambda uri: f"https://s3.example/{uri}", max_inline_images=2)
+    assert body.count("[![") == 2 and body.count("| no preview |") == 3
+    assert "Previews are shown for the first 2 images" in body
+
+
+def test_link_expiry_follows_the_review_window_and_is_bounded() -> None:
+    assert link_expiry_for(None, timedelta(days=1)) == timedelta(days=1, hours=1)
+    assert link_expiry_for(None, timedelta(days=30)) == MAX_LINK_EXPIRY
+    assert link_expiry_for(None, None) == MAX_LINK_EXPIRY
+    assert link_expiry_for(timedelta(hours=2), timedelta(days=1)) == timedelta(hours=2)
+    with pytest.raises(ValueError, match="at most 7 days"):
+        OxenImageReviewOperator(task_id="review", records=[], link_expiry=timedelta(days=8))
+
+
+def test_presigned_previews_load_and_expire_with_the_review(
+    s3_client: Any, bucket: str, aws_conn: str
+) -> None:
+    records = [_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024), bucket=bucket)]
+    s3_client.put_object(
+        Bucket=bucket, Key=records[0]["s3_key"], Body=b"\x89PNG fake", ContentType="image/png"
+    )
+    operator = _form(records, aws_conn_id="aws_default", response_timeout=timedelta(hours=3))
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    body = operator._body(records, now=now)
+    urls = re.findall(r"^\[image-1\]: (\S+)$", body, flags=re.MULTILINE)
+    assert len(urls) == 1
+    url = urls[0]
+    # Our bucket's presigned GET (the moto endpoint here), valid for the window plus an hour.
+    assert url.startswith(f"{aws_conn}/{bucket}/campaigns/run1/82d2c347-0001.png?")
+    query = parse_qs(urlsplit(url).query)
+    expires = query.get("X-Amz-Expires") or query.get("Expires")
+    assert expires is not None
+    if "X-Amz-Expires" in query:
+        assert int(expires[0]) == 4 * 3600
+    assert "Links valid until 2026-01-01 16:00 UTC" in body
+    assert httpx.get(url).content == b"\x89PNG fake"
+    assert "hub.oxen.example" not in body and "signature=0x" not in body
