@@ -6,6 +6,7 @@ demo: bootstrap
 
 # The whole test suite, including the real-Airflow end-to-end tests.
 test: bootstrap
+	@scripts/ensure_browser.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider
 
 lint: bootstrap

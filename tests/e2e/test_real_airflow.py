@@ -1,101 +1,37 @@
 """End to end: the example DAG on a real Airflow 3.3 (scheduler, triggerer, api-server) against
 the Oxen emulator running as a separate process.
 
-One emulator and one cluster serve the whole module (start-up is the expensive part).
+One emulator and one cluster serve the whole module (start-up is the expensive part); the
+fixtures are in tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.airflow_cluster import AirflowCluster
-from tests.fixtures import API_KEY, EmulatorControl, connection_json, moto_s3_server
-from tests.transfers.conftest import aws_connection_json
+from tests.e2e.conftest import (
+    CAMPAIGN_DAG,
+    CRASH_DAG,
+    EXAMPLE_DAG,
+    FAILURE_DAG,
+    MANY_DAG,
+    RENDER_SECONDS,
+    STALL_DAG,
+)
+from tests.fixtures import API_KEY, EmulatorControl
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_DAG = "oxen_generate_images"
-FAILURE_DAG = "oxen_e2e_failure"
 NO_CREDITS_DAG = "oxen_e2e_no_credits"
-CRASH_DAG = "oxen_e2e_crash"
-STALL_DAG = "oxen_e2e_stall"
-MANY_DAG = "oxen_e2e_many"
-CAMPAIGN_DAG = "oxen_marketing_campaign"
 TRIGGER_CLASSPATH = "airflow_provider_oxen.triggers.generation.OxenGenerationTrigger"
-RENDER_SECONDS = 3.0
 ENQUEUE = ("POST", "/api/ai/queue")
 DEFERRABLE_TASKS = [("poster", -1), ("product_shots", 0), ("product_shots", 1), ("wait_for_banners", -1)]
-
-
-@pytest.fixture(scope="module")
-def emulator_process() -> Iterator[Any]:
-    from airflow_provider_oxen.emulator import start_emulator_process
-
-    process = start_emulator_process(
-        ["--api-key", API_KEY, "--render-seconds", str(RENDER_SECONDS), "--queue-seconds", "0.2"]
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A real S3 API (moto in server mode) on loopback, for the campaign DAG."""
-    with moto_s3_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
-    control = EmulatorControl(emulator_process.url)
-    yield control
-    control.close()
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    emulator_process: Any, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AirflowCluster]:
-    # One dags folder with the shipped example DAG(s) plus the e2e-only ones.
-    dags = tmp_path_factory.mktemp("e2e-dags")
-    for source in [*(REPO / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
-        shutil.copy(source, dags / source.name)
-    shutil.copytree(REPO / "dags" / "campaigns", dags / "campaigns")  # the campaign DAG's specs
-    env = {
-        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url),
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(s3_endpoint),
-        # The campaign test answers the review itself: no timeout during the test.
-        "OXEN_CAMPAIGN_REVIEW_SECONDS": "3600",
-    }
-    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG]
-    with AirflowCluster(dags, env, expect_dags=expect) as running:
-        yield running
-
-
-@pytest.fixture
-def emulator(emulator_ctl: EmulatorControl) -> EmulatorControl:
-    emulator_ctl.reset()
-    emulator_ctl.configure(render_seconds=RENDER_SECONDS, queue_seconds=0.2)
-    return emulator_ctl
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request: pytest.FixtureRequest, cluster: AirflowCluster) -> Iterator[None]:
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        cluster.print_log_tails()
 
 
 def _report(cluster: AirflowCluster, dag_id: str, run_id: str) -> str:
