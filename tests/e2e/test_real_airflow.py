@@ -394,3 +394,21 @@ def test_the_ui_offers_the_oxen_connection_form(cluster: AirflowCluster) -> None
     assert fields["password"]["title"] == "API key"
     assert all(fields[name]["hidden"] for name in ("login", "url_schema", "port")), fields
     assert {"timeout", "max_retries", "target_namespace"} <= set(oxen["extra_fields"] or {})
+
+
+def test_the_connection_forms_test_button_reaches_oxen(
+    cluster: AirflowCluster, emulator: EmulatorControl
+) -> None:
+    """What the UI's Test button calls (``[core] test_connection = Enabled``): a free, authenticated read."""
+    body = {"connection_id": "oxen_ui_test", "conn_type": "oxen", "host": emulator.url, "password": API_KEY}
+    response = cluster.api("POST", "/api/v2/connections/test", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] is True and f"Connected to {emulator.url}" in answer["message"], answer
+
+    wrong_key = "wrong-key-must-not-be-echoed-1f9c"
+    response = cluster.api("POST", "/api/v2/connections/test", json={**body, "password": wrong_key})
+    answer = response.json()
+    assert answer["status"] is False and "API key" in answer["message"], answer
+    assert wrong_key not in answer["message"] and API_KEY not in json.dumps(answer)
+    assert emulator.stats()["generations_created"] == 0  # testing costs nothing
