@@ -80,15 +80,25 @@ class _ImageRequestBase(BaseModel):
     model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True)
 
     model: str = Field(default=DEFAULT_MODEL, min_length=1)
-    prompt: str = Field(min_length=1)
+    # Video models may take ``multi_prompt`` (a list, in the extras) instead: one of the two.
+    prompt: str | None = None
     seed: int | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _prompt_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("Prompt cannot be empty")
         return value
+
+    @model_validator(mode="after")
+    def _prompt_or_multi_prompt(self) -> _ImageRequestBase:
+        multi = (self.model_extra or {}).get("multi_prompt")
+        if self.prompt is None and not multi:
+            raise ValueError("Prompt cannot be empty")
+        if self.prompt is not None and multi:
+            raise ValueError("Give either prompt or multi_prompt, not both")
+        return self
 
     def parameters(self) -> dict[str, Any]:
         """Model parameters as the API expects them (everything except ``model``)."""
@@ -142,11 +152,20 @@ def _first_error_field(error: ValidationError) -> tuple[str | None, str, list[An
 
 def build_image_request(
     model: str = DEFAULT_MODEL,
-    prompt: str = "",
+    prompt: str | None = "",
     **parameters: Any,
 ) -> ImageGenerationRequest:
-    """Build the typed request for ``model``, raising :class:`OxenValidationError` naming the field."""
+    """Build the typed request for ``model``, raising :class:`OxenValidationError` naming the field.
+
+    ``prompt`` may be None only when a ``multi_prompt`` (video models) is given instead.
+    """
     parameters = {key: value for key, value in parameters.items() if value is not None}
+    if prompt is not None and parameters.get("multi_prompt"):
+        raise OxenValidationError("Give either prompt or multi_prompt, not both", field="multi_prompt")
+    if prompt is None and not parameters.get("multi_prompt"):
+        raise OxenValidationError(
+            f"Invalid value for 'prompt' ({model}): Prompt cannot be empty", field="prompt"
+        )
     if "num_images" in parameters or "num_generations" in parameters:
         name = "num_images" if "num_images" in parameters else "num_generations"
         raise OxenValidationError(
@@ -397,6 +416,42 @@ class OxenModel(_Lenient):
         if self.output_kinds:
             return any(kind in ("image", "video") for kind in self.output_kinds)
         return self.endpoint in ("/images/generate", "/videos/generate")
+
+
+# What a model does, by its inputs and outputs (``capabilities``): how a DAG picks a model.
+MODEL_TASKS = ("text-to-image", "image-to-image", "text-to-video", "image-to-video")
+
+
+def model_tasks(model: OxenModel) -> frozenset[str]:
+    """The tasks of :data:`MODEL_TASKS` a model performs, from its declared inputs and outputs."""
+    capabilities = model.capabilities or {}
+    inputs = {str(kind) for kind in capabilities.get("input") or []}
+    outputs = {str(kind) for kind in capabilities.get("output") or []}
+    if not outputs and model.endpoint in ("/images/generate", "/images/edit", "/videos/generate"):
+        outputs = {"video" if model.endpoint == "/videos/generate" else "image"}
+    if not inputs and model.endpoint == "/images/edit":
+        inputs = {"text", "image"}
+    tasks = set()
+    for output in ("image", "video") if outputs else ():
+        if output in outputs:
+            tasks.add(f"image-to-{output}" if "image" in inputs else f"text-to-{output}")
+    return frozenset(tasks)
+
+
+def models_for(models: list[OxenModel], task: str) -> list[OxenModel]:
+    """The models that perform ``task`` (one of :data:`MODEL_TASKS`)."""
+    if task not in MODEL_TASKS:
+        raise OxenValidationError(
+            f"Unknown model task {task!r}; one of: {', '.join(MODEL_TASKS)}",
+            field="task",
+            allowed=list(MODEL_TASKS),
+        )
+    return [model for model in models if task in model_tasks(model)]
+
+
+def media_type_of(model: OxenModel) -> str:
+    """``"video"`` for a model whose output is video, else ``"image"``."""
+    return "video" if any(t.endswith("-to-video") for t in model_tasks(model)) else "image"
 
 
 class ModelList(_Lenient):

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_oxen.models import Generation
+from airflow_provider_oxen.redact import strip_url_queries
 
 # Rows enqueued this long before the recorded send time may still be its answer (clock skew).
 SKEW = timedelta(seconds=120)
@@ -54,7 +55,8 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    # Presigned inputs are signed afresh on every try: compare them without their query.
+    return json.dumps(strip_url_queries(value), sort_keys=True, default=str)
 
 
 def row_value(row: Generation, name: str) -> Any:

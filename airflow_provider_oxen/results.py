@@ -164,20 +164,25 @@ def _dimensions(image_size: Any) -> tuple[int | None, int | None]:
 
 
 def build_result(
-    row: Generation, *, model: str | None = None, parameters: Mapping[str, Any] | None = None
+    row: Generation,
+    *,
+    model: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    media_type: str | None = None,
 ) -> GenerationResult:
     """Merge what we asked for (``parameters``) with what the API reports (``row``)."""
-    params = dict(parameters if parameters is not None else (row.parameters or {}))
+    # Presigned inputs (``input_image``) keep no signature in XCom either.
+    params = strip_url_queries(dict(parameters if parameters is not None else (row.parameters or {})))
     width, height = _dimensions(params.get("image_size"))
     output_format = params.get("output_format")
     if output_format is None and row.result_url:
         suffix = row.result_url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
-        output_format = suffix if suffix in ("jpeg", "jpg", "png", "webp") else None
+        output_format = suffix if suffix in ("jpeg", "jpg", "png", "webp", "mp4", "webm", "mov") else None
     seed = params.get("seed")
     return GenerationResult(
         generation_id=row.generation_id,
         model=row.model_name or model,
-        media_type=row.media_type or "image",
+        media_type=row.media_type or media_type or "image",
         prompt=params.get("prompt", row.prompt),
         seed=seed if isinstance(seed, int) else None,
         parameters=params,

@@ -52,6 +52,7 @@ from airflow_provider_oxen.models import (
     ModelList,
     OxenEvent,
     OxenModel,
+    models_for,
     split_generation_counts,
 )
 from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
@@ -371,6 +372,10 @@ class OxenHook(_OxenHookBase):
     def list_models(self, **filters: Any) -> list[OxenModel]:
         return ModelList.model_validate(self._json(api.models_call(filters))).data
 
+    def models_for(self, task: str) -> list[OxenModel]:
+        """Models that do ``task``: text-to-image, image-to-image, text-to-video or image-to-video."""
+        return models_for(self.list_models(), task)
+
     def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
         """Check ``request`` against its model and keep only what the model's schema names.
 
@@ -650,6 +655,9 @@ class OxenAsyncHook(_OxenHookBase):
 
     async def list_models(self, **filters: Any) -> list[OxenModel]:
         return ModelList.model_validate(await self._json(api.models_call(filters))).data
+
+    async def models_for(self, task: str) -> list[OxenModel]:
+        return models_for(await self.list_models(), task)
 
     async def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
         try:

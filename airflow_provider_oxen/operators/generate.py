@@ -22,6 +22,7 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook, PreparedRequest
 from airflow_provider_oxen.hooks.retry import proves_nothing_created
+from airflow_provider_oxen.inputs import DEFAULT_INPUT_URL_EXPIRY, input_image_value, input_sources, presign
 from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry, request_fingerprint
 from airflow_provider_oxen.links import OxenImageLink
 from airflow_provider_oxen.models import (
@@ -32,9 +33,11 @@ from airflow_provider_oxen.models import (
     ImageGenerationRequest,
     build_image_request,
     check_image_count,
+    media_type_of,
 )
 from airflow_provider_oxen.pricing import estimate_cost
 from airflow_provider_oxen.recovery import match_unrecorded
+from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
 from airflow_provider_oxen.triggers.generation import WAIT_STRATEGIES, OxenGenerationTrigger
 
@@ -51,6 +54,9 @@ MAP_INDEX_TEMPLATE = (
     "{% if task.image_size %} · {{ task.image_size }}{% endif %}"
     "{% if task.num_images | int > 1 %}, {{ task.num_images }} images{% endif %}"
 )
+
+# What OxenGenerateVideoOperator uses unless told otherwise (text-to-video).
+DEFAULT_VIDEO_MODEL = "kling-video-v2-6-pro-text-to-video"
 
 _REUSABLE = frozenset(
     {
@@ -89,6 +95,13 @@ class OxenGenerateImageOperator(BaseOperator):
         templating mistake paying for hundreds.
     :param max_cost: refuse before enqueueing when the model's pricing says this task would
         cost more (a decimal, in the pricing's currency). Unknown pricing does not block.
+    :param input_images: input image(s) for edit and image-to-video models (templated): ``s3://``
+        URIs, URLs, or records of :class:`~airflow_provider_oxen.transfers.s3.OxenGenerationToS3Operator`
+        (map over them with ``.expand(input_images=...)``). ``s3://`` objects are presigned with
+        ``aws_conn_id`` for ``input_url_expiry`` seconds and sent as the model's ``input_image``
+        (one URL, or an array where the model's schema takes one); never made public.
+    :param aws_conn_id: AWS connection used to presign ``s3://`` inputs.
+    :param input_url_expiry: lifetime of those presigned URLs (default 6 h: the queue may wait).
     :param force_new_enqueue: when an earlier try died mid-enqueue and its generations cannot
         be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
         ``dag_run.conf``). Off by default: the task stops and says what to check.
@@ -115,6 +128,7 @@ class OxenGenerateImageOperator(BaseOperator):
         "num_images",
         "max_cost",
         "force_new_enqueue",
+        "input_images",
     )
     template_fields_renderers = {"extra_params": "json", "prompt": "md"}
     ui_color = "#d9e8ff"
@@ -137,6 +151,9 @@ class OxenGenerateImageOperator(BaseOperator):
         max_images: int = DEFAULT_MAX_IMAGES_PER_TASK,
         max_cost: str | float | Decimal | None = None,
         force_new_enqueue: bool | str = False,
+        input_images: Any = None,
+        aws_conn_id: str | None = "aws_default",
+        input_url_expiry: int = DEFAULT_INPUT_URL_EXPIRY,
         oxen_conn_id: str = OxenHook.default_conn_name,
         poll_interval: float = 5.0,
         timeout: float = 3600.0,
@@ -164,6 +181,9 @@ class OxenGenerateImageOperator(BaseOperator):
         self.max_images = max_images
         self.max_cost = max_cost
         self.force_new_enqueue = force_new_enqueue
+        self.input_images = input_images
+        self.aws_conn_id = aws_conn_id
+        self.input_url_expiry = input_url_expiry
         self.oxen_conn_id = oxen_conn_id
         self.poll_interval = poll_interval
         self.timeout = timeout
@@ -174,11 +194,11 @@ class OxenGenerateImageOperator(BaseOperator):
 
     # -- request ----------------------------------------------------------------------------------
 
-    def build_request(self) -> ImageGenerationRequest:
+    def build_request(self, **extra: Any) -> ImageGenerationRequest:
         """The typed request from the (rendered) fields; raises OxenValidationError naming a field."""
         return build_image_request(
             self.model,
-            self.prompt,
+            self.prompt if self.prompt not in (None, "") or not self._multi_prompt() else None,
             image_size=self.image_size,
             rendering_speed=self.rendering_speed,
             expansion_model=self.expansion_model,
@@ -186,8 +206,24 @@ class OxenGenerateImageOperator(BaseOperator):
             seed=int(self.seed) if isinstance(self.seed, str) and self.seed.strip() else self.seed,
             enable_safety_checker=self.enable_safety_checker,
             output_format=self.output_format,
-            **dict(self.extra_params or {}),
+            **{**self._media_parameters(), **dict(self.extra_params or {}), **extra},
         )
+
+    def _media_parameters(self) -> dict[str, Any]:
+        """Typed parameters of other media kinds (the video subclass adds its own)."""
+        return {}
+
+    def _multi_prompt(self) -> Any:
+        return {**self._media_parameters(), **dict(self.extra_params or {})}.get("multi_prompt")
+
+    def build_request_for(self, hook: OxenHook) -> ImageGenerationRequest:
+        """The request with ``input_images`` resolved to what the model takes (presigned URLs)."""
+        sources = input_sources(self.input_images)
+        if not sources:
+            return self.build_request()
+        model = hook.get_model(self.model)
+        urls = presign(sources, aws_conn_id=self.aws_conn_id, expiry=int(self.input_url_expiry))
+        return self.build_request(input_image=input_image_value(model, urls))
 
     @property
     def image_count(self) -> int:
@@ -202,9 +238,8 @@ class OxenGenerateImageOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         OxenImageLink.persist(context, self)
         count = self.image_count
-        request = self.build_request()
         with self.hook as hook:
-            prepared = hook.prepare(request)
+            prepared = hook.prepare(self.build_request_for(hook))
             self._check_cost(prepared, count)
             return self._execute(context, hook, prepared, count)
 
@@ -287,12 +322,17 @@ class OxenGenerateImageOperator(BaseOperator):
             raise
         rows = hook.complete_rows(rows)
         # What was sent for each generation (the model is cached in the process: at most one read).
-        parameters = hook.prepare(self.build_request()).parameters
-        results = [build_result(row, model=self.model, parameters=parameters).to_xcom() for row in rows]
+        sent = hook.prepare(self.build_request_for(hook))
+        media_type = media_type_of(sent.model)
+        results = [
+            build_result(row, model=self.model, parameters=sent.parameters, media_type=media_type).to_xcom()
+            for row in rows
+        ]
         ledger.settle()
         self.log.info(
-            "%d image(s) ready from %s (%s): %s",
+            "%d %s(s) ready from %s (%s): %s",
             len(results),
+            media_type,
             self.model,
             _cost_summary(results),
             [r["generation_id"] for r in results],
@@ -357,7 +397,8 @@ class OxenGenerateImageOperator(BaseOperator):
     def _enqueue_once(
         self, hook: OxenHook, prepared: PreparedRequest, count: int, ledger: GenerationLedger
     ) -> list[str]:
-        fingerprint = request_fingerprint(prepared.model_id, prepared.parameters, count)
+        # Presigned inputs are signed afresh on every try: the fingerprint keeps them unsigned.
+        fingerprint = request_fingerprint(prepared.model_id, strip_url_queries(prepared.parameters), count)
         previous = ledger.load()
         keep: list[str] = []
         if previous is not None and not previous.settled:
@@ -486,3 +527,57 @@ def _cost_summary(results: list[dict[str, Any]]) -> str:
             unknown += 1
     text = f"reported cost {total}"
     return f"{text}; cost unknown for {unknown}" if unknown else text
+
+
+class OxenGenerateVideoOperator(OxenGenerateImageOperator):
+    """Generate video clips (text-to-video, or image-to-video with ``input_images``) through the queue.
+
+    The same operator as :class:`OxenGenerateImageOperator` — validation before spend,
+    exactly-once enqueue, deferrable waiting, cancellation — with video's defaults: a video
+    model, a long ``timeout`` (clips take minutes) and a slower ``poll_interval``. Each
+    "image" of ``num_images`` is one clip; results carry ``media_type: "video"``.
+
+    :param duration: clip length in seconds, as the model's schema allows (templated).
+    :param aspect_ratio: e.g. ``"16:9"``, ``"9:16"``, ``"1:1"`` (templated).
+    :param generate_audio: ask for a soundtrack where the model can make one.
+    :param multi_prompt: a list of prompts (one per shot) instead of ``prompt`` (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        *OxenGenerateImageOperator.template_fields,
+        "duration",
+        "aspect_ratio",
+        "multi_prompt",
+    )
+    ui_color = "#e3d9ff"
+
+    def __init__(
+        self,
+        *,
+        prompt: str | None = None,
+        model: str = DEFAULT_VIDEO_MODEL,
+        duration: int | str | None = None,
+        aspect_ratio: str | None = None,
+        generate_audio: bool | None = None,
+        multi_prompt: list[str] | None = None,
+        timeout: float = 7200.0,
+        poll_interval: float = 15.0,
+        **kwargs: Any,
+    ) -> None:
+        # ``prompt`` may be left out for a ``multi_prompt``; the request check says which is missing.
+        super().__init__(prompt=prompt, model=model, timeout=timeout, poll_interval=poll_interval, **kwargs)  # type: ignore[arg-type]
+        self.duration = duration
+        self.aspect_ratio = aspect_ratio
+        self.generate_audio = generate_audio
+        self.multi_prompt = multi_prompt
+
+    def _media_parameters(self) -> dict[str, Any]:
+        duration = self.duration
+        if isinstance(duration, str) and duration.strip().isdigit():
+            duration = int(duration)
+        return {
+            "duration": duration,
+            "aspect_ratio": self.aspect_ratio,
+            "generate_audio": self.generate_audio,
+            "multi_prompt": self.multi_prompt or None,
+        }

@@ -1,0 +1,96 @@
+"""Input images for edit and image-to-video models: from stored records or ``s3://`` URIs to URLs.
+
+Oxen fetches ``input_image`` itself, so it must be a URL Oxen can reach. Objects the S3
+transfer stored are private: each is handed over as a presigned GET URL that expires (never
+a public bucket). The signature is a credential, so it is sent to Oxen and nowhere else: the
+ledger fingerprint, the results in XCom and the logs keep the URL without its query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.models import OxenModel
+
+# Long enough for a generation that waits in the queue before Oxen fetches its input.
+DEFAULT_INPUT_URL_EXPIRY = 6 * 3600
+FIELD = "input_image"
+
+
+def input_sources(value: Any) -> list[str]:
+    """``s3://`` URIs and URLs from what a DAG passes: one, a list, or transfer records."""
+    if value is None or value == "" or value == []:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    sources: list[str] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            # A record returned by OxenGenerationToS3Operator.
+            source = item.get("s3_uri") or (
+                f"s3://{item['s3_bucket']}/{item['s3_key']}"
+                if item.get("s3_bucket") and item.get("s3_key")
+                else None
+            )
+        else:
+            source = str(item).strip() if item is not None else None
+        if not source or not source.startswith(("s3://", "https://", "http://")):
+            raise OxenValidationError(
+                "input_images must be s3:// URIs, URLs or records of the S3 transfer, "
+                f"got {item!r:.120}",
+                field="input_images",
+            )
+        sources.append(source)
+    return sources
+
+
+def takes_several(model: OxenModel) -> bool | None:
+    """Whether the model's ``input_image`` is an array (True), one URL (False), or unknown (None)."""
+    schema = model.request_schema or {}
+    prop = (schema.get("properties") or {}).get(FIELD)
+    if not isinstance(prop, Mapping):
+        return None
+    kinds: set[str] = set()
+    for option in [prop, *(prop.get("anyOf") or []), *(prop.get("oneOf") or [])]:
+        kind = option.get("type") if isinstance(option, Mapping) else None
+        kinds.update([kind] if isinstance(kind, str) else list(kind or []))
+    if "array" in kinds:
+        return True
+    return False if kinds else None
+
+
+def input_image_value(model: OxenModel, urls: Sequence[str]) -> str | list[str]:
+    """``input_image`` as the model's schema wants it: one URL, or an array of them."""
+    several = takes_several(model)
+    if several:
+        return list(urls)
+    if len(urls) > 1:
+        raise OxenValidationError(
+            f"Model '{model.id}' takes one input_image, got {len(urls)}: map the task over them "
+            "instead (e.g. .expand(input_images=store.output)).",
+            field="input_images",
+        )
+    return urls[0]
+
+
+def presign(sources: Sequence[str], *, aws_conn_id: str | None, expiry: int) -> list[str]:
+    """A URL Oxen can fetch for each source: ``s3://`` presigned for ``expiry`` seconds."""
+    if not any(source.startswith("s3://") for source in sources):
+        return list(sources)
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=aws_conn_id)
+    urls = []
+    for source in sources:
+        if source.startswith("s3://"):
+            bucket, key = S3Hook.parse_s3_url(source)
+            url = hook.generate_presigned_url(
+                client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=expiry
+            )
+            if not url:
+                raise OxenValidationError(f"Could not presign {source} for Oxen", field="input_images")
+            urls.append(url)
+        else:
+            urls.append(source)
+    return urls
