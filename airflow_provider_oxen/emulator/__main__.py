@@ -40,6 +40,18 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         default=None,
         help="sync endpoint render time (default: --render-seconds)",
     )
+    parser.add_argument(
+        "--video-render-seconds",
+        type=float,
+        default=None,
+        help="video render time, queue and sync (default: 4 x the image render time)",
+    )
+    parser.add_argument(
+        "--input-timeout-seconds",
+        type=float,
+        default=30.0,
+        help="how long fetching an input_image may take",
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--url-ttl-seconds", type=float, default=3600.0)
     parser.add_argument("--keepalive-seconds", type=float, default=15.0)
@@ -65,6 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         render_seconds=args.render_seconds,
         queue_seconds=args.queue_seconds,
         sync_render_seconds=args.sync_render_seconds,
+        video_render_seconds=args.video_render_seconds,
+        input_timeout_seconds=args.input_timeout_seconds,
         latency_ms=args.latency_ms,
         url_ttl_seconds=args.url_ttl_seconds,
         keepalive_seconds=args.keepalive_seconds,

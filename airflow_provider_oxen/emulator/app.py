@@ -13,11 +13,20 @@ from typing import Any
 
 from aiohttp import web
 
-from .catalogue import MAX_IMAGES_PER_REQUEST, ModelSpec, matches_action, matches_search, validate_params
+from .catalogue import (
+    MAX_IMAGES_PER_REQUEST,
+    ModelSpec,
+    check_prompt,
+    input_urls,
+    matches_action,
+    matches_search,
+    validate_params,
+)
 from .config import EmulatorConfig, money
 from .control import add_control_routes
 from .events import Subscriber, serve_stream
 from .faults import Fault
+from .inputs import InputError, fetch_inputs
 from .responses import STATE_KEY, error, error_body, get_state, short_error
 from .state import ALL_STATUSES, EmulatorState, Generation, InsufficientCredits
 
@@ -190,8 +199,25 @@ def _insufficient(exc: InsufficientCredits) -> web.Response:
     return error(402, str(exc))
 
 
-async def generate_image(request: web.Request) -> web.Response:
-    """``POST /api/ai/images/generate``: validate everything, charge, "render", answer with URLs/base64."""
+def _endpoint_problem(spec: ModelSpec, endpoint: str) -> str | None:
+    """Why ``spec`` cannot be run by the sync ``endpoint`` (None: it can)."""
+    outputs = ", ".join(spec.outputs)
+    if endpoint == "/images/generate":
+        if not spec.makes_images:
+            return f"model: '{spec.id}' does not generate images (outputs: {outputs})"
+        if spec.is_edit:
+            return f"model: '{spec.id}' edits images: use POST /api/ai/images/edit with input_image"
+    elif endpoint == "/images/edit":
+        if not spec.is_edit:
+            return f"model: '{spec.id}' is not an image-editing model (its endpoint is {spec.endpoint})"
+    elif not spec.makes_video:
+        return f"model: '{spec.id}' does not generate video (outputs: {outputs})"
+    return None
+
+
+async def _sync_generate(request: web.Request, endpoint: str) -> web.Response:
+    """The sync endpoints: validate everything (input images are fetched now), charge, "render" for the
+    model's render time, answer with URLs or base64 under ``images`` (or ``videos``)."""
     state = _state(request)
     body = await _json_object(request)
     if isinstance(body, web.Response):
@@ -199,15 +225,16 @@ async def generate_image(request: web.Request) -> web.Response:
     spec = _model_for(state, body)
     if isinstance(spec, web.Response):
         return spec
-    if not spec.makes_images:
-        return error(400, f"model: '{spec.id}' does not generate images (outputs: {', '.join(spec.outputs)})")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        return error(400, "Prompt cannot be empty")
+    problem = _endpoint_problem(spec, endpoint)
+    if problem is not None:
+        return error(400, problem)
+    params = {key: value for key, value in body.items() if key not in _SYNC_COMMON_FIELDS}
+    prompt_error = check_prompt(spec, params)
+    if prompt_error is not None:
+        return error(400, prompt_error.message)
     response_format = body.get("response_format", "url")
     if response_format not in ("url", "b64_json"):
         return error(400, f"response_format: {response_format!r} is not one of ['url', 'b64_json']")
-    params = {key: value for key, value in body.items() if key not in _SYNC_COMMON_FIELDS}
     param_error = validate_params(spec, params)
     if param_error is not None:
         return error(400, param_error.message)
@@ -217,25 +244,45 @@ async def generate_image(request: web.Request) -> web.Response:
         if counted is None:
             return error(400, f"{spec.count_param} must be an integer from 1 to {MAX_IMAGES_PER_REQUEST}")
         num_images = counted
+    try:
+        inputs = await fetch_inputs(input_urls(spec, params), state.config.input_timeout_seconds)
+    except InputError as exc:
+        return error(400, str(exc))
 
     store = state.generations
     try:
-        generation = store.start_sync(spec, params, _namespace(state, body), num_images)
+        generation = store.start_sync(spec, params, _namespace(state, body), num_images, inputs)
     except InsufficientCredits as exc:
         return _insufficient(exc)
     try:
-        await asyncio.sleep(state.config.effective_sync_render_seconds())
+        await asyncio.sleep(store.sync_render_seconds(spec))
     finally:
         # A client that left mid-render does not undo the (paid) work.
         store.finish_sync(generation)
-    images: list[dict[str, str]] = []
-    for index, image in enumerate(generation.images):
+    results: list[dict[str, str]] = []
+    for index, output in enumerate(generation.outputs):
         if response_format == "b64_json":
-            data = await store.images.get(image)
-            images.append({"b64_json": base64.b64encode(data).decode("ascii")})
+            data = await store.images.get(output)
+            results.append({"b64_json": base64.b64encode(data).decode("ascii")})
         else:
-            images.append({"url": store.result_url(generation, index)})
-    return web.json_response({"model": spec.id, "created": int(generation.enqueued_at), "images": images})
+            results.append({"url": store.result_url(generation, index)})
+    key = "videos" if spec.makes_video else "images"
+    return web.json_response({"model": spec.id, "created": int(generation.enqueued_at), key: results})
+
+
+async def generate_image(request: web.Request) -> web.Response:
+    """``POST /api/ai/images/generate``: text-to-image."""
+    return await _sync_generate(request, "/images/generate")
+
+
+async def edit_image(request: web.Request) -> web.Response:
+    """``POST /api/ai/images/edit``: image-to-image; ``input_image`` is fetched before anything is paid."""
+    return await _sync_generate(request, "/images/edit")
+
+
+async def generate_video(request: web.Request) -> web.Response:
+    """``POST /api/ai/videos/generate``: text- or image-to-video (the docs recommend the queue)."""
+    return await _sync_generate(request, "/videos/generate")
 
 
 # --- queue ------------------------------------------------------------------------------------------
@@ -434,7 +481,8 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 async def get_file(request: web.Request) -> web.Response:
-    """A result image behind a signed URL (no bearer auth); rendered on first fetch, then cached."""
+    """A result file (image or MP4 video) behind a signed URL (no bearer auth); rendered on first
+    fetch, then cached."""
     state = _state(request)
     generation_id, name = request.match_info["id"], request.match_info["name"]
     if not state.generations.signer.check(
@@ -442,14 +490,14 @@ async def get_file(request: web.Request) -> web.Response:
     ):
         return error(403, "URL expired")
     row = state.generations.rows.get(generation_id)
-    image = None
+    output = None
     if row is not None and row.status == "succeeded":
-        image = next((candidate for candidate in row.images if candidate.filename == name), None)
-    if image is None:
+        output = next((candidate for candidate in row.outputs if candidate.filename == name), None)
+    if output is None:
         return error(404, "File not found")
-    data = await state.generations.images.get(image)
+    data = await state.generations.images.get(output)
     return web.Response(
-        body=data, content_type=image.content_type, headers={"Cache-Control": "private, max-age=60"}
+        body=data, content_type=output.content_type, headers={"Cache-Control": "private, max-age=60"}
     )
 
 
@@ -459,9 +507,7 @@ async def get_file(request: web.Request) -> web.Response:
 async def _on_shutdown(app: web.Application) -> None:
     state = app[STATE_KEY]
     state.broker.close_all()
-    for row in list(state.generations.live.values()):
-        if row.timer is not None:
-            row.timer.cancel()
+    state.generations.stop_all()
 
 
 def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None = None) -> web.Application:
@@ -472,6 +518,8 @@ def create_app(config: EmulatorConfig | None = None, state: EmulatorState | None
     app[STATE_KEY] = state
     router = app.router
     router.add_post("/api/ai/images/generate", generate_image)
+    router.add_post("/api/ai/images/edit", edit_image)
+    router.add_post("/api/ai/videos/generate", generate_video)
     router.add_post("/api/ai/queue", enqueue)
     router.add_get("/api/ai/queue", list_queue)
     router.add_get("/api/ai/queue/{id}", get_generation)

@@ -2,7 +2,9 @@
 
 Parameter names differ per model, as on the real API: the size is ``image_size`` (presets or
 ``{"width", "height"}``), ``resolution`` (with ``aspect_ratio``) or ``size`` (``"WxH"``), and only
-``ideogram-v4`` takes ``num_images``. Prices are decimal strings.
+``ideogram-v4`` takes ``num_images``. Edit models take ``input_image`` (one URL, or an array of URLs);
+video models take ``prompt`` or ``multi_prompt``, ``duration`` and ``aspect_ratio``. Prices are
+decimal strings: ``per_image``, or ``per_second`` of video.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ RESOLUTIONS: dict[str, int] = {"1K": 1024, "2K": 2048}
 ASPECT_RATIOS = ["1:1", "4:3", "3:4", "16:9", "9:16"]
 GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536", "auto"]
 MAX_IMAGES_PER_REQUEST = 4
+# Video results: small frames at a low frame rate, so files stay tiny and render fast.
+VIDEO_FPS = 8
+VIDEO_SIZES: dict[str, tuple[int, int]] = {"16:9": (320, 180), "9:16": (180, 320), "1:1": (240, 240)}
+VIDEO_DURATION_RANGE = (3, 10)
+DEFAULT_VIDEO_DURATION = 5
+MAX_INPUT_IMAGES = 4
+# An input URL the emulator can fetch: http(s) only (the contract: "a publicly reachable URL").
+_URL_PATTERN = "^https?://[^\\s]+$"
 _SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 _IDEOGRAM_SCHEMA: dict[str, Any] = {
@@ -136,6 +146,96 @@ _GPT_IMAGE_SCHEMA: dict[str, Any] = {
     "required": ["prompt"],
 }
 
+_URL: dict[str, Any] = {"type": "string", "format": "uri", "pattern": _URL_PATTERN, "minLength": 8}
+
+_QWEN_EDIT_SCHEMA: dict[str, Any] = {
+    "$schema": _SCHEMA_DIALECT,
+    "title": "qwen-image-edit input",
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "description": "How to change the input image."},
+        "input_image": {**_URL, "description": "URL of the image to edit (a presigned S3 URL works)."},
+        "negative_prompt": {"type": "string"},
+        "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 50, "default": 30},
+        "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20, "default": 4},
+        "seed": {"type": "integer"},
+        "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
+    },
+    "required": ["prompt", "input_image"],
+    "additionalProperties": False,
+}
+
+_NANO_BANANA_EDIT_SCHEMA: dict[str, Any] = {
+    "$schema": _SCHEMA_DIALECT,
+    "title": "nano-banana-2-edit input",
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "basic": True, "x-order": 0, "renderType": "textarea"},
+        "input_image": {
+            "type": "array",
+            "items": _URL,
+            "minItems": 1,
+            "maxItems": MAX_INPUT_IMAGES,
+            "description": "URLs of 1-4 images; the first one is edited, the others are references.",
+            "basic": True,
+            "x-order": 1,
+            "renderType": "image-list",
+        },
+        "output_format": {
+            "type": "string",
+            "enum": ["png", "jpeg", "webp"],
+            "default": "png",
+            "basic": False,
+            "x-order": 2,
+            "renderType": "select",
+        },
+        "seed": {"type": "integer", "basic": False, "x-order": 3, "renderType": "number"},
+    },
+    "required": ["prompt", "input_image"],
+    "additionalProperties": False,
+}
+
+
+def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 2500},
+        "multi_prompt": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 2500},
+            "minItems": 1,
+            "maxItems": 6,
+            "description": "Shots in order, sharing the duration evenly (instead of prompt).",
+        },
+        "duration": {
+            "type": "integer",
+            "minimum": VIDEO_DURATION_RANGE[0],
+            "maximum": VIDEO_DURATION_RANGE[1],
+            "default": DEFAULT_VIDEO_DURATION,
+            "description": "Length in seconds.",
+        },
+        "aspect_ratio": {"type": "string", "enum": list(VIDEO_SIZES), "default": "16:9"},
+        "generate_audio": {"type": "boolean", "default": True},
+        "negative_prompt": {"type": "string"},
+        "cfg_scale": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+        "seed": {"type": "integer"},
+    }
+    required: list[str] = []
+    if input_image:
+        properties["input_image"] = {**_URL, "description": "URL of the reference image (first frame)."}
+        required.append("input_image")
+    schema: dict[str, Any] = {
+        "$schema": _SCHEMA_DIALECT,
+        "title": title,
+        "type": "object",
+        "properties": properties,
+        # prompt or multi_prompt, not both.
+        "oneOf": [{"required": ["prompt"]}, {"required": ["multi_prompt"]}],
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = required
+    return schema
+
 
 def _model(
     model_id: str,
@@ -179,10 +279,42 @@ class ModelSpec:
     size_param: str
     default_size: tuple[int, int]
     price_per_image: Decimal
+    # Video models are priced per second of output instead (cost = per_second x duration).
+    price_per_second: Decimal = Decimal(0)
 
     @property
     def id(self) -> str:
         return str(self.model["id"])
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.model["endpoint"])
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.model["capabilities"]["input"])
+
+    @property
+    def makes_video(self) -> bool:
+        return "video" in self.outputs
+
+    @property
+    def is_edit(self) -> bool:
+        """An image-to-image model (``/images/edit``): its ``input_image`` is edited."""
+        return self.endpoint == "/images/edit"
+
+    @property
+    def input_param(self) -> str | None:
+        """The parameter naming input image URL(s), when the schema has one."""
+        if self.schema is not None and "input_image" in self.schema.get("properties", {}):
+            return "input_image"
+        return None
+
+    def price(self, params: dict[str, Any], images: int = 1) -> Decimal:
+        """What one request costs: ``per_second`` x duration for video, else ``per_image`` x images."""
+        if self.makes_video:
+            return self.price_per_second * resolve_duration(params)
+        return self.price_per_image * images
 
     @property
     def outputs(self) -> list[str]:
@@ -223,6 +355,7 @@ def _spec(
     model[schema_key] = schema
     pricing = model["pricing"]
     price = pricing.get("per_image", "0") if isinstance(pricing, dict) else "0"
+    per_second = pricing.get("per_second", "0") if isinstance(pricing, dict) else "0"
     validator = None
     if schema is not None:
         Draft202012Validator.check_schema(schema)
@@ -235,6 +368,7 @@ def _spec(
         size_param=size_param,
         default_size=default_size,
         price_per_image=Decimal(price),
+        price_per_second=Decimal(per_second),
     )
 
 
@@ -313,6 +447,62 @@ def build_catalogue() -> dict[str, ModelSpec]:
         ),
         _spec(
             _model(
+                "qwen-image-edit",
+                display_name="Qwen Image Edit",
+                developer="Alibaba",
+                endpoint="/images/edit",
+                inputs=["text", "image"],
+                outputs=["image"],
+                pricing={"per_image": "0.0300", "currency": "USD"},
+                description="Qwen Image Edit image-to-image. Edits one input image as the prompt says.",
+            ),
+            _QWEN_EDIT_SCHEMA,
+        ),
+        _spec(
+            _model(
+                "nano-banana-2-edit",
+                display_name="Nano Banana 2 Edit",
+                developer="Google",
+                endpoint="/images/edit",
+                inputs=["text", "image"],
+                outputs=["image"],
+                pricing={"per_image": "0.0390", "currency": "USD"},
+                description="Nano Banana 2 image editing. Takes 1-4 input images; the first one is edited.",
+            ),
+            _NANO_BANANA_EDIT_SCHEMA,
+        ),
+        _spec(
+            _model(
+                "kling-video-v2-6-pro-text-to-video",
+                display_name="Kling Video v2.6 Pro (text to video)",
+                developer="Kuaishou",
+                endpoint="/videos/generate",
+                inputs=["text"],
+                outputs=["video"],
+                pricing={"per_second": "0.0700", "currency": "USD"},
+                description="Kling v2.6 Pro text-to-video. 3-10 s clips from a prompt or multi-shot prompts.",
+            ),
+            _video_schema("kling-video-v2-6-pro-text-to-video input", input_image=False),
+            default_format="mp4",
+            default_size=VIDEO_SIZES["16:9"],
+        ),
+        _spec(
+            _model(
+                "kling-video-o3-pro-reference-to-video",
+                display_name="Kling Video O3 Pro (reference to video)",
+                developer="Kuaishou",
+                endpoint="/videos/generate",
+                inputs=["text", "image"],
+                outputs=["video"],
+                pricing={"per_second": "0.1120", "currency": "USD"},
+                description="Kling O3 Pro image-to-video. Animates a reference image as the prompt says.",
+            ),
+            _video_schema("kling-video-o3-pro-reference-to-video input", input_image=True),
+            default_format="mp4",
+            default_size=VIDEO_SIZES["16:9"],
+        ),
+        _spec(
+            _model(
                 "gpt-oss-120b",
                 display_name="GPT-OSS 120B",
                 developer="OpenAI",
@@ -356,12 +546,74 @@ def _describe(spec: ModelSpec, error: ValidationError) -> ParamError:
     return ParamError(path[0], f"{'.'.join(path)}: {error.message}")
 
 
+def check_prompt(spec: ModelSpec, params: dict[str, Any]) -> ParamError | None:
+    """The prompt rule: a non-blank ``prompt``; video models take ``multi_prompt`` instead (not both).
+
+    A ParamError for ``prompt`` carries the API's own text, "Prompt cannot be empty".
+    """
+    if spec.makes_video and "multi_prompt" in params:
+        if "prompt" in params:
+            return ParamError("multi_prompt", "multi_prompt: give either prompt or multi_prompt, not both")
+        shots = params["multi_prompt"]
+        if isinstance(shots, list) and any(isinstance(shot, str) and not shot.strip() for shot in shots):
+            return ParamError("multi_prompt", "multi_prompt: a shot's prompt cannot be empty")
+        return None  # its type and length are the schema's business
+    prompt = params.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        hint = " (give prompt or multi_prompt)" if spec.makes_video else ""
+        return ParamError("prompt", f"Prompt cannot be empty{hint}")
+    return None
+
+
 def validate_params(spec: ModelSpec, params: dict[str, Any]) -> ParamError | None:
     """Check the model-specific parameters against the model's schema (None: valid or no schema)."""
     if spec.validator is None:
         return None
+    if spec.makes_video:
+        # The schema's oneOf (prompt | multi_prompt) would only say "not valid under ..."; name the field.
+        problem = check_prompt(spec, params)
+        if problem is not None:
+            return problem
     error = best_match(spec.validator.iter_errors(params))
     return None if error is None else _describe(spec, error)
+
+
+def prompt_shots(params: dict[str, Any]) -> list[str]:
+    """The prompt(s) to draw: ``multi_prompt``'s shots in order, else ``[prompt]``."""
+    shots = params.get("multi_prompt")
+    if isinstance(shots, list) and shots and all(isinstance(shot, str) for shot in shots):
+        return [str(shot) for shot in shots]
+    prompt = params.get("prompt")
+    return [prompt if isinstance(prompt, str) else ""]
+
+
+def resolve_duration(params: dict[str, Any]) -> int:
+    """A video's length in seconds (the default when absent or out of range)."""
+    duration = params.get("duration", DEFAULT_VIDEO_DURATION)
+    low, high = VIDEO_DURATION_RANGE
+    if isinstance(duration, bool) or not isinstance(duration, int) or not low <= duration <= high:
+        return DEFAULT_VIDEO_DURATION
+    return duration
+
+
+def resolve_video_size(params: dict[str, Any]) -> tuple[int, int]:
+    """Frame size from ``aspect_ratio`` (16:9 when absent or unknown)."""
+    ratio = params.get("aspect_ratio", "16:9")
+    return VIDEO_SIZES.get(ratio, VIDEO_SIZES["16:9"]) if isinstance(ratio, str) else VIDEO_SIZES["16:9"]
+
+
+def input_urls(spec: ModelSpec, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(label, url)`` of every input image to fetch, labelled as the parameter (``input_image``,
+    or ``input_image[1]`` for an array); empty for models without inputs. Call on validated params."""
+    name = spec.input_param
+    if name is None:
+        return []
+    value = params.get(name)
+    if isinstance(value, str):
+        return [(name, value)]
+    if isinstance(value, list):
+        return [(f"{name}[{i}]", str(url)) for i, url in enumerate(value)]
+    return []
 
 
 def _ratio_size(long_side: int, ratio: str) -> tuple[int, int] | None:
@@ -418,13 +670,35 @@ def resolve_format(spec: ModelSpec, params: dict[str, Any]) -> str:
     return spec.default_format
 
 
+_ACTION_ALIASES: dict[str, str] = {
+    "generate_image": "images/generate",
+    "text_to_image": "images/generate",
+    "image_generation": "images/generate",
+    "edit_image": "images/edit",
+    "image_edit": "images/edit",
+    "image_to_image": "images/edit",
+    "generate_video": "videos/generate",
+    "video_generation": "videos/generate",
+    "text_to_video": "videos/generate",
+    "image_to_video": "videos/generate",
+}
+
+
 def matches_action(spec: ModelSpec, action: str) -> bool:
-    """Loose reading of the undocumented ``action`` filter: endpoint name or an output kind."""
+    """Loose reading of the undocumented ``action`` filter: the endpoint (``images/edit``), its first
+    part (``images``, ``videos``), an output kind (``image``, ``video``) or an alias such as
+    ``text_to_image``, ``image_to_image`` or ``image_to_video`` (which also needs an image input)."""
     action = action.strip().lower().strip("/")
-    endpoint = str(spec.model["endpoint"]).strip("/")
-    return action in (endpoint, endpoint.split("/")[0], *spec.outputs) or (
-        action in ("generate_image", "text_to_image", "image_generation") and spec.makes_images
-    )
+    endpoint = spec.endpoint.strip("/")
+    if action in (endpoint, endpoint.split("/")[0], *spec.outputs):
+        return True
+    if _ACTION_ALIASES.get(action) != endpoint:
+        return False
+    if action == "image_to_video":
+        return spec.input_param is not None
+    if action == "text_to_video":
+        return spec.input_param is None
+    return True
 
 
 def matches_search(spec: ModelSpec, text: str) -> bool:

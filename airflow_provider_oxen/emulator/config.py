@@ -10,6 +10,8 @@ from typing import Any
 
 # Money on the wire: decimal strings with four places ("0.0600").
 CENT_PLACES = Decimal("0.0001")
+# A video takes this many times an image's render time unless video_render_seconds says otherwise.
+VIDEO_RENDER_FACTOR = 4.0
 
 # Settings the control API may change while the server runs, with the type each must have.
 RUNTIME_SETTINGS: dict[str, type] = {
@@ -18,6 +20,8 @@ RUNTIME_SETTINGS: dict[str, type] = {
     "render_seed": int,
     "queue_seconds": float,
     "sync_render_seconds": float,
+    "video_render_seconds": float,
+    "input_timeout_seconds": float,
     "latency_ms": float,
     "url_ttl_seconds": float,
     "events_enabled": bool,
@@ -25,6 +29,9 @@ RUNTIME_SETTINGS: dict[str, type] = {
     "row_parameters": bool,
     "credits": Decimal,
 }
+
+
+_NULLABLE = frozenset({"sync_render_seconds", "render_seconds_max", "render_seed", "video_render_seconds"})
 
 
 def money(value: Decimal) -> str:
@@ -63,6 +70,11 @@ class EmulatorConfig:
     queue_seconds: float = 0.2
     # The sync endpoint sleeps this long per request; None means "same as render_seconds".
     sync_render_seconds: float | None = None
+    # How long a video renders (queue and sync); None means VIDEO_RENDER_FACTOR x the image render time
+    # (render_seconds, or the drawn time of the range, for the queue; the sync render time for sync).
+    video_render_seconds: float | None = None
+    # How long fetching an input image (input_image) may take before the generation fails.
+    input_timeout_seconds: float = 30.0
     latency_ms: float = 0.0
     url_ttl_seconds: float = 3600.0
     public_url: str | None = None
@@ -101,6 +113,12 @@ class EmulatorConfig:
         """How long the sync endpoint "renders" for."""
         return self.render_seconds if self.sync_render_seconds is None else self.sync_render_seconds
 
+    def video_seconds(self, image_seconds: float) -> float:
+        """A video's render time: ``video_render_seconds``, else the factor times ``image_seconds``."""
+        if self.video_render_seconds is not None:
+            return self.video_render_seconds
+        return VIDEO_RENDER_FACTOR * image_seconds
+
     def runtime_view(self) -> dict[str, Any]:
         """The settings as JSON for the control API; the API key itself is never included."""
         view = {name: getattr(self, name) for name in RUNTIME_SETTINGS}
@@ -130,7 +148,7 @@ class EmulatorConfig:
             if kind is Decimal:
                 parsed[key] = parse_credits(value)
                 continue
-            if key in ("sync_render_seconds", "render_seconds_max", "render_seed") and value is None:
+            if key in _NULLABLE and value is None:
                 parsed[key] = None
                 continue
             if kind is int:

@@ -1,4 +1,5 @@
-"""Real images for results: a seeded gradient with the prompt drawn on it, rendered lazily and cached."""
+"""Real images for results: a seeded gradient with the prompt drawn on it (or, for edits, the input
+image colour-shifted with the prompt drawn on it), rendered lazily and cached with the videos."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import hashlib
 import io
 import textwrap
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -22,9 +24,33 @@ _DIRECTIONS = (
 )
 
 
+class MediaSpec(Protocol):
+    """What the cache and the file route need of a result: a hashable recipe that renders its bytes."""
+
+    @property
+    def kind(self) -> str: ...  # "image" or "video"
+
+    @property
+    def index(self) -> int: ...  # its place among the generation's results
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    def render(self) -> bytes: ...
+
+    def __hash__(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class ImageSpec:
-    """Everything that determines an image's bytes."""
+    """Everything that determines an image's bytes.
+
+    ``inputs`` holds the fetched input images of an edit (the first is edited, the others are
+    shown as references); an edit's size is that of its first input, whatever width/height say.
+    """
 
     prompt: str
     seed: int
@@ -34,6 +60,11 @@ class ImageSpec:
     model: str
     generation_id: str
     index: int = 0
+    inputs: tuple[bytes, ...] = field(default=(), repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "image"
 
     @property
     def extension(self) -> str:
@@ -47,6 +78,9 @@ class ImageSpec:
     def filename(self) -> str:
         return f"image-{self.index}.{self.extension}"
 
+    def render(self) -> bytes:
+        return render_edit(self) if self.inputs else render_image(self)
+
 
 @lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -54,8 +88,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _background(spec: ImageSpec) -> Image.Image:
-    digest = hashlib.sha256(f"{spec.prompt}\0{spec.seed}\0{spec.generation_id}".encode()).digest()
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256("\0".join(str(part) for part in parts).encode()).digest()
+
+
+def gradient(key: str, width: int, height: int) -> Image.Image:
+    """A diagonal two-colour gradient, its colours and direction derived from ``key``."""
+    digest = _digest(key)
     start = (digest[0], digest[1], digest[2])
     end = (255 - digest[0], 255 - digest[1] // 2, 255 - digest[2])
     # Averaging a vertical and a horizontal ramp gives a diagonal one; a transpose picks its direction.
@@ -63,21 +102,24 @@ def _background(spec: ImageSpec) -> Image.Image:
     ramp = Image.linear_gradient("L")
     diagonal = Image.blend(ramp, ramp.transpose(Image.Transpose.ROTATE_90), 0.5)
     diagonal = diagonal.transpose(_DIRECTIONS[digest[3] % len(_DIRECTIONS)])
-    diagonal = diagonal.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    diagonal = diagonal.resize((width, height), Image.Resampling.BILINEAR)
     return ImageOps.colorize(diagonal, start, end)
 
 
-def render_image(spec: ImageSpec) -> bytes:
-    """Render one image; deterministic for the spec (CPU-bound: run it off the event loop)."""
-    image = _background(spec)
-    draw = ImageDraw.Draw(image)
+def _background(spec: ImageSpec) -> Image.Image:
+    return gradient(f"{spec.prompt}\0{spec.seed}\0{spec.generation_id}", spec.width, spec.height)
 
-    short = min(spec.width, spec.height)
-    size = max(10, short // 16)
+
+def draw_prompt(image: Image.Image, prompt: str, caption: str, *, scale: int = 16) -> None:
+    """The prompt, wrapped, at the top left (white with a black outline); a small caption at the bottom."""
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    short = min(width, height)
+    size = max(10, short // scale)
     font = _font(size)
     margin = max(8, short // 20)
-    chars = max(8, int((spec.width - 2 * margin) / (size * 0.55)))
-    lines = textwrap.wrap(spec.prompt, width=chars)[: max(1, (spec.height - 3 * margin) // (size + 4))]
+    chars = max(8, int((width - 2 * margin) / (size * 0.55)))
+    lines = textwrap.wrap(prompt, width=chars)[: max(1, (height - 3 * margin) // (size + 4))]
     draw.multiline_text(
         (margin, margin),
         "\n".join(lines),
@@ -87,11 +129,9 @@ def render_image(spec: ImageSpec) -> bytes:
         stroke_width=max(1, size // 12),
         stroke_fill=(0, 0, 0),
     )
-
     small = _font(max(8, short // 48))
-    caption = f"{spec.model} · {spec.generation_id} · seed {spec.seed}"
     draw.text(
-        (margin, spec.height - margin),
+        (margin, height - margin),
         caption,
         font=small,
         fill=(255, 255, 255),
@@ -100,28 +140,90 @@ def render_image(spec: ImageSpec) -> bytes:
         stroke_fill=(0, 0, 0),
     )
 
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
-    if spec.fmt == "jpeg":
+    if fmt == "jpeg":
         image.save(out, "JPEG", quality=85)
-    elif spec.fmt == "webp":
+    elif fmt == "webp":
         image.save(out, "WEBP", quality=80, method=0)
     else:
         image.save(out, "PNG", compress_level=1)
     return out.getvalue()
 
 
-class ImageCache:
-    """Bounded LRU of rendered bytes; concurrent first fetches of one image share a single render."""
+def render_image(spec: ImageSpec) -> bytes:
+    """Render one image; deterministic for the spec (CPU-bound: run it off the event loop)."""
+    image = _background(spec)
+    draw_prompt(image, spec.prompt, f"{spec.model} · {spec.generation_id} · seed {spec.seed}")
+    return _encode(image, spec.fmt)
+
+
+def decode_input(data: bytes) -> Image.Image:
+    """A fetched input image as upright RGB (raises on bytes that are not a readable image)."""
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        upright = ImageOps.exif_transpose(opened)
+        return upright.convert("RGB")
+
+
+def colour_shift(image: Image.Image, key: str) -> Image.Image:
+    """The image with its hues rotated by 90-270 degrees and a tint laid over it (derived from ``key``)."""
+    digest = _digest(key)
+    offset = 64 + digest[0] % 128
+    hue, saturation, value = image.convert("HSV").split()
+    hue = hue.point(lambda h: (h + offset) % 256)
+    # At least some saturation, so that a grey input changes colour too.
+    saturation = saturation.point(lambda s: max(s, 96))
+    shifted = Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+    tint = Image.new("RGB", image.size, (digest[1], digest[2], 255 - digest[1]))
+    return Image.blend(shifted, tint, 0.25)
+
+
+def render_edit(spec: ImageSpec) -> bytes:
+    """An "edited" input: the first input colour-shifted (deterministic per generation), the other
+    inputs as small references along the bottom, and the prompt drawn on top; same size as the input."""
+    base = decode_input(spec.inputs[0])
+    image = colour_shift(base, f"{spec.generation_id}\0{spec.seed}\0{spec.prompt}")
+    width, height = image.size
+    if len(spec.inputs) > 1:
+        thumb = max(16, min(width, height) // 5)
+        margin = max(4, thumb // 8)
+        for position, data in enumerate(spec.inputs[1:]):
+            reference = ImageOps.fit(decode_input(data), (thumb, thumb))
+            left = width - (position + 1) * (thumb + margin)
+            if left < 0:
+                break
+            image.paste(reference, (left, height - thumb - 2 * margin))
+    # A frame: an edit is recognisable at a glance even when the colours happen to be close.
+    ImageDraw.Draw(image).rectangle(
+        (0, 0, width - 1, height - 1), outline=(255, 255, 255), width=max(2, min(width, height) // 64)
+    )
+    draw_prompt(image, spec.prompt, f"{spec.model} · edit · {spec.generation_id} · seed {spec.seed}")
+    return _encode(image, spec.fmt)
+
+
+def mean_difference(first: Image.Image, second: Image.Image) -> float:
+    """Mean absolute per-channel difference of two same-size images (0-255)."""
+    diff = ImageChops.difference(first.convert("RGB"), second.convert("RGB")).convert("L")
+    histogram = diff.histogram()
+    return sum(level * count for level, count in enumerate(histogram)) / max(1, sum(histogram))
+
+
+class MediaCache:
+    """Bounded LRU of rendered bytes (images and videos); concurrent first fetches of one result share
+    a single render."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[ImageSpec, bytes] = OrderedDict()
-        self._pending: dict[ImageSpec, asyncio.Future[bytes]] = {}
+        self._items: OrderedDict[MediaSpec, bytes] = OrderedDict()
+        self._pending: dict[MediaSpec, asyncio.Future[bytes]] = {}
         self._bytes = 0
         self.renders = 0
+        self.video_renders = 0
 
-    async def get(self, spec: ImageSpec) -> bytes:
-        """The image's bytes, rendering in a worker thread on a miss."""
+    async def get(self, spec: MediaSpec) -> bytes:
+        """The result's bytes, rendering in a worker thread on a miss."""
         cached = self._items.get(spec)
         if cached is not None:
             self._items.move_to_end(spec)
@@ -133,7 +235,7 @@ class ImageCache:
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending[spec] = future
         try:
-            data = await loop.run_in_executor(None, render_image, spec)
+            data = await loop.run_in_executor(None, spec.render)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -146,10 +248,12 @@ class ImageCache:
             self._pending.pop(spec, None)
         future.set_result(data)
         self.renders += 1
+        if spec.kind == "video":
+            self.video_renders += 1
         self._store(spec, data)
         return data
 
-    def _store(self, spec: ImageSpec, data: bytes) -> None:
+    def _store(self, spec: MediaSpec, data: bytes) -> None:
         self._items[spec] = data
         self._bytes += len(data)
         while self._bytes > self.max_bytes and len(self._items) > 1:

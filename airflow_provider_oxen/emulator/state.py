@@ -1,4 +1,9 @@
-"""Generations: the store, the queued -> processing -> terminal scheduler, credits, and their JSON form."""
+"""Generations: the store, the queued -> processing -> terminal scheduler, credits, and their JSON form.
+
+A queue generation waits ``queue_seconds``, then processes: its input images (edit and image-to-video
+models) are fetched while it renders (``render_seconds``, or the video render time), and it succeeds,
+or fails (a bad parameter, an input that cannot be fetched, an injected fault).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,27 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from .catalogue import ModelSpec, build_catalogue, resolve_format, resolve_size, validate_params
+from .catalogue import (
+    VIDEO_FPS,
+    ModelSpec,
+    build_catalogue,
+    check_prompt,
+    input_urls,
+    prompt_shots,
+    resolve_duration,
+    resolve_format,
+    resolve_size,
+    resolve_video_size,
+    validate_params,
+)
 from .config import RUNTIME_SETTINGS, EmulatorConfig, money
 from .events import COMPLETED_EVENT, EventBroker
 from .faults import FaultBook
-from .images import ImageCache, ImageSpec
+from .images import ImageSpec, MediaCache, MediaSpec
+from .inputs import InputError, fetch_inputs
 from .recording import RequestLog
 from .signing import UrlSigner
+from .video import VideoSpec
 
 LIVE_STATUSES = frozenset({"queued", "processing"})
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -71,11 +90,26 @@ class Generation:
     media_type: str = "image"
     # True for rows made by the sync endpoint: they are history, not queue rows.
     sync: bool = False
-    images: list[ImageSpec] = field(default_factory=list)
+    # The result files (images or videos), in order.
+    outputs: list[MediaSpec] = field(default_factory=list)
+    # Input images still to fetch: (label, url) as input_urls gives them.
+    input_urls: list[tuple[str, str]] = field(default_factory=list, repr=False)
     pending_error: str | None = None
     fault_error: str | None = None
     stall: bool = False
+    # The render time is over but the inputs are still being fetched: finish once they arrive.
+    rendered: bool = False
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def stop_work(self) -> None:
+        """Cancel its pending timer and input fetch, if any."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
 
     @property
     def cost(self) -> Decimal:
@@ -92,7 +126,7 @@ class GenerationStore:
         self.faults = faults
         self.broker = broker
         self.signer = UrlSigner(config.signing_secret)
-        self.images = ImageCache(config.image_cache_bytes)
+        self.images = MediaCache(config.image_cache_bytes)
         self.rows: dict[str, Generation] = {}
         self.live: dict[str, Generation] = {}
         self._render_rng = random.Random(config.render_seed)
@@ -102,6 +136,7 @@ class GenerationStore:
     def _reset_counters(self) -> None:
         self.generations_created = 0
         self.images_created = 0
+        self.videos_created = 0
         self.succeeded = 0
         self.failed = 0
         self.cancelled = 0
@@ -112,15 +147,19 @@ class GenerationStore:
 
     def reset(self) -> None:
         """Forget every generation (live timers are cancelled) and zero the counters."""
-        for generation in self.live.values():
-            if generation.timer is not None:
-                generation.timer.cancel()
+        self.stop_all()
         self.rows.clear()
         self.live.clear()
         self.images.clear()
         self.images.renders = 0
+        self.images.video_renders = 0
         self._reseed_renders()
         self._reset_counters()
+
+    def stop_all(self) -> None:
+        """Cancel every live generation's timer and input fetch (reset, server shutdown)."""
+        for generation in self.live.values():
+            generation.stop_work()
 
     def _reseed_renders(self) -> None:
         self._render_rng = random.Random(self.config.render_seed)
@@ -156,15 +195,37 @@ class GenerationStore:
 
     # --- creation -------------------------------------------------------------------------------
 
-    def _image_spec(
-        self, spec: ModelSpec, generation_id: str, prompt: str, params: dict[str, Any], index: int = 0
-    ) -> ImageSpec:
-        width, height = resolve_size(spec, params)
+    def _output_spec(
+        self,
+        spec: ModelSpec,
+        generation_id: str,
+        params: dict[str, Any],
+        index: int = 0,
+        inputs: tuple[bytes, ...] = (),
+    ) -> MediaSpec:
+        """The recipe of one result file (for validated parameters); ``inputs``: fetched input images."""
         seed = params.get("seed")
         if isinstance(seed, bool) or not isinstance(seed, int):
             seed = derived_seed(generation_id)
+        if spec.makes_video:
+            width, height = resolve_video_size(params)
+            audio = params.get("generate_audio", True)
+            return VideoSpec(
+                shots=tuple(prompt_shots(params)),
+                seed=seed + index,
+                width=width,
+                height=height,
+                duration=resolve_duration(params),
+                fps=VIDEO_FPS,
+                audio=audio if isinstance(audio, bool) else True,
+                model=spec.id,
+                generation_id=generation_id,
+                index=index,
+                background=inputs[0] if inputs else None,
+            )
+        width, height = resolve_size(spec, params)
         return ImageSpec(
-            prompt=prompt,
+            prompt=str(params.get("prompt")),
             seed=seed + index,
             width=width,
             height=height,
@@ -172,7 +233,15 @@ class GenerationStore:
             model=spec.id,
             generation_id=generation_id,
             index=index,
+            inputs=inputs,
         )
+
+    def _with_inputs(self, generation: Generation, inputs: tuple[bytes, ...]) -> None:
+        spec = self.catalogue[generation.model]
+        generation.outputs = [
+            self._output_spec(spec, generation.generation_id, generation.parameters, output.index, inputs)
+            for output in generation.outputs
+        ]
 
     def enqueue(
         self,
@@ -186,7 +255,7 @@ class GenerationStore:
 
         Raises InsufficientCredits (nothing created) when the rows cost more than the credits left.
         """
-        self._hold(spec.price_per_image * count)
+        self._hold(spec.price(params) * count)
         return [self._enqueue_one(spec, params, namespace, retried_from_id) for _ in range(count)]
 
     def _enqueue_one(
@@ -202,21 +271,23 @@ class GenerationStore:
             target_namespace=namespace,
             triggered_by=self.config.default_namespace,
             enqueued_at=time.time(),
-            price=spec.price_per_image,
+            price=spec.price(params),
             retried_from_id=retried_from_id,
             media_type=spec.media_type,
         )
         # The queue does not validate model parameters up front (per the contract): a bad one is
         # found here but only surfaces as a failure once the job starts.
-        if not isinstance(prompt, str) or not prompt.strip():
-            generation.pending_error = "Prompt cannot be empty"
+        error = check_prompt(spec, params)
+        if error is not None and error.param == "prompt":
+            generation.pending_error = error.message
         else:
-            error = validate_params(spec, params)
+            error = error or validate_params(spec, params)
             if error is not None:
                 generation.pending_error = f"Invalid parameter {error.message}"
             else:
-                # One image per queue row: num_generations is the number of rows.
-                generation.images = [self._image_spec(spec, generation_id, prompt, params)]
+                # One result per queue row: num_generations is the number of rows.
+                generation.outputs = [self._output_spec(spec, generation_id, params)]
+                generation.input_urls = input_urls(spec, params)
         fault = self.faults.take_generation_fault(spec.id)
         if fault is not None:
             if fault.type == "stall_generation":
@@ -231,18 +302,25 @@ class GenerationStore:
         return generation
 
     def start_sync(
-        self, spec: ModelSpec, params: dict[str, Any], namespace: str, num_images: int
+        self,
+        spec: ModelSpec,
+        params: dict[str, Any],
+        namespace: str,
+        num_images: int,
+        inputs: tuple[bytes, ...] = (),
     ) -> Generation:
-        """A sync-endpoint request that is being rendered: paid now (InsufficientCredits if it cannot)."""
-        price = spec.price_per_image * num_images
+        """A sync-endpoint request that is being rendered: paid now (InsufficientCredits if it cannot).
+
+        ``inputs``: its input images, already fetched.
+        """
+        price = spec.price(params, num_images)
         self._hold(price)
         generation_id = str(uuid.uuid4())
-        prompt = str(params.get("prompt"))
         now = time.time()
         generation = Generation(
             generation_id=generation_id,
             model=spec.id,
-            prompt=prompt,
+            prompt=params.get("prompt"),
             parameters=dict(params),
             target_namespace=namespace,
             triggered_by=self.config.default_namespace,
@@ -253,8 +331,8 @@ class GenerationStore:
             media_type=spec.media_type,
             sync=True,
         )
-        generation.images = [
-            self._image_spec(spec, generation_id, prompt, params, i) for i in range(num_images)
+        generation.outputs = [
+            self._output_spec(spec, generation_id, params, i, inputs) for i in range(num_images)
         ]
         self.rows[generation_id] = generation
         self.generations_created += 1
@@ -266,8 +344,19 @@ class GenerationStore:
             return
         generation.status = "succeeded"
         generation.completed_at = time.time()
-        self.images_created += len(generation.images)
+        self._count_outputs(generation)
         self.succeeded += 1
+
+    def _count_outputs(self, generation: Generation) -> None:
+        if generation.media_type == "video":
+            self.videos_created += len(generation.outputs)
+        else:
+            self.images_created += len(generation.outputs)
+
+    def sync_render_seconds(self, spec: ModelSpec) -> float:
+        """How long the sync endpoint renders a request for this model."""
+        seconds = self.config.effective_sync_render_seconds()
+        return self.config.video_seconds(seconds) if spec.makes_video else seconds
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -280,21 +369,47 @@ class GenerationStore:
         if generation.pending_error is not None:
             self._fail(generation, generation.pending_error)
         elif not generation.stall:
+            seconds = self.render_duration()
+            if generation.media_type == "video":
+                seconds = self.config.video_seconds(seconds)
             loop = asyncio.get_running_loop()
-            generation.timer = loop.call_later(self.render_duration(), self._finish, generation)
+            generation.timer = loop.call_later(seconds, self._finish, generation)
+            if generation.input_urls:
+                generation.task = loop.create_task(self._fetch(generation))
+
+    async def _fetch(self, generation: Generation) -> None:
+        """Fetch the inputs while the generation renders; an input that cannot be had fails it at once."""
+        try:
+            inputs = await fetch_inputs(generation.input_urls, self.config.input_timeout_seconds)
+        except InputError as exc:
+            generation.task = None
+            if generation.status == "processing":
+                generation.stop_work()
+                self._fail(generation, str(exc))
+            return
+        generation.task = None
+        generation.input_urls = []
+        self._with_inputs(generation, inputs)
+        if generation.rendered:
+            self._finish(generation)
 
     def _finish(self, generation: Generation) -> None:
         if generation.status != "processing":
             return
         generation.timer = None
         if generation.fault_error is not None:
+            generation.stop_work()
             self._fail(generation, generation.fault_error)
+            return
+        if generation.task is not None:
+            # Rendered, but the inputs have not arrived yet: finish when they do.
+            generation.rendered = True
             return
         generation.status = "succeeded"
         generation.completed_at = time.time()
         self.live.pop(generation.generation_id, None)
         self.succeeded += 1
-        self.images_created += len(generation.images)
+        self._count_outputs(generation)
         if self._announce(
             {
                 "generation_id": generation.generation_id,
@@ -346,9 +461,7 @@ class GenerationStore:
         """Cancel a live row (no event; its price is refunded); False when it was already terminal."""
         if generation.status not in LIVE_STATUSES:
             return False
-        if generation.timer is not None:
-            generation.timer.cancel()
-            generation.timer = None
+        generation.stop_work()
         generation.status = "cancelled"
         generation.completed_at = time.time()
         self.live.pop(generation.generation_id, None)
@@ -362,11 +475,12 @@ class GenerationStore:
         Raises InsufficientCredits, leaving the old row alone, when the fresh one cannot be paid.
         """
         spec = self.catalogue[generation.model]
+        price = spec.price(generation.parameters)
         refundable = generation.price if generation.status in LIVE_STATUSES else ZERO
         remaining = self.config.remaining_credits
-        if remaining is not None and spec.price_per_image > remaining + refundable:
+        if remaining is not None and price > remaining + refundable:
             self.insufficient_credits += 1
-            raise InsufficientCredits(spec.price_per_image, remaining + refundable)
+            raise InsufficientCredits(price, remaining + refundable)
         self.cancel(generation)
         (fresh,) = self.enqueue(
             spec, generation.parameters, generation.target_namespace, retried_from_id=generation.generation_id
@@ -380,10 +494,10 @@ class GenerationStore:
         return None if generation is None or generation.sync else generation
 
     def result_url(self, generation: Generation, index: int = 0) -> str:
-        """A freshly signed URL for one of the generation's images."""
+        """A freshly signed URL for one of the generation's result files."""
         base = self.config.public_url or ""
         return self.signer.sign(
-            base, generation.generation_id, generation.images[index].filename, self.config.url_ttl_seconds
+            base, generation.generation_id, generation.outputs[index].filename, self.config.url_ttl_seconds
         )
 
     def select(
@@ -446,7 +560,7 @@ class GenerationStore:
             "status": generation.status,
             "result_url": self.result_url(generation) if succeeded else None,
             "result_urls": (
-                [self.result_url(generation, i) for i in range(len(generation.images))] if succeeded else []
+                [self.result_url(generation, i) for i in range(len(generation.outputs))] if succeeded else []
             ),
             "error_message": generation.error_message,
             "enqueued_at": iso(generation.enqueued_at),
@@ -470,7 +584,9 @@ class GenerationStore:
             "generations_failed": self.failed,
             "generations_cancelled": self.cancelled,
             "images_created": self.images_created,
-            "images_rendered": self.images.renders,
+            "videos_created": self.videos_created,
+            "images_rendered": self.images.renders - self.images.video_renders,
+            "videos_rendered": self.images.video_renders,
             "events_published": self.broker.published,
             "events_suppressed": self.events_suppressed,
             "events_subscribers": len(self.broker.subscribers),

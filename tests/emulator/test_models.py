@@ -20,6 +20,8 @@ IMAGE_MODELS = {
     "nano-banana-2",
     GPT_IMAGE,
 }
+EDIT_MODELS = {"qwen-image-edit", "nano-banana-2-edit"}
+VIDEO_MODELS = {"kling-video-v2-6-pro-text-to-video", "kling-video-o3-pro-reference-to-video"}
 
 
 def _schema(model: dict[str, Any]) -> dict[str, Any] | None:
@@ -31,7 +33,7 @@ def test_models_catalogue(client: httpx.Client) -> None:
     models = client.get("/api/ai/models").json()
     assert models["object"] == "list"
     by_id = {model["id"]: model for model in models["data"]}
-    assert set(by_id) == IMAGE_MODELS | {"gpt-oss-120b"}
+    assert set(by_id) == IMAGE_MODELS | EDIT_MODELS | VIDEO_MODELS | {"gpt-oss-120b"}
     for model_id in IMAGE_MODELS:
         model = by_id[model_id]
         assert model["endpoint"] == "/images/generate" and model["capabilities"]["output"] == ["image"]
