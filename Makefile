@@ -16,3 +16,15 @@ lint: bootstrap
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+.PHONY: cluster soak
+
+# A production-shaped Airflow on this machine (PostgreSQL, Redis, CeleryExecutor with 2 workers,
+# 2 triggerers, the Oxen emulator); installs what is missing, Ctrl-C stops it. docs/deployment.md
+cluster: bootstrap
+	.venv/bin/python scripts/cluster.py up
+
+# The chaos soak at scale on that cluster: 328 mapped tasks, 1,291 images (about 15-20 minutes).
+# The CI-sized one (40 tasks) is tests/production/test_chaos_soak.py, part of `make test`.
+soak: bootstrap
+	.venv/bin/python scripts/cluster.py soak --tasks 320 --images 4 --render-seconds 15

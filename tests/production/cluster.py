@@ -907,6 +907,19 @@ class ProductionCluster:
             f"==> {p.name} <==\n{p.read_text(errors='replace')}" for p in sorted(folder.glob("attempt=*"))
         )
 
+    def task_attempts(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[int, str]:
+        """The worker log of each try of a task instance (trigger logs left out), by try number."""
+        assert self.home is not None
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        out = {}
+        for path in folder.glob("attempt=*.log"):
+            number = path.name[len("attempt=") : -len(".log")]
+            if number.isdigit():
+                out[int(number)] = path.read_text(errors="replace")
+        return dict(sorted(out.items()))
+
     def print_log_tails(self, lines: int = 40) -> None:
         for component in [*self.components.values(), *self.retired]:
             tail = component.log_tail(lines)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -266,6 +267,24 @@ class Sampler:
             return {**entry, "held_by": dict(entry.get("held_by", {}))}
 
 
+def _first_error(text: str) -> str | None:
+    """What a try died of, from its task log: the first exception logged, shortened."""
+    for line in text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        details = record.get("error_detail") or []
+        if record.get("level") == "error" and details and isinstance(details[0], dict):
+            value = str(details[0].get("exc_value"))
+            # Generation ids differ from task to task: leave them out so equal reasons add up.
+            value = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", value)
+            return f"{details[0].get('exc_type')}: {value[:110]}"
+    return None
+
+
 def _find_number(value: Any, key: str) -> float | None:
     """The first number stored under ``key`` anywhere in a (serialised) structure."""
     if isinstance(value, dict):
@@ -323,10 +342,17 @@ def scan_redis(cluster: ProductionCluster, needle: bytes) -> tuple[set[str], int
 # -- chaos -----------------------------------------------------------------------------------------
 
 
+class _Faults(EmulatorControl):
+    def faults(self) -> list[dict[str, Any]]:
+        response = self._http.get("/_emulator/faults")
+        response.raise_for_status()
+        return list(response.json()["faults"])
+
+
 class Chaos:
     """Arms a 429 on an enqueue and a 503 on a queue read every ``fault_every`` s; cuts SSE streams."""
 
-    def __init__(self, emulator: EmulatorControl, config: SoakConfig) -> None:
+    def __init__(self, emulator: _Faults, config: SoakConfig) -> None:
         self.emulator = emulator
         self.config = config
         self.armed = Counter[str]()
@@ -349,11 +375,17 @@ class Chaos:
             try:
                 if now >= next_fault:
                     next_fault = now + self.config.fault_every
-                    self.emulator.fault(
-                        type="status", status=429, retry_after=1, method="POST", path="^/api/ai/queue$"
-                    )
-                    self.emulator.fault(type="status", status=503, method="GET", path="^/api/ai/queue")
-                    self.armed.update(["429 enqueue", "503 queue read"])
+                    # One of each at a time: while nobody reads the queue (no triggerer), an
+                    # unconsumed fault is not re-armed, so faults never pile up into a burst.
+                    armed = {(f.get("status"), f.get("method")) for f in self.emulator.faults()}
+                    if (429, "POST") not in armed:
+                        self.emulator.fault(
+                            type="status", status=429, retry_after=1, method="POST", path="^/api/ai/queue$"
+                        )
+                        self.armed["429 enqueue"] += 1
+                    if (503, "GET") not in armed:
+                        self.emulator.fault(type="status", status=503, method="GET", path="^/api/ai/queue")
+                        self.armed["503 queue read"] += 1
                 if now >= next_drop:
                     next_drop = now + self.config.sse_drop_every
                     self.emulator.drop_streams()
@@ -418,7 +450,7 @@ def run_soak_cluster(config: SoakConfig) -> SoakReport:
 def run_soak(
     cluster: ProductionCluster, config: SoakConfig, soak_dir: Path, api_key: str, report: SoakReport
 ) -> None:
-    emulator = EmulatorControl(cluster.emulator_url)
+    emulator = _Faults(cluster.emulator_url)
     emulator.fault(
         type="generation_failure", model=FLAKY_MODEL, error_message=FAILURE_TEXT, count=config.failures
     )
@@ -450,9 +482,11 @@ def run_soak(
     sampler.stop()
     report.figures["run state"] = f"{state} (failed is expected: the stalled task fails by design)"
     report.figures["wall time (trigger to run end)"] = f"{wall:.0f} s"
-    soak.check_tasks()
-    soak.check_money(api_key)
-    soak.check_faults(chaos)
+    for check in (soak.check_tasks, lambda: soak.check_money(api_key), lambda: soak.check_faults(chaos)):
+        try:
+            check()
+        except Exception as exc:  # a check that cannot run is a broken invariant, not a crash
+            report.violations.append(f"a check could not run: {exc!r}")
     soak.check_key(api_key)
     report.figures["peak triggerer RSS"] = (
         f"{sampler.peak_rss_process / 2**20:.0f} MB largest process, "
@@ -701,6 +735,23 @@ class _Soak:
         report.figures["tasks that needed a retry"] = f"{len(retried)}: {', '.join(retried[:12])}" + (
             " …" if len(retried) > 12 else ""
         )
+        reasons: Counter[str] = Counter()
+        for (task_id, map_index), (state, tries) in sorted(tis.items()):
+            if tries <= 1 and state == "success":
+                continue
+            attempts = self.cluster.task_attempts(DAG_ID, self.run_id, task_id, map_index)
+            why = []
+            for number, text in attempts.items():
+                if number == tries and state == "success":
+                    continue
+                error = _first_error(text)
+                why.append(error or "no error in its log: the process was killed (worker SIGKILLed)")
+            reasons.update(why)
+            expected_state = "failed" if task_id == "stalled" else "success"
+            if state != expected_state:
+                report.notes.append(f"{task_id}[{map_index}] ended {state} after {tries} tries: {why}")
+        if reasons:
+            report.figures["why tries failed"] = "; ".join(f"{n} x {r}" for r, n in reasons.most_common(8))
 
         stalled_log = self.cluster.task_log(DAG_ID, self.run_id, "stalled")
         report.check(
@@ -824,7 +875,7 @@ class _Soak:
             status["failed"] == config.failures, f"failed generations {status['failed']} != {config.failures}"
         )
         report.check(
-            all(g["model"] == FLAKY_MODEL and g.get("error_message") == FAILURE_TEXT for g in failed),
+            all(g["model_name"] == FLAKY_MODEL and g.get("error_message") == FAILURE_TEXT for g in failed),
             "a failed generation is not one of the injected upstream failures",
         )
         report.check(
@@ -832,11 +883,11 @@ class _Soak:
         )
         cancelled = [g for g in history if g["status"] == "cancelled"]
         report.check(
-            all(g["model"] == STALL_MODEL for g in cancelled),
+            all(g["model_name"] == STALL_MODEL for g in cancelled),
             "a generation other than the stalled one was cancelled",
         )
         report.check(left == 0, f"{left} generation(s) left queued/processing")
-        by_prompt = Counter(g["prompt"] for g in history if g["model"] == FLAKY_MODEL)
+        by_prompt = Counter(g["prompt"] for g in history if g["model_name"] == FLAKY_MODEL)
         failed_by_prompt = Counter(g["prompt"] for g in failed)
         for prompt, count in by_prompt.items():
             report.check(

@@ -1,6 +1,6 @@
 """The CI-sized chaos soak on PostgreSQL + Redis + CeleryExecutor (2 workers) + 2 triggerers.
 
-40 mapped deferrable tasks (32 × 2 images, 3 flaky × 2, 1 stalled, 4 late) with 429s, 503s
+40 mapped deferrable tasks (32 x 2 images, 3 flaky x 2, 1 stalled, 4 late) with 429s, 503s
 and SSE cuts every few seconds, a Celery worker SIGKILLed between enqueue and deferral, a
 triggerer SIGKILLed while it holds waiting triggers, and no triggerer at all while the late
 tasks' deadlines pass. See :mod:`tests.production.soak` for the invariants. The cluster
