@@ -3,11 +3,12 @@
 Approved images are copied under ``approved_prefix`` (the publish step); rejected ones are
 moved under ``rejected_prefix`` (copied, the copy verified, then deleted from where they were
 stored); images sent back for regeneration stay where they are and come back as new prompts
-(the original prompt with the reviewer's note appended) for the next generation run.
+(the original prompt with the reviewer's note appended) for the next generation run. A video
+clip goes together with its poster frame (``poster_s3_key``): both copied, or both moved.
 
-It only touches what the transfer wrote: every record's key must lie inside the transfer's
-prefix (``prefix``, or the ``s3_prefix`` the records carry) in ``bucket``, and the object
-there must carry the record's ``generation-id`` (and, when S3 can prove it, its bytes).
+It only touches what the transfer wrote: every record's key (and poster key) must lie inside
+the transfer's prefix (``prefix``, or the ``s3_prefix`` the records carry) in ``bucket``, and
+the object there must carry the record's ``generation-id`` (and, when S3 can prove it, its bytes).
 Everything is checked before the first copy or delete. A re-run finds what the previous try
 did (an image already copied, or already moved) and does not do it again.
 """
@@ -23,6 +24,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
 from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
+from airflow_provider_oxen.review.video import is_video
 from airflow_provider_oxen.transfers.batch import flatten_results
 from airflow_provider_oxen.transfers.keys import UnsafeKeyError, check_key, normalise_prefix
 from airflow_provider_oxen.transfers.store import (
@@ -40,7 +42,7 @@ _REFUSING = "refusing to publish anything"
 
 
 class PublishError(OxenError):
-    """A record's image is neither where the record says nor where publishing would have put it."""
+    """A record's file is neither where the record says nor where publishing would have put it."""
 
 
 def regeneration_prompt(prompt: str, note: str) -> str:
@@ -49,7 +51,8 @@ def regeneration_prompt(prompt: str, note: str) -> str:
 
 @dataclass(frozen=True)
 class _Item:
-    """One record with its decision and, for approve/reject, where its image goes."""
+    """One stored file of a record (its image or clip, or a clip's poster frame) with the record's
+    decision and, for approve/reject, where the file goes."""
 
     record: Mapping[str, Any]
     generation_id: str
@@ -58,6 +61,13 @@ class _Item:
     target: str | None
     sha256: str | None
     size: int | None
+    poster: bool = False
+
+    @property
+    def what(self) -> str:
+        if self.poster:
+            return "poster frame"
+        return "clip" if is_video(self.record) else "image"
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,9 @@ class _Step:
 
 
 class OxenPublishReviewedOperator(BaseOperator):
-    """Copy approved images to ``approved_prefix``, move rejected ones aside, list regenerations.
+    """Copy approved images and clips to ``approved_prefix``, move rejected ones aside, list regenerations.
+
+    A clip's poster frame goes with it (copied or moved alike).
 
     :param records: records from ``OxenGenerationToS3Operator`` (templated / XComArg).
     :param review: the review operator's result: ``{"decisions": {...}, "note": "..."}``.
@@ -80,9 +92,11 @@ class OxenPublishReviewedOperator(BaseOperator):
         refused. Default: the ``s3_prefix`` the records carry (they must all agree).
     :param approved_prefix: where approved images go, e.g. ``approved/{{ params.campaign }}`` (templated).
     :param rejected_prefix: where rejected images go (templated).
-    :return: ``{"approved": [uri], "rejected": [uri], "regenerate": [{"prompt", "image_size", ...}]}``;
-        the regenerations are also pushed under the XCom key ``regenerate``. A re-run returns
-        the same (images already published count as published).
+    :return: ``{"approved": [uri], "rejected": [uri], "approved_posters": [uri],
+        "rejected_posters": [uri], "regenerate": [{"prompt", "image_size", ...}]}`` (the images'
+        and clips' new URIs, then the clips' poster frames'); the regenerations are also pushed
+        under the XCom key ``regenerate``. A re-run returns the same (files already published
+        count as published).
     """
 
     template_fields: Sequence[str] = (
@@ -131,22 +145,20 @@ class OxenPublishReviewedOperator(BaseOperator):
         for step in steps:
             self._apply(store, step)
 
-        outcome: dict[str, list[Any]] = {"approved": [], "rejected": [], "regenerate": []}
+        outcome: dict[str, list[Any]] = {
+            "approved": [],
+            "rejected": [],
+            "approved_posters": [],
+            "rejected_posters": [],
+            "regenerate": [],
+        }
         for item in items:
             if item.decision == REGENERATE:
-                parameters = dict(item.record.get("parameters") or {})
-                outcome["regenerate"].append(
-                    {
-                        "prompt": regeneration_prompt(
-                            str(item.record.get("prompt") or parameters.get("prompt", "")), note
-                        ),
-                        "image_size": parameters.get("image_size"),
-                        "regenerates": item.generation_id,
-                    }
-                )
+                if not item.poster:
+                    outcome["regenerate"].append(_regeneration(item, note))
             else:
                 name = "approved" if item.decision == APPROVE else "rejected"
-                outcome[name].append(store.uri(str(item.target)))
+                outcome[f"{name}_posters" if item.poster else name].append(store.uri(str(item.target)))
         ti = context.get("ti")
         if ti is not None:
             # Its own XCom key, so a downstream trigger can take ``publish.output["regenerate"]``.
@@ -219,28 +231,36 @@ class OxenPublishReviewedOperator(BaseOperator):
                     )
                 continue  # the same record twice
             seen[key] = generation_id
-            # An image nobody decided on is not published.
+            files = [(key, record.get("sha256"), record.get("size_bytes"), False)]
+            poster_file = _poster_file(record, generation_id, bucket, source_prefix, seen)
+            if poster_file is not None:
+                files.append(poster_file)
+            # A file nobody decided on is not published.
             decision = decisions.get(generation_id, REJECT)
-            target = None
             if decision != REGENERATE:
                 decision = APPROVE if decision == APPROVE else REJECT
-                prefix, field = targets[decision]
-                target = check_key(
-                    f"{prefix}/{posixpath.basename(key)}", prefix, what=f"{field} target", refusing=_REFUSING
+            for file_key, sha256, size, poster in files:
+                target = None
+                if decision != REGENERATE:
+                    prefix, field = targets[decision]
+                    target = check_key(
+                        f"{prefix}/{posixpath.basename(file_key)}",
+                        prefix,
+                        what=f"{field} target",
+                        refusing=_REFUSING,
+                    )
+                items.append(
+                    _Item(
+                        record=record,
+                        generation_id=generation_id,
+                        decision=decision,
+                        key=file_key,
+                        target=target,
+                        sha256=sha256 if isinstance(sha256, str) and sha256 else None,
+                        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                        poster=poster,
+                    )
                 )
-            sha256 = record.get("sha256")
-            size = record.get("size_bytes")
-            items.append(
-                _Item(
-                    record=record,
-                    generation_id=generation_id,
-                    decision=decision,
-                    key=key,
-                    target=target,
-                    sha256=sha256 if isinstance(sha256, str) and sha256 else None,
-                    size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-                )
-            )
         _check_targets(items)
         return items
 
@@ -261,7 +281,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         if target is not None and not _carries(target, item.generation_id):
             raise KeyConflictError(
                 f"{store.uri(item.target)} already holds an object that is not generation "
-                f"{item.generation_id}'s image; {_REFUSING}"
+                f"{item.generation_id}'s {item.what}; {_REFUSING}"
             )
         if source is None:
             raise PublishError(
@@ -277,7 +297,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         uri = store.uri(item.key)
         if not _carries(source, item.generation_id):
             raise KeyConflictError(
-                f"{uri} is not the image the transfer stored for record {item.generation_id} (its "
+                f"{uri} is not the {item.what} the transfer stored for record {item.generation_id} (its "
                 f"{GENERATION_ID_META} metadata is {source.metadata.get(GENERATION_ID_META) or 'unset'}); "
                 f"{_REFUSING}"
             )
@@ -295,7 +315,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         item: _Item,
         source: ExistingObject | None,
     ) -> bool:
-        """Whether ``found`` (at ``key``) is this record's image: the same generation, the same bytes."""
+        """Whether ``found`` (at ``key``) is this record's file: the same generation, the same bytes."""
         if not _carries(found, item.generation_id):
             return False
         if item.sha256 is not None:
@@ -324,15 +344,59 @@ class OxenPublishReviewedOperator(BaseOperator):
             store.delete(item.key)
         if item.decision == APPROVE:
             self.log.info(
-                "%s: approve: %s %s",
+                "%s: approve %s: %s %s",
                 item.generation_id,
+                item.what,
                 "copied to" if step.copy else "already at",
                 target_uri,
             )
         elif step.copy or step.delete:
-            self.log.info("%s: reject: moved %s to %s", item.generation_id, source_uri, target_uri)
+            self.log.info(
+                "%s: reject %s: moved %s to %s", item.generation_id, item.what, source_uri, target_uri
+            )
         else:
-            self.log.info("%s: reject: already moved to %s", item.generation_id, target_uri)
+            self.log.info("%s: reject %s: already moved to %s", item.generation_id, item.what, target_uri)
+
+
+def _poster_file(
+    record: Mapping[str, Any], generation_id: str, bucket: str, source_prefix: str, seen: dict[str, str]
+) -> tuple[str, Any, Any, bool] | None:
+    """A clip record's poster frame as (key, sha256, size, True), checked like the clip's own key."""
+    key = record.get("poster_s3_key")
+    if not is_video(record) or not key:
+        return None
+    key = str(key)
+    check_key(key, source_prefix, what=f"poster_s3_key of record {generation_id}", refusing=_REFUSING)
+    uri = record.get("poster_s3_uri")
+    if uri is not None and uri != f"s3://{bucket}/{key}":
+        raise UnsafeKeyError(
+            f"Record {generation_id} names the poster frame {uri!r}, which is not {key!r} in bucket "
+            f"{bucket!r}; {_REFUSING}",
+            field="records",
+        )
+    if key in seen:
+        raise OxenValidationError(
+            f"Records {seen[key]} and {generation_id} both name {key!r}; {_REFUSING}", field="records"
+        )
+    seen[key] = generation_id
+    return key, record.get("poster_sha256"), record.get("poster_size_bytes"), True
+
+
+def _regeneration(item: _Item, note: str) -> dict[str, Any]:
+    """What the next run generates instead: the prompt with the note; a clip also its shape and length."""
+    parameters = dict(item.record.get("parameters") or {})
+    again = {
+        "prompt": regeneration_prompt(str(item.record.get("prompt") or parameters.get("prompt", "")), note),
+        "image_size": parameters.get("image_size"),
+        "regenerates": item.generation_id,
+    }
+    if is_video(item.record):
+        again.update(
+            media_type="video",
+            aspect_ratio=parameters.get("aspect_ratio"),
+            duration=parameters.get("duration"),
+        )
+    return again
 
 
 def _target_prefix(value: str | None, field: str) -> tuple[str, str]:
@@ -348,7 +412,7 @@ def _carries(found: ExistingObject, generation_id: str) -> bool:
 
 
 def _check_targets(items: Sequence[_Item]) -> None:
-    """No image may be published over another's key, over an original, or onto itself."""
+    """No file may be published over another's key, over an original, or onto itself."""
     sources = {item.key: item.generation_id for item in items}
     claimed: dict[str, str] = {}
     for item in items:
@@ -356,8 +420,8 @@ def _check_targets(items: Sequence[_Item]) -> None:
             continue
         if item.target in sources:
             raise UnsafeKeyError(
-                f"Publishing record {item.generation_id} would write {item.target!r}, which is the stored "
-                f"image of record {sources[item.target]}; choose approved_prefix / rejected_prefix outside "
+                f"Publishing record {item.generation_id} would write {item.target!r}, which is a stored "
+                f"file of record {sources[item.target]}; choose approved_prefix / rejected_prefix outside "
                 f"the transfer's keys; {_REFUSING}",
                 field="approved_prefix" if item.decision == APPROVE else "rejected_prefix",
             )

@@ -1,4 +1,4 @@
-"""OxenImageReviewOperator: a person approves, rejects or asks to regenerate each stored image.
+"""OxenImageReviewOperator: a person approves, rejects or asks to regenerate each stored image or clip.
 
 Built on Airflow's Human-in-the-loop operator (standard provider, Airflow >= 3.1). The
 required-action page shows one row per image (a preview linked to the full-size file, its
@@ -7,8 +7,9 @@ and one decision field per image titled like ``Image 1 — Cold Brew Kit, 16:9``
 failed the automatic checks default to ``reject``; the rest to ``approve``. The note is
 optional, so one click on a blanket option answers. With a ``response_timeout``, nobody
 answering means the defaults apply (that is how the demo answers), through Airflow's own HITL
-timeout handling. What Airflow's form renders, and why the form looks like this:
-:mod:`airflow_provider_oxen.review.form`.
+timeout handling. A video clip's row shows its poster frame linked to the clip (both presigned),
+and its field is titled like ``Clip 2 — Cold Brew Kit, 16:9, 5 s``. What Airflow's form
+renders, and why the form looks like this: :mod:`airflow_provider_oxen.review.form`.
 
 The body is stored in Airflow's metadata DB and shown to everyone who can see the task, so
 it holds presigned S3 URLs of *our* bucket only (GET of one object, expiring with
@@ -32,6 +33,7 @@ from airflow_provider_oxen.review.form import (
     REGENERATE,
     REJECT,
     checks_ok,
+    count_text,
     decision_param,
     decision_param_name,
     note_param,
@@ -103,6 +105,8 @@ def decide(
 class OxenImageReviewOperator(HITLOperator):
     """Human review of a stored batch; returns ``{"decisions": {generation_id: decision}, "note": ...}``.
 
+    One row and one decision field per image or video clip (a clip shows its poster frame).
+
     :param records: the records returned by ``OxenGenerationToS3Operator`` (templated / XComArg).
     :param contact_sheet_uri: ``s3://`` URI of the batch's contact sheet (templated).
     :param labels: what each image shows, for its title (``Image 1 — <label>, 16:9``): a mapping
@@ -163,7 +167,8 @@ class OxenImageReviewOperator(HITLOperator):
         self.params = ParamsDict(fields)
 
     def _link(self, uri: str | None) -> str | None:
-        """A presigned GET of one object of the transfer's bucket, or None (no connection, not S3)."""
+        """A presigned GET of one object of the transfer's bucket (an image, a clip, a poster frame), or
+        None (no connection, not S3)."""
         if not uri or not uri.startswith("s3://") or not self.aws_conn_id:
             return None
         if self._s3_hook is None:
@@ -197,8 +202,7 @@ class OxenImageReviewOperator(HITLOperator):
             self.log.info("Nothing to review.")
             return {"decisions": {}, "note": ""}
         self._prepare(records)
-        count = len(records)
-        self.subject = f"{self.subject} ({count} image{'' if count == 1 else 's'})"
+        self.subject = f"{self.subject} ({count_text(records)})"
         self.body = self._body(records)
         if self.response_timeout is not None and self.link_expiry < self.response_timeout:
             self.log.warning(

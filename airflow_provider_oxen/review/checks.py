@@ -1,5 +1,8 @@
 """Automatic per-image checks: it decodes, has the requested size and format, and a sane byte size.
 
+(Video clips have their own checks, in :mod:`airflow_provider_oxen.review.video`, sharing
+:class:`CheckSettings`.)
+
 The checks run on a file that is already on hand (the transfer's spool), so checking never
 costs a second download. Decoding and judging are separate steps: :func:`decode_image` reads
 the file once (and lets the caller reuse the decoded pixels, e.g. for a thumbnail), and
@@ -34,13 +37,19 @@ def normalise_format(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """What the checks enforce. ``enabled=False`` turns them off (records then say ``checks: null``)."""
+    """What the checks enforce. ``enabled=False`` turns them off (records then say ``checks: null``).
+
+    ``max_bytes`` bounds images, ``max_video_bytes`` video clips; ``check_duration`` compares a
+    clip's duration with the requested one (video only).
+    """
 
     enabled: bool = True
     min_bytes: int = 1 * KiB
     max_bytes: int = 20 * MiB
     check_dimensions: bool = True
     check_format: bool = True
+    max_video_bytes: int = 512 * MiB
+    check_duration: bool = True
 
     @classmethod
     def from_param(cls, value: CheckSettings | Mapping[str, Any] | bool | None) -> CheckSettings:
@@ -57,8 +66,15 @@ class CheckSettings:
             if unknown:
                 raise ValueError(f"Unknown check setting(s) {unknown}; allowed: {sorted(known)}")
             settings = cls(**dict(value))
-            if settings.min_bytes < 0 or settings.max_bytes < settings.min_bytes:
-                raise ValueError(f"Check sizes must satisfy 0 <= min_bytes <= max_bytes, got {settings}")
+            if (
+                settings.min_bytes < 0
+                or settings.max_bytes < settings.min_bytes
+                or settings.max_video_bytes < settings.min_bytes
+            ):
+                raise ValueError(
+                    "Check sizes must satisfy 0 <= min_bytes <= max_bytes and min_bytes <= max_video_bytes, "
+                    f"got {settings}"
+                )
             return settings
         raise TypeError(f"checks must be a bool, a mapping or CheckSettings, got {type(value).__name__}")
 

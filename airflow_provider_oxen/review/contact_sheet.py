@@ -2,7 +2,8 @@
 
 A reviewer opens one file instead of a hundred. The sheet is built from thumbnails made while
 each image was being processed (see :func:`make_thumbnail`), so building it never needs the
-full-size images again: memory is ``count x thumb^2 x 3`` bytes, not the batch's size.
+full-size images again: memory is ``count x thumb^2 x 3`` bytes, not the batch's size. A video
+clip's cell shows its poster frame with a play mark, and its caption says ``video, 5 s``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ _OK = (20, 130, 60)
 _FAIL = (190, 30, 30)
 _UNCHECKED = (120, 120, 120)
 _ELLIPSIS = "..."
+_PLAY_DISC = (30, 30, 30)
+_WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
 class SheetItem:
     """One cell: a thumbnail (any image; it is scaled to fit) and what its caption says.
 
-    ``ok`` is the check verdict (None: not checked); ``problems`` the check's problem list.
+    ``ok`` is the check verdict (None: not checked, ``note`` saying why when known);
+    ``problems`` the check's problem list. A ``media_type`` of ``"video"`` marks the cell as a
+    clip (its thumbnail is the poster frame), captioned with its ``duration_seconds``.
     """
 
     image: Image.Image | None
@@ -40,6 +45,23 @@ class SheetItem:
     prompt: str | None = None
     ok: bool | None = None
     problems: tuple[str, ...] = ()
+    media_type: str = "image"
+    duration_seconds: float | None = None
+    note: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type == "video"
+
+    @property
+    def kind_text(self) -> str | None:
+        """``video, 5 s`` for a clip (``video`` when its duration is unknown); None for an image."""
+        if not self.is_video:
+            return None
+        seconds = self.duration_seconds
+        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+            return "video"
+        return f"video, {round(seconds, 1):g} s"
 
 
 def make_thumbnail(image: Image.Image, thumb: int = 256) -> Image.Image:
@@ -103,7 +125,7 @@ def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: i
 
 def _status(item: SheetItem) -> tuple[str, tuple[int, int, int]]:
     if item.ok is None:
-        return "not checked", _UNCHECKED
+        return item.note or "not checked", _UNCHECKED
     if item.ok:
         return "checks OK", _OK
     first = item.problems[0] if item.problems else "failed"
@@ -124,9 +146,15 @@ def _draw_cell(
         left = x + PAD + (thumb - picture.width) // 2
         top = y + PAD + (thumb - picture.height) // 2
         sheet.paste(picture, (left, top))
+        if item.is_video:
+            _play_mark(draw, left, top + picture.height, thumb)
     else:
         draw.text(
-            (x + PAD + thumb // 2, y + PAD + thumb // 2), "no preview", font=font, fill=_MUTED, anchor="mm"
+            (x + PAD + thumb // 2, y + PAD + thumb // 2),
+            "video, no preview" if item.is_video else "no preview",
+            font=font,
+            fill=_MUTED,
+            anchor="mm",
         )
     # A coloured frame makes failures visible at a glance, before reading any caption.
     outer = (box[0] - _BORDER, box[1] - _BORDER, box[2] + _BORDER, box[3] + _BORDER)
@@ -135,8 +163,9 @@ def _draw_cell(
     status, _ = _status(item)
     line = _line_height(thumb)
     top = y + PAD + thumb + PAD
+    kind = item.kind_text
     captions = (
-        (item.generation_id[:8], _TEXT),
+        (f"{item.generation_id[:8]} \N{MIDDLE DOT} {kind}" if kind else item.generation_id[:8], _TEXT),
         (item.prompt or "(no prompt)", _MUTED),
         (status, colour),
     )
@@ -144,8 +173,20 @@ def _draw_cell(
         draw.text((x + PAD, top + number * line), _fit(text, font, thumb), font=font, fill=fill)
 
 
+def _play_mark(draw: ImageDraw.ImageDraw, left: int, bottom: int, thumb: int) -> None:
+    """A white play triangle on a dark disc in the picture's lower left corner: "this is a clip"."""
+    radius = max(8, thumb // 12)
+    cx, cy = left + radius + 4, bottom - radius - 4
+    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=_PLAY_DISC)
+    half = radius // 2
+    draw.polygon(
+        [(cx - half + 2, cy - half - 1), (cx - half + 2, cy + half + 1), (cx + half + 2, cy)], fill=_WHITE
+    )
+
+
 def make_contact_sheet(items: Sequence[SheetItem], *, columns: int = 4, thumb: int = 256) -> bytes:
-    """One PNG grid of ``items`` (row by row), each with a caption: short id, prompt, check status."""
+    """One PNG grid of ``items`` (row by row), each with a caption: short id (and ``video, 5 s`` for a
+    clip), prompt, check status."""
     if not items:
         raise ValueError("A contact sheet needs at least one item")
     if columns < 1 or thumb < 16:

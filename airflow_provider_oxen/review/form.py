@@ -6,7 +6,9 @@ stores, and what follows for this form:
 * **body**: Markdown (GitHub flavour). Raw HTML is dropped, links open in a new tab, and every
   Markdown image is capped at 300 px wide by the UI. So each image gets a row of its own (a
   300 px preview, linked to the full-size file), and the contact sheet of the batch, which is
-  unreadable at 300 px, is an overview *link*.
+  unreadable at 300 px, is an overview *link*. There is no video player (``<video>`` is raw
+  HTML): a video clip's row shows its poster frame, linked to the clip (a browser plays an
+  ``video/mp4`` link in a new tab), plus a "Play the clip" link.
 * **params**: the schema's ``title`` is the field's label (else the param's key); its
   ``description`` is shown as plain text under the field (Markdown in ``description_md`` is not
   rendered by the HITL form); an ``enum`` is a select whose entries ``values_display`` names.
@@ -26,6 +28,13 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param
+
+from airflow_provider_oxen.review.video import (
+    duration_text,
+    frame_rate_text,
+    is_video,
+    requested_duration,
+)
 
 APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
 DECISIONS = [APPROVE, REJECT, REGENERATE]
@@ -53,17 +62,18 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
 
 
 def decision_param_name(index: int, generation_id: str) -> str:
-    """Form field per image: sortable and stable across retries (``image_01_0b6c1f2a``)."""
+    """Form field per image or clip: sortable and stable across retries (``image_01_0b6c1f2a``)."""
     return f"image_{index + 1:02d}_{generation_id.replace('-', '')[:8]}"
 
 
 def checks_ok(record: Mapping[str, Any]) -> bool:
+    """Not failed: passed, not run, or not checked (``ok: null``, a clip stored without PyAV)."""
     checks = record.get("checks")
-    return not isinstance(checks, Mapping) or bool(checks.get("ok", True))
+    return not isinstance(checks, Mapping) or checks.get("ok", True) is not False
 
 
 def default_decision(record: Mapping[str, Any]) -> str:
-    """``approve``, or ``reject`` when the image failed the automatic checks."""
+    """``approve``, or ``reject`` when the image or clip failed the automatic checks."""
     return APPROVE if checks_ok(record) else REJECT
 
 
@@ -75,10 +85,12 @@ def _problems(record: Mapping[str, Any]) -> list[str]:
 
 
 def checks_text(record: Mapping[str, Any]) -> str:
-    """``passed``, ``FAILED: <problems>`` or ``not run``."""
+    """``passed``, ``FAILED: <problems>``, ``not run``, or why not checked (a clip stored without PyAV)."""
     checks = record.get("checks")
     if not isinstance(checks, Mapping):
         return "not run"
+    if "ok" in checks and checks["ok"] is None:
+        return str(checks.get("note") or "not checked")
     if checks_ok(record):
         return "passed"
     return "FAILED: " + ("; ".join(_problems(record)) or "see the transfer's log")
@@ -178,16 +190,49 @@ def label_for(record: Mapping[str, Any], labels: Mapping[str, str] | None) -> st
     return excerpt(prompt) if prompt else None
 
 
+def duration_seconds(record: Mapping[str, Any]) -> float | None:
+    """A clip's length: what the checks measured, else what was asked for."""
+    checks = record.get("checks")
+    if isinstance(checks, Mapping):
+        measured = checks.get("duration_seconds")
+        if isinstance(measured, (int, float)) and not isinstance(measured, bool) and measured > 0:
+            return float(measured)
+    return requested_duration(record)
+
+
+def clip_text(record: Mapping[str, Any]) -> str | None:
+    """``5 s, 40 frames at 8 fps`` (what is known of it), or None for an image."""
+    if not is_video(record):
+        return None
+    checks = record.get("checks")
+    parts = [duration_text(duration_seconds(record)) or "length unknown"]
+    if isinstance(checks, Mapping) and isinstance(checks.get("frames"), int) and checks["frames"] > 0:
+        frames = f"{checks['frames']} frames"
+        fps = checks.get("fps")
+        rate = frame_rate_text(float(fps)) if isinstance(fps, (int, float)) else None
+        parts.append(f"{frames} at {rate}" if rate else frames)
+    return ", ".join(parts)
+
+
 def image_title(index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str:
-    """``Image 1 — Cold Brew Kit, 16:9`` (numbered from 1, as in the body)."""
-    parts = [p for p in (label_for(record, labels), aspect_label(record)) if p]
-    return f"Image {index + 1} — {', '.join(parts)}" if parts else f"Image {index + 1}"
+    """``Image 1 — Cold Brew Kit, 16:9``; a video clip: ``Clip 1 — Cold Brew Kit, 16:9, 5 s``.
+
+    Numbered from 1, as in the body (by row: image 1 and clip 2 in a mixed batch).
+    """
+    video = is_video(record)
+    duration = duration_text(duration_seconds(record)) if video else None
+    parts = [p for p in (label_for(record, labels), aspect_label(record), duration) if p]
+    kind = "Clip" if video else "Image"
+    return f"{kind} {index + 1} — {', '.join(parts)}" if parts else f"{kind} {index + 1}"
 
 
 def image_description(record: Mapping[str, Any]) -> str:
-    """Plain text under the field: size, seed, checks and the whole prompt (never cut)."""
+    """Plain text under the field: size (and a clip's length), seed, checks, the whole prompt (never cut)."""
     seed = record.get("seed")
     facts = [size_text(record)]
+    clip = clip_text(record)
+    if clip:
+        facts.append(clip)
     if seed is not None:
         facts.append(f"seed {seed}")
     facts.append(f"checks {checks_text(record)}")
@@ -227,8 +272,18 @@ def md_text(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def _count(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def count_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """``3 images``, ``1 clip``, ``2 images and 1 clip``."""
+    clips = sum(1 for r in records if is_video(r))
+    images = len(records) - clips
+    parts = [_plural(images, "image")] if images or not clips else []
+    if clips:
+        parts.append(_plural(clips, "clip"))
+    return " and ".join(parts)
 
 
 def _folder(uris: Sequence[str]) -> str | None:
@@ -241,13 +296,22 @@ def _folder(uris: Sequence[str]) -> str | None:
 
 
 def _details(
-    index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None, folder: str | None
+    index: int,
+    record: Mapping[str, Any],
+    labels: Mapping[str, str] | None,
+    folder: str | None,
+    clip_ref: str | None = None,
 ) -> str:
     """One table cell (no line breaks in a Markdown table): title, facts, file, prompt."""
     facts = [
         f"**{md_text(image_title(index, record, labels))}**",
         f"Size {md_text(size_text(record, preset=False))}",
     ]
+    clip = clip_text(record)
+    if clip:
+        facts.append(f"Length {md_text(clip)}")
+    if clip_ref:
+        facts.append(f"\N{BLACK RIGHT-POINTING TRIANGLE} [Play the clip][{clip_ref}]")
     seed = record.get("seed")
     facts.append(f"Seed {md_text(str(seed))}" if seed is not None else "Seed not recorded")
     verdict = checks_text(record)
@@ -275,16 +339,26 @@ def review_body(
     max_inline_images: int = 20,
     options: Sequence[str] = (),
 ) -> str:
-    """The form's Markdown: how to answer, the overview link, then a table, one image per row.
+    """The form's Markdown: how to answer, the overview link, then a table, one image or clip per row.
 
     Each row has the image's 300 px preview (the UI's cap), linked to the full-size file, and
-    its title, size, seed, checks, default decision, file and whole prompt. ``link(s3_uri)``
-    gives the URL a browser loads an image from (a presigned S3 URL), or None. URLs are written
-    once, as Markdown reference definitions at the end (the preview and its link share one).
+    its title, size, seed, checks, default decision, file and whole prompt. A video clip's row
+    shows its poster frame (``poster_s3_uri``) linked to the clip, its length and a "Play the
+    clip" link. ``link(s3_uri)`` gives the URL a browser loads a file from (a presigned S3 URL),
+    or None. URLs are written once, as Markdown reference definitions at the end (a preview and
+    its link share one).
     """
     total = len(records)
     options = list(options)
-    intro = f"**{_count(total)}** to review, one per row: click a preview to open the full-size image."
+    clips = sum(1 for r in records if is_video(r))
+    counted = count_text(records)
+    if not clips:
+        how = "click a preview to open the full-size image."
+    elif clips == total:
+        how = "click a poster frame to play its clip."
+    else:
+        how = "click a preview to open the full-size image, or a poster frame to play its clip."
+    intro = f"**{counted}** to review, one per row: {how}"
     if options:
         intro += " Answer with a button at the bottom: " + ", ".join(f"**{md_text(o)}**" for o in options)
         intro += " (the per-image choices are the fields under the table)."
@@ -296,7 +370,7 @@ def review_body(
     sheet = link(contact_sheet_uri) if contact_sheet_uri else None
     if sheet:
         references.append(("contact-sheet", sheet))
-        about.append(f"Overview: [contact sheet, all {_count(total)} on one page][contact-sheet]")
+        about.append(f"Overview: [contact sheet, all {counted} on one page][contact-sheet]")
     if folder:
         about.append(f"Stored in `{folder.replace('`', '')}`")
     if links_expire_at is not None and (sheet or uris):
@@ -305,27 +379,51 @@ def review_body(
         )
     if about:
         lines += ["", " · ".join(about) + "."]
-    failed = [str(i + 1) for i, r in enumerate(records) if not checks_ok(r)]
+    failed = [i for i, r in enumerate(records) if not checks_ok(r)]
     if failed:
-        lines += ["", f"**Failed the automatic checks, defaulting to reject:** image {', '.join(failed)}."]
+        if clips:
+            names = ", ".join(f"{'clip' if is_video(records[i]) else 'image'} {i + 1}" for i in failed)
+        else:
+            names = "image " + ", ".join(str(i + 1) for i in failed)
+        lines += ["", f"**Failed the automatic checks, defaulting to reject:** {names}."]
     if total > max_inline_images:
+        rows = "rows" if clips else "images"
         lines += [
             "",
-            f"Previews are shown for the first {max_inline_images} images; the contact sheet has them all.",
+            f"Previews are shown for the first {max_inline_images} {rows}; the contact sheet has them all.",
         ]
 
-    lines += ["", "| # | Preview | Image |", "|---|---|---|"]
+    heading = "Image" if not clips else ("Clip" if clips == total else "Image or clip")
+    lines += ["", f"| # | Preview | {heading} |", "|---|---|---|"]
     for index, record in enumerate(records):
+        inline = index < max_inline_images
+        title = md_text(image_title(index, record, labels))
         uri = record.get("s3_uri")
-        url = link(uri) if index < max_inline_images and isinstance(uri, str) else None
-        if url:
+        url = link(uri) if inline and isinstance(uri, str) else None
+        clip_ref = None
+        if is_video(record):
+            poster_uri = record.get("poster_s3_uri")
+            poster = link(poster_uri) if inline and isinstance(poster_uri, str) and poster_uri else None
+            if url:
+                clip_ref = f"clip-{index + 1}"
+                references.append((clip_ref, url))
+            if poster:
+                references.append((f"poster-{index + 1}", poster))
+            if poster and clip_ref:
+                preview = f"[![{title}][poster-{index + 1}]][{clip_ref}]"
+            elif poster:
+                preview = f"![{title}][poster-{index + 1}]"
+            elif clip_ref:
+                preview = f"[\N{BLACK RIGHT-POINTING TRIANGLE} play the clip][{clip_ref}] (no poster frame)"
+            else:
+                preview = "no preview"
+        elif url:
             ref = f"image-{index + 1}"
             references.append((ref, url))
-            title = md_text(image_title(index, record, labels))
             preview = f"[![{title}][{ref}]][{ref}]"
         else:
             preview = "no preview"
-        lines.append(f"| {index + 1} | {preview} | {_details(index, record, labels, folder)} |")
+        lines.append(f"| {index + 1} | {preview} | {_details(index, record, labels, folder, clip_ref)} |")
 
     if references:
         lines.append("")

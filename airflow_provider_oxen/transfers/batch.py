@@ -17,8 +17,9 @@ from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.redact import strip_url_queries
 
 _SUCCEEDED = "succeeded"
-# What this transfer stores (and checks, and thumbnails). Older results have no media_type.
-_IMAGE = "image"
+# What this transfer stores (and checks, and thumbnails or takes a poster frame of). Older
+# results have no media_type (images).
+_MEDIA_TYPES = ("image", "video")
 
 
 def flatten_results(value: Any) -> list[Mapping[str, Any] | str]:
@@ -67,7 +68,7 @@ def _parse_text(text: str) -> Any:
 
 
 def check_result(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``result`` if it describes a succeeded image generation; OxenValidationError if not."""
+    """A copy of ``result`` if it is a succeeded image or video generation; OxenValidationError if not."""
     generation_id = result.get("generation_id")
     if not isinstance(generation_id, str) or not generation_id:
         # Shown without URL queries: a result_url's query is its signature.
@@ -80,10 +81,10 @@ def check_result(result: Mapping[str, Any]) -> dict[str, Any]:
             field="results",
         )
     media_type = result.get("media_type")
-    if media_type is not None and media_type != _IMAGE:
+    if media_type is not None and media_type not in _MEDIA_TYPES:
         raise OxenValidationError(
             f"Result {generation_id} is media_type {media_type!r}: this transfer stores (and checks) "
-            "images only",
+            "images and video clips only",
             field="results",
         )
     return dict(result)

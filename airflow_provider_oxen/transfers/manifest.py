@@ -1,4 +1,8 @@
-"""The per-image records and the batch manifest (one JSON document per transfer run).
+"""The per-file records and the batch manifest (one JSON document per transfer run).
+
+A record describes one stored result, image or video clip (``media_type``); a clip's record
+also names its poster frame (``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
+``poster_size_bytes``; None when no poster could be made).
 
 The manifest describes what is in S3, not what this try did: the per-try ``action``
 (stored/skipped) stays in the returned records and the task log, and nothing time-dependent
@@ -21,10 +25,12 @@ from typing import Any
 
 from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
+from airflow_provider_oxen.review.video import VideoCheck
 
 MANIFEST_VERSION = 1
 # Fields of a record that describe one try rather than the stored object.
-PER_TRY_FIELDS = frozenset({"action", "url_refreshed"})
+PER_TRY_FIELDS = frozenset({"action", "url_refreshed", "poster_action"})
+POSTER_FIELDS = ("poster_s3_key", "poster_s3_uri", "poster_sha256", "poster_size_bytes")
 
 
 def decimal_text(value: Any) -> str | None:
@@ -68,11 +74,15 @@ def image_record(
     sha256: str,
     size_bytes: int,
     content_type: str,
-    check: ImageCheck | None,
+    check: ImageCheck | VideoCheck | None,
     action: str,
     url_refreshed: bool = False,
+    poster: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every field of ``result`` (see :func:`result_fields`) plus what was stored where, and the checks."""
+    """Every field of ``result`` (see :func:`result_fields`) plus what was stored where, and the checks.
+
+    ``poster`` (a clip's poster frame: :data:`POSTER_FIELDS` and ``poster_action``) is added as is.
+    """
     return {
         **result_fields(result),
         "s3_key": s3_key,
@@ -85,12 +95,25 @@ def image_record(
         "checks": check.to_dict() if check is not None else None,
         "action": action,
         "url_refreshed": url_refreshed,
+        **(dict(poster) if poster is not None else {}),
     }
 
 
+def check_failed(record: Mapping[str, Any]) -> bool:
+    """The record's checks ran and found problems (``ok`` None means not checked, not failed)."""
+    checks = record.get("checks")
+    return isinstance(checks, Mapping) and checks.get("ok") is False
+
+
+def check_ran(record: Mapping[str, Any]) -> bool:
+    """The record's checks ran (a clip stored without PyAV has ``ok: null``: not checked)."""
+    checks = record.get("checks")
+    return isinstance(checks, Mapping) and checks.get("ok") is not None
+
+
 def checks_summary(records: Sequence[Mapping[str, Any]], settings: CheckSettings) -> dict[str, Any]:
-    checked = [r for r in records if r.get("checks") is not None]
-    failed = [r for r in checked if not r["checks"]["ok"]]
+    checked = [r for r in records if check_ran(r)]
+    failed = [r for r in checked if check_failed(r)]
     return {
         "settings": settings.to_dict(),
         "passed": len(checked) - len(failed),

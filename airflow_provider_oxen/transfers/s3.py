@@ -1,9 +1,11 @@
-"""OxenGenerationToS3Operator: store a batch of generated images in S3, checked, with one manifest.
+"""OxenGenerationToS3Operator: store generated images and video clips in S3, checked, with a manifest.
 
-Per image: look at the key (HEAD), download the result into a spool while hashing it (or
+Per file: look at the key (HEAD), download the result into a spool while hashing it (or
 re-read our own stored copy on a re-run), check it, thumbnail it, upload it unless the same
-bytes are already there. Then per batch: a contact sheet, a manifest, XComs and asset events.
-Every key is rendered and checked before the first byte is uploaded.
+bytes are already there. A video clip is checked with PyAV (the ``video`` extra) and gets a
+poster frame (its middle frame, a JPEG at ``<key>.poster.jpg``). Then per batch: a contact
+sheet, a manifest, XComs and asset events. Every key is rendered and checked before the first
+byte is uploaded.
 """
 
 from __future__ import annotations
@@ -30,17 +32,36 @@ from airflow_provider_oxen.review.checks import (
     evaluate,
 )
 from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
+from airflow_provider_oxen.review.video import (
+    POSTER_CONTENT_TYPE,
+    VIDEO_MIME_TYPES,
+    DecodedVideo,
+    ExpectedVideo,
+    VideoCheck,
+    decode_video,
+    evaluate_video,
+    is_video,
+    load_av,
+    poster_jpeg,
+    poster_key,
+)
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
     BATCH_KEY_FIELDS,
     IMAGE_KEY_FIELDS,
     KeyTemplateError,
+    check_key,
     key_value,
     normalise_prefix,
     render_key,
 )
-from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
+from airflow_provider_oxen.transfers.manifest import (
+    build_manifest,
+    check_failed,
+    image_record,
+    manifest_bytes,
+)
 from airflow_provider_oxen.transfers.spool import DEFAULT_SPOOL_BYTES, Spool
 from airflow_provider_oxen.transfers.store import (
     GENERATION_ID_META,
@@ -67,34 +88,88 @@ RUN_ID_META = "run-id"
 KIND_META = "kind"
 MANIFEST_KIND = "oxen-manifest"
 CONTACT_SHEET_KIND = "oxen-contact-sheet"
-_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+# A clip's poster frame: its own kind, the clip's generation-id, and the sha256 of the clip it shows.
+POSTER_KIND = "oxen-poster"
+SOURCE_SHA256_META = "source-sha256"
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4", "mov": "mov", "webm": "webm"}
 _UNKNOWN_EXTENSION = "bin"
 
 
-class ImageCheckFailedError(OxenError):
-    """Some stored images failed their checks (raised only with ``fail_on_check_failure=True``)."""
+def _files_noun(records: Sequence[Mapping[str, Any]]) -> str:
+    """``image(s)`` for a batch of images, ``file(s)`` once clips are in it."""
+    return "file(s)" if any(is_video(r) for r in records) else "image(s)"
 
-    def __init__(self, failures: Sequence[Mapping[str, Any]], total: int) -> None:
+
+class ImageCheckFailedError(OxenError):
+    """Some stored images or clips failed their checks (raised only with ``fail_on_check_failure=True``)."""
+
+    def __init__(self, failures: Sequence[Mapping[str, Any]], total: int, noun: str = "image(s)") -> None:
         self.failures = [dict(f) for f in failures]
         lines = [
             f"  - {f['generation_id']} ({f['s3_uri']}): {'; '.join(f['checks']['problems'])}"
             for f in failures
         ]
         super().__init__(
-            f"{len(failures)} of {total} image(s) failed their checks (all were stored and are listed "
+            f"{len(failures)} of {total} {noun} failed their checks (all were stored and are listed "
             "in the manifest):\n" + "\n".join(lines)
         )
 
 
 @dataclass(frozen=True)
 class _Planned:
-    """One image with its key, rendered and checked before anything is uploaded."""
+    """One image or clip with its key(s), rendered and checked before anything is uploaded."""
 
     index: int
     result: dict[str, Any]
     key: str
-    expected: ExpectedImage
+    expected: ExpectedImage | ExpectedVideo
     prefix: str
+    # Set for a video clip: where its poster frame goes.
+    poster_key: str | None = None
+
+    @property
+    def video(self) -> bool:
+        return self.poster_key is not None
+
+
+@dataclass(frozen=True)
+class _Poster:
+    """A clip's poster frame as stored (or found already stored)."""
+
+    key: str
+    uri: str
+    sha256: str
+    size: int
+    action: WriteAction
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "poster_s3_key": self.key,
+            "poster_s3_uri": self.uri,
+            "poster_sha256": self.sha256,
+            "poster_size_bytes": self.size,
+            "poster_action": self.action.value,
+        }
+
+
+_NO_POSTER = {
+    "poster_s3_key": None,
+    "poster_s3_uri": None,
+    "poster_sha256": None,
+    "poster_size_bytes": None,
+    "poster_action": None,
+}
+
+
+@dataclass
+class _Analysis:
+    """What looking at a file's bytes gave: the verdict, a thumbnail, its real type, a poster frame."""
+
+    check: ImageCheck | VideoCheck | None = None
+    thumbnail: Image.Image | None = None
+    mime_type: str | None = None
+    poster: bytes | None = None
+    duration_seconds: float | None = None
 
 
 def _extension(fmt: str | None) -> str:
@@ -108,14 +183,17 @@ def _sha256_text(text: Any) -> str | None:
 
 
 class OxenGenerationToS3Operator(BaseOperator):
-    """Copy Oxen generation results into S3, with checks, a contact sheet and a manifest per batch.
+    """Copy Oxen results (images, video clips) into S3, with checks, a contact sheet and a manifest per batch.
 
     Files are streamed (spooled to disk past ``spool_max_bytes``), uploaded with their
     Content-Type, metadata (``generation-id``, ``model``, ``prompt-sha256``, ``seed``,
     ``sha256``) and S3's own SHA-256 checksum, and skipped on a re-run only when the stored
     object is proven to hold the same bytes (S3's checksum, or reading it back). An expired
     result URL is refreshed once from the generation. Records and the manifest keep result
-    URLs without their (signed) query. See ``docs/transfers.md``.
+    URLs without their (signed) query. A video result (``media_type: "video"``) is checked with
+    PyAV (the ``video`` extra; without it the clip is stored and its checks say "not checked")
+    and gets a poster frame, its middle frame as a JPEG at ``<key>.poster.jpg``, recorded as
+    ``poster_s3_key`` / ``poster_s3_uri``. See ``docs/transfers.md``.
 
     :param results: result dicts from ``OxenGenerateImageOperator`` (templated; usually
         ``generate.output``), a list of such lists (mapped tasks), or generation ids.
@@ -128,16 +206,19 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param aws_conn_id: AWS connection for :class:`S3Hook`.
     :param oxen_conn_id: Oxen connection (to refresh expired result URLs).
     :param checks: True (defaults), False (off), or overrides such as
-        ``{"min_bytes": 1024, "max_bytes": 20 * 2**20, "check_dimensions": True, "check_format": True}``.
+        ``{"min_bytes": 1024, "max_bytes": 20 * 2**20, "check_dimensions": True, "check_format": True}``
+        (video clips: ``max_video_bytes``, ``check_duration``).
     :param fail_on_check_failure: raise after storing and reporting everything if any image failed.
     :param contact_sheet: build and store a contact sheet of the batch.
     :param contact_sheet_columns: thumbnails per row.
     :param contact_sheet_thumb: thumbnail edge in pixels.
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
-    :return: (XCom) one record per image: the result's fields (URLs without their query) plus
-        ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
-        ``checks``, ``action``. XComs ``manifest_uri`` and ``contact_sheet_uri`` are pushed too.
+    :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
+        plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
+        ``checks``, ``action`` (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
+        ``poster_size_bytes``, ``poster_action``). XComs ``manifest_uri`` and
+        ``contact_sheet_uri`` are pushed too.
     """
 
     template_fields: Sequence[str] = (
@@ -190,9 +271,13 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
 
-    @property
-    def _needs_bytes(self) -> bool:
-        return self.check_settings.enabled or self.contact_sheet
+    def _needs_bytes(self, item: _Planned, poster_in_place: bool) -> bool:
+        """Whether the file's bytes must be read (an image: checks or the sheet; a clip: PyAV's work)."""
+        if not item.video:
+            return self.check_settings.enabled or self.contact_sheet
+        if load_av() is None:
+            return False  # nothing to decode it with: stored unchecked, without a poster
+        return self.check_settings.enabled or self.contact_sheet or not poster_in_place
 
     def s3_hook(self) -> S3Hook:
         # Imported here: the amazon provider is an optional extra of this package.
@@ -218,11 +303,23 @@ class OxenGenerationToS3Operator(BaseOperator):
             if sheet_key is not None:
                 artefacts[sheet_key] = CONTACT_SHEET_KIND
             self._refuse_foreign_artefacts(store, artefacts)
+            posters = self._inspect_poster_keys(store, plan)
+            videos = sum(1 for item in plan if item.video)
+            if videos and load_av() is None:
+                self.log.warning(
+                    "PyAV is not installed: %d video clip(s) are stored without checks or poster frames "
+                    '(pip install "airflow-provider-oxen[video]").',
+                    videos,
+                )
             self.log.info(
-                "Storing %d image(s) under %s", len(plan), store.uri(prefix + "/" if prefix else "")
+                "Storing %d %s under %s",
+                len(plan),
+                "image(s)" if not videos else f"file(s) ({videos} video clip(s))",
+                store.uri(prefix + "/" if prefix else ""),
             )
-            outcomes = [self._transfer(item, oxen, store) for item in plan]
+            outcomes = [self._transfer(item, oxen, store, posters.get(item.poster_key)) for item in plan]
         records = [record for record, _ in outcomes]
+        noun = _files_noun(records)
 
         sheet = None
         if self.contact_sheet and sheet_key is not None:
@@ -250,17 +347,18 @@ class OxenGenerationToS3Operator(BaseOperator):
         summary = self._summary(records, manifest_uri, sheet_uri, run_id)
         self._publish(context, manifest_uri, sheet_uri, summary)
         self.log.info(
-            "Done: %d image(s), %d stored, %d replaced, %d skipped, %d failed checks; manifest %s",
+            "Done: %d %s, %d stored, %d replaced, %d skipped, %d failed checks; manifest %s",
             summary["count"],
+            noun,
             summary["stored"],
             summary["replaced"],
             summary["skipped"],
             summary["failed_checks"],
             manifest_uri,
         )
-        failures = [r for r in records if r["checks"] is not None and not r["checks"]["ok"]]
+        failures = [r for r in records if check_failed(r)]
         if failures and self.fail_on_check_failure:
-            raise ImageCheckFailedError(failures, len(records))
+            raise ImageCheckFailedError(failures, len(records), noun)
         return records
 
     # -- planning (nothing is uploaded until every key is known to be safe) ----------------------------
@@ -294,7 +392,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         plan: list[_Planned] = []
         owners: dict[str, str] = {}
         for index, result in enumerate(results):
-            expected = ExpectedImage.from_result(result)
+            video = is_video(result)
+            expected = ExpectedVideo.from_result(result) if video else ExpectedImage.from_result(result)
             if expected.format is None:
                 self.log.warning(
                     "Result %s has no output_format: its key gets extension '%s'.",
@@ -312,7 +411,11 @@ class OxenGenerationToS3Operator(BaseOperator):
             }
             key = render_key(self.key_template, values, prefix=prefix, allowed=IMAGE_KEY_FIELDS, what="key")
             _claim(owners, key, str(result["generation_id"]))
-            plan.append(_Planned(index, result, key, expected, prefix))
+            poster = None
+            if video:
+                poster = check_key(poster_key(key), prefix, what="poster key")
+                _claim(owners, poster, f"the poster frame of {result['generation_id']}")
+            plan.append(_Planned(index, result, key, expected, prefix, poster))
         batch_values = {"prefix": prefix, "run_id": run_id}
         manifest_key = render_key(
             self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
@@ -342,10 +445,36 @@ class OxenGenerationToS3Operator(BaseOperator):
                     "replace=True to overwrite it, or change manifest_key / contact_sheet_key."
                 )
 
-    # -- one image ----------------------------------------------------------------------------------
+    def _inspect_poster_keys(
+        self, store: S3ObjectStore, plan: list[_Planned]
+    ) -> dict[str | None, ExistingObject | None]:
+        """HEAD every poster key up front: one holding another generation's (or nobody's) object is
+        refused before any clip is uploaded, unless ``replace=True``."""
+        found: dict[str | None, ExistingObject | None] = {}
+        for item in plan:
+            if item.poster_key is None:
+                continue
+            existing = store.head(item.poster_key)
+            generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[
+                GENERATION_ID_META
+            ]
+            if (
+                existing is not None
+                and not self.replace
+                and existing.metadata.get(GENERATION_ID_META) != generation_id
+            ):
+                raise KeyConflictError(
+                    f"{store.uri(item.poster_key)} (the poster frame of {item.result['generation_id']}) "
+                    "already holds an object this transfer did not write for that generation; pass "
+                    "replace=True to overwrite it, or change the key template."
+                )
+            found[item.poster_key] = existing
+        return found
+
+    # -- one image or clip ---------------------------------------------------------------------------
 
     def _transfer(
-        self, item: _Planned, oxen: OxenHook, store: S3ObjectStore
+        self, item: _Planned, oxen: OxenHook, store: S3ObjectStore, poster_head: ExistingObject | None
     ) -> tuple[dict[str, Any], SheetItem]:
         result = item.result
         generation_id = str(result["generation_id"])
@@ -366,12 +495,17 @@ class OxenGenerationToS3Operator(BaseOperator):
         )
         # What S3's own checksum says about our object against the sha256 it was stored with.
         proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
-        if ours and proven and not self._needs_bytes:
+        recorded = existing.sha256 if ours and proven and existing is not None else None
+        in_place = self._poster_in_place(item, store, poster_head, recorded)
+        if ours and proven and not self._needs_bytes(item, in_place is not None):
             # Same generation, and S3's checksum proves the bytes are the ones recorded: no download.
             assert existing is not None and existing.sha256 is not None
             fetched = Fetched(existing.size, existing.sha256, existing.content_type)
-            content_type = _content_type(None, fetched, item.expected)
-            return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, None, None)
+            content_type = _content_type(item, None, fetched)
+            analysis = _Analysis()
+            if item.video and self.check_settings.enabled:
+                analysis.check = VideoCheck.not_checked()  # only without PyAV: else the bytes are read
+            return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, analysis, in_place)
 
         with Spool(self.spool_max_bytes) as spool:
             stored_copy = None
@@ -387,11 +521,9 @@ class OxenGenerationToS3Operator(BaseOperator):
                     (existing.sha256 or "")[:12],
                 )
             fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
-            decoded, thumbnail = self._decode(spool) if self._needs_bytes else (None, None)
-            check = None
-            if self.check_settings.enabled and decoded is not None:
-                check = evaluate(decoded, fetched.size, item.expected, self.check_settings)
-            content_type = _content_type(decoded, fetched, item.expected)
+            in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
+            analysis = self._analyse(item, spool, fetched.size, in_place is not None)
+            content_type = _content_type(item, analysis.mime_type, fetched)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
             elif ours:
@@ -409,7 +541,64 @@ class OxenGenerationToS3Operator(BaseOperator):
                     content_type=content_type,
                     metadata={**metadata, SHA256_META: fetched.sha256},
                 )
-        return self._report(item, store, action, fetched, content_type, check, thumbnail)
+        poster = in_place
+        if analysis.poster is not None:
+            # After the clip: a poster frame always describes the clip stored at its key.
+            poster = self._store_poster(
+                item, store, poster_head, analysis.poster, metadata, owner, fetched.sha256
+            )
+        return self._report(item, store, action, fetched, content_type, analysis, poster)
+
+    # -- a clip's poster frame -------------------------------------------------------------------------
+
+    def _poster_in_place(
+        self, item: _Planned, store: S3ObjectStore, head: ExistingObject | None, clip_sha256: str | None
+    ) -> _Poster | None:
+        """The clip's poster frame, if one this transfer stored for exactly these clip bytes is at its key
+        (S3's checksum proving it holds the bytes its metadata records)."""
+        if item.poster_key is None or head is None or clip_sha256 is None or head.sha256 is None:
+            return None
+        generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[GENERATION_ID_META]
+        if (
+            head.metadata.get(GENERATION_ID_META) != generation_id
+            or head.metadata.get(KIND_META) != POSTER_KIND
+            or head.metadata.get(SOURCE_SHA256_META) != clip_sha256
+            or head.content_matches(head.sha256) is not True
+        ):
+            return None
+        return _Poster(
+            item.poster_key, store.uri(item.poster_key), head.sha256, head.size, WriteAction.SKIPPED
+        )
+
+    def _store_poster(
+        self,
+        item: _Planned,
+        store: S3ObjectStore,
+        head: ExistingObject | None,
+        data: bytes,
+        metadata: dict[str, str],
+        owner: tuple[str, str],
+        clip_sha256: str,
+    ) -> _Poster:
+        """Upload the poster frame unless the object at its key is proven to hold these bytes."""
+        key = item.poster_key
+        assert key is not None
+        sha256 = hashlib.sha256(data).hexdigest()
+        same = head is not None and store.holds(key, head, sha256, len(data))
+        action = plan_write(head, same_content=same, owner=owner, replace=self.replace, uri=store.uri(key))
+        if action is not WriteAction.SKIPPED:
+            store.upload(
+                data,
+                key,
+                content_type=POSTER_CONTENT_TYPE,
+                metadata={
+                    **metadata,
+                    KIND_META: POSTER_KIND,
+                    SOURCE_SHA256_META: clip_sha256,
+                    SHA256_META: sha256,
+                },
+            )
+        return _Poster(key, store.uri(key), sha256, len(data), action)
 
     def _stored_copy(
         self, item: _Planned, existing: ExistingObject | None, store: S3ObjectStore, spool: Spool
@@ -430,6 +619,23 @@ class OxenGenerationToS3Operator(BaseOperator):
         )
         return None
 
+    def _analyse(self, item: _Planned, spool: Spool, size: int, poster_in_place: bool) -> _Analysis:
+        """Check, thumbnail and (a clip) take the poster frame of the spooled file, as far as needed."""
+        if not self._needs_bytes(item, poster_in_place):
+            analysis = _Analysis()
+            if item.video and self.check_settings.enabled:
+                analysis.check = VideoCheck.not_checked()
+            return analysis
+        if item.video:
+            return self._analyse_video(item, spool, size)
+        decoded, thumbnail = self._decode(spool)
+        check = None
+        if self.check_settings.enabled:
+            assert isinstance(item.expected, ExpectedImage)
+            check = evaluate(decoded, size, item.expected, self.check_settings)
+        mime_type = decoded.mime_type if decoded.error is None else None
+        return _Analysis(check=check, thumbnail=thumbnail, mime_type=mime_type)
+
     def _decode(self, spool: Spool) -> tuple[DecodedImage, Image.Image | None]:
         thumbnails: list[Image.Image] = []
 
@@ -441,6 +647,27 @@ class OxenGenerationToS3Operator(BaseOperator):
         decoded = decode_image(cast("IO[bytes]", spool), on_decoded=keep_thumbnail)
         return decoded, thumbnails[0] if thumbnails else None
 
+    def _analyse_video(self, item: _Planned, spool: Spool, size: int) -> _Analysis:
+        """Decode the clip with PyAV: from the spool's file on disk by path (FFmpeg reads it in small
+        blocks), else from the in-memory spool; every frame is decoded only when the checks run."""
+        assert isinstance(item.expected, ExpectedVideo)
+        analysis = _Analysis()
+
+        def keep_poster(image: Image.Image) -> None:
+            analysis.poster = poster_jpeg(image)
+            if self.contact_sheet:
+                analysis.thumbnail = make_thumbnail(image, self.contact_sheet_thumb)
+
+        source: str | IO[bytes] = spool.path or cast("IO[bytes]", spool)
+        decoded: DecodedVideo = decode_video(
+            source, on_poster=keep_poster, decode_all=self.check_settings.enabled
+        )
+        if self.check_settings.enabled:
+            analysis.check = evaluate_video(decoded, size, item.expected, self.check_settings)
+        analysis.mime_type = decoded.mime_type if decoded.error is None else None
+        analysis.duration_seconds = decoded.duration_seconds
+        return analysis
+
     def _report(
         self,
         item: _Planned,
@@ -448,12 +675,16 @@ class OxenGenerationToS3Operator(BaseOperator):
         action: WriteAction,
         fetched: Fetched,
         content_type: str,
-        check: ImageCheck | None,
-        thumbnail: Image.Image | None,
+        analysis: _Analysis,
+        poster: _Poster | None = None,
     ) -> tuple[dict[str, Any], SheetItem]:
         uri = store.uri(item.key)
+        check = analysis.check
+        result = item.result
+        if not result.get("media_type"):  # an older result: brought to the current shape
+            result = {**result, "media_type": "video" if item.video else "image"}
         record = image_record(
-            item.result,
+            result,
             s3_key=item.key,
             s3_uri=uri,
             s3_prefix=item.prefix,
@@ -463,10 +694,11 @@ class OxenGenerationToS3Operator(BaseOperator):
             check=check,
             action=action.value,
             url_refreshed=fetched.refreshed,
+            poster=(poster.fields() if poster is not None else _NO_POSTER) if item.video else None,
         )
         verdict = check.summary() if check is not None else "not run"
         self.log.log(
-            logging.WARNING if check is not None and not check.ok else logging.INFO,
+            logging.WARNING if check is not None and check.ok is False else logging.INFO,
             "%-8s %s (%d bytes, sha256 %s…, checks: %s)%s",
             action.value,
             uri,
@@ -475,12 +707,26 @@ class OxenGenerationToS3Operator(BaseOperator):
             verdict,
             f" [result URL refreshed after {fetched.refresh_reason}]" if fetched.refreshed else "",
         )
+        if poster is not None:
+            self.log.info(
+                "%-8s %s (poster frame, %d bytes, sha256 %s…)",
+                poster.action.value,
+                poster.uri,
+                poster.size,
+                poster.sha256[:12],
+            )
+        duration = analysis.duration_seconds
+        if duration is None and isinstance(item.expected, ExpectedVideo):
+            duration = item.expected.duration_seconds
         sheet_item = SheetItem(
-            image=thumbnail,
+            image=analysis.thumbnail,
             generation_id=str(item.result["generation_id"]),
             prompt=item.result.get("prompt"),
             ok=check.ok if check is not None else None,
             problems=tuple(check.problems) if check is not None else (),
+            media_type="video" if item.video else "image",
+            duration_seconds=duration,
+            note=check.note if isinstance(check, VideoCheck) else None,
         )
         return record, sheet_item
 
@@ -517,7 +763,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             "stored": actions.count(WriteAction.STORED.value),
             "replaced": actions.count(WriteAction.REPLACED.value),
             "skipped": actions.count(WriteAction.SKIPPED.value),
-            "failed_checks": sum(1 for r in records if r["checks"] is not None and not r["checks"]["ok"]),
+            "failed_checks": sum(1 for r in records if check_failed(r)),
             "manifest_uri": manifest_uri,
             "contact_sheet_uri": sheet_uri,
             "run_id": run_id,
@@ -547,7 +793,7 @@ def _claim(owners: dict[str, str], key: str, owner: str) -> None:
     if key in owners:
         raise KeyTemplateError(
             f"{owners[key]} and {owner} would both be written to {key!r}: make the key template "
-            "unique per image (use {generation_id} or {index})",
+            "unique per image or clip (use {generation_id} or {index})",
             field="key_template",
         )
     owners[key] = owner
@@ -562,11 +808,12 @@ def _run_id(context: Context) -> str:
     return str(run_id)
 
 
-def _content_type(decoded: DecodedImage | None, fetched: Fetched, expected: ExpectedImage) -> str:
+def _content_type(item: _Planned, decoded_mime_type: str | None, fetched: Fetched) -> str:
     """What the bytes are (as decoded) beats what the server said, which beats what was asked for."""
-    if decoded is not None and decoded.error is None and decoded.mime_type:
-        return decoded.mime_type
+    if decoded_mime_type:
+        return decoded_mime_type
     served = (fetched.content_type or "").split(";", 1)[0].strip().lower()
-    if served.startswith("image/"):
+    if served.startswith("video/" if item.video else "image/"):
         return served
-    return MIME_TYPES.get(expected.format or "", "application/octet-stream")
+    types = VIDEO_MIME_TYPES if item.video else MIME_TYPES
+    return types.get(item.expected.format or "", "application/octet-stream")

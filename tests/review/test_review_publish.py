@@ -265,7 +265,7 @@ def test_publish_refuses_a_missing_image_that_was_not_published(s3_client: Any, 
 @pytest.mark.parametrize(
     ("approved_prefix", "message"),
     [
-        (PREFIX, "which is the stored image of record"),  # published onto the originals
+        (PREFIX, "which is a stored file of record"),  # published onto the originals
         ("", "approved_prefix must not be empty"),
     ],
 )
