@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -201,13 +201,6 @@ def render_edit(spec: ImageSpec) -> bytes:
     )
     draw_prompt(image, spec.prompt, f"{spec.model} · edit · {spec.generation_id} · seed {spec.seed}")
     return _encode(image, spec.fmt)
-
-
-def mean_difference(first: Image.Image, second: Image.Image) -> float:
-    """Mean absolute per-channel difference of two same-size images (0-255)."""
-    diff = ImageChops.difference(first.convert("RGB"), second.convert("RGB")).convert("L")
-    histogram = diff.histogram()
-    return sum(level * count for level, count in enumerate(histogram)) / max(1, sum(histogram))
 
 
 class MediaCache:

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_oxen.emulator import EmulatorConfig, EmulatorHandle, run_emulator_in_thread
 
-from .helpers import API_KEY, AUTH, PLAIN
+from .helpers import API_KEY, AUTH, PLAIN, InputServer
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +37,11 @@ def base_url(emu: EmulatorHandle) -> str:
 def client(base_url: str, module_client: httpx.Client) -> httpx.Client:
     """An authenticated client for the freshly reset emulator."""
     return module_client
+
+
+@pytest.fixture(scope="session")
+def input_server() -> Iterator[InputServer]:
+    """A local HTTP server for input images (what edit and image-to-video models fetch)."""
+    server = InputServer()
+    yield server
+    server.close()

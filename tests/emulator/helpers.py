@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import io
 import json
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from PIL import Image
+from PIL import Image, ImageChops
 
 API_KEY = "emu-test-key-3b9d1f0c"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -96,3 +99,88 @@ async def collect_completions(response: httpx.Response, wanted: set[str], timeou
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(read(), timeout)
     return seen
+
+
+def png_bytes(size: tuple[int, int], colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:
+    """A test input: a solid picture with a lighter square in its middle (so a crop shows)."""
+    image = Image.new("RGB", size, colour)
+    width, height = size
+    lighter = tuple(min(255, channel + 80) for channel in colour)
+    image.paste(lighter, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+class InputServer:
+    """A plain HTTP server on 127.0.0.1 serving registered bytes (the inputs a model fetches)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.hits: list[str] = []
+        files, hits = self.files, self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                entry = files.get(self.path.partition("?")[0])
+                if entry is None:
+                    self.send_error(404)
+                    return
+                body, content_type = entry
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="input-server", daemon=True)
+        self._thread.start()
+
+    def add(self, path: str, body: bytes, content_type: str = "image/png") -> str:
+        """Serve ``body`` at ``path``; returns its URL."""
+        self.files[path] = (body, content_type)
+        return f"{self.url}{path}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def closed_port_url(path: str = "/missing.png") -> str:
+    """A URL on a loopback port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def mean_difference(first: Image.Image, second: Image.Image) -> float:
+    """Mean absolute per-channel difference (0-255) of two same-size images."""
+    diff = ImageChops.difference(first.convert("RGB"), second.convert("RGB")).convert("L")
+    histogram = diff.histogram()
+    return sum(level * count for level, count in enumerate(histogram)) / max(1, sum(histogram))
+
+
+def decode_video(data: bytes) -> tuple[dict[str, Any], list[Image.Image]]:
+    """Facts about an MP4 (codec, pixel format, size, streams) and its decoded frames, via PyAV."""
+    import av
+
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        facts: dict[str, Any] = {
+            "format": container.format.name,
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "size": (stream.codec_context.width, stream.codec_context.height),
+            "rate": stream.average_rate,
+            "streams": sorted(s.type for s in container.streams),
+        }
+        frames = [frame.to_image() for frame in container.decode(video=0)]
+    return facts, frames

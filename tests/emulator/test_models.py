@@ -142,3 +142,96 @@ def test_sync_accepts_the_slashed_model_id_in_the_body(client: httpx.Client) -> 
     assert image.size == (1536, 1024)
     details = client.get("/api/ai/generations", params={"model": GPT_IMAGE}).json()
     assert details["count"] == 1 and details["total_cost"] == "0.0400"
+
+
+def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Client) -> None:
+    by_id = {model["id"]: model for model in client.get("/api/ai/models").json()["data"]}
+    for model_id in EDIT_MODELS:
+        model = by_id[model_id]
+        assert model["endpoint"] == "/images/edit"
+        assert model["capabilities"] == {"input": ["text", "image"], "output": ["image"]}
+        assert set(model["pricing"]) == {"per_image", "currency"}
+        schema = model["request_schema"]
+        Draft202012Validator.check_schema(schema)
+        assert (
+            set(schema["required"]) == {"prompt", "input_image"} and schema["additionalProperties"] is False
+        )
+    assert by_id["qwen-image-edit"]["pricing"]["per_image"] == "0.0300"
+    assert by_id["qwen-image-edit"]["request_schema"]["properties"]["input_image"]["type"] == "string"
+    nano_input = by_id["nano-banana-2-edit"]["request_schema"]["properties"]["input_image"]
+    assert (nano_input["type"], nano_input["minItems"], nano_input["maxItems"]) == ("array", 1, 4)
+
+    for model_id in VIDEO_MODELS:
+        model = by_id[model_id]
+        assert model["endpoint"] == "/videos/generate" and model["capabilities"]["output"] == ["video"]
+        pricing = model["pricing"]
+        assert set(pricing) == {"per_second", "currency"} and len(pricing["per_second"].split(".")[1]) == 4
+        schema = model["request_schema"]
+        Draft202012Validator.check_schema(schema)
+        properties = schema["properties"]
+        assert properties["duration"] == {
+            "type": "integer",
+            "minimum": 3,
+            "maximum": 10,
+            "default": 5,
+            "description": "Length in seconds.",
+        }
+        assert properties["aspect_ratio"]["enum"] == ["16:9", "9:16", "1:1"]
+        assert properties["generate_audio"]["type"] == "boolean" and "seed" in properties
+        assert properties["multi_prompt"]["type"] == "array"
+        assert schema["oneOf"] == [{"required": ["prompt"]}, {"required": ["multi_prompt"]}]
+    t2v = by_id["kling-video-v2-6-pro-text-to-video"]
+    assert t2v["capabilities"]["input"] == ["text"] and t2v["pricing"]["per_second"] == "0.0700"
+    assert "input_image" not in t2v["request_schema"]["properties"]
+    i2v = by_id["kling-video-o3-pro-reference-to-video"]
+    assert i2v["capabilities"]["input"] == ["text", "image"]
+    assert i2v["request_schema"]["required"] == ["input_image"]
+    # A client validating with the published schema gets the same answers as the emulator.
+    validator = Draft202012Validator(t2v["request_schema"])
+    assert validator.is_valid({"prompt": "x", "duration": 3})
+    assert validator.is_valid({"multi_prompt": ["a", "b"]})
+    assert not validator.is_valid({"prompt": "x", "multi_prompt": ["a"]})
+    assert not validator.is_valid({"duration": 5})
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ("videos", VIDEO_MODELS),
+        ("video", VIDEO_MODELS),
+        ("/videos/generate", VIDEO_MODELS),
+        ("text_to_video", {"kling-video-v2-6-pro-text-to-video"}),
+        ("image_to_video", {"kling-video-o3-pro-reference-to-video"}),
+        ("images/edit", EDIT_MODELS),
+        ("image_to_image", EDIT_MODELS),
+        ("text_to_image", IMAGE_MODELS),
+        ("images/generate", IMAGE_MODELS),
+        ("image", IMAGE_MODELS | EDIT_MODELS),
+        ("chat/completions", {"gpt-oss-120b"}),
+    ],
+)
+def test_action_filter(client: httpx.Client, action: str, expected: set[str]) -> None:
+    data = client.get("/api/ai/models", params={"action": action}).json()["data"]
+    assert {model["id"] for model in data} == expected
+
+
+def test_search_finds_edit_and_video_models(client: httpx.Client) -> None:
+    def search(text: str) -> set[str]:
+        return {
+            model["id"]
+            for model in client.get("/api/ai/models/search", params={"search": text}).json()["data"]
+        }
+
+    assert search("kling") == VIDEO_MODELS
+    assert search("edit") == EDIT_MODELS
+    assert search("banana") == {"nano-banana-2", "nano-banana-2-edit"}
+    assert [
+        m["id"] for m in client.get("/api/ai/models", params={"developer_name": "Kuaishou"}).json()["data"]
+    ] == [
+        "kling-video-v2-6-pro-text-to-video",
+        "kling-video-o3-pro-reference-to-video",
+    ]
+    assert (
+        client.get("/api/ai/models/kling-video-o3-pro-reference-to-video").json()["endpoint"]
+        == "/videos/generate"
+    )

@@ -1,0 +1,259 @@
+"""Edit models (image-to-image): the input image is fetched over HTTP and comes back visibly changed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.emulator.images import ImageSpec, render_edit
+from tests.fixtures import moto_s3_server
+
+from .helpers import (
+    AUTH,
+    PLAIN,
+    InputServer,
+    assert_error,
+    closed_port_url,
+    control,
+    enqueue,
+    mean_difference,
+    open_image,
+    png_bytes,
+    sse_events,
+    wait_for_status,
+)
+
+QWEN = "qwen-image-edit"
+NANO_EDIT = "nano-banana-2-edit"
+# Clearly changed: the mean per-channel difference from the input (0-255).
+VISIBLY = 25
+
+
+@pytest.fixture
+def blue_input(input_server: InputServer) -> tuple[str, bytes]:
+    data = png_bytes((400, 300), (20, 40, 160))
+    return input_server.add("/inputs/blue.png", data), data
+
+
+def test_queue_edit_fetches_the_input_and_changes_it_visibly(
+    client: httpx.Client, input_server: InputServer, blue_input: tuple[str, bytes]
+) -> None:
+    url, data = blue_input
+    hits_before = input_server.hits.count("/inputs/blue.png")
+    (gid,) = enqueue(client, model=QWEN, prompt="make it sunset orange", input_image=url, seed=3)
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["status"] == "succeeded", row
+    assert row["media_type"] == "image" and row["model_name"] == QWEN
+    assert input_server.hits.count("/inputs/blue.png") == hits_before + 1
+
+    download = PLAIN.get(row["result_url"])
+    assert download.headers["content-type"] == "image/png"
+    assert "/image-0.png?" in row["result_url"]
+    edited, original = open_image(download.content), open_image(data)
+    assert (edited.format, edited.size) == ("PNG", original.size)
+    assert mean_difference(edited, original) > VISIBLY
+    details = client.get(f"/api/ai/generations/{gid}").json()
+    assert details["cost"] == "0.0300" and details["parameters"]["input_image"] == url
+
+
+def test_sync_edit_answers_like_generate_and_keeps_the_input_size(
+    client: httpx.Client, input_server: InputServer
+) -> None:
+    first = input_server.add("/inputs/wide.jpg", png_bytes((640, 360), (200, 30, 30), "JPEG"), "image/jpeg")
+    second = input_server.add("/inputs/ref.png", png_bytes((100, 100), (30, 200, 30)))
+    response = client.post(
+        "/api/ai/images/edit",
+        json={
+            "model": NANO_EDIT,
+            "prompt": "put the green thing on the red one",
+            "input_image": [first, second],
+            "output_format": "jpeg",
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"model", "created", "images"} and body["model"] == NANO_EDIT
+    (item,) = body["images"]
+    edited = open_image(PLAIN.get(item["url"]).content)
+    assert (edited.format, edited.size) == ("JPEG", (640, 360))
+    assert mean_difference(edited, open_image(input_server.files["/inputs/wide.jpg"][0])) > VISIBLY
+
+    b64 = client.post(
+        "/api/ai/images/edit",
+        json={"model": QWEN, "prompt": "grey", "input_image": second, "response_format": "b64_json"},
+    )
+    assert b64.status_code == 200, b64.text
+    image = open_image(base64.b64decode(b64.json()["images"][0]["b64_json"]))
+    assert image.size == (100, 100)
+    history = client.get("/api/ai/generations", params={"model": NANO_EDIT}).json()
+    assert history["count"] == 1 and history["total_cost"] == "0.0390"
+
+
+def test_edits_are_deterministic_per_generation() -> None:
+    data = png_bytes((64, 48), (128, 128, 128))
+    spec = ImageSpec("tint", 5, 0, 0, "png", QWEN, "gen-1", inputs=(data,))
+    assert render_edit(spec) == render_edit(spec)
+    other = ImageSpec("tint", 5, 0, 0, "png", QWEN, "gen-2", inputs=(data,))
+    assert render_edit(other) != render_edit(spec)
+    # A grey input changes colour too (not only the text drawn on it).
+    assert mean_difference(open_image(render_edit(spec)), open_image(data)) > VISIBLY
+
+
+def test_a_presigned_s3_url_works_and_its_signature_never_shows() -> None:
+    import boto3
+
+    from airflow_provider_oxen.emulator import EmulatorConfig, run_emulator_in_thread
+
+    with moto_s3_server() as s3_url, run_emulator_in_thread(EmulatorConfig(render_seconds=0.01)) as emu:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="inputs")
+        s3.put_object(Bucket="inputs", Key="in/pic one.png", Body=png_bytes((120, 80), (10, 10, 90)))
+        presigned = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "inputs", "Key": "in/pic one.png"}, ExpiresIn=600
+        )
+        assert "X-Amz-Signature=" in presigned or "Signature=" in presigned
+        with httpx.Client(base_url=emu.url, headers=AUTH, timeout=10) as http:
+            response = http.post(
+                "/api/ai/images/edit", json={"model": QWEN, "prompt": "brighter", "input_image": presigned}
+            )
+            assert response.status_code == 200, response.text
+            assert open_image(PLAIN.get(response.json()["images"][0]["url"]).content).size == (120, 80)
+
+            missing = presigned.replace("pic%20one.png", "nothing.png")
+            assert missing != presigned
+            bad = http.post(
+                "/api/ai/images/edit", json={"model": QWEN, "prompt": "x", "input_image": missing}
+            )
+            detail = assert_error(bad, 400, "invalid_params", "input_image: could not fetch", "HTTP 404")
+            assert "Signature" not in detail and "?" not in detail and "Credential" not in detail
+
+
+def test_an_unreachable_input_fails_the_queued_generation(client: httpx.Client, base_url: str) -> None:
+    control(base_url, "POST", "/config", {"credits": "1.0000"})
+    (gid,) = enqueue(
+        client, model=QWEN, prompt="x", input_image=closed_port_url("/gone.png?X-Amz-Signature=s3cr3t")
+    )
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["status"] == "failed"
+    message = row["error_message"]
+    assert message.startswith("input_image: could not fetch http://127.0.0.1:") and "/gone.png" in message
+    assert "s3cr3t" not in message
+    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.0000"
+    assert control(base_url, "GET", "/config")["credits"] == "1.0000"  # held, then given back
+
+
+@pytest.mark.asyncio
+async def test_an_input_that_is_not_an_image_fails_with_a_failure_event(
+    base_url: str, input_server: InputServer
+) -> None:
+    text = input_server.add("/inputs/page.html", b"<html>not a picture</html>", "text/html")
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        response = await http.post(
+            "/api/ai/queue",
+            json={"model": NANO_EDIT, "prompt": "x", "input_image": [text], "num_generations": 1},
+        )
+        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
+        event: dict[str, Any] = {}
+
+        async def read() -> None:
+            async for name, data in sse_events(stream):
+                if name == "media_generation_completed" and data["generation_id"] == gid:
+                    event.update(data)
+                    return
+
+        await asyncio.wait_for(read(), 5)
+    assert event["status"] == "failed" and event["media_type"] == "image"
+    assert event["error"].startswith("input_image[0]: ") and "not a readable image" in event["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        ({"model": QWEN, "prompt": "x"}, ["input_image", "required"]),
+        ({"model": QWEN, "prompt": "x", "input_image": ["http://a/b.png"]}, ["input_image", "string"]),
+        ({"model": QWEN, "prompt": "x", "input_image": "file:///etc/passwd"}, ["input_image"]),
+        ({"model": QWEN, "prompt": "", "input_image": "http://a/b.png"}, ["Prompt cannot be empty"]),
+        ({"model": NANO_EDIT, "prompt": "x", "input_image": "http://a/b.png"}, ["input_image", "array"]),
+        ({"model": NANO_EDIT, "prompt": "x", "input_image": []}, ["input_image"]),
+        ({"model": NANO_EDIT, "prompt": "x", "input_image": ["http://a/b.png"] * 5}, ["input_image"]),
+        ({"model": "ideogram-v4", "prompt": "x"}, ["ideogram-v4", "not an image-editing model"]),
+        (
+            {"model": "kling-video-v2-6-pro-text-to-video", "prompt": "x"},
+            ["not an image-editing model", "/videos/generate"],
+        ),
+    ],
+    ids=[
+        "missing",
+        "array-for-one",
+        "not-http",
+        "empty-prompt",
+        "string-for-array",
+        "empty-array",
+        "five-inputs",
+        "generate-model",
+        "video-model",
+    ],
+)
+def test_sync_edit_rejects_bad_requests_at_once(
+    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
+) -> None:
+    assert_error(client.post("/api/ai/images/edit", json=body), 400, "invalid_params", *fragments)
+    assert control(base_url, "GET", "/stats")["generations_created"] == 0
+
+
+def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
+    client: httpx.Client, base_url: str, input_server: InputServer
+) -> None:
+    unreachable = {"model": QWEN, "prompt": "x", "input_image": closed_port_url()}
+    assert_error(
+        client.post("/api/ai/images/edit", json=unreachable),
+        400,
+        "invalid_params",
+        "input_image: could not fetch",
+    )
+    good = input_server.add("/inputs/ok.png", png_bytes((50, 50), (1, 2, 3)))
+    missing = {
+        "model": NANO_EDIT,
+        "prompt": "x",
+        "input_image": [good, f"{input_server.url}/inputs/nope.png"],
+    }
+    assert_error(
+        client.post("/api/ai/images/edit", json=missing), 400, "invalid_params", "input_image[1]:", "HTTP 404"
+    )
+    stats = control(base_url, "GET", "/stats")
+    assert stats["generations_created"] == 0 and stats["credits_spent"] == "0.0000"
+
+
+def test_edit_models_are_not_text_to_image(client: httpx.Client) -> None:
+    response = client.post("/api/ai/images/generate", json={"model": QWEN, "prompt": "x"})
+    assert_error(response, 400, "invalid_params", QWEN, "/api/ai/images/edit")
+
+
+def test_faults_apply_to_edits(client: httpx.Client, base_url: str, blue_input: tuple[str, bytes]) -> None:
+    url, _ = blue_input
+    control(
+        base_url, "POST", "/faults", {"type": "generation_failure", "model": QWEN, "error_message": "melted"}
+    )
+    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": NANO_EDIT})
+    (failed,) = enqueue(client, model=QWEN, prompt="x", input_image=url)
+    (stalled,) = enqueue(client, model=NANO_EDIT, prompt="x", input_image=[url])
+    assert wait_for_status(client, failed, {"succeeded", "failed"})["error_message"] == "melted"
+    wait_for_status(client, stalled, {"processing"})
+    control(base_url, "POST", "/config", {"render_seconds": 0.01})
+    (normal,) = enqueue(client, model=NANO_EDIT, prompt="x", input_image=[url])
+    wait_for_status(client, normal, {"succeeded"})
+    assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
+    assert client.delete(f"/api/ai/queue/{stalled}").status_code == 200

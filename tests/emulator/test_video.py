@@ -1,0 +1,255 @@
+"""Video models: real H.264 MP4 files (frame count = duration x 8), priced per second, through the
+queue (rows and events say ``media_type: video``) and the sync ``/api/ai/videos/generate``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_oxen.emulator.__main__ import parse_args
+
+from .helpers import (
+    AUTH,
+    PLAIN,
+    InputServer,
+    assert_error,
+    closed_port_url,
+    control,
+    decode_video,
+    enqueue,
+    mean_difference,
+    open_image,
+    png_bytes,
+    sse_events,
+    wait_for_status,
+)
+
+T2V = "kling-video-v2-6-pro-text-to-video"
+I2V = "kling-video-o3-pro-reference-to-video"
+FPS = 8
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _download(url: str) -> bytes:
+    response = PLAIN.get(url, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    return response.content
+
+
+@pytest.mark.asyncio
+async def test_queued_video_is_a_real_mp4_and_says_video_everywhere(base_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=10) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        response = await http.post(
+            "/api/ai/queue",
+            json={"model": T2V, "prompt": "a paper boat on a river", "duration": 3, "aspect_ratio": "9:16"},
+        )
+        assert response.status_code == 200, response.text
+        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
+        listed = (await http.get("/api/ai/queue", params={"media_type": "video"})).json()
+        assert [row["generation_id"] for row in listed["generations"]] == [gid]
+        assert listed["generations"][0]["media_type"] == "video"
+        event: dict[str, Any] = {}
+
+        async def read() -> None:
+            async for name, data in sse_events(stream):
+                if name == "media_generation_completed" and data["generation_id"] == gid:
+                    event.update(data)
+                    return
+
+        await asyncio.wait_for(read(), 10)
+        row = (await http.get(f"/api/ai/queue/{gid}")).json()
+        details = (await http.get(f"/api/ai/generations/{gid}")).json()
+        images_only = (await http.get("/api/ai/generations", params={"media_type": "image"})).json()
+
+    assert event["status"] == "succeeded" and event["media_type"] == "video" and event["model"] == T2V
+    assert row["status"] == "succeeded" and row["media_type"] == "video" and row["model_name"] == T2V
+    assert "/video-0.mp4?" in row["result_url"] and "/video-0.mp4?" in event["url"]
+    assert details["cost"] == "0.2100" and details["media_type"] == "video"  # 0.0700 x 3 s
+    assert images_only["count"] == 0
+
+    facts, frames = decode_video(_download(event["url"]))
+    assert facts["format"].startswith("mov,mp4")
+    assert (facts["codec"], facts["pix_fmt"], facts["size"]) == ("h264", "yuv420p", (180, 320))
+    assert facts["rate"] == FPS and facts["streams"] == ["audio", "video"]  # generate_audio defaults to true
+    assert len(frames) == 3 * FPS
+    # Frames differ visibly: a bar sweeps across and the caption's clock runs.
+    assert mean_difference(frames[1], frames[-1]) > 3
+
+
+def test_sync_video_with_multi_prompt(client: httpx.Client, base_url: str) -> None:
+    response = client.post(
+        "/api/ai/videos/generate",
+        json={
+            "model": T2V,
+            "multi_prompt": ["a seed in the soil", "a sprout", "a tree"],
+            "duration": 4,
+            "aspect_ratio": "1:1",
+            "generate_audio": False,
+            "seed": 11,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"model", "created", "videos"} and body["model"] == T2V
+    (item,) = body["videos"]
+    facts, frames = decode_video(_download(item["url"]))
+    assert facts["size"] == (240, 240) and facts["streams"] == ["video"] and len(frames) == 4 * FPS
+    assert control(base_url, "GET", "/stats")["videos_created"] == 1
+
+    (details,) = client.get("/api/ai/generations", params={"model": T2V}).json()["generations"]
+    assert details["cost"] == "0.2800" and details["source"] == "sync" and details["prompt"] is None
+    assert details["parameters"]["multi_prompt"][2] == "a tree"
+
+    b64 = client.post(
+        "/api/ai/videos/generate", json={"model": T2V, "prompt": "rain", "response_format": "b64_json"}
+    )
+    assert b64.status_code == 200, b64.text
+    facts, frames = decode_video(base64.b64decode(b64.json()["videos"][0]["b64_json"]))
+    assert facts["size"] == (320, 180) and len(frames) == 5 * FPS  # the defaults: 16:9, 5 s
+
+
+def test_image_to_video_starts_from_the_fetched_input(
+    client: httpx.Client, input_server: InputServer
+) -> None:
+    data = png_bytes((640, 360), (200, 60, 20))
+    url = input_server.add("/inputs/first-frame.png", data)
+    (gid,) = enqueue(client, model=I2V, prompt="the square flies away", input_image=url, duration=3)
+    row = wait_for_status(client, gid, {"succeeded", "failed"}, timeout=10)
+    assert row["status"] == "succeeded", row
+    assert input_server.hits.count("/inputs/first-frame.png") >= 1
+    facts, frames = decode_video(_download(row["result_url"]))
+    assert facts["size"] == (320, 180) and len(frames) == 3 * FPS
+    # The first frame is the input (scaled to the frame; lossy H.264), later ones are not.
+    expected = open_image(data).resize((320, 180))
+    assert mean_difference(frames[0], expected) < 12
+    assert mean_difference(frames[-1], expected) > mean_difference(frames[0], expected) + 3
+    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.3360"  # 0.1120 x 3 s
+
+
+def test_image_to_video_with_an_unreachable_input(client: httpx.Client) -> None:
+    (gid,) = enqueue(client, model=I2V, prompt="x", input_image=closed_port_url())
+    row = wait_for_status(client, gid, {"succeeded", "failed"}, timeout=10)
+    assert row["status"] == "failed" and row["error_message"].startswith("input_image: could not fetch")
+    response = client.post(
+        "/api/ai/videos/generate", json={"model": I2V, "prompt": "x", "input_image": closed_port_url()}
+    )
+    assert_error(response, 400, "invalid_params", "input_image: could not fetch")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragments"),
+    [
+        ({"model": T2V, "prompt": "a", "multi_prompt": ["b"]}, ["multi_prompt", "not both"]),
+        ({"model": T2V}, ["Prompt cannot be empty"]),
+        ({"model": T2V, "prompt": "  "}, ["Prompt cannot be empty"]),
+        ({"model": T2V, "multi_prompt": ["a", " "]}, ["multi_prompt"]),
+        ({"model": T2V, "multi_prompt": "a"}, ["multi_prompt", "array"]),
+        ({"model": T2V, "prompt": "a", "duration": 11}, ["duration", "10"]),
+        ({"model": T2V, "prompt": "a", "duration": "5"}, ["duration", "integer"]),
+        ({"model": T2V, "prompt": "a", "aspect_ratio": "4:3"}, ["aspect_ratio", "16:9"]),
+        ({"model": T2V, "prompt": "a", "generate_audio": "yes"}, ["generate_audio"]),
+        ({"model": T2V, "prompt": "a", "input_image": "http://a/b.png"}, ["input_image", T2V]),
+        ({"model": I2V, "prompt": "a"}, ["input_image", "required"]),
+        ({"model": "ideogram-v4", "prompt": "a"}, ["ideogram-v4", "does not generate video"]),
+    ],
+    ids=[
+        "both-prompts",
+        "no-prompt",
+        "blank-prompt",
+        "blank-shot",
+        "shots-not-array",
+        "too-long",
+        "duration-string",
+        "aspect-ratio",
+        "audio-flag",
+        "t2v-has-no-input",
+        "i2v-needs-input",
+        "image-model",
+    ],
+)
+def test_sync_video_rejects_bad_requests_at_once(
+    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
+) -> None:
+    assert_error(client.post("/api/ai/videos/generate", json=body), 400, "invalid_params", *fragments)
+    assert control(base_url, "GET", "/stats")["generations_created"] == 0
+
+
+def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client) -> None:
+    (both,) = enqueue(client, model=T2V, prompt="a", multi_prompt=["b"])
+    (long,) = enqueue(client, model=T2V, prompt="a", duration=30)
+    (empty,) = enqueue(client, model=T2V, prompt="")
+    assert wait_for_status(client, both, {"failed"})["error_message"].startswith(
+        "Invalid parameter multi_prompt:"
+    )
+    assert wait_for_status(client, long, {"failed"})["error_message"].startswith(
+        "Invalid parameter duration:"
+    )
+    assert wait_for_status(client, empty, {"failed"})["error_message"].startswith("Prompt cannot be empty")
+    assert_error(
+        client.post("/api/ai/images/generate", json={"model": T2V, "prompt": "x"}),
+        400,
+        "invalid_params",
+        "does not generate images",
+    )
+
+
+def test_video_credits_are_per_second(client: httpx.Client, base_url: str) -> None:
+    control(base_url, "POST", "/config", {"credits": "0.3000"})
+    response = client.post("/api/ai/queue", json={"model": T2V, "prompt": "x"})  # 5 s: 0.3500
+    assert_error(response, 402, "insufficient_credits", "0.3500")
+    (gid,) = enqueue(client, model=T2V, prompt="x", duration=4)  # 0.2800
+    assert control(base_url, "GET", "/config")["credits"] == "0.0200"
+    wait_for_status(client, gid, {"succeeded"})
+    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.2800"
+    assert client.get("/api/ai/generations").json()["total_cost"] == "0.2800"
+
+
+def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
+    view = control(base_url, "GET", "/config")
+    assert view["video_render_seconds"] is None and view["input_timeout_seconds"] == 30.0
+    # Default: four times the image render time (0.05 s in these tests).
+    (default,) = enqueue(client, model=T2V, prompt="x", duration=3)
+    rows = [wait_for_status(client, default, {"succeeded"}, timeout=10)]
+    control(base_url, "POST", "/config", {"video_render_seconds": 0.6, "queue_seconds": 0.0})
+    (slow,) = enqueue(client, model=T2V, prompt="x", duration=3)
+    rows.append(wait_for_status(client, slow, {"succeeded"}, timeout=10))
+    renders = [_epoch(row["completed_at"]) - _epoch(row["started_at"]) for row in rows]
+    assert 0.18 <= renders[0] < 0.55 and renders[1] >= 0.59, renders
+
+    bad = PLAIN.post(f"{base_url}/_emulator/config", json={"video_render_seconds": -1})
+    assert_error(bad, 400, "invalid_params", "video_render_seconds")
+    assert (
+        control(base_url, "POST", "/config", {"video_render_seconds": None})["video_render_seconds"] is None
+    )
+    config = parse_args(["--port", "0", "--video-render-seconds", "1.5", "--input-timeout-seconds", "3"])
+    assert config.video_render_seconds == 1.5 and config.input_timeout_seconds == 3.0
+
+
+def test_faults_apply_to_videos(client: httpx.Client, base_url: str) -> None:
+    control(
+        base_url, "POST", "/faults", {"type": "generation_failure", "model": T2V, "error_message": "no GPU"}
+    )
+    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": T2V})
+    (failed,) = enqueue(client, model=T2V, prompt="x")
+    (stalled,) = enqueue(client, model=T2V, prompt="x")
+    row = wait_for_status(client, failed, {"succeeded", "failed"})
+    assert row["error_message"] == "no GPU" and row["media_type"] == "video"
+    wait_for_status(client, stalled, {"processing"})
+    listing = client.get("/api/ai/queue", params={"media_type": "video"}).json()
+    assert [r["generation_id"] for r in listing["generations"]] == [stalled]
+    retried = client.post(f"/api/ai/queue/{stalled}/retry").json()["generations"][0]
+    assert (
+        wait_for_status(client, retried["generation_id"], {"succeeded"}, timeout=10)["media_type"] == "video"
+    )
