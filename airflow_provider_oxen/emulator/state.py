@@ -381,11 +381,12 @@ class GenerationStore:
         """Fetch the inputs while the generation renders; an input that cannot be had fails it at once."""
         try:
             inputs = await fetch_inputs(generation.input_urls, self.config.input_timeout_seconds)
-        except InputError as exc:
+        except Exception as exc:
             generation.task = None
             if generation.status == "processing":
                 generation.stop_work()
-                self._fail(generation, str(exc))
+                message = str(exc) if isinstance(exc, InputError) else f"input_image: {type(exc).__name__}"
+                self._fail(generation, message)
             return
         generation.task = None
         generation.input_urls = []

@@ -117,13 +117,17 @@ class InputServer:
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
+        # Paths that answer only after this many seconds (a slow or hanging input).
+        self.delays: dict[str, float] = {}
         self.hits: list[str] = []
-        files, hits = self.files, self.hits
+        files, hits, delays = self.files, self.hits, self.delays
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 hits.append(self.path)
-                entry = files.get(self.path.partition("?")[0])
+                path = self.path.partition("?")[0]
+                time.sleep(delays.get(path, 0.0))
+                entry = files.get(path)
                 if entry is None:
                     self.send_error(404)
                     return
@@ -143,9 +147,10 @@ class InputServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="input-server", daemon=True)
         self._thread.start()
 
-    def add(self, path: str, body: bytes, content_type: str = "image/png") -> str:
-        """Serve ``body`` at ``path``; returns its URL."""
+    def add(self, path: str, body: bytes, content_type: str = "image/png", delay: float = 0.0) -> str:
+        """Serve ``body`` at ``path`` (after ``delay`` seconds); returns its URL."""
         self.files[path] = (body, content_type)
+        self.delays[path] = delay
         return f"{self.url}{path}"
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import httpx
@@ -257,3 +258,36 @@ def test_faults_apply_to_edits(client: httpx.Client, base_url: str, blue_input: 
     wait_for_status(client, normal, {"succeeded"})
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
     assert client.delete(f"/api/ai/queue/{stalled}").status_code == 200
+
+
+def test_a_slow_input_times_out_and_a_cancel_stops_the_fetch(
+    client: httpx.Client, base_url: str, input_server: InputServer
+) -> None:
+    slow = input_server.add("/inputs/slow.png", png_bytes((32, 32), (9, 9, 9)), delay=1.5)
+    control(base_url, "POST", "/config", {"input_timeout_seconds": 0.3})
+    (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["error_message"].startswith("input_image: could not fetch") and "0.3 s" in row["error_message"]
+
+    # Rendering is over long before the input arrives: the row waits for it, and a cancel ends both.
+    control(base_url, "POST", "/config", {"input_timeout_seconds": 30, "render_seconds": 0.01})
+    (waiting,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
+    wait_for_status(client, waiting, {"processing"})
+    assert client.delete(f"/api/ai/queue/{waiting}").status_code == 200
+    time.sleep(1.6)
+    row = client.get(f"/api/ai/queue/{waiting}").json()
+    assert row["status"] == "cancelled" and row["error_message"] is None
+    stats = control(base_url, "GET", "/stats")
+    assert stats["generations_cancelled"] == 1 and stats["generations_succeeded"] == 0
+
+
+def test_a_slow_input_delays_success_past_the_render_time(
+    client: httpx.Client, base_url: str, input_server: InputServer
+) -> None:
+    slow = input_server.add("/inputs/slow-ok.png", png_bytes((32, 32), (9, 90, 9)), delay=0.5)
+    control(base_url, "POST", "/config", {"render_seconds": 0.01, "queue_seconds": 0.0})
+    started = time.monotonic()
+    (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["status"] == "succeeded" and time.monotonic() - started >= 0.5
+    assert open_image(PLAIN.get(row["result_url"]).content).size == (32, 32)
