@@ -284,7 +284,7 @@ def test_current_results_are_kept_and_older_ones_brought_to_the_same_shape() -> 
 def test_images_and_clips_can_be_stored_and_refusals_show_no_signed_query() -> None:
     assert check_result({**RESULT, "media_type": "image"})["media_type"] == "image"
     assert check_result({**RESULT, "media_type": "video"})["media_type"] == "video"
-    with pytest.raises(OxenValidationError, match="media_type 'audio'.*images and video clips only"):
+    with pytest.raises(OxenValidationError, match=r"media_type 'audio'.*images and video clips only"):
         check_result({**RESULT, "media_type": "audio"})
     with pytest.raises(OxenValidationError, match="no generation_id") as info:
         check_result({"status": "succeeded", "result_url": SIGNED})
