@@ -4,6 +4,11 @@ spec (YAML) → prompts → generate (mapped, deferrable) → store in S3 (check
 contact sheet, Asset event) → human review (Human-in-the-loop) → publish approved /
 move rejected aside → regenerations loop back as a new run of this DAG.
 
+Then the follow-up media of the approved key visual (the first approved image): edited
+variants of it (an image-to-image model, one mapped task per variant) and a short clip
+animating it (an image-to-video model) → store in S3 (clips with a poster frame each) →
+review → publish. The spec's ``follow_up`` section says which models and prompts.
+
 Connections: ``oxen_default`` (Oxen API) and ``aws_default`` (S3). The demo points them at
 the embedded emulator and a local moto S3 server; nothing else changes for production.
 Params: ``campaign_file`` (spec under dags/campaigns/) and ``bucket``. Reviewers have
@@ -21,7 +26,7 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, task
 
-from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
@@ -101,11 +106,12 @@ with DAG(
         """What each prompt shows, for the review form's titles ("Image 1 — Cold Brew Kit, 16:9")."""
         return {r["prompt"]: product_of(spec, r["prompt"]) for r in spec["requests"]}
 
+    labels = review_labels(spec)
     review = OxenImageReviewOperator(
         task_id="review",
         subject="Review the campaign images",
         records=store.output,
-        labels=review_labels(spec),
+        labels=labels,
         contact_sheet_uri="{{ ti.xcom_pull(task_ids='store', key='contact_sheet_uri') }}",
         response_timeout=timedelta(seconds=REVIEW_SECONDS),
     )
@@ -130,6 +136,80 @@ with DAG(
     )
 
     anything_to_regenerate(publish.output) >> regenerate
+
+    # -- follow-up media of the approved key visual: edited variants and a clip ------------------
+
+    @task.short_circuit
+    def key_visual(outcome: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
+        """The first approved image, and what to make of it (nothing approved: skip the rest)."""
+        images = [uri for uri in outcome["approved"] if not str(uri).endswith((".mp4", ".webm", ".mov"))]
+        follow_up = spec.get("follow_up") or {}
+        if not images or not follow_up:
+            return None
+        return {"uri": images[0], **follow_up}
+
+    visual = key_visual(publish.output, spec)
+
+    @task
+    def variant_requests(visual: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"prompt": prompt, "input_images": visual["uri"]} for prompt in visual["variants"]["prompts"]]
+
+    variants = OxenGenerateImageOperator.partial(
+        task_id="variants",
+        model="{{ ti.xcom_pull(task_ids='key_visual')['variants']['model'] }}",
+        poll_interval=2,
+        timeout=1800,
+        deferrable=True,
+        retries=2,
+        retry_delay=timedelta(seconds=10),
+    ).expand_kwargs(variant_requests(visual))
+
+    clip = OxenGenerateVideoOperator(
+        task_id="clip",
+        model="{{ ti.xcom_pull(task_ids='key_visual')['clip']['model'] }}",
+        prompt="{{ ti.xcom_pull(task_ids='key_visual')['clip']['prompt'] }}",
+        input_images="{{ ti.xcom_pull(task_ids='key_visual')['uri'] }}",
+        duration="{{ ti.xcom_pull(task_ids='key_visual')['clip']['duration'] }}",
+        aspect_ratio="{{ ti.xcom_pull(task_ids='key_visual')['clip']['aspect_ratio'] }}",
+        poll_interval=2,
+        deferrable=True,
+        retries=2,
+        retry_delay=timedelta(seconds=10),
+    )
+    visual >> clip
+
+    @task
+    def follow_up_results(variants: list[Any], clip: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One batch for storage and review: the variants (one list per mapped task) and the clip."""
+        flat = [r for batch in variants for r in (batch if isinstance(batch, list) else [batch])]
+        return [*flat, *clip]
+
+    store_media = OxenGenerationToS3Operator(
+        task_id="store_media",
+        results=follow_up_results(variants.output, clip.output),
+        bucket="{{ params.bucket }}",
+        prefix="campaigns/{{ dag_run.run_after | ds }}/{{ dag_run.run_after | ts_nodash }}/follow-up",
+        key_template="{prefix}/{generation_id}.{ext}",
+        outlets=[CAMPAIGN_ASSETS],
+    )
+
+    review_media = OxenImageReviewOperator(
+        task_id="review_media",
+        subject="Review the variants and the clip",
+        records=store_media.output,
+        labels=labels,
+        contact_sheet_uri="{{ ti.xcom_pull(task_ids='store_media', key='contact_sheet_uri') }}",
+        response_timeout=timedelta(seconds=REVIEW_SECONDS),
+    )
+
+    OxenPublishReviewedOperator(
+        task_id="publish_media",
+        records=store_media.output,
+        review=review_media.output,
+        bucket="{{ params.bucket }}",
+        approved_prefix="approved/{{ dag_run.run_after | ds }}/follow-up",
+        rejected_prefix="rejected/{{ dag_run.run_after | ds }}/follow-up",
+    )
 
 
 with DAG(

@@ -2,9 +2,10 @@
 
 Starts the Oxen API emulator and a real S3 API server (moto in server mode) on 127.0.0.1,
 runs the marketing-campaign DAG with ``airflow dags test`` in a throwaway AIRFLOW_HOME (no
-API key, no network), lets the human-review step answer itself through Airflow's own
-Human-in-the-loop timeout (each image's default decision), then prints where the images,
-manifest and contact sheet are — and copies them to ``.demo/output/`` to look at. Stops
+API key, no network), lets both human-review steps answer themselves through Airflow's own
+Human-in-the-loop timeout (each item's default decision), then prints where the images, the
+edited variants of the approved key visual, its clip (with a poster frame), the manifests
+and contact sheets are — and copies them to ``.demo/output/`` to look at. Stops
 everything it started, even on failure.
 
 The same DAG runs unchanged against the real Oxen API and real S3: configure the
@@ -100,11 +101,29 @@ def airflow_env(home: Path, emulator_url: str, s3_url: str, review_seconds: int)
     return env
 
 
+def _kind(key: str) -> str:
+    """What an object of the demo's bucket is, for the listing."""
+    if key.endswith(".json"):
+        return "manifest"
+    if "contact-sheet" in key:
+        return "contact sheet"
+    where = "approved " if key.startswith("approved/") else "rejected " if key.startswith("rejected/") else ""
+    follow_up = "/follow-up/" in key
+    if ".poster." in key:
+        what = "poster frame of the clip"
+    elif key.endswith((".mp4", ".webm", ".mov")):
+        what = "clip of the key visual"
+    else:
+        what = "variant of the key visual" if follow_up else "image"
+    return f"{where}{what}" if where else f"stored {what}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dag", default="oxen_marketing_campaign")
     parser.add_argument("--workdir", default=str(REPO / ".demo"))
     parser.add_argument("--render-seconds", type=float, default=1.5)
+    parser.add_argument("--video-render-seconds", type=float, default=4.0)
     parser.add_argument("--review-seconds", type=int, default=5)
     args = parser.parse_args()
 
@@ -118,7 +137,15 @@ def main() -> int:
     home.mkdir(parents=True)
     output.mkdir(parents=True)
 
-    emulator_args = ["--api-key", DEMO_KEY, "--render-seconds", str(args.render_seconds), "--quiet"]
+    emulator_args = [
+        "--api-key",
+        DEMO_KEY,
+        "--render-seconds",
+        str(args.render_seconds),
+        "--video-render-seconds",
+        str(args.video_render_seconds),
+        "--quiet",
+    ]
     with start_emulator_process(emulator_args) as emulator, moto_server() as s3_url:
         print(f">> Oxen emulator on {emulator.url}; S3 (moto) on {s3_url}")
         s3 = boto3.client(
@@ -165,17 +192,7 @@ def main() -> int:
             target = output / key
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(BUCKET, key, str(target))
-            kind = (
-                "manifest"
-                if key.endswith(".json")
-                else "contact sheet"
-                if "contact-sheet" in key
-                else "approved image"
-                if key.startswith("approved/")
-                else "rejected image"
-                if key.startswith("rejected/")
-                else "stored image"
-            )
+            kind = _kind(key)
             print(f"   s3://{BUCKET}/{key:<78} {obj['Size']:>8} B  {kind}")
         print(f">> {len(listing)} object(s) in s3://{BUCKET}; copies under {output.relative_to(REPO)}/")
     print(f">> Airflow log: {workdir / 'dags-test.log'}")
