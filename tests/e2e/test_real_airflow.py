@@ -350,9 +350,7 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
         "PATCH", hitl_path, json={"chosen_options": ["Apply per-image decisions"], "params_input": answer}
     )
     assert response.status_code == 200, response.text
-    assert cluster.wait_for_run(CAMPAIGN_DAG, run_id, timeout=180) == "success", _report(
-        cluster, CAMPAIGN_DAG, run_id
-    )
+    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
 
     by_field = {name: store[i] for i, name in enumerate(fields)}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
@@ -373,7 +371,40 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     loop = [r for r in runs if r["dag_run_id"] != run_id]
     assert len(loop) == 1 and loop[0]["conf"]["regenerate"][0]["prompt"] == again["prompt"], runs
     _wait_for_state(cluster, CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
-    assert emulator.stats()["generations_created"] == 5
+
+    # Follow-up media of the approved key visual: two edited variants and a 4 s clip, stored
+    # (the clip with its poster frame), reviewed and published.
+    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
+    media = cluster.xcom(CAMPAIGN_DAG, run_id, "store_media")
+    kinds = sorted(record["media_type"] for record in media)
+    assert kinds == ["image", "image", "video"], media
+    [clip] = [record for record in media if record["media_type"] == "video"]
+    assert clip["s3_key"].endswith(".mp4") and clip.get("poster_s3_key"), clip
+    head = s3.head_object(Bucket="oxen-campaigns", Key=clip["s3_key"])
+    assert head["ContentType"] == "video/mp4", head
+
+    import av
+
+    with av.open(
+        io.BytesIO(s3.get_object(Bucket="oxen-campaigns", Key=clip["s3_key"])["Body"].read())
+    ) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 4 * 8  # 4 s at the emulator's 8 fps
+    media_hitl = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/review_media/-1/hitlDetails"
+    defaults = {
+        name: param.get("value") for name, param in cluster.api("GET", media_hitl).json()["params"].items()
+    }
+    response = cluster.api(
+        "PATCH", media_hitl, json={"chosen_options": ["Approve all"], "params_input": defaults}
+    )
+    assert response.status_code == 200, response.text
+    assert cluster.wait_for_run(CAMPAIGN_DAG, run_id, timeout=180) == "success", _report(
+        cluster, CAMPAIGN_DAG, run_id
+    )
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
+    published = [k for k in keys if k.startswith("approved/") and "/follow-up/" in k]
+    assert len(published) == 4, published  # two variants, the clip and its poster frame
+    # 4 images + 1 regeneration + 2 variants + 1 clip, each paid once.
+    assert emulator.stats()["generations_created"] == 8
     # And the Asset event scheduled the downstream consumer.
     consumer_runs = cluster.api("GET", "/api/v2/dags/oxen_campaign_assets_consumer/dagRuns").json()[
         "dag_runs"
