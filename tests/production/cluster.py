@@ -408,10 +408,23 @@ class ProductionCluster:
                 log(f"kept {self.run_dir} (and {self.pg_dir})")
 
     def stray_processes(self) -> list[int]:
-        """Processes left in any session this cluster started (should be none after ``stop``)."""
+        """Processes left from this cluster (should be none after ``stop``): any process of a session
+        it started, and any process anywhere whose environment names its AIRFLOW_HOME (one that
+        left its session would still carry it)."""
         pids: list[int] = []
         for component in [*self.components.values(), *self.retired]:
             pids += component.pids()
+        if self.home is not None:
+            marker = f"AIRFLOW_HOME={self.home}".encode()
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) == os.getpid():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as environ:
+                        if marker in environ.read().split(b"\0"):
+                            pids.append(int(entry))
+                except OSError:
+                    continue
         return sorted(set(pids))
 
     # -- services --------------------------------------------------------------------------------
@@ -643,6 +656,9 @@ class ProductionCluster:
                 # Airflow 3.3: a trigger firing within seconds of the deferral can race the
                 # executor's report of the pre-deferral workload (docs/operator.md).
                 "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                # Default 5 s: on a busy machine a task's first Execution API call can take
+                # longer, and the try then fails before it even starts (ReadTimeout).
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             }
         )
         env.update(self.env_extra)

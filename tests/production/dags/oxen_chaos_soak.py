@@ -10,11 +10,16 @@ Its shape comes from the environment the soak gives every Airflow component:
   the soak arms ``generation_failure`` faults for that model, so their first try fails with
   the upstream reason and the retry replaces only the failed generations;
 * ``stalled`` — 1 image on ``nano-banana-2`` that never finishes (``stall_generation``): it is
-  cancelled at the task's ``timeout`` and the task fails (no retries);
+  cancelled at the task's ``timeout``, that try fails with ``OxenGenerationTimeoutError`` and
+  the retry enqueues one replacement;
 * ``open_late_gate`` → ``late`` — ``OXEN_SOAK_LATE`` tasks enqueued only once the soak opens a
   gate (a file), with a short ``timeout``: the soak stops every triggerer while they wait, so
   their deadline passes while no triggerer holds them; the generations finished meanwhile, so
   they must succeed when a triggerer picks them up late.
+
+Retries are generous (4 for ``generate`` and ``flaky``): a try can also die of the soak's own
+kills or of an overloaded machine (a timed-out Execution API call); the ledger makes every
+retry resume instead of paying again.
 
 Chaos hooks talk to the soak through files in ``OXEN_SOAK_DIR``: each task marks the time it
 spends in ``execute`` (before the deferral) in ``enqueueing/`` and waits while ``freeze``
@@ -101,7 +106,7 @@ with DAG(
         image_size="square",
         num_images=IMAGES,
         timeout=1800,
-        retries=2,
+        retries=4,
         **common,
     ).expand(prompt=[f"Soak tile {i:04d}, a lighthouse in a storm, woodcut" for i in range(TASKS)])
 
@@ -110,7 +115,7 @@ with DAG(
         model=FLAKY_MODEL,
         num_images=2,
         timeout=900,
-        retries=2,
+        retries=4,
         priority_weight=100,
         **common,
     ).expand(prompt=[f"Soak flaky {i:02d}, a fox in the snow" for i in range(FLAKY)])
@@ -121,7 +126,7 @@ with DAG(
         prompt="Soak stalled: an image that never finishes rendering",
         num_images=1,
         timeout=STALL_TIMEOUT,
-        retries=0,
+        retries=2,
         priority_weight=100,
         **common,
     )
@@ -140,7 +145,7 @@ with DAG(
         image_size="square",
         num_images=1,
         timeout=LATE_TIMEOUT,
-        retries=0,
+        retries=2,
         priority_weight=100,
         **common,
     ).expand(prompt=[f"Soak late {i:02d}, collected after its deadline" for i in range(LATE)])
