@@ -1,0 +1,49 @@
+"""The cluster's process handling: a component's whole session is stopped, including the
+descendants that left its process group (as Airflow's task processes do with setpgid)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.production.cluster import Component, session_pids, stop_session
+
+# A leader that forks a child which moves to its own process group, then both sleep.
+TREE = """
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    time.sleep(600)
+    sys.exit(0)
+print(pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _start(tmp_path: Path, *, ignore_term: bool = False) -> tuple[Component, int]:
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "") + TREE
+    popen = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    assert popen.stdout is not None
+    child = int(popen.stdout.readline())
+    popen.stdout.close()
+    return Component("tree", [sys.executable], popen, tmp_path / "tree.log"), child
+
+
+def test_a_session_is_stopped_with_the_descendants_that_left_its_group(tmp_path: Path) -> None:
+    component, child = _start(tmp_path)
+    assert sorted(session_pids(component.sid)) == sorted([component.popen.pid, child])
+    started = time.monotonic()
+    stop_session(component, grace=5)
+    assert session_pids(component.sid) == []
+    assert time.monotonic() - started < 10
+
+
+def test_a_session_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    component, _child = _start(tmp_path, ignore_term=True)
+    started = time.monotonic()
+    stop_session(component, grace=1)
+    assert session_pids(component.sid) == []
+    assert 1 <= time.monotonic() - started < 10
