@@ -641,8 +641,9 @@ class ProductionCluster:
                 # A killed worker's tasks stop heartbeating: fail them (for a retry) after 20 s.
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-                # A message a killed worker had taken but not started is re-queued after this.
-                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+                # A task a killed worker had received but not started yet stays "queued" (no
+                # heartbeat to miss): the scheduler re-queues it after this (default 600 s).
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "15",
                 # A SIGKILLed triggerer's triggers go to a healthy one after this many seconds.
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",

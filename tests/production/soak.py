@@ -72,7 +72,7 @@ class SoakConfig:
     workers: int = 2
     worker_concurrency: int = 8
     triggerers: int = 2
-    late_timeout: float = 30.0
+    late_timeout: float = 20.0
     stall_timeout: float = 45.0
     poll_interval: float = 5.0
     fault_every: float = 3.0
