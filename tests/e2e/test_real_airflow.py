@@ -351,6 +351,7 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     )
     assert response.status_code == 200, response.text
     _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
+    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "regenerate", "success", timeout=120)
 
     by_field = {name: store[i] for i, name in enumerate(fields)}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
