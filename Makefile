@@ -27,4 +27,4 @@ cluster: bootstrap
 # The chaos soak at scale on that cluster: 328 mapped tasks, 1,291 images (about 15-20 minutes).
 # The CI-sized one (40 tasks) is tests/production/test_chaos_soak.py, part of `make test`.
 soak: bootstrap
-	.venv/bin/python scripts/cluster.py soak --tasks 320 --images 4 --render-seconds 15
+	.venv/bin/python scripts/cluster.py soak --tasks 320 --images 4 --render-seconds 15 --timeout 3600
