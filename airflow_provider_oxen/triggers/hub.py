@@ -67,6 +67,14 @@ log = logging.getLogger(__name__)
 READ_CONCURRENCY = 16
 # Registrations arriving within this window share one reconciliation.
 COALESCE_SECONDS = 0.05
+# Reconciliations woken by registrations or reconnects start at least this many times their
+# previous duration apart (never more than MAX_RECONCILE_SPACING): with thousands of waits a
+# listing is large, and back-to-back listings during a burst of registrations would keep the
+# loop busy decoding them while completion events wait.
+RECONCILE_SPACING_FACTOR = 2.0
+MAX_RECONCILE_SPACING = 2.0
+# Large reconciliations hand the loop back every this many deliveries (events keep flowing).
+DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
 # A failed queue listing doubles the next interval, up to this factor (the API is in trouble).
@@ -100,6 +108,9 @@ class Waiter:
     The hub only queues; the trigger's own task applies the rows (:meth:`drain`), so the
     status lines it logs land in that trigger's task log, not in whichever task runs the hub.
     """
+
+    # One per waiting trigger, thousands per process: no per-instance __dict__.
+    __slots__ = ("_inbox", "_last", "changed", "error", "poll_interval", "tracker")
 
     def __init__(self, tracker: StatusTracker, poll_interval: float) -> None:
         self.tracker = tracker
@@ -138,6 +149,9 @@ class OxenHub:
         self.hook: OxenAsyncHook = OxenAsyncHook(oxen_conn_id)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: dict[str, set[Waiter]] = {}
+        # The raw status of each waited-for id as last delivered from a listing: a listing row
+        # with the same status again is not parsed or delivered (see :meth:`_scan_listing`).
+        self._listed: dict[str, str] = {}
         self._registered: set[Waiter] = set()
         self._wake = asyncio.Event()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
@@ -227,12 +241,14 @@ class OxenHub:
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiters[generation_id]
+                    self._listed.pop(generation_id, None)
 
     def _deliver(self, row: Generation) -> None:
         for waiter in list(self._waiters.get(row.generation_id, ())):
             waiter.deliver(row)
         if row.status.is_terminal:
             self._waiters.pop(row.generation_id, None)
+            self._listed.pop(row.generation_id, None)
 
     def _fail_all(self, error: OxenError) -> None:
         for waiter in list(self._registered):
@@ -249,14 +265,19 @@ class OxenHub:
     async def _reconcile_loop(self) -> None:
         stretch = 1.0
         errors = 0
+        took = 0.0
         while not self._closed:
             await wait_for_event(self._wake, self._interval(stretch))
             self._wake.clear()
             if self._closed:
                 return
-            await asyncio.sleep(COALESCE_SECONDS)
+            await asyncio.sleep(
+                max(COALESCE_SECONDS, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR))
+            )
+            started = time.monotonic()
             try:
                 listed = await self.reconcile()
+                took = time.monotonic() - started
                 errors = 0
             except Exception:
                 # A bug or an API surprise: the safety net must outlive it.
@@ -283,17 +304,56 @@ class OxenHub:
         except OxenError as exc:
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
-        in_flight = {row.generation_id: row for row in parse_listing(body)}
-        for generation_id in ids:
-            if generation_id in in_flight:
-                self._deliver(in_flight[generation_id])
+        in_flight, changed = self._scan_listing(body)
+        for count, row in enumerate(changed, 1):
+            self._deliver(row)
+            if count % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
+        # Each row is delivered as soon as its read answers, not once every read has.
         gone = [i for i in ids if i not in in_flight and i in self._waiters]
-        for row in await asyncio.gather(*(self._read(i) for i in gone)):
-            if row is not None:
-                self._deliver(row)
+        await asyncio.gather(*(self._read_and_deliver(i) for i in gone))
         return True
+
+    def _scan_listing(self, body: Any) -> tuple[set[str], list[Generation]]:
+        """The waited-for ids the listing shows in flight, and the rows to deliver among them.
+
+        Only rows of generations we wait for are looked at, and only those whose status
+        changed since the hub last delivered one from a listing are parsed (a listing of
+        thousands of rows, every 30 s, would otherwise be parsed in full each time). A row
+        that does not parse is skipped: its generation is not in flight for this round and
+        gets a status read instead.
+        """
+        in_flight: set[str] = set()
+        changed: list[Generation] = []
+        skipped: list[str] = []
+        for item in listing_items(body):
+            if not isinstance(item, dict):
+                continue
+            generation_id = item.get("generation_id")
+            if not isinstance(generation_id, str) or generation_id not in self._waiters:
+                continue
+            status = item.get("status")
+            if isinstance(status, str) and self._listed.get(generation_id) == status:
+                in_flight.add(generation_id)
+                continue
+            try:
+                row = Generation.model_validate(item)
+            except Exception as exc:
+                skipped.append(f"{generation_id} ({type(exc).__name__})")
+                continue
+            in_flight.add(generation_id)
+            if isinstance(status, str):
+                self._listed[generation_id] = status
+            changed.append(row)
+        if skipped:
+            log.warning(
+                "Skipped %d unreadable row(s) of the Oxen queue listing: %s",
+                len(skipped),
+                ", ".join(skipped[:5]),
+            )
+        return in_flight, changed
 
     async def _list_queue_body(self) -> Any:
         # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
@@ -475,12 +535,11 @@ def row_from_event(event: OxenEvent) -> Generation | None:
         return None
 
 
-def parse_listing(body: Any) -> list[Generation]:
-    """The rows of a ``GET /api/ai/queue`` body, parsed one by one; rows that do not parse are skipped.
+def listing_items(body: Any) -> list[Any]:
+    """The raw rows of a ``GET /api/ai/queue`` body (``generations`` or ``data``), unparsed.
 
-    A skipped row's generation is simply not "in flight" for this round, so a waited-for id
-    among them gets its own status read. A body of an unknown shape counts as an empty
-    listing for the same reason (slower, but every wait still completes).
+    A body of an unknown shape counts as an empty listing: every waited-for id then gets a
+    status read (slower, but every wait still completes).
     """
     raw: Any = body
     if isinstance(body, dict):
@@ -494,9 +553,19 @@ def parse_listing(body: Any) -> list[Generation]:
             "Unexpected Oxen queue listing (%s): reading each generation instead.", type(raw).__name__
         )
         return []
+    return raw
+
+
+def parse_listing(body: Any) -> list[Generation]:
+    """The rows of a ``GET /api/ai/queue`` body, parsed one by one; rows that do not parse are skipped.
+
+    A skipped row's generation is simply not "in flight" for this round, so a waited-for id
+    among them gets its own status read. (The hub itself only parses the rows it waits for:
+    :meth:`OxenHub._scan_listing`.)
+    """
     rows: list[Generation] = []
     skipped: list[str] = []
-    for item in raw:
+    for item in listing_items(body):
         try:
             rows.append(Generation.model_validate(item))
         except Exception as exc:
