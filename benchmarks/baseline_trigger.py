@@ -1,7 +1,10 @@
-"""The baseline: a polling trigger written the way official providers write them.
+"""OWN INVENTION, not a baseline for ratios: a polling trigger built on this provider's hook.
 
-Each trigger owns its own hook (and so its own HTTP client and connections) and reads its
-generation's status at a fixed interval until it is terminal. Only used by the benchmark.
+Each trigger owns its own ``OxenAsyncHook`` (and so its own httpx client, SSL context and
+connections) and reads its generation's status at a fixed interval until it is terminal.
+Nobody ships this trigger: the comparisons in docs/performance.md are against the real peer,
+the http provider's ``HttpEventTrigger`` (:mod:`benchmarks.http_peer`). This one is kept only
+to show what one client per trigger costs (``wait_benchmark.py --strategies own``).
 """
 
 from __future__ import annotations

@@ -1,28 +1,39 @@
-"""How cheaply can one triggerer process wait for N generations? Prints one table.
+"""Triggerer side: how cheaply can one triggerer-like process wait for N generations at once?
 
-For each N and strategy, a fresh child process runs N ``OxenGenerationTrigger`` s (one per
-generation, as N mapped tasks would) concurrently on one asyncio loop — the way the
-triggerer runs them, each rebuilt from its serialised kwargs — against the emulator with a
-fixed render time. Strategies: this provider's ``events`` and ``poll``, and a baseline
-written the way official providers write polling triggers (own client, fixed interval).
+For each N, repetition and strategy, a fresh child process enqueues N generations against
+the emulator, then runs N triggers (one per generation, each rebuilt from its
+``serialize()`` kwargs, as the triggerer does) concurrently on one asyncio loop. Each
+trigger starts after a seeded random delay in ``[0, poll_interval)``, and the emulator
+renders each generation for a seeded uniform draw in ``[render_seconds,
+render_seconds_max]``, so no result depends on pollers and completions being in phase.
 
-Measured per run: HTTP requests per generation (from the emulator's exact counters:
-enqueue + waiting; downloads measured on a sample), the child's peak RSS and CPU seconds,
-and completion → TriggerEvent latency (emulator's completed_at → the moment the trigger
-yielded). Plus the provider's import time. Usage::
+Strategies:
 
-    python benchmarks/wait_benchmark.py                      # N = 100, 1000, 5000 (a few minutes)
-    python benchmarks/wait_benchmark.py --sizes 50 --render-seconds 2   # smoke (CI)
+* ``events`` — this provider, ``OxenGenerationTrigger(wait_strategy="events")``.
+* ``poll`` — this provider, ``OxenGenerationTrigger(wait_strategy="poll")``.
+* ``http`` — the real peer: the http provider's ``HttpEventTrigger`` polling
+  ``GET /api/ai/queue/{id}`` with a response check (:mod:`benchmarks.http_peer`).
+* ``own`` — OWN INVENTION (:mod:`benchmarks.baseline_trigger`), never used for ratios.
+
+Measured per run: waiting requests per generation (the emulator's exact per-route
+counters, minus the enqueue and the one model read), the child's peak RSS, its RSS when the
+first trigger starts, its CPU seconds while waiting, the largest event-loop lag, and the
+completion → TriggerEvent latency of *every* generation (the emulator's ``completed_at``,
+read by paging ``/api/ai/generations``, against the moment the trigger yielded). Each figure
+is the median of ``--repeat`` runs, with the range. Usage::
+
+    python benchmarks/wait_benchmark.py                        # the full table (see docs/performance.md)
+    python benchmarks/wait_benchmark.py --sizes 50 --repeat 1 --render-seconds 2 --poll-interval 1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
-import resource
-import statistics
+import random
 import subprocess
 import sys
 import tempfile
@@ -33,86 +44,171 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    NAN,
+    REPO,
+    current_rss_mb,
+    fmt_1,
+    fmt_2,
+    fmt_int,
+    is_number,
+    load_average,
+    median,
+    percentile,
+    ratio,
+    rusage_self,
+    spread,
+    table,
+)
+
 API_KEY = "benchmark-key"
-STRATEGIES = ("events", "poll", "baseline")
-TARGET_REQUESTS, TARGET_RSS_MB, TARGET_P50_MS = 3.0, 300.0, 100.0
+STRATEGIES = ("events", "poll", "http", "own")
+DEFAULT_STRATEGIES = "events,poll,http"
+PEER = "http"
+LABELS = {
+    "events": "events (this provider)",
+    "poll": "poll (this provider)",
+    "http": "HttpEventTrigger (http provider)",
+    "own": "own-invention per-trigger client (not a baseline)",
+}
+# Goals for the events strategy (docs/performance.md).
+GOAL_RSS_MB, GOAL_P99_MS, GOAL_CPU_FLATNESS = 400.0, 100.0, 1.5
+LAG_TICK = 0.1
+HISTORY_PAGE = 5000
+# Which model the waits are for does not matter to waiting; this one has no request schema,
+# so the emulator enqueues it fastest (it validates every other model's parameters per row).
+ENQUEUE_MODEL = "flux-2-dev"
+# Seconds per generation the emulator took to enqueue, until a run measures it.
+ENQUEUE_RATE_GUESS = 0.0015
+# Seconds allowed for building the triggers after the enqueue, and a margin on top.
+START_MARGIN = 3.0
 
 
 # ---------------------------------------------------------------------------------------------
 # Child: one (strategy, N) run in a fresh process, so peak RSS and CPU are its own.
 
 
-def _rusage() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+async def _enqueue(n: int, emulator_url: str) -> list[str]:
+    """N generations, 4 per request (the API's most), through a plain aiohttp session: the
+    emulator is the bottleneck here, and this keeps the client's share of two cores small."""
+    import aiohttp
 
-
-async def _child(strategy: str, n: int, poll_interval: float, download: int) -> dict[str, Any]:
-    from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-    from airflow_provider_oxen.models import build_image_request
-    from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
-    from benchmarks.baseline_trigger import BaselinePollingTrigger
-
-    request = build_image_request("ideogram-v4", "benchmark", image_size="square")
-    async with OxenAsyncHook() as hook:
-        await hook.validate_request(request)
-        limit = asyncio.Semaphore(8)
+    body = json.dumps({"model": ENQUEUE_MODEL, "prompt": "benchmark", "num_generations": 4})
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=8)
+    async with aiohttp.ClientSession(emulator_url, headers=headers, connector=connector) as session:
 
         async def enqueue(count: int) -> list[str]:
-            async with limit:
-                return [g.generation_id for g in await hook.enqueue(request, count, validate=False)]
+            payload = (
+                body if count == 4 else body.replace('"num_generations": 4', f'"num_generations": {count}')
+            )
+            async with session.post("/api/ai/queue", data=payload) as response:
+                response.raise_for_status()
+                return [row["generation_id"] for row in (await response.json())["generations"]]
 
         chunks = [4] * (n // 4) + ([n % 4] if n % 4 else [])
-        ids = [i for batch in await asyncio.gather(*(enqueue(c) for c in chunks)) for i in batch]
-    cpu_before, rss_before = _rusage()
+        return [i for batch in await asyncio.gather(*(enqueue(c) for c in chunks)) for i in batch]
 
-    deadline = time.time() + 600
-    triggers: list[Any] = []
+
+def _build(strategy: str, generation_id: str, poll_interval: float, deadline: float) -> Any:
+    if strategy == PEER:
+        from benchmarks.http_peer import build_trigger
+
+        return build_trigger(generation_id, poll_interval)
+    if strategy == "own":
+        from benchmarks.baseline_trigger import BaselinePollingTrigger
+
+        return BaselinePollingTrigger(generation_id, poll_interval=poll_interval)
+    from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+
+    return OxenGenerationTrigger(
+        [generation_id], poll_interval=poll_interval, deadline=deadline, wait_strategy=strategy
+    )
+
+
+def _rows(strategy: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    if strategy == PEER:
+        from benchmarks.http_peer import event_rows
+
+        return event_rows(payload)
+    return list(payload.get("generations") or [])
+
+
+async def _child(
+    strategy: str, n: int, poll_interval: float, seed: int, timeout: float, emulator_url: str
+) -> dict[str, Any]:
+    # Import what the triggers need first: the renders start at the enqueue, the waits should too.
+    _build(strategy, "warm-up", poll_interval, time.time())
+    enqueue_started = time.time()
+    ids = await _enqueue(n, emulator_url)
+    enqueue_seconds = time.time() - enqueue_started
+    gc.collect()
+    cpu_before, _ = rusage_self()
+    rss_before = current_rss_mb()
+
+    deadline = time.time() + timeout
+    triggers = []
     for generation_id in ids:
-        if strategy == "baseline":
-            trigger: Any = BaselinePollingTrigger(generation_id, poll_interval=poll_interval)
-        else:
-            trigger = OxenGenerationTrigger(
-                [generation_id], poll_interval=poll_interval, deadline=deadline, wait_strategy=strategy
-            )
-        _, kwargs = trigger.serialize()
-        triggers.append(type(trigger)(**kwargs))
+        trigger = _build(strategy, generation_id, poll_interval, deadline)
+        classpath, kwargs = trigger.serialize()  # the triggerer rebuilds each trigger from these
+        module, name = classpath.rsplit(".", 1)
+        triggers.append((generation_id, getattr(sys.modules[module], name)(**kwargs)))
+    rng = random.Random(seed)
+    delays = [rng.uniform(0.0, poll_interval) for _ in triggers]
 
+    started: dict[str, float] = {}
     fired: dict[str, float] = {}
     statuses: dict[str, str] = {}
+    lags: list[float] = []
+    loop = asyncio.get_running_loop()
 
-    async def run(trigger: Any) -> None:
-        async for event in trigger.run():
-            fired_at = time.time()
-            for row in event.payload["generations"]:
-                fired[row["generation_id"]] = fired_at
-                statuses[row["generation_id"]] = row["status"]
-            return
+    async def run(generation_id: str, trigger: Any, delay: float) -> None:
+        await asyncio.sleep(delay)
+        started[generation_id] = time.time()
+        events = trigger.run()
+        try:
+            event = await events.__anext__()
+        finally:
+            await events.aclose()
+        fired_at = time.time()
+        for row in _rows(strategy, event.payload):
+            statuses[row["generation_id"]] = row["status"]
+        fired[generation_id] = fired_at
 
-    started = time.monotonic()
-    await asyncio.gather(*(run(t) for t in triggers))
-    wall = time.monotonic() - started
-    cpu_after, rss_peak = _rusage()
+    async def watch_lag() -> None:
+        while True:
+            tick = loop.time()
+            await asyncio.sleep(LAG_TICK)
+            lags.append(max(0.0, loop.time() - tick - LAG_TICK))
 
-    downloaded = 0
-    if download:
-        async with OxenAsyncHook() as hook:
-            for generation_id in ids[:download]:
-                row = await hook.get_generation(generation_id)
-                async with hook.open_download(row.result_url or "") as response:
-                    async for _ in response.aiter_bytes():
-                        pass
-                downloaded += 1
+    watcher = asyncio.create_task(watch_lag())
+    wall_started = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(run(g, t, d) for (g, t), d in zip(triggers, delays, strict=True)), return_exceptions=True
+        ),
+        timeout=timeout,
+    )
+    wall = time.monotonic() - wall_started
+    watcher.cancel()
+    cpu_after, rss_peak = rusage_self()
+    errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return {
         "ids": ids,
+        "started": started,
         "fired": fired,
         "statuses": statuses,
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "enqueue_seconds": enqueue_seconds,
         "wall_seconds": wall,
         "cpu_seconds": cpu_after - cpu_before,
         "rss_before_mb": rss_before,
         "rss_peak_mb": rss_peak,
-        "downloaded": downloaded,
+        "lag_max_ms": max(lags, default=0.0) * 1000,
+        "lag_p99_ms": percentile(lags, 0.99) * 1000 if lags else 0.0,
     }
 
 
@@ -120,42 +216,30 @@ async def _child(strategy: str, n: int, poll_interval: float, download: int) -> 
 # Parent: emulator, child runs, counting, the table.
 
 
-def _iso_to_epoch(value: str) -> float:
+def _epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def completion_times(emulator_url: str) -> dict[str, float]:
+    """``completed_at`` of every generation, paging the history (the default page is 100 rows)."""
+    times: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=emulator_url, headers=headers, timeout=120) as client:
+        offset = 0
+        while True:
+            body = client.get("/api/ai/generations", params={"limit": HISTORY_PAGE, "offset": offset}).json()
+            rows = body.get("generations") or []
+            for row in rows:
+                if row.get("completed_at"):
+                    times[row["generation_id"]] = _epoch(row["completed_at"])
+            offset += len(rows)
+            if not rows or offset >= int(body.get("count", 0)):
+                return times
 
 
-def _import_time() -> tuple[float, float]:
-    """(cold: python start + airflow + provider, warm: provider modules after airflow.sdk)."""
-    cold_code = (
-        "import time; t = time.perf_counter(); import airflow_provider_oxen.operators.generate, "
-        "airflow_provider_oxen.triggers.generation; print(time.perf_counter() - t)"
-    )
-    warm_code = (
-        "import airflow.sdk, airflow.triggers.base, httpx, pydantic, jsonschema, time; "
-        "t = time.perf_counter(); "
-        "import airflow_provider_oxen.operators.generate, airflow_provider_oxen.triggers.generation, "
-        "airflow_provider_oxen.sensors.generation; print(time.perf_counter() - t)"
-    )
-    results = []
-    for code in (cold_code, warm_code):
-        runs = [
-            float(subprocess.check_output([sys.executable, "-c", code], text=True).split()[-1])
-            for _ in range(3)
-        ]
-        results.append(statistics.median(runs))
-    return results[0], results[1]
+def child_env(emulator_url: str, home: str) -> dict[str, str]:
+    from benchmarks.http_peer import HTTP_CONN_ID, http_connection_json
 
-
-def _run(emulator_url: str, strategy: str, n: int, args: argparse.Namespace, home: str) -> dict[str, Any]:
-    control = httpx.Client(base_url=emulator_url, timeout=60)
-    control.post("/_emulator/reset").raise_for_status()
     env = dict(os.environ)
     env.update(
         AIRFLOW_HOME=home,
@@ -166,136 +250,340 @@ def _run(emulator_url: str, strategy: str, n: int, args: argparse.Namespace, hom
             {"conn_type": "oxen", "host": emulator_url, "password": API_KEY, "extra": {"max_retries": 5}}
         ),
     )
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        strategy,
-        "--n",
-        str(n),
-        "--poll-interval",
-        str(args.poll_interval),
-        "--download",
-        str(min(n, args.download_sample)),
-    ]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        raise RuntimeError(f"child {strategy} N={n} failed:\n{out.stderr[-3000:]}")
-    child = json.loads(out.stdout.strip().splitlines()[-1])
-    stats = control.get("/_emulator/stats").json()
-    history = httpx.get(
-        f"{emulator_url}/api/ai/generations", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
-    ).json()
-    rows = history.get("generations") or history.get("data") or []
-    completed = {r["generation_id"]: _iso_to_epoch(r["completed_at"]) for r in rows if r.get("completed_at")}
+    env[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = http_connection_json(emulator_url, API_KEY)
+    env["OXEN_BENCH_EMULATOR_URL"] = emulator_url
+    return env
+
+
+def hold_seconds(n: int, args: argparse.Namespace, rate: float) -> float:
+    """The emulator's ``queue_seconds`` for a run: long enough that no generation finishes
+    before every trigger started (the enqueue of N takes a while), so all N waits overlap."""
+    return max(0.2, n * rate + args.poll_interval + START_MARGIN - args.render_seconds)
+
+
+def run_once(
+    emulator_url: str, strategy: str, n: int, rep: int, args: argparse.Namespace, home: str, rate: float
+) -> dict[str, Any]:
+    seed = args.seed + rep
+    queue_seconds = hold_seconds(n, args, rate)
+    with httpx.Client(base_url=emulator_url, timeout=60) as control:
+        control.post("/_emulator/reset").raise_for_status()
+        control.post(
+            "/_emulator/config",
+            json={
+                "render_seconds": args.render_seconds,
+                "render_seconds_max": args.render_seconds_max,
+                "render_seed": seed,
+                "queue_seconds": queue_seconds,
+            },
+        ).raise_for_status()
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            strategy,
+            "--n",
+            str(n),
+            "--poll-interval",
+            str(args.poll_interval),
+            "--seed",
+            str(seed),
+            "--child-timeout",
+            str(args.child_timeout),
+        ]
+        out = subprocess.run(
+            command,
+            env=child_env(emulator_url, home),
+            capture_output=True,
+            text=True,
+            timeout=args.child_timeout + 120,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"child {strategy} N={n} failed:\n{out.stderr[-3000:]}")
+        child = json.loads(out.stdout.strip().splitlines()[-1])
+        stats = control.get("/_emulator/stats").json()
+    completed = completion_times(emulator_url)
     latencies = [
         (child["fired"][i] - completed[i]) * 1000
         for i in child["ids"]
         if i in completed and i in child["fired"]
     ]
-    downloads = stats.get("GET /files/{id}/{name}", 0)
+    early = sum(1 for i in child["ids"] if i in completed and completed[i] < child["started"].get(i, 0.0))
     api_requests = sum(v for k, v in stats.items() if " /api/" in k)
-    # Not per generation: the one model-detail read; the sample's status reads (for a fresh URL)
-    # belong to the download, not the wait.
-    wait_requests = api_requests - 1 - child["downloaded"]
+    enqueue_requests = stats.get("POST /api/ai/queue", 0)
+    model_reads = stats.get("GET /api/ai/models/{id}", 0)
+    wait_requests = api_requests - enqueue_requests - model_reads
     ok = sum(1 for s in child["statuses"].values() if s == "succeeded")
     return {
+        "side": "triggerer",
         "strategy": strategy,
         "n": n,
+        "rep": rep,
         "succeeded": ok,
+        "errors": child["errors"],
+        "error_count": child["error_count"],
+        "sampled": len(latencies),
+        "early": early,
         "requests_per_gen": wait_requests / n,
-        "download_per_gen": (downloads / child["downloaded"]) if child["downloaded"] else float("nan"),
+        "enqueue_requests_per_gen": enqueue_requests / n,
         "rss_peak_mb": child["rss_peak_mb"],
         "rss_before_mb": child["rss_before_mb"],
+        "rss_per_1k_mb": (child["rss_peak_mb"] - child["rss_before_mb"]) / n * 1000,
         "cpu_seconds": child["cpu_seconds"],
-        "p50_ms": _percentile(latencies, 0.5),
-        "p99_ms": _percentile(latencies, 0.99),
+        "cpu_per_1k": child["cpu_seconds"] / n * 1000,
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": max(latencies, default=NAN),
+        "lag_max_ms": child["lag_max_ms"],
         "wall_seconds": child["wall_seconds"],
+        "enqueue_seconds": child["enqueue_seconds"],
+        "queue_seconds": queue_seconds,
     }
 
 
-def _table(results: list[dict[str, Any]], import_times: tuple[float, float], args: argparse.Namespace) -> str:
-    lines = [
-        f"render time {args.render_seconds:g} s, poll interval {args.poll_interval:g} s, "
-        f"one trigger per generation, one process; provider import: {import_times[0]:.2f} s cold "
-        f"(python + airflow + provider), {import_times[1] * 1000:.0f} ms for the provider's own modules",
-        "",
-        "| N | strategy | ok | req/gen (enqueue+wait) | +download | total req/gen | peak RSS MB "
-        "| CPU s | p50 ms | p99 ms | req vs baseline | CPU vs baseline | targets |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for n in sorted({r["n"] for r in results}):
-        group = {r["strategy"]: r for r in results if r["n"] == n}
-        base = group.get("baseline")
-        for strategy in STRATEGIES:
-            r = group.get(strategy)
-            if r is None:
+def plan(args: argparse.Namespace) -> list[tuple[int, str]]:
+    """(N, strategy) pairs to run; the peers only up to their largest N."""
+    sizes = [int(s) for s in str(args.sizes).split(",") if s]
+    pairs = []
+    for n in sizes:
+        for strategy in str(args.strategies).split(","):
+            limit = {"http": args.peer_max_n, "own": args.own_max_n, "poll": args.poll_max_n}.get(strategy)
+            if limit is not None and n > limit:
                 continue
-            download = r["download_per_gen"] if r["download_per_gen"] == r["download_per_gen"] else 1.0
-            total = r["requests_per_gen"] + download
-            req_ratio = f"{total / (base['requests_per_gen'] + download):.2f}x" if base else "-"
-            cpu_ratio = (
-                f"{r['cpu_seconds'] / base['cpu_seconds']:.2f}x" if base and base["cpu_seconds"] else "-"
-            )
-            targets = "-"
-            if strategy == "events":
-                checks = [
-                    ("req", total <= TARGET_REQUESTS),
-                    ("rss", r["rss_peak_mb"] <= TARGET_RSS_MB),
-                    ("p50", r["p50_ms"] <= TARGET_P50_MS),
-                ]
-                targets = " ".join(f"{name}:{'met' if ok else 'MISSED'}" for name, ok in checks)
-            lines.append(
-                f"| {n} | {strategy} | {r['succeeded']}/{n} | {r['requests_per_gen']:.2f} | {download:.2f} "
-                f"| {total:.2f} | {r['rss_peak_mb']:.0f} | {r['cpu_seconds']:.1f} | {r['p50_ms']:.0f} "
-                f"| {r['p99_ms']:.0f} | {req_ratio} | {cpu_ratio} | {targets} |"
-            )
-    return "\n".join(lines)
+            pairs.append((n, strategy))
+    return pairs
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description="Waiting-strategy benchmark (prints a markdown table).")
-    parser.add_argument("--sizes", default="100,1000,5000")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--render-seconds", type=float, default=15.0)
-    parser.add_argument("--poll-interval", type=float, default=5.0)
-    parser.add_argument("--download-sample", type=int, default=50)
-    parser.add_argument("--child", choices=STRATEGIES)
-    parser.add_argument("--n", type=int, default=0)
-    parser.add_argument("--download", type=int, default=0)
-    args = parser.parse_args()
-
-    if args.child:
-        sys.path.insert(0, str(REPO))
-        result = asyncio.run(_child(args.child, args.n, args.poll_interval, args.download))
-        print(json.dumps(result))
-        return 0
-
+def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    """Every run, repetitions interleaved (rep 1 of each pair, then rep 2, ...), so load drift
+    on a shared machine hits every strategy alike."""
     from airflow_provider_oxen.emulator import start_emulator_process
 
     started = time.monotonic()
-    import_times = _import_time()
-    results = []
+    load_before = load_average()
+    runs: list[dict[str, Any]] = []
     emulator_args = ["--api-key", API_KEY, "--render-seconds", str(args.render_seconds), "--quiet"]
     with (
         tempfile.TemporaryDirectory(prefix="oxen-bench-") as home,
         start_emulator_process(emulator_args) as emu,
     ):
-        for n in [int(s) for s in args.sizes.split(",")]:
-            for strategy in args.strategies.split(","):
-                result = _run(emu.url, strategy, n, args, home)
-                print(
-                    f"# N={n} {strategy}: {result['succeeded']}/{n} ok, "
-                    f"{result['requests_per_gen']:.2f} req/gen, "
-                    f"{result['rss_peak_mb']:.0f} MB, {result['cpu_seconds']:.1f} CPU s, "
-                    f"p50 {result['p50_ms']:.0f} ms, wall {result['wall_seconds']:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
+        rate = ENQUEUE_RATE_GUESS
+        for rep in range(args.repeat):
+            for n, strategy in plan(args):
+                run = run_once(emu.url, strategy, n, rep, args, home, rate)
+                if n >= 1000:  # the last large enqueue says how long the next one takes
+                    rate = max(ENQUEUE_RATE_GUESS / 3, run["enqueue_seconds"] / n * 1.3)
+                log(
+                    f"# triggerer rep {rep + 1}/{args.repeat} N={n} {strategy}: {run['succeeded']}/{n} ok, "
+                    f"{run['requests_per_gen']:.2f} req/gen, {run['rss_peak_mb']:.0f} MB peak, "
+                    f"{run['cpu_seconds']:.1f} CPU s, p50 {run['p50_ms']:.0f} ms p99 {run['p99_ms']:.0f} ms "
+                    f"over {run['sampled']} ({run['early']} done before their trigger started), lag max "
+                    f"{run['lag_max_ms']:.0f} ms, enqueue {run['enqueue_seconds']:.1f} s, "
+                    f"wall {run['wall_seconds']:.1f} s "
+                    f"({load_average()})"
                 )
-                results.append(result)
-    print(_table(results, import_times, args))
-    print(f"\n(total benchmark time {time.monotonic() - started:.0f} s)")
-    failed = [r for r in results if r["succeeded"] != r["n"]]
+                if run["error_count"]:
+                    log(f"#   {run['error_count']} trigger error(s), e.g. {run['errors'][:2]}")
+                runs.append(run)
+    return {
+        "settings": {
+            "render_seconds": args.render_seconds,
+            "render_seconds_max": args.render_seconds_max,
+            "poll_interval": args.poll_interval,
+            "repeat": args.repeat,
+            "seed": args.seed,
+            "peer_max_n": args.peer_max_n,
+        },
+        "runs": runs,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def _group(runs: list[dict[str, Any]], n: int, strategy: str) -> list[dict[str, Any]]:
+    return [r for r in runs if r["n"] == n and r["strategy"] == strategy]
+
+
+def render(result: dict[str, Any]) -> str:
+    """The triggerer table (markdown): medians over repetitions with their range, ratios to the peer."""
+    s, runs = result["settings"], result["runs"]
+    sizes = sorted({r["n"] for r in runs})
+    order = [st for st in STRATEGIES if any(r["strategy"] == st for r in runs)]
+    lines = [
+        f"Render time uniform {s['render_seconds']:g}-{s['render_seconds_max']:g} s (seeded), poll interval "
+        f"{s['poll_interval']:g} s, trigger starts spread over one interval; one trigger per generation, "
+        f"one process; median of {s['repeat']} run(s), (min-max) when they differ. Latency over every "
+        f"generation. {result['load_before']} before, {result['load_after']} after "
+        f"({result['seconds']:.0f} s).",
+        "",
+    ]
+    header = [
+        "N",
+        "strategy",
+        "ok",
+        "wait req/gen",
+        "peak RSS MB",
+        "MB /1k waits",
+        "CPU s",
+        "CPU s /1k waits",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "loop lag max ms",
+    ]
+    rows = []
+    for n in sizes:
+        for strategy in order:
+            group = _group(runs, n, strategy)
+            if not group:
+                continue
+            ok = spread([r["succeeded"] for r in group], fmt_int, show_range=True)
+            rows.append(
+                [
+                    f"{n:,}",
+                    LABELS[strategy],
+                    f"{ok}/{n:,}",
+                    spread([r["requests_per_gen"] for r in group], fmt_2),
+                    spread([r["rss_peak_mb"] for r in group], fmt_int),
+                    spread([r["rss_per_1k_mb"] for r in group], fmt_1),
+                    spread([r["cpu_seconds"] for r in group], fmt_1),
+                    spread([r["cpu_per_1k"] for r in group], fmt_2),
+                    spread([r["p50_ms"] for r in group], fmt_int),
+                    spread([r["p99_ms"] for r in group], fmt_int),
+                    spread([r["max_ms"] for r in group], fmt_int),
+                    spread([r["lag_max_ms"] for r in group], fmt_int),
+                ]
+            )
+    lines += table(header, "rlrrrrrrrrrr", rows)
+
+    # Ratios against the real peer, at each N where it ran (medians over medians).
+    ratio_rows = []
+    for n in sizes:
+        peer = _group(runs, n, PEER)
+        if not peer:
+            continue
+        for strategy in ("events", "poll"):
+            ours = _group(runs, n, strategy)
+            if not ours:
+                continue
+
+            def m(group: list[dict[str, Any]], key: str) -> float:
+                return median(r[key] for r in group)
+
+            ratio_rows.append(
+                [
+                    f"{n:,}",
+                    LABELS[strategy],
+                    ratio(m(ours, "rss_peak_mb"), m(peer, "rss_peak_mb")),
+                    ratio(m(ours, "cpu_seconds"), m(peer, "cpu_seconds")),
+                    ratio(m(ours, "requests_per_gen"), m(peer, "requests_per_gen")),
+                    ratio(m(ours, "p50_ms"), m(peer, "p50_ms")),
+                    ratio(m(ours, "p99_ms"), m(peer, "p99_ms")),
+                ]
+            )
+    if ratio_rows:
+        lines += [
+            "",
+            f"Against the real peer ({LABELS[PEER]}) at the same N, same run (ours ÷ peer, medians):",
+            "",
+        ]
+        lines += table(
+            ["N", "strategy", "peak RSS", "CPU", "wait requests", "p50 latency", "p99 latency"],
+            "rlrrrrr",
+            ratio_rows,
+        )
+    peer_sizes = sorted({r["n"] for r in runs if r["strategy"] == PEER})
+    if peer_sizes and peer_sizes[-1] < sizes[-1]:
+        lines += [
+            "",
+            f"The peer ran up to N = {peer_sizes[-1]:,} (`--peer-max-n`); larger N for the events "
+            "strategy only.",
+        ]
+    lines += ["", *goals(result)]
+    return "\n".join(lines)
+
+
+def goals(result: dict[str, Any]) -> list[str]:
+    """The events strategy's goals, checked at every N (medians)."""
+    runs = [r for r in result["runs"] if r["strategy"] == "events"]
+    if not runs:
+        return []
+    sizes = sorted({r["n"] for r in runs})
+    out = []
+    cpu_per_1k = {}
+    for n in sizes:
+        group = _group(runs, n, "events")
+        rss, p99 = median(r["rss_peak_mb"] for r in group), median(r["p99_ms"] for r in group)
+        cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
+        ok = all(r["succeeded"] == n for r in group)
+        out.append(
+            f"Goals, events at N = {n:,}: peak RSS {rss:.0f} MB ≤ {GOAL_RSS_MB:.0f}: "
+            f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}; p99 {p99:.0f} ms ≤ {GOAL_P99_MS:.0f}: "
+            f"{'met' if p99 <= GOAL_P99_MS else 'MISSED'}; every wait succeeded: {'yes' if ok else 'NO'}."
+        )
+    values = [v for v in cpu_per_1k.values() if is_number(v) and v > 0]
+    if len(values) > 1:
+        flatness = max(values) / min(values)
+        listed = ", ".join(f"{cpu_per_1k[n]:.2f} at {n:,}" for n in sizes)
+        out.append(
+            f"CPU s per 1,000 waits ({listed}): largest/smallest {flatness:.2f} ≤ {GOAL_CPU_FLATNESS}: "
+            f"{'flat, met' if flatness <= GOAL_CPU_FLATNESS else 'GROWS, MISSED'}."
+        )
+    return [f"* {line}" for line in out]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="1000,5000,20000", help="comma-separated N")
+    parser.add_argument("--strategies", default=DEFAULT_STRATEGIES, help=f"of {','.join(STRATEGIES)}")
+    parser.add_argument("--render-seconds", type=float, default=10.0, help="shortest render")
+    parser.add_argument(
+        "--render-seconds-max", type=float, default=None, help="longest render (default 2 x --render-seconds)"
+    )
+    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20260)
+    parser.add_argument("--peer-max-n", type=int, default=5000, help="largest N the http peer runs at")
+    parser.add_argument("--poll-max-n", type=int, default=5000, help="largest N the poll strategy runs at")
+    parser.add_argument("--own-max-n", type=int, default=1000, help="largest N the own-invention runs at")
+    parser.add_argument("--child-timeout", type=float, default=300.0)
+
+
+def finish_args(args: argparse.Namespace) -> None:
+    if args.render_seconds_max is None:
+        args.render_seconds_max = 2 * args.render_seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Triggerer-side benchmark (prints a markdown table).")
+    add_arguments(parser)
+    parser.add_argument("--child", choices=STRATEGIES)
+    parser.add_argument("--n", type=int, default=0)
+    parser.add_argument("--json-out", type=Path, help="also write every run as JSON")
+    args = parser.parse_args()
+    finish_args(args)
+
+    if args.child:
+        url = os.environ["OXEN_BENCH_EMULATOR_URL"]
+        child = _child(args.child, args.n, args.poll_interval, args.seed, args.child_timeout, url)
+        profile_to = os.environ.get("OXEN_BENCH_PROFILE")  # a developer's aid: cProfile the child
+        if profile_to:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                result = asyncio.run(child)
+            profiler.dump_stats(profile_to)
+        else:
+            result = asyncio.run(child)
+        print(json.dumps(result))
+        return 0
+
+    result = run_all(args, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=1))
+    print(render(result))
+    failed = [r for r in result["runs"] if r["succeeded"] != r["n"] and r["strategy"] != "own"]
     return 1 if failed else 0
 
 
