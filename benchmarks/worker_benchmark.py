@@ -1,0 +1,274 @@
+"""Worker side: slot seconds and Oxen requests per image, on a real Airflow run of mapped tasks.
+
+Starts the emulator and a real Airflow 3.3 (api-server, scheduler with the LocalExecutor,
+dag-processor, triggerer: ``tests/e2e/airflow_cluster.py``) with two DAGs from
+``benchmarks/worker_dags/``, then, per repetition, runs:
+
+* ``oxen_bench_null`` — M mapped tasks that defer on a ``TimeDeltaTrigger`` and return when
+  resumed, importing nothing of this provider: Airflow's own cost of a deferring task;
+* ``oxen_bench_worker`` — M mapped ``OxenGenerateImageOperator`` tasks (one image each,
+  deferrable, events), the operator as shipped with each phase timed.
+
+Each task process records, per phase (execute until it defers, resume until it returns),
+when the process was created (the supervisor forks one per phase), when the operator was
+entered and when it left (:mod:`benchmarks.worker_timing`). Slot time per image = both
+phases from process creation to the operator's exit; "beyond Airflow's own" = ours minus
+the null task's. Oxen requests per image on the worker come from the emulator's request log,
+attributed by route (the worker reads models and generations and enqueues; the triggerer
+subscribes to events, lists the queue and reads queue rows). Usage::
+
+    python benchmarks/worker_benchmark.py --tasks 4 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    REPO,
+    fmt_2,
+    fmt_int,
+    load_average,
+    median,
+    spread,
+    table,
+)
+
+API_KEY = "benchmark-key"
+NULL_DAG, OXEN_DAG = "oxen_bench_null", "oxen_bench_worker"
+# Routes the worker uses; everything else in the log is the triggerer's.
+WORKER_ROUTES = frozenset({"GET /api/ai/models/{id}", "POST /api/ai/queue", "GET /api/ai/generations/{id}"})
+GOAL_OVERHEAD_S, GOAL_REQUESTS = 1.0, 2.0
+
+
+def _phases(records: list[dict[str, Any]], kind: str, run_id: str) -> dict[int, dict[str, dict[str, Any]]]:
+    tasks: dict[int, dict[str, dict[str, Any]]] = {}
+    for rec in records:
+        if rec["kind"] == kind and rec["run_id"] == run_id:
+            tasks.setdefault(int(rec["map_index"]), {})[rec["phase"]] = rec
+    return tasks
+
+
+def _task_figures(phases: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    if "execute" not in phases or "resume" not in phases:
+        return None
+    ex, re = phases["execute"], phases["resume"]
+    startup = (ex["entered"] - ex["process_started"]) + (re["entered"] - re["process_started"])
+    operator = (ex["left"] - ex["entered"]) + (re["left"] - re["entered"])
+    return {
+        "startup_s": startup,
+        "operator_s": operator,
+        "operator_execute_s": ex["left"] - ex["entered"],
+        "operator_resume_s": re["left"] - re["entered"],
+        "slot_s": startup + operator,
+    }
+
+
+def _summarise(records: list[dict[str, Any]], kind: str, run_id: str, tasks: int) -> dict[str, Any]:
+    figures = [f for f in (_task_figures(p) for p in _phases(records, kind, run_id).values()) if f]
+    out: dict[str, Any] = {"complete": len(figures), "tasks": tasks}
+    for key in ("startup_s", "operator_s", "operator_execute_s", "operator_resume_s", "slot_s"):
+        out[key] = statistics.median(f[key] for f in figures) if figures else float("nan")
+    return out
+
+
+def _requests(emulator_url: str) -> Counter[str]:
+    entries = httpx.get(f"{emulator_url}/_emulator/requests", timeout=60).json()["requests"]
+    return Counter(f"{e['method']} {e['route']}" for e in entries)
+
+
+def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    from airflow_provider_oxen.emulator import start_emulator_process
+    from tests.e2e.airflow_cluster import AirflowCluster
+
+    started = time.monotonic()
+    load_before = load_average()
+    runs: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oxen-bench-worker-")))
+        dags = work / "dags"
+        dags.mkdir()
+        for source in (REPO / "benchmarks" / "worker_dags").glob("*.py"):
+            shutil.copy(source, dags / source.name)
+        timings = work / "timings.jsonl"
+        emu = stack.enter_context(
+            start_emulator_process(
+                [
+                    "--api-key",
+                    API_KEY,
+                    "--render-seconds",
+                    str(args.render_seconds),
+                    "--queue-seconds",
+                    "0.2",
+                    "--quiet",
+                ]
+            )
+        )
+        env = {
+            "AIRFLOW_CONN_OXEN_DEFAULT": json.dumps(
+                {"conn_type": "oxen", "host": emu.url, "password": API_KEY}
+            ),
+            "OXEN_BENCH_TIMINGS": str(timings),
+            "OXEN_BENCH_WORKER_TASKS": str(args.tasks),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        }
+        cluster_started = time.monotonic()
+        cluster = stack.enter_context(AirflowCluster(dags, env, expect_dags=[NULL_DAG, OXEN_DAG]))
+        log(f"# worker: Airflow up in {time.monotonic() - cluster_started:.0f} s ({load_average()})")
+        cluster.unpause(NULL_DAG)
+        cluster.unpause(OXEN_DAG)
+        for rep in range(args.repeat):
+            null_run = cluster.trigger(NULL_DAG)
+            null_state = cluster.wait_for_run(NULL_DAG, null_run, timeout=args.run_timeout)
+            httpx.post(f"{emu.url}/_emulator/reset", timeout=30).raise_for_status()
+            oxen_run = cluster.trigger(OXEN_DAG)
+            oxen_state = cluster.wait_for_run(OXEN_DAG, oxen_run, timeout=args.run_timeout)
+            requests = _requests(emu.url)
+            records = [json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
+            null = _summarise(records, "null", null_run, args.tasks)
+            ours = _summarise(records, "oxen", oxen_run, args.tasks)
+            worker_requests = {k: v for k, v in requests.items() if k in WORKER_ROUTES}
+            trigger_requests = {k: v for k, v in requests.items() if k not in WORKER_ROUTES}
+            run = {
+                "side": "worker",
+                "rep": rep,
+                "tasks": args.tasks,
+                "null_state": null_state,
+                "oxen_state": oxen_state,
+                "null": null,
+                "oxen": ours,
+                "beyond_airflow_s": ours["slot_s"] - null["slot_s"],
+                "worker_requests": worker_requests,
+                "triggerer_requests": trigger_requests,
+                "worker_requests_per_image": sum(worker_requests.values()) / args.tasks,
+            }
+            runs.append(run)
+            log(
+                f"# worker rep {rep + 1}/{args.repeat}: null {null_state} slot {null['slot_s']:.2f} s, "
+                f"oxen {oxen_state} slot {ours['slot_s']:.2f} s (operator {ours['operator_s']:.2f} s), "
+                f"{run['worker_requests_per_image']:.2f} worker req/image {worker_requests} "
+                f"({load_average()})"
+            )
+            if null_state != "success" or oxen_state != "success":
+                cluster.print_log_tails()
+    return {
+        "settings": {"tasks": args.tasks, "repeat": args.repeat, "render_seconds": args.render_seconds},
+        "runs": runs,
+        "load_before": load_before,
+        "load_after": load_average(),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    s, runs = result["settings"], result["runs"]
+
+    def col(path: tuple[str, ...], fmt: Any = fmt_2) -> str:
+        values = []
+        for run in runs:
+            value: Any = run
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return spread(values, fmt)
+
+    lines = [
+        f"{s['tasks']} mapped tasks per DAG run (one image each), LocalExecutor (parallelism 8), real "
+        f"Airflow 3.3 on SQLite; per run the median task, then the median of {s['repeat']} run(s) "
+        f"(min-max). {result['load_before']} before, {result['load_after']} after "
+        f"({result['seconds']:.0f} s).",
+        "",
+    ]
+    header = [
+        "task",
+        "done",
+        "task start-up s (both phases)",
+        "operator s: execute to defer",
+        "operator s: resume to return",
+        "slot s per image",
+        "Oxen requests per image (worker)",
+    ]
+    rows = [
+        [
+            "Airflow's own deferring task (null)",
+            col(("null", "complete"), fmt_int) + f"/{s['tasks']}",
+            col(("null", "startup_s")),
+            col(("null", "operator_execute_s"), lambda v: f"{v * 1000:.0f} ms"),
+            col(("null", "operator_resume_s"), lambda v: f"{v * 1000:.0f} ms"),
+            col(("null", "slot_s")),
+            "0",
+        ],
+        [
+            "OxenGenerateImageOperator (deferrable)",
+            col(("oxen", "complete"), fmt_int) + f"/{s['tasks']}",
+            col(("oxen", "startup_s")),
+            col(("oxen", "operator_execute_s")),
+            col(("oxen", "operator_resume_s")),
+            col(("oxen", "slot_s")),
+            col(("worker_requests_per_image",)),
+        ],
+    ]
+    lines += table(header, "lrrrrrr", rows)
+    beyond = median(r["beyond_airflow_s"] for r in runs)
+    operator = median(r["oxen"]["operator_s"] for r in runs)
+    per_image = median(r["worker_requests_per_image"] for r in runs)
+    routes: Counter[str] = Counter()
+    for run in runs:
+        routes.update(run["worker_requests"])
+    per_route = ", ".join(
+        f"`{route}` {count / (len(runs) * s['tasks']):.2f}" for route, count in sorted(routes.items())
+    )
+    trig: Counter[str] = Counter()
+    for run in runs:
+        trig.update(run["triggerer_requests"])
+    trig_text = ", ".join(f"`{route}` {count / len(runs):.1f}" for route, count in sorted(trig.items()))
+    lines += [
+        "",
+        "* Slot time beyond Airflow's own (ours minus null, per image): "
+        f"{spread([r['beyond_airflow_s'] for r in runs], fmt_2)} s, "
+        f"of which the operator's own code {operator:.2f} s: goal < {GOAL_OVERHEAD_S:.0f} s "
+        f"{'met' if beyond < GOAL_OVERHEAD_S else 'MISSED'}.",
+        f"* Oxen requests per image made by the worker: {per_image:.2f} (goal <= {GOAL_REQUESTS:.0f}: "
+        f"{'met' if per_image <= GOAL_REQUESTS else 'MISSED'}); per route: {per_route}.",
+        f"* The triggerer's requests per DAG run (all {s['tasks']} waits together): {trig_text or 'none'}.",
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, default=4, help="mapped tasks per DAG run")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--render-seconds", type=float, default=2.0)
+    parser.add_argument("--run-timeout", type=float, default=300.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Worker-side benchmark on a real Airflow (markdown table).")
+    add_arguments(parser)
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+    result = run_all(args, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=1))
+    print(render(result))
+    ok = all(r["null_state"] == "success" and r["oxen_state"] == "success" for r in result["runs"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
