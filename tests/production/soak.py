@@ -139,6 +139,8 @@ class Sampler:
         self.key_in_redis: set[str] = set()
         self.redis_scans = 0
         self.redis_keys_seen = 0
+        self.peak_triggers = 0  # trigger rows at once (waiting tasks)
+        self.peak_held = 0  # triggers held by one triggerer at once
         self.peak_rss_session = 0  # bytes, one triggerer's whole session (supervisor + runner + log server)
         self.peak_rss_process = 0  # bytes, the largest single triggerer process
         self.errors: list[str] = []
@@ -196,6 +198,9 @@ class Sampler:
                 self.ti_try[key] = max(self.ti_try.get(key, 0), int(try_number or 0))
                 if trigger_id is not None:
                     self.ti_triggers.setdefault(key, set()).add(int(trigger_id))
+            self.peak_triggers = max(self.peak_triggers, len(triggers))
+            held = Counter(row[1] for row in triggers if row[1] is not None)
+            self.peak_held = max(self.peak_held, max(held.values(), default=0))
             for trigger_id, triggerer_id, kwargs in triggers:
                 entry = self.triggers.get(int(trigger_id))
                 if entry is None:
@@ -491,7 +496,8 @@ def run_soak(
     soak.check_key(api_key)
     report.figures["peak triggerer RSS"] = (
         f"{sampler.peak_rss_process / 2**20:.0f} MB largest process, "
-        f"{sampler.peak_rss_session / 2**20:.0f} MB whole triggerer (supervisor + runner + log server)"
+        f"{sampler.peak_rss_session / 2**20:.0f} MB whole triggerer (supervisor + runner + log server); "
+        f"at most {sampler.peak_triggers} triggers at once, {sampler.peak_held} held by one triggerer"
     )
     if sampler.errors:
         report.notes.append(f"sampler errors (retried): {sampler.errors[-3:]}")
