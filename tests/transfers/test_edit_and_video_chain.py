@@ -1,0 +1,99 @@
+"""Edits and video over real sockets: inputs presigned from moto S3, outputs stored in S3,
+exactly one paid generation per output after a worker crash."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
+from tests.integration.helpers import defer, run_trigger, task_context
+from tests.transfers.helpers import transfer_context
+
+EDIT_MODEL = "qwen-image-edit"
+I2V_MODEL = "kling-video-o3-pro-reference-to-video"
+
+
+@pytest.fixture
+def key_visual(s3_client: Any, bucket: str) -> str:
+    """An approved image in a private bucket, as the S3 transfer left it."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), (200, 120, 40)).save(buffer, format="PNG")
+    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
+    return f"s3://{bucket}/approved/key-visual.png"
+
+
+def _sent_inputs(oxen: EmulatorControl) -> list[Any]:
+    return [r["json"].get("input_image") for r in oxen.requests(method="POST", path="/api/ai/queue")]
+
+
+def test_an_edit_of_a_stored_image_is_sent_presigned_and_kept_unsigned(
+    oxen_conn: EmulatorControl, aws_conn: str, key_visual: str
+) -> None:
+    operator = OxenGenerateImageOperator(
+        task_id="variant",
+        model=EDIT_MODEL,
+        prompt="Autumn palette",
+        input_images=key_visual,
+        poll_interval=0.1,
+    )
+    [result] = operator.execute(task_context())
+    [sent] = _sent_inputs(oxen_conn)
+    assert sent.startswith(aws_conn) and "Signature=" in sent  # Oxen got a presigned URL
+    assert result["status"] == "succeeded" and result["media_type"] == "image"
+    assert result["parameters"]["input_image"] == sent.split("?")[0]  # XCom keeps no signature
+    assert "Signature" not in repr(result)
+
+
+def test_a_clip_after_a_worker_crash_is_paid_once_and_stored_as_video(
+    oxen_conn: EmulatorControl, aws_conn: str, key_visual: str, s3_client: Any, bucket: str
+) -> None:
+    import av
+
+    oxen_conn.configure(video_render_seconds=1.0)
+    store = FakeTaskStateStore()
+
+    def clip() -> OxenGenerateVideoOperator:
+        return OxenGenerateVideoOperator(
+            task_id="clip",
+            model=I2V_MODEL,
+            prompt="Slow push-in",
+            input_images=key_visual,
+            duration=3,
+            aspect_ratio="16:9",
+            poll_interval=0.2,
+            deferrable=True,
+        )
+
+    class _Died(BaseException):
+        pass
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise _Died
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OxenGenerateVideoOperator, "defer", die)
+        with pytest.raises(_Died):
+            clip().execute(task_context(store, try_number=1))
+    # The retry presigns the input afresh (another signature) and still resumes, paying nothing.
+    trigger = defer(clip(), task_context(store, try_number=2)).trigger
+    assert oxen_conn.stats()["generations_created"] == 1 and len(_sent_inputs(oxen_conn)) == 1
+    [result] = clip().execute_complete(task_context(store, try_number=2), run_trigger(trigger))
+    assert (result["media_type"], result["output_format"]) == ("video", "mp4")
+    assert API_KEY not in repr(result)
+
+    [record] = OxenGenerationToS3Operator(
+        task_id="store_media", results=[result], bucket=bucket, prefix="follow-up"
+    ).execute(transfer_context())
+    head = s3_client.head_object(Bucket=bucket, Key=record["s3_key"])
+    assert head["ContentType"] == "video/mp4" and record["s3_key"].endswith(".mp4")
+    body = s3_client.get_object(Bucket=bucket, Key=record["s3_key"])["Body"].read()
+    with av.open(io.BytesIO(body)) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 3 * 8  # 3 s at the emulator's 8 fps
+    poster = s3_client.get_object(Bucket=bucket, Key=record["poster_s3_key"])["Body"].read()
+    assert Image.open(io.BytesIO(poster)).format == "JPEG"
