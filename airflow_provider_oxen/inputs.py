@@ -37,8 +37,7 @@ def input_sources(value: Any) -> list[str]:
             source = str(item).strip() if item is not None else None
         if not source or not source.startswith(("s3://", "https://", "http://")):
             raise OxenValidationError(
-                "input_images must be s3:// URIs, URLs or records of the S3 transfer, "
-                f"got {item!r:.120}",
+                f"input_images must be s3:// URIs, URLs or records of the S3 transfer, got {item!r:.120}",
                 field="input_images",
             )
         sources.append(source)
