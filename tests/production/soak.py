@@ -779,11 +779,16 @@ class _Soak:
             "their retries replaced only the failed generation(s)"
         )
 
+        # A task seen running just before the kill may have finished deferring before the
+        # SIGKILL landed (it then resumes on the same try): only its final state is checked.
         for key in sorted(self.killed_tis):
             state, tries = tis.get(key, (None, 0))
-            report.check(state == "success", f"{key} killed with its worker ended {state}")
-            report.check(tries >= 2, f"{key} killed with its worker shows try {tries}")
+            report.check(state == "success", f"{key} running on the killed worker ended {state}")
         for map_index in self.kill_window_killed:
+            state, tries = tis.get(("generate", map_index), (None, 0))
+            report.check(
+                tries >= 2, f"generate[{map_index}] was SIGKILLed in its kill window yet shows try {tries}"
+            )
             text = self.cluster.task_log(DAG_ID, self.run_id, "generate", map_index)
             report.check(
                 "Resuming" in text and "Oxen generation(s) enqueued by an earlier try" in text,
