@@ -189,7 +189,7 @@ class AirflowCluster:
         env_extra: Mapping[str, str] | None = None,
         *,
         expect_dags: Iterable[str] = (),
-        startup_timeout: float = 180.0,
+        startup_timeout: float = 300.0,
         keep_home: bool | None = None,
     ) -> None:
         self.dags_folder = str(Path(dags_folder).resolve())
