@@ -12,13 +12,19 @@ Larger runs: ``.venv/bin/python scripts/cluster.py soak --tasks 300 --images 4``
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from tests.production.soak import default_config_from_env, run_soak_cluster
 
-pytestmark = pytest.mark.slow
+# Still being stabilised (a false invariant failure was fixed on its last day): opt in with
+# OXEN_SOAK=1 (``make soak-ci``) until it has a record of clean runs; then it joins ``make test``.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("OXEN_SOAK"), reason="opt-in: OXEN_SOAK=1 (make soak-ci)"),
+]
 
 
 def test_chaos_soak_keeps_every_invariant() -> None:
