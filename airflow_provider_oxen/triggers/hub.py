@@ -152,6 +152,13 @@ class OxenHub:
         # The raw status of each waited-for id as last delivered from a listing: a listing row
         # with the same status again is not parsed or delivered (see :meth:`_scan_listing`).
         self._listed: dict[str, str] = {}
+        # Ids that left the listing while the event stream stayed open: their completion event is
+        # most likely on its way (a busy loop reads the stream late), so they are only read if
+        # the next reconciliation still finds them waited for (see :meth:`_reads_due`).
+        self._overdue: set[str] = set()
+        # Bumped whenever the event stream (re)opens; the epoch the last listing saw it open in.
+        self._stream_epoch = 0
+        self._listing_epoch: int | None = None
         self._registered: set[Waiter] = set()
         self._wake = asyncio.Event()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
@@ -295,6 +302,7 @@ class OxenHub:
         ids = list(self._waiters)
         if not ids:
             return True
+        epoch = self._stream_epoch if self._stream_open else None
         try:
             body = await self._list_queue_body()
         except OxenAuthenticationError as exc:
@@ -312,9 +320,31 @@ class OxenHub:
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
         # Each row is delivered as soon as its read answers, not once every read has.
-        gone = [i for i in ids if i not in in_flight and i in self._waiters]
+        gone = self._reads_due([i for i in ids if i not in in_flight and i in self._waiters], epoch)
         await asyncio.gather(*(self._read_and_deliver(i) for i in gone))
         return True
+
+    def _reads_due(self, gone: list[str], epoch: int | None) -> list[str]:
+        """Which of the waited-for ids missing from the listing to read now.
+
+        After a gap (no stream, or it (re)opened since the last listing) every one of them:
+        their events may have been lost. While the stream stayed open, an id the hub saw in
+        flight before and that has just left the queue has its completion event on the way,
+        perhaps still unread in the socket when the loop is busy; reading thousands of them
+        would only add load where there is already too much. Those are read one round later
+        if still waited for (a really missed event then costs one more safety-net interval).
+        Ids never seen in flight (registered after finishing) are read at once. ``epoch`` is
+        the stream's epoch when this listing was requested (None: it was not open).
+        """
+        unbroken = epoch is not None and self._stream_open and self._stream_epoch == epoch
+        streaming = unbroken and self._listing_epoch == epoch
+        self._listing_epoch = epoch if unbroken else None
+        if not streaming:
+            self._overdue = set()
+            return gone
+        expected = {i for i in gone if i in self._listed and i not in self._overdue}
+        self._overdue = expected
+        return [i for i in gone if i not in expected]
 
     def _scan_listing(self, body: Any) -> tuple[set[str], list[Generation]]:
         """The waited-for ids the listing shows in flight, and the rows to deliver among them.
@@ -442,6 +472,7 @@ class OxenHub:
 
     def _stream_opened(self) -> None:
         self._stream_open = True
+        self._stream_epoch += 1
         if not self.events_available:
             log.info("Oxen events endpoint available again: back to the event stream.")
             self.events_available = True
