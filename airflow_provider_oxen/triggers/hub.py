@@ -125,7 +125,11 @@ class Waiter:
             return
         self._last[row.generation_id] = row.status
         self._inbox.append(row)
-        self.changed.set()
+        # "Queued" is where every wait starts: it changes nothing for the trigger, which applies
+        # it with the next row that does (or its next progress line). Waking thousands of
+        # triggers for it after each listing is most of what a large listing costs.
+        if row.status is not GenerationStatus.QUEUED:
+            self.changed.set()
 
     def drain(self) -> None:
         rows, self._inbox = self._inbox, []

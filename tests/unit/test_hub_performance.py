@@ -1,0 +1,252 @@
+"""What keeps the shared hub cheap with thousands of waits (docs/performance.md): listings are
+scanned for waited-for ids only and parsed only when a status changed, "queued" wakes nobody,
+ids that just left the queue are not read while the stream is open, rows of reads are
+delivered as each read answers, and reconciliations woken by registrations are spaced."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_oxen.models import Generation, GenerationStatus
+from airflow_provider_oxen.triggers import hub as hub_module
+from airflow_provider_oxen.triggers.hub import OxenHub, Waiter
+from airflow_provider_oxen.waiting import StatusTracker
+from tests.unit.test_hub_resilience import FakeHook, _hub, _succeeded, _wait
+
+
+def _row(generation_id: str, status: str) -> dict[str, Any]:
+    return {"generation_id": generation_id, "status": status}
+
+
+def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
+    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
+
+
+def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    original = Generation.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Generation], data: Any, *args: Any, **kwargs: Any) -> Generation:
+        parsed.append(data.get("generation_id") if isinstance(data, dict) else "?")
+        return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def scenario() -> list[list[str]]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "poll")
+        _register(hub, ["g1", "g2"])
+        monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
+        rounds = []
+        for listing in (
+            [_row("g1", "queued"), _row("g2", "queued"), _row("other", "queued")],
+            [_row("g1", "queued"), _row("g2", "processing"), _row("other", "processing")],
+            [_row("g1", "queued"), _row("g2", "processing")],
+        ):
+            fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
+            hub.hook = fake  # type: ignore[assignment]
+            parsed.clear()
+            await hub.reconcile()
+            rounds.append(sorted(parsed))
+        return rounds
+
+    assert asyncio.run(scenario()) == [["g1", "g2"], ["g2"], []]
+
+
+def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
+    async def scenario() -> tuple[bool, bool, list[GenerationStatus]]:
+        tracker = StatusTracker(["g1"])
+        waiter = Waiter(tracker, 1.0)
+        waiter.deliver(Generation.model_validate(_row("g1", "queued")))
+        woken_by_queued = waiter.changed.is_set()
+        waiter.deliver(Generation.model_validate(_row("g1", "processing")))
+        woken_by_processing = waiter.changed.is_set()
+        seen: list[GenerationStatus] = []
+        original = tracker.update
+
+        def update(row: Generation) -> bool:
+            seen.append(row.status)
+            return original(row)
+
+        tracker.update = update  # type: ignore[method-assign]
+        waiter.drain()
+        return woken_by_queued, woken_by_processing, seen
+
+    woken_by_queued, woken_by_processing, seen = asyncio.run(scenario())
+    assert not woken_by_queued
+    assert woken_by_processing
+    assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING]
+
+
+def _open_stream(hub: OxenHub) -> None:
+    hub._stream_opened()
+    hub._wake.clear()
+
+
+def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
+    async def scenario() -> list[int]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "events")
+        hub.hook = fake  # type: ignore[assignment]
+        _open_stream(hub)
+        _register(hub, ["g1", "g2"])
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        reads = []
+        fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
+        await hub.reconcile()  # first listing of this stream: a gap round, both in flight anyway
+        reads.append(sum(fake.reads.values()))
+        fake.listing = lambda: {"generations": [_row("g2", "processing")]}
+        await hub.reconcile()  # g1 left the queue: its event is on the way, no read
+        reads.append(sum(fake.reads.values()))
+        await hub.reconcile()  # still waited for one round later: now it is read
+        reads.append(fake.reads["g1"])
+        return reads
+
+    assert asyncio.run(scenario()) == [0, 0, 1]
+
+
+def test_after_a_reconnect_every_id_missing_from_the_listing_is_read_at_once() -> None:
+    async def scenario() -> int:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "events")
+        hub.hook = fake  # type: ignore[assignment]
+        _open_stream(hub)
+        _register(hub, ["g1"])
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        fake.listing = lambda: {"generations": [_row("g1", "processing")]}
+        await hub.reconcile()
+        await hub.reconcile()
+        hub._stream_open = False
+        _open_stream(hub)  # a new stream: events of the gap were lost
+        fake.listing = lambda: {"generations": []}
+        await hub.reconcile()
+        return fake.reads["g1"]
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_ids_never_seen_in_flight_are_read_at_once_even_with_the_stream_open() -> None:
+    async def scenario() -> int:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "events")
+        hub.hook = fake  # type: ignore[assignment]
+        _open_stream(hub)
+        _register(hub, ["g0"])
+        fake.listing = lambda: {"generations": [_row("g0", "processing")]}
+        await hub.reconcile()
+        await hub.reconcile()
+        _register(hub, ["late"])  # finished before its trigger registered
+        fake.rows["late"] = lambda: _succeeded("late")
+        await hub.reconcile()
+        return fake.reads["late"]
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> list[str]:
+        fake = FakeHook()
+        slow = asyncio.Event()
+        order: list[str] = []
+        original = fake.get_generation
+
+        async def get_generation(generation_id: str) -> Any:
+            if generation_id == "slow":
+                await slow.wait()
+            return await original(generation_id)
+
+        fake.get_generation = get_generation  # type: ignore[method-assign]
+        fake.rows["fast"] = lambda: _succeeded("fast")
+        fake.rows["slow"] = lambda: _succeeded("slow")
+        hub = OxenHub("oxen_default", "poll")
+        hub.hook = fake  # type: ignore[assignment]
+        waiters = _register(hub, ["slow", "fast"])
+        task = asyncio.ensure_future(hub.reconcile())
+        await asyncio.wait_for(waiters[1].changed.wait(), 2)
+        order.append("fast delivered" if not waiters[0].changed.is_set() else "slow first")
+        slow.set()
+        await task
+        return order
+
+    assert asyncio.run(scenario()) == ["fast delivered"]
+
+
+def test_reconciliations_woken_by_registrations_are_spaced_by_their_cost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "MAX_RECONCILE_SPACING", 0.6)
+
+    async def scenario() -> list[float]:
+        fake = FakeHook()
+        starts: list[float] = []
+
+        def listing() -> Any:
+            starts.append(time.monotonic())
+            time.sleep(0.15)  # an expensive listing (it blocks, like decoding a large body)
+            return {"generations": [_row(f"g{i}", "processing") for i in range(50)]}
+
+        fake.listing = listing
+        hub = _hub(fake)
+        for i in range(50):  # registrations keep arriving: each one wakes the hub
+            _register(hub, [f"g{i}"])
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        await hub.close()
+        return [b - a for a, b in itertools.pairwise(starts)]
+
+    gaps = asyncio.run(scenario())
+    assert gaps, "at least two reconciliations"
+    # Each starts at least twice the previous one's duration after it ended (0.15 + 0.3).
+    assert min(gaps) >= 0.4, gaps
+
+
+def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "DELIVERY_CHUNK", 10)
+
+    async def scenario() -> int:
+        fake = FakeHook()
+        ids = [f"g{i}" for i in range(100)]
+        fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
+        hub = OxenHub("oxen_default", "poll")
+        hub.hook = fake  # type: ignore[assignment]
+        _register(hub, ids)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        await hub.reconcile()
+        task.cancel()
+        return ticks - before
+
+    assert asyncio.run(scenario()) >= 9
+
+
+def test_every_wait_still_completes_through_the_safety_net() -> None:
+    async def scenario() -> StatusTracker:
+        fake = FakeHook()
+        calls = 0
+
+        def listing() -> Any:
+            nonlocal calls
+            calls += 1
+            return {"generations": [_row("g1", "processing")] if calls < 3 else []}
+
+        fake.listing = listing
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        hub = _hub(fake, mode="events")
+        tracker = await _wait(hub, ["g1"])
+        await hub.close()
+        return tracker
+
+    tracker = asyncio.run(scenario())
+    assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
