@@ -495,10 +495,11 @@ class OxenHook(_OxenHookBase):
                 break
             progress.maybe_log()
             time.sleep(next_sleep(poll_interval, deadline))
+        # Built before cancelling, so it names what was unfinished at the deadline.
+        payload = tracker.payload(timed_out=True, timeout=timeout)
         if cancel_unfinished:
-            for row in self.cancel_generations(tracker.pending):
-                tracker.update(row)
-        return tracker.payload(timed_out=True, timeout=timeout)
+            self.cancel_generations(tracker.pending)
+        return payload
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's Test button: an authenticated call that costs nothing."""

@@ -100,10 +100,11 @@ class OxenGenerationTrigger(BaseTrigger):
                 if tracker.done:
                     payload = tracker.payload()
                 else:
-                    if self.cancel_on_timeout:
-                        for row in await hub.hook.cancel_generations(tracker.pending):
-                            tracker.update(row)
+                    # The payload names what was unfinished at the deadline (the timeout's subject),
+                    # so it is built before the cancellations turn those rows terminal.
                     payload = tracker.payload(timed_out=True, timeout=timeout)
+                    if self.cancel_on_timeout:
+                        await hub.hook.cancel_generations(tracker.pending)
         except Exception as exc:
             # Never fail the trigger itself: Airflow would then fail the task without resuming
             # it (``airflow dags test`` does), and nobody would cancel the generations. The

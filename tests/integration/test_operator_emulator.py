@@ -84,7 +84,9 @@ def test_timeout_cancels_unfinished_generations(oxen_conn: EmulatorControl) -> N
     event = _run_trigger(trigger)
     assert event["status"] == "timeout"
     [generation_id] = event["generation_ids"]
-    with pytest.raises(OxenGenerationTimeoutError, match="cancelled"):
+    # The error names the generation that did not finish (not "?"), and says it was cancelled.
+    assert event["pending"] == [generation_id] and "1 of 1" in event["message"]
+    with pytest.raises(OxenGenerationTimeoutError, match=f"{generation_id}.*cancelled"):
         operator.execute_complete(context, event)
     assert len(oxen_conn.requests(method="DELETE")) == 1
     with OxenHook() as hook:
