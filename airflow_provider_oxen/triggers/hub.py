@@ -316,11 +316,7 @@ class OxenHub:
         except OxenError as exc:
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
-        in_flight, changed = self._scan_listing(body)
-        for count, row in enumerate(changed, 1):
-            self._deliver(row)
-            if count % DELIVERY_CHUNK == 0:
-                await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
+        in_flight = await self._scan_listing(body)
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
         # Each row is delivered as soon as its read answers, not once every read has.
@@ -350,18 +346,19 @@ class OxenHub:
         self._overdue = expected
         return [i for i in gone if i not in expected]
 
-    def _scan_listing(self, body: Any) -> tuple[set[str], list[Generation]]:
-        """The waited-for ids the listing shows in flight, and the rows to deliver among them.
+    async def _scan_listing(self, body: Any) -> set[str]:
+        """Deliver what the listing says of waited-for ids; return those it shows in flight.
 
         Only rows of generations we wait for are looked at, and only those whose status
         changed since the hub last delivered one from a listing are parsed (a listing of
-        thousands of rows, every 30 s, would otherwise be parsed in full each time). A row
-        that does not parse is skipped: its generation is not in flight for this round and
-        gets a status read instead.
+        thousands of rows, every 30 s, would otherwise be parsed in full each time). The
+        loop is handed back every ``DELIVERY_CHUNK`` parsed rows, so completion events keep
+        flowing while a large listing is worked through. A row that does not parse is
+        skipped: its generation is not in flight for this round and gets a status read.
         """
         in_flight: set[str] = set()
-        changed: list[Generation] = []
         skipped: list[str] = []
+        parsed = 0
         for item in listing_items(body):
             if not isinstance(item, dict):
                 continue
@@ -372,6 +369,11 @@ class OxenHub:
             if isinstance(status, str) and self._listed.get(generation_id) == status:
                 in_flight.add(generation_id)
                 continue
+            if parsed and parsed % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
+                if generation_id not in self._waiters:
+                    continue  # finished meanwhile
+            parsed += 1
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:
@@ -380,14 +382,14 @@ class OxenHub:
             in_flight.add(generation_id)
             if isinstance(status, str):
                 self._listed[generation_id] = status
-            changed.append(row)
+            self._deliver(row)
         if skipped:
             log.warning(
                 "Skipped %d unreadable row(s) of the Oxen queue listing: %s",
                 len(skipped),
                 ", ".join(skipped[:5]),
             )
-        return in_flight, changed
+        return in_flight
 
     async def _list_queue_body(self) -> Any:
         # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row

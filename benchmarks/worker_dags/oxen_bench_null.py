@@ -20,9 +20,9 @@ TASKS = int(os.environ.get("OXEN_BENCH_WORKER_TASKS", "4"))
 
 
 class NullDeferrable(BaseOperator):
-    def __init__(self, *, label: str, **kwargs: Any) -> None:
+    def __init__(self, *, tile: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.label = label
+        self.tile = tile
 
     def execute(self, context: Any) -> None:
         record("null", "execute", context, time.time(), "deferred")
@@ -39,4 +39,4 @@ with DAG(
     catchup=False,
     max_active_tasks=64,
 ):
-    NullDeferrable.partial(task_id="defer").expand(label=[f"tile {i}" for i in range(TASKS)])
+    NullDeferrable.partial(task_id="defer").expand(tile=[f"tile {i}" for i in range(TASKS)])
