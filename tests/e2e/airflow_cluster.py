@@ -423,6 +423,12 @@ class AirflowCluster:
             raise RuntimeError(f"trigger {dag_id} failed: {response.status_code} {response.text}")
         return str(response.json()["dag_run_id"])
 
+    def end_run(self, dag_id: str, run_id: str) -> None:
+        """Mark a run failed, so a run a test leaves waiting (e.g. for review) does nothing more
+        while later tests share the cluster."""
+        response = self.api("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+        response.raise_for_status()
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         response = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         response.raise_for_status()

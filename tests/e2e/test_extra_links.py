@@ -64,7 +64,7 @@ def _database_text(cluster: AirflowCluster) -> str:
 
 
 def test_campaign_tasks_link_to_what_they_made(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str, request: pytest.FixtureRequest
 ) -> None:
     import boto3
     from PIL import Image
@@ -79,6 +79,9 @@ def test_campaign_tasks_link_to_what_they_made(
     s3.create_bucket(Bucket=BUCKET)
     cluster.unpause(CAMPAIGN_DAG)
     run_id = cluster.trigger(CAMPAIGN_DAG)
+    # The run is left waiting for its review: end it, so later tests sharing the cluster (and
+    # its bucket) see only their own runs at work.
+    request.addfinalizer(lambda: cluster.end_run(CAMPAIGN_DAG, run_id))
     _wait_for_state(cluster, run_id, "review", "awaiting_input", timeout=240)
 
     # The provider's plugin (live links) loaded in the api-server without errors.
