@@ -14,8 +14,8 @@ when the process was created (the supervisor forks one per phase), when the oper
 entered and when it left (:mod:`benchmarks.worker_timing`). Slot time per image = both
 phases from process creation to the operator's exit; "beyond Airflow's own" = ours minus
 the null task's. Oxen requests per image on the worker come from the emulator's request log,
-attributed by route (the worker reads models and generations and enqueues; the triggerer
-subscribes to events, lists the queue and reads queue rows). Usage::
+told apart by the User-Agent (the worker's sync hook says ``(sync)``, the triggerer's async
+hook ``(async)``). Usage::
 
     python benchmarks/worker_benchmark.py --tasks 4 --repeat 3
 """
@@ -51,8 +51,6 @@ from benchmarks.common import (
 
 API_KEY = "benchmark-key"
 NULL_DAG, OXEN_DAG = "oxen_bench_null", "oxen_bench_worker"
-# Routes the worker uses; everything else in the log is the triggerer's.
-WORKER_ROUTES = frozenset({"GET /api/ai/models/{id}", "POST /api/ai/queue", "GET /api/ai/generations/{id}"})
 GOAL_OVERHEAD_S, GOAL_REQUESTS = 1.0, 2.0
 
 
@@ -87,9 +85,15 @@ def _summarise(records: list[dict[str, Any]], kind: str, run_id: str, tasks: int
     return out
 
 
-def _requests(emulator_url: str) -> Counter[str]:
+def _requests(emulator_url: str) -> tuple[Counter[str], Counter[str]]:
+    """Requests per route made by workers (the sync hook) and by the triggerer (the async one),
+    told apart by the User-Agent each hook sends."""
     entries = httpx.get(f"{emulator_url}/_emulator/requests", timeout=60).json()["requests"]
-    return Counter(f"{e['method']} {e['route']}" for e in entries)
+    worker, triggerer = Counter[str](), Counter[str]()
+    for e in entries:
+        side = worker if e.get("user_agent", "").endswith("(sync)") else triggerer
+        side[f"{e['method']} {e['route']}"] += 1
+    return worker, triggerer
 
 
 def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
@@ -143,12 +147,10 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             httpx.post(f"{emu.url}/_emulator/reset", timeout=30).raise_for_status()
             oxen_run = cluster.trigger(OXEN_DAG)
             oxen_state = cluster.wait_for_run(OXEN_DAG, oxen_run, timeout=args.run_timeout)
-            requests = _requests(emu.url)
+            worker_requests, trigger_requests = _requests(emu.url)
             records = [json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
             null = _summarise(records, "null", null_run, args.tasks)
             ours = _summarise(records, "oxen", oxen_run, args.tasks)
-            worker_requests = {k: v for k, v in requests.items() if k in WORKER_ROUTES}
-            trigger_requests = {k: v for k, v in requests.items() if k not in WORKER_ROUTES}
             run = {
                 "side": "worker",
                 "rep": rep,
@@ -158,15 +160,15 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                 "null": null,
                 "oxen": ours,
                 "beyond_airflow_s": ours["slot_s"] - null["slot_s"],
-                "worker_requests": worker_requests,
-                "triggerer_requests": trigger_requests,
+                "worker_requests": dict(worker_requests),
+                "triggerer_requests": dict(trigger_requests),
                 "worker_requests_per_image": sum(worker_requests.values()) / args.tasks,
             }
             runs.append(run)
             log(
                 f"# worker rep {rep + 1}/{args.repeat}: null {null_state} slot {null['slot_s']:.2f} s, "
                 f"oxen {oxen_state} slot {ours['slot_s']:.2f} s (operator {ours['operator_s']:.2f} s), "
-                f"{run['worker_requests_per_image']:.2f} worker req/image {worker_requests} "
+                f"{run['worker_requests_per_image']:.2f} worker req/image {dict(worker_requests)} "
                 f"({load_average()})"
             )
             if null_state != "success" or oxen_state != "success":

@@ -119,6 +119,7 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
             authorized,
             time.time(),
             raw_path=request.raw_path.partition("?")[0],
+            user_agent=request.headers.get("User-Agent", ""),
         )
         if state.config.latency_ms > 0:
             await asyncio.sleep(state.config.latency_ms / 1000)

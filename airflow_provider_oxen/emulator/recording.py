@@ -8,7 +8,7 @@ from typing import Any
 
 
 class RequestLog:
-    """Requests in arrival order. Headers are never stored, so neither is the API key."""
+    """Requests in arrival order. Of the headers only ``User-Agent`` is kept (never the API key)."""
 
     def __init__(self, max_entries: int) -> None:
         self.entries: deque[dict[str, Any]] = deque(maxlen=max_entries)
@@ -29,6 +29,7 @@ class RequestLog:
         authorized: bool,
         when: float,
         raw_path: str | None = None,
+        user_agent: str = "",
     ) -> dict[str, Any]:
         """Log one request; ``path`` is URL-decoded, ``raw_path`` is as sent (``%2F`` kept)."""
         entry: dict[str, Any] = {
@@ -41,6 +42,7 @@ class RequestLog:
             "authorized": authorized,
             "time": when,
             "status": None,
+            "user_agent": user_agent,
         }
         self.entries.append(entry)
         return entry

@@ -121,6 +121,7 @@ class _OxenHookBase(BaseHook):
     default_conn_name = "oxen_default"
     conn_type = "oxen"
     hook_name = "Oxen.ai"
+    client_flavour = "sync"
 
     def __init__(self, oxen_conn_id: str = default_conn_name, *, timeout: float | None = None) -> None:
         super().__init__()
@@ -156,7 +157,11 @@ class _OxenHookBase(BaseHook):
             "base_url": settings.base_url,
             "auth": BearerAuth(settings.api_key),
             "timeout": httpx.Timeout(settings.timeout),
-            "headers": {"User-Agent": f"airflow-provider-oxen/{__version__}", "Accept": "application/json"},
+            # The flavour tells worker (sync) from triggerer (async) traffic in request logs.
+            "headers": {
+                "User-Agent": f"airflow-provider-oxen/{__version__} ({self.client_flavour})",
+                "Accept": "application/json",
+            },
             "follow_redirects": True,
         }
 
@@ -193,6 +198,14 @@ class _OxenHookBase(BaseHook):
     def _prepared(model: OxenModel, request: ImageGenerationRequest) -> PreparedRequest:
         parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
+
+    @staticmethod
+    def _lacks_details(row: Generation) -> bool:
+        """Rows the triggerer already completed carry their cost: the worker reads no more."""
+        return row.cost is None
+
+    def _details_unavailable(self, row: Generation, exc: OxenError) -> None:
+        self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
 
     @staticmethod
     def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
@@ -441,15 +454,17 @@ class OxenHook(_OxenHookBase):
     def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
         """Add cost (and timings an event lacks) with one ``/api/ai/generations/{id}`` read per row.
 
-        Cost is informational once the images exist: a failed read leaves it empty.
+        Cost is informational once the images exist: a failed read leaves it empty. Rows that
+        already carry a cost (the trigger read it) are not read again.
         """
         completed = []
         for row in rows:
-            try:
-                details: GenerationDetails | None = self.get_generation_details(row.generation_id)
-            except OxenError as exc:
-                self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
-                details = None
+            details: GenerationDetails | None = None
+            if self._lacks_details(row):
+                try:
+                    details = self.get_generation_details(row.generation_id)
+                except OxenError as exc:
+                    self._details_unavailable(row, exc)
             completed.append(self._with_details(row, details))
         return completed
 
@@ -518,6 +533,8 @@ class OxenAsyncHook(_OxenHookBase):
     Pass ``client`` to share one ``httpx.AsyncClient`` (and its connection pool) between many
     hooks of the same connection; the hook then does not close it.
     """
+
+    client_flavour = "async"
 
     def __init__(
         self,
@@ -720,6 +737,20 @@ class OxenAsyncHook(_OxenHookBase):
                 size += len(chunk)
             content_type = response.headers.get("Content-Type")
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
+
+    async def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
+        """:meth:`OxenHook.complete_rows`, the reads made concurrently."""
+
+        async def complete(row: Generation) -> Generation:
+            if not self._lacks_details(row):
+                return row
+            try:
+                return self._with_details(row, await self.get_generation_details(row.generation_id))
+            except OxenError as exc:
+                self._details_unavailable(row, exc)
+                return row
+
+        return list(await asyncio.gather(*(complete(row) for row in rows)))
 
     async def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort concurrent cancel; failures are logged, not raised."""

@@ -243,6 +243,15 @@ class OxenGenerateImageOperator(BaseOperator):
             self._check_cost(prepared, count)
             return self._execute(context, hook, prepared, count)
 
+    @staticmethod
+    def _sent(prepared: PreparedRequest) -> dict[str, Any]:
+        """What the results report as asked for, carried to the resumed task so that it need not
+        read the model's schema again (presigned inputs without their signatures)."""
+        return {
+            "parameters": strip_url_queries(dict(prepared.parameters)),
+            "media_type": media_type_of(prepared.model),
+        }
+
     def _execute(self, context: Context, hook: OxenHook, prepared: PreparedRequest, count: int) -> Any:
         ledger = GenerationLedger.for_context(context)
         try:
@@ -274,15 +283,21 @@ class OxenGenerateImageOperator(BaseOperator):
                     wait_strategy=self.wait_strategy,
                 ),
                 method_name="execute_complete",
+                kwargs={"sent": self._sent(prepared)},
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
-        return self._finish(context, payload, ledger, hook)
+        return self._finish(context, payload, ledger, hook, self._sent(prepared))
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], sent: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Resumed after the trigger fired: typed error on failure, results to XCom on success.
+
+        ``sent`` is absent when the task deferred under an older release of this provider.
+        """
         with self.hook as hook:
-            return self._finish(context, event, GenerationLedger.for_context(context), hook)
+            return self._finish(context, event, GenerationLedger.for_context(context), hook, sent)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -307,7 +322,12 @@ class OxenGenerateImageOperator(BaseOperator):
                 hook.cancel_generations(self._in_flight)
 
     def _finish(
-        self, context: Context, payload: dict[str, Any], ledger: GenerationLedger, hook: OxenHook
+        self,
+        context: Context,
+        payload: dict[str, Any],
+        ledger: GenerationLedger,
+        hook: OxenHook,
+        sent: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
         try:
             rows = generations_from_payload(payload)  # raises the typed error on failure
@@ -320,14 +340,16 @@ class OxenGenerateImageOperator(BaseOperator):
                 self.log.warning("Giving up: cancelling %d unfinished Oxen generation(s).", len(pending))
                 hook.cancel_generations(pending)
             raise
-        rows = hook.complete_rows(rows)
-        # What was sent for each generation (the model is cached in the process: at most one read).
-        sent = hook.prepare(self.build_request_for(hook))
-        media_type = media_type_of(sent.model)
+        rows = hook.complete_rows(rows)  # reads only what the trigger could not
+        if sent is None:
+            sent = self._sent(hook.prepare(self.build_request_for(hook)))
         results = [
-            build_result(row, model=self.model, parameters=sent.parameters, media_type=media_type).to_xcom()
+            build_result(
+                row, model=self.model, parameters=sent["parameters"], media_type=sent["media_type"]
+            ).to_xcom()
             for row in rows
         ]
+        media_type = sent["media_type"]
         ledger.settle()
         self.log.info(
             "%d %s(s) ready from %s (%s): %s",

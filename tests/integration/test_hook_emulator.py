@@ -243,3 +243,20 @@ def test_async_events_endpoint_unavailable_is_typed(oxen_conn: EmulatorControl) 
 
     with pytest.raises(OxenNotFoundError):
         asyncio.run(scenario())
+
+
+def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorControl) -> None:
+    """Operators read request logs (theirs, or the emulator's) by which side made each call."""
+    with OxenHook() as hook:
+        hook.get_model("ideogram-v4")
+
+    async def read() -> None:
+        async with OxenAsyncHook() as hook:
+            await hook.list_queue()
+
+    asyncio.run(read())
+    agents = {entry["route"]: entry["user_agent"] for entry in oxen_conn.requests()}
+    assert agents["/api/ai/models/{id}"].startswith("airflow-provider-oxen/")
+    assert agents["/api/ai/models/{id}"].endswith("(sync)"), agents
+    assert agents["/api/ai/queue"].endswith("(async)"), agents
+    assert API_KEY not in json.dumps(oxen_conn.requests())
