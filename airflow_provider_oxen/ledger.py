@@ -35,6 +35,9 @@ class LedgerEntry(BaseModel):
     pending: int = 0
     pending_since: str | None = None
     settled: bool = False
+    # What the results report as asked for (parameters without URL signatures, media type), so
+    # the resumed task need not read the model's schema again. Absent in older ledgers.
+    sent: dict[str, Any] | None = None
 
     def mark_sending(self, count: int) -> None:
         self.pending = count
@@ -90,6 +93,9 @@ class MemoryStore:
 class GenerationLedger:
     def __init__(self, store: _Store) -> None:
         self._store = store
+        # Only this try writes its ledger: what it last read or wrote is current, and each
+        # round trip to the store costs the task's worker slot time.
+        self._known: LedgerEntry | None = None
 
     @classmethod
     def for_context(cls, context: Any) -> GenerationLedger:
@@ -101,13 +107,15 @@ class GenerationLedger:
 
     def load(self) -> LedgerEntry | None:
         raw = self._store.get(LEDGER_KEY)
-        return LedgerEntry.model_validate(raw) if raw else None
+        self._known = LedgerEntry.model_validate(raw) if raw else None
+        return self._known.model_copy(deep=True) if self._known is not None else None
 
     def save(self, entry: LedgerEntry) -> None:
         self._store.set(LEDGER_KEY, entry.model_dump(mode="json"))
+        self._known = entry.model_copy(deep=True)
 
     def settle(self) -> None:
-        entry = self.load()
+        entry = self._known.model_copy(deep=True) if self._known is not None else self.load()
         if entry is not None and not entry.settled:
             entry.settled = True
             self.save(entry)

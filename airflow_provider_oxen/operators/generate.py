@@ -245,8 +245,8 @@ class OxenGenerateImageOperator(BaseOperator):
 
     @staticmethod
     def _sent(prepared: PreparedRequest) -> dict[str, Any]:
-        """What the results report as asked for, carried to the resumed task so that it need not
-        read the model's schema again (presigned inputs without their signatures)."""
+        """What the results report as asked for, kept in the ledger so that the resumed task need
+        not read the model's schema again (presigned inputs without their signatures)."""
         return {
             "parameters": strip_url_queries(dict(prepared.parameters)),
             "media_type": media_type_of(prepared.model),
@@ -283,21 +283,17 @@ class OxenGenerateImageOperator(BaseOperator):
                     wait_strategy=self.wait_strategy,
                 ),
                 method_name="execute_complete",
-                kwargs={"sent": self._sent(prepared)},
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
         return self._finish(context, payload, ledger, hook, self._sent(prepared))
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], sent: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Resumed after the trigger fired: typed error on failure, results to XCom on success.
-
-        ``sent`` is absent when the task deferred under an older release of this provider.
-        """
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
+        ledger = GenerationLedger.for_context(context)
+        entry = ledger.load()
         with self.hook as hook:
-            return self._finish(context, event, GenerationLedger.for_context(context), hook, sent)
+            return self._finish(context, event, ledger, hook, entry.sent if entry is not None else None)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -341,7 +337,7 @@ class OxenGenerateImageOperator(BaseOperator):
                 hook.cancel_generations(pending)
             raise
         rows = hook.complete_rows(rows)  # reads only what the trigger could not
-        if sent is None:
+        if sent is None:  # a ledger written by an older release
             sent = self._sent(hook.prepare(self.build_request_for(hook)))
         results = [
             build_result(
@@ -435,7 +431,7 @@ class OxenGenerateImageOperator(BaseOperator):
                         previous.pending,
                     )
                 hook.cancel_generations(previous.generation_ids)
-        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep)
+        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep, sent=self._sent(prepared))
         missing = count - len(keep)
         if missing <= 0:
             ledger.save(entry)

@@ -191,7 +191,7 @@ def test_cost_is_read_once_per_generation_in_the_trigger_and_summed_in_the_log(
 
     MODEL_CACHE.clear()
     requests_before = oxen_conn.stats()["requests_total"]
-    results = operator.execute_complete(context, event, **(deferred.kwargs or {}))
+    results = operator.execute_complete(context, event)
     assert oxen_conn.stats()["requests_total"] == requests_before
     costs = [Decimal(r["cost"]) for r in results]
     assert all(isinstance(r["cost"], str) for r in results) and all(c > 0 for c in costs)
@@ -200,10 +200,14 @@ def test_cost_is_read_once_per_generation_in_the_trigger_and_summed_in_the_log(
 
 
 def test_a_task_deferred_by_an_older_release_still_resumes_with_cost(oxen_conn: EmulatorControl) -> None:
-    """No ``sent`` kwarg, and rows without cost: the worker reads what it lacks itself."""
+    """A ledger without ``sent`` and rows without cost: the worker reads what it lacks itself."""
     operator = _operator(deferrable=True, num_images=2)
     context = _context()
     event = _run_trigger(_defer(operator, context))
+    ledger = GenerationLedger.for_context(context)
+    entry = ledger.load()
+    assert entry is not None and entry.sent is not None
+    ledger.save(entry.model_copy(update={"sent": None}))
     for row in event["generations"]:
         row.pop("cost")
     before = oxen_conn.route_count("GET /api/ai/generations/{id}")
