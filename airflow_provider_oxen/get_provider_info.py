@@ -64,6 +64,25 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_oxen.links.OxenManifestLiveLink",
             "airflow_provider_oxen.links.OxenContactSheetLiveLink",
         ],
+        "config": {
+            "oxen": {
+                "description": "Settings of the Oxen.ai provider.",
+                "options": {
+                    "model_cache_dir": {
+                        "description": (
+                            "Directory where the task processes of a host share model details "
+                            "(schema, pricing) for 10 minutes, so each task need not read them "
+                            "again. Empty: cache per process only. Default: a per-user "
+                            "directory under the system temp dir."
+                        ),
+                        "version_added": "0.3.0",
+                        "type": "string",
+                        "example": "/var/cache/airflow-provider-oxen/models",
+                        "default": None,
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_oxen.hooks.oxen.OxenHook",

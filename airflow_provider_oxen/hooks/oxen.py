@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import itertools
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -40,6 +39,7 @@ from airflow_provider_oxen.hooks.download_policy import (
     check_url,
     iter_capped,
 )
+from airflow_provider_oxen.hooks.model_cache import MODEL_CACHE_TTL, ModelCache
 from airflow_provider_oxen.hooks.validation import prepare_parameters
 from airflow_provider_oxen.models import (
     EnqueuedGeneration,
@@ -58,7 +58,6 @@ from airflow_provider_oxen.models import (
 from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
 
 # Model details (and so request schemas) change rarely; re-read them at most this often.
-MODEL_CACHE_TTL = 600.0
 _DOWNLOAD_CHUNK = 256 * 1024
 
 # What ``/api/ai/generations/{id}`` adds to a finished row.
@@ -87,31 +86,7 @@ class DownloadResult:
     content_type: str | None
 
 
-class _ModelCache:
-    """Process-wide cache of model details, shared by every hook (and thread) in the process."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[float, OxenModel]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, base_url: str, model_id: str) -> OxenModel | None:
-        with self._lock:
-            entry = self._entries.get((base_url, model_id))
-        if entry is None or time.monotonic() - entry[0] > self._ttl:
-            return None
-        return entry[1]
-
-    def put(self, base_url: str, model: OxenModel, model_id: str) -> None:
-        with self._lock:
-            self._entries[(base_url, model_id)] = (time.monotonic(), model)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-MODEL_CACHE = _ModelCache(MODEL_CACHE_TTL)
+MODEL_CACHE = ModelCache(MODEL_CACHE_TTL)
 
 
 class _OxenHookBase(BaseHook):
@@ -198,14 +173,6 @@ class _OxenHookBase(BaseHook):
     def _prepared(model: OxenModel, request: ImageGenerationRequest) -> PreparedRequest:
         parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
-
-    @staticmethod
-    def _lacks_details(row: Generation) -> bool:
-        """Rows the triggerer already completed carry their cost: the worker reads no more."""
-        return row.cost is None
-
-    def _details_unavailable(self, row: Generation, exc: OxenError) -> None:
-        self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
 
     @staticmethod
     def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
@@ -454,17 +421,16 @@ class OxenHook(_OxenHookBase):
     def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
         """Add cost (and timings an event lacks) with one ``/api/ai/generations/{id}`` read per row.
 
-        Cost is informational once the images exist: a failed read leaves it empty. Rows that
-        already carry a cost (the trigger read it) are not read again.
+        Cost is informational once the images exist: a failed read leaves it empty. (Read here,
+        not by the trigger: one triggerer serves thousands of waits, each worker only its own.)
         """
         completed = []
         for row in rows:
-            details: GenerationDetails | None = None
-            if self._lacks_details(row):
-                try:
-                    details = self.get_generation_details(row.generation_id)
-                except OxenError as exc:
-                    self._details_unavailable(row, exc)
+            try:
+                details: GenerationDetails | None = self.get_generation_details(row.generation_id)
+            except OxenError as exc:
+                self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
+                details = None
             completed.append(self._with_details(row, details))
         return completed
 
@@ -737,20 +703,6 @@ class OxenAsyncHook(_OxenHookBase):
                 size += len(chunk)
             content_type = response.headers.get("Content-Type")
         return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
-
-    async def complete_rows(self, rows: Iterable[Generation]) -> list[Generation]:
-        """:meth:`OxenHook.complete_rows`, the reads made concurrently."""
-
-        async def complete(row: Generation) -> Generation:
-            if not self._lacks_details(row):
-                return row
-            try:
-                return self._with_details(row, await self.get_generation_details(row.generation_id))
-            except OxenError as exc:
-                self._details_unavailable(row, exc)
-                return row
-
-        return list(await asyncio.gather(*(complete(row) for row in rows)))
 
     async def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort concurrent cancel; failures are logged, not raised."""

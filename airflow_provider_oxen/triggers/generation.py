@@ -12,7 +12,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.models import GenerationStatus
 from airflow_provider_oxen.triggers.hub import shared_hub
 from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
 from airflow_provider_oxen.waiting import StatusTracker
@@ -99,9 +98,6 @@ class OxenGenerationTrigger(BaseTrigger):
                     # finished meanwhile is a result, not a timeout. Read each status once.
                     await self._read_once(hub.hook, tracker)
                 if tracker.done:
-                    # Cost is read here, concurrently, not on the worker: the resumed task then
-                    # holds its slot for no HTTP round trip per image.
-                    await self._complete(hub.hook, tracker)
                     payload = tracker.payload()
                 else:
                     # The payload names what was unfinished at the deadline (the timeout's subject),
@@ -119,11 +115,6 @@ class OxenGenerationTrigger(BaseTrigger):
             self.log.error("Stopped waiting for Oxen generations: %s", message)
             payload = tracker.payload(error=message, unrecoverable=isinstance(exc, OxenUnrecoverableError))
         yield TriggerEvent(payload)
-
-    async def _complete(self, hook: OxenAsyncHook, tracker: StatusTracker) -> None:
-        succeeded = [row for row in tracker.rows.values() if row.status is GenerationStatus.SUCCEEDED]
-        for row in await hook.complete_rows(succeeded):
-            tracker.rows[row.generation_id] = row
 
     async def _read_once(self, hook: OxenAsyncHook, tracker: StatusTracker) -> None:
         async def read(generation_id: str) -> None:

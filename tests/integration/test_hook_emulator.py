@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -260,3 +264,12 @@ def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorC
     assert agents["/api/ai/models/{id}"].endswith("(sync)"), agents
     assert agents["/api/ai/queue"].endswith("(async)"), agents
     assert API_KEY not in json.dumps(oxen_conn.requests())
+
+
+def test_task_processes_of_a_host_read_a_model_once(oxen_conn: EmulatorControl, tmp_path: Path) -> None:
+    """Each Airflow task runs in a fresh process: the schema read is shared through the cache dir."""
+    script = "from airflow_provider_oxen.hooks.oxen import OxenHook\nOxenHook().get_model('ideogram-v4')\n"
+    env = {**os.environ, "AIRFLOW__OXEN__MODEL_CACHE_DIR": str(tmp_path / "models")}
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    assert oxen_conn.route_count("GET /api/ai/models/{id}") == 1
