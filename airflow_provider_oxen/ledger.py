@@ -114,8 +114,12 @@ class GenerationLedger:
         self._store.set(LEDGER_KEY, entry.model_dump(mode="json"))
         self._known = entry.model_copy(deep=True)
 
+    def current(self) -> LedgerEntry | None:
+        """The entry as this try last read or wrote it (read from the store only if neither)."""
+        return self._known.model_copy(deep=True) if self._known is not None else self.load()
+
     def settle(self) -> None:
-        entry = self._known.model_copy(deep=True) if self._known is not None else self.load()
+        entry = self.current()
         if entry is not None and not entry.settled:
             entry.settled = True
             self.save(entry)

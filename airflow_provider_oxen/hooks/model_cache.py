@@ -110,15 +110,19 @@ class ModelCache:
         body = json.dumps(
             {"base_url": base_url, "model_id": model_id, "model": model.model_dump(mode="json")}
         )
+        # Written aside and renamed: a reader sees the old file or the new one, never half.
         try:
-            # Written aside and renamed: a reader sees the old file or the new one, never half.
             fd, temp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        except OSError as exc:
+            log.debug("Model cache file not written: %s", exc)
+            return
+        try:
             with os.fdopen(fd, "w") as handle:
                 handle.write(body)
             os.replace(temp, directory / self._file_name(base_url, model_id))
         except OSError as exc:
             log.debug("Model cache file not written: %s", exc)
-            with contextlib.suppress(OSError, UnboundLocalError):
+            with contextlib.suppress(OSError):
                 os.unlink(temp)
 
     # -- the cache -----------------------------------------------------------------------------------

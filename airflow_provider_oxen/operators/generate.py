@@ -286,14 +286,12 @@ class OxenGenerateImageOperator(BaseOperator):
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
-        return self._finish(context, payload, ledger, hook, self._sent(prepared))
+        return self._finish(context, payload, ledger, hook)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
-        ledger = GenerationLedger.for_context(context)
-        entry = ledger.load()
         with self.hook as hook:
-            return self._finish(context, event, ledger, hook, entry.sent if entry is not None else None)
+            return self._finish(context, event, GenerationLedger.for_context(context), hook)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -318,12 +316,7 @@ class OxenGenerateImageOperator(BaseOperator):
                 hook.cancel_generations(self._in_flight)
 
     def _finish(
-        self,
-        context: Context,
-        payload: dict[str, Any],
-        ledger: GenerationLedger,
-        hook: OxenHook,
-        sent: dict[str, Any] | None,
+        self, context: Context, payload: dict[str, Any], ledger: GenerationLedger, hook: OxenHook
     ) -> list[dict[str, Any]]:
         try:
             rows = generations_from_payload(payload)  # raises the typed error on failure
@@ -336,16 +329,16 @@ class OxenGenerateImageOperator(BaseOperator):
                 self.log.warning("Giving up: cancelling %d unfinished Oxen generation(s).", len(pending))
                 hook.cancel_generations(pending)
             raise
-        rows = hook.complete_rows(rows)  # reads only what the trigger could not
+        rows = hook.complete_rows(rows)
+        entry = ledger.current()
+        sent = entry.sent if entry is not None else None
         if sent is None:  # a ledger written by an older release
             sent = self._sent(hook.prepare(self.build_request_for(hook)))
+        media_type, parameters = sent["media_type"], sent["parameters"]
         results = [
-            build_result(
-                row, model=self.model, parameters=sent["parameters"], media_type=sent["media_type"]
-            ).to_xcom()
+            build_result(row, model=self.model, parameters=parameters, media_type=media_type).to_xcom()
             for row in rows
         ]
-        media_type = sent["media_type"]
         ledger.settle()
         self.log.info(
             "%d %s(s) ready from %s (%s): %s",

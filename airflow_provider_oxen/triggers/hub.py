@@ -393,7 +393,7 @@ class OxenHub:
 
     async def _list_queue_body(self) -> Any:
         # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
-        # we cannot parse must not hide every other one (see :func:`parse_listing`).
+        # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
         return await self.hook.list_queue_body()
 
     async def _read(self, generation_id: str) -> Generation | None:
