@@ -8,6 +8,7 @@ how they fetch statuses (sync hook in a worker, async strategies in the triggere
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Iterable
@@ -148,18 +149,57 @@ def next_sleep(poll_interval: float, deadline: float, now: float | None = None) 
     return max(0.0, min(poll_interval, remaining))
 
 
-async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait until ``event`` is set or ``timeout`` passes; True if it was set.
+# Wake-up timers run their callback in this (empty) context: ``call_at`` would otherwise copy
+# the sleeping task's context once per sleep, for each of thousands of waiting triggers.
+_TIMER_CONTEXT = contextvars.Context()
 
-    ``asyncio.wait_for`` before Python 3.12 can swallow a cancellation that arrives just as
-    the awaited event completes, leaving a task that should have stopped running forever;
-    ``asyncio.wait`` never does.
+
+class Signal:
+    """A flag that one task sleeps on with a timeout, and anyone may raise (:meth:`set`).
+
+    What an :class:`asyncio.Event` plus a timeout does, at the cost a triggerer holding
+    thousands of waits can afford: a sleep is one future and one timer, where
+    ``asyncio.wait_for(event.wait(), t)`` or ``asyncio.wait({...}, timeout=t)`` add a helper
+    task, its context and three coroutines, all of which every full GC pass scans. It also
+    never swallows a cancellation (``wait_for`` before Python 3.12 can, when the event is set
+    just as the sleeper is cancelled): cancelling the sleeper cancels only its own future.
     """
-    if event.is_set():
-        return True
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=max(0.0, timeout))
-    finally:
-        waiter.cancel()
-    return event.is_set()
+
+    __slots__ = ("_future", "_is_set")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._future: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def set(self) -> None:
+        self._is_set = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    async def wait(self, timeout: float) -> bool:
+        """Sleep until :meth:`set` or ``timeout`` seconds; True if set. One sleeper at a time."""
+        if self._is_set:
+            return True
+        if self._future is not None:
+            raise RuntimeError("Signal.wait() is already awaited by another task")
+        loop = asyncio.get_running_loop()
+        future = self._future = loop.create_future()
+        timer = loop.call_at(loop.time() + max(0.0, timeout), _wake, future, context=_TIMER_CONTEXT)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._future = None
+        return self._is_set
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.triggers.hub import shared_hub
+from airflow_provider_oxen.triggers.hub import SharedHub
 from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
 from airflow_provider_oxen.waiting import StatusTracker
 
@@ -91,7 +91,7 @@ class OxenGenerationTrigger(BaseTrigger):
             tracker.order,
         )
         try:
-            async with shared_hub(self.oxen_conn_id, self.wait_strategy) as hub:
+            async with SharedHub(self.oxen_conn_id, self.wait_strategy) as hub:
                 await SharedHubStrategy(hub, self.poll_interval).wait(tracker, self.deadline)
                 if not tracker.done:
                     # The deadline passed (perhaps while no triggerer held this trigger): what

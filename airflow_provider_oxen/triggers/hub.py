@@ -40,12 +40,11 @@ The last trigger to leave closes the stream and the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -59,7 +58,7 @@ from airflow_provider_oxen.exceptions import (
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
-from airflow_provider_oxen.waiting import StatusTracker, wait_for_event
+from airflow_provider_oxen.waiting import Signal, StatusTracker
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class Waiter:
     def __init__(self, tracker: StatusTracker, poll_interval: float) -> None:
         self.tracker = tracker
         self.poll_interval = poll_interval
-        self.changed = asyncio.Event()
+        self.changed = Signal()
         self.error: OxenError | None = None
         self._inbox: list[Generation] = []
         self._last: dict[str, GenerationStatus] = {}
@@ -164,7 +163,7 @@ class OxenHub:
         self._stream_epoch = 0
         self._listing_epoch: int | None = None
         self._registered: set[Waiter] = set()
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -278,7 +277,7 @@ class OxenHub:
         errors = 0
         took = 0.0
         while not self._closed:
-            await wait_for_event(self._wake, self._interval(stretch))
+            await self._wake.wait(self._interval(stretch))
             self._wake.clear()
             if self._closed:
                 return
@@ -670,25 +669,44 @@ async def _release(hub: OxenHub, key: tuple[int, str, str]) -> None:
     # Still starting: _start_hub closes it once started, seeing nobody left.
 
 
-@contextlib.asynccontextmanager
-async def shared_hub(oxen_conn_id: str, mode: str) -> AsyncIterator[OxenHub]:
-    """The process's hub for this connection and mode in the running loop (created on first use)."""
-    key = (id(asyncio.get_running_loop()), oxen_conn_id, mode)
-    hub = _HUBS.get(key)
-    if hub is None:
-        hub = _HUBS[key] = OxenHub(oxen_conn_id, mode)
-        # A task of its own, so cancelling this acquirer cannot cancel the start its neighbours
-        # await. Not in hub._tasks (close() cancels those, and the starter may be the one
-        # closing); it copies this trigger's context, as the start did when run inline (the
-        # connection lookup may depend on it), while the hub's loops start from a clean one.
-        hub._starter = asyncio.get_running_loop().create_task(_start_hub(hub, key))
-    hub.refs += 1
-    try:
-        await asyncio.shield(hub.started)
-    except BaseException:
-        await _release(hub, key)
-        raise
-    try:
-        yield hub
-    finally:
-        await _release(hub, key)
+class SharedHub:
+    """``async with SharedHub(conn_id, mode) as hub``: the process's hub for this connection and
+    mode in the running loop (created on first use), released on exit.
+
+    A class rather than an ``asynccontextmanager``: one of these is held by every waiting
+    trigger, and a slotted object is one GC-tracked object where a generator-based manager
+    keeps four (generator, manager, its args and kwargs) for the whole wait.
+    """
+
+    __slots__ = ("_hub", "_key", "mode", "oxen_conn_id")
+
+    def __init__(self, oxen_conn_id: str, mode: str) -> None:
+        self.oxen_conn_id = oxen_conn_id
+        self.mode = mode
+        self._hub: OxenHub | None = None
+        self._key: tuple[int, str, str] | None = None
+
+    async def __aenter__(self) -> OxenHub:
+        key = self._key = (id(asyncio.get_running_loop()), self.oxen_conn_id, self.mode)
+        hub = _HUBS.get(key)
+        if hub is None:
+            hub = _HUBS[key] = OxenHub(self.oxen_conn_id, self.mode)
+            # A task of its own, so cancelling this acquirer cannot cancel the start its neighbours
+            # await. Not in hub._tasks (close() cancels those, and the starter may be the one
+            # closing); it copies this trigger's context, as the start did when run inline (the
+            # connection lookup may depend on it), while the hub's loops start from a clean one.
+            hub._starter = asyncio.get_running_loop().create_task(_start_hub(hub, key))
+        hub.refs += 1
+        try:
+            await asyncio.shield(hub.started)
+        except BaseException:
+            await _release(hub, key)
+            raise
+        self._hub = hub
+        return hub
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        hub, key = self._hub, self._key
+        self._hub = None
+        if hub is not None and key is not None:
+            await _release(hub, key)

@@ -12,7 +12,7 @@ import time
 from typing import Protocol
 
 from airflow_provider_oxen.triggers.hub import OxenHub
-from airflow_provider_oxen.waiting import ProgressLog, StatusTracker, wait_for_event
+from airflow_provider_oxen.waiting import ProgressLog, StatusTracker
 
 # A waiting trigger logs where its batch stands at most this often (and only when it changed).
 PROGRESS_INTERVAL = 30.0
@@ -43,7 +43,7 @@ class SharedHubStrategy:
                     return
                 progress.maybe_log()
                 # Wake for the next progress line too, so a quiet batch still reports now and then.
-                await wait_for_event(waiter.changed, min(remaining, PROGRESS_INTERVAL))
+                await waiter.changed.wait(min(remaining, PROGRESS_INTERVAL))
                 waiter.changed.clear()
         finally:
             self.hub.unregister(waiter)

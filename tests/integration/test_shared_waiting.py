@@ -226,7 +226,7 @@ def test_a_stream_cut_after_every_event_reconnects_a_bounded_number_of_times_per
     async def scenario() -> tuple[int, list[list[dict[str, Any]]]]:
         auth = {"Authorization": f"Bearer {API_KEY}"}
         async with (
-            hub_module.shared_hub("oxen_default", "events"),
+            hub_module.SharedHub("oxen_default", "events"),
             httpx.AsyncClient(base_url=oxen_conn.url, headers=auth, timeout=5) as http,
         ):
             await asyncio.sleep(0.2)

@@ -165,7 +165,7 @@ def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.Mo
         hub.hook = fake  # type: ignore[assignment]
         waiters = _register(hub, ["slow", "fast"])
         task = asyncio.ensure_future(hub.reconcile())
-        await asyncio.wait_for(waiters[1].changed.wait(), 2)
+        assert await waiters[1].changed.wait(2)
         order.append("fast delivered" if not waiters[0].changed.is_set() else "slow first")
         slow.set()
         await task

@@ -649,7 +649,7 @@ def slow_start(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 async def _acquire(mode: str, hold: float, got: list[OxenHub]) -> None:
-    async with hub_module.shared_hub("oxen_default", mode) as hub:
+    async with hub_module.SharedHub("oxen_default", mode) as hub:
         got.append(hub)
         await asyncio.sleep(hold)
 

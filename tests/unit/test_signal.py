@@ -1,0 +1,115 @@
+"""``Signal``: the sleep-with-timeout every waiting trigger does, at one future and one timer."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from airflow_provider_oxen.waiting import Signal
+
+
+async def _cancel_as_it_fires(setter: Callable[[], None], waiting: Callable[[], Awaitable[object]]) -> bool:
+    """Cancel a task at the very moment what it waits for is set; True if it still ran on."""
+    task = asyncio.ensure_future(waiting())
+    await asyncio.sleep(0)
+    setter()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return False
+    return True
+
+
+def test_a_cancellation_is_never_swallowed() -> None:
+    async def scenario() -> bool:
+        signal = Signal()
+        return await _cancel_as_it_fires(signal.set, lambda: signal.wait(10))
+
+    assert asyncio.run(scenario()) is False
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="fixed in Python 3.12's wait_for")
+def test_wait_for_would_have_swallowed_it() -> None:
+    """Why no ``wait_for``: the hub's loop kept running after close() and hung the trigger."""
+
+    async def scenario() -> bool:
+        event = asyncio.Event()
+        return await _cancel_as_it_fires(event.set, lambda: asyncio.wait_for(event.wait(), 10))
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_timeout_set_and_clear() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        signal = Signal()
+        timed_out = await signal.wait(0.01)
+        signal.set()
+        already_set = await signal.wait(10)
+        signal.clear()
+        cleared = await signal.wait(0.01)
+        return timed_out, already_set, cleared
+
+    assert asyncio.run(scenario()) == (False, True, False)
+
+
+def test_set_wakes_a_sleeper_at_once() -> None:
+    async def scenario() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        signal = Signal()
+        loop.call_later(0.01, signal.set)
+        started = loop.time()
+        woke = await signal.wait(30)
+        return woke, loop.time() - started
+
+    woke, slept = asyncio.run(scenario())
+    assert woke
+    assert slept < 5  # not the 30 s timeout
+
+
+def test_one_sleeper_at_a_time() -> None:
+    async def scenario() -> None:
+        signal = Signal()
+        first = asyncio.ensure_future(signal.wait(10))
+        await asyncio.sleep(0)
+        try:
+            with pytest.raises(RuntimeError, match="already awaited"):
+                await signal.wait(10)
+        finally:
+            signal.set()
+            await first
+
+    asyncio.run(scenario())
+
+
+def test_a_sleep_starts_no_helper_task() -> None:
+    """The point of Signal: thousands of sleeping triggers, each costing one future and one timer."""
+
+    async def scenario() -> int:
+        signals = [Signal() for _ in range(200)]
+        tasks_before = len(asyncio.all_tasks())
+        sleepers = [asyncio.ensure_future(s.wait(30)) for s in signals]
+        await asyncio.sleep(0)
+        during = len(asyncio.all_tasks()) - tasks_before
+        for s in signals:
+            s.set()
+        await asyncio.gather(*sleepers)
+        return during
+
+    assert asyncio.run(scenario()) == 200  # the sleepers themselves, no helper task per sleep
+
+
+def test_timers_are_cancelled_when_woken_early() -> None:
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        signal = Signal()
+        signal_task = asyncio.ensure_future(signal.wait(3600))
+        await asyncio.sleep(0)
+        signal.set()
+        await signal_task
+        return sum(1 for h in loop._scheduled if not h.cancelled() and h.when() > loop.time() + 60)  # type: ignore[attr-defined]
+
+    assert asyncio.run(scenario()) == 0
