@@ -70,14 +70,14 @@ class OutputFormat(str, enum.Enum):
 class ImageDimensions(BaseModel):
     """An explicit ``{"width": W, "height": H}`` size, for models that accept one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     width: int = Field(gt=0)
     height: int = Field(gt=0)
 
 
 class _ImageRequestBase(BaseModel):
-    model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True)
+    model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True, defer_build=True)
 
     model: str = Field(default=DEFAULT_MODEL, min_length=1)
     # Video models may take ``multi_prompt`` (a list, in the extras) instead: one of the two.
@@ -245,7 +245,7 @@ _TERMINAL = frozenset({GenerationStatus.SUCCEEDED, GenerationStatus.FAILED, Gene
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class EnqueuedGeneration(_Lenient):

@@ -29,6 +29,10 @@ TRANSIENT_ERRORS = (OxenServerError, OxenConnectionError, OxenRateLimitError)
 
 log = logging.getLogger(__name__)
 
+# Names accepted by ``wait_strategy`` (each is also the triggerer hub's mode). Here, not with the
+# strategies, so that a task process validating its arguments does not import the triggerer side.
+WAIT_STRATEGIES = frozenset({"events", "poll"})
+
 
 class StatusTracker:
     """Tracks a batch of generations until each reaches a terminal status."""

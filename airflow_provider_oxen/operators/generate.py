@@ -39,7 +39,7 @@ from airflow_provider_oxen.pricing import estimate_cost
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
-from airflow_provider_oxen.triggers.generation import WAIT_STRATEGIES, OxenGenerationTrigger
+from airflow_provider_oxen.waiting import WAIT_STRATEGIES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -268,6 +268,9 @@ class OxenGenerateImageOperator(BaseOperator):
 
         deadline = time.time() + float(self.timeout)
         if self.deferrable:
+            # Imported when deferring: the resumed task and non-deferrable waits never need it.
+            from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+
             self.log.info(
                 "Deferring until %d Oxen generation(s) finish (timeout %g s, strategy %s).",
                 len(ids),

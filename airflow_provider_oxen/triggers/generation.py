@@ -13,8 +13,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.triggers.hub import SharedHub
-from airflow_provider_oxen.triggers.strategies import WAIT_STRATEGIES, SharedHubStrategy
-from airflow_provider_oxen.waiting import StatusTracker
+from airflow_provider_oxen.triggers.strategies import SharedHubStrategy
+from airflow_provider_oxen.waiting import WAIT_STRATEGIES, StatusTracker
 
 # ``airflow dags test`` runs triggers in-process, where (Airflow 3.3) connections stored in the
 # metadata database cannot be read: say how to get past it.

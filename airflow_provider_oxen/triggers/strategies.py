@@ -47,7 +47,3 @@ class SharedHubStrategy:
                 waiter.changed.clear()
         finally:
             self.hub.unregister(waiter)
-
-
-# Names accepted by ``wait_strategy``; each is also the hub mode it needs.
-WAIT_STRATEGIES = frozenset({"events", "poll"})
