@@ -10,8 +10,9 @@ render_seconds_max]``, so no result depends on pollers and completions being in 
 Strategies:
 
 * ``events`` — this provider, ``OxenGenerationTrigger(wait_strategy="events")``.
-* ``events-gc`` — the same in a process whose cyclic GC runs less often
-  (``gc.set_threshold(50_000, 50, 100)``): a deployment setting of the triggerer process.
+* ``events-gc`` — the same in a process whose cyclic GC runs less often: the provider's
+  ``[oxen] triggerer_gc_thresholds = 50000,50,100`` (set through its environment variable,
+  applied by the first hub, as in a triggerer).
 * ``poll`` — this provider, ``OxenGenerationTrigger(wait_strategy="poll")``.
 * ``http`` — the real peer: the http provider's ``HttpEventTrigger`` polling
   ``GET /api/ai/queue/{id}`` with a response check (:mod:`benchmarks.http_peer`).
@@ -21,7 +22,9 @@ Measured per run: waiting requests per generation (the emulator's exact per-rout
 counters, minus the enqueue and the one model read), the child's peak RSS, its RSS when the
 first trigger starts, its CPU seconds while waiting, the largest event-loop lag, and the
 completion → TriggerEvent latency of *every* generation (the emulator's ``completed_at``,
-read by paging ``/api/ai/generations``, against the moment the trigger yielded). Each figure
+read by paging ``/api/ai/generations``, against the moment the trigger yielded), and the
+collector's full (generation 2) passes while waiting: how many, and the longest pause (timed
+by ``gc.callbacks``; each stops the loop). Each figure
 is the median of ``--repeat`` runs, with the range. Usage::
 
     python benchmarks/wait_benchmark.py                        # the full table (see docs/performance.md)
@@ -68,9 +71,10 @@ from benchmarks.common import (
 API_KEY = "benchmark-key"
 STRATEGIES = ("events", "events-gc", "poll", "http", "own")
 DEFAULT_STRATEGIES = "events,events-gc,poll,http"
-# "events-gc": the events strategy in a process whose cyclic GC runs less often (a deployment
-# setting of the triggerer process, e.g. in a sitecustomize.py; see docs/performance.md).
+# "events-gc": the events strategy in a process whose cyclic GC runs less often (the provider's
+# [oxen] triggerer_gc_thresholds option; see docs/deployment.md).
 GC_THRESHOLDS = (50_000, 50, 100)
+GC_OPTION_ENV = "AIRFLOW__OXEN__TRIGGERER_GC_THRESHOLDS"
 PEER = "http"
 LABELS = {
     "events": "events (this provider)",
@@ -150,12 +154,22 @@ async def _child(
 ) -> dict[str, Any]:
     # Import what the triggers need first: the renders start at the enqueue, the waits should too.
     _build(strategy, "warm-up", poll_interval, time.time())
-    if strategy == "events-gc":
-        gc.set_threshold(*GC_THRESHOLDS)
     enqueue_started = time.time()
     ids = await _enqueue(n, emulator_url)
     enqueue_seconds = time.time() - enqueue_started
     gc.collect()
+    full_passes: list[float] = []
+    full_started = [0.0]
+
+    def time_full_passes(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            full_started[0] = time.perf_counter()
+        else:
+            full_passes.append(time.perf_counter() - full_started[0])
+
+    gc.callbacks.append(time_full_passes)
     cpu_before, _ = rusage_self()
     rss_before = current_rss_mb()
 
@@ -204,6 +218,7 @@ async def _child(
     del runs
     wall = time.monotonic() - wall_started
     watcher.cancel()
+    gc.callbacks.remove(time_full_passes)
     cpu_after, rss_peak = rusage_self()
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return {
@@ -220,6 +235,9 @@ async def _child(
         "rss_peak_mb": rss_peak,
         "lag_max_ms": max(lags, default=0.0) * 1000,
         "lag_p99_ms": percentile(lags, 0.99) * 1000 if lags else 0.0,
+        "full_gc_passes": len(full_passes),
+        "full_gc_max_ms": max(full_passes, default=0.0) * 1000,
+        "gc_thresholds": list(gc.get_threshold()),
     }
 
 
@@ -248,7 +266,7 @@ def completion_times(emulator_url: str) -> dict[str, float]:
                 return times
 
 
-def child_env(emulator_url: str, home: str) -> dict[str, str]:
+def child_env(emulator_url: str, home: str, strategy: str = "events") -> dict[str, str]:
     from benchmarks.http_peer import HTTP_CONN_ID, http_connection_json
 
     env = dict(os.environ)
@@ -263,6 +281,10 @@ def child_env(emulator_url: str, home: str) -> dict[str, str]:
     )
     env[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = http_connection_json(emulator_url, API_KEY)
     env["OXEN_BENCH_EMULATOR_URL"] = emulator_url
+    if strategy == "events-gc":
+        env[GC_OPTION_ENV] = ",".join(str(t) for t in GC_THRESHOLDS)
+    else:
+        env.pop(GC_OPTION_ENV, None)
     return env
 
 
@@ -321,7 +343,7 @@ def run_once(
         server_cpu_before = _cpu_of(emulator_pid)
         out = subprocess.run(
             command,
-            env=child_env(emulator_url, home),
+            env=child_env(emulator_url, home, strategy),
             capture_output=True,
             text=True,
             timeout=args.child_timeout + 120,
@@ -365,6 +387,9 @@ def run_once(
         "p99_ms": percentile(latencies, 0.99),
         "max_ms": max(latencies, default=NAN),
         "lag_max_ms": child["lag_max_ms"],
+        "full_gc_passes": child["full_gc_passes"],
+        "full_gc_max_ms": child["full_gc_max_ms"],
+        "gc_thresholds": child["gc_thresholds"],
         "wall_seconds": child["wall_seconds"],
         "enqueue_seconds": child["enqueue_seconds"],
         "queue_seconds": queue_seconds,
@@ -412,7 +437,9 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     f"{run['cpu_seconds']:.1f} CPU s (server {run['server_cpu_seconds']:.1f}), "
                     f"p50 {run['p50_ms']:.0f} ms p99 {run['p99_ms']:.0f} ms "
                     f"over {run['sampled']} ({run['early']} done before their trigger started), lag max "
-                    f"{run['lag_max_ms']:.0f} ms, enqueue {run['enqueue_seconds']:.1f} s, "
+                    f"{run['lag_max_ms']:.0f} ms, full GC {run['full_gc_passes']} "
+                    f"(longest {run['full_gc_max_ms']:.0f} ms, thresholds {run['gc_thresholds']}), "
+                    f"enqueue {run['enqueue_seconds']:.1f} s, "
                     f"wall {run['wall_seconds']:.1f} s "
                     f"({load_average()})"
                 )
@@ -433,6 +460,14 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "load_after": load_average(),
         "seconds": time.monotonic() - started,
     }
+
+
+def _full_gc(group: list[dict[str, Any]]) -> str:
+    """Full collections while waiting, and the longest pause (runs kept before 0.4.0 lack them)."""
+    if any("full_gc_passes" not in r for r in group):
+        return "n/a"
+    passes = spread([r["full_gc_passes"] for r in group], fmt_int)
+    return f"{passes} ({spread([r['full_gc_max_ms'] for r in group], fmt_int)})"
 
 
 def _group(runs: list[dict[str, Any]], n: int, strategy: str) -> list[dict[str, Any]]:
@@ -465,6 +500,7 @@ def render(result: dict[str, Any]) -> str:
         "p99 ms",
         "max ms",
         "loop lag max ms",
+        "full GC passes (longest ms)",
     ]
     rows = []
     for n in sizes:
@@ -487,9 +523,10 @@ def render(result: dict[str, Any]) -> str:
                     spread([r["p99_ms"] for r in group], fmt_int),
                     spread([r["max_ms"] for r in group], fmt_int),
                     spread([r["lag_max_ms"] for r in group], fmt_int),
+                    _full_gc(group),
                 ]
             )
-    lines += table(header, "rlrrrrrrrrrr", rows)
+    lines += table(header, "rlrrrrrrrrrrr", rows)
 
     # Ratios against the real peer, at each N where it ran (medians over medians).
     ratio_rows = []
@@ -550,6 +587,12 @@ def goals(result: dict[str, Any]) -> list[str]:
             rss, p99 = median(r["rss_peak_mb"] for r in group), median(r["p99_ms"] for r in group)
             cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
             ok = all(r["succeeded"] == n for r in group)
+            if strategy == "events-gc" and all("gc_thresholds" in r for r in group):
+                applied = all(tuple(r["gc_thresholds"]) == GC_THRESHOLDS for r in group)
+                out.append(
+                    f"[oxen] triggerer_gc_thresholds applied by the hub in every events-gc run at "
+                    f"N = {n:,}: {'yes' if applied else 'NO'}."
+                )
             out.append(
                 f"Goals, {LABELS[strategy]} at N = {n:,}: peak RSS {rss:.0f} MB <= {GOAL_RSS_MB:.0f}: "
                 f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}; p99 {p99:,.0f} ms <= {GOAL_P99_MS:.0f}: "
@@ -572,15 +615,15 @@ def goals(result: dict[str, Any]) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="1000,5000,20000", help="comma-separated N")
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES, help=f"of {','.join(STRATEGIES)}")
-    parser.add_argument("--render-seconds", type=float, default=10.0, help="shortest render")
+    parser.add_argument("--render-seconds", type=float, default=8.0, help="shortest render")
     parser.add_argument(
         "--render-seconds-max", type=float, default=None, help="longest render (default 2 x --render-seconds)"
     )
-    parser.add_argument("--poll-interval", type=float, default=5.0)
+    parser.add_argument("--poll-interval", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20260)
     parser.add_argument("--peer-max-n", type=int, default=5000, help="largest N the http peer runs at")
-    parser.add_argument("--poll-max-n", type=int, default=5000, help="largest N the poll strategy runs at")
+    parser.add_argument("--poll-max-n", type=int, default=1000, help="largest N the poll strategy runs at")
     parser.add_argument("--own-max-n", type=int, default=1000, help="largest N the own-invention runs at")
     parser.add_argument("--gc-min-n", type=int, default=20000, help="smallest N events-gc runs at")
     parser.add_argument("--child-timeout", type=float, default=300.0)

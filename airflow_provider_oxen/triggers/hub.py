@@ -58,6 +58,7 @@ from airflow_provider_oxen.exceptions import (
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
+from airflow_provider_oxen.triggers.gc_tuning import apply_configured_thresholds
 from airflow_provider_oxen.waiting import Signal, StatusTracker
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class OxenHub:
     # -- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        apply_configured_thresholds()  # once per process: see gc_tuning
         settings = await self.hook.get_settings()
         kwargs = self.hook.client_kwargs(settings)
         # Completion reads are short; the event stream holds one connection for itself.
