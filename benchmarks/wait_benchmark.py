@@ -91,7 +91,7 @@ HISTORY_PAGE = 5000
 # so the emulator enqueues it fastest (it validates every other model's parameters per row).
 ENQUEUE_MODEL = "flux-2-dev"
 # Seconds per generation the emulator took to enqueue, until a run measures it.
-ENQUEUE_RATE_GUESS = 0.0015
+ENQUEUE_RATE_GUESS = 0.0005
 # Seconds allowed for building the triggers after the enqueue, and a margin on top.
 START_MARGIN = 3.0
 
