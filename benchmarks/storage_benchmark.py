@@ -11,7 +11,10 @@ repetition, a fresh child process per mode warms up on a small file, then moves 
   hashing, image checks (full decode), a thumbnail, upload with S3's SHA-256 checksum,
   contact sheet and manifest), ``checks`` allowing 512 MiB;
 * ``transfer, checks off`` — the same with ``checks=False, contact_sheet=False``: the
-  streaming path alone.
+  streaming path alone;
+* ``transfer-overlap`` (only when ``--modes`` names it) — checks off, and
+  ``upload_while_downloading=True``: parts go up as the file downloads, then S3 copies the
+  object onto itself to record its sha256.
 
 Measured: wall seconds of the call (throughput = file bytes / seconds) and the child's RSS,
 sampled every 5 ms, before and at its peak during the call. Usage::
@@ -48,11 +51,19 @@ from benchmarks.common import (
     table,
 )
 
-MODES = ("boto3", "transfer", "transfer-nochecks")
+MODES = ("boto3", "transfer", "transfer-nochecks", "transfer-overlap")
+# Run unless --modes says otherwise (transfer-overlap is the opt-in upload_while_downloading).
+DEFAULT_MODES = MODES[:3]
 LABELS = {
     "boto3": "boto3 `upload_fileobj` (peer)",
     "transfer": "OxenGenerationToS3Operator",
     "transfer-nochecks": "OxenGenerationToS3Operator, checks and contact sheet off",
+    "transfer-overlap": "the same, upload_while_downloading=True",
+}
+OPTIONS: dict[str, dict[str, Any]] = {
+    "transfer": {"checks": {"max_bytes": 512 * 2**20}},
+    "transfer-nochecks": {"checks": False, "contact_sheet": False},
+    "transfer-overlap": {"checks": False, "contact_sheet": False, "upload_while_downloading": True},
 }
 BUCKET = "oxen-bench"
 WARMUP_EDGE = 64
@@ -128,11 +139,7 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
         # One warmed-up hook, as a worker process reuses its boto3 client (see tests/transfers).
         hook = S3Hook(aws_conn_id="aws_default")
         OxenGenerationToS3Operator.s3_hook = lambda self: hook  # type: ignore[method-assign]
-        options: dict[str, Any] = (
-            {"checks": False, "contact_sheet": False}
-            if mode == "transfer-nochecks"
-            else {"checks": {"max_bytes": 512 * 2**20}}
-        )
+        options = OPTIONS[mode]
 
         def move(name: str, path: str, edge: int) -> None:
             run = uuid.uuid4().hex[:8]
@@ -387,7 +394,7 @@ def render(result: dict[str, Any]) -> str:
         rows,
     )
     verdicts = []
-    for mode in ("transfer", "transfer-nochecks"):
+    for mode in MODES[1:]:
         if mode not in modes:
             continue
         parts = []
@@ -408,7 +415,7 @@ def render(result: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes-mib", default="1,20,200")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"any of {', '.join(MODES)}")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child-timeout", type=float, default=600.0)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import GenerationStatus
 from airflow_provider_oxen.redact import redact_text
-from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
 _CHUNK = 256 * 1024
@@ -26,6 +26,18 @@ class ResultDownloadError(OxenError):
     def __init__(self, message: str, *, generation_id: str) -> None:
         super().__init__(message)
         self.generation_id = generation_id
+
+
+class Sink(Protocol):
+    """Where a download goes: a :class:`Spool`, or one that also uploads as it fills (multipart.py)."""
+
+    def reset(self) -> None: ...
+
+    def expect(self, size: int | None) -> None: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -42,17 +54,17 @@ class Fetched:
         return self.refresh_reason is not None
 
 
-def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
-    spool.reset()
+def _download(hook: OxenHook, url: str, sink: Sink) -> tuple[int, str, str | None]:
+    sink.reset()
     digest, size = hashlib.sha256(), 0
     with hook.open_download(url) as response:
-        spool.expect(_content_length(response.headers.get("Content-Length")))
+        sink.expect(_content_length(response.headers.get("Content-Length")))
         for chunk in response.iter_bytes(_CHUNK):
-            spool.write(chunk)
+            sink.write(chunk)
             digest.update(chunk)
             size += len(chunk)
         content_type = response.headers.get("Content-Type")
-    spool.flush()
+    sink.flush()
     return size, digest.hexdigest(), content_type
 
 
@@ -73,8 +85,8 @@ def _fresh_url(hook: OxenHook, generation_id: str) -> str:
     return row.result_url
 
 
-def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
-    """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
+def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> Fetched:
+    """Stream ``url`` into ``sink``; on 403/404/410 re-read the generation for a fresh URL, once.
 
     Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
     generation (any URL in its message cut before the query: that is the signature).
@@ -88,7 +100,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
         # read afresh, as a matter of course (not a refresh), rather than trying a bare link.
         url = _fresh_url(hook, generation_id)
     try:
-        size, sha256, content_type = _download(hook, url, spool)
+        size, sha256, content_type = _download(hook, url, sink)
     except OxenAPIStatusError as exc:
         if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
             raise ResultDownloadError(
@@ -97,7 +109,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
             ) from exc
         url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
         try:
-            size, sha256, content_type = _download(hook, url, spool)
+            size, sha256, content_type = _download(hook, url, sink)
         except OxenAPIStatusError as again:
             raise ResultDownloadError(
                 f"Could not download the result of generation {generation_id}, even with a refreshed URL: "

@@ -62,6 +62,7 @@ from airflow_provider_oxen.transfers.manifest import (
     image_record,
     manifest_bytes,
 )
+from airflow_provider_oxen.transfers.multipart import StreamingSpool
 from airflow_provider_oxen.transfers.spool import DEFAULT_SPOOL_BYTES, Spool
 from airflow_provider_oxen.transfers.store import (
     GENERATION_ID_META,
@@ -214,6 +215,11 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param contact_sheet_thumb: thumbnail edge in pixels.
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
+    :param upload_while_downloading: send a file past the hook's multipart threshold to S3 in
+        parts as it downloads, when nothing is at its key yet; S3 then copies the object onto
+        itself to record its sha256 (see ``transfers/multipart.py``). Off by default: that copy
+        is server-side work proportional to the file, and against a local S3 (moto) it costs
+        more than the overlap saves. Worth trying where the download is much slower than S3.
     :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
         plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
         ``checks``, ``action`` (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
@@ -251,6 +257,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         contact_sheet_thumb: int = 256,
         replace: bool = False,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        upload_while_downloading: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -270,6 +277,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.contact_sheet_thumb = contact_sheet_thumb
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
+        self.upload_while_downloading = upload_while_downloading
 
     def _needs_bytes(self, item: _Planned, poster_in_place: bool) -> bool:
         """Whether the file's bytes must be read (an image: checks or the sheet; a clip: PyAV's work)."""
@@ -501,13 +509,24 @@ class OxenGenerationToS3Operator(BaseOperator):
             # Same generation, and S3's checksum proves the bytes are the ones recorded: no download.
             assert existing is not None and existing.sha256 is not None
             fetched = Fetched(existing.size, existing.sha256, existing.content_type)
-            content_type = _content_type(item, None, fetched)
+            content_type = _content_type(item, None, fetched.content_type)
             analysis = _Analysis()
             if item.video and self.check_settings.enabled:
                 analysis.check = VideoCheck.not_checked()  # only without PyAV: else the bytes are read
             return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, analysis, in_place)
 
-        with Spool(self.spool_max_bytes) as spool:
+        with (
+            Spool(self.spool_max_bytes) as spool,
+            StreamingSpool(
+                spool,
+                store,
+                item.key,
+                content_type=_content_type(item, None, None),  # made final once the bytes are known
+                metadata=metadata,
+                # Only over nothing: what to do with an existing object needs the sha256 first.
+                allowed=self.upload_while_downloading and existing is None,
+            ) as sink,
+        ):
             stored_copy = None
             if ours and proven is not False:
                 stored_copy = self._stored_copy(item, existing, store, spool)
@@ -520,10 +539,10 @@ class OxenGenerationToS3Operator(BaseOperator):
                     existing.full_object_checksum,
                     (existing.sha256 or "")[:12],
                 )
-            fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
+            fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), sink)
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
             analysis = self._analyse(item, spool, fetched.size, in_place is not None)
-            content_type = _content_type(item, analysis.mime_type, fetched)
+            content_type = _content_type(item, analysis.mime_type, fetched.content_type)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
             elif ours:
@@ -535,12 +554,7 @@ class OxenGenerationToS3Operator(BaseOperator):
                     existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
                 )
             if action is not WriteAction.SKIPPED:
-                store.upload(
-                    spool,
-                    item.key,
-                    content_type=content_type,
-                    metadata={**metadata, SHA256_META: fetched.sha256},
-                )
+                sink.save(content_type=content_type, metadata={**metadata, SHA256_META: fetched.sha256})
         poster = in_place
         if analysis.poster is not None:
             # After the clip: a poster frame always describes the clip stored at its key.
@@ -808,11 +822,11 @@ def _run_id(context: Context) -> str:
     return str(run_id)
 
 
-def _content_type(item: _Planned, decoded_mime_type: str | None, fetched: Fetched) -> str:
+def _content_type(item: _Planned, decoded_mime_type: str | None, served_type: str | None) -> str:
     """What the bytes are (as decoded) beats what the server said, which beats what was asked for."""
     if decoded_mime_type:
         return decoded_mime_type
-    served = (fetched.content_type or "").split(";", 1)[0].strip().lower()
+    served = (served_type or "").split(";", 1)[0].strip().lower()
     if served.startswith("video/" if item.video else "image/"):
         return served
     types = VIDEO_MIME_TYPES if item.video else MIME_TYPES

@@ -96,6 +96,8 @@ _COUNTED_OPERATIONS = (
     "PutObject",
     "CreateMultipartUpload",
     "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
     "GetObject",
     "HeadObject",
     "CopyObject",
