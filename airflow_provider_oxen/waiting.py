@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -153,9 +154,20 @@ def next_sleep(poll_interval: float, deadline: float, now: float | None = None) 
     return max(0.0, min(poll_interval, remaining))
 
 
-# Wake-up timers run their callback in this (empty) context: ``call_at`` would otherwise copy
-# the sleeping task's context once per sleep, for each of thousands of waiting triggers.
-_TIMER_CONTEXT = contextvars.Context()
+# Wake-up timers run their callback in an empty context of their thread: ``call_at`` would
+# otherwise copy the sleeping task's context once per sleep, for each of thousands of waiting
+# triggers. One per thread, because a context cannot be entered by two threads at once (two
+# event loops in two threads may fire timers at the same moment); a loop runs its callbacks
+# one after the other, so one context serves all of a thread's timers.
+_timer_contexts = threading.local()
+_SHARED = contextvars.Context()
+
+
+def _timer_context() -> contextvars.Context:
+    context: contextvars.Context | None = getattr(_timer_contexts, "context", None)
+    if context is None:
+        context = _timer_contexts.context = contextvars.Context()
+    return context
 
 
 class Signal:
@@ -195,7 +207,7 @@ class Signal:
             raise RuntimeError("Signal.wait() is already awaited by another task")
         loop = asyncio.get_running_loop()
         future = self._future = loop.create_future()
-        timer = loop.call_at(loop.time() + max(0.0, timeout), _wake, future, context=_TIMER_CONTEXT)
+        timer = loop.call_at(loop.time() + max(0.0, timeout), _wake, future, context=_SHARED)
         try:
             await future
         finally:

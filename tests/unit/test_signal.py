@@ -113,3 +113,39 @@ def test_timers_are_cancelled_when_woken_early() -> None:
         return sum(1 for h in loop._scheduled if not h.cancelled() and h.when() > loop.time() + 60)  # type: ignore[attr-defined]
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_timers_of_loops_in_several_threads_fire_together() -> None:
+    """Each thread's timers run in a context of their own: a context entered by one thread's
+    loop cannot be entered by another's at the same moment, and a timer that raised would
+    leave its sleeper asleep past its timeout."""
+    import threading
+
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def sleeper() -> None:
+        async def many() -> None:
+            loop = asyncio.get_running_loop()
+            failures: list[dict[str, object]] = []
+            loop.set_exception_handler(lambda _loop, ctx: failures.append(ctx))
+            signals = [Signal() for _ in range(300)]
+            woke = await asyncio.gather(*(s.wait(0.05) for s in signals))
+            results.extend(woke)
+            if failures:
+                raise AssertionError(failures[0].get("message"))
+
+        start.wait()
+        try:
+            asyncio.run(many())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sleeper, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert results == [False] * 1200  # every sleep ended by its own timeout
