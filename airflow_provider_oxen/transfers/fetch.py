@@ -3,18 +3,26 @@
 Oxen's result URLs are temporary signed links, and the XCom a transfer reads may be hours
 old (a retry, a backfill, a slow upstream). An expired link answers 403, 404 or 410; the
 generation itself still exists, and reading it again hands out a freshly signed URL.
+
+A body that breaks off mid-stream (connection reset, read timeout, fewer bytes than
+announced) is read again from the start, with the connection's retry policy: the hook retries
+a request only until its response headers arrive, and a download costs nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx
+
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.hooks.retry import delay_after_transport_error
 from airflow_provider_oxen.models import GenerationStatus
-from airflow_provider_oxen.redact import redact_text
+from airflow_provider_oxen.redact import redact_text, strip_query
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
 _CHUNK = 256 * 1024
@@ -68,6 +76,27 @@ def _download(hook: OxenHook, url: str, sink: Sink) -> tuple[int, str, str | Non
     return size, digest.hexdigest(), content_type
 
 
+def _download_whole(hook: OxenHook, url: str, sink: Sink) -> tuple[int, str, str | None]:
+    """:func:`_download`, started again from the first byte while the body keeps breaking off."""
+    attempt = 0
+    while True:
+        try:
+            return _download(hook, url, sink)
+        except httpx.TransportError as exc:
+            delay = delay_after_transport_error(exc, attempt, paid=False, policy=hook.settings.retry)
+            if delay is None:
+                raise
+            attempt += 1
+            hook.log.warning(
+                "Download of %s broke off (%s): reading it again from the start in %.1f s (attempt %d)",
+                strip_query(url),
+                type(exc).__name__,
+                delay,
+                attempt + 1,
+            )
+            time.sleep(delay)
+
+
 def _content_length(value: str | None) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -90,8 +119,20 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink
 
     Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
     generation (any URL in its message cut before the query: that is the signature).
-    Transient errors (429, 5xx, connection) are already retried by the hook.
+    Transient errors (429, 5xx, connection) are already retried by the hook; a body that
+    breaks off is read again (see the module docstring), then reported the same way.
     """
+    try:
+        return _fetch(hook, generation_id, url, sink)
+    except httpx.TransportError as exc:
+        raise ResultDownloadError(
+            f"Could not download the result of generation {generation_id}: the download kept breaking "
+            f"off ({type(exc).__name__}: {redact_text(str(exc))})",
+            generation_id=generation_id,
+        ) from exc
+
+
+def _fetch(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> Fetched:
     reason = None
     if not url:
         url, reason = _fresh_url(hook, generation_id), "no result_url"
@@ -100,7 +141,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink
         # read afresh, as a matter of course (not a refresh), rather than trying a bare link.
         url = _fresh_url(hook, generation_id)
     try:
-        size, sha256, content_type = _download(hook, url, sink)
+        size, sha256, content_type = _download_whole(hook, url, sink)
     except OxenAPIStatusError as exc:
         if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
             raise ResultDownloadError(
@@ -109,7 +150,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink
             ) from exc
         url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
         try:
-            size, sha256, content_type = _download(hook, url, sink)
+            size, sha256, content_type = _download_whole(hook, url, sink)
         except OxenAPIStatusError as again:
             raise ResultDownloadError(
                 f"Could not download the result of generation {generation_id}, even with a refreshed URL: "

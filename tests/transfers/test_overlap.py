@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
+from airflow_provider_oxen.transfers.fetch import ResultDownloadError
 from airflow_provider_oxen.transfers.multipart import StreamingSpool
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.spool import Spool
@@ -38,12 +38,14 @@ KEY = f"campaigns/{GENERATION}.png"
 
 class PacedOxen(FakeOxen):
     """FakeOxen whose files can be expired (``?expired=1``: 403), paced (1 MiB blocks, a pause
-    between them; when the last was sent is kept) or cut off (``?cut=<bytes>``)."""
+    between them; when the last was sent is kept) or cut off (``?cut=<bytes>``; with
+    ``&once=1`` only the first download of that URL is)."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.pause = 0.0
         self.sent_at: float | None = None
+        self.cut_once: set[str] = set()
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(request.path)
@@ -60,6 +62,10 @@ class PacedOxen(FakeOxen):
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         end = int(query["cut"][0]) if "cut" in query else len(data)
+        if "once" in query:
+            if request.path in self.cut_once:
+                end = len(data)
+            self.cut_once.add(request.path)
         for start in range(0, end, 2**20):
             request.wfile.write(data[start : min(start + 2**20, end)])
             time.sleep(self.pause)
@@ -106,8 +112,7 @@ def _run(results: list[dict[str, Any]], bucket: str, **kwargs: Any) -> list[dict
         bucket=bucket,
         prefix="campaigns",
         key_template="campaigns/{generation_id}.{ext}",
-        upload_while_downloading=True,
-        **kwargs,
+        **{"upload_while_downloading": True, **kwargs},
     )
     return operator.execute(transfer_context())  # type: ignore[arg-type]
 
@@ -167,7 +172,7 @@ def test_a_large_first_store_is_uploaded_while_it_downloads_and_a_rerun_skips_it
     assert KEY not in s3_calls.keys.get("PutObject", [])
 
 
-def test_a_download_cut_off_half_way_aborts_the_upload(
+def test_a_download_that_keeps_breaking_off_aborts_every_upload_and_fails_typed(
     oxen: PacedOxen,
     hook: Any,
     large_png: tuple[dict[str, Any], bytes],
@@ -178,13 +183,39 @@ def test_a_download_cut_off_half_way_aborts_the_upload(
     result, _ = large_png
     cut = {**result, "result_url": f"{result['result_url']}&cut={2 * PART + 12345}"}
 
-    with pytest.raises(httpx.RemoteProtocolError, match="without sending complete message body"):
+    with pytest.raises(ResultDownloadError, match="kept breaking off") as raised:
         _run([cut], bucket, checks=False, contact_sheet=False)
 
-    assert s3_calls.counts["CreateMultipartUpload"] == 1 and s3_calls.counts["UploadPart"] >= 1
-    assert s3_calls.counts["AbortMultipartUpload"] == 1
+    assert raised.value.generation_id == GENERATION
+    assert "signature" not in str(raised.value)
+    # Read again from the start per the connection's retry policy (2 retries in the fixture),
+    # each attempt's multipart upload aborted before the next one starts.
+    attempts = oxen.requests["file"]
+    assert attempts == 3
+    assert s3_calls.counts["CreateMultipartUpload"] == attempts
+    assert s3_calls.counts["AbortMultipartUpload"] == attempts
     assert _no_uploads_left(s3_client, bucket)
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["download-then-upload", "overlapped"])
+def test_a_download_that_broke_off_once_is_read_again_and_stored_whole(
+    oxen: PacedOxen,
+    hook: Any,
+    large_png: tuple[dict[str, Any], bytes],
+    s3_client: Any,
+    bucket: str,
+    overlap: bool,
+) -> None:
+    result, data = large_png
+    cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 4321}&once=1"}
+
+    [record] = _run([cut], bucket, checks=False, contact_sheet=False, upload_while_downloading=overlap)
+
+    assert oxen.requests["file"] == 2
+    assert record["action"] == "stored" and record["sha256"] == _sha256(data)
+    assert object_bytes(s3_client, bucket, KEY) == data
+    assert _no_uploads_left(s3_client, bucket)
 
 
 def test_an_expired_url_is_refreshed_and_the_fresh_download_is_uploaded_as_it_arrives(
