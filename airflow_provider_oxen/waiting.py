@@ -160,7 +160,6 @@ def next_sleep(poll_interval: float, deadline: float, now: float | None = None) 
 # event loops in two threads may fire timers at the same moment); a loop runs its callbacks
 # one after the other, so one context serves all of a thread's timers.
 _timer_contexts = threading.local()
-_SHARED = contextvars.Context()
 
 
 def _timer_context() -> contextvars.Context:
@@ -171,7 +170,8 @@ def _timer_context() -> contextvars.Context:
 
 
 class Signal:
-    """A flag that one task sleeps on with a timeout, and anyone may raise (:meth:`set`).
+    """A flag that one task sleeps on with a timeout, and any code on its event loop may raise
+    (:meth:`set`; from another thread, use ``loop.call_soon_threadsafe(signal.set)``).
 
     What an :class:`asyncio.Event` plus a timeout does, at the cost a triggerer holding
     thousands of waits can afford: a sleep is one future and one timer, where
@@ -206,8 +206,9 @@ class Signal:
         if self._future is not None:
             raise RuntimeError("Signal.wait() is already awaited by another task")
         loop = asyncio.get_running_loop()
-        future = self._future = loop.create_future()
-        timer = loop.call_at(loop.time() + max(0.0, timeout), _wake, future, context=_SHARED)
+        future: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_at(loop.time() + max(0.0, timeout), _wake, future, context=_timer_context())
+        self._future = future
         try:
             await future
         finally:

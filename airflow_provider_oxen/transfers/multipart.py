@@ -77,8 +77,11 @@ class MultipartUpload:
         """Wait for every part, complete the upload; returns the object's ETag."""
         try:
             parts = [future.result() for future in self._parts]
-        finally:
-            self._pool.shutdown(wait=True)
+        except BaseException:
+            # A failed part (or a kill) dooms the upload: parts still queued are not worth sending.
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        self._pool.shutdown(wait=True)
         return self._store.complete_multipart(self._key, self._upload_id, parts)
 
     def abort(self) -> None:

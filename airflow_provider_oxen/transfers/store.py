@@ -222,6 +222,7 @@ class S3ObjectStore:
         """What every object is written with: the hook's ``extra_args``, then ours."""
         return {
             **self.hook.extra_args,
+            **self._requester_pays,
             "ContentType": content_type,
             "Metadata": metadata,
             # S3 computes (and checks) it from the bytes: what a re-run compares, see holds().
@@ -313,7 +314,7 @@ class S3ObjectStore:
             CopySource={"Bucket": self.bucket, "Key": key},
             CopySourceIfMatch=etag,
             MetadataDirective="REPLACE",
-            **{**args, **self._requester_pays},
+            **args,
         )
         checksum = response.get("CopyObjectResult", {}).get("ChecksumSHA256")
         expected = sha256_base64(metadata.get(SHA256_META, ""))
@@ -326,7 +327,7 @@ class S3ObjectStore:
         self._record_lineage(key)
 
     def _filtered_args(self, names: Sequence[str]) -> dict[str, Any]:
-        extra = self.hook.extra_args
+        extra = {**self.hook.extra_args, **self._requester_pays}
         return {name: extra[name] for name in names if name in extra}
 
     def read_into(self, key: str, spool: Spool | None) -> tuple[int, str]:

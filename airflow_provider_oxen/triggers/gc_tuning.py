@@ -3,8 +3,8 @@
 With thousands of waiting triggers in one process, Python's default collector thresholds run
 a full collection over every live object whenever a quarter more objects survived since the
 last one; during a burst of completions that pause delays every event behind it (measured in
-``docs/performance.md``: a full pass over 20,000 waits and Airflow's own objects takes about
-0.4 s on 2 cores). Raising the thresholds makes such passes rare. This is a process-wide
+``docs/performance.md``: with 20,000 waits the longest pass took 0.7-1.1 s on 2 cores).
+Raising the thresholds makes such passes rare. This is a process-wide
 setting, so it is opt-in: the first Oxen hub of a triggerer process applies it once, and says
 so in the triggerer's log. Empty (the default) leaves the collector alone.
 """

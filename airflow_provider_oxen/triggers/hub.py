@@ -689,6 +689,8 @@ class SharedHub:
         self._key: tuple[int, str, str] | None = None
 
     async def __aenter__(self) -> OxenHub:
+        if self._hub is not None:
+            raise RuntimeError("SharedHub is already entered; use one per `async with`")
         key = self._key = (id(asyncio.get_running_loop()), self.oxen_conn_id, self.mode)
         hub = _HUBS.get(key)
         if hub is None:

@@ -12,7 +12,10 @@ import time
 from typing import Protocol
 
 from airflow_provider_oxen.triggers.hub import OxenHub
-from airflow_provider_oxen.waiting import ProgressLog, StatusTracker
+from airflow_provider_oxen.waiting import WAIT_STRATEGIES, ProgressLog, StatusTracker
+
+# WAIT_STRATEGIES was defined here before 0.4.0: still importable from here.
+__all__ = ["WAIT_STRATEGIES", "SharedHubStrategy", "WaitStrategy"]
 
 # A waiting trigger logs where its batch stands at most this often (and only when it changed).
 PROGRESS_INTERVAL = 30.0

@@ -697,3 +697,20 @@ def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> N
     assert [str(o) for o in outcomes] == ["no such connection"] * 3
     assert slow_start["starts"] == 1
     assert hub_module._HUBS == {}
+
+
+def test_a_shared_hub_is_entered_once_per_async_with(slow_start: dict[str, Any]) -> None:
+    """Re-entering the same SharedHub would lose the first reference (and never release it)."""
+
+    async def scenario() -> tuple[bool, dict[Any, Any]]:
+        shared = hub_module.SharedHub("oxen_default", "poll")
+        async with shared:
+            with pytest.raises(RuntimeError, match="already entered"):
+                await shared.__aenter__()
+        # Once left, it may be entered again (and the hub was released exactly once).
+        async with shared as hub:
+            reentered = hub is not None
+        return reentered, dict(hub_module._HUBS)
+
+    reentered, hubs = asyncio.run(scenario())
+    assert reentered and hubs == {}

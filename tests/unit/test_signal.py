@@ -149,3 +149,38 @@ def test_timers_of_loops_in_several_threads_fire_together() -> None:
         t.join(timeout=30)
     assert not errors
     assert results == [False] * 1200  # every sleep ended by its own timeout
+
+
+def test_a_timer_fires_while_another_threads_timer_callback_is_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deterministic form of the race above: thread "holder" stays inside its timer callback (so
+    inside the context that callback runs in) while this thread's timer fires. A context shared
+    by both threads cannot be entered twice: this thread's timer would raise in its loop and its
+    sleeper would never wake."""
+    import threading
+
+    from airflow_provider_oxen import waiting
+
+    entered, release = threading.Event(), threading.Event()
+    original = waiting._wake
+
+    def held_wake(future: asyncio.Future[None]) -> None:
+        if threading.current_thread().name == "holder":
+            entered.set()
+            release.wait(10)
+        original(future)
+
+    monkeypatch.setattr(waiting, "_wake", held_wake)
+    holder = threading.Thread(target=lambda: asyncio.run(Signal().wait(0)), name="holder", daemon=True)
+    holder.start()
+    try:
+        assert entered.wait(10)
+
+        async def sleep_here() -> bool:
+            return await asyncio.wait_for(Signal().wait(0.01), 5)
+
+        assert asyncio.run(sleep_here()) is False  # woken by its own timer, not stuck
+    finally:
+        release.set()
+        holder.join(10)
