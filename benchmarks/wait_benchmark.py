@@ -158,16 +158,16 @@ async def _child(
     ids = await _enqueue(n, emulator_url)
     enqueue_seconds = time.time() - enqueue_started
     gc.collect()
-    full_passes: list[float] = []
-    full_started = [0.0]
+    full_passes: list[tuple[float, float]] = []  # (wall-clock start, seconds)
+    full_started = [0.0, 0.0]
 
     def time_full_passes(phase: str, info: dict[str, int]) -> None:
         if info["generation"] != 2:
             return
         if phase == "start":
-            full_started[0] = time.perf_counter()
+            full_started[:] = [time.perf_counter(), time.time()]
         else:
-            full_passes.append(time.perf_counter() - full_started[0])
+            full_passes.append((full_started[1], time.perf_counter() - full_started[0]))
 
     gc.callbacks.append(time_full_passes)
     cpu_before, _ = rusage_self()
@@ -236,7 +236,8 @@ async def _child(
         "lag_max_ms": max(lags, default=0.0) * 1000,
         "lag_p99_ms": percentile(lags, 0.99) * 1000 if lags else 0.0,
         "full_gc_passes": len(full_passes),
-        "full_gc_max_ms": max(full_passes, default=0.0) * 1000,
+        "full_gc_max_ms": max((d for _, d in full_passes), default=0.0) * 1000,
+        "full_gc": full_passes,
         "gc_thresholds": list(gc.get_threshold()),
     }
 
@@ -389,6 +390,7 @@ def run_once(
         "lag_max_ms": child["lag_max_ms"],
         "full_gc_passes": child["full_gc_passes"],
         "full_gc_max_ms": child["full_gc_max_ms"],
+        **_passes_among_completions(child["full_gc"], [completed[i] for i in child["ids"] if i in completed]),
         "gc_thresholds": child["gc_thresholds"],
         "wall_seconds": child["wall_seconds"],
         "enqueue_seconds": child["enqueue_seconds"],
@@ -438,7 +440,10 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     f"p50 {run['p50_ms']:.0f} ms p99 {run['p99_ms']:.0f} ms "
                     f"over {run['sampled']} ({run['early']} done before their trigger started), lag max "
                     f"{run['lag_max_ms']:.0f} ms, full GC {run['full_gc_passes']} "
-                    f"(longest {run['full_gc_max_ms']:.0f} ms, thresholds {run['gc_thresholds']}), "
+                    f"(longest {run['full_gc_max_ms']:.0f} ms; among completions "
+                    f"{run['full_gc_among_completions']}, "
+                    f"longest {run['full_gc_among_completions_max_ms']:.0f} ms; "
+                    f"thresholds {run['gc_thresholds']}), "
                     f"enqueue {run['enqueue_seconds']:.1f} s, "
                     f"wall {run['wall_seconds']:.1f} s "
                     f"({load_average()})"
@@ -462,12 +467,30 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     }
 
 
+def _passes_among_completions(passes: list[list[float]], completed: list[float]) -> dict[str, Any]:
+    """The full passes that began or lasted into the span of completions (the ones that can delay an
+    event: a pass while the triggers only register delays nothing measured here)."""
+    if not completed:
+        return {"full_gc_among_completions": 0, "full_gc_among_completions_max_ms": 0.0}
+    first, last = min(completed), max(completed)
+    among = [seconds for start, seconds in passes if start <= last and start + seconds >= first]
+    return {
+        "full_gc_among_completions": len(among),
+        "full_gc_among_completions_max_ms": max(among, default=0.0) * 1000,
+    }
+
+
 def _full_gc(group: list[dict[str, Any]]) -> str:
-    """Full collections while waiting, and the longest pause (runs kept before 0.4.0 lack them)."""
-    if any("full_gc_passes" not in r for r in group):
+    """Full collections while waiting, and the longest pause; then those among the completions
+    (runs kept before 0.4.0 lack these figures)."""
+    if any("full_gc_among_completions" not in r for r in group):
         return "n/a"
     passes = spread([r["full_gc_passes"] for r in group], fmt_int)
-    return f"{passes} ({spread([r['full_gc_max_ms'] for r in group], fmt_int)})"
+    among = spread([r["full_gc_among_completions"] for r in group], fmt_int)
+    return (
+        f"{passes} ({spread([r['full_gc_max_ms'] for r in group], fmt_int)}); "
+        f"{among} ({spread([r['full_gc_among_completions_max_ms'] for r in group], fmt_int)})"
+    )
 
 
 def _group(runs: list[dict[str, Any]], n: int, strategy: str) -> list[dict[str, Any]]:
@@ -500,7 +523,7 @@ def render(result: dict[str, Any]) -> str:
         "p99 ms",
         "max ms",
         "loop lag max ms",
-        "full GC passes (longest ms)",
+        "full GC passes (longest ms); of them among completions (longest ms)",
     ]
     rows = []
     for n in sizes:

@@ -136,3 +136,23 @@ def test_async_auth_error_is_immediate_and_typed() -> None:
         asyncio.run(_async_auth_failure())
     assert info.value.status_code == 401
     assert KEY not in str(info.value)
+
+
+@respx.mock
+async def _async_listing(body: bytes) -> object:
+    respx.get(f"{BASE}/api/ai/queue").mock(return_value=httpx.Response(200, content=body))
+    async with OxenAsyncHook() as hook:
+        return await hook.list_queue_body()
+
+
+def test_async_listing_is_decoded_like_json_and_refused_typed_when_not_json() -> None:
+    """The hub reads the raw listing body; a body that is not JSON is refused typed."""
+    import asyncio
+
+    from airflow_provider_oxen.exceptions import OxenAPIStatusError
+
+    body = {"count": 2, "generations": [{"generation_id": "a", "status": "queued"}, {"generation_id": "b"}]}
+    assert asyncio.run(_async_listing(json.dumps(body).encode())) == body
+    with pytest.raises(OxenAPIStatusError, match="not JSON") as info:
+        asyncio.run(_async_listing(b"<html>maintenance</html>"))
+    assert info.value.status_code == 200
