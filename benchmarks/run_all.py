@@ -186,7 +186,7 @@ def main() -> int:
     incomplete += [
         r
         for r in results.get("triggerer", {}).get("runs", [])
-        if r["strategy"] == "events-gc" and tuple(r.get("gc_thresholds", ())) != wait_benchmark.GC_THRESHOLDS
+        if r["strategy"] == "events-gc" and not wait_benchmark.gc_option_applied(r)
     ]
     incomplete += [
         r

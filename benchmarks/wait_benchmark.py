@@ -51,6 +51,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from airflow_provider_oxen.triggers import gc_tuning
 from benchmarks.common import (
     NAN,
     REPO,
@@ -74,7 +75,6 @@ DEFAULT_STRATEGIES = "events,events-gc,poll,http"
 # "events-gc": the events strategy in a process whose cyclic GC runs less often (the provider's
 # [oxen] triggerer_gc_thresholds option; see docs/deployment.md).
 GC_THRESHOLDS = (50_000, 50, 100)
-GC_OPTION_ENV = "AIRFLOW__OXEN__TRIGGERER_GC_THRESHOLDS"
 PEER = "http"
 LABELS = {
     "events": "events (this provider)",
@@ -283,9 +283,9 @@ def child_env(emulator_url: str, home: str, strategy: str = "events") -> dict[st
     env[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = http_connection_json(emulator_url, API_KEY)
     env["OXEN_BENCH_EMULATOR_URL"] = emulator_url
     if strategy == "events-gc":
-        env[GC_OPTION_ENV] = ",".join(str(t) for t in GC_THRESHOLDS)
+        env[gc_tuning.ENV_VAR] = ",".join(str(t) for t in GC_THRESHOLDS)
     else:
-        env.pop(GC_OPTION_ENV, None)
+        env.pop(gc_tuning.ENV_VAR, None)
     return env
 
 
@@ -480,6 +480,11 @@ def _passes_among_completions(passes: list[list[float]], completed: list[float])
     }
 
 
+def gc_option_applied(run: dict[str, Any]) -> bool:
+    """Whether an events-gc run's process ended with the thresholds the option asked for."""
+    return tuple(run.get("gc_thresholds", ())) == GC_THRESHOLDS
+
+
 def _full_gc(group: list[dict[str, Any]]) -> str:
     """Full collections while waiting, and the longest pause; then those among the completions
     (runs kept before 0.4.0 lack these figures)."""
@@ -611,7 +616,7 @@ def goals(result: dict[str, Any]) -> list[str]:
             cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
             ok = all(r["succeeded"] == n for r in group)
             if strategy == "events-gc" and all("gc_thresholds" in r for r in group):
-                applied = all(tuple(r["gc_thresholds"]) == GC_THRESHOLDS for r in group)
+                applied = all(gc_option_applied(r) for r in group)
                 out.append(
                     f"[oxen] triggerer_gc_thresholds applied by the hub in every events-gc run at "
                     f"N = {n:,}: {'yes' if applied else 'NO'}."

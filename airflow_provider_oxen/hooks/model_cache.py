@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_oxen.models import OxenModel
+from airflow_provider_oxen.options import provider_option
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,7 @@ MODEL_CACHE_TTL = 600.0
 
 def default_cache_dir() -> Path | None:
     """``[oxen] model_cache_dir``, else a per-user directory under the system temp dir."""
-    configured: str | None = None
-    with contextlib.suppress(Exception):  # no Airflow configuration (e.g. a bare script)
-        from airflow.sdk import conf
-
-        configured = conf.get("oxen", "model_cache_dir", fallback=None)
-    if configured is None:
-        configured = os.environ.get("AIRFLOW__OXEN__MODEL_CACHE_DIR")
+    configured = provider_option("model_cache_dir")
     if configured is not None:
         return Path(configured).expanduser() if configured.strip() else None
     uid = os.getuid() if hasattr(os, "getuid") else 0

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
+
+from airflow_provider_oxen.options import env_var, provider_option
 
 log = logging.getLogger(__name__)
 
 OPTION = "triggerer_gc_thresholds"
-ENV_VAR = "AIRFLOW__OXEN__TRIGGERER_GC_THRESHOLDS"
+ENV_VAR = env_var(OPTION)
 
 _applied = False
 
@@ -38,19 +39,6 @@ def parse_thresholds(value: str) -> tuple[int, ...] | None:
     return numbers
 
 
-def configured_value() -> str:
-    value: str | None = None
-    try:
-        from airflow.sdk import conf
-
-        value = conf.get("oxen", OPTION, fallback=None)
-    except Exception:  # no Airflow configuration (e.g. a bare script)
-        value = None
-    if value is None:
-        value = os.environ.get(ENV_VAR, "")
-    return value
-
-
 def apply_configured_thresholds() -> tuple[int, ...] | None:
     """Apply the configured thresholds once per process; what was applied, or None.
 
@@ -60,7 +48,7 @@ def apply_configured_thresholds() -> tuple[int, ...] | None:
     if _applied:
         return None
     _applied = True
-    raw = configured_value()
+    raw = provider_option(OPTION) or ""
     try:
         thresholds = parse_thresholds(raw)
     except ValueError as exc:
