@@ -11,10 +11,17 @@ interval; instead every trigger registers what it waits for with the process's
   event does not say enough).
 * reconciliation (both modes): one ``GET /api/ai/queue`` (in-flight rows) per interval,
   plus one status read per waited-for id that is no longer in flight. It runs after every
-  gap (start-up, new registrations, stream (re)connect) and periodically as the safety
-  net for missed events and for cancellations, which the stream does not report: every
-  ``SAFETY_FACTOR`` polling intervals while the stream is open, every polling interval
-  while it is not (``poll`` mode, a reconnect in progress, or the endpoint refusing us).
+  gap (start-up, stream (re)connect, registrations the stream may not cover) and
+  periodically as the safety net for missed events and for cancellations, which the stream
+  does not report: every ``SAFETY_FACTOR`` polling intervals while the stream is open, every
+  polling interval while it is not (``poll`` mode, a reconnect in progress, or the endpoint
+  refusing us).
+* registrations while the stream is open: a generation the last listing (made while this
+  stream stayed open) showed in flight finished, if at all, after the stream opened, so its
+  completion event reaches the hub: either it is still to come, or it came before its
+  trigger registered and the hub kept it (``FINISHED_MEMORY``). Such a registration costs
+  no request. Any other registered id gets one status read ("catch-up"), never a listing:
+  at 20,000 waits a listing is megabytes of JSON that stall the loop while it is decoded.
 
 Failure handling (the hub's loops never end while a trigger waits; anything unexpected is
 logged and retried with capped backoff):
@@ -77,6 +84,9 @@ MAX_RECONCILE_SPACING = 2.0
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
+# Completion events of generations nobody waited for yet, kept for a trigger that registers
+# late (per generation of the memory, which turns over at each listing; oldest dropped first).
+FINISHED_MEMORY = 20_000
 # A failed queue listing doubles the next interval, up to this factor (the API is in trouble).
 MAX_STRETCH = 4.0
 # Bound on stopping the hub's own tasks when the last trigger leaves.
@@ -164,6 +174,16 @@ class OxenHub:
         self._stream_epoch = 0
         self._listing_epoch: int | None = None
         self._registered: set[Waiter] = set()
+        # Ids the last listing made while the current stream stayed open showed in flight (and
+        # ids a catch-up read found in flight since): their completion events reach us.
+        self._covered: set[str] = set()
+        self._covered_epoch: int | None = None
+        # Completion events of ids nobody waited for when they came: this listing round's and
+        # the previous one's (see :meth:`_remember`).
+        self._finished: dict[str, OxenEvent] = {}
+        self._finished_before: dict[str, OxenEvent] = {}
+        # Registered ids whose completion the stream may have missed: read by the next round.
+        self._unchecked: set[str] = set()
         self._wake = Signal()
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -239,10 +259,19 @@ class OxenHub:
     def register(self, tracker: StatusTracker, poll_interval: float) -> Waiter:
         waiter = Waiter(tracker, poll_interval)
         self._registered.add(waiter)
+        covering = self._stream_covers()
+        unchecked = False
         for generation_id in tracker.pending:
             self._waiters.setdefault(generation_id, set()).add(waiter)
-        # Start-up gap: a generation may have finished before we were listening.
-        self._wake.set()
+            event = self._finished.pop(generation_id, None) or self._finished_before.pop(generation_id, None)
+            if event is not None:
+                self._complete(generation_id, event)  # it finished before its trigger registered
+            elif not (covering and generation_id in self._covered):
+                # Start-up gap: it may have finished before we were listening.
+                self._unchecked.add(generation_id)
+                unchecked = True
+        if unchecked:
+            self._wake.set()
         return waiter
 
     def unregister(self, waiter: Waiter) -> None:
@@ -261,6 +290,11 @@ class OxenHub:
         if row.status.is_terminal:
             self._waiters.pop(row.generation_id, None)
             self._listed.pop(row.generation_id, None)
+            self._covered.discard(row.generation_id)
+
+    def _stream_covers(self) -> bool:
+        """Whether ``_covered`` describes the open stream (its ids' events reach us)."""
+        return self._stream_open and self._covered_epoch == self._stream_epoch
 
     def _fail_all(self, error: OxenError) -> None:
         for waiter in list(self._registered):
@@ -278,15 +312,22 @@ class OxenHub:
         stretch = 1.0
         errors = 0
         took = 0.0
+        last_listing = time.monotonic()
         while not self._closed:
-            await self._wake.wait(self._interval(stretch))
+            due = last_listing + self._interval(stretch)
+            await self._wake.wait(due - time.monotonic())
             self._wake.clear()
             if self._closed:
                 return
+            await asyncio.sleep(COALESCE_SECONDS)
+            if time.monotonic() < due and self._stream_covers():
+                # Woken by registrations the open stream covers but for a few ids: read those.
+                await self.catch_up()
+                continue
             await asyncio.sleep(
-                max(COALESCE_SECONDS, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR))
+                max(0.0, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR) - COALESCE_SECONDS)
             )
-            started = time.monotonic()
+            started = last_listing = time.monotonic()
             try:
                 listed = await self.reconcile()
                 took = time.monotonic() - started
@@ -305,6 +346,7 @@ class OxenHub:
         Returns False when the queue could not be listed (the caller backs off).
         """
         ids = list(self._waiters)
+        self._unchecked.clear()  # this round checks every id waited for now
         if not ids:
             return True
         epoch = self._stream_epoch if self._stream_open else None
@@ -317,13 +359,47 @@ class OxenHub:
         except OxenError as exc:
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
-        in_flight = await self._scan_listing(body)
+        in_flight, listed_in_flight = await self._scan_listing(body)
+        self._note_coverage(listed_in_flight, epoch)
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
         # Each row is delivered as soon as its read answers, not once every read has.
         gone = self._reads_due([i for i in ids if i not in in_flight and i in self._waiters], epoch)
         await asyncio.gather(*(self._read_and_deliver(i) for i in gone))
         return True
+
+    def _note_coverage(self, listed_in_flight: list[str], epoch: int | None) -> None:
+        """Remember which ids this listing showed in flight, if the stream stayed open around it."""
+        if epoch is None or not self._stream_open or self._stream_epoch != epoch:
+            self._covered, self._covered_epoch = set(), None
+            return
+        # A listing may lag behind the stream: an id whose event already came is not in flight.
+        self._covered = {
+            i for i in listed_in_flight if i not in self._finished and i not in self._finished_before
+        }
+        self._covered_epoch = epoch
+        # Events older than the previous listing are forgotten: a trigger registering later
+        # than that finds its id missing from ``_covered`` and reads it.
+        self._finished_before, self._finished = self._finished, {}
+
+    async def catch_up(self) -> None:
+        """One status read per registered id the open stream does not cover; no listing.
+
+        An id found still in flight is covered from then on: it finishes after the stream opened.
+        """
+        ids = [i for i in self._unchecked if i in self._waiters and i not in self._covered]
+        self._unchecked.clear()
+        epoch = self._stream_epoch
+        await asyncio.gather(*(self._catch_up_read(i, epoch) for i in ids))
+
+    async def _catch_up_read(self, generation_id: str, epoch: int) -> None:
+        row = await self._read(generation_id)
+        if row is None:
+            return  # the next listing checks it again
+        self._deliver(row)
+        # Still waited for after delivering: in flight, and no event came during the read.
+        if generation_id in self._waiters and self._stream_open and self._stream_epoch == epoch:
+            self._covered.add(generation_id)
 
     def _reads_due(self, gone: list[str], epoch: int | None) -> list[str]:
         """Which of the waited-for ids missing from the listing to read now.
@@ -347,8 +423,11 @@ class OxenHub:
         self._overdue = expected
         return [i for i in gone if i not in expected]
 
-    async def _scan_listing(self, body: Any) -> set[str]:
-        """Deliver what the listing says of waited-for ids; return those it shows in flight.
+    async def _scan_listing(self, body: Any) -> tuple[set[str], list[str]]:
+        """Deliver what the listing says of waited-for ids.
+
+        Returns the waited-for ids it shows in flight, and every id (waited for or not) it
+        shows queued or processing.
 
         Only rows of generations we wait for are looked at, and only those whose status
         changed since the hub last delivered one from a listing are parsed (a listing of
@@ -358,15 +437,20 @@ class OxenHub:
         skipped: its generation is not in flight for this round and gets a status read.
         """
         in_flight: set[str] = set()
+        listed_in_flight: list[str] = []
         skipped: list[str] = []
         parsed = 0
         for item in listing_items(body):
             if not isinstance(item, dict):
                 continue
             generation_id = item.get("generation_id")
-            if not isinstance(generation_id, str) or generation_id not in self._waiters:
+            if not isinstance(generation_id, str):
                 continue
             status = item.get("status")
+            if status in _IN_FLIGHT:
+                listed_in_flight.append(generation_id)
+            if generation_id not in self._waiters:
+                continue
             if isinstance(status, str) and self._listed.get(generation_id) == status:
                 in_flight.add(generation_id)
                 continue
@@ -390,7 +474,7 @@ class OxenHub:
                 len(skipped),
                 ", ".join(skipped[:5]),
             )
-        return in_flight
+        return in_flight, listed_in_flight
 
     async def _list_queue_body(self) -> Any:
         # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
@@ -504,10 +588,22 @@ class OxenHub:
         if event.event != COMPLETION_EVENT:
             return
         generation_id = event.generation_id
-        if generation_id is None or generation_id not in self._waiters:
-            return
-        if event.status in _IN_FLIGHT:
-            return  # not an outcome (undocumented): nothing to read yet
+        if generation_id is None or event.status in _IN_FLIGHT:
+            return  # an in-flight "completion" is not an outcome (undocumented): nothing to read yet
+        if generation_id in self._waiters:
+            self._complete(generation_id, event)
+        else:
+            self._remember(generation_id, event)
+
+    def _remember(self, generation_id: str, event: OxenEvent) -> None:
+        # Its trigger may not have registered yet (a busy triggerer, a task still deferring).
+        self._covered.discard(generation_id)
+        finished = self._finished
+        finished[generation_id] = event
+        if len(finished) > FINISHED_MEMORY:
+            del finished[next(iter(finished))]
+
+    def _complete(self, generation_id: str, event: OxenEvent) -> None:
         row = row_from_event(event)
         if row is not None:
             self._deliver(row)

@@ -1,0 +1,289 @@
+"""Registrations the open event stream covers cost no request (docs/performance.md).
+
+A generation the last listing showed in flight, while the current stream stayed open, can
+only finish after the stream opened: its completion event reaches the hub, before or after
+its trigger registers. Those registrations need neither a listing nor a read; any other
+registered id gets one status read, never a listing. The safety-net listing keeps its
+schedule whatever registrations do, and a gap (reconnect) brings the listing back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from airflow_provider_oxen.models import GenerationStatus, OxenEvent
+from airflow_provider_oxen.triggers import hub as hub_module
+from airflow_provider_oxen.triggers.hub import OxenHub, Waiter
+from airflow_provider_oxen.waiting import StatusTracker
+from tests.unit.test_hub_resilience import FakeHook, _completion, _hub, _succeeded, _wait
+
+
+def _row(generation_id: str, status: str) -> dict[str, Any]:
+    return {"generation_id": generation_id, "status": status}
+
+
+def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
+    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
+
+
+def _open_stream(hub: OxenHub) -> None:
+    hub._stream_opened()
+    hub._wake.clear()
+
+
+async def _covered_hub(in_flight: list[str], fake: FakeHook | None = None) -> tuple[OxenHub, FakeHook]:
+    """A hub whose stream is open and whose last listing (made while it stayed open) showed
+    ``in_flight``; one waited-for id ("first") made that listing happen."""
+    fake = fake or FakeHook()
+    hub = OxenHub("oxen_default", "events")
+    hub.hook = fake  # type: ignore[assignment]
+    _open_stream(hub)
+    _register(hub, ["first"])
+    fake.listing = lambda: {"generations": [_row(i, "processing") for i in ["first", *in_flight]]}
+    await hub.reconcile()
+    hub._wake.clear()
+    return hub, fake
+
+
+def test_a_registration_the_stream_covers_wakes_no_round_and_costs_no_request() -> None:
+    async def scenario() -> tuple[bool, int, int, bool]:
+        hub, fake = await _covered_hub(["g1", "g2"])
+        lists_before = fake.list_calls
+        [waiter] = _register(hub, ["g1"])
+        woken = hub._wake.is_set()
+        await hub.catch_up()
+        hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
+        return woken, fake.list_calls - lists_before, sum(fake.reads.values()), waiter.changed.is_set()
+
+    woken, listings, reads, completed = asyncio.run(scenario())
+    assert (woken, listings, reads) == (False, 0, 0)
+    assert completed
+
+
+def test_an_event_that_came_before_its_trigger_registered_completes_it_at_once() -> None:
+    async def scenario() -> tuple[GenerationStatus, str | None, int, bool]:
+        hub, fake = await _covered_hub(["late"])
+        # The render finished while its task was still deferring: nobody waited for it yet.
+        hub._on_event(_completion("late", status="failed", error="NSFW content detected"))
+        tracker = StatusTracker(["late"])
+        waiter = hub.register(tracker, 0.05)
+        waiter.drain()
+        row = tracker.rows["late"]
+        return row.status, row.error_message, sum(fake.reads.values()), hub._wake.is_set()
+
+    status, error, reads, woken = asyncio.run(scenario())
+    assert status is GenerationStatus.FAILED
+    assert error == "NSFW content detected"
+    assert (reads, woken) == (0, False)
+
+
+def test_an_id_the_listing_did_not_show_in_flight_gets_one_read_and_no_listing() -> None:
+    async def scenario() -> tuple[bool, int, int, GenerationStatus, bool]:
+        hub, fake = await _covered_hub([])
+        lists_before = fake.list_calls
+        fake.rows["done-early"] = lambda: _succeeded("done-early")
+        tracker = StatusTracker(["done-early", "new"])  # "new": enqueued after that listing
+        waiter = hub.register(tracker, 0.05)
+        woken = hub._wake.is_set()
+        await hub.catch_up()
+        waiter.drain()
+        # "new" was found queued after the stream opened: covered from now on.
+        return (
+            woken,
+            fake.list_calls - lists_before,
+            sum(fake.reads.values()),
+            tracker.rows["done-early"].status,
+            "new" in hub._covered,
+        )
+
+    woken, listings, reads, status, new_covered = asyncio.run(scenario())
+    assert woken
+    assert (listings, reads) == (0, 2)
+    assert status is GenerationStatus.SUCCEEDED
+    assert new_covered
+
+
+def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> None:
+    async def scenario() -> tuple[bool, GenerationStatus]:
+        hub, fake = await _covered_hub([])
+        gate = asyncio.Event()
+        original = fake.get_generation
+
+        async def slow_read(generation_id: str) -> Any:
+            await gate.wait()
+            return await original(generation_id)  # answers "queued": stale by then
+
+        fake.get_generation = slow_read  # type: ignore[method-assign]
+        tracker = StatusTracker(["g1"])
+        waiter = hub.register(tracker, 0.05)
+        reading = asyncio.ensure_future(hub.catch_up())
+        await asyncio.sleep(0)
+        hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
+        gate.set()
+        await reading
+        waiter.drain()
+        return "g1" in hub._covered, tracker.rows["g1"].status
+
+    covered, status = asyncio.run(scenario())
+    assert not covered  # a later trigger for g1 reads it instead of waiting for an event gone by
+    assert status is GenerationStatus.SUCCEEDED
+
+
+def test_a_listing_that_lags_behind_the_stream_covers_nothing_already_finished() -> None:
+    async def scenario() -> tuple[bool, GenerationStatus]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "events")
+        hub.hook = fake  # type: ignore[assignment]
+        _open_stream(hub)
+        _register(hub, ["first"])
+        hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
+        # The listing still shows g1, whose event already came.
+        fake.listing = lambda: {"generations": [_row("first", "processing"), _row("g1", "processing")]}
+        await hub.reconcile()
+        covered = "g1" in hub._covered
+        tracker = StatusTracker(["g1"])
+        hub.register(tracker, 0.05).drain()
+        return covered, tracker.rows["g1"].status
+
+    covered, status = asyncio.run(scenario())
+    assert not covered
+    assert status is GenerationStatus.SUCCEEDED
+
+
+def test_after_a_reconnect_registrations_are_covered_only_by_a_new_listing() -> None:
+    async def scenario() -> list[bool]:
+        hub, fake = await _covered_hub(["g1", "g2"])
+        seen = [hub._stream_covers()]
+        hub._stream_open = False  # the stream broke: events of the gap are lost
+        _open_stream(hub)
+        seen.append(hub._stream_covers())
+        _register(hub, ["g1"])
+        seen.append(hub._wake.is_set())  # a round, which lists (see the loop test below)
+        fake.listing = lambda: {"generations": [_row("first", "processing"), _row("g2", "processing")]}
+        await hub.reconcile()
+        seen.append(hub._stream_covers() and "g2" in hub._covered)
+        return seen
+
+    assert asyncio.run(scenario()) == [True, False, True, True]
+
+
+def test_finished_events_are_remembered_for_two_listing_rounds_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "FINISHED_MEMORY", 3)
+
+    async def scenario() -> list[list[str]]:
+        hub, _ = await _covered_hub([])
+        for i in range(5):
+            hub._on_event(_completion(f"e{i}", status="succeeded", url=f"https://r/e{i}"))
+        kept = [sorted(hub._finished)]
+        await hub.reconcile()  # one turn over: still remembered
+        kept.append(sorted({**hub._finished, **hub._finished_before}))
+        await hub.reconcile()  # two: forgotten (a trigger registering now reads its row)
+        kept.append(sorted({**hub._finished, **hub._finished_before}))
+        return kept
+
+    assert asyncio.run(scenario()) == [["e2", "e3", "e4"], ["e2", "e3", "e4"], []]
+
+
+def test_in_flight_listing_rows_of_ids_nobody_waits_for_are_not_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_oxen.models import Generation
+
+    parsed: list[Any] = []
+    original = Generation.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Generation], data: Any, *args: Any, **kwargs: Any) -> Generation:
+        parsed.append(data)
+        return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
+
+    async def scenario() -> set[str]:
+        hub, _ = await _covered_hub([f"other{i}" for i in range(50)])
+        return hub._covered
+
+    monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
+    covered = asyncio.run(scenario())
+    assert len(covered) == 51
+    assert [row["generation_id"] for row in parsed] == ["first"]
+
+
+def _stream_then_events(
+    events: asyncio.Queue[OxenEvent],
+) -> Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]:
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        on_open()
+        while True:
+            yield await events.get()
+
+    return stream
+
+
+def test_a_running_hub_lists_on_schedule_while_covered_registrations_keep_arriving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over a real loop, 40 registrations, one every 25 ms: the 20 ids the listings show in
+    flight cost nothing, the 20 enqueued later one read each, none a listing of its own; the
+    safety net still lists on its own schedule; every wait ends through its event."""
+    monkeypatch.setattr(hub_module, "SAFETY_FACTOR", 8.0)  # 0.05 s polling: a listing per 0.4 s
+    ids = [f"g{i}" for i in range(40)]
+
+    async def scenario() -> tuple[list[float], int, list[GenerationStatus]]:
+        fake = FakeHook()
+        events: asyncio.Queue[OxenEvent] = asyncio.Queue()
+        fake.stream = _stream_then_events(events)
+        listings: list[float] = []
+
+        def listing() -> Any:
+            listings.append(time.monotonic())
+            # The 20 enqueued later are listed once they exist (here: once the hub read them).
+            return {"generations": [_row(i, "processing") for i in ids if i in ids[:20] or fake.reads[i]]}
+
+        fake.listing = listing
+        hub = _hub(fake, mode="events")
+        first = asyncio.ensure_future(_wait(hub, ["g0"], timeout=10))
+        while not hub._stream_covers():  # noqa: ASYNC110 (no event to wait on: poll the hub's state)
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        waits = [first]
+        for generation_id in ids[1:]:
+            waits.append(asyncio.ensure_future(_wait(hub, [generation_id], timeout=10)))
+            await asyncio.sleep(0.025)
+        await asyncio.sleep(0.2)  # the last catch-up round reads before the events come
+        for generation_id in ids:
+            events.put_nowait(
+                _completion(generation_id, status="succeeded", url=f"https://r/{generation_id}")
+            )
+        trackers = await asyncio.gather(*waits)
+        await hub.close()
+        return (
+            [t - started for t in listings if t >= started],
+            sum(fake.reads.values()),
+            [t.rows[i].status for t, i in zip(trackers, ids, strict=True)],
+        )
+
+    listings, reads, statuses = asyncio.run(scenario())
+    # About a second of registrations: the safety net's 0.4 s schedule, not one per registration.
+    assert 1 <= len(listings) <= 4, listings
+    assert reads == 20
+    assert set(statuses) == {GenerationStatus.SUCCEEDED}
+
+
+def test_in_poll_mode_every_registration_still_brings_a_listing() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "poll")
+        hub.hook = fake  # type: ignore[assignment]
+        fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
+        _register(hub, ["g1"])
+        await hub.reconcile()
+        hub._wake.clear()
+        _register(hub, ["g2"])
+        return hub._stream_covers(), hub._wake.is_set()
+
+    assert asyncio.run(scenario()) == (False, True)
