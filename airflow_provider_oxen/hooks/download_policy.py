@@ -43,6 +43,7 @@ from typing import Any, cast
 import httpx
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenValidationError
+from airflow_provider_oxen.hooks.tls import httpx_verify
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # room for video results, not only images
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -430,7 +431,8 @@ def _check_response(
 class GuardedTransport(httpx.BaseTransport):
     """Applies a :class:`DownloadPolicy` to every request (so every redirect hop) before connecting.
 
-    :param inner: the transport that really sends (default ``httpx.HTTPTransport()``).
+    :param inner: the transport that really sends (default ``httpx.HTTPTransport`` with the
+        process's shared TLS context, see :mod:`.tls`).
     :param resolver: ``(host, port) -> addresses``; :func:`resolve` by default.
     """
 
@@ -442,7 +444,7 @@ class GuardedTransport(httpx.BaseTransport):
         resolver: Resolver | None = None,
     ) -> None:
         self.policy = policy
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self._inner = inner if inner is not None else httpx.HTTPTransport(verify=httpx_verify())
         self._resolver = resolver
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -478,7 +480,7 @@ class AsyncGuardedTransport(httpx.AsyncBaseTransport):
         resolver: AsyncResolver | None = None,
     ) -> None:
         self.policy = policy
-        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport(verify=httpx_verify())
         self._resolver = resolver
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -552,6 +554,9 @@ def _download_client_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     kwargs["follow_redirects"] = True
     for name in ("transport", "mounts", "proxy", "trust_env"):
         kwargs.pop(name, None)
+    # The transports below are built here, so they take the API client's TLS setting (the
+    # process's shared context: none of them loads the CA bundle again).
+    kwargs["verify"] = httpx_verify(kwargs.get("verify", True), kwargs.pop("cert", None))
     return kwargs
 
 
@@ -561,27 +566,36 @@ def build_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx
     ``client_kwargs`` are the API client's (auth, timeout, headers…): the API key stays the
     client's default auth, so callers must pass ``auth=None`` for URLs off the API's origin.
     """
+    kwargs = _download_client_kwargs(client_kwargs)
+    verify = kwargs["verify"]
     mounts: dict[str, httpx.BaseTransport | None] = {
-        pattern: None if proxy is None else GuardedTransport(policy, httpx.HTTPTransport(proxy=proxy))
+        pattern: None
+        if proxy is None
+        else GuardedTransport(policy, httpx.HTTPTransport(proxy=proxy, verify=verify))
         for pattern, proxy in _environment_proxies().items()
     }
     return httpx.Client(
-        transport=GuardedTransport(policy, httpx.HTTPTransport()),
+        transport=GuardedTransport(policy, httpx.HTTPTransport(verify=verify)),
         mounts=mounts,
-        **_download_client_kwargs(client_kwargs),
+        **kwargs,
     )
 
 
 def build_async_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx.AsyncClient:
-    """The async twin of :func:`build_download_client` (build it off the event loop: it loads CAs)."""
+    """The async twin of :func:`build_download_client`.
+
+    Build it off the event loop unless the TLS context is built (:func:`.tls.prepare`).
+    """
+    kwargs = _download_client_kwargs(client_kwargs)
+    verify = kwargs["verify"]
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {
         pattern: None
         if proxy is None
-        else AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(proxy=proxy))
+        else AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(proxy=proxy, verify=verify))
         for pattern, proxy in _environment_proxies().items()
     }
     return httpx.AsyncClient(
-        transport=AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport()),
+        transport=AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(verify=verify)),
         mounts=mounts,
-        **_download_client_kwargs(client_kwargs),
+        **kwargs,
     )

@@ -29,7 +29,7 @@ from airflow_provider_oxen.exceptions import (
     OxenNotFoundError,
     OxenValidationError,
 )
-from airflow_provider_oxen.hooks import api
+from airflow_provider_oxen.hooks import api, tls
 from airflow_provider_oxen.hooks.api import ApiCall, BearerAuth, OxenSettings, RetryAfter
 from airflow_provider_oxen.hooks.download_policy import (
     DownloadPolicy,
@@ -127,8 +127,18 @@ class _OxenHookBase(BaseHook):
             )
         return settings
 
+    # Every client's TLS setting (httpx's ``verify``). The connection has no TLS option, so it is
+    # httpx's default trust: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CA bundle.
+    tls_verify: str | bool = True
+
     def client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
+        """The keyword arguments of every ``httpx`` client built for this hook (API and downloads).
+
+        ``verify`` is the process's shared TLS context for :attr:`tls_verify` (see :mod:`.tls`):
+        a client built from these kwargs loads no CA bundle once the first one has.
+        """
         return {
+            "verify": tls.httpx_verify(self.tls_verify),
             "base_url": settings.base_url,
             "auth": BearerAuth(settings.api_key),
             "timeout": httpx.Timeout(settings.timeout),
@@ -521,12 +531,23 @@ class OxenAsyncHook(_OxenHookBase):
             async with self._settings_lock:
                 if self._settings is None:
                     conn = await self.aget_connection(self.oxen_conn_id)
-                    self._settings = self._settings_from_connection(conn)
+                    settings = self._settings_from_connection(conn)
+                    # The TLS context is built in a thread (once per process): a client built on
+                    # the event loop from client_kwargs (as the triggerer's hub does) loads nothing.
+                    await tls.prepare(self.tls_verify)
+                    self._settings = settings
         return self._settings
+
+    async def _async_client_kwargs(self) -> dict[str, Any]:
+        """:meth:`client_kwargs`, their TLS context built off the event loop if it was not yet."""
+        settings = await self.get_settings()
+        # Nothing to wait for once built; a hook given settings= has not built it in get_settings.
+        await tls.prepare(self.tls_verify)
+        return self.client_kwargs(settings)
 
     async def get_async_conn(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(**self.client_kwargs(await self.get_settings()))
+            self._client = httpx.AsyncClient(**await self._async_client_kwargs())
             self._owns_client = True
         return self._client
 
@@ -665,11 +686,8 @@ class OxenAsyncHook(_OxenHookBase):
     async def get_download_conn(self) -> httpx.AsyncClient:
         """The client for result URLs (owned by this hook, even when the API client is shared)."""
         if self._download_client is None:
-            policy, settings = await self.get_download_policy(), await self.get_settings()
-            # Building a client loads CA certificates: keep that off the event loop.
-            client = await asyncio.to_thread(
-                build_async_download_client, policy, **self.client_kwargs(settings)
-            )
+            policy, kwargs = await self.get_download_policy(), await self._async_client_kwargs()
+            client = await asyncio.to_thread(build_async_download_client, policy, **kwargs)
             if self._download_client is None:
                 self._download_client = client
             else:  # another coroutine built one meanwhile
