@@ -84,6 +84,9 @@ MAX_RECONCILE_SPACING = 2.0
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
+# In events mode the first listing waits up to this long for the stream to open: a listing made
+# before it opened covers nothing, and the one after it would list every waited-for id again.
+FIRST_STREAM_WAIT = 5.0
 # Completion events of generations nobody waited for yet, kept for a trigger that registers
 # late (per generation of the memory, which turns over at each listing; oldest dropped first).
 FINISHED_MEMORY = 20_000
@@ -185,6 +188,7 @@ class OxenHub:
         # Registered ids whose completion the stream may have missed: read by the next round.
         self._unchecked: set[str] = set()
         self._wake = Signal()
+        self._stream_settled = Signal()  # set once the stream first opened or was refused
         self._reads = asyncio.Semaphore(READ_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -327,6 +331,10 @@ class OxenHub:
             await asyncio.sleep(
                 max(0.0, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR) - COALESCE_SECONDS)
             )
+            if self.mode == "events" and self.events_available and not self._stream_settled.is_set():
+                await self._stream_settled.wait(FIRST_STREAM_WAIT)
+                # Only the first listing waits: a stream that never connects must not hold up polling.
+                self._stream_settled.set()
             started = last_listing = time.monotonic()
             try:
                 listed = await self.reconcile()
@@ -564,6 +572,7 @@ class OxenHub:
     def _stream_opened(self) -> None:
         self._stream_open = True
         self._stream_epoch += 1
+        self._stream_settled.set()
         if not self.events_available:
             log.info("Oxen events endpoint available again: back to the event stream.")
             self.events_available = True
@@ -580,6 +589,7 @@ class OxenHub:
             )
         else:
             log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
+        self._stream_settled.set()
         if self.events_available:
             self.events_available = False
             self._wake.set()

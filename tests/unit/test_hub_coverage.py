@@ -287,3 +287,58 @@ def test_in_poll_mode_every_registration_still_brings_a_listing() -> None:
         return hub._stream_covers(), hub._wake.is_set()
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def _stream_opening_after(seconds: float) -> Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]:
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        await asyncio.sleep(seconds)  # connecting (a busy triggerer, a slow API)
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
+
+    return stream
+
+
+def test_the_first_listing_waits_for_the_stream_so_one_listing_covers_the_start() -> None:
+    async def scenario() -> tuple[int, bool, float]:
+        fake = FakeHook()
+        fake.stream = _stream_opening_after(0.3)
+        fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
+        hub = _hub(fake, mode="events")
+        started = time.monotonic()
+        hub.register(StatusTracker(["g1"]), 1.0)  # a safety net 6 s away
+        while not fake.list_calls:  # noqa: ASYNC110 (the fake records calls; nothing to await)
+            await asyncio.sleep(0.01)
+        listed_after = time.monotonic() - started
+        await asyncio.sleep(0.3)
+        hub.register(StatusTracker(["g2"]), 1.0)  # covered by that one listing
+        await asyncio.sleep(0.3)
+        covered = hub._stream_covers()
+        await hub.close()
+        return fake.list_calls, covered, listed_after
+
+    listings, covered, listed_after = asyncio.run(scenario())
+    assert listed_after >= 0.3
+    assert (listings, covered) == (1, True)
+
+
+def test_a_stream_that_never_connects_holds_up_only_the_first_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "FIRST_STREAM_WAIT", 0.2)
+
+    async def scenario() -> list[float]:
+        fake = FakeHook()
+        fake.stream = _stream_opening_after(3600)
+        listings: list[float] = []
+        fake.listing = lambda: listings.append(time.monotonic()) or {"generations": []}  # type: ignore[func-returns-value]
+        hub = _hub(fake, mode="events")
+        started = time.monotonic()
+        _register(hub, ["g1"])  # polled every 0.05 s while the stream is not open
+        await asyncio.sleep(0.6)
+        await hub.close()
+        return [t - started for t in listings]
+
+    listings = asyncio.run(scenario())
+    assert listings[0] >= 0.2
+    assert len(listings) >= 3, listings  # then the polling interval, with no wait for the stream
