@@ -244,6 +244,9 @@ class OxenHook(_OxenHookBase):
             self._client = None
 
     def __enter__(self) -> OxenHook:
+        # A task enters its hook before its round trips to Airflow (connection, XCom, ledger):
+        # the CA bundle loads meanwhile, in a thread, instead of when the first client is built.
+        tls.warm(self.tls_verify)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

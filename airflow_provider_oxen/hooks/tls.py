@@ -31,12 +31,15 @@ ClientCert = str | tuple[str, str] | tuple[str, str, str]
 _lock = threading.Lock()
 # Where the files come from -> (their modification times and sizes, the context built from them).
 _contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ssl.SSLContext]] = {}
+# Settings whose context a :func:`warm` thread is building.
+_warming: set[tuple[Any, ...]] = set()
 
 
 def _reset_lock() -> None:
     # A process forked while another thread held the lock (building a context) gets a free one.
     global _lock
     _lock = threading.Lock()
+    _warming.clear()  # no warm-up thread survives a fork
 
 
 if hasattr(os, "register_at_fork"):
@@ -90,6 +93,31 @@ async def prepare(verify: str | bool = True, cert: ClientCert | None = None) -> 
     """Build the context in a thread unless it is built: a client then built on the loop loads nothing."""
     if not is_cached(verify, cert):
         await asyncio.to_thread(ssl_context, verify, cert)
+
+
+def warm(verify: str | bool = True, cert: ClientCert | None = None) -> None:
+    """Start building the context in a background thread unless it is built or being built.
+
+    Loading a CA bundle releases the GIL, so a task that calls this before its round trips to
+    Airflow (XCom, connection, the money-safety ledger) gets its context for free by the time it
+    builds a client, which then waits only for what is left of the load (see :func:`ssl_context`).
+    """
+    if verify is False and cert is None:
+        return
+    where = _where(verify, cert)
+    if where in _warming or is_cached(verify, cert):
+        return
+    _warming.add(where)
+
+    def build() -> None:
+        try:
+            ssl_context(verify, cert)
+        except Exception:  # e.g. a missing CA file: the client build raises it where it belongs
+            pass
+        finally:
+            _warming.discard(where)
+
+    threading.Thread(target=build, name="oxen-tls-warm", daemon=True).start()
 
 
 def clear_cache() -> None:

@@ -236,9 +236,9 @@ class OxenGenerateImageOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        OxenImageLink.persist(context, self)
-        count = self.image_count
-        with self.hook as hook:
+        with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
+            OxenImageLink.persist(context, self)
+            count = self.image_count
             prepared = hook.prepare(self.build_request_for(hook))
             self._check_cost(prepared, count)
             return self._execute(context, hook, prepared, count)
@@ -332,8 +332,8 @@ class OxenGenerateImageOperator(BaseOperator):
                 self.log.warning("Giving up: cancelling %d unfinished Oxen generation(s).", len(pending))
                 hook.cancel_generations(pending)
             raise
+        entry = ledger.current()  # before the first request: the hook's TLS context loads meanwhile
         rows = hook.complete_rows(rows)
-        entry = ledger.current()
         sent = entry.sent if entry is not None else None
         if sent is None:  # a ledger written by an older release
             sent = self._sent(hook.prepare(self.build_request_for(hook)))

@@ -446,3 +446,43 @@ async def test_prepare_builds_in_a_thread_once(loads: Loads) -> None:
     await asyncio.gather(*(tls.prepare() for _ in range(4)))
     assert loads.count == 1 and loads.threads != [threading.get_ident()]
     assert tls.is_cached()
+
+
+def test_warm_builds_the_context_in_a_thread_and_a_client_waits_for_it_not_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hook's ``__enter__`` starts the load; the client built later takes the same context,
+    and the CA bundle is loaded once, in the warm-up thread, not in the caller's."""
+    tls.clear_cache()
+    loads: list[str] = []
+    original = ssl.SSLContext.load_verify_locations
+    release = threading.Event()
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(threading.current_thread().name)
+        release.wait(5)  # a slow bundle: the caller must wait for this load, not start its own
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    tls.warm()
+    tls.warm()  # already warming: no second thread
+    threading.Timer(0.2, release.set).start()
+    context = tls.ssl_context()
+    assert context is tls.ssl_context()
+    assert loads == ["oxen-tls-warm"]
+    tls.clear_cache()
+
+
+def test_entering_the_sync_hook_warms_the_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(tls, "warm", lambda *args, **kwargs: calls.append(args))
+    with OxenHook("oxen_default"):
+        pass
+    assert calls == [(True,)]
+
+
+def test_warm_with_verification_off_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Any] = []
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self))
+    tls.warm(False)
+    assert started == []
