@@ -246,7 +246,10 @@ class OxenHook(_OxenHookBase):
     def __enter__(self) -> OxenHook:
         # A task enters its hook before its round trips to Airflow (connection, XCom, ledger):
         # the CA bundle loads meanwhile, in a thread, instead of when the first client is built.
-        tls.warm(self.tls_verify)
+        try:
+            tls.warm(self.tls_verify)
+        except Exception as exc:  # never worth failing (or skipping the cleanup of) a task over
+            self.log.debug("TLS warm-up not started: %s", exc)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -11,8 +11,11 @@ A setting is what httpx's ``verify=`` / ``cert=`` would say: ``True`` (httpx's d
 and an optional client certificate. A context is keyed by where its files are and their
 modification time and size, so a CA bundle replaced on disk is loaded again by the next client.
 
-httpcore sets the ALPN protocols on the context for each connection it opens; every client the
-provider builds speaks HTTP/1.1, so they all set the same value.
+httpcore sets the ALPN protocols on the context for each connection it opens. On a context
+shared by threads that is a race in OpenSSL (one thread frees the protocol list while another
+copies it into a new connection), so a shared context has them set once, when it is built, and
+ignores a request for the same protocols again; every client the provider builds speaks
+HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -89,20 +92,22 @@ def is_cached(verify: str | bool = True, cert: ClientCert | None = None) -> bool
     return cached is not None and cached[0] == tuple(_stamp(path) for path in _files(where))
 
 
-async def prepare(verify: str | bool = True, cert: ClientCert | None = None) -> None:
+async def prepare(verify: ssl.SSLContext | str | bool = True, cert: ClientCert | None = None) -> None:
     """Build the context in a thread unless it is built: a client then built on the loop loads nothing."""
+    if isinstance(verify, ssl.SSLContext) or (verify is False and cert is None):
+        return  # nothing to load
     if not is_cached(verify, cert):
         await asyncio.to_thread(ssl_context, verify, cert)
 
 
-def warm(verify: str | bool = True, cert: ClientCert | None = None) -> None:
+def warm(verify: ssl.SSLContext | str | bool = True, cert: ClientCert | None = None) -> None:
     """Start building the context in a background thread unless it is built or being built.
 
     Loading a CA bundle releases the GIL, so a task that calls this before its round trips to
     Airflow (XCom, connection, the money-safety ledger) gets its context for free by the time it
     builds a client, which then waits only for what is left of the load (see :func:`ssl_context`).
     """
-    if verify is False and cert is None:
+    if isinstance(verify, ssl.SSLContext) or (verify is False and cert is None):
         return
     where = _where(verify, cert)
     if where in _warming or is_cached(verify, cert):
@@ -175,4 +180,27 @@ def _build(where: tuple[Any, ...]) -> ssl.SSLContext:
         context = ssl.create_default_context(**{kind: path})
     if certs:
         context.load_cert_chain(certs[0], certs[1] if len(certs) > 1 else None, password)
+    # ``ssl.SSLContext`` is a Python class without slots: the same object, with the override below.
+    context.__class__ = SharedSSLContext
+    context.set_alpn_protocols(list(HTTP11))
     return context
+
+
+HTTP11 = ("http/1.1",)
+
+
+class SharedSSLContext(ssl.SSLContext):
+    """An ``SSLContext`` whose ALPN protocols, once set, are not set again to the same value.
+
+    httpcore calls :meth:`set_alpn_protocols` before every TLS connection; OpenSSL replaces the
+    context's protocol list in place while other threads may be copying it into their new
+    connections (CPython releases the GIL there). Setting them once at build time, under the
+    cache's lock, and ignoring identical requests afterwards removes that race.
+    """
+
+    def set_alpn_protocols(self, alpn_protocols: Any) -> None:
+        protocols = tuple(alpn_protocols)
+        if self.__dict__.get("_oxen_alpn") == protocols:
+            return
+        super().set_alpn_protocols(list(protocols))
+        self.__dict__["_oxen_alpn"] = protocols

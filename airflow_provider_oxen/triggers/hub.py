@@ -51,6 +51,7 @@ import contextvars
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -89,7 +90,7 @@ SAFETY_FACTOR = 6.0
 FIRST_STREAM_WAIT = 5.0
 # Completion events of generations nobody waited for yet, kept for a trigger that registers
 # late (per generation of the memory, which turns over at each listing; oldest dropped first).
-FINISHED_MEMORY = 20_000
+FINISHED_MEMORY = 10_000
 # A failed queue listing doubles the next interval, up to this factor (the API is in trouble).
 MAX_STRETCH = 4.0
 # Bound on stopping the hub's own tasks when the last trigger leaves.
@@ -183,8 +184,12 @@ class OxenHub:
         self._covered_epoch: int | None = None
         # Completion events of ids nobody waited for when they came: this listing round's and
         # the previous one's (see :meth:`_remember`).
-        self._finished: dict[str, OxenEvent] = {}
-        self._finished_before: dict[str, OxenEvent] = {}
+        self._finished: OrderedDict[str, OxenEvent] = OrderedDict()
+        self._finished_before: OrderedDict[str, OxenEvent] = OrderedDict()
+        # Ids delivered terminal this listing round and the previous one: a listing that lags
+        # behind them must not cover them again (a second trigger for one would wait in vain).
+        self._ended: set[str] = set()
+        self._ended_before: set[str] = set()
         # Registered ids whose completion the stream may have missed: read by the next round.
         self._unchecked: set[str] = set()
         self._wake = Signal()
@@ -287,6 +292,8 @@ class OxenHub:
                 if not waiters:
                     del self._waiters[generation_id]
                     self._listed.pop(generation_id, None)
+                    # Left unfinished (a deadline, a kill: cancelled, which sends no event).
+                    self._covered.discard(generation_id)
 
     def _deliver(self, row: Generation) -> None:
         for waiter in list(self._waiters.get(row.generation_id, ())):
@@ -295,6 +302,7 @@ class OxenHub:
             self._waiters.pop(row.generation_id, None)
             self._listed.pop(row.generation_id, None)
             self._covered.discard(row.generation_id)
+            self._ended.add(row.generation_id)
 
     def _stream_covers(self) -> bool:
         """Whether ``_covered`` describes the open stream (its ids' events reach us)."""
@@ -326,7 +334,10 @@ class OxenHub:
             await asyncio.sleep(COALESCE_SECONDS)
             if time.monotonic() < due and self._stream_covers():
                 # Woken by registrations the open stream covers but for a few ids: read those.
-                await self.catch_up()
+                try:
+                    await self.catch_up()
+                except Exception:
+                    log.exception("Oxen hub catch-up reads failed unexpectedly (will retry)")
                 continue
             await asyncio.sleep(
                 max(0.0, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR) - COALESCE_SECONDS)
@@ -354,7 +365,8 @@ class OxenHub:
         Returns False when the queue could not be listed (the caller backs off).
         """
         ids = list(self._waiters)
-        self._unchecked.clear()  # this round checks every id waited for now
+        # This round checks every id waited for now; if the listing fails they are still due.
+        checking, self._unchecked = self._unchecked, set()
         if not ids:
             return True
         epoch = self._stream_epoch if self._stream_open else None
@@ -362,11 +374,16 @@ class OxenHub:
             body = await self._list_queue_body()
         except OxenAuthenticationError as exc:
             # The key is rejected for everyone (see the module docstring).
+            self._unchecked |= checking
             self._fail_all(exc)
             return False
         except OxenError as exc:
+            self._unchecked |= checking
             log.warning("Could not list the Oxen queue (will retry): %s", exc)
             return False
+        except BaseException:
+            self._unchecked |= checking
+            raise
         in_flight, listed_in_flight = await self._scan_listing(body)
         self._note_coverage(listed_in_flight, epoch)
         # Events may have completed some ids while the listing was on its way: no read for those.
@@ -380,15 +397,15 @@ class OxenHub:
         """Remember which ids this listing showed in flight, if the stream stayed open around it."""
         if epoch is None or not self._stream_open or self._stream_epoch != epoch:
             self._covered, self._covered_epoch = set(), None
-            return
-        # A listing may lag behind the stream: an id whose event already came is not in flight.
-        self._covered = {
-            i for i in listed_in_flight if i not in self._finished and i not in self._finished_before
-        }
-        self._covered_epoch = epoch
-        # Events older than the previous listing are forgotten: a trigger registering later
-        # than that finds its id missing from ``_covered`` and reads it.
-        self._finished_before, self._finished = self._finished, {}
+        else:
+            # A listing may lag behind the stream: an id whose outcome already came is not in flight.
+            ended = (self._finished, self._finished_before, self._ended, self._ended_before)
+            self._covered = {i for i in listed_in_flight if not any(i in seen for seen in ended)}
+            self._covered_epoch = epoch
+        # Outcomes older than the previous listing are forgotten (in every mode, so these stay
+        # bounded): a trigger registering later than that is not covered, and reads its id.
+        self._finished_before, self._finished = self._finished, OrderedDict()
+        self._ended_before, self._ended = self._ended, set()
 
     async def catch_up(self) -> None:
         """One status read per registered id the open stream does not cover; no listing.
@@ -403,7 +420,8 @@ class OxenHub:
     async def _catch_up_read(self, generation_id: str, epoch: int) -> None:
         row = await self._read(generation_id)
         if row is None:
-            return  # the next listing checks it again
+            self._unchecked.add(generation_id)  # read again by the next round
+            return
         self._deliver(row)
         # Still waited for after delivering: in flight, and no event came during the read.
         if generation_id in self._waiters and self._stream_open and self._stream_epoch == epoch:
@@ -455,7 +473,7 @@ class OxenHub:
             if not isinstance(generation_id, str):
                 continue
             status = item.get("status")
-            if status in _IN_FLIGHT:
+            if isinstance(status, str) and status in _IN_FLIGHT:
                 listed_in_flight.append(generation_id)
             if generation_id not in self._waiters:
                 continue
@@ -611,7 +629,7 @@ class OxenHub:
         finished = self._finished
         finished[generation_id] = event
         if len(finished) > FINISHED_MEMORY:
-            del finished[next(iter(finished))]
+            finished.popitem(last=False)  # the oldest
 
     def _complete(self, generation_id: str, event: OxenEvent) -> None:
         row = row_from_event(event)

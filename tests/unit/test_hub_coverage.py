@@ -342,3 +342,118 @@ def test_a_stream_that_never_connects_holds_up_only_the_first_listing(
     listings = asyncio.run(scenario())
     assert listings[0] >= 0.2
     assert len(listings) >= 3, listings  # then the polling interval, with no wait for the stream
+
+
+# -- review fixes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [["queued"], {"state": "queued"}, 3, None])
+def test_a_listing_row_with_an_odd_status_does_not_break_the_round(status: Any) -> None:
+    async def scenario() -> tuple[bool, GenerationStatus]:
+        hub, fake = await _covered_hub([])
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        tracker = StatusTracker(["g1"])
+        waiter = hub.register(tracker, 0.05)
+        fake.listing = lambda: {"generations": [{"generation_id": "someone-else", "status": status}]}
+        listed = await hub.reconcile()  # g1 is not listed: read, and delivered
+        waiter.drain()
+        return listed, tracker.rows["g1"].status
+
+    assert asyncio.run(scenario()) == (True, GenerationStatus.SUCCEEDED)
+
+
+def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_by_it() -> None:
+    async def scenario() -> tuple[bool, int]:
+        hub, fake = await _covered_hub([])
+        _register(hub, ["g1"])
+        gate = asyncio.Event()
+
+        async def slow_listing(**filters: Any) -> Any:
+            await gate.wait()
+            return {"generations": [_row("first", "processing"), _row("g1", "processing")]}  # stale
+
+        fake.list_queue_body = slow_listing  # type: ignore[method-assign]
+        listing = asyncio.ensure_future(hub.reconcile())
+        await asyncio.sleep(0)
+        hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))  # its trigger's
+        gate.set()
+        await listing
+        covered = "g1" in hub._covered
+        # A second trigger for g1 (a sensor, say) registers afterwards: it reads g1, it does not
+        # wait for an event that has gone by.
+        fake.rows["g1"] = lambda: _succeeded("g1")
+        _register(hub, ["g1"])
+        await hub.catch_up()
+        return covered, fake.reads["g1"]
+
+    assert asyncio.run(scenario()) == (False, 1)
+
+
+def test_an_id_left_unfinished_loses_its_coverage() -> None:
+    async def scenario() -> bool:
+        hub, _ = await _covered_hub(["g1"])
+        [waiter] = _register(hub, ["g1"])
+        hub.unregister(waiter)  # a deadline: the trigger cancelled it, and no event will come
+        return "g1" in hub._covered
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_registrations_stay_due_when_the_listing_fails() -> None:
+    from airflow_provider_oxen.exceptions import OxenServerError
+
+    async def scenario() -> tuple[bool, set[str]]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "poll")
+        hub.hook = fake  # type: ignore[assignment]
+        _register(hub, ["g1"])
+
+        def failing() -> Any:
+            raise OxenServerError("busy", status_code=503)
+
+        fake.listing = failing
+        listed = await hub.reconcile()
+        return listed, set(hub._unchecked)
+
+    assert asyncio.run(scenario()) == (False, {"g1"})
+
+
+def test_a_catch_up_read_that_fails_is_read_again_next_round() -> None:
+    from airflow_provider_oxen.exceptions import OxenServerError
+
+    async def scenario() -> tuple[int, GenerationStatus]:
+        hub, fake = await _covered_hub([])
+        answers = iter([OxenServerError("busy", status_code=503)])
+
+        def answer() -> Any:
+            error = next(answers, None)
+            if error is not None:
+                raise error
+            return _succeeded("g1")
+
+        fake.rows["g1"] = answer
+        tracker = StatusTracker(["g1"])
+        waiter = hub.register(tracker, 0.05)
+        await hub.catch_up()  # 503: kept due
+        await hub.catch_up()
+        waiter.drain()
+        return fake.reads["g1"], tracker.rows["g1"].status
+
+    assert asyncio.run(scenario()) == (2, GenerationStatus.SUCCEEDED)
+
+
+def test_what_ended_is_forgotten_after_two_listings_in_poll_mode_too() -> None:
+    async def scenario() -> list[int]:
+        fake = FakeHook()
+        hub = OxenHub("oxen_default", "poll")
+        hub.hook = fake  # type: ignore[assignment]
+        sizes = []
+        for i in range(3):
+            _register(hub, [f"g{i}", "keep"])  # "keep" keeps the hub listing
+            fake.rows[f"g{i}"] = lambda i=i: _succeeded(f"g{i}")  # type: ignore[misc]
+            fake.listing = lambda: {"generations": [_row("keep", "processing")]}
+            await hub.reconcile()
+            sizes.append(len(hub._ended) + len(hub._ended_before))
+        return sizes
+
+    assert asyncio.run(scenario()) == [1, 2, 2]

@@ -456,16 +456,19 @@ def test_warm_builds_the_context_in_a_thread_and_a_client_waits_for_it_not_again
     tls.clear_cache()
     loads: list[str] = []
     original = ssl.SSLContext.load_verify_locations
+    loading = threading.Event()
     release = threading.Event()
 
     def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
         loads.append(threading.current_thread().name)
+        loading.set()
         release.wait(5)  # a slow bundle: the caller must wait for this load, not start its own
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
     tls.warm()
     tls.warm()  # already warming: no second thread
+    assert loading.wait(5)  # the thread is loading (and holds the cache's lock)
     threading.Timer(0.2, release.set).start()
     context = tls.ssl_context()
     assert context is tls.ssl_context()
@@ -486,3 +489,40 @@ def test_warm_with_verification_off_starts_nothing(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self))
     tls.warm(False)
     assert started == []
+
+
+def test_a_shared_context_sets_its_alpn_protocols_once() -> None:
+    """httpcore sets ALPN before every TLS connection; on a context shared by threads that is
+    a race in OpenSSL, so the shared context has HTTP/1.1 set at build time and ignores the
+    same request again (a different one still applies)."""
+    tls.clear_cache()
+    context = tls.ssl_context()
+    calls: list[Any] = []
+    original = ssl.SSLContext.set_alpn_protocols
+    try:
+        ssl.SSLContext.set_alpn_protocols = lambda self, p: calls.append(p) or original(self, p)  # type: ignore[method-assign]
+        context.set_alpn_protocols(["http/1.1"])
+        context.set_alpn_protocols(("http/1.1",))
+        assert calls == []
+        context.set_alpn_protocols(["http/1.1", "h2"])
+        assert calls == [["http/1.1", "h2"]]
+    finally:
+        ssl.SSLContext.set_alpn_protocols = original  # type: ignore[method-assign]
+        tls.clear_cache()
+    assert isinstance(context, ssl.SSLContext)
+
+
+def test_warm_and_prepare_pass_a_given_context_through() -> None:
+    given = ssl.create_default_context()
+    tls.warm(given)  # nothing to load, nothing raised
+    asyncio.run(tls.prepare(given))
+    assert tls.httpx_verify(given) is given
+
+
+def test_entering_the_hook_never_fails_over_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(tls, "warm", broken)
+    with OxenHook("oxen_default") as hook:
+        assert hook is not None
