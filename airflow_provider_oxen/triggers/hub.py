@@ -20,8 +20,10 @@ interval; instead every trigger registers what it waits for with the process's
   stream stayed open) showed in flight finished, if at all, after the stream opened, so its
   completion event reaches the hub: either it is still to come, or it came before its
   trigger registered and the hub kept it (``FINISHED_MEMORY``). Such a registration costs
-  no request. Any other registered id gets one status read ("catch-up"), never a listing:
+  no request. Any other registered id gets one status read ("catch-up"), not a listing:
   at 20,000 waits a listing is megabytes of JSON that stall the loop while it is decoded.
+  (More than ``CATCH_UP_READS_MAX`` ids due at once, a burst of fresh deferrals, get one
+  listing instead, so the request count stays bounded.)
 
 Failure handling (the hub's loops never end while a trigger waits; anything unexpected is
 logged and retried with capped backoff):
@@ -85,6 +87,9 @@ MAX_RECONCILE_SPACING = 2.0
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
+# More registered ids than this due a catch-up at once (a burst of fresh deferrals): one listing
+# answers for all of them instead of a status read each (the request count stays bounded).
+CATCH_UP_READS_MAX = 32
 # In events mode the first listing waits up to this long for the stream to open: a listing made
 # before it opened covers nothing, and the one after it would list every waited-for id again.
 FIRST_STREAM_WAIT = 5.0
@@ -332,7 +337,11 @@ class OxenHub:
             if self._closed:
                 return
             await asyncio.sleep(COALESCE_SECONDS)
-            if time.monotonic() < due and self._stream_covers():
+            if (
+                time.monotonic() < due
+                and self._stream_covers()
+                and len(self._catch_up_due()) <= CATCH_UP_READS_MAX
+            ):
                 # Woken by registrations the open stream covers but for a few ids: read those.
                 try:
                     await self.catch_up()
@@ -412,10 +421,13 @@ class OxenHub:
 
         An id found still in flight is covered from then on: it finishes after the stream opened.
         """
-        ids = [i for i in self._unchecked if i in self._waiters and i not in self._covered]
+        ids = self._catch_up_due()
         self._unchecked.clear()
         epoch = self._stream_epoch
         await asyncio.gather(*(self._catch_up_read(i, epoch) for i in ids))
+
+    def _catch_up_due(self) -> list[str]:
+        return [i for i in self._unchecked if i in self._waiters and i not in self._covered]
 
     async def _catch_up_read(self, generation_id: str, epoch: int) -> None:
         row = await self._read(generation_id)

@@ -457,3 +457,35 @@ def test_what_ended_is_forgotten_after_two_listings_in_poll_mode_too() -> None:
         return sizes
 
     assert asyncio.run(scenario()) == [1, 2, 2]
+
+
+def test_a_burst_of_uncovered_registrations_gets_one_listing_not_a_read_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of fresh deferrals (enqueued after the last listing) would cost a status read
+    each: past ``CATCH_UP_READS_MAX`` at once the loop lists the queue instead, once."""
+    monkeypatch.setattr(hub_module, "CATCH_UP_READS_MAX", 5)
+    fresh = [f"fresh{i}" for i in range(40)]
+
+    async def scenario() -> tuple[int, int, bool]:
+        fake = FakeHook()
+        fake.stream = _stream_then_events(asyncio.Queue())
+        # The fresh ones are enqueued after the first listing: the later ones show them.
+        fake.listing = lambda: {
+            "generations": [_row(i, "processing") for i in ["g0", *(fresh if fake.list_calls > 1 else [])]]
+        }
+        hub = _hub(fake, mode="events")
+        hub.register(StatusTracker(["g0"]), 1.0)  # a safety net 6 s away
+        while not hub._stream_covers():  # noqa: ASYNC110 (no event to wait on: poll the hub's state)
+            await asyncio.sleep(0.01)
+        lists_before = fake.list_calls
+        for generation_id in fresh:  # all at once, none in the last listing
+            hub.register(StatusTracker([generation_id]), 1.0)
+        await asyncio.sleep(0.5)
+        covered = all(i in hub._covered for i in fresh)
+        await hub.close()
+        return fake.list_calls - lists_before, sum(fake.reads.values()), covered
+
+    listings, reads, covered = asyncio.run(scenario())
+    assert (listings, reads) == (1, 0)
+    assert covered
