@@ -24,7 +24,7 @@ import asyncio
 import os
 import ssl
 import threading
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 
@@ -57,13 +57,17 @@ def httpx_verify(
     ``False`` without a client certificate stays ``False`` (httpx builds a context that loads
     nothing); a context passes through; anything else is this process's shared context.
     """
-    if isinstance(verify, ssl.SSLContext):
-        if cert is not None:
-            raise ValueError("Load the client certificate into the SSLContext passed as verify.")
-        return verify
-    if verify is False and cert is None:
-        return False
-    return ssl_context(verify, cert)
+    if isinstance(verify, ssl.SSLContext) and cert is not None:
+        raise ValueError("Load the client certificate into the SSLContext passed as verify.")
+    if _shared(verify, cert):
+        return ssl_context(verify, cert)
+    assert not isinstance(verify, str)  # a given context, or False
+    return verify
+
+
+def _shared(verify: ssl.SSLContext | str | bool, cert: ClientCert | None) -> TypeGuard[str | bool]:
+    """Whether this setting takes the process's shared context (not a given one, not ``False``)."""
+    return not isinstance(verify, ssl.SSLContext) and not (verify is False and cert is None)
 
 
 def ssl_context(verify: str | bool = True, cert: ClientCert | None = None) -> ssl.SSLContext:
@@ -94,9 +98,7 @@ def is_cached(verify: str | bool = True, cert: ClientCert | None = None) -> bool
 
 async def prepare(verify: ssl.SSLContext | str | bool = True, cert: ClientCert | None = None) -> None:
     """Build the context in a thread unless it is built: a client then built on the loop loads nothing."""
-    if isinstance(verify, ssl.SSLContext) or (verify is False and cert is None):
-        return  # nothing to load
-    if not is_cached(verify, cert):
+    if _shared(verify, cert) and not is_cached(verify, cert):
         await asyncio.to_thread(ssl_context, verify, cert)
 
 
@@ -107,8 +109,12 @@ def warm(verify: ssl.SSLContext | str | bool = True, cert: ClientCert | None = N
     Airflow (XCom, connection, the money-safety ledger) gets its context for free by the time it
     builds a client, which then waits only for what is left of the load (see :func:`ssl_context`).
     """
-    if isinstance(verify, ssl.SSLContext) or (verify is False and cert is None):
+    if not _shared(verify, cert):
         return
+    _start_warming(verify, cert)
+
+
+def _start_warming(verify: str | bool, cert: ClientCert | None) -> None:
     where = _where(verify, cert)
     if where in _warming or is_cached(verify, cert):
         return

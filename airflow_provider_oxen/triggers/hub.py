@@ -217,8 +217,8 @@ class OxenHub:
         kwargs["limits"] = httpx.Limits(
             max_connections=READ_CONCURRENCY + 4, max_keepalive_connections=READ_CONCURRENCY
         )
-        # Building the client loads CA certificates: keep that off the triggerer's event loop.
-        client = await asyncio.to_thread(httpx.AsyncClient, **kwargs)
+        # No CA bundle to load here: get_settings() built the process's TLS context in a thread.
+        client = httpx.AsyncClient(**kwargs)
         hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
         self.run(hook, client, settings.retry)
 
