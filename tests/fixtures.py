@@ -18,8 +18,10 @@ class FakeTaskStateStore:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self.reads = 0  # each one a round trip to the API server in a real task
 
     def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
         return self.values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from airflow_provider_oxen.hooks.oxen import OxenHook
 
 __all__ = [
+    "DEFAULT_OXEN_CONN_ID",
     "LINK_DATA_KEY",
     "LIVE_LINKS",
     "OXEN_LINK_TIMEOUT",
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: XCom key of the (non-secret) data the links of one task instance read.
 LINK_DATA_KEY = "oxen_link_data"
+#: The Oxen connection id a generate task pushes no link data for (``OxenHook.default_conn_name``).
+DEFAULT_OXEN_CONN_ID = "oxen_default"
 #: Lifetime of a presigned S3 URL handed out by a live link, in seconds.
 PRESIGN_EXPIRES_IN = 900
 #: Seconds a live link waits for Oxen (no retries: the api-server is answering a page load).
@@ -277,8 +280,15 @@ class OxenImageLink(_OxenLink):
 
     @classmethod
     def persist(cls, context: Context, operator: BaseOperator) -> None:
-        """Push what the live link needs: the Oxen connection id (the ids are the return value)."""
-        _persist(context, operator, lambda: {"oxen_conn_id": getattr(operator, "oxen_conn_id", None)})
+        """Push what the live link needs: the Oxen connection id (the ids are the return value).
+
+        Nothing for the default connection, which the live link assumes when there is no data:
+        an XCom push is a round trip on the worker slot of every generate task.
+        """
+        conn_id = getattr(operator, "oxen_conn_id", None)
+        if conn_id == DEFAULT_OXEN_CONN_ID:
+            return
+        _persist(context, operator, lambda: {"oxen_conn_id": conn_id})
 
     def url(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
         return ""
@@ -296,9 +306,11 @@ class OxenImageLiveLink(_LiveLink, OxenImageLink):
     _operator_paths = (("airflow_provider_oxen.operators.generate", "OxenGenerateImageOperator"),)
 
     def url(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
-        conn_id = _mapping(_db_xcom(ti_key, LINK_DATA_KEY)).get("oxen_conn_id")
         ids = generation_ids(_db_xcom(ti_key, "return_value"))
-        if not conn_id or not ids:
+        if not ids:
+            return ""
+        conn_id = _mapping(_db_xcom(ti_key, LINK_DATA_KEY)).get("oxen_conn_id", DEFAULT_OXEN_CONN_ID)
+        if not conn_id:
             return ""
         with _fast_hook_class()(str(conn_id), timeout=OXEN_LINK_TIMEOUT) as hook:
             return hook.get_generation(ids[0]).result_url or ""

@@ -286,15 +286,24 @@ class OxenGenerateImageOperator(BaseOperator):
                     wait_strategy=self.wait_strategy,
                 ),
                 method_name="execute_complete",
+                kwargs={"ledger_entry": ledger.carried()},
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
         return self._finish(context, payload, ledger, hook)
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], ledger_entry: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Resumed after the trigger fired: typed error on failure, results to XCom on success.
+
+        ``ledger_entry`` is what this try recorded before deferring (absent for a task deferred
+        by an older release: then the ledger is read).
+        """
         with self.hook as hook:
-            return self._finish(context, event, GenerationLedger.for_context(context), hook)
+            ledger = GenerationLedger.for_context(context)
+            ledger.assume(ledger_entry)
+            return self._finish(context, event, ledger, hook)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:

@@ -197,6 +197,35 @@ def test_cost_is_read_once_per_generation_on_resume_and_summed_in_the_log(
     assert [r["parameters"]["prompt"] for r in results] == [operator.prompt] * 3
 
 
+def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store(
+    oxen_conn: EmulatorControl,
+) -> None:
+    """The entry recorded before deferring travels in ``next_kwargs``: resuming reads no ledger."""
+    store = FakeTaskStateStore()
+    operator = _operator(deferrable=True, num_images=2)
+    deferred = defer(operator, _context(store))
+    assert deferred.kwargs == {"ledger_entry": store.values[LEDGER_KEY]}
+    assert len(deferred.kwargs["ledger_entry"]["generation_ids"]) == 2
+    event = _run_trigger(deferred.trigger)
+    reads = store.reads
+    results = operator.execute_complete(_context(store), event, **deferred.kwargs)
+    assert store.reads == reads
+    assert [r["generation_id"] for r in results] == deferred.kwargs["ledger_entry"]["generation_ids"]
+    assert store.values[LEDGER_KEY]["settled"] is True  # still settled, so a re-run starts afresh
+
+
+def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: EmulatorControl) -> None:
+    store = FakeTaskStateStore()
+    operator = _operator(deferrable=True)
+    deferred = defer(operator, _context(store))
+    event = _run_trigger(deferred.trigger)
+    reads = store.reads
+    results = operator.execute_complete(_context(store), event, ledger_entry={"generation_ids": "x"})
+    assert store.reads == reads + 1
+    assert [r["generation_id"] for r in results] == store.values[LEDGER_KEY]["generation_ids"]
+    assert store.values[LEDGER_KEY]["settled"] is True
+
+
 def test_a_task_deferred_by_an_older_release_still_resumes(oxen_conn: EmulatorControl) -> None:
     """A ledger without ``sent`` (written by 0.2.0): the worker prepares the request again."""
     operator = _operator(deferrable=True, num_images=2)

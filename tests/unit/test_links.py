@@ -22,6 +22,7 @@ from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_provider_oxen import links
 from airflow_provider_oxen.links import (
+    DEFAULT_OXEN_CONN_ID,
     LINK_DATA_KEY,
     LIVE_LINKS,
     PRESIGN_EXPIRES_IN,
@@ -33,6 +34,7 @@ from airflow_provider_oxen.links import (
     OxenManifestLiveLink,
     OxenS3FolderLink,
 )
+from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
@@ -132,13 +134,29 @@ def test_live_links_name_their_operators() -> None:
     assert OxenContactSheetLiveLink().operators == [OxenImageReviewOperator]
 
 
-def test_generate_pushes_its_connection_id(oxen_conn: EmulatorControl) -> None:
+def test_generate_pushes_a_connection_id_other_than_the_default(oxen_conn: EmulatorControl) -> None:
+    ti = FakeTI()
+    operator = OxenGenerateImageOperator(
+        task_id="generate",
+        prompt="A lighthouse",
+        oxen_conn_id="oxen_campaigns",
+        deferrable=False,
+        poll_interval=0.05,
+        timeout=30,
+    )
+    OxenImageLink.persist({"ti": ti}, operator)  # type: ignore[arg-type]
+    assert ti.xcoms == {LINK_DATA_KEY: {"oxen_conn_id": "oxen_campaigns"}}
+
+
+def test_generate_pushes_no_link_data_for_the_default_connection(oxen_conn: EmulatorControl) -> None:
+    """The live link assumes the default connection: one XCom round trip fewer per task."""
+    assert DEFAULT_OXEN_CONN_ID == OxenHook.default_conn_name
     ti = FakeTI()
     operator = OxenGenerateImageOperator(
         task_id="generate", prompt="A lighthouse", deferrable=False, poll_interval=0.05, timeout=30
     )
     results = operator.execute({"ti": ti, "task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
-    assert ti.xcoms[LINK_DATA_KEY] == {"oxen_conn_id": "oxen_default"}
+    assert LINK_DATA_KEY not in ti.xcoms
     assert API_KEY not in json.dumps(ti.xcoms) and "?" not in results[0]["result_url"]
 
 
@@ -328,6 +346,15 @@ def test_a_mapped_generate_instance_links_its_own_image(oxen_conn: EmulatorContr
         )
         url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", index))  # type: ignore[arg-type]
         assert url.split("?", 1)[0] == results[0]["result_url"]
+
+
+def test_without_link_data_the_oxen_image_link_uses_the_default_connection(
+    oxen_conn: EmulatorControl, xcoms: FakeXComs
+) -> None:
+    results = generate(num_images=1)
+    xcoms.put("generate", {"return_value": results})
+    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
+    assert url.split("?", 1)[0] == results[0]["result_url"] and "sig=" in url
 
 
 def test_bare_generation_ids_are_linked_too(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
