@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 # The trigger enforces ``timeout`` itself (and cancels what is unfinished); Airflow's own
 # deferral timeout is only a backstop in case the trigger never reports.
 _DEFER_GRACE = timedelta(minutes=5)
+# The next_kwargs entry in which a deferring try hands its ledger entry to its resumed self.
+CARRIED_LEDGER_KWARG = "oxen_ledger_entry"
 
 # The label of a mapped task instance in the grid: its prompt (shortened) and size.
 MAP_INDEX_TEMPLATE = (
@@ -191,6 +193,7 @@ class OxenGenerateImageOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.wait_strategy = wait_strategy
         self._in_flight: list[str] = []
+        self._carried_ledger_entry: Any = None
 
     # -- request ----------------------------------------------------------------------------------
 
@@ -286,28 +289,27 @@ class OxenGenerateImageOperator(BaseOperator):
                     wait_strategy=self.wait_strategy,
                 ),
                 method_name="execute_complete",
-                kwargs={"ledger_entry": ledger.carried()},
+                kwargs={CARRIED_LEDGER_KWARG: ledger.carried()},
                 timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
             )
         payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
         return self._finish(context, payload, ledger, hook)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], ledger_entry: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Resumed after the trigger fired: typed error on failure, results to XCom on success.
-
-        ``ledger_entry`` is what this try recorded before deferring (absent for a task deferred
-        by an older release: then the ledger is read).
-        """
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
         with self.hook as hook:
             ledger = GenerationLedger.for_context(context)
-            ledger.assume(ledger_entry)
+            # What this try recorded before deferring (None for a task deferred by an older
+            # release, or called directly: then the ledger is read).
+            ledger.assume(self._carried_ledger_entry)
             return self._finish(context, event, ledger, hook)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        # Taken out here, so that execute_complete keeps its (context, event) signature for subclasses.
+        kwargs = dict(next_kwargs or {})
+        self._carried_ledger_entry = kwargs.pop(CARRIED_LEDGER_KWARG, None)
         try:
-            return super().resume_execution(next_method, next_kwargs, context)
+            return super().resume_execution(next_method, kwargs, context)
         except Exception as exc:
             if next_method != "execute_complete":
                 # The trigger itself failed, or Airflow's backstop timeout fired (the deadline

@@ -22,7 +22,7 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.ledger import LEDGER_KEY, GenerationLedger, LedgerEntry
-from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
+from airflow_provider_oxen.operators.generate import CARRIED_LEDGER_KWARG, OxenGenerateImageOperator
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import EmulatorControl, FakeTaskStateStore
 from tests.integration.helpers import FakeTI as _TI
@@ -204,14 +204,33 @@ def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store
     store = FakeTaskStateStore()
     operator = _operator(deferrable=True, num_images=2)
     deferred = defer(operator, _context(store))
-    assert deferred.kwargs == {"ledger_entry": store.values[LEDGER_KEY]}
-    assert len(deferred.kwargs["ledger_entry"]["generation_ids"]) == 2
+    carried = deferred.kwargs[CARRIED_LEDGER_KWARG]
+    assert deferred.kwargs == {CARRIED_LEDGER_KWARG: store.values[LEDGER_KEY]}
+    assert len(carried["generation_ids"]) == 2
     event = _run_trigger(deferred.trigger)
     reads = store.reads
-    results = operator.execute_complete(_context(store), event, **deferred.kwargs)
+    # As Airflow resumes it: the trigger's event joins the deferral's kwargs.
+    next_kwargs = {**deferred.kwargs, "event": event}
+    results = operator.resume_execution(deferred.method_name, next_kwargs, _context(store))
     assert store.reads == reads
-    assert [r["generation_id"] for r in results] == deferred.kwargs["ledger_entry"]["generation_ids"]
+    assert [r["generation_id"] for r in results] == carried["generation_ids"]
     assert store.values[LEDGER_KEY]["settled"] is True  # still settled, so a re-run starts afresh
+
+
+def test_a_subclass_overriding_execute_complete_with_the_old_signature_still_resumes(
+    oxen_conn: EmulatorControl,
+) -> None:
+    class Custom(OxenGenerateImageOperator):
+        def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{**r, "custom": True} for r in super().execute_complete(context, event)]
+
+    store = FakeTaskStateStore()
+    operator = Custom(task_id="gen", prompt="A poster", poll_interval=0.1, timeout=30, deferrable=True)
+    deferred = defer(operator, _context(store))
+    next_kwargs = {**deferred.kwargs, "event": _run_trigger(deferred.trigger)}
+    results = operator.resume_execution(deferred.method_name, next_kwargs, _context(store))
+    assert [r["custom"] for r in results] == [True]
+    assert store.values[LEDGER_KEY]["settled"] is True
 
 
 def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: EmulatorControl) -> None:
@@ -220,7 +239,8 @@ def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: E
     deferred = defer(operator, _context(store))
     event = _run_trigger(deferred.trigger)
     reads = store.reads
-    results = operator.execute_complete(_context(store), event, ledger_entry={"generation_ids": "x"})
+    next_kwargs = {CARRIED_LEDGER_KWARG: {"generation_ids": "x"}, "event": event}
+    results = operator.resume_execution("execute_complete", next_kwargs, _context(store))
     assert store.reads == reads + 1
     assert [r["generation_id"] for r in results] == store.values[LEDGER_KEY]["generation_ids"]
     assert store.values[LEDGER_KEY]["settled"] is True
