@@ -6,6 +6,10 @@ builds an API client and a download client paid that twice per execute. An ``SSL
 shared by any number of clients and threads once built, so :func:`httpx_verify` builds one per
 setting per process and hands the same one out again.
 
+A CA bundle file is not parsed whole: the context reads the same CAs from a hashed directory
+built once per host (:mod:`~airflow_provider_oxen.hooks.ca_directory`), only those a handshake
+needs, so a fresh task process builds its context in about a millisecond.
+
 A setting is what httpx's ``verify=`` / ``cert=`` would say: ``True`` (httpx's default trust:
 ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's bundle), a CA bundle file or directory,
 and an optional client certificate. A context is keyed by where its files are and their
@@ -27,6 +31,8 @@ import threading
 from typing import Any, TypeGuard
 
 import httpx
+
+from airflow_provider_oxen.hooks import ca_directory
 
 # What httpx's ``cert=`` takes: a file with both, (certfile, keyfile) or (certfile, keyfile, password).
 ClientCert = str | tuple[str, str] | tuple[str, str, str]
@@ -178,7 +184,11 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 def _build(where: tuple[Any, ...]) -> ssl.SSLContext:
     default, kind, path, certs, password = where
-    if default is not None:
+    directory = ca_directory.hashed_directory(path) if kind == "cafile" else None
+    if directory is not None:
+        # The same CAs, read by OpenSSL only when a handshake needs one (see ca_directory).
+        context = ssl.create_default_context(capath=directory)
+    elif default is not None:
         # verify=True or False: httpx's own function, called without deprecated arguments.
         context = httpx.create_ssl_context(verify=default)
     else:
@@ -188,6 +198,7 @@ def _build(where: tuple[Any, ...]) -> ssl.SSLContext:
         context.load_cert_chain(certs[0], certs[1] if len(certs) > 1 else None, password)
     # ``ssl.SSLContext`` is a Python class without slots: the same object, with the override below.
     context.__class__ = SharedSSLContext
+    context.__dict__["ca_directory"] = directory  # what it trusts, when not loaded whole (tests, debugging)
     context.set_alpn_protocols(list(HTTP11))
     return context
 

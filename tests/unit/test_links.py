@@ -21,6 +21,7 @@ import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 
 from airflow_provider_oxen import links
+from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.links import (
     DEFAULT_OXEN_CONN_ID,
     LINK_DATA_KEY,
@@ -34,7 +35,6 @@ from airflow_provider_oxen.links import (
     OxenManifestLiveLink,
     OxenS3FolderLink,
 )
-from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
@@ -150,7 +150,7 @@ def test_generate_pushes_a_connection_id_other_than_the_default(oxen_conn: Emula
 
 def test_generate_pushes_no_link_data_for_the_default_connection(oxen_conn: EmulatorControl) -> None:
     """The live link assumes the default connection: one XCom round trip fewer per task."""
-    assert DEFAULT_OXEN_CONN_ID == OxenHook.default_conn_name
+    assert OxenHook.default_conn_name == DEFAULT_OXEN_CONN_ID
     ti = FakeTI()
     operator = OxenGenerateImageOperator(
         task_id="generate", prompt="A lighthouse", deferrable=False, poll_interval=0.05, timeout=30

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_oxen.hooks import tls
+from airflow_provider_oxen.hooks import ca_directory, tls
 from airflow_provider_oxen.hooks.api import OxenSettings
 from airflow_provider_oxen.hooks.download_policy import (
     AsyncGuardedTransport,
@@ -43,7 +43,9 @@ _ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY
 
 
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    monkeypatch.setenv("AIRFLOW__OXEN__CA_DIRECTORY", str(tmp_path / "ca"))
+    ca_directory.clear_cache()
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
@@ -76,6 +78,19 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> Loads:
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
     return record
+
+
+def _trust(context: ssl.SSLContext) -> list[bytes]:
+    """The CA certificates (DER, sorted) a context trusts: loaded into it, or in its hashed directory."""
+    directory = context.__dict__.get("ca_directory")
+    if directory is None:
+        return sorted(context.get_ca_certs(binary_form=True))
+    assert not context.get_ca_certs()  # nothing parsed up front
+    found = []
+    for name in os.listdir(directory):
+        if name != "MANIFEST":
+            found.append(ssl.PEM_cert_to_DER_cert((Path(directory) / name).read_text()))
+    return sorted(found)
 
 
 def _contexts(client: httpx.Client | httpx.AsyncClient) -> list[ssl.SSLContext]:
@@ -305,8 +320,9 @@ def test_the_default_context_is_httpx_own(monkeypatch: pytest.MonkeyPatch, pki: 
             ours, theirs = tls.ssl_context(), httpx.create_ssl_context()
             for attribute in ("verify_mode", "check_hostname", "options", "minimum_version", "verify_flags"):
                 assert getattr(ours, attribute) == getattr(theirs, attribute), (env, attribute)
-            assert ours.get_ca_certs() == theirs.get_ca_certs()
-            assert ours.cert_store_stats() == theirs.cert_store_stats()
+            assert _trust(ours) == _trust(theirs), env
+            # A CA bundle file is read through its hashed directory; SSL_CERT_DIR already is one.
+            assert (ours.__dict__["ca_directory"] is None) == ("SSL_CERT_DIR" in env)
         hook = OxenHook()
         hook.get_conn(), hook.get_download_conn()
         hook.close()
@@ -330,9 +346,7 @@ def test_different_settings_get_different_contexts(
     # verify=True under SSL_CERT_FILE is that file's setting, not certifi's.
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
     assert tls.ssl_context() is not default
-    assert [cert["subject"] for cert in tls.ssl_context().get_ca_certs()] == [
-        ((("commonName", "Oxen test CA"),),)
-    ]
+    assert _trust(tls.ssl_context()) == [ssl.PEM_cert_to_DER_cert(pki.ca.read_text())]
 
 
 def test_a_replaced_ca_bundle_is_loaded_again(tmp_path: Path, pki: Pki, loads: Loads) -> None:
@@ -343,7 +357,7 @@ def test_a_replaced_ca_bundle_is_loaded_again(tmp_path: Path, pki: Pki, loads: L
     bundle.write_bytes(pki.ca.read_bytes() + pki.other_ca.read_bytes())
     second = tls.ssl_context(str(bundle))
     assert second is not first
-    assert len(second.get_ca_certs()) == 2
+    assert len(_trust(second)) == 2
     assert tls.ssl_context(str(bundle)) is second
     assert loads.count == 2
 
@@ -372,6 +386,24 @@ def test_a_custom_ca_bundle_is_honoured(https_url: str, pki: Pki, monkeypatch: p
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
     with OxenHook() as hook:
         assert hook.get_conn().get("/").status_code == 200
+
+
+def test_a_ca_among_many_is_found_in_the_hashed_directory_at_handshake(
+    https_url: str, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import certifi
+
+    bundle = tmp_path / "corporate.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + pki.ca.read_text())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    context = tls.ssl_context()
+    assert context.__dict__["ca_directory"] is not None and not context.get_ca_certs()
+    assert _get(https_url, context) == 200
+    # OpenSSL read the test CA (and only what the chain needed) from the directory just now.
+    assert [cert["subject"] for cert in context.get_ca_certs()] == [((("commonName", "Oxen test CA"),),)]
+    bundle.write_text(Path(certifi.where()).read_text())  # the same bundle without the test CA
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        _get(https_url, tls.ssl_context())
 
 
 def test_verify_false_still_skips_verification(https_url: str, loads: Loads) -> None:

@@ -1,0 +1,190 @@
+"""A CA bundle as OpenSSL's hashed directory, so a process loads only the CAs it verifies against.
+
+``load_verify_locations(cafile=bundle)`` parses every certificate of the bundle into the
+context's store: about 45 ms of CPU for certifi's 117 CAs, paid by every task process that
+talks to Oxen, twice per deferring task, and several times that on a busy worker.
+``load_verify_locations(capath=directory)`` costs nothing up front: OpenSSL reads a CA's file
+when a handshake first needs it, by the hash of its subject name (``<hash>.<n>``, the layout of
+``openssl rehash`` and of ``/etc/ssl/certs``). Trust is the same: the directory holds exactly
+the bundle's certificates.
+
+The directory is built once per bundle content and user (``[oxen] ca_directory`` chooses where;
+empty turns this off), in a private directory (``0700``,
+ours, nobody else can write it: a writable CA directory would let anyone add a CA), written
+under a temporary name and renamed into place, so a reader sees all of it or none. The subject
+hashes come from the OpenSSL library this process already uses for TLS (``X509_subject_name_hash``
+through ``ctypes``), never re-implemented. Whenever anything here is not possible (no such
+library, an unreadable certificate, no private directory) the caller loads the bundle as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import logging
+import os
+import re
+import shutil
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from airflow_provider_oxen.options import provider_option
+
+log = logging.getLogger(__name__)
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.S)
+_MANIFEST = "MANIFEST"
+_lock = threading.Lock()
+# Bundle path and content stamp -> the directory (or None: not possible, load the bundle).
+_known: dict[tuple[str, int, int], str | None] = {}
+
+
+def base_directory() -> Path | None:
+    """``[oxen] ca_directory``, else a per-user directory under the system temp dir; None if empty."""
+    configured = provider_option("ca_directory")
+    if configured is not None:
+        return Path(configured).expanduser() if configured.strip() else None
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"airflow-provider-oxen-{uid}" / "ca"
+
+
+def hashed_directory(bundle: str, base: Path | None = None) -> str | None:
+    """The hashed directory holding exactly ``bundle``'s certificates; None to load the bundle instead."""
+    try:
+        st = os.stat(bundle)
+    except OSError:
+        return None  # the caller's load raises the error where it belongs
+    key = (os.path.abspath(bundle), st.st_mtime_ns, st.st_size)
+    with _lock:
+        if key not in _known:
+            where = base if base is not None else base_directory()
+            _known[key] = _build(bundle, where) if where is not None else None
+        return _known[key]
+
+
+def _build(bundle: str, base: Path) -> str | None:
+    try:
+        data = Path(bundle).read_bytes()
+        if not _private_dir(base):
+            return None
+        target = base / hashlib.sha256(data).hexdigest()[:32]
+        if target.is_dir():
+            if _complete(target):
+                return str(target)
+            # Files went missing (a temp-dir cleaner?): a CA absent here would fail handshakes.
+            shutil.rmtree(target, ignore_errors=True)
+        name_hash = subject_hash_function()
+        pems = _PEM.findall(data)
+        if name_hash is None or not pems:
+            return None
+        return _write(target, pems, name_hash)
+    except Exception:  # never worth failing a request over: the bundle loads as before
+        log.debug("Could not build a hashed CA directory for %s", bundle, exc_info=True)
+        return None
+
+
+def _write(target: Path, pems: list[bytes], name_hash: Callable[[bytes], int | None]) -> str | None:
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        taken: dict[int, int] = {}
+        for pem in pems:
+            subject = name_hash(ssl.PEM_cert_to_DER_cert(pem.decode("ascii")))
+            if subject is None:
+                return None  # a certificate OpenSSL cannot read: let the bundle load report it
+            index = taken.get(subject, 0)
+            taken[subject] = index + 1
+            (staging / f"{subject:08x}.{index}").write_bytes(pem + b"\n")
+        (staging / _MANIFEST).write_text("\n".join(sorted(_names(staging))) + "\n")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # another process renamed its own first: use that one
+                raise
+        return str(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _names(directory: Path) -> set[str]:
+    return {name for name in os.listdir(directory) if name != _MANIFEST}
+
+
+def _complete(directory: Path) -> bool:
+    """Whether every certificate file the manifest lists is there (and nothing else)."""
+    try:
+        listed = set((directory / _MANIFEST).read_text().split())
+        return bool(listed) and listed == _names(directory)
+    except OSError:
+        return False
+
+
+def _private_dir(path: Path) -> bool:
+    """Create ``path`` (0700) if needed; usable only if it is ours and nobody else can write it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        return False
+    if not os.path.isdir(path) or path.is_symlink():
+        return False
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return False
+    return not info.st_mode & 0o022
+
+
+# -- OpenSSL's subject hash ----------------------------------------------------------------------
+
+
+def subject_hash_function() -> Callable[[bytes], int | None] | None:
+    """``X509_subject_name_hash`` of a DER certificate, from the libcrypto ``ssl`` is linked to."""
+    library = _libcrypto()
+    if library is None:
+        return None
+    d2i, name_hash, free = library.d2i_X509, library.X509_subject_name_hash, library.X509_free
+    d2i.restype = ctypes.c_void_p
+    d2i.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_long]
+    name_hash.restype, name_hash.argtypes = ctypes.c_ulong, [ctypes.c_void_p]
+    free.restype, free.argtypes = None, [ctypes.c_void_p]
+
+    def subject_hash(der: bytes) -> int | None:
+        cursor = ctypes.c_char_p(der)  # d2i moves the cursor; ``der`` keeps the bytes alive
+        cert = d2i(None, ctypes.byref(cursor), len(der))
+        if not cert:
+            return None
+        try:
+            return int(name_hash(cert)) & 0xFFFFFFFF
+        finally:
+            free(cert)
+
+    return subject_hash
+
+
+def _libcrypto() -> ctypes.CDLL | None:
+    """The libcrypto already in this process for ``ssl`` (never another copy found on disk)."""
+    import _ssl
+
+    candidates = [getattr(_ssl, "__file__", None)]  # OpenSSL linked into _ssl itself
+    with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        candidates += sorted({line.split()[-1] for line in maps if "libcrypto" in line.rsplit("/", 1)[-1]})
+    for path in candidates:
+        if not path or not os.path.exists(path):
+            continue
+        try:
+            library = ctypes.CDLL(path)
+            for symbol in ("d2i_X509", "X509_subject_name_hash", "X509_free"):
+                getattr(library, symbol)
+        except (OSError, AttributeError):
+            continue
+        return library
+    return None
+
+
+def clear_cache() -> None:
+    """Forget which directories were built (tests)."""
+    with _lock:
+        _known.clear()
