@@ -7,6 +7,9 @@ repetition, a fresh child process per mode warms up on a small file, then moves 
 
 * ``boto3`` — the peer: ``client.upload_fileobj(open(path, "rb"), bucket, key)`` of the
   file already on local disk, boto3's default transfer settings;
+* ``diy`` — what a user would write by hand to do the same job: ``httpx.stream`` the result
+  URL into a temporary file, then ``client.upload_file`` it (no hashing, no checks, no
+  idempotency, no manifest): shows how much of the gap to ``boto3`` is the download itself;
 * ``transfer`` — the operator as a DAG would use it (download from the result URL with
   hashing, image checks (full decode), a thumbnail, upload with S3's SHA-256 checksum,
   contact sheet and manifest), ``checks`` allowing 512 MiB;
@@ -51,11 +54,14 @@ from benchmarks.common import (
     table,
 )
 
-MODES = ("boto3", "transfer", "transfer-nochecks", "transfer-overlap")
+MODES = ("boto3", "diy", "transfer", "transfer-nochecks", "transfer-overlap")
 # Run unless --modes says otherwise (transfer-overlap is the opt-in upload_while_downloading).
-DEFAULT_MODES = MODES[:3]
+DEFAULT_MODES = MODES[:4]
+# The operator's modes: judged against the goal (the other two are peers).
+OPERATOR_MODES = MODES[2:]
 LABELS = {
     "boto3": "boto3 `upload_fileobj` (peer)",
+    "diy": "hand-written: httpx download to a temp file, then boto3 `upload_file`",
     "transfer": "OxenGenerationToS3Operator",
     "transfer-nochecks": "OxenGenerationToS3Operator, checks and contact sheet off",
     "transfer-overlap": "the same, upload_while_downloading=True",
@@ -116,8 +122,9 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
     import gc
 
     endpoint, files_url = spec["s3_endpoint"], spec["files_url"]
-    if mode == "boto3":
+    if mode in ("boto3", "diy"):
         import boto3
+        import httpx
 
         client = boto3.client(
             "s3",
@@ -128,8 +135,18 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
         )
 
         def move(name: str, path: str, edge: int) -> None:
-            with open(path, "rb") as handle:
-                client.upload_fileobj(handle, BUCKET, f"boto3/{uuid.uuid4().hex}/{name}.png")
+            key = f"{mode}/{uuid.uuid4().hex}/{name}.png"
+            if mode == "boto3":
+                with open(path, "rb") as handle:
+                    client.upload_fileobj(handle, BUCKET, key)
+                return
+            with tempfile.NamedTemporaryFile(suffix=".png") as spool:
+                with httpx.stream("GET", f"{files_url}/{Path(path).name}") as response:
+                    response.raise_for_status()
+                    for chunk in response.iter_bytes():
+                        spool.write(chunk)
+                spool.flush()
+                client.upload_file(spool.name, BUCKET, key)
 
     else:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -393,20 +410,26 @@ def render(result: dict[str, Any]) -> str:
         "rlrrrrrr",
         rows,
     )
-    verdicts = []
-    for mode in MODES[1:]:
-        if mode not in modes:
-            continue
+    def ratios(mode: str, peer_mode: str) -> list[str]:
         parts = []
         for name in names:
-            ours, peer = group(mode, name), group("boto3", name)
+            ours, peer = group(mode, name), group(peer_mode, name)
             if ours and peer:
                 value = median(mibps(r) for r in ours) / median(mibps(r) for r in peer)
                 parts.append(f"{value:.2f}x at {ours[0]['bytes'] / 2**20:,.0f} MiB")
+        return parts
+
+    verdicts = []
+    for mode in OPERATOR_MODES:
+        if mode not in modes:
+            continue
         growth = [median(r["rss_peak_mb"] - r["rss_before_mb"] for r in group(mode, n)) for n in names]
+        diy = ratios(mode, "diy")
         verdicts.append(
-            f"* {LABELS[mode]}: throughput vs boto3 {', '.join(parts)} (goal >= {GOAL_THROUGHPUT}x); "
-            f"peak growth {', '.join(f'{g:.0f}' for g in growth)} MB for the sizes above "
+            f"* {LABELS[mode]}: throughput vs boto3 {', '.join(ratios(mode, 'boto3'))} "
+            f"(goal >= {GOAL_THROUGHPUT}x)"
+            + (f"; vs the hand-written download and upload {', '.join(diy)}" if diy else "")
+            + f"; peak growth {', '.join(f'{g:.0f}' for g in growth)} MB for the sizes above "
             f"({'flat' if max(growth) - min(growth) < 32 else 'grows with the file'})."
         )
     lines += ["", *verdicts]
