@@ -60,10 +60,16 @@ def hashed_directory(bundle: str, base: Path | None = None) -> str | None:
         return None  # the caller's load raises the error where it belongs
     key = (os.path.abspath(bundle), st.st_mtime_ns, st.st_size)
     with _lock:
-        if key not in _known:
+        known = _known.get(key, "")
+        if known is None:
+            return None  # not possible here: asking again would only repeat the work
+        # Checked on every call (a listing, well under a millisecond): a temp-dir cleaner may
+        # have removed files since, and a context built earlier reads them on demand from the
+        # same path, so putting them back repairs it too.
+        if not known or not _complete(Path(known)):
             where = base if base is not None else base_directory()
-            _known[key] = _build(bundle, where) if where is not None else None
-        return _known[key]
+            _known[key] = known = _build(bundle, where) if where is not None else None
+        return known
 
 
 def _build(bundle: str, base: Path) -> str | None:

@@ -89,6 +89,8 @@ def ssl_context(verify: str | bool = True, cert: ClientCert | None = None) -> ss
     with _lock:
         cached = _contexts.get(where)
         if cached is not None and cached[0] == stamp:
+            if cached[1].__dict__.get("ca_directory") is not None:
+                ca_directory.hashed_directory(where[2])  # puts back CA files a cleaner removed
             return cached[1]
         context = _build(where)
         _contexts[where] = (stamp, context)

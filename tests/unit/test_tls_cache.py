@@ -406,6 +406,19 @@ def test_a_ca_among_many_is_found_in_the_hashed_directory_at_handshake(
         _get(https_url, tls.ssl_context())
 
 
+def test_ca_files_removed_by_a_cleaner_are_put_back_for_contexts_built_earlier(
+    https_url: str, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    context = tls.ssl_context()  # built, no handshake yet: the CA is still only on disk
+    directory = Path(context.__dict__["ca_directory"])
+    for name in os.listdir(directory):
+        os.remove(directory / name)
+    assert tls.ssl_context() is context  # the next client build notices and rewrites the files
+    assert sorted(os.listdir(directory)) != []
+    assert _get(https_url, context) == 200
+
+
 def test_verify_false_still_skips_verification(https_url: str, loads: Loads) -> None:
     assert tls.httpx_verify(False) is False
     assert _get(https_url, False) == 200
