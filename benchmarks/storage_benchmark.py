@@ -410,6 +410,7 @@ def render(result: dict[str, Any]) -> str:
         "rlrrrrrr",
         rows,
     )
+
     def ratios(mode: str, peer_mode: str) -> list[str]:
         parts = []
         for name in names:
