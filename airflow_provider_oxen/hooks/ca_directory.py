@@ -6,15 +6,19 @@ talks to Oxen, twice per deferring task, and several times that on a busy worker
 ``load_verify_locations(capath=directory)`` costs nothing up front: OpenSSL reads a CA's file
 when a handshake first needs it, by the hash of its subject name (``<hash>.<n>``, the layout of
 ``openssl rehash`` and of ``/etc/ssl/certs``). Trust is the same: the directory holds exactly
-the bundle's certificates.
+the bundle's certificates, which is checked once, when it is written, against what a whole
+load of the bundle trusts (any difference: the bundle is loaded whole).
 
 The directory is built once per bundle content and user (``[oxen] ca_directory`` chooses where;
-empty turns this off), in a private directory (``0700``,
-ours, nobody else can write it: a writable CA directory would let anyone add a CA), written
-under a temporary name and renamed into place, so a reader sees all of it or none. The subject
-hashes come from the OpenSSL library this process already uses for TLS (``X509_subject_name_hash``
-through ``ctypes``), never re-implemented. Whenever anything here is not possible (no such
-library, an unreadable certificate, no private directory) the caller loads the bundle as before.
+empty turns this off), written under a temporary name and renamed into place, so a reader sees
+all of it or none, and it is checked (names and sizes against its manifest) at every client
+build and written again if a file went missing. It is used only if nobody else can change it:
+ours and ``0700``, and every directory above it ours or root's, and not writable by others
+except with the sticky bit (a CA directory someone else can swap would let them add a CA).
+The subject hashes come from the OpenSSL library this process already has loaded
+(``X509_subject_name_hash`` through ``ctypes``), never re-implemented. Whenever anything here
+is not possible (no such library, an unreadable certificate, no safe directory) the caller
+loads the bundle as before.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import os
 import re
 import shutil
 import ssl
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -41,6 +46,16 @@ _MANIFEST = "MANIFEST"
 _lock = threading.Lock()
 # Bundle path and content stamp -> the directory (or None: not possible, load the bundle).
 _known: dict[tuple[str, int, int], str | None] = {}
+
+
+def _reset_lock() -> None:
+    # A process forked while a warm-up thread was building holds a lock nobody will release.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock)
 
 
 def base_directory() -> Path | None:
@@ -78,42 +93,68 @@ def _build(bundle: str, base: Path) -> str | None:
         if not _private_dir(base):
             return None
         target = base / hashlib.sha256(data).hexdigest()[:32]
-        if target.is_dir():
-            if _complete(target):
-                return str(target)
-            # Files went missing (a temp-dir cleaner?): a CA absent here would fail handshakes.
-            shutil.rmtree(target, ignore_errors=True)
-        name_hash = subject_hash_function()
+        if target.is_dir() and _complete(target):
+            return str(target)
         pems = _PEM.findall(data)
+        name_hash = subject_hash_function()
         if name_hash is None or not pems:
             return None
-        return _write(target, pems, name_hash)
+        return _write(target, bundle, pems, name_hash)
     except Exception:  # never worth failing a request over: the bundle loads as before
         log.debug("Could not build a hashed CA directory for %s", bundle, exc_info=True)
         return None
 
 
-def _write(target: Path, pems: list[bytes], name_hash: Callable[[bytes], int | None]) -> str | None:
+def _write(
+    target: Path, bundle: str, pems: list[bytes], name_hash: Callable[[bytes], int | None]
+) -> str | None:
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
         taken: dict[int, int] = {}
+        ders = set()
         for pem in pems:
-            subject = name_hash(ssl.PEM_cert_to_DER_cert(pem.decode("ascii")))
+            der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+            subject = name_hash(der)
             if subject is None:
                 return None  # a certificate OpenSSL cannot read: let the bundle load report it
             index = taken.get(subject, 0)
             taken[subject] = index + 1
             (staging / f"{subject:08x}.{index}").write_bytes(pem + b"\n")
-        (staging / _MANIFEST).write_text("\n".join(sorted(_names(staging))) + "\n")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not target.is_dir():  # another process renamed its own first: use that one
-                raise
+            ders.add(der)
+        # Once per host and bundle, the whole load it replaces, to prove the same CAs are trusted
+        # (a block this does not write, e.g. OpenSSL's "TRUSTED CERTIFICATE", makes them differ).
+        if ders != set(ssl.create_default_context(cafile=bundle).get_ca_certs(binary_form=True)):
+            return None
+        (staging / _MANIFEST).write_text(_manifest(staging))
+        _swap_in(staging, target)
         return str(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the finished ``staging`` at ``target``; an incomplete one there is moved aside first, so
+    at no time is a finished directory removed without another in its place."""
+    try:
+        staging.rename(target)
+        return
+    except OSError:
+        if not target.is_dir():
+            raise
+    if _complete(target):
+        return  # another process put its own finished copy there first
+    aside = Path(tempfile.mkdtemp(prefix=".replaced-", dir=target.parent))
+    target.rename(aside / "old")
+    try:
+        staging.rename(target)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _manifest(directory: Path) -> str:
+    # Names and sizes: a file cut short (a crash while writing) counts as missing.
+    return "".join(f"{name} {os.stat(directory / name).st_size}\n" for name in sorted(_names(directory)))
 
 
 def _names(directory: Path) -> set[str]:
@@ -121,26 +162,47 @@ def _names(directory: Path) -> set[str]:
 
 
 def _complete(directory: Path) -> bool:
-    """Whether every certificate file the manifest lists is there (and nothing else)."""
+    """Whether every certificate file the manifest lists is there, at its size (and nothing else)."""
     try:
-        listed = set((directory / _MANIFEST).read_text().split())
-        return bool(listed) and listed == _names(directory)
+        listed = (directory / _MANIFEST).read_text()
+        return bool(listed.strip()) and listed == _manifest(directory)
     except OSError:
         return False
 
 
 def _private_dir(path: Path) -> bool:
-    """Create ``path`` (0700) if needed; usable only if it is ours and nobody else can write it."""
+    """Create ``path`` and its missing parents (0700); usable only if nobody else can change it.
+
+    The directory must be ours and not writable by others, and so must every directory above
+    it, up to one owned by root (writable by others only with the sticky bit, like ``/tmp``):
+    whoever can rename an entry on the way could put a directory with their own CA in its place.
+    """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+        for directory in reversed(missing):  # mkdir(parents=True) would give parents the umask's mode
+            directory.mkdir(mode=0o700, exist_ok=True)
         info = path.lstat()
     except OSError:
         return False
-    if not os.path.isdir(path) or path.is_symlink():
+    if not stat.S_ISDIR(info.st_mode) or not _ours(info) or info.st_mode & 0o022:
         return False
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+    return all(_safe_ancestor(p) for p in (*path.parents, *Path(os.path.realpath(path)).parents))
+
+
+def _ours(info: os.stat_result) -> bool:
+    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
+def _safe_ancestor(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
         return False
-    return not info.st_mode & 0o022
+    if not (_ours(info) or info.st_uid == 0):
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        return True  # its target's chain is checked too (the realpath's parents)
+    return not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX)
 
 
 # -- OpenSSL's subject hash ----------------------------------------------------------------------
@@ -163,15 +225,17 @@ def subject_hash_function() -> Callable[[bytes], int | None] | None:
         if not cert:
             return None
         try:
-            return int(name_hash(cert)) & 0xFFFFFFFF
+            value = int(name_hash(cert)) & 0xFFFFFFFF
         finally:
             free(cert)
+        return value or None  # 0 is also OpenSSL's error value: not worth the doubt
 
     return subject_hash
 
 
 def _libcrypto() -> ctypes.CDLL | None:
-    """The libcrypto already in this process for ``ssl`` (never another copy found on disk)."""
+    """A libcrypto already loaded in this process: ``_ssl`` itself if OpenSSL is linked into it,
+    else a mapped ``libcrypto`` (the subject hash is the same in every OpenSSL since 1.0)."""
     import _ssl
 
     candidates = [getattr(_ssl, "__file__", None)]  # OpenSSL linked into _ssl itself

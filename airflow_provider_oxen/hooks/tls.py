@@ -89,9 +89,11 @@ def ssl_context(verify: str | bool = True, cert: ClientCert | None = None) -> ss
     with _lock:
         cached = _contexts.get(where)
         if cached is not None and cached[0] == stamp:
-            if cached[1].__dict__.get("ca_directory") is not None:
-                ca_directory.hashed_directory(where[2])  # puts back CA files a cleaner removed
-            return cached[1]
+            directory = cached[1].__dict__.get("ca_directory")
+            # Puts back CA files a cleaner removed (the context reads them from the same path);
+            # if that is no longer possible, a context that loads the bundle replaces it.
+            if directory is None or ca_directory.hashed_directory(where[2]) == directory:
+                return cached[1]
         context = _build(where)
         _contexts[where] = (stamp, context)
         return context

@@ -76,8 +76,10 @@ def test_the_directory_holds_exactly_the_bundle_under_hash_names(tmp_path: Path)
 
 def test_names_that_share_a_hash_are_numbered(tmp_path: Path) -> None:
     pems = [pem.encode() for pem in _PEM.findall(Path(certifi.where()).read_text())[:3]]
+    bundle = tmp_path / "three.pem"
+    bundle.write_bytes(b"\n".join(pems) + b"\n")
     (tmp_path / "ca").mkdir(mode=0o700)
-    directory = ca_directory._write(tmp_path / "ca" / "x", pems, lambda der: 0xABC)
+    directory = ca_directory._write(tmp_path / "ca" / "x", str(bundle), pems, lambda der: 0xABC)
     assert directory is not None
     assert sorted(os.listdir(directory)) == ["00000abc.0", "00000abc.1", "00000abc.2", "MANIFEST"]
 
@@ -152,3 +154,49 @@ def test_an_unreadable_certificate_leaves_the_error_to_the_bundle_load(
     monkeypatch.setenv("AIRFLOW__OXEN__CA_DIRECTORY", str(tmp_path / "ca"))
     with pytest.raises(ssl.SSLError):
         tls.ssl_context(str(bundle))
+
+
+def test_a_directory_under_a_parent_others_can_write_is_never_used(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone could rename "ca" and put their own in its place
+    assert ca_directory.hashed_directory(certifi.where(), shared / "ca") is None
+    shared.chmod(0o1777)  # sticky, like /tmp: entries can be renamed only by their owners
+    ca_directory.clear_cache()  # as a fresh process would find it
+    assert ca_directory.hashed_directory(certifi.where(), shared / "ca") is not None
+
+
+def test_the_parent_it_creates_is_private(tmp_path: Path) -> None:
+    directory = ca_directory.hashed_directory(certifi.where(), tmp_path / "per-user" / "ca")
+    assert directory is not None
+    assert os.stat(tmp_path / "per-user").st_mode & 0o777 == 0o700
+
+
+def test_a_bundle_with_other_pem_blocks_is_loaded_whole(tmp_path: Path) -> None:
+    pems = _PEM.findall(Path(certifi.where()).read_text())
+    body = pems[1].split("\n", 1)[1].rsplit("\n", 1)[0]
+    bundle = tmp_path / "trust.pem"  # OpenSSL's trusted-certificate format, which a whole load accepts
+    bundle.write_text(
+        pems[0] + "\n-----BEGIN TRUSTED CERTIFICATE-----\n" + body + "\n-----END TRUSTED CERTIFICATE-----\n"
+    )
+    assert ca_directory.hashed_directory(str(bundle), tmp_path / "ca") is None
+
+
+def test_a_file_cut_short_counts_as_missing(tmp_path: Path) -> None:
+    directory = ca_directory.hashed_directory(certifi.where(), tmp_path / "ca")
+    assert directory is not None
+    victim = Path(directory) / sorted(n for n in os.listdir(directory) if n != "MANIFEST")[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    ca_directory.clear_cache()
+    assert ca_directory.hashed_directory(certifi.where(), tmp_path / "ca") == directory
+    assert _directory_ders(directory) == _bundle_ders(certifi.where())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_while_the_lock_is_held_does_not_hang() -> None:
+    with ca_directory._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock must be free here
+            os._exit(0 if ca_directory._lock.acquire(timeout=2) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import http.server
+import inspect
 import ipaddress
 import json
 import os
@@ -73,7 +74,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> Loads:
     original = ssl.SSLContext.load_verify_locations
 
     def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
-        record.threads.append(threading.get_ident())
+        # Not a context build: the one-off check, when a hashed CA directory is written, that
+        # it trusts what the bundle does (once per host and bundle; see test_ca_directory.py).
+        if not any(frame.filename == ca_directory.__file__ for frame in inspect.stack(0)[1:6]):
+            record.threads.append(threading.get_ident())
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
@@ -419,6 +423,36 @@ def test_ca_files_removed_by_a_cleaner_are_put_back_for_contexts_built_earlier(
     assert _get(https_url, context) == 200
 
 
+def test_a_bundle_whose_directory_would_trust_something_else_is_loaded_whole(
+    https_url: str, pki: Pki, tmp_path: Path
+) -> None:
+    # A leaf certificate in a bundle: written to the directory it would be found by subject,
+    # but a whole load does not count it among the CAs. Any difference: the bundle loads whole.
+    bundle = tmp_path / "mixed.pem"
+    bundle.write_text(pki.ca.read_text() + pki.server_cert.read_text())
+    assert ca_directory.hashed_directory(str(bundle)) is None
+    context = tls.ssl_context(str(bundle))
+    assert context.__dict__["ca_directory"] is None
+    assert _get(https_url, context) == 200
+
+
+def test_a_context_whose_directory_cannot_be_put_back_is_replaced_by_a_whole_load(
+    https_url: str, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    first = tls.ssl_context()
+    directory = Path(first.__dict__["ca_directory"])
+    for name in os.listdir(directory):
+        os.remove(directory / name)
+    directory.parent.chmod(0o777)  # no longer private: it will not be written again
+    try:
+        second = tls.ssl_context()
+    finally:
+        directory.parent.chmod(0o700)
+    assert second is not first and second.__dict__["ca_directory"] is None
+    assert _get(https_url, second) == 200
+
+
 def test_verify_false_still_skips_verification(https_url: str, loads: Loads) -> None:
     assert tls.httpx_verify(False) is False
     assert _get(https_url, False) == 200
@@ -498,7 +532,10 @@ def test_warm_builds_the_context_in_a_thread_and_a_client_waits_for_it_not_again
 ) -> None:
     """The hook's ``__enter__`` starts the load; the client built later takes the same context,
     and the CA bundle is loaded once, in the warm-up thread, not in the caller's."""
+    import certifi
+
     tls.clear_cache()
+    assert ca_directory.hashed_directory(certifi.where()) is not None  # this host's, built once
     loads: list[str] = []
     original = ssl.SSLContext.load_verify_locations
     loading = threading.Event()
