@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+from pathlib import Path
 
 
 def env_var(name: str) -> str:
@@ -25,3 +27,16 @@ def provider_option(name: str) -> str | None:
     if value is None:
         value = os.environ.get(env_var(name))
     return value
+
+
+def provider_directory(name: str, leaf: str) -> Path | None:
+    """``[oxen] <name>``, else ``<temp dir>/airflow-provider-oxen-<uid>/<leaf>``; None if set empty.
+
+    Where the task processes of a host share what they need not each rebuild (model details,
+    the CA directory): per OS user, so one user's files are never another's.
+    """
+    configured = provider_option(name)
+    if configured is not None:
+        return Path(configured).expanduser() if configured.strip() else None
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"airflow-provider-oxen-{uid}" / leaf

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_provider_oxen.options import provider_option
+from airflow_provider_oxen.options import provider_directory
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,7 @@ if hasattr(os, "register_at_fork"):
 
 def base_directory() -> Path | None:
     """``[oxen] ca_directory``, else a per-user directory under the system temp dir; None if empty."""
-    configured = provider_option("ca_directory")
-    if configured is not None:
-        return Path(configured).expanduser() if configured.strip() else None
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"airflow-provider-oxen-{uid}" / "ca"
+    return provider_directory("ca_directory", "ca")
 
 
 def hashed_directory(bundle: str, base: Path | None = None) -> str | None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from airflow_provider_oxen.models import OxenModel
-from airflow_provider_oxen.options import provider_option
+from airflow_provider_oxen.options import provider_directory
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,7 @@ MODEL_CACHE_TTL = 600.0
 
 def default_cache_dir() -> Path | None:
     """``[oxen] model_cache_dir``, else a per-user directory under the system temp dir."""
-    configured = provider_option("model_cache_dir")
-    if configured is not None:
-        return Path(configured).expanduser() if configured.strip() else None
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"airflow-provider-oxen-{uid}" / "models"
+    return provider_directory("model_cache_dir", "models")
 
 
 def _private_dir(path: Path) -> bool:
