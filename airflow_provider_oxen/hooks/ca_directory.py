@@ -46,6 +46,8 @@ _MANIFEST = "MANIFEST"
 _lock = threading.Lock()
 # Bundle path and content stamp -> the directory (or None: not possible, load the bundle).
 _known: dict[tuple[str, int, int], str | None] = {}
+# Directory -> the certificate file names it was complete with when this process checked it.
+_listed: dict[str, set[str]] = {}
 
 
 def _reset_lock() -> None:
@@ -74,12 +76,15 @@ def hashed_directory(bundle: str, base: Path | None = None) -> str | None:
         known = _known.get(key, "")
         if known is None:
             return None  # not possible here: asking again would only repeat the work
-        # Checked on every call (a listing, well under a millisecond): a temp-dir cleaner may
-        # have removed files since, and a context built earlier reads them on demand from the
-        # same path, so putting them back repairs it too.
-        if not known or not _complete(Path(known)):
+        # Checked on every call, by its names only (one listing, well under a millisecond; the
+        # sizes were checked when this process first used it): a temp-dir cleaner may have
+        # removed files since, and a context built earlier reads them on demand from the same
+        # path, so putting them back repairs it too.
+        if not known or _listed.get(known) != _names(Path(known)):
             where = base if base is not None else base_directory()
             _known[key] = known = _build(bundle, where) if where is not None else None
+            if known is not None:
+                _listed[known] = _names(Path(known))
         return known
 
 
@@ -254,3 +259,4 @@ def clear_cache() -> None:
     """Forget which directories were built (tests)."""
     with _lock:
         _known.clear()
+        _listed.clear()
