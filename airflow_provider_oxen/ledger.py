@@ -114,22 +114,20 @@ class GenerationLedger:
         self._store.set(LEDGER_KEY, entry.model_dump(mode="json"))
         self._known = entry.model_copy(deep=True)
 
-    def assume(self, raw: Any) -> bool:
+    def assume(self, raw: Any) -> None:
         """Take ``raw`` (an entry as :meth:`carried` gave it) as current, without reading the store.
 
         The resumed task gets the entry its own try recorded before deferring through Airflow's
         ``next_kwargs``: only that try writes the ledger, so it is what the store holds, and the
-        read (a round trip on the worker slot) is saved. False (nothing assumed) if ``raw`` is
-        not an entry.
+        read (a round trip on the worker slot) is saved. Anything but a readable entry is
+        ignored: the store is read as before.
         """
         if not isinstance(raw, dict):
-            return False
+            return
         try:
             self._known = LedgerEntry.model_validate(raw)
         except ValueError:
             log.warning("The ledger entry carried by the deferral is unreadable: reading the store.")
-            return False
-        return True
 
     def carried(self) -> dict[str, Any] | None:
         """The current entry as plain JSON, for the deferral's ``next_kwargs`` (see :meth:`assume`)."""

@@ -202,7 +202,8 @@ def _build(where: tuple[Any, ...]) -> ssl.SSLContext:
         context.load_cert_chain(certs[0], certs[1] if len(certs) > 1 else None, password)
     # ``ssl.SSLContext`` is a Python class without slots: the same object, with the override below.
     context.__class__ = SharedSSLContext
-    context.__dict__["ca_directory"] = directory  # what it trusts, when not loaded whole (tests, debugging)
+    # What it trusts when not loaded whole: ssl_context() keeps that directory complete.
+    context.__dict__["ca_directory"] = directory
     context.set_alpn_protocols(list(HTTP11))
     return context
 
