@@ -20,7 +20,9 @@ repetition, a fresh child process per mode warms up on a small file, then moves 
   object onto itself to record its sha256.
 
 Measured: wall seconds of the call (throughput = file bytes / seconds) and the child's RSS,
-sampled every 5 ms, before and at its peak during the call. Usage::
+sampled every 5 ms, before and at its peak during the call. Also the CPU seconds the call cost
+the child, the S3 server and the file server, and how busy the whole machine was during it
+(``/proc``): where the time goes, and whether the cores were already saturated. Usage::
 
     python benchmarks/storage_benchmark.py --sizes-mib 1,20,200 --repeat 3
 """
@@ -46,6 +48,7 @@ from benchmarks.common import (
     REPO,
     current_rss_mb,
     fmt_1,
+    fmt_2,
     fmt_int,
     load_average,
     median,
@@ -77,6 +80,46 @@ GOAL_THROUGHPUT = 0.9
 
 # ---------------------------------------------------------------------------------------------
 # Child: one mode, every size, in a fresh process.
+
+
+def process_cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``; 0.0 if unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over its cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return (total - idle) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by this process and the given helper processes while the block runs."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        busy, total = machine_cpu()
+        now = {"self": process_cpu_seconds(), "machine_busy": busy, "machine_total": total}
+        now.update({name: process_cpu_seconds(pid) for name, pid in self.pids.items()})
+        return now
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        end = self._now()
+        self.used = {name: end[name] - self._start[name] for name in end}
 
 
 class RssSampler:
@@ -176,10 +219,11 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
     for item in spec["files"]:
         gc.collect()
         started = time.perf_counter()
-        with RssSampler() as rss:
+        with CpuMeter(spec.get("pids", {})) as cpu, RssSampler() as rss:
             before = rss.peak
             move(item["name"], item["path"], item["edge"])
         seconds = time.perf_counter() - started
+        used = cpu.used
         out.append(
             {
                 "name": item["name"],
@@ -187,6 +231,13 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
                 "seconds": seconds,
                 "rss_before_mb": before,
                 "rss_peak_mb": rss.peak,
+                "cpu_self_s": used["self"],
+                "cpu_s3_server_s": used.get("s3_server", 0.0),
+                "cpu_file_server_s": used.get("file_server", 0.0),
+                # Share of all cores busy during the call (1.0 = every core, whoever used it).
+                "machine_busy": used["machine_busy"] / used["machine_total"]
+                if used["machine_total"]
+                else 0.0,
             }
         )
     return {"mode": mode, "files": out}
@@ -207,7 +258,7 @@ def noise_png(path: Path, mib: float) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def _server(code: str, args: list[str], env: dict[str, str] | None = None) -> Any:
-    """A helper process that prints its URL on its first line, stopped on exit."""
+    """A helper process that prints its URL on its first line, stopped on exit: (url, pid)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
@@ -221,7 +272,7 @@ def _server(code: str, args: list[str], env: dict[str, str] | None = None) -> An
         url = proc.stdout.readline().strip()
         if not url.startswith("http"):
             raise RuntimeError(f"helper server did not start: {url!r}")
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -304,8 +355,8 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         warmup = {"name": "warmup", "path": str(folder / "warmup.png"), "bytes": wsize, "edge": wedge}
         log(f"# storage: files {[f['bytes'] for f in files]} bytes ready ({load_average()})")
         with (
-            _server(FILE_SERVER, [work]) as files_url,
-            _server(MOTO_SERVER, [str(REPO)]) as s3_endpoint,
+            _server(FILE_SERVER, [work]) as (files_url, files_pid),
+            _server(MOTO_SERVER, [str(REPO)]) as (s3_endpoint, s3_pid),
         ):
             import boto3
 
@@ -318,7 +369,13 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             )
             s3.create_bucket(Bucket=BUCKET)
             env = _env(s3_endpoint, files_url, str(folder / "airflow-home"))
-            spec = {"s3_endpoint": s3_endpoint, "files_url": files_url, "files": files, "warmup": warmup}
+            spec = {
+                "s3_endpoint": s3_endpoint,
+                "files_url": files_url,
+                "files": files,
+                "warmup": warmup,
+                "pids": {"s3_server": s3_pid, "file_server": files_pid},
+            }
             for rep in range(args.repeat):
                 for mode in modes:
                     out = subprocess.run(
@@ -339,7 +396,9 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                         log(
                             f"# storage rep {rep + 1}/{args.repeat} {mode} {item['name']}: "
                             f"{item['bytes'] / 2**20 / item['seconds']:.0f} MiB/s, {item['seconds']:.2f} s, "
-                            f"RSS {item['rss_before_mb']:.0f} -> {item['rss_peak_mb']:.0f} MB "
+                            f"RSS {item['rss_before_mb']:.0f} -> {item['rss_peak_mb']:.0f} MB, "
+                            f"CPU s child {item['cpu_self_s']:.2f} S3 {item['cpu_s3_server_s']:.2f} "
+                            f"files {item['cpu_file_server_s']:.2f}, machine busy {item['machine_busy']:.0%} "
                             f"({load_average()})"
                         )
                     _empty_bucket(s3)  # moto keeps objects in memory
@@ -394,6 +453,9 @@ def render(result: dict[str, Any]) -> str:
                     spread([r["rss_before_mb"] for r in g], fmt_int),
                     spread([r["rss_peak_mb"] for r in g], fmt_int),
                     spread([r["rss_peak_mb"] - r["rss_before_mb"] for r in g], fmt_int),
+                    _cpu(g, "cpu_self_s"),
+                    _cpu(g, "cpu_s3_server_s"),
+                    _busy(g),
                 ]
             )
     lines += table(
@@ -406,8 +468,11 @@ def render(result: dict[str, Any]) -> str:
             "RSS before MB",
             "peak RSS MB",
             "peak growth MB",
+            "CPU s: this process",
+            "CPU s: S3 server",
+            "machine busy",
         ],
-        "rlrrrrrr",
+        "rlrrrrrrrrr",
         rows,
     )
 
@@ -433,8 +498,41 @@ def render(result: dict[str, Any]) -> str:
             + f"; peak growth {', '.join(f'{g:.0f}' for g in growth)} MB for the sizes above "
             f"({'flat' if max(growth) - min(growth) < 32 else 'grows with the file'})."
         )
-    lines += ["", *verdicts]
+    lines += ["", *verdicts, *_bottleneck(runs, names)]
     return "\n".join(lines)
+
+
+def _cpu(group: list[dict[str, Any]], name: str) -> str:
+    """Median CPU seconds (runs kept from before the CPU was measured have none: "-")."""
+    values = [r[name] for r in group if name in r]
+    return spread(values, fmt_2) if values else "-"
+
+
+def _busy(group: list[dict[str, Any]]) -> str:
+    values = [r["machine_busy"] for r in group if "machine_busy" in r]
+    return spread(values, lambda v: f"{v:.0%}") if values else "-"
+
+
+def _bottleneck(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """What bounds the peer: the S3 server's CPU seconds per wall second of its upload.
+
+    moto answers from one Python interpreter, so about 1.0 means the server, not the client,
+    sets the pace; a transfer then adds whatever of its download it cannot overlap.
+    """
+    parts = []
+    for name in names:
+        peer = [r for r in runs if r["mode"] == "boto3" and r["name"] == name and "cpu_s3_server_s" in r]
+        if peer:
+            load = median(r["cpu_s3_server_s"] / r["seconds"] for r in peer)
+            busy = median(r["machine_busy"] for r in peer)
+            parts.append(f"{load:.2f} at {peer[0]['bytes'] / 2**20:,.0f} MiB (machine {busy:.0%} busy)")
+    if not parts:
+        return []
+    return [
+        "* S3 server CPU seconds per second of the peer's upload: "
+        + ", ".join(parts)
+        + " (one interpreter: 1.00 is the server's ceiling)."
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
