@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -40,3 +41,39 @@ def provider_directory(name: str, leaf: str) -> Path | None:
         return Path(configured).expanduser() if configured.strip() else None
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return Path(tempfile.gettempdir()) / f"airflow-provider-oxen-{uid}" / leaf
+
+
+def private_directory(path: Path) -> bool:
+    """Create ``path`` and its missing parents (0700); usable only if nobody else can change it.
+
+    The directory must be ours and not writable by others, and so must every directory above
+    it, up to one owned by root (writable by others only with the sticky bit, like ``/tmp``):
+    whoever can rename an entry on the way could put a directory of their own in its place (with
+    their own CA, or model details that pass validation and cost checks they should fail).
+    """
+    try:
+        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+        for directory in reversed(missing):  # mkdir(parents=True) would give parents the umask's mode
+            directory.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode) or not _ours(info) or info.st_mode & 0o022:
+        return False
+    return all(_safe_ancestor(p) for p in (*path.parents, *Path(os.path.realpath(path)).parents))
+
+
+def _ours(info: os.stat_result) -> bool:
+    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
+def _safe_ancestor(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    if not (_ours(info) or info.st_uid == 0):
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        return True  # its target's chain is checked too (the realpath's parents)
+    return not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX)

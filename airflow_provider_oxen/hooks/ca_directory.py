@@ -31,13 +31,12 @@ import os
 import re
 import shutil
 import ssl
-import stat
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_provider_oxen.options import provider_directory
+from airflow_provider_oxen.options import private_directory, provider_directory
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ def hashed_directory(bundle: str, base: Path | None = None) -> str | None:
 def _build(bundle: str, base: Path) -> str | None:
     try:
         data = Path(bundle).read_bytes()
-        if not _private_dir(base):
+        if not private_directory(base):
             return None
         target = base / hashlib.sha256(data).hexdigest()[:32]
         if target.is_dir() and _complete(target):
@@ -169,41 +168,6 @@ def _complete(directory: Path) -> bool:
         return bool(listed.strip()) and listed == _manifest(directory)
     except OSError:
         return False
-
-
-def _private_dir(path: Path) -> bool:
-    """Create ``path`` and its missing parents (0700); usable only if nobody else can change it.
-
-    The directory must be ours and not writable by others, and so must every directory above
-    it, up to one owned by root (writable by others only with the sticky bit, like ``/tmp``):
-    whoever can rename an entry on the way could put a directory with their own CA in its place.
-    """
-    try:
-        missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
-        for directory in reversed(missing):  # mkdir(parents=True) would give parents the umask's mode
-            directory.mkdir(mode=0o700, exist_ok=True)
-        info = path.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISDIR(info.st_mode) or not _ours(info) or info.st_mode & 0o022:
-        return False
-    return all(_safe_ancestor(p) for p in (*path.parents, *Path(os.path.realpath(path)).parents))
-
-
-def _ours(info: os.stat_result) -> bool:
-    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
-
-
-def _safe_ancestor(path: Path) -> bool:
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    if not (_ours(info) or info.st_uid == 0):
-        return False
-    if stat.S_ISLNK(info.st_mode):
-        return True  # its target's chain is checked too (the realpath's parents)
-    return not info.st_mode & 0o022 or bool(info.st_mode & stat.S_ISVTX)
 
 
 # -- OpenSSL's subject hash ----------------------------------------------------------------------

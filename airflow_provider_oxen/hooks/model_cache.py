@@ -17,14 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from airflow_provider_oxen.models import OxenModel
-from airflow_provider_oxen.options import provider_directory
+from airflow_provider_oxen.options import private_directory, provider_directory
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +33,6 @@ MODEL_CACHE_TTL = 600.0
 def default_cache_dir() -> Path | None:
     """``[oxen] model_cache_dir``, else a per-user directory under the system temp dir."""
     return provider_directory("model_cache_dir", "models")
-
-
-def _private_dir(path: Path) -> bool:
-    """Create ``path`` (0700) if needed; usable only if it is ours and nobody else can write it."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.stat()
-    except OSError:
-        return False
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        return False
-    return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 class ModelCache:
@@ -66,7 +53,7 @@ class ModelCache:
         if not self._directory_checked:
             wanted = default_cache_dir() if self._directory_setting == "default" else self._directory_setting
             path = Path(wanted) if wanted is not None else None
-            self._directory = path if path is not None and _private_dir(path) else None
+            self._directory = path if path is not None and private_directory(path) else None
             if path is not None and self._directory is None:
                 log.debug("Model cache directory %s is not private to this user: not used.", path)
             self._directory_checked = True

@@ -54,6 +54,24 @@ def test_a_directory_others_can_write_is_not_used(tmp_path: Path) -> None:
     assert ModelCache(600, shared).get(URL, "ideogram-v4") is None
 
 
+def test_a_private_directory_under_a_parent_others_can_write_is_not_used(tmp_path: Path) -> None:
+    # Whoever can rename "models" could put a directory of their own in its place, with model
+    # details (pricing, schema) that let a request pass checks it should fail.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    ModelCache(600, shared / "models").put(URL, MODEL, "ideogram-v4")
+    assert not list((shared / "models").glob("*.json"))
+    shared.chmod(0o1777)  # sticky, like /tmp: only an entry's owner can rename it
+    ModelCache(600, shared / "models").put(URL, MODEL, "ideogram-v4")
+    assert ModelCache(600, shared / "models").get(URL, "ideogram-v4") == MODEL
+
+
+def test_the_parents_it_creates_are_private(tmp_path: Path) -> None:
+    ModelCache(600, tmp_path / "per-user" / "models").put(URL, MODEL, "ideogram-v4")
+    assert (tmp_path / "per-user").stat().st_mode & 0o777 == 0o700
+
+
 def test_no_directory_keeps_the_cache_in_the_process(tmp_path: Path) -> None:
     cache = ModelCache(600, None)
     cache.put(URL, MODEL, "ideogram-v4")
