@@ -137,6 +137,25 @@ class ImageCheck:
         return "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
 
 
+def identify_mime_type(fileobj: IO[bytes]) -> str | None:
+    """The MIME type the file's header declares (as Pillow identifies it), without decoding it.
+
+    What :func:`decode_image` reports as the format comes from the same header read, so this
+    is what a decode would say the file is, known in milliseconds. None if Pillow does not
+    recognise the file, or recognises a format this provider does not store (see MIME_TYPES).
+    """
+    try:
+        fileobj.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged by the decode
+            with Image.open(fileobj) as probe:
+                return MIME_TYPES.get(normalise_format(probe.format) or "")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
+        return None
+    finally:
+        fileobj.seek(0)
+
+
 def decode_image(
     fileobj: IO[bytes], *, on_decoded: Callable[[Image.Image], None] | None = None
 ) -> DecodedImage:

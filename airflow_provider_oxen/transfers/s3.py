@@ -10,9 +10,10 @@ byte is uploaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,7 @@ from airflow_provider_oxen.review.checks import (
     ImageCheck,
     decode_image,
     evaluate,
+    identify_mime_type,
 )
 from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
 from airflow_provider_oxen.review.video import (
@@ -74,6 +76,7 @@ from airflow_provider_oxen.transfers.store import (
     plan_write,
     s3_metadata,
 )
+from airflow_provider_oxen.transfers.threads import running_alongside
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -541,8 +544,6 @@ class OxenGenerationToS3Operator(BaseOperator):
                 )
             fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), sink)
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
-            analysis = self._analyse(item, spool, fetched.size, in_place is not None)
-            content_type = _content_type(item, analysis.mime_type, fetched.content_type)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
             elif ours:
@@ -553,8 +554,28 @@ class OxenGenerationToS3Operator(BaseOperator):
                 action = plan_write(
                     existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
                 )
-            if action is not WriteAction.SKIPPED:
-                sink.save(content_type=content_type, metadata={**metadata, SHA256_META: fetched.sha256})
+            stored_metadata = {**metadata, SHA256_META: fetched.sha256}
+            if item.video or not self._needs_bytes(item, in_place is not None):
+                analysis = self._analyse(item, spool, fetched.size, in_place is not None)
+                content_type = _content_type(item, analysis.mime_type, fetched.content_type)
+                if action is not WriteAction.SKIPPED:
+                    sink.save(content_type=content_type, metadata=stored_metadata)
+            else:
+                # An image's type is what its header declares, the same read a decode starts
+                # with: known at once, so the upload need not wait for the checks and thumbnail
+                # (they only report; the image is stored whatever they find).
+                content_type = _content_type(
+                    item, identify_mime_type(cast("IO[bytes]", spool)), fetched.content_type
+                )
+                upload: Callable[[], None] | None = None
+                if action is not WriteAction.SKIPPED:
+                    upload = functools.partial(sink.save, content_type=content_type, metadata=stored_metadata)
+                # Alongside only from disk (uploaded by path): in memory (a small file), the spool
+                # is the one file object both would read, and the upload closes it when done.
+                with running_alongside(upload if spool.on_disk else None, name="oxen-upload"):
+                    analysis = self._analyse(item, spool, fetched.size, in_place is not None)
+                if upload is not None and not spool.on_disk:
+                    upload()
         poster = in_place
         if analysis.poster is not None:
             # After the clip: a poster frame always describes the clip stored at its key.
@@ -822,10 +843,11 @@ def _run_id(context: Context) -> str:
     return str(run_id)
 
 
-def _content_type(item: _Planned, decoded_mime_type: str | None, served_type: str | None) -> str:
-    """What the bytes are (as decoded) beats what the server said, which beats what was asked for."""
-    if decoded_mime_type:
-        return decoded_mime_type
+def _content_type(item: _Planned, identified_mime_type: str | None, served_type: str | None) -> str:
+    """What the bytes are (an image's header, a clip as decoded) beats what the server said,
+    which beats what was asked for."""
+    if identified_mime_type:
+        return identified_mime_type
     served = (served_type or "").split(";", 1)[0].strip().lower()
     if served.startswith("video/" if item.video else "image/"):
         return served
