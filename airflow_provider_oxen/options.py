@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def env_var(name: str) -> str:
@@ -50,17 +53,34 @@ def private_directory(path: Path) -> bool:
     it, up to one owned by root (writable by others only with the sticky bit, like ``/tmp``):
     whoever can rename an entry on the way could put a directory of their own in its place (with
     their own CA, or model details that pass validation and cost checks they should fail).
+    A refusal is logged once per path: it costs only speed, but should not go unnoticed.
     """
+    why = _not_private(path)
+    if why is not None and str(path) not in _refused:
+        _refused.add(str(path))
+        log.warning("Not using %s as a shared cache directory: %s.", path, why)
+    return why is None
+
+
+_refused: set[str] = set()
+
+
+def _not_private(path: Path) -> str | None:
     try:
         missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
         for directory in reversed(missing):  # mkdir(parents=True) would give parents the umask's mode
             directory.mkdir(mode=0o700, exist_ok=True)
         info = path.lstat()
-    except OSError:
-        return False
-    if not stat.S_ISDIR(info.st_mode) or not _ours(info) or info.st_mode & 0o022:
-        return False
-    return all(_safe_ancestor(p) for p in (*path.parents, *Path(os.path.realpath(path)).parents))
+    except OSError as exc:
+        return f"it cannot be created or read ({exc.strerror or exc})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory (a symlink is not followed)"
+    if not _ours(info) or info.st_mode & 0o022:
+        return "another user owns it or can write to it"
+    for ancestor in (*path.parents, *Path(os.path.realpath(path)).parents):
+        if not _safe_ancestor(ancestor):
+            return f"{ancestor} is another user's, or others can write to it without the sticky bit"
+    return None
 
 
 def _ours(info: os.stat_result) -> bool:

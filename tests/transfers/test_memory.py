@@ -9,19 +9,15 @@ The operator runs in a child process so that tracemalloc sees only the transfer:
 server (which buffers each request body) lives in this process. The child warms up on a
 small file, then measures the peak Python allocation of a small and of the big transfer.
 Pillow's decoded pixels are native memory, not Python allocations, and are not counted
-(one image at a time, while it is checked and thumbnailed).
+(one image at a time, while it is checked and thumbnailed, and, from disk, uploaded).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -64,25 +60,6 @@ print(json.dumps({"small": transfer("small"), "big": transfer("big")}))
 def _noise_png(path: Path, size: int) -> int:
     Image.frombytes("RGB", (size, size), os.urandom(size * size * 3)).save(path, "PNG", compress_level=1)
     return path.stat().st_size
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _result(name: str, url: str, size: int) -> dict[str, Any]:

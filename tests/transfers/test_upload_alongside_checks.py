@@ -7,12 +7,9 @@ for the full decode, which takes about as long as the upload for a large image.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +21,13 @@ from airflow_provider_oxen.transfers.store import S3ObjectStore
 from tests.fixtures import EmulatorControl, connection_json
 from tests.transfers.helpers import fresh_url, generate, object_bytes, served_sha256, transfer_context
 
-WAIT = 10.0  # seconds an analysis waits for the upload to start: the sequential order never does
-
 
 class Timeline:
     """Which thread uploaded, and whether the analysis saw the upload start before it finished."""
 
     def __init__(self) -> None:
+        # Seconds an analysis waits for the upload to start (the sequential order never does).
+        self.wait = 10.0
         self.upload_started = threading.Event()
         self.upload_threads: list[str] = []
         self.analysis_saw_upload: list[bool] = []
@@ -49,7 +46,7 @@ def timeline(monkeypatch: pytest.MonkeyPatch) -> Timeline:
         upload(self, source, *args, **kwargs)
 
     def waiting_analyse(self: OxenGenerationToS3Operator, *args: Any, **kwargs: Any) -> Any:
-        line.analysis_saw_upload.append(line.upload_started.wait(WAIT))
+        line.analysis_saw_upload.append(line.upload_started.wait(line.wait))
         try:
             return analyse(self, *args, **kwargs)
         finally:
@@ -91,6 +88,7 @@ def test_an_image_in_memory_is_checked_first_then_uploaded(
     oxen: EmulatorControl, s3_client: Any, bucket: str, timeline: Timeline
 ) -> None:
     [result] = generate(1)
+    timeline.wait = 0.5  # it will not start: no need to wait long to see that
     [record] = _store([result], bucket)  # well under the default 8 MiB spool: stays in memory
 
     # The in-memory spool is one file object (and boto3 closes what it uploads): one at a time.
@@ -115,23 +113,6 @@ def test_an_upload_that_fails_alongside_is_raised_once_the_checks_are_done(
     with pytest.raises(Refused, match="S3 said no"):
         _store([result], bucket, spool_max_bytes=1024)
     assert timeline.analysis_saw_upload == [True] and timeline.analyses_done == 1
-
-
-@pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[str]:
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(

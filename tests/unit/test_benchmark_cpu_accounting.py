@@ -20,19 +20,18 @@ def test_process_cpu_seconds_counts_this_process_and_others() -> None:
     before = process_cpu_seconds()
     _spin(0.2)
     assert process_cpu_seconds() - before >= 0.15
+    spin = (
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+        "print('spun', flush=True)\ninput()"
+    )
     child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\ninput()",
-        ],
-        stdin=subprocess.PIPE,
+        [sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        time.sleep(1.0)
-        assert process_cpu_seconds(child.pid) >= 0.2
+        assert child.stdout is not None and child.stdout.readline().strip() == "spun"
+        assert process_cpu_seconds(child.pid) >= 0.3  # its spin at least, counted by another process
     finally:
-        child.communicate(b"\n", timeout=10)
+        child.communicate("\n", timeout=10)
 
 
 def test_unreadable_process_counts_as_zero() -> None:

@@ -67,6 +67,21 @@ def test_a_private_directory_under_a_parent_others_can_write_is_not_used(tmp_pat
     assert ModelCache(600, shared / "models").get(URL, "ideogram-v4") == MODEL
 
 
+def test_a_refused_directory_is_logged_once_naming_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    for _ in range(3):
+        ModelCache(600, shared / "models").put(URL, MODEL, "ideogram-v4")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_oxen.options"]
+    assert warnings == [
+        f"Not using {shared / 'models'} as a shared cache directory: {shared} is another user's, "
+        "or others can write to it without the sticky bit."
+    ]
+
+
 def test_the_parents_it_creates_are_private(tmp_path: Path) -> None:
     ModelCache(600, tmp_path / "per-user" / "models").put(URL, MODEL, "ideogram-v4")
     assert (tmp_path / "per-user").stat().st_mode & 0o777 == 0o700

@@ -3,7 +3,9 @@ identify_mime_type (an image's type from its header, before any decoding)."""
 
 from __future__ import annotations
 
+import contextvars
 import io
+import signal
 import threading
 import time
 
@@ -54,23 +56,65 @@ def test_the_work_s_error_is_raised_after_the_block() -> None:
     assert ran == ["block"]
 
 
-def test_the_block_s_error_wins_but_only_after_the_work_finished() -> None:
+def test_the_block_s_error_wins_after_the_work_finished_and_the_work_s_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     finished = threading.Event()
 
     def slow() -> None:
         time.sleep(0.2)
         finished.set()
-        raise LookupError("second")
+        raise LookupError("the upload failed too")
 
-    with pytest.raises(KeyError), running_alongside(slow, name="t"):
+    with pytest.raises(KeyError), running_alongside(slow, name="oxen-test"):
         raise KeyError("first")
     assert finished.is_set()
+    [record] = [r for r in caplog.records if r.name == "airflow_provider_oxen.transfers.threads"]
+    assert "oxen-test failed too, while KeyError was being raised" in record.getMessage()
+    assert record.exc_info is not None and "the upload failed too" in str(record.exc_info[1])
 
 
-def test_none_runs_nothing() -> None:
-    before = threading.active_count()
+def test_an_interrupt_while_waiting_takes_effect_once_the_work_is_done() -> None:
+    # As an execution_timeout (SIGALRM) or Ctrl-C would: raised in the main thread mid-join.
+    finished = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.5)
+        finished.set()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise TimeoutError("execution_timeout")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(TimeoutError), running_alongside(slow, name="t"):
+            pass  # the block is done at once: the interrupt lands in the join
+        assert finished.is_set()  # the spool the work reads was never closed under it
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_work_runs_in_the_caller_s_context() -> None:
+    # Airflow's task runner binds the task's log fields as context variables.
+    field: contextvars.ContextVar[str] = contextvars.ContextVar("field")
+    field.set("ti-123")
+    seen: list[str] = []
+    with running_alongside(lambda: seen.append(field.get()), name="t"):
+        pass
+    assert seen == ["ti-123"]
+
+
+def test_none_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no thread should start")
+
+    monkeypatch.setattr("airflow_provider_oxen.transfers.threads.threading.Thread", no_thread)
+    ran: list[str] = []
     with running_alongside(None, name="t"):
-        assert threading.active_count() == before
+        ran.append("block")
+    assert ran == ["block"]
 
 
 def test_a_spool_on_disk_flushes_only_what_was_written_since(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,24 +137,27 @@ def test_a_spool_on_disk_flushes_only_what_was_written_since(monkeypatch: pytest
 @pytest.mark.parametrize(
     ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
 )
-def test_identify_mime_type_reads_the_header_and_rewinds(fmt: str, mime: str) -> None:
+def test_identify_mime_type_agrees_with_pillow_from_the_first_bytes_and_rewinds(fmt: str, mime: str) -> None:
     data = io.BytesIO()
     Image.effect_noise((512, 384), 64).convert("RGB").save(data, fmt)
-    data.seek(7)
-    assert identify_mime_type(data) == mime
-    assert data.tell() == 0
+    with Image.open(io.BytesIO(data.getvalue())) as opened:
+        assert opened.format == fmt  # what a decode reports
+    cut = io.BytesIO(data.getvalue()[:16])  # all it reads: a corrupt or cut file is still named
+    cut.seek(7)
+    assert identify_mime_type(cut) == mime
+    assert cut.tell() == 0
 
 
-@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
-def test_identify_mime_type_needs_only_the_header(fmt: str, mime: str) -> None:
-    data = io.BytesIO()
-    Image.effect_noise((512, 384), 64).convert("RGB").save(data, fmt)
-    assert identify_mime_type(io.BytesIO(data.getvalue()[: len(data.getvalue()) // 2])) == mime
-
-
-def test_identify_mime_type_of_something_else_is_none() -> None:
-    assert identify_mime_type(io.BytesIO(b"GIF89a" + b"\0" * 64)) is None  # not a stored format
-    assert identify_mime_type(io.BytesIO(b"not an image at all")) is None
-    gif = io.BytesIO()
-    Image.new("P", (4, 4)).save(gif, "GIF")
-    assert identify_mime_type(gif) is None
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GIF89a" + b"\0" * 16,  # an image, but not a format this provider stores
+        b"not an image at all",
+        b"RIFF\0\0\0\0WAVEfmt ",  # RIFF, but audio
+        b"RIFF\0\0\0\0WEBPXXXX",  # not a chunk Pillow's WebP plugin accepts
+        b"\x89PNG\r\n",  # short of the signature
+        b"",
+    ],
+)
+def test_identify_mime_type_of_anything_else_is_none(head: bytes) -> None:
+    assert identify_mime_type(io.BytesIO(head)) is None
