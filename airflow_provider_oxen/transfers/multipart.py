@@ -22,6 +22,7 @@ lifecycle rule), never an object.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
@@ -63,8 +64,17 @@ class MultipartUpload:
         if self._failure is not None:
             raise self._failure
         number = len(self._parts) + 1
+        # In a copy of the caller's context: the task's log fields (context variables) stay on
+        # what the part logs.
         future = self._pool.submit(
-            self._store.upload_part, self._key, self._upload_id, number, path, offset, length
+            contextvars.copy_context().run,
+            self._store.upload_part,
+            self._key,
+            self._upload_id,
+            number,
+            path,
+            offset,
+            length,
         )
         future.add_done_callback(self._note_failure)
         self._parts.append(future)

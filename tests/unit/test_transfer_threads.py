@@ -161,3 +161,25 @@ def test_identify_mime_type_agrees_with_pillow_from_the_first_bytes_and_rewinds(
 )
 def test_identify_mime_type_of_anything_else_is_none(head: bytes) -> None:
     assert identify_mime_type(io.BytesIO(head)) is None
+
+
+def test_multipart_parts_upload_in_the_caller_s_context() -> None:
+    from airflow_provider_oxen.transfers.multipart import MultipartUpload
+
+    field: contextvars.ContextVar[str] = contextvars.ContextVar("field")
+    field.set("ti-456")
+    seen: list[tuple[int, str]] = []
+
+    class Store:
+        def upload_part(self, key: str, upload_id: str, number: int, *args: object) -> dict[str, object]:
+            seen.append((number, field.get()))
+            return {"PartNumber": number, "ETag": f'"{number}"'}
+
+        def complete_multipart(self, key: str, upload_id: str, parts: list[dict[str, object]]) -> str:
+            return '"done-2"'
+
+    upload = MultipartUpload(Store(), "key", "upload-1", workers=2)  # type: ignore[arg-type]
+    upload.add_part("/nowhere", 0, 5)
+    upload.add_part("/nowhere", 5, 5)
+    assert upload.complete() == '"done-2"'
+    assert sorted(seen) == [(1, "ti-456"), (2, "ti-456")]
