@@ -516,8 +516,9 @@ def _busy(group: list[dict[str, Any]]) -> str:
 def _bottleneck(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
     """What bounds the peer: the S3 server's CPU seconds per wall second of its upload.
 
-    moto answers from one Python interpreter, so about 1.0 means the server, not the client,
-    sets the pace; a transfer then adds whatever of its download it cannot overlap.
+    moto handles requests in one Python interpreter, so about 1.0 (one core) means the server,
+    not the client, sets the pace; a transfer then adds whatever of its download it cannot
+    overlap.
     """
     parts = []
     for name in names:
@@ -531,7 +532,8 @@ def _bottleneck(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
     return [
         "* S3 server CPU seconds per second of the peer's upload: "
         + ", ".join(parts)
-        + " (one interpreter: 1.00 is the server's ceiling)."
+        + " (about 1.0 is about one core: moto handles requests in one interpreter, which its socket"
+        " reads and hashing let go of for a little more)."
     ]
 
 
