@@ -26,6 +26,7 @@ CRASH_DAG = "oxen_e2e_crash"
 STALL_DAG = "oxen_e2e_stall"
 MANY_DAG = "oxen_e2e_many"
 CAMPAIGN_DAG = "oxen_marketing_campaign"
+STORE_DAG = "oxen_e2e_store"
 RENDER_SECONDS = 3.0
 
 
@@ -78,7 +79,7 @@ def cluster(
         # The campaign tests answer the review themselves: no timeout during the test.
         "OXEN_CAMPAIGN_REVIEW_SECONDS": "3600",
     }
-    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG]
+    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG, STORE_DAG]
     with AirflowCluster(dags, env, expect_dags=expect) as running:
         yield running
 

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     MANY_DAG,
     RENDER_SECONDS,
     STALL_DAG,
+    STORE_DAG,
 )
 from tests.fixtures import API_KEY, EmulatorControl
 
@@ -198,6 +199,39 @@ def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: Em
     log = cluster.task_log(FAILURE_DAG, run_id, "doomed")
     assert "GPU on fire" in log, log[-3000:]
     assert len(emulator.requests(*ENQUEUE)) == 1
+
+
+def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
+    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+) -> None:
+    import hashlib
+
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    s3.create_bucket(Bucket="oxen-e2e-store")
+    cluster.unpause(STORE_DAG)
+    run_id = cluster.trigger(STORE_DAG)
+    state = cluster.wait_for_run(STORE_DAG, run_id, timeout=180)
+    assert state == "success", _report(cluster, STORE_DAG, run_id)
+
+    records = cluster.xcom(STORE_DAG, run_id, "store")
+    assert len(records) == 2, records
+    for record in records:
+        assert record["action"] == "stored" and record["checks"]["ok"] is True, record
+        head = s3.head_object(Bucket="oxen-e2e-store", Key=record["s3_key"])
+        assert head["ContentType"] == record["content_type"] == "image/png", head
+        body = s3.get_object(Bucket="oxen-e2e-store", Key=record["s3_key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == record["sha256"] == head["Metadata"]["sha256"]
+    log = cluster.task_log(STORE_DAG, run_id, "store")
+    assert "Done: 2 image(s), 2 stored" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_insufficient_credits_fail_the_task_once_without_spending_retries(
