@@ -561,8 +561,8 @@ class OxenGenerationToS3Operator(BaseOperator):
                 if action is not WriteAction.SKIPPED:
                     sink.save(content_type=content_type, metadata=stored_metadata)
             else:
-                # An image's type is what its header declares, the same read a decode starts
-                # with: known at once, so the upload need not wait for the checks and thumbnail
+                # An image's type is what its first bytes declare (the signature a decode knows
+                # it by): known at once, so the upload need not wait for the checks and thumbnail
                 # (they only report; the image is stored whatever they find).
                 content_type = _content_type(
                     item, identify_mime_type(cast("IO[bytes]", spool)), fetched.content_type
