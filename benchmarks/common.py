@@ -28,6 +28,31 @@ def rusage_self() -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
+def process_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default) so far; 0.0 if it is gone."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over its cores."""
+    import psutil
+
+    times = psutil.cpu_times()
+    # Guest time is already counted in user time.
+    total = sum(
+        getattr(times, name, 0.0)
+        for name in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    )
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return total - idle, total
+
+
 def current_rss_mb() -> float:
     """This process's resident set now (not the peak)."""
     with open("/proc/self/statm") as statm:

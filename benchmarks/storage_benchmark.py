@@ -51,7 +51,9 @@ from benchmarks.common import (
     fmt_2,
     fmt_int,
     load_average,
+    machine_cpu,
     median,
+    process_cpu_seconds,
     ratio,
     spread,
     table,
@@ -80,24 +82,6 @@ GOAL_THROUGHPUT = 0.9
 
 # ---------------------------------------------------------------------------------------------
 # Child: one mode, every size, in a fresh process.
-
-
-def process_cpu_seconds(pid: int | str = "self") -> float:
-    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``; 0.0 if unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, summed over its cores."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return (total - idle) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

@@ -63,6 +63,7 @@ from benchmarks.common import (
     load_average,
     median,
     percentile,
+    process_cpu_seconds,
     ratio,
     rusage_self,
     spread,
@@ -296,12 +297,7 @@ def hold_seconds(n: int, args: argparse.Namespace, rate: float) -> float:
 
 
 def _cpu_of(pid: int | None) -> float:
-    if pid is None:
-        return NAN
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    return NAN if pid is None else process_cpu_seconds(pid)
 
 
 def run_once(

@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks.storage_benchmark import CpuMeter, machine_cpu, process_cpu_seconds, render
+from benchmarks.common import machine_cpu, process_cpu_seconds
+from benchmarks.storage_benchmark import CpuMeter, render
 
 
 def _spin(seconds: float) -> None:
