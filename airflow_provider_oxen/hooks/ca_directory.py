@@ -11,10 +11,10 @@ load of the bundle trusts (any difference: the bundle is loaded whole).
 
 The directory is built once per bundle content and user (``[oxen] ca_directory`` chooses where;
 empty turns this off), written under a temporary name and renamed into place, so a reader sees
-all of it or none, and it is checked (names and sizes against its manifest) at every client
-build and written again if a file went missing. It is used only if nobody else can change it:
-ours and ``0700``, and every directory above it ours or root's, and not writable by others
-except with the sticky bit (a CA directory someone else can swap would let them add a CA).
+all of it or none. A process checks it against its manifest (names and sizes) when it first
+uses it, and its names at every client build after that, and writes it again if a file went
+missing. It is used only if nobody else can change it (``options.private_directory``: a CA
+directory someone else can swap would let them add a CA).
 The subject hashes come from the OpenSSL library this process already has loaded
 (``X509_subject_name_hash`` through ``ctypes``), never re-implemented. Whenever anything here
 is not possible (no such library, an unreadable certificate, no safe directory) the caller

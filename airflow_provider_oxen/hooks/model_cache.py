@@ -53,9 +53,8 @@ class ModelCache:
         if not self._directory_checked:
             wanted = default_cache_dir() if self._directory_setting == "default" else self._directory_setting
             path = Path(wanted) if wanted is not None else None
+            # A refused directory is logged (once, saying why) by private_directory.
             self._directory = path if path is not None and private_directory(path) else None
-            if path is not None and self._directory is None:
-                log.debug("Model cache directory %s is not private to this user: not used.", path)
             self._directory_checked = True
         return self._directory
 
