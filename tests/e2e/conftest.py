@@ -57,6 +57,20 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
 
 
+@pytest.fixture
+def s3(s3_endpoint: str) -> Any:
+    """A boto3 client of that S3 server (what the tests create buckets with and read back)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+
+
 @pytest.fixture(scope="module")
 def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
     control = EmulatorControl(emulator_process.url)

@@ -64,18 +64,14 @@ def _database_text(cluster: AirflowCluster) -> str:
 
 
 def test_campaign_tasks_link_to_what_they_made(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str, request: pytest.FixtureRequest
+    cluster: AirflowCluster,
+    emulator: EmulatorControl,
+    s3_endpoint: str,
+    s3: Any,
+    request: pytest.FixtureRequest,
 ) -> None:
-    import boto3
     from PIL import Image
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
     s3.create_bucket(Bucket=BUCKET)
     cluster.unpause(CAMPAIGN_DAG)
     run_id = cluster.trigger(CAMPAIGN_DAG)

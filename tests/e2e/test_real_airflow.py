@@ -202,19 +202,10 @@ def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: Em
 
 
 def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+    cluster: AirflowCluster, emulator: EmulatorControl, s3: Any
 ) -> None:
     import hashlib
 
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
     s3.create_bucket(Bucket="oxen-e2e-store")
     cluster.unpause(STORE_DAG)
     run_id = cluster.trigger(STORE_DAG)
@@ -330,22 +321,14 @@ def test_two_hundred_deferred_mapped_tasks_all_finish(
 
 
 def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+    cluster: AirflowCluster, emulator: EmulatorControl, s3: Any
 ) -> None:
     import hashlib
     import io
 
-    import boto3
     import httpx
     from PIL import Image
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
     s3.create_bucket(Bucket="oxen-campaigns")
     cluster.unpause(CAMPAIGN_DAG)
     cluster.unpause("oxen_campaign_assets_consumer")

@@ -96,18 +96,10 @@ def _artefacts() -> Path:
 
 
 def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str
+    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str, s3: Any
 ) -> None:
-    import boto3
     from playwright.sync_api import expect, sync_playwright
 
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
     s3.create_bucket(Bucket=BUCKET)
     cluster.unpause(CAMPAIGN_DAG)
     run_id = cluster.trigger(CAMPAIGN_DAG)
