@@ -28,6 +28,19 @@ class FakeTaskStateStore:
         self.values[key] = value
 
 
+def moto_s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of a moto server (any credentials do)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 @contextlib.contextmanager
 def moto_s3_server() -> Iterator[str]:
     """A real S3 API (moto in server mode, threaded) on a free loopback port; stopped on exit."""

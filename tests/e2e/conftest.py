@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.airflow_cluster import AirflowCluster
-from tests.fixtures import API_KEY, EmulatorControl, connection_json, moto_s3_server
+from tests.fixtures import API_KEY, EmulatorControl, connection_json, moto_s3_client, moto_s3_server
 from tests.transfers.conftest import aws_connection_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,15 +60,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(s3_endpoint: str) -> Any:
     """A boto3 client of that S3 server (what the tests create buckets with and read back)."""
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="t",
-        aws_secret_access_key="t",
-    )
+    return moto_s3_client(s3_endpoint)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures import moto_s3_server
+from tests.fixtures import moto_s3_client, moto_s3_server
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
@@ -66,15 +66,7 @@ def aws_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def s3_client(aws_conn: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=aws_conn,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return moto_s3_client(aws_conn)
 
 
 @pytest.fixture
