@@ -14,10 +14,7 @@ repetition, a fresh child process per mode warms up on a small file, then moves 
   hashing, image checks (full decode), a thumbnail, upload with S3's SHA-256 checksum,
   contact sheet and manifest), ``checks`` allowing 512 MiB;
 * ``transfer, checks off`` — the same with ``checks=False, contact_sheet=False``: the
-  streaming path alone;
-* ``transfer-overlap`` (only when ``--modes`` names it) — checks off, and
-  ``upload_while_downloading=True``: parts go up as the file downloads, then S3 copies the
-  object onto itself to record its sha256.
+  streaming path alone.
 
 Measured: wall seconds of the call (throughput = file bytes / seconds) and the child's RSS,
 sampled every 5 ms, before and at its peak during the call. Also the CPU seconds the call cost
@@ -59,9 +56,7 @@ from benchmarks.common import (
     table,
 )
 
-MODES = ("boto3", "diy", "transfer", "transfer-nochecks", "transfer-overlap")
-# Run unless --modes says otherwise (transfer-overlap is the opt-in upload_while_downloading).
-DEFAULT_MODES = MODES[:4]
+MODES = ("boto3", "diy", "transfer", "transfer-nochecks")
 # The operator's modes: judged against the goal (the other two are peers).
 OPERATOR_MODES = MODES[2:]
 LABELS = {
@@ -69,12 +64,10 @@ LABELS = {
     "diy": "hand-written: httpx download to a temp file, then boto3 `upload_file`",
     "transfer": "OxenGenerationToS3Operator",
     "transfer-nochecks": "OxenGenerationToS3Operator, checks and contact sheet off",
-    "transfer-overlap": "the same, upload_while_downloading=True",
 }
 OPTIONS: dict[str, dict[str, Any]] = {
     "transfer": {"checks": {"max_bytes": 512 * 2**20}},
     "transfer-nochecks": {"checks": False, "contact_sheet": False},
-    "transfer-overlap": {"checks": False, "contact_sheet": False, "upload_while_downloading": True},
 }
 BUCKET = "oxen-bench"
 WARMUP_EDGE = 64
@@ -523,7 +516,7 @@ def _bottleneck(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes-mib", default="1,20,200")
-    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"any of {', '.join(MODES)}")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)}")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child-timeout", type=float, default=600.0)
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
+from airflow_provider_oxen.hooks.download_policy import iter_capped
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.hooks.retry import delay_after_transport_error
 from airflow_provider_oxen.models import GenerationStatus
 from airflow_provider_oxen.redact import redact_text, strip_query
+from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
 _CHUNK = 256 * 1024
@@ -34,18 +35,6 @@ class ResultDownloadError(OxenError):
     def __init__(self, message: str, *, generation_id: str) -> None:
         super().__init__(message)
         self.generation_id = generation_id
-
-
-class Sink(Protocol):
-    """Where a download goes: a :class:`Spool`, or one that also uploads as it fills (multipart.py)."""
-
-    def reset(self) -> None: ...
-
-    def expect(self, size: int | None) -> None: ...
-
-    def write(self, data: bytes) -> int: ...
-
-    def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,26 +51,27 @@ class Fetched:
         return self.refresh_reason is not None
 
 
-def _download(hook: OxenHook, url: str, sink: Sink) -> tuple[int, str, str | None]:
-    sink.reset()
+def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
+    spool.reset()
     digest, size = hashlib.sha256(), 0
     with hook.open_download(url) as response:
-        sink.expect(_content_length(response.headers.get("Content-Length")))
-        for chunk in response.iter_bytes(_CHUNK):
-            sink.write(chunk)
+        spool.expect(_content_length(response.headers.get("Content-Length")))
+        # Capped on the decoded bytes (what lands in the spool), like every download of the hook:
+        # a small compressed body may decode to far more than the connection allows.
+        for chunk in iter_capped(response, hook.download_policy.max_bytes, _CHUNK):
+            spool.write(chunk)
             digest.update(chunk)
             size += len(chunk)
         content_type = response.headers.get("Content-Type")
-    sink.flush()
     return size, digest.hexdigest(), content_type
 
 
-def _download_whole(hook: OxenHook, url: str, sink: Sink) -> tuple[int, str, str | None]:
+def _download_whole(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
     """:func:`_download`, started again from the first byte while the body keeps breaking off."""
     attempt = 0
     while True:
         try:
-            return _download(hook, url, sink)
+            return _download(hook, url, spool)
         except httpx.TransportError as exc:
             delay = delay_after_transport_error(exc, attempt, paid=False, policy=hook.settings.retry)
             if delay is None:
@@ -114,8 +104,8 @@ def _fresh_url(hook: OxenHook, generation_id: str) -> str:
     return row.result_url
 
 
-def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> Fetched:
-    """Stream ``url`` into ``sink``; on 403/404/410 re-read the generation for a fresh URL, once.
+def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
+    """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
 
     Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
     generation (any URL in its message cut before the query: that is the signature).
@@ -123,7 +113,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink
     breaks off is read again (see the module docstring), then reported the same way.
     """
     try:
-        return _fetch(hook, generation_id, url, sink)
+        return _fetch(hook, generation_id, url, spool)
     except httpx.TransportError as exc:
         raise ResultDownloadError(
             f"Could not download the result of generation {generation_id}: the download kept breaking "
@@ -132,7 +122,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, sink: Sink
         ) from exc
 
 
-def _fetch(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> Fetched:
+def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
     reason = None
     if not url:
         url, reason = _fresh_url(hook, generation_id), "no result_url"
@@ -141,7 +131,7 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> F
         # read afresh, as a matter of course (not a refresh), rather than trying a bare link.
         url = _fresh_url(hook, generation_id)
     try:
-        size, sha256, content_type = _download_whole(hook, url, sink)
+        size, sha256, content_type = _download_whole(hook, url, spool)
     except OxenAPIStatusError as exc:
         if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
             raise ResultDownloadError(
@@ -150,7 +140,7 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, sink: Sink) -> F
             ) from exc
         url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
         try:
-            size, sha256, content_type = _download_whole(hook, url, sink)
+            size, sha256, content_type = _download_whole(hook, url, spool)
         except OxenAPIStatusError as again:
             raise ResultDownloadError(
                 f"Could not download the result of generation {generation_id}, even with a refreshed URL: "

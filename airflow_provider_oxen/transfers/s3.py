@@ -10,10 +10,9 @@ byte is uploaded.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -64,7 +63,6 @@ from airflow_provider_oxen.transfers.manifest import (
     image_record,
     manifest_bytes,
 )
-from airflow_provider_oxen.transfers.multipart import StreamingSpool
 from airflow_provider_oxen.transfers.spool import DEFAULT_SPOOL_BYTES, Spool
 from airflow_provider_oxen.transfers.store import (
     GENERATION_ID_META,
@@ -76,7 +74,6 @@ from airflow_provider_oxen.transfers.store import (
     plan_write,
     s3_metadata,
 )
-from airflow_provider_oxen.transfers.threads import running_alongside
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -218,11 +215,6 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param contact_sheet_thumb: thumbnail edge in pixels.
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
-    :param upload_while_downloading: send a file past the hook's multipart threshold to S3 in
-        parts as it downloads, when nothing is at its key yet; S3 then copies the object onto
-        itself to record its sha256 (see ``transfers/multipart.py``). Off by default: that copy
-        is server-side work proportional to the file, and against a local S3 (moto) it costs
-        more than the overlap saves. Worth trying where the download is much slower than S3.
     :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
         plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
         ``checks``, ``action`` (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
@@ -260,7 +252,6 @@ class OxenGenerationToS3Operator(BaseOperator):
         contact_sheet_thumb: int = 256,
         replace: bool = False,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
-        upload_while_downloading: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -280,7 +271,6 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.contact_sheet_thumb = contact_sheet_thumb
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
-        self.upload_while_downloading = upload_while_downloading
 
     def _needs_bytes(self, item: _Planned, poster_in_place: bool) -> bool:
         """Whether the file's bytes must be read (an image: checks or the sheet; a clip: PyAV's work)."""
@@ -518,18 +508,7 @@ class OxenGenerationToS3Operator(BaseOperator):
                 analysis.check = VideoCheck.not_checked()  # only without PyAV: else the bytes are read
             return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, analysis, in_place)
 
-        with (
-            Spool(self.spool_max_bytes) as spool,
-            StreamingSpool(
-                spool,
-                store,
-                item.key,
-                content_type=_content_type(item, None, None),  # made final once the bytes are known
-                metadata=metadata,
-                # Only over nothing: what to do with an existing object needs the sha256 first.
-                allowed=self.upload_while_downloading and existing is None,
-            ) as sink,
-        ):
+        with Spool(self.spool_max_bytes) as spool:
             stored_copy = None
             if ours and proven is not False:
                 stored_copy = self._stored_copy(item, existing, store, spool)
@@ -542,7 +521,7 @@ class OxenGenerationToS3Operator(BaseOperator):
                     existing.full_object_checksum,
                     (existing.sha256 or "")[:12],
                 )
-            fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), sink)
+            fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
@@ -554,28 +533,16 @@ class OxenGenerationToS3Operator(BaseOperator):
                 action = plan_write(
                     existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
                 )
-            stored_metadata = {**metadata, SHA256_META: fetched.sha256}
-            if item.video or not self._needs_bytes(item, in_place is not None):
-                analysis = self._analyse(item, spool, fetched.size, in_place is not None)
-                content_type = _content_type(item, analysis.mime_type, fetched.content_type)
-                if action is not WriteAction.SKIPPED:
-                    sink.save(content_type=content_type, metadata=stored_metadata)
-            else:
-                # An image's type is what its first bytes declare (the signature a decode knows
-                # it by): known at once, so the upload need not wait for the checks and thumbnail
-                # (they only report; the image is stored whatever they find).
-                content_type = _content_type(
-                    item, identify_mime_type(cast("IO[bytes]", spool)), fetched.content_type
+            # Checked before the upload, which may close the spool (boto3 closes a file object it sent).
+            analysis = self._analyse(item, spool, fetched.size, in_place is not None)
+            content_type = _content_type(item, analysis.mime_type, fetched.content_type)
+            if action is not WriteAction.SKIPPED:
+                store.upload(
+                    spool,
+                    item.key,
+                    content_type=content_type,
+                    metadata={**metadata, SHA256_META: fetched.sha256},
                 )
-                upload: Callable[[], None] | None = None
-                if action is not WriteAction.SKIPPED:
-                    upload = functools.partial(sink.save, content_type=content_type, metadata=stored_metadata)
-                # Alongside only from disk (uploaded by path): in memory (a small file), the spool
-                # is the one file object both would read, and the upload closes it when done.
-                with running_alongside(upload if spool.on_disk else None, name="oxen-upload"):
-                    analysis = self._analyse(item, spool, fetched.size, in_place is not None)
-                if upload is not None and not spool.on_disk:
-                    upload()
         poster = in_place
         if analysis.poster is not None:
             # After the clip: a poster frame always describes the clip stored at its key.
@@ -668,7 +635,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         if self.check_settings.enabled:
             assert isinstance(item.expected, ExpectedImage)
             check = evaluate(decoded, size, item.expected, self.check_settings)
-        mime_type = decoded.mime_type if decoded.error is None else None
+        # What the first bytes declare: a corrupt or cut image is still named by its signature.
+        mime_type = identify_mime_type(cast("IO[bytes]", spool))
         return _Analysis(check=check, thumbnail=thumbnail, mime_type=mime_type)
 
     def _decode(self, spool: Spool) -> tuple[DecodedImage, Image.Image | None]:

@@ -27,19 +27,14 @@ class Spool:
         self._memory: io.BytesIO | None = io.BytesIO()
         self._disk: IO[bytes] | None = None
         self._path: str | None = None
-        self._unflushed = False
 
     # -- state ------------------------------------------------------------------------------------
 
     @property
     def path(self) -> str | None:
-        """The file's path once it is on disk (flushed, so it can be read by path), else None.
-
-        Flushes only what was written since the last flush: once the download is flushed, an
-        upload in another thread can ask for the path while this thread reads the file.
-        """
-        if self._disk is not None and self._unflushed:
-            self.flush()
+        """The file's path once it is on disk (flushed, so it can be read by path), else None."""
+        if self._disk is not None:
+            self._disk.flush()
         return self._path
 
     @property
@@ -76,14 +71,12 @@ class Spool:
         disk.seek(self._memory.tell())
         self._memory.close()
         self._memory, self._disk, self._path = None, disk, path
-        self._unflushed = True
 
     # -- file protocol (what httpx, Pillow and boto3 use) ------------------------------------------
 
     def write(self, data: bytes) -> int:
         if self._memory is not None and self._memory.tell() + len(data) > self.max_memory:
             self._roll_over()
-        self._unflushed = True
         return self._file.write(data)
 
     def read(self, size: int = -1) -> bytes:
@@ -97,7 +90,6 @@ class Spool:
 
     def flush(self) -> None:
         self._file.flush()
-        self._unflushed = False
 
     def readable(self) -> bool:
         return True
@@ -112,7 +104,6 @@ class Spool:
         """Empty the spool for a fresh download (e.g. after a refreshed URL)."""
         self._file.seek(0)
         self._file.truncate()
-        self._unflushed = True
 
     def close(self) -> None:
         if self._memory is not None:

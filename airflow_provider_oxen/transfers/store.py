@@ -20,13 +20,12 @@ import hashlib
 import io
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_provider_oxen.exceptions import OxenError
-from airflow_provider_oxen.transfers.multipart import MultipartUpload
 from airflow_provider_oxen.transfers.spool import Spool
 
 if TYPE_CHECKING:
@@ -47,10 +46,6 @@ _PARTS_SUFFIX = re.compile(r"-\d+$")
 
 class KeyConflictError(OxenError):
     """The key holds a different object that this transfer does not own, and ``replace`` is off."""
-
-
-class StoredBytesMismatchError(OxenError):
-    """S3's SHA-256 of an object just written is not the sha256 of the bytes that were downloaded."""
 
 
 class WriteAction(str, enum.Enum):
@@ -207,7 +202,14 @@ class S3ObjectStore:
         carries a SHA-256 checksum (over the hook's ``extra_args``), so S3 can prove it later.
         """
         client: Any = self.hook.get_conn()
-        extra = self._object_args(content_type, metadata)
+        extra = {
+            **self.hook.extra_args,
+            **self._requester_pays,
+            "ContentType": content_type,
+            "Metadata": metadata,
+            # S3 computes (and checks) it from the bytes: what a re-run compares, see holds().
+            "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
+        }
         config = self.hook.transfer_config
         if isinstance(source, bytes):
             client.upload_fileobj(io.BytesIO(source), self.bucket, key, ExtraArgs=extra, Config=config)
@@ -217,118 +219,6 @@ class S3ObjectStore:
             source.seek(0)
             client.upload_fileobj(source, self.bucket, key, ExtraArgs=extra, Config=config)
         self._record_lineage(key)
-
-    def _object_args(self, content_type: str, metadata: dict[str, str]) -> dict[str, Any]:
-        """What every object is written with: the hook's ``extra_args``, then ours."""
-        return {
-            **self.hook.extra_args,
-            **self._requester_pays,
-            "ContentType": content_type,
-            "Metadata": metadata,
-            # S3 computes (and checks) it from the bytes: what a re-run compares, see holds().
-            "ChecksumAlgorithm": CHECKSUM_ALGORITHM,
-        }
-
-    # -- a multipart upload fed while the file downloads (see multipart.py) ---------------------------
-
-    def part_size(self, size: int) -> int | None:
-        """The part size boto3 would use for ``size`` bytes; None below its multipart threshold."""
-        from s3transfer.utils import ChunksizeAdjuster  # the amazon extra
-
-        config = self.hook.transfer_config
-        if size < config.multipart_threshold:
-            return None
-        return int(ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size))
-
-    def start_multipart(self, key: str, *, content_type: str, metadata: dict[str, str]) -> MultipartUpload:
-        from s3transfer.upload import UploadSubmissionTask  # the amazon extra
-
-        args = self._object_args(content_type, metadata)
-        for name in UploadSubmissionTask.CREATE_MULTIPART_BLOCKLIST:
-            args.pop(name, None)
-        client: Any = self.hook.get_conn()
-        response = client.create_multipart_upload(Bucket=self.bucket, Key=key, **args)
-        config = self.hook.transfer_config
-        workers = config.max_concurrency if config.use_threads else 1
-        return MultipartUpload(self, key, response["UploadId"], workers)
-
-    def upload_part(
-        self, key: str, upload_id: str, number: int, path: str, offset: int, length: int
-    ) -> dict[str, Any]:
-        """Upload one byte range of the file at ``path``; returns what completing the upload needs of it."""
-        from s3transfer.upload import UploadSubmissionTask
-        from s3transfer.utils import ReadFileChunk
-
-        args = self._filtered_args(UploadSubmissionTask.UPLOAD_PART_ARGS)
-        client: Any = self.hook.get_conn()
-        # Read from the file in small blocks as the request is signed and sent, as upload_file does.
-        with ReadFileChunk.from_filename(path, offset, length, enable_callbacks=False) as body:
-            response = client.upload_part(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=body,
-                **{**args, "ChecksumAlgorithm": CHECKSUM_ALGORITHM},
-            )
-        part = {"PartNumber": number, "ETag": response["ETag"]}
-        if response.get("ChecksumSHA256"):  # S3 requires it back on completion (S3-alikes may not send it)
-            part["ChecksumSHA256"] = response["ChecksumSHA256"]
-        return part
-
-    def complete_multipart(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> str:
-        from s3transfer.upload import UploadSubmissionTask
-
-        args = self._filtered_args(UploadSubmissionTask.COMPLETE_MULTIPART_ARGS)
-        client: Any = self.hook.get_conn()
-        response = client.complete_multipart_upload(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **args
-        )
-        return str(response["ETag"])
-
-    def abort_multipart(self, key: str, upload_id: str) -> None:
-        args = self._filtered_args(("RequestPayer", "ExpectedBucketOwner"))
-        client: Any = self.hook.get_conn()
-        client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id, **args)
-
-    def seal(self, key: str, etag: str, *, content_type: str, metadata: dict[str, str]) -> None:
-        """Give a completed multipart object its final metadata by copying it onto itself.
-
-        The copy is conditional on the ETag just completed (it seals our object, not one written
-        since), and S3 computes a full-object SHA-256 while copying: it must be the sha256 of
-        the bytes that were downloaded (``metadata``'s), which proves the upload end to end.
-        """
-        from s3transfer.upload import UploadSubmissionTask
-
-        args = self._object_args(content_type, metadata)
-        # Tags were set with the upload and are copied; checksum values describe other bytes.
-        for name in (*UploadSubmissionTask.CREATE_MULTIPART_BLOCKLIST, "ChecksumType", "Tagging"):
-            args.pop(name, None)
-        for name in ("SSECustomerAlgorithm", "SSECustomerKey", "SSECustomerKeyMD5"):
-            if name in args:  # the source is encrypted with the same customer key
-                args[f"CopySource{name}"] = args[name]
-        client: Any = self.hook.get_conn()
-        response = client.copy_object(
-            Bucket=self.bucket,
-            Key=key,
-            CopySource={"Bucket": self.bucket, "Key": key},
-            CopySourceIfMatch=etag,
-            MetadataDirective="REPLACE",
-            **args,
-        )
-        checksum = response.get("CopyObjectResult", {}).get("ChecksumSHA256")
-        expected = sha256_base64(metadata.get(SHA256_META, ""))
-        # A store that returns no checksum cannot be checked here (a re-run reads the object back).
-        if checksum is not None and checksum != expected:
-            raise StoredBytesMismatchError(
-                f"{self.uri(key)}: S3's SHA-256 of the uploaded object ({checksum}) is not that of the "
-                f"downloaded file ({expected}); the next run rewrites it."
-            )
-        self._record_lineage(key)
-
-    def _filtered_args(self, names: Sequence[str]) -> dict[str, Any]:
-        extra = {**self.hook.extra_args, **self._requester_pays}
-        return {name: extra[name] for name in names if name in extra}
 
     def read_into(self, key: str, spool: Spool | None) -> tuple[int, str]:
         """Stream the object at ``key`` into ``spool`` (or only hash it); returns its size and sha256."""
@@ -350,8 +240,6 @@ class S3ObjectStore:
                 size += len(chunk)
         finally:
             body.close()
-        if spool is not None:
-            spool.flush()
         return size, digest.hexdigest()
 
     def copy(self, source_key: str, target_key: str, *, source_etag: str | None = None) -> None:

@@ -110,9 +110,6 @@ class S3Calls:
 _COUNTED_OPERATIONS = (
     "PutObject",
     "CreateMultipartUpload",
-    "UploadPart",
-    "CompleteMultipartUpload",
-    "AbortMultipartUpload",
     "GetObject",
     "HeadObject",
     "CopyObject",

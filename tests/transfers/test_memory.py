@@ -9,7 +9,7 @@ The operator runs in a child process so that tracemalloc sees only the transfer:
 server (which buffers each request body) lives in this process. The child warms up on a
 small file, then measures the peak Python allocation of a small and of the big transfer.
 Pillow's decoded pixels are native memory, not Python allocations, and are not counted
-(one image at a time, while it is checked and thumbnailed, and, from disk, uploaded).
+(one image at a time, while it is checked and thumbnailed).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 
 from tests.fixtures import connection_json
@@ -42,7 +41,7 @@ OxenGenerationToS3Operator.s3_hook = lambda self: hook
 def transfer(name):
     operator = OxenGenerationToS3Operator(
         task_id="store", results=[args["results"][name]], bucket=args["bucket"], prefix="mem",
-        key_template="mem/{generation_id}.{ext}", upload_while_downloading=args["overlap"],
+        key_template="mem/{generation_id}.{ext}",
     )
     gc.collect()
     tracemalloc.reset_peak()
@@ -188,9 +187,8 @@ def test_a_large_video_is_streamed_decoded_and_posted_at_flat_memory(
     assert poster["ContentType"] == "image/jpeg"
 
 
-@pytest.mark.parametrize("overlap", [False, True], ids=["download-then-upload", "upload-while-downloading"])
 def test_a_large_file_is_streamed_not_held_in_memory(
-    tmp_path: Path, file_server: str, moto_endpoint: str, s3_client: Any, bucket: str, overlap: bool
+    tmp_path: Path, file_server: str, moto_endpoint: str, s3_client: Any, bucket: str
 ) -> None:
     sizes = {"warmup": 256, "small": 256, "big": 2048}
     file_bytes = {name: _noise_png(tmp_path / f"{name}.png", edge) for name, edge in sizes.items()}
@@ -209,7 +207,7 @@ def test_a_large_file_is_streamed_not_held_in_memory(
         ),
     }
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results, "overlap": overlap})],
+        [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results})],
         env=env,
         capture_output=True,
         text=True,
@@ -222,9 +220,6 @@ def test_a_large_file_is_streamed_not_held_in_memory(
     # Holding the file would cost at least its size (about 12 MB). Streaming costs buffers:
     # about 1.5 MB for the download and the checks, plus about 1.5 MB per multipart part boto3
     # has in flight (two here), which depends on its transfer settings, not on the file.
-    # Uploading while downloading reads the parts back from the spool file by range: the same.
     assert peaks["big"] < file_bytes["big"] / 2, (peaks, file_bytes)
     stored = s3_client.head_object(Bucket=bucket, Key="mem/memory-big.png")
     assert stored["ContentLength"] == file_bytes["big"] and "sha256" in stored["Metadata"]
-    # Only the overlapped upload is copied onto itself, which makes it one (not multipart) object.
-    assert stored["ETag"].endswith('-2"') is not overlap

@@ -1,4 +1,4 @@
-"""A requester-pays hook's ``RequestPayer`` reaches every S3 call the transfer writes with."""
+"""A requester-pays hook's ``RequestPayer`` (and its ``extra_args``) reach the transfer's S3 calls."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_oxen.transfers.spool import Spool
 from airflow_provider_oxen.transfers.store import S3ObjectStore
 
 
@@ -17,7 +18,7 @@ class RecordingClient:
     def __getattr__(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
             self.calls.append((name, kwargs))
-            return {"UploadId": "u1", "ETag": '"e"', "CopyObjectResult": {}}
+            return {}
 
         return call
 
@@ -38,29 +39,17 @@ def store() -> tuple[S3ObjectStore, RecordingClient]:
     return s3, client
 
 
-def test_every_write_carries_request_payer(
-    store: tuple[S3ObjectStore, RecordingClient], tmp_path: Any
-) -> None:
+def test_every_upload_and_head_carries_request_payer(store: tuple[S3ObjectStore, RecordingClient]) -> None:
     s3, client = store
-    path = tmp_path / "part.bin"
-    path.write_bytes(b"x" * 16)
-
     s3.upload(b"bytes", "k", content_type="image/png", metadata={})
-    upload = s3.start_multipart("k", content_type="image/png", metadata={})
-    s3.upload_part("k", upload._upload_id, 1, str(path), 0, 16)
-    s3.complete_multipart("k", upload._upload_id, [{"PartNumber": 1, "ETag": '"e"'}])
-    s3.abort_multipart("k", upload._upload_id)
-    s3.seal("k", '"e"', content_type="image/png", metadata={})
-    upload.abort()
+    with Spool(max_memory=4) as spool:  # on disk: uploaded by path
+        spool.write(b"0123456789")
+        s3.upload(spool, "k", content_type="image/png", metadata={})
+    s3.head("k")
 
-    upload_call = next(kwargs for name, kwargs in client.calls if name == "upload_fileobj")
-    assert upload_call["ExtraArgs"]["RequestPayer"] == "requester"
-    for name in (
-        "create_multipart_upload",
-        "upload_part",
-        "complete_multipart_upload",
-        "abort_multipart_upload",
-        "copy_object",
-    ):
+    for name in ("upload_fileobj", "upload_file"):
         kwargs = next(k for n, k in client.calls if n == name)
-        assert kwargs.get("RequestPayer") == "requester", name
+        assert kwargs["ExtraArgs"]["RequestPayer"] == "requester", name
+        assert kwargs["ExtraArgs"]["ServerSideEncryption"] == "AES256", name
+    head = next(k for n, k in client.calls if n == "head_object")
+    assert head["RequestPayer"] == "requester"

@@ -15,6 +15,7 @@ from airflow_provider_oxen.review.checks import (
     ImageCheck,
     check_image,
     decode_image,
+    identify_mime_type,
     normalise_format,
 )
 from airflow_provider_oxen.review.contact_sheet import (
@@ -198,3 +199,32 @@ def test_contact_sheet_needs_items() -> None:
         make_contact_sheet([])
     with pytest.raises(ValueError):
         make_contact_sheet([SheetItem(None, "x")], columns=0)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
+)
+def test_identify_mime_type_agrees_with_pillow_from_the_first_bytes_and_rewinds(fmt: str, mime: str) -> None:
+    data = io.BytesIO()
+    Image.effect_noise((512, 384), 64).convert("RGB").save(data, fmt)
+    with Image.open(io.BytesIO(data.getvalue())) as opened:
+        assert opened.format == fmt  # what a decode reports
+    cut = io.BytesIO(data.getvalue()[:16])  # all it reads: a corrupt or cut file is still named
+    cut.seek(7)
+    assert identify_mime_type(cut) == mime
+    assert cut.tell() == 0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GIF89a" + b"\0" * 16,  # an image, but not a format this provider stores
+        b"not an image at all",
+        b"RIFF\0\0\0\0WAVEfmt ",  # RIFF, but audio
+        b"RIFF\0\0\0\0WEBPXXXX",  # not a chunk Pillow's WebP plugin accepts
+        b"\x89PNG\r\n",  # short of the signature
+        b"",
+    ],
+)
+def test_identify_mime_type_of_anything_else_is_none(head: bytes) -> None:
+    assert identify_mime_type(io.BytesIO(head)) is None

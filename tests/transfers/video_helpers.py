@@ -141,14 +141,14 @@ class FakeOxen:
         self.server.server_close()
         self.thread.join(timeout=10)
 
-    def connection_json(self) -> str:
+    def connection_json(self, **extra: Any) -> str:
         """``oxen_default`` pointing at this server (its own origin: plain http is allowed)."""
         return json.dumps(
             {
                 "conn_type": "oxen",
                 "host": self.url,
                 "password": "test-key",
-                "extra": {"max_retries": 2, "backoff_base": 0.05, "backoff_max": 0.2},
+                "extra": {"max_retries": 2, "backoff_base": 0.05, "backoff_max": 0.2, **extra},
             }
         )
 

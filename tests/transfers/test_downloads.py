@@ -1,0 +1,233 @@
+"""Result files from a loopback stand-in for Oxen (rows and signed files, ``video_helpers.FakeOxen``):
+large enough for boto3 to upload in parts, cut off mid-stream, compressed past the download cap.
+
+The S3 hook uses 5 MiB parts (S3's smallest), so files of a few MiB are uploaded in parts, as
+8 MiB+ files are with boto3's defaults.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+from airflow_provider_oxen.exceptions import OxenDownloadRefusedError
+from airflow_provider_oxen.transfers.fetch import ResultDownloadError
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+from tests.fixtures import connection_json
+from tests.transfers.conftest import S3Calls
+from tests.transfers.helpers import list_keys, object_bytes, transfer_context
+from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
+
+PART = 5 * 2**20
+GENERATION = "gen-large-1"
+KEY = f"campaigns/{GENERATION}.png"
+MAX_BYTES = 1_000_000
+
+
+class FlakyOxen(FakeOxen):
+    """FakeOxen whose files can be cut off (``?cut=<bytes>``; with ``&once=1`` only the first
+    download of that URL is) or sent gzip-encoded (``?gzip=1``: ``Content-Encoding: gzip``)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.cut_once: set[str] = set()
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(request.path)
+        if not parts.path.startswith("/files/"):
+            return super().handle(request)
+        query = parse_qs(parts.query)
+        data = (self.directory / parts.path.rsplit("/", 1)[-1]).read_bytes()
+        self.requests["file"] += 1
+        request.send_response(200)
+        request.send_header("Content-Type", "image/png")
+        if "gzip" in query:
+            data = gzip.compress(data)
+            request.send_header("Content-Encoding", "gzip")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        end = int(query["cut"][0]) if "cut" in query else len(data)
+        if "once" in query:
+            if request.path in self.cut_once:
+                end = len(data)
+            self.cut_once.add(request.path)
+        request.wfile.write(data[:end])
+        request.wfile.flush()
+        if end < len(data):
+            request.close_connection = True
+        return None
+
+
+@pytest.fixture
+def oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyOxen]:
+    with FlakyOxen(tmp_path) as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
+        yield fake
+
+
+@pytest.fixture
+def hook(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The operator's S3 hook, with 5 MiB parts past 5 MiB."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(
+        aws_conn_id="aws_default",
+        transfer_config_args={"multipart_threshold": PART, "multipart_chunksize": PART},
+    )
+    monkeypatch.setattr(OxenGenerationToS3Operator, "s3_hook", lambda self: hook)
+    return hook
+
+
+@pytest.fixture
+def large_png(tmp_path: Path, oxen: FlakyOxen) -> tuple[dict[str, Any], bytes]:
+    """A noise PNG of about 6.5 MiB (two parts), registered as a finished generation."""
+    data = noise_png(tmp_path / "large.png", 1500)
+    assert len(data) > PART
+    url = oxen.add(GENERATION, tmp_path / "large.png", media_type="image")
+    return image_result(GENERATION, f"{url}?signature=fake", 1500), data
+
+
+def _run(results: list[dict[str, Any]], bucket: str, **kwargs: Any) -> list[dict[str, Any]]:
+    operator = OxenGenerationToS3Operator(
+        task_id="store",
+        results=results,
+        bucket=bucket,
+        prefix="campaigns",
+        key_template="campaigns/{generation_id}.{ext}",
+        **kwargs,
+    )
+    return operator.execute(transfer_context())  # type: ignore[arg-type]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_it(
+    oxen: FlakyOxen,
+    hook: Any,
+    large_png: tuple[dict[str, Any], bytes],
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result, data = large_png
+    monkeypatch.setattr(
+        hook, "_extra_args", {"ServerSideEncryption": "AES256", "StorageClass": "STANDARD_IA"}
+    )
+
+    [record] = _run([result], bucket)  # checks and the contact sheet on: they read the spool
+
+    assert record["action"] == "stored" and record["sha256"] == _sha256(data)
+    assert record["checks"]["ok"] is True and record["content_type"] == "image/png"
+    assert object_bytes(s3_client, bucket, KEY) == data
+    head = s3_client.head_object(Bucket=bucket, Key=KEY)
+    assert head["ETag"].endswith('-2"')  # boto3's own multipart upload: a composite checksum
+    assert head["Metadata"]["sha256"] == _sha256(data) and head["ContentType"] == "image/png"
+    assert head["ServerSideEncryption"] == "AES256" and head["StorageClass"] == "STANDARD_IA"
+
+    # S3's checksum cannot prove a multipart object: it is read back from S3 and hashed, not
+    # downloaded from Oxen again, and nothing is written.
+    s3_calls.reset()
+    downloads = oxen.requests["file"]
+    [again] = _run([result], bucket, checks=False, contact_sheet=False)
+    assert again["action"] == "skipped" and again["sha256"] == _sha256(data)
+    assert oxen.requests["file"] == downloads
+    assert s3_calls.keys["GetObject"] == [KEY]
+    assert KEY not in s3_calls.keys.get("PutObject", []) and s3_calls.counts["CreateMultipartUpload"] == 0
+
+
+def test_a_download_that_keeps_breaking_off_fails_typed_and_stores_nothing(
+    oxen: FlakyOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
+) -> None:
+    result, _ = large_png
+    cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 12345}"}
+
+    with pytest.raises(ResultDownloadError, match="kept breaking off") as raised:
+        _run([cut], bucket, checks=False, contact_sheet=False)
+
+    assert raised.value.generation_id == GENERATION
+    assert "signature" not in str(raised.value)
+    assert oxen.requests["file"] == 3  # read again from the start: 2 retries in the connection
+    assert list_keys(s3_client, bucket) == []
+
+
+def test_a_download_that_broke_off_once_is_read_again_and_stored_whole(
+    oxen: FlakyOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
+) -> None:
+    result, data = large_png
+    cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 4321}&once=1"}
+
+    [record] = _run([cut], bucket, checks=False, contact_sheet=False)
+
+    assert oxen.requests["file"] == 2
+    assert record["action"] == "stored" and record["sha256"] == _sha256(data)
+    assert object_bytes(s3_client, bucket, KEY) == data
+
+
+def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
+    tmp_path: Path,
+    oxen: FlakyOxen,
+    hook: Any,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few KB on the wire (under the cap by Content-Length) that decode to 8 MiB: the cap
+    (the connection's ``download_max_bytes``) counts what lands in the spool."""
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", oxen.connection_json(download_max_bytes=MAX_BYTES))
+    (tmp_path / "bomb.png").write_bytes(bytes(8 * 2**20))
+    url = oxen.add("gen-bomb", tmp_path / "bomb.png", media_type="image")
+    result = image_result("gen-bomb", f"{url}?signature=fake&gzip=1", 64)
+
+    with pytest.raises(OxenDownloadRefusedError, match=f"download_max_bytes limit of {MAX_BYTES}") as raised:
+        _run([result], bucket)
+
+    assert "signature" not in str(raised.value)
+    assert oxen.requests["file"] == 1  # a refusal is final: not read again
+    assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
+
+
+def test_a_corrupt_image_is_stored_as_what_its_header_says(
+    tmp_path: Path, file_server: str, s3_client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OXEN_DEFAULT",
+        connection_json(
+            "http://127.0.0.1:9",
+            download_allowed_hosts=["127.0.0.1"],
+            download_allow_http_hosts=["127.0.0.1"],
+        ),
+    )
+    png = io.BytesIO()
+    Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
+    # Cut mid-data, and served as ".bin" (application/octet-stream); the result asked for a JPEG.
+    (tmp_path / "cut.bin").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+    result = {
+        "generation_id": "gen-cut",
+        "status": "succeeded",
+        "model": "ideogram-v4",
+        "prompt": "cut short",
+        "result_url": f"{file_server}/cut.bin?signature=test",
+        "output_format": "jpeg",
+        "width": 256,
+        "height": 256,
+    }
+    [record] = _run([result], bucket, contact_sheet=False, spool_max_bytes=1024)
+
+    assert record["content_type"] == "image/png"  # the header's word, not the server's or the request's
+    assert s3_client.head_object(Bucket=bucket, Key=record["s3_key"])["ContentType"] == "image/png"
+    problems = record["checks"]["problems"]
+    assert any("corrupt or truncated" in p for p in problems), problems
+    assert "format is png, expected jpeg" in problems
