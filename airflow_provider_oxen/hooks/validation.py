@@ -128,8 +128,8 @@ def unknown_parameter(model: OxenModel, name: str, known: Collection[str]) -> Ox
 def prepare_parameters(
     model: OxenModel, parameters: Mapping[str, Any], explicit: Collection[str]
 ) -> dict[str, Any]:
-    """Check the model can be queued, shape the parameters to its schema and validate them."""
+    """Check the model can be queued, shape and type the parameters to its schema, validate them."""
     check_model_accepts_media(model)
-    shaped = shape_parameters(model, parameters, explicit)
+    shaped = model.typed(shape_parameters(model, parameters, explicit))
     validate_parameters(model, shaped)
     return shaped
