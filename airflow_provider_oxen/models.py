@@ -2,8 +2,9 @@
 
 A request carries its model's parameters by the names the model's ``request_schema`` uses;
 that schema (see :mod:`~airflow_provider_oxen.hooks.validation`) says which names, types and
-values are valid, and what the defaults are. Response models are lenient: unknown fields are kept and ignored, and an unknown status does not
-break parsing, so an API addition never breaks a running pipeline.
+values are valid, and what the defaults are. Response models are lenient: unknown fields are
+kept and ignored, and an unknown status does not break parsing, so an API addition never
+breaks a running pipeline.
 """
 
 from __future__ import annotations

@@ -368,8 +368,8 @@ class OxenGenerateOperator(BaseOperator):
             return
         if estimate > limit:
             raise OxenCostLimitError(
-                f"{count} generation(s) of {prepared.model_id} would cost {estimate} by the model's "
-                f"pricing, above max_cost {limit}. Nothing was enqueued; lower num_outputs or raise max_cost.",
+                f"{count} generation(s) of {prepared.model_id} would cost {estimate} by the model's pricing, "
+                f"above max_cost {limit}. Nothing was enqueued; lower num_outputs or raise max_cost.",
                 estimate=str(estimate),
                 max_cost=str(limit),
             )

@@ -135,7 +135,10 @@ def test_unknown_parameter_name_is_refused_with_the_closest_name(oxen_conn: Emul
 
 def test_only_the_parameters_a_models_schema_names_are_sent(oxen_conn: EmulatorControl) -> None:
     _operator(
-        model="black-forest-labs-flux-2-klein-4b", wait_for_completion=False, num_outputs=2, parameters={"seed": 3}
+        model="black-forest-labs-flux-2-klein-4b",
+        wait_for_completion=False,
+        num_outputs=2,
+        parameters={"seed": 3},
     ).execute(_context())
     [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
     assert set(post["json"]) == {"model", "prompt", "seed", "num_generations"}
@@ -286,7 +289,9 @@ def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
     assert oxen_conn.stats()["generations_created"] == 4
 
     with pytest.raises(OxenUnrecordedEnqueueError) as info:
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2).execute(_context(store, try_number=2))
+        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2).execute(
+            _context(store, try_number=2)
+        )
     assert isinstance(info.value, OxenRequestMayHaveSucceededError)
     assert "force_new_enqueue" in str(info.value)
     assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
@@ -309,7 +314,8 @@ def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_o
     )
 
     trigger = _defer(
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), _context(store, try_number=2)
+        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2),
+        _context(store, try_number=2),
     )
     assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
     assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice

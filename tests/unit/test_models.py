@@ -21,7 +21,10 @@ def test_a_request_carries_what_was_given_and_the_schema_knows_the_defaults() ->
     assert build_image_request("ideogram-v4", "A poster").parameters() == {"prompt": "A poster"}
     schema = {
         "type": "object",
-        "properties": {"prompt": {"type": "string"}, "rendering_speed": {"enum": ["TURBO"], "default": "TURBO"}},
+        "properties": {
+            "prompt": {"type": "string"},
+            "rendering_speed": {"enum": ["TURBO"], "default": "TURBO"},
+        },
     }
     model = OxenModel.model_validate({"id": "m", "request_schema": schema})
     assert model.parameter_defaults == {"rendering_speed": "TURBO"}
