@@ -95,9 +95,8 @@ def shape_parameters(
     """The parameters to send: exactly the names the model's schema knows.
 
     A name the caller set (``explicit``) that the schema does not know is refused, naming the
-    closest known one, unless the schema admits other names. A name we filled in as a
-    default (typed ``ideogram-v4`` fields) is dropped when the schema lacks it. Without a
-    schema everything is sent as given.
+    closest known one, unless the schema admits other names. Any other name (a caller's own
+    default) is dropped when the schema lacks it. Without a schema everything is sent as given.
     """
     known = schema_properties(model)
     params = {k: v for k, v in parameters.items() if k not in ENVELOPE_KEYS}
