@@ -52,7 +52,7 @@ CARRIED_LEDGER_KWARG = "oxen_ledger_entry"
 # The label of a mapped task instance in the grid: its prompt (shortened) and size.
 MAP_INDEX_TEMPLATE = (
     "{{ task.prompt | string | truncate(60, killwords=False, end='…') }}"
-    "{% if task.parameters.image_size %} · {{ task.parameters.image_size }}{% endif %}"
+    "{% if task.parameters.get('image_size') %} · {{ task.parameters.image_size }}{% endif %}"
     "{% if task.num_outputs | int > 1 %}, {{ task.num_outputs }} images{% endif %}"
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
@@ -133,6 +134,9 @@ def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
     assert {"parameters", "input_images"} <= set(operator.template_fields)
     shots = OxenGenerateVideoOperator(task_id="c", parameters={"multi_prompt": ["a", "b"]})
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
+    # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
+    label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
+    assert label.render(task=operator) == "A pour-over"
 
 
 def test_image_operator_accepts_input_images_as_a_template_field() -> None:
