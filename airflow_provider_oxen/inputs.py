@@ -14,9 +14,17 @@ from typing import Any
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.models import OxenModel
 
-# Long enough for a generation that waits in the queue before Oxen fetches its input.
-DEFAULT_INPUT_URL_EXPIRY = 6 * 3600
+# A presigned input must outlive the generation's wait in the queue, which the task's timeout
+# bounds (and nothing bounds when the task does not wait): at least this long.
+MIN_INPUT_URL_EXPIRY = 6 * 3600
+# The longest lifetime S3 allows a presigned URL (SigV4).
+MAX_INPUT_URL_EXPIRY = 7 * 24 * 3600
 FIELD = "input_image"
+
+
+def url_expiry(timeout: float) -> int:
+    """Seconds a presigned input URL lives, for a task that waits up to ``timeout`` seconds."""
+    return int(min(max(timeout, MIN_INPUT_URL_EXPIRY), MAX_INPUT_URL_EXPIRY))
 
 
 def input_sources(value: Any) -> list[str]:

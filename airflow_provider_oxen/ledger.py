@@ -36,8 +36,8 @@ class LedgerEntry(BaseModel):
     pending_since: str | None = None
     settled: bool = False
     # What the results report as asked for (parameters without URL signatures, media type), so
-    # the resumed task need not read the model's schema again. Absent in older ledgers.
-    sent: dict[str, Any] | None = None
+    # the resumed task need not read the model's schema again.
+    sent: dict[str, Any] = Field(default_factory=dict)
 
     def mark_sending(self, count: int) -> None:
         self.pending = count

@@ -1,15 +1,18 @@
 """Wire models: what goes to the Oxen API and what comes back.
 
-Request models are strict about what they know (typed enums with the documented defaults of
-the flagship ``ideogram-v4``) and pass model-specific extras through untouched. Response
-models are lenient: unknown fields are kept and ignored, and an unknown status does not
-break parsing, so an API addition never breaks a running pipeline.
+A request carries its model's parameters by the names the model's ``request_schema`` uses;
+that schema (see :mod:`~airflow_provider_oxen.hooks.validation`) says which names, types and
+values are valid, and what the defaults are. Response models are lenient: unknown fields are
+kept and ignored, and an unknown status does not break parsing, so an API addition never
+breaks a running pipeline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,83 +25,30 @@ DEFAULT_MODEL = "ideogram-v4"
 MAX_GENERATIONS_PER_REQUEST = 4
 
 
-class ImageSize(str, enum.Enum):
-    """``ideogram-v4`` size presets."""
-
-    SQUARE_HD = "square_hd"
-    SQUARE = "square"
-    PORTRAIT_4_3 = "portrait_4_3"
-    PORTRAIT_16_9 = "portrait_16_9"
-    LANDSCAPE_4_3 = "landscape_4_3"
-    LANDSCAPE_16_9 = "landscape_16_9"
-
-
-# Pixel dimensions of the presets, used to check what comes back.
+# Pixel dimensions of the size presets several image models take (``image_size``), used to
+# check what comes back.
 PRESET_DIMENSIONS: dict[str, tuple[int, int]] = {
-    ImageSize.SQUARE_HD.value: (1024, 1024),
-    ImageSize.SQUARE.value: (512, 512),
-    ImageSize.PORTRAIT_4_3.value: (768, 1024),
-    ImageSize.PORTRAIT_16_9.value: (576, 1024),
-    ImageSize.LANDSCAPE_4_3.value: (1024, 768),
-    ImageSize.LANDSCAPE_16_9.value: (1024, 576),
+    "square_hd": (1024, 1024),
+    "square": (512, 512),
+    "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
 }
 
 
-class RenderingSpeed(str, enum.Enum):
-    TURBO = "TURBO"
-    BALANCED = "BALANCED"
-    QUALITY = "QUALITY"
+class ImageGenerationRequest(BaseModel):
+    """A request for any media model: its id, and its parameters by the names its schema uses.
 
+    Only what every model shares is checked here (a prompt, or a video model's
+    ``multi_prompt``); the model's ``request_schema`` is the authority on the rest
+    (:meth:`OxenHook.prepare <airflow_provider_oxen.hooks.oxen.OxenHook.prepare>`).
+    """
 
-class ExpansionModel(str, enum.Enum):
-    MEDIUM = "Medium"
-    LARGE = "Large"
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-
-class Acceleration(str, enum.Enum):
-    NONE = "none"
-    LOW = "low"
-    REGULAR = "regular"
-    HIGH = "high"
-
-
-class OutputFormat(str, enum.Enum):
-    JPEG = "jpeg"
-    PNG = "png"
-
-
-class ImageDimensions(BaseModel):
-    """An explicit ``{"width": W, "height": H}`` size, for models that accept one."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-
-
-class _ImageRequestBase(BaseModel):
-    model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True, defer_build=True)
-
-    model: str = Field(default=DEFAULT_MODEL, min_length=1)
-    # Video models may take ``multi_prompt`` (a list, in the extras) instead: one of the two.
+    model: str = Field(min_length=1)
     prompt: str | None = None
-    seed: int | None = None
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("Prompt cannot be empty")
-        return value
-
-    @model_validator(mode="after")
-    def _prompt_or_multi_prompt(self) -> _ImageRequestBase:
-        multi = (self.model_extra or {}).get("multi_prompt")
-        if self.prompt is None and not multi:
-            raise ValueError("Prompt cannot be empty")
-        if self.prompt is not None and multi:
-            raise ValueError("Give either prompt or multi_prompt, not both")
-        return self
 
     def parameters(self) -> dict[str, Any]:
         """Model parameters as the API expects them (everything except ``model``)."""
@@ -108,46 +58,8 @@ class _ImageRequestBase(BaseModel):
 
     @property
     def explicit_names(self) -> frozenset[str]:
-        """Parameter names the caller set (typed fields and extras), as opposed to our defaults.
-
-        A name the caller set must be one the model's schema knows; a default we filled in
-        is simply not sent to a model whose schema lacks it.
-        """
-        return frozenset((self.model_fields_set | set(self.model_extra or {})) - {"model"})
-
-
-class IdeogramV4Request(_ImageRequestBase):
-    """``ideogram-v4`` with its documented parameters and defaults."""
-
-    image_size: ImageSize = ImageSize.SQUARE_HD
-    rendering_speed: RenderingSpeed = RenderingSpeed.BALANCED
-    expansion_model: ExpansionModel = ExpansionModel.MEDIUM
-    acceleration: Acceleration = Acceleration.NONE
-    enable_safety_checker: bool = True
-    output_format: OutputFormat = OutputFormat.JPEG
-
-
-class ImageRequest(_ImageRequestBase):
-    """Any other image model: common fields typed loosely, the model's schema is the authority."""
-
-    image_size: str | ImageDimensions | None = None
-    output_format: str | None = None
-
-
-ImageGenerationRequest = IdeogramV4Request | ImageRequest
-
-_TYPED_REQUESTS: dict[str, type[_ImageRequestBase]] = {"ideogram-v4": IdeogramV4Request}
-
-
-def _first_error_field(error: ValidationError) -> tuple[str | None, str, list[Any] | None]:
-    first = error.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in first["loc"] if not isinstance(part, int)) or None
-    allowed: list[Any] | None = None
-    ctx = first.get("ctx") or {}
-    if "expected" in ctx:
-        allowed = [item.strip().strip("'") for item in str(ctx["expected"]).replace(" or ", ",").split(",")]
-        allowed = [item for item in allowed if item]
-    return loc, first["msg"], allowed
+        """The parameter names the caller set: each must be one the model's schema knows."""
+        return frozenset(self.parameters())
 
 
 def build_image_request(
@@ -155,52 +67,54 @@ def build_image_request(
     prompt: str | None = "",
     **parameters: Any,
 ) -> ImageGenerationRequest:
-    """Build the typed request for ``model``, raising :class:`OxenValidationError` naming the field.
+    """The request for ``model``, raising :class:`OxenValidationError` naming the field.
 
     ``prompt`` may be None only when a ``multi_prompt`` (video models) is given instead.
+    Parameters set to None are not sent.
     """
     parameters = {key: value for key, value in parameters.items() if value is not None}
     if prompt is not None and parameters.get("multi_prompt"):
         raise OxenValidationError("Give either prompt or multi_prompt, not both", field="multi_prompt")
-    if prompt is None and not parameters.get("multi_prompt"):
+    if (prompt is None and not parameters.get("multi_prompt")) or (
+        isinstance(prompt, str) and not prompt.strip()
+    ):
         raise OxenValidationError(
             f"Invalid value for 'prompt' ({model}): Prompt cannot be empty", field="prompt"
         )
-    if "num_images" in parameters or "num_generations" in parameters:
-        name = "num_images" if "num_images" in parameters else "num_generations"
-        raise OxenValidationError(
-            f"'{name}' is not a model parameter here: each queue row is one image, so the number of "
-            "images is the count given to the operator (num_images=...) or to OxenHook.enqueue().",
-            field=name,
-        )
-    request_cls = _TYPED_REQUESTS.get(model, ImageRequest)
+    for name in ("num_images", "num_generations"):
+        if name in parameters:
+            raise OxenValidationError(
+                f"'{name}' is not a model parameter here: each queue row is one output, so the number "
+                "is the count given to the operator (num_outputs=...) or to OxenHook.enqueue().",
+                field=name,
+            )
     try:
-        return request_cls(model=model, prompt=prompt, **parameters)  # type: ignore[return-value]
+        return ImageGenerationRequest(model=model, prompt=prompt, **parameters)
     except ValidationError as exc:
-        field, msg, allowed = _first_error_field(exc)
-        detail = f"; allowed values: {', '.join(map(str, allowed))}" if allowed else ""
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
         raise OxenValidationError(
-            f"Invalid value for '{field}' ({model}): {msg}{detail}", field=field, allowed=allowed
+            f"Invalid value for '{field}' ({model}): {first['msg']}", field=field
         ) from None
 
 
-# A task asking for more images than this is probably a templating mistake; raise it per task.
-DEFAULT_MAX_IMAGES_PER_TASK = 16
+# A task asking for more outputs than this is probably a templating mistake; raise it per task.
+DEFAULT_MAX_OUTPUTS_PER_TASK = 16
 
 
-def check_image_count(value: Any, maximum: int = DEFAULT_MAX_IMAGES_PER_TASK) -> int:
-    """``num_images`` as an int in 1..maximum, else an error naming the field (nothing is sent)."""
+def check_output_count(value: Any, maximum: int = DEFAULT_MAX_OUTPUTS_PER_TASK) -> int:
+    """``num_outputs`` as an int in 1..maximum, else an error naming the field (nothing is sent)."""
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OxenValidationError(f"num_images must be an integer, got {value!r}", field="num_images")
+        raise OxenValidationError(f"num_outputs must be an integer, got {value!r}", field="num_outputs")
     if value < 1:
-        raise OxenValidationError(f"num_images must be at least 1, got {value}", field="num_images")
+        raise OxenValidationError(f"num_outputs must be at least 1, got {value}", field="num_outputs")
     if value > maximum:
         raise OxenValidationError(
-            f"num_images is {value}, above this task's maximum of {maximum} "
-            "(raise max_images on the operator if you mean it)",
-            field="num_images",
+            f"num_outputs is {value}, above this task's maximum of {maximum} "
+            "(raise max_outputs on the operator if you mean it)",
+            field="num_outputs",
         )
     return value
 
@@ -208,7 +122,7 @@ def check_image_count(value: Any, maximum: int = DEFAULT_MAX_IMAGES_PER_TASK) ->
 def split_generation_counts(total: int, per_request: int = MAX_GENERATIONS_PER_REQUEST) -> list[int]:
     """Split ``total`` queue rows into request-sized chunks of at most 4: 6 → [4, 2]."""
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-        raise OxenValidationError(f"num_images must be at least 1, got {total!r}", field="num_images")
+        raise OxenValidationError(f"num_outputs must be at least 1, got {total!r}", field="num_outputs")
     full, rest = divmod(total, per_request)
     return [per_request] * full + ([rest] if rest else [])
 
@@ -389,6 +303,21 @@ class ImageGenerationResponse(_Lenient):
     images: list[GeneratedImage] = Field(default_factory=list)
 
 
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+# How text becomes each JSON type a schema may declare for a parameter.
+_FROM_TEXT: dict[Any, Callable[[str], Any]] = {
+    "integer": int,
+    "number": _number,
+    "boolean": lambda text: {"true": True, "false": False}[text.lower()],
+}
+
+
 class OxenModel(_Lenient):
     """A model of the catalogue; ``request_schema`` also accepts the seed's ``json_request_schema``."""
 
@@ -405,6 +334,35 @@ class OxenModel(_Lenient):
         if isinstance(data, dict) and data.get("request_schema") is None and data.get("json_request_schema"):
             return {**data, "request_schema": data["json_request_schema"]}
         return data
+
+    def _properties(self) -> dict[str, Any]:
+        properties = (self.request_schema or {}).get("properties")
+        return properties if isinstance(properties, dict) else {}
+
+    @property
+    def parameter_defaults(self) -> dict[str, Any]:
+        """What the model uses for a parameter a request leaves out: its schema's ``default``s."""
+        return {
+            name: spec["default"]
+            for name, spec in self._properties().items()
+            if isinstance(spec, dict) and "default" in spec
+        }
+
+    def typed(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """``parameters`` with text in the JSON type the schema declares for it.
+
+        Templated values arrive as text: ``"4"`` becomes 4 where the schema declares an integer
+        (likewise a number or a boolean), and stays ``"4"`` where it declares a string. Text
+        that is not such a value is left as it is, for the schema check to refuse by name.
+        """
+        typed = dict(parameters)
+        for name, value in parameters.items():
+            spec = self._properties().get(name)
+            convert = _FROM_TEXT.get(spec.get("type")) if isinstance(spec, dict) else None
+            if isinstance(value, str) and convert is not None:
+                with contextlib.suppress(ValueError, KeyError):
+                    typed[name] = convert(value.strip())
+        return typed
 
     @property
     def output_kinds(self) -> list[str]:

@@ -27,9 +27,7 @@ with DAG(
     poster = OxenGenerateImageOperator(
         task_id="poster",
         prompt='A bold typographic poster that reads "{{ params.brand }}: Open Late", warm colours',
-        image_size="portrait_4_3",
-        rendering_speed="TURBO",
-        output_format="png",
+        parameters={"image_size": "portrait_4_3", "rendering_speed": "TURBO", "output_format": "png"},
         poll_interval=1,
         timeout=600,
         deferrable=True,
@@ -37,7 +35,7 @@ with DAG(
 
     product_shots = OxenGenerateImageOperator.partial(
         task_id="product_shots",
-        image_size="square",
+        parameters={"image_size": "square"},
         poll_interval=1,
         timeout=600,
         deferrable=True,
@@ -51,8 +49,8 @@ with DAG(
     enqueue_only = OxenGenerateImageOperator(
         task_id="enqueue_only",
         prompt="A wide banner with the words 'Fresh Roast Friday'",
-        image_size="landscape_16_9",
-        num_images=2,
+        parameters={"image_size": "landscape_16_9"},
+        num_outputs=2,
         wait_for_completion=False,
     )
 

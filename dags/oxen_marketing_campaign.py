@@ -77,14 +77,16 @@ with DAG(
 
     @task
     def generation_requests(spec: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"prompt": r["prompt"], "image_size": r["image_size"]} for r in spec["requests"]]
+        parameters = {"rendering_speed": "TURBO", "output_format": "png"}
+        return [
+            {"prompt": r["prompt"], "parameters": {**parameters, "image_size": r["image_size"]}}
+            for r in spec["requests"]
+        ]
 
     spec = load_spec()
     generate = OxenGenerateImageOperator.partial(
         task_id="generate",
         model="ideogram-v4",
-        rendering_speed="TURBO",
-        output_format="png",
         poll_interval=2,
         timeout=1800,
         deferrable=True,
@@ -169,8 +171,10 @@ with DAG(
         model="{{ ti.xcom_pull(task_ids='key_visual')['clip']['model'] }}",
         prompt="{{ ti.xcom_pull(task_ids='key_visual')['clip']['prompt'] }}",
         input_images="{{ ti.xcom_pull(task_ids='key_visual')['uri'] }}",
-        duration="{{ ti.xcom_pull(task_ids='key_visual')['clip']['duration'] }}",
-        aspect_ratio="{{ ti.xcom_pull(task_ids='key_visual')['clip']['aspect_ratio'] }}",
+        parameters={
+            "duration": "{{ ti.xcom_pull(task_ids='key_visual')['clip']['duration'] }}",
+            "aspect_ratio": "{{ ti.xcom_pull(task_ids='key_visual')['clip']['aspect_ratio'] }}",
+        },
         poll_interval=2,
         deferrable=True,
         retries=2,

@@ -95,9 +95,8 @@ def shape_parameters(
     """The parameters to send: exactly the names the model's schema knows.
 
     A name the caller set (``explicit``) that the schema does not know is refused, naming the
-    closest known one, unless the schema admits other names. A name we filled in as a
-    default (typed ``ideogram-v4`` fields) is dropped when the schema lacks it. Without a
-    schema everything is sent as given.
+    closest known one, unless the schema admits other names. Any other name (a caller's own
+    default) is dropped when the schema lacks it. Without a schema everything is sent as given.
     """
     known = schema_properties(model)
     params = {k: v for k, v in parameters.items() if k not in ENVELOPE_KEYS}
@@ -128,8 +127,8 @@ def unknown_parameter(model: OxenModel, name: str, known: Collection[str]) -> Ox
 def prepare_parameters(
     model: OxenModel, parameters: Mapping[str, Any], explicit: Collection[str]
 ) -> dict[str, Any]:
-    """Check the model can be queued, shape the parameters to its schema and validate them."""
+    """Check the model can be queued, shape and type the parameters to its schema, validate them."""
     check_model_accepts_media(model)
-    shaped = shape_parameters(model, parameters, explicit)
+    shaped = model.typed(shape_parameters(model, parameters, explicit))
     validate_parameters(model, shaped)
     return shaped

@@ -1,9 +1,9 @@
-"""OxenGenerateImageOperator: validate, enqueue (once), wait without a worker slot, return results."""
+"""OxenGenerateOperator: validate, enqueue (once), wait without a worker slot, return results."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -22,24 +22,23 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook, PreparedRequest
 from airflow_provider_oxen.hooks.retry import proves_nothing_created
-from airflow_provider_oxen.inputs import DEFAULT_INPUT_URL_EXPIRY, input_image_value, input_sources, presign
+from airflow_provider_oxen.inputs import input_image_value, input_sources, presign, url_expiry
 from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry, request_fingerprint
 from airflow_provider_oxen.links import OxenImageLink
 from airflow_provider_oxen.models import (
-    DEFAULT_MAX_IMAGES_PER_TASK,
+    DEFAULT_MAX_OUTPUTS_PER_TASK,
     DEFAULT_MODEL,
     EnqueuedGeneration,
     GenerationStatus,
     ImageGenerationRequest,
     build_image_request,
-    check_image_count,
+    check_output_count,
     media_type_of,
 )
 from airflow_provider_oxen.pricing import estimate_cost
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
-from airflow_provider_oxen.waiting import WAIT_STRATEGIES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,8 +52,8 @@ CARRIED_LEDGER_KWARG = "oxen_ledger_entry"
 # The label of a mapped task instance in the grid: its prompt (shortened) and size.
 MAP_INDEX_TEMPLATE = (
     "{{ task.prompt | string | truncate(60, killwords=False, end='…') }}"
-    "{% if task.image_size %} · {{ task.image_size }}{% endif %}"
-    "{% if task.num_images | int > 1 %}, {{ task.num_images }} images{% endif %}"
+    "{% if task.parameters.get('image_size') %} · {{ task.parameters.image_size }}{% endif %}"
+    "{% if task.num_outputs | int > 1 %}, {{ task.num_outputs }} images{% endif %}"
 )
 
 # What OxenGenerateVideoOperator uses unless told otherwise (text-to-video).
@@ -72,38 +71,38 @@ _REUSABLE = frozenset(
 _RECOVERY_LISTINGS: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
 
 
-class OxenGenerateImageOperator(BaseOperator):
-    """Generate images with an Oxen.ai model through the async queue.
+class OxenGenerateOperator(BaseOperator):
+    """Generate images or video with any Oxen.ai media model through the async queue.
 
     The request is validated against the model's schema before anything is paid for, the
     generations are enqueued exactly once per task instance (a retry after a crash resumes
     them instead of paying again), and the task defers while Oxen renders.
+    :class:`OxenGenerateImageOperator` and :class:`OxenGenerateVideoOperator` are this
+    operator with defaults for images and for video.
 
-    :param prompt: text prompt (templated).
-    :param model: Oxen model id (templated), default ``ideogram-v4``.
-    :param image_size: preset name or ``{"width": W, "height": H}`` (templated), for models
-        whose schema has ``image_size`` (others name their size parameter in ``extra_params``).
-    :param rendering_speed: ``TURBO`` | ``BALANCED`` | ``QUALITY`` (ideogram-v4).
-    :param expansion_model: ``Medium`` | ``Large`` (ideogram-v4 Magic Prompt).
-    :param acceleration: ``none`` | ``low`` | ``regular`` | ``high`` (ideogram-v4).
-    :param seed: integer seed for reproducible images.
-    :param enable_safety_checker: ideogram-v4 safety checker, default True.
-    :param output_format: ``jpeg`` | ``png`` (and whatever else the model accepts).
-    :param extra_params: model-specific parameters, by the names the model's ``request_schema``
-        uses (templated). A name the schema does not know is refused before anything is sent.
-    :param num_images: how many images to make (one queue generation each, sent in requests
-        of at most 4); 1 to ``max_images``.
-    :param max_images: the most images one task may ask for (default 16): a guard against a
+    :param prompt: text prompt (templated). A video model may take ``multi_prompt`` (a list of
+        shots, in ``parameters``) instead.
+    :param model: Oxen model id (templated).
+    :param parameters: the model's own parameters, by the names its ``request_schema`` uses
+        (templated), e.g. ``{"image_size": "portrait_4_3", "rendering_speed": "TURBO", "seed":
+        7}`` for ``ideogram-v4`` or ``{"duration": 5, "aspect_ratio": "16:9"}`` for a video
+        model. Checked against that schema before anything is sent: an unknown name is refused
+        naming the closest known one, a bad value naming the field and the allowed values.
+        Templated text is sent in the type the schema declares (``"4"`` as 4 for an integer).
+        What is left out, the model's defaults decide; the results report them.
+    :param num_outputs: how many images (or clips) to make: one queue generation each, sent in
+        requests of at most 4; 1 to ``max_outputs`` (templated).
+    :param max_outputs: the most one task may ask for (default 16): a guard against a
         templating mistake paying for hundreds.
     :param max_cost: refuse before enqueueing when the model's pricing says this task would
         cost more (a decimal, in the pricing's currency). Unknown pricing does not block.
     :param input_images: input image(s) for edit and image-to-video models (templated): ``s3://``
         URIs, URLs, or records of :class:`~airflow_provider_oxen.transfers.s3.OxenGenerationToS3Operator`
         (map over them with ``.expand(input_images=...)``). ``s3://`` objects are presigned with
-        ``aws_conn_id`` for ``input_url_expiry`` seconds and sent as the model's ``input_image``
-        (one URL, or an array where the model's schema takes one); never made public.
+        ``aws_conn_id`` for as long as the task may wait (``timeout``, at least 6 h) and sent
+        as the model's ``input_image`` (one URL, or an array where the model's schema takes
+        one); never made public.
     :param aws_conn_id: AWS connection used to presign ``s3://`` inputs.
-    :param input_url_expiry: lifetime of those presigned URLs (default 6 h: the queue may wait).
     :param force_new_enqueue: when an earlier try died mid-enqueue and its generations cannot
         be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
         ``dag_run.conf``). Off by default: the task stops and says what to check.
@@ -113,111 +112,71 @@ class OxenGenerateImageOperator(BaseOperator):
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
         :class:`~airflow_provider_oxen.sensors.generation.OxenGenerationSensor`).
-    :param wait_strategy: ``"events"`` (default: SSE with a polling safety net) or ``"poll"``.
     :return: (XCom) a list of result dicts (see ``GenerationResult``), or of ids when not waiting.
     """
 
     template_fields: Sequence[str] = (
         "prompt",
         "model",
-        "image_size",
-        "rendering_speed",
-        "expansion_model",
-        "acceleration",
-        "seed",
-        "output_format",
-        "extra_params",
-        "num_images",
+        "parameters",
+        "num_outputs",
         "max_cost",
         "force_new_enqueue",
         "input_images",
     )
-    template_fields_renderers = {"extra_params": "json", "prompt": "md"}
+    template_fields_renderers = {"parameters": "json", "prompt": "md"}
     ui_color = "#d9e8ff"
     operator_extra_links = (OxenImageLink(),)
 
     def __init__(
         self,
         *,
-        prompt: str,
-        model: str = DEFAULT_MODEL,
-        image_size: str | dict[str, int] | None = None,
-        rendering_speed: str | None = None,
-        expansion_model: str | None = None,
-        acceleration: str | None = None,
-        seed: int | None = None,
-        enable_safety_checker: bool | None = None,
-        output_format: str | None = None,
-        extra_params: dict[str, Any] | None = None,
-        num_images: int = 1,
-        max_images: int = DEFAULT_MAX_IMAGES_PER_TASK,
+        prompt: str | None = None,
+        model: str,
+        parameters: dict[str, Any] | None = None,
+        num_outputs: int | str = 1,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS_PER_TASK,
         max_cost: str | float | Decimal | None = None,
-        force_new_enqueue: bool | str = False,
         input_images: Any = None,
         aws_conn_id: str | None = "aws_default",
-        input_url_expiry: int = DEFAULT_INPUT_URL_EXPIRY,
+        force_new_enqueue: bool | str = False,
         oxen_conn_id: str = OxenHook.default_conn_name,
         poll_interval: float = 5.0,
         timeout: float = 3600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         wait_for_completion: bool = True,
-        wait_strategy: str = "events",
         **kwargs: Any,
     ) -> None:
         # Mapped tasks are listed by what they make, not as 0, 1, 2 (override as usual).
         kwargs.setdefault("map_index_template", MAP_INDEX_TEMPLATE)
         super().__init__(**kwargs)
-        if wait_strategy not in WAIT_STRATEGIES:
-            raise ValueError(f"wait_strategy must be one of {sorted(WAIT_STRATEGIES)}, got {wait_strategy!r}")
         self.prompt = prompt
         self.model = model
-        self.image_size = image_size
-        self.rendering_speed = rendering_speed
-        self.expansion_model = expansion_model
-        self.acceleration = acceleration
-        self.seed = seed
-        self.enable_safety_checker = enable_safety_checker
-        self.output_format = output_format
-        self.extra_params = extra_params or {}
-        self.num_images = num_images
-        self.max_images = max_images
+        self.parameters = parameters or {}
+        self.num_outputs = num_outputs
+        self.max_outputs = max_outputs
         self.max_cost = max_cost
-        self.force_new_enqueue = force_new_enqueue
         self.input_images = input_images
         self.aws_conn_id = aws_conn_id
-        self.input_url_expiry = input_url_expiry
+        self.force_new_enqueue = force_new_enqueue
         self.oxen_conn_id = oxen_conn_id
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.deferrable = deferrable
         self.wait_for_completion = wait_for_completion
-        self.wait_strategy = wait_strategy
         self._in_flight: list[str] = []
         self._carried_ledger_entry: Any = None
 
     # -- request ----------------------------------------------------------------------------------
 
     def build_request(self, **extra: Any) -> ImageGenerationRequest:
-        """The typed request from the (rendered) fields; raises OxenValidationError naming a field."""
-        return build_image_request(
-            self.model,
-            self.prompt if self.prompt not in (None, "") or not self._multi_prompt() else None,
-            image_size=self.image_size,
-            rendering_speed=self.rendering_speed,
-            expansion_model=self.expansion_model,
-            acceleration=self.acceleration,
-            seed=int(self.seed) if isinstance(self.seed, str) and self.seed.strip() else self.seed,
-            enable_safety_checker=self.enable_safety_checker,
-            output_format=self.output_format,
-            **{**self._media_parameters(), **dict(self.extra_params or {}), **extra},
-        )
-
-    def _media_parameters(self) -> dict[str, Any]:
-        """Typed parameters of other media kinds (the video subclass adds its own)."""
-        return {}
-
-    def _multi_prompt(self) -> Any:
-        return {**self._media_parameters(), **dict(self.extra_params or {})}.get("multi_prompt")
+        """The request from the (rendered) fields; raises OxenValidationError naming a field."""
+        if not isinstance(self.parameters, Mapping):
+            raise OxenValidationError(
+                f"parameters must be a dict of the model's parameters, got {self.parameters!r:.120}",
+                field="parameters",
+            )
+        return build_image_request(self.model, self.prompt or None, **{**self.parameters, **extra})
 
     def build_request_for(self, hook: OxenHook) -> ImageGenerationRequest:
         """The request with ``input_images`` resolved to what the model takes (presigned URLs)."""
@@ -225,12 +184,12 @@ class OxenGenerateImageOperator(BaseOperator):
         if not sources:
             return self.build_request()
         model = hook.get_model(self.model)
-        urls = presign(sources, aws_conn_id=self.aws_conn_id, expiry=int(self.input_url_expiry))
+        urls = presign(sources, aws_conn_id=self.aws_conn_id, expiry=url_expiry(float(self.timeout)))
         return self.build_request(input_image=input_image_value(model, urls))
 
     @property
-    def image_count(self) -> int:
-        return check_image_count(self.num_images, int(self.max_images))
+    def output_count(self) -> int:
+        return check_output_count(self.num_outputs, int(self.max_outputs))
 
     @property
     def hook(self) -> OxenHook:
@@ -241,24 +200,28 @@ class OxenGenerateImageOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
             OxenImageLink.persist(context, self)
-            count = self.image_count
+            count = self.output_count
             prepared = hook.prepare(self.build_request_for(hook))
-            self._check_cost(prepared, count)
-            return self._execute(context, hook, prepared, count)
+            sent = self._sent(prepared)
+            self._check_cost(prepared, sent["parameters"], count)
+            return self._execute(context, hook, prepared, sent, count)
 
     @staticmethod
     def _sent(prepared: PreparedRequest) -> dict[str, Any]:
-        """What the results report as asked for, kept in the ledger so that the resumed task need
-        not read the model's schema again (presigned inputs without their signatures)."""
+        """What the results report as asked for: the parameters sent, and the model's defaults for
+        the rest (presigned inputs without their signatures). Kept in the ledger, so that the
+        resumed task need not read the model's schema again."""
         return {
-            "parameters": strip_url_queries(dict(prepared.parameters)),
+            "parameters": strip_url_queries({**prepared.model.parameter_defaults, **prepared.parameters}),
             "media_type": media_type_of(prepared.model),
         }
 
-    def _execute(self, context: Context, hook: OxenHook, prepared: PreparedRequest, count: int) -> Any:
+    def _execute(
+        self, context: Context, hook: OxenHook, prepared: PreparedRequest, sent: dict[str, Any], count: int
+    ) -> Any:
         ledger = GenerationLedger.for_context(context)
         try:
-            ids = self._enqueue_once(hook, prepared, count, ledger)
+            ids = self._enqueue_once(hook, prepared, sent, count, ledger)
         except Exception as exc:
             self._give_up_if_final(context, exc, hook, ledger)
             raise
@@ -275,10 +238,7 @@ class OxenGenerateImageOperator(BaseOperator):
             from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 
             self.log.info(
-                "Deferring until %d Oxen generation(s) finish (timeout %g s, strategy %s).",
-                len(ids),
-                float(self.timeout),
-                self.wait_strategy,
+                "Deferring until %d Oxen generation(s) finish (timeout %g s).", len(ids), float(self.timeout)
             )
             self.defer(
                 trigger=OxenGenerationTrigger(
@@ -286,7 +246,6 @@ class OxenGenerateImageOperator(BaseOperator):
                     oxen_conn_id=self.oxen_conn_id,
                     poll_interval=float(self.poll_interval),
                     deadline=deadline,
-                    wait_strategy=self.wait_strategy,
                 ),
                 method_name="execute_complete",
                 kwargs={CARRIED_LEDGER_KWARG: ledger.carried()},
@@ -299,8 +258,8 @@ class OxenGenerateImageOperator(BaseOperator):
         """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
         with self.hook as hook:
             ledger = GenerationLedger.for_context(context)
-            # What this try recorded before deferring (None for a task deferred by an older
-            # release, or called directly: then the ledger is read).
+            # What this try recorded before deferring (None when called directly: then the
+            # ledger is read).
             ledger.assume(self._carried_ledger_entry)
             return self._finish(context, event, ledger, hook)
 
@@ -345,10 +304,9 @@ class OxenGenerateImageOperator(BaseOperator):
             raise
         entry = ledger.current()  # before the first request: the hook's TLS context loads meanwhile
         rows = hook.complete_rows(rows)
-        sent = entry.sent if entry is not None else None
-        if sent is None:  # a ledger written by an older release
-            sent = self._sent(hook.prepare(self.build_request_for(hook)))
-        media_type, parameters = sent["media_type"], sent["parameters"]
+        # Without a ledger entry (called outside a task), the rows say what they can.
+        sent = entry.sent if entry is not None else {}
+        media_type, parameters = sent.get("media_type", "image"), sent.get("parameters")
         results = [
             build_result(row, model=self.model, parameters=parameters, media_type=media_type).to_xcom()
             for row in rows
@@ -389,8 +347,8 @@ class OxenGenerateImageOperator(BaseOperator):
 
     # -- cost -------------------------------------------------------------------------------------
 
-    def _check_cost(self, prepared: PreparedRequest, count: int) -> None:
-        estimate = estimate_cost(prepared.model, prepared.parameters, count)
+    def _check_cost(self, prepared: PreparedRequest, parameters: dict[str, Any], count: int) -> None:
+        estimate = estimate_cost(prepared.model, parameters, count)
         if self.max_cost in (None, ""):
             if estimate is not None:
                 self.log.info("Estimated cost of %d generation(s): %s", count, estimate)
@@ -410,8 +368,8 @@ class OxenGenerateImageOperator(BaseOperator):
             return
         if estimate > limit:
             raise OxenCostLimitError(
-                f"{count} generation(s) of {prepared.model_id} would cost {estimate} by the model's "
-                f"pricing, above max_cost {limit}. Nothing was enqueued; lower num_images or raise max_cost.",
+                f"{count} generation(s) of {prepared.model_id} would cost {estimate} by the model's pricing, "
+                f"above max_cost {limit}. Nothing was enqueued; lower num_outputs or raise max_cost.",
                 estimate=str(estimate),
                 max_cost=str(limit),
             )
@@ -420,7 +378,12 @@ class OxenGenerateImageOperator(BaseOperator):
     # -- exactly-once enqueue -----------------------------------------------------------------------
 
     def _enqueue_once(
-        self, hook: OxenHook, prepared: PreparedRequest, count: int, ledger: GenerationLedger
+        self,
+        hook: OxenHook,
+        prepared: PreparedRequest,
+        sent: dict[str, Any],
+        count: int,
+        ledger: GenerationLedger,
     ) -> list[str]:
         # Presigned inputs are signed afresh on every try: the fingerprint keeps them unsigned.
         fingerprint = request_fingerprint(prepared.model_id, strip_url_queries(prepared.parameters), count)
@@ -438,7 +401,7 @@ class OxenGenerateImageOperator(BaseOperator):
                         previous.pending,
                     )
                 hook.cancel_generations(previous.generation_ids)
-        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep, sent=self._sent(prepared))
+        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep, sent=sent)
         missing = count - len(keep)
         if missing <= 0:
             ledger.save(entry)
@@ -554,55 +517,33 @@ def _cost_summary(results: list[dict[str, Any]]) -> str:
     return f"{text}; cost unknown for {unknown}" if unknown else text
 
 
-class OxenGenerateVideoOperator(OxenGenerateImageOperator):
-    """Generate video clips (text-to-video, or image-to-video with ``input_images``) through the queue.
+class OxenGenerateImageOperator(OxenGenerateOperator):
+    """Generate images (text-to-image, or edits of ``input_images``) through the queue.
 
-    The same operator as :class:`OxenGenerateImageOperator` — validation before spend,
-    exactly-once enqueue, deferrable waiting, cancellation — with video's defaults: a video
-    model, a long ``timeout`` (clips take minutes) and a slower ``poll_interval``. Each
-    "image" of ``num_images`` is one clip; results carry ``media_type: "video"``.
-
-    :param duration: clip length in seconds, as the model's schema allows (templated).
-    :param aspect_ratio: e.g. ``"16:9"``, ``"9:16"``, ``"1:1"`` (templated).
-    :param generate_audio: ask for a soundtrack where the model can make one.
-    :param multi_prompt: a list of prompts (one per shot) instead of ``prompt`` (templated).
+    :class:`OxenGenerateOperator` with ``ideogram-v4`` as the default model.
     """
 
-    template_fields: Sequence[str] = (
-        *OxenGenerateImageOperator.template_fields,
-        "duration",
-        "aspect_ratio",
-        "multi_prompt",
-    )
+    def __init__(self, *, model: str = DEFAULT_MODEL, **kwargs: Any) -> None:
+        super().__init__(model=model, **kwargs)
+
+
+class OxenGenerateVideoOperator(OxenGenerateOperator):
+    """Generate video clips (text-to-video, or image-to-video with ``input_images``) through the queue.
+
+    :class:`OxenGenerateOperator` with video's defaults: a video model, a long ``timeout``
+    (clips take minutes) and a slower ``poll_interval``. Each of ``num_outputs`` is one clip;
+    results carry ``media_type: "video"``. Clip length, shape and sound go in ``parameters``
+    by the model's names (e.g. ``{"duration": 5, "aspect_ratio": "9:16"}``).
+    """
+
     ui_color = "#e3d9ff"
 
     def __init__(
         self,
         *,
-        prompt: str | None = None,
         model: str = DEFAULT_VIDEO_MODEL,
-        duration: int | str | None = None,
-        aspect_ratio: str | None = None,
-        generate_audio: bool | None = None,
-        multi_prompt: list[str] | None = None,
         timeout: float = 7200.0,
         poll_interval: float = 15.0,
         **kwargs: Any,
     ) -> None:
-        # ``prompt`` may be left out for a ``multi_prompt``; the request check says which is missing.
-        super().__init__(prompt=prompt, model=model, timeout=timeout, poll_interval=poll_interval, **kwargs)  # type: ignore[arg-type]
-        self.duration = duration
-        self.aspect_ratio = aspect_ratio
-        self.generate_audio = generate_audio
-        self.multi_prompt = multi_prompt
-
-    def _media_parameters(self) -> dict[str, Any]:
-        duration = self.duration
-        if isinstance(duration, str) and duration.strip().isdigit():
-            duration = int(duration)
-        return {
-            "duration": duration,
-            "aspect_ratio": self.aspect_ratio,
-            "generate_audio": self.generate_audio,
-            "multi_prompt": self.multi_prompt or None,
-        }
+        super().__init__(model=model, timeout=timeout, poll_interval=poll_interval, **kwargs)

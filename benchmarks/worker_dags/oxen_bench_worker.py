@@ -57,9 +57,8 @@ with DAG(
 ):
     TimedGenerate.partial(
         task_id="generate",
-        image_size="square",
+        parameters={"image_size": "square"},
         poll_interval=2,
         timeout=600,
         deferrable=True,
-        wait_strategy="events",
     ).expand(prompt=[f"Benchmark tile {i}" for i in range(TASKS)])

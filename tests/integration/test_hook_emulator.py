@@ -75,10 +75,10 @@ def test_cancel_a_queued_generation(oxen_conn: EmulatorControl) -> None:
     [({"rendering_speed": "WARP"}, "rendering_speed"), ({"image_size": "huge"}, "image_size")],
 )
 def test_invalid_enum_fails_before_any_request(oxen_conn: EmulatorControl, params: dict, field: str) -> None:
-    with pytest.raises(OxenValidationError) as info:
-        build_image_request("ideogram-v4", "x", **params)
+    with OxenHook() as hook, pytest.raises(OxenValidationError) as info:
+        hook.enqueue(build_image_request("ideogram-v4", "x", **params))
     assert info.value.field == field
-    assert oxen_conn.requests() == []
+    assert oxen_conn.enqueue_posts() == 0
 
 
 def test_missing_prompt_fails_before_any_request(oxen_conn: EmulatorControl) -> None:

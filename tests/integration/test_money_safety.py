@@ -109,18 +109,18 @@ def test_a_definite_refusal_clears_the_pending_mark_so_the_retry_scans_nothing(
     assert oxen_conn.stats()["generations_created"] == 1
 
 
-@pytest.mark.parametrize("num_images", [0, -2, 17])
-def test_image_counts_out_of_bounds_fail_before_any_request(
-    oxen_conn: EmulatorControl, num_images: int
+@pytest.mark.parametrize("num_outputs", [0, -2, 17])
+def test_output_counts_out_of_bounds_fail_before_any_request(
+    oxen_conn: EmulatorControl, num_outputs: int
 ) -> None:
     with pytest.raises(OxenValidationError) as info:
-        _operator(num_images=num_images).execute(_context())
-    assert info.value.field == "num_images"
+        _operator(num_outputs=num_outputs).execute(_context())
+    assert info.value.field == "num_outputs"
     assert oxen_conn.requests() == []
 
 
 def test_six_images_are_sent_as_requests_of_four_and_two(oxen_conn: EmulatorControl) -> None:
-    ids = _operator(wait_for_completion=False, num_images=6).execute(_context())
+    ids = _operator(wait_for_completion=False, num_outputs=6).execute(_context())
     posts = oxen_conn.requests(method="POST", path="/api/ai/queue")
     assert [p["json"]["num_generations"] for p in posts] == [4, 2]
     assert len(ids) == 6
@@ -128,14 +128,17 @@ def test_six_images_are_sent_as_requests_of_four_and_two(oxen_conn: EmulatorCont
 
 def test_unknown_parameter_name_is_refused_with_the_closest_name(oxen_conn: EmulatorControl) -> None:
     with pytest.raises(OxenValidationError) as info:
-        _operator(extra_params={"rendering_sped": "TURBO"}).execute(_context())
+        _operator(parameters={"rendering_sped": "TURBO"}).execute(_context())
     assert info.value.field == "rendering_sped" and "rendering_speed" in str(info.value)
     assert oxen_conn.enqueue_posts() == 0
 
 
 def test_only_the_parameters_a_models_schema_names_are_sent(oxen_conn: EmulatorControl) -> None:
     _operator(
-        model="black-forest-labs-flux-2-klein-4b", wait_for_completion=False, num_images=2, seed=3
+        model="black-forest-labs-flux-2-klein-4b",
+        wait_for_completion=False,
+        num_outputs=2,
+        parameters={"seed": 3},
     ).execute(_context())
     [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
     assert set(post["json"]) == {"model", "prompt", "seed", "num_generations"}
@@ -154,11 +157,11 @@ def test_max_cost_refuses_before_any_enqueue_naming_both_figures(oxen_conn: Emul
         price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
     limit = price * 3
     with pytest.raises(OxenCostLimitError) as info:
-        _operator(num_images=4, max_cost=str(limit)).execute(_context())
+        _operator(num_outputs=4, max_cost=str(limit)).execute(_context())
     assert str(price * 4) in str(info.value) and str(limit) in str(info.value)
     assert info.value.field == "max_cost"
     assert oxen_conn.enqueue_posts() == 0
-    assert len(_operator(num_images=3, max_cost=str(limit), deferrable=False).execute(_context())) == 3
+    assert len(_operator(num_outputs=3, max_cost=str(limit), deferrable=False).execute(_context())) == 3
 
 
 def test_pricing_in_a_shape_we_do_not_understand_does_not_block(oxen_conn: EmulatorControl) -> None:
@@ -177,7 +180,7 @@ def test_pricing_in_a_shape_we_do_not_understand_does_not_block(oxen_conn: Emula
 def test_cost_is_read_once_per_generation_on_resume_and_summed_in_the_log(
     oxen_conn: EmulatorControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    operator = _operator(deferrable=True, num_images=3)
+    operator = _operator(deferrable=True, num_outputs=3)
     context = _context()
     event = _run_trigger(_defer(operator, context))
     # The resumed task (a fresh process on a worker) reads each generation's cost once, and the
@@ -202,7 +205,7 @@ def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store
 ) -> None:
     """The entry recorded before deferring travels in ``next_kwargs``: resuming reads no ledger."""
     store = FakeTaskStateStore()
-    operator = _operator(deferrable=True, num_images=2)
+    operator = _operator(deferrable=True, num_outputs=2)
     deferred = defer(operator, _context(store))
     carried = deferred.kwargs[CARRIED_LEDGER_KWARG]
     assert deferred.kwargs == {CARRIED_LEDGER_KWARG: store.values[LEDGER_KEY]}
@@ -246,21 +249,6 @@ def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: E
     assert store.values[LEDGER_KEY]["settled"] is True
 
 
-def test_a_task_deferred_by_an_older_release_still_resumes(oxen_conn: EmulatorControl) -> None:
-    """A ledger without ``sent`` (written by 0.2.0): the worker prepares the request again."""
-    operator = _operator(deferrable=True, num_images=2)
-    context = _context()
-    event = _run_trigger(_defer(operator, context))
-    ledger = GenerationLedger.for_context(context)
-    entry = ledger.load()
-    assert entry is not None and entry.sent is not None
-    ledger.save(entry.model_copy(update={"sent": None}))
-    results = operator.execute_complete(context, event)
-    assert all(Decimal(r["cost"]) > 0 for r in results)
-    assert {r["media_type"] for r in results} == {"image"}
-    assert [r["parameters"]["prompt"] for r in results] == [operator.prompt] * 2
-
-
 # -- exactly once across crashes ------------------------------------------------------------------
 
 
@@ -292,16 +280,18 @@ def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
 ) -> None:
     """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops."""
     oxen_conn.configure(render_seconds=5)
-    other = _operator(task_id="b", deferrable=True, seed=2, num_images=2)
+    other = _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2)
     other_ids = _defer(other, _context()).generation_ids
     store = FakeTaskStateStore()
     _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, seed=1, num_images=2), store
+        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
     )
     assert oxen_conn.stats()["generations_created"] == 4
 
     with pytest.raises(OxenUnrecordedEnqueueError) as info:
-        _operator(task_id="a", deferrable=True, seed=1, num_images=2).execute(_context(store, try_number=2))
+        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2).execute(
+            _context(store, try_number=2)
+        )
     assert isinstance(info.value, OxenRequestMayHaveSucceededError)
     assert "force_new_enqueue" in str(info.value)
     assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
@@ -316,15 +306,16 @@ def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_o
 ) -> None:
     oxen_conn.configure(render_seconds=5, row_parameters=True)
     other_ids = _defer(
-        _operator(task_id="b", deferrable=True, seed=2, num_images=2), _context()
+        _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2), _context()
     ).generation_ids
     store = FakeTaskStateStore()
     _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, seed=1, num_images=2), store
+        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
     )
 
     trigger = _defer(
-        _operator(task_id="a", deferrable=True, seed=1, num_images=2), _context(store, try_number=2)
+        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2),
+        _context(store, try_number=2),
     )
     assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
     assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
@@ -363,7 +354,7 @@ def test_a_generation_gone_from_oxen_is_never_replaced_silently(oxen_conn: Emula
 
 
 def test_trigger_resumed_after_its_deadline_reports_what_succeeded(oxen_conn: EmulatorControl) -> None:
-    ids = _operator(wait_for_completion=False, num_images=2).execute(_context())
+    ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     _wait_until_terminal(ids)
     trigger = OxenGenerationTrigger(generation_ids=ids, poll_interval=0.1, deadline=time.time() - 60)
     event = _run_trigger(trigger)
@@ -376,7 +367,7 @@ def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
 ) -> None:
     """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection."""
     oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, num_images=2)
+    operator = _operator(deferrable=True, num_outputs=2)
     context = _context(try_number=1)
     trigger = _defer(operator, context)
     blind = OxenGenerationTrigger(
@@ -411,5 +402,5 @@ def test_a_partial_enqueue_refused_for_credits_cancels_what_was_enqueued(oxen_co
         price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
     oxen_conn.configure(credits=str(price * 5))  # the first 4 fit, the next 2 do not
     with pytest.raises(OxenInsufficientCreditsError):
-        _operator(num_images=6, deferrable=True).execute(_context(try_number=1))
+        _operator(num_outputs=6, deferrable=True).execute(_context(try_number=1))
     assert len(oxen_conn.requests(method="DELETE")) == 4

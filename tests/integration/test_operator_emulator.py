@@ -28,7 +28,10 @@ from tests.integration.helpers import task_context as _context
 
 def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> None:
     operator = _operator(
-        deferrable=False, num_images=2, image_size="portrait_4_3", seed=42, output_format="png"
+        deferrable=False,
+        num_outputs=2,
+        # As a template renders it: text, sent as the integer the model's schema declares.
+        parameters={"image_size": "portrait_4_3", "seed": "42", "output_format": "png"},
     )
     results = operator.execute(_context())
     assert len(results) == 2
@@ -38,11 +41,11 @@ def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> Non
         assert (result["width"], result["height"], result["output_format"]) == (768, 1024, "png")
         assert result["seed"] == 42 and result["prompt"] == "A poster" and result["model"] == "ideogram-v4"
         assert result["cost"] and result["render_seconds"] is not None
-        assert result["parameters"]["rendering_speed"] == "BALANCED"
+        assert result["parameters"]["rendering_speed"] == "BALANCED"  # the model's default, reported
 
 
 def test_deferrable_defers_with_ids_only_then_completes(oxen_conn: EmulatorControl) -> None:
-    operator = _operator(deferrable=True, num_images=3)
+    operator = _operator(deferrable=True, num_outputs=3)
     context = _context()
     deferred = _defer(operator, context)
     trigger = deferred.trigger
@@ -95,7 +98,7 @@ def test_timeout_cancels_unfinished_generations(oxen_conn: EmulatorControl) -> N
 
 def test_trigger_on_kill_cancels_what_is_rendering(oxen_conn: EmulatorControl) -> None:
     oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, num_images=2)
+    operator = _operator(deferrable=True, num_outputs=2)
     trigger = _defer(operator, _context()).trigger
 
     async def kill_while_waiting() -> None:
@@ -140,12 +143,14 @@ def test_operator_on_kill_cancels_a_worker_side_wait(oxen_conn: EmulatorControl)
 
 
 def test_invalid_parameter_fails_before_any_enqueue(oxen_conn: EmulatorControl) -> None:
-    with pytest.raises(OxenValidationError, match="acceleration"):
-        _operator(acceleration="ludicrous").execute(_context())
+    with pytest.raises(OxenValidationError, match="acceleration") as info:
+        _operator(parameters={"acceleration": "ludicrous"}).execute(_context())
+    assert info.value.field == "acceleration"
+    assert info.value.allowed == ["none", "low", "regular", "high"] and "regular" in str(info.value)
     with pytest.raises(OxenValidationError, match="num_inference_steps"):
-        _operator(
-            model="black-forest-labs-flux-2-klein-4b", extra_params={"num_inference_steps": 99}
-        ).execute(_context())
+        _operator(model="black-forest-labs-flux-2-klein-4b", parameters={"num_inference_steps": 99}).execute(
+            _context()
+        )
     assert oxen_conn.enqueue_posts() == 0
 
 
@@ -164,10 +169,10 @@ def test_retry_after_a_crash_resumes_instead_of_paying_again(
     with monkeypatch.context() as patch:
         patch.setattr(OxenGenerateImageOperator, "defer", die)
         with pytest.raises(_DiedAfterEnqueue):
-            _operator(deferrable=True, num_images=6).execute(_context(store))
+            _operator(deferrable=True, num_outputs=6).execute(_context(store))
     assert oxen_conn.stats()["generations_created"] == 6
 
-    deferred = _defer(_operator(deferrable=True, num_images=6), _context(store))
+    deferred = _defer(_operator(deferrable=True, num_outputs=6), _context(store))
     assert oxen_conn.stats()["generations_created"] == 6
     assert oxen_conn.enqueue_posts() == 2  # 4 + 2, all from the first try
     event = _run_trigger(deferred.trigger)
@@ -177,10 +182,10 @@ def test_retry_after_a_crash_resumes_instead_of_paying_again(
 def test_retry_after_a_failure_replaces_only_the_failed_generation(oxen_conn: EmulatorControl) -> None:
     store = FakeTaskStateStore()
     oxen_conn.fault(type="generation_failure", error_message="flaky", count=1)
-    operator = _operator(deferrable=False, num_images=3)
+    operator = _operator(deferrable=False, num_outputs=3)
     with pytest.raises(OxenGenerationFailedError):
         operator.execute(_context(store))
-    results = _operator(deferrable=False, num_images=3).execute(_context(store))
+    results = _operator(deferrable=False, num_outputs=3).execute(_context(store))
     assert len(results) == 3
     assert oxen_conn.stats()["generations_created"] == 4
     assert [
@@ -201,7 +206,7 @@ def test_an_unrecorded_enqueue_is_recovered_from_the_queue(oxen_conn: EmulatorCo
     from airflow_provider_oxen.ledger import LEDGER_KEY, LedgerEntry, request_fingerprint
 
     oxen_conn.configure(render_seconds=5, row_parameters=True)
-    operator = _operator(deferrable=True, prompt="lost answer", seed=5)
+    operator = _operator(deferrable=True, prompt="lost answer", parameters={"seed": 5})
     with OxenHook() as hook:
         prepared = hook.prepare(operator.build_request())
         entry = LedgerEntry(fingerprint=request_fingerprint(prepared.model_id, prepared.parameters, 1))
@@ -215,7 +220,7 @@ def test_an_unrecorded_enqueue_is_recovered_from_the_queue(oxen_conn: EmulatorCo
 
 
 def test_fire_and_forget_then_sensor(oxen_conn: EmulatorControl) -> None:
-    ids = _operator(wait_for_completion=False, num_images=2).execute(_context())
+    ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
     sensor = OxenGenerationSensor(task_id="wait", generation_ids=ids, poll_interval=0.1, timeout=30)
     with pytest.raises(TaskDeferred) as info:

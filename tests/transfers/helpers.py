@@ -45,7 +45,7 @@ def generate(num_images: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
         "deferrable": False,
         "poll_interval": 0.05,
         "timeout": 30,
-        "num_images": num_images,
+        "num_outputs": num_images,
         **kwargs,
     }
     context: Any = {"task_state_store": FakeTaskStateStore()}

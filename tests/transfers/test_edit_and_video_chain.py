@@ -64,8 +64,7 @@ def test_a_clip_after_a_worker_crash_is_paid_once_and_stored_as_video(
             model=I2V_MODEL,
             prompt="Slow push-in",
             input_images=key_visual,
-            duration=3,
-            aspect_ratio="16:9",
+            parameters={"duration": 3, "aspect_ratio": "16:9"},
             poll_interval=0.2,
             deferrable=True,
         )

@@ -62,13 +62,12 @@ def _files_downloaded(emulator: EmulatorControl) -> int:
 @pytest.fixture
 def batch(oxen: EmulatorControl) -> list[list[dict[str, Any]]]:
     """Two "mapped" generate results: 3 ideogram JPEGs and 2 flux PNGs of a custom size."""
-    jpegs = generate(3, image_size="portrait_4_3", seed=7)
+    jpegs = generate(3, parameters={"image_size": "portrait_4_3", "seed": 7})
     pngs = generate(
         2,
         model="black-forest-labs-flux-2-klein-4b",
         prompt="A tiny robot watering plants",
-        image_size={"width": 640, "height": 384},
-        output_format="png",
+        parameters={"image_size": {"width": 640, "height": 384}, "output_format": "png"},
     )
     return [jpegs, pngs]
 
@@ -367,7 +366,7 @@ def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
 def test_generation_ids_are_accepted_and_read_from_the_api(
     oxen: EmulatorControl, s3_client: Any, bucket: str
 ) -> None:
-    results = generate(2, output_format="png", image_size="square")
+    results = generate(2, parameters={"output_format": "png", "image_size": "square"})
     records = _run(_operator([results[0]["generation_id"], [results[1]["generation_id"]]], bucket))
     assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
     assert [r["s3_key"].rsplit(".", 1)[1] for r in records] == ["png", "png"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jinja2
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
-from airflow_provider_oxen.inputs import input_image_value, input_sources, presign, takes_several
+from airflow_provider_oxen.hooks.validation import prepare_parameters
+from airflow_provider_oxen.inputs import input_image_value, input_sources, presign, takes_several, url_expiry
 from airflow_provider_oxen.ledger import request_fingerprint
 from airflow_provider_oxen.models import (
     OxenModel,
@@ -85,6 +87,12 @@ def test_urls_need_no_presigning() -> None:
     assert presign(["https://a/b.png"], aws_conn_id=None, expiry=60) == ["https://a/b.png"]
 
 
+def test_presigned_inputs_live_as_long_as_the_task_may_wait_within_what_s3_allows() -> None:
+    assert url_expiry(600) == 6 * 3600  # the queue may hold a generation longer than one render
+    assert url_expiry(12 * 3600) == 12 * 3600
+    assert url_expiry(30 * 24 * 3600) == 7 * 24 * 3600
+
+
 def test_a_presigned_input_keeps_the_same_fingerprint_on_every_try() -> None:
     first = {"prompt": "p", "input_image": "http://s3/b/k.png?X-Amz-Signature=aaa&X-Amz-Date=1"}
     second = {"prompt": "p", "input_image": "http://s3/b/k.png?X-Amz-Signature=bbb&X-Amz-Date=2"}
@@ -104,20 +112,31 @@ def test_multi_prompt_replaces_prompt_but_not_both() -> None:
     assert missing.value.field == "prompt"
 
 
-def test_video_operator_has_video_defaults_and_typed_parameters() -> None:
+def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
     operator = OxenGenerateVideoOperator(
-        task_id="clip", prompt="A pour-over", duration="4", aspect_ratio="16:9"
+        task_id="clip", prompt="A pour-over", parameters={"duration": "4", "aspect_ratio": "16:9"}
     )
     assert operator.model == "kling-video-v2-6-pro-text-to-video"
     assert operator.timeout >= 3600 and operator.poll_interval >= 10
-    assert operator.build_request().parameters() == {
+    # Templated text goes as the model's schema types it (see OxenModel.typed).
+    video = _model(
+        "kling-t2v",
+        ["text"],
+        ["video"],
+        {"type": "object", "properties": {"prompt": {}, "duration": {"type": "integer"}, "aspect_ratio": {}}},
+    )
+    request = operator.build_request()
+    assert prepare_parameters(video, request.parameters(), request.explicit_names) == {
         "prompt": "A pour-over",
         "duration": 4,
         "aspect_ratio": "16:9",
     }
-    assert {"duration", "aspect_ratio", "multi_prompt", "input_images"} <= set(operator.template_fields)
-    shots = OxenGenerateVideoOperator(task_id="c", multi_prompt=["a", "b"])
+    assert {"parameters", "input_images"} <= set(operator.template_fields)
+    shots = OxenGenerateVideoOperator(task_id="c", parameters={"multi_prompt": ["a", "b"]})
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
+    # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
+    label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
+    assert label.render(task=operator) == "A pour-over"
 
 
 def test_image_operator_accepts_input_images_as_a_template_field() -> None:

@@ -64,7 +64,7 @@ def _label(operator: OxenGenerateImageOperator) -> str:
 def test_mapped_generate_tasks_are_labelled_by_prompt_and_size() -> None:
     long_prompt = "A ceramic coffee mug on a marble counter, studio light, shallow depth of field"
     operator = OxenGenerateImageOperator(
-        task_id="t", prompt=long_prompt, image_size="landscape_16_9", num_images=2
+        task_id="t", prompt=long_prompt, parameters={"image_size": "landscape_16_9"}, num_outputs=2
     )
     label = _label(operator)
     assert label.startswith("A ceramic coffee mug on a marble counter") and label.endswith(

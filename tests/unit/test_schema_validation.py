@@ -95,7 +95,7 @@ def test_unknown_parameter_name_passes_when_the_schema_allows_other_names() -> N
 
 
 def test_defaults_the_schema_does_not_name_are_not_sent() -> None:
-    # Typed ideogram-v4 defaults the caller never set are dropped, not refused.
+    # Names outside ``explicit`` (a caller's own defaults) are dropped, not refused.
     shaped = prepare_parameters(
         CLOSED, {"prompt": "x", "acceleration": "none", "seed": 3}, explicit={"prompt", "seed"}
     )

@@ -29,8 +29,8 @@ with DAG(dag_id="oxen_e2e_crash", schedule=None, start_date=datetime(2026, 1, 1)
     DiesBeforeDeferring(
         task_id="generate",
         prompt="Six tiles that must be paid for once",
-        num_images=6,
-        image_size="square",
+        num_outputs=6,
+        parameters={"image_size": "square"},
         poll_interval=1,
         timeout=300,
         deferrable=True,
@@ -43,8 +43,8 @@ with DAG(dag_id="oxen_e2e_stall", schedule=None, start_date=datetime(2026, 1, 1)
     OxenGenerateImageOperator(
         task_id="stuck",
         prompt="An image that never finishes rendering",
-        num_images=2,
-        image_size="square",
+        num_outputs=2,
+        parameters={"image_size": "square"},
         poll_interval=1,
         timeout=600,
         deferrable=True,

@@ -18,7 +18,7 @@ with DAG(
     OxenGenerateImageOperator(
         task_id="doomed",
         prompt="A picture the GPU will never finish",
-        image_size="square",
+        parameters={"image_size": "square"},
         poll_interval=1,
         timeout=120,
         deferrable=True,
@@ -37,7 +37,7 @@ with DAG(
     OxenGenerateImageOperator(
         task_id="unpaid",
         prompt="A poster nobody can pay for",
-        image_size="square",
+        parameters={"image_size": "square"},
         poll_interval=1,
         timeout=120,
         deferrable=True,

@@ -17,9 +17,8 @@ with DAG(
 ) as dag:
     OxenGenerateImageOperator.partial(
         task_id="generate",
-        image_size="square",
+        parameters={"image_size": "square"},
         poll_interval=2,
         timeout=900,
         deferrable=True,
-        wait_strategy="events",
     ).expand(prompt=[f"Tile number {i}" for i in range(200)])

@@ -24,9 +24,8 @@ with DAG(
     generate = OxenGenerateImageOperator(
         task_id="generate",
         prompt="A street poster for a night market, bold type",
-        image_size="square",
-        output_format="png",
-        num_images=2,
+        parameters={"image_size": "square", "output_format": "png"},
+        num_outputs=2,
         poll_interval=1,
         timeout=120,
         deferrable=True,

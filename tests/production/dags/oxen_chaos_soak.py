@@ -89,7 +89,6 @@ class ChaosAwareGenerate(OxenGenerateImageOperator):
 common: dict[str, Any] = {
     "deferrable": True,
     "poll_interval": POLL_INTERVAL,
-    "wait_strategy": "events",
     "retry_delay": timedelta(seconds=2),
 }
 
@@ -103,8 +102,8 @@ with DAG(
 ) as dag:
     ChaosAwareGenerate.partial(
         task_id="generate",
-        image_size="square",
-        num_images=IMAGES,
+        parameters={"image_size": "square"},
+        num_outputs=IMAGES,
         timeout=1800,
         retries=4,
         **common,
@@ -113,7 +112,7 @@ with DAG(
     ChaosAwareGenerate.partial(
         task_id="flaky",
         model=FLAKY_MODEL,
-        num_images=2,
+        num_outputs=2,
         timeout=900,
         retries=4,
         priority_weight=100,
@@ -124,7 +123,7 @@ with DAG(
         task_id="stalled",
         model=STALL_MODEL,
         prompt="Soak stalled: an image that never finishes rendering",
-        num_images=1,
+        num_outputs=1,
         timeout=STALL_TIMEOUT,
         retries=2,
         priority_weight=100,
@@ -142,8 +141,8 @@ with DAG(
 
     late = ChaosAwareGenerate.partial(
         task_id="late",
-        image_size="square",
-        num_images=1,
+        parameters={"image_size": "square"},
+        num_outputs=1,
         timeout=LATE_TIMEOUT,
         retries=2,
         priority_weight=100,
