@@ -56,13 +56,13 @@ def get_provider_info() -> dict[str, Any]:
         # Stored links (declared on the operators) and the live ones the api-server computes
         # through the provider's plugin (the ``airflow.plugins`` entry point); see docs/links.md.
         "extra-links": [
-            "airflow_provider_oxen.links.OxenImageLink",
-            "airflow_provider_oxen.links.OxenS3FolderLink",
-            "airflow_provider_oxen.links.OxenManifestLink",
-            "airflow_provider_oxen.links.OxenContactSheetLink",
-            "airflow_provider_oxen.links.OxenImageLiveLink",
-            "airflow_provider_oxen.links.OxenManifestLiveLink",
-            "airflow_provider_oxen.links.OxenContactSheetLiveLink",
+            "airflow_provider_oxen.links.extra_links.OxenImageLink",
+            "airflow_provider_oxen.links.extra_links.OxenS3FolderLink",
+            "airflow_provider_oxen.links.extra_links.OxenManifestLink",
+            "airflow_provider_oxen.links.extra_links.OxenContactSheetLink",
+            "airflow_provider_oxen.links.extra_links.OxenImageLiveLink",
+            "airflow_provider_oxen.links.extra_links.OxenManifestLiveLink",
+            "airflow_provider_oxen.links.extra_links.OxenContactSheetLiveLink",
         ],
         "config": {
             "oxen": {

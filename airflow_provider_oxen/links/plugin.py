@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_provider_oxen.links import LIVE_LINKS
+from airflow_provider_oxen.links.extra_links import LIVE_LINKS
 
 
 class OxenLinksPlugin(AirflowPlugin):

@@ -24,7 +24,7 @@ from airflow_provider_oxen.hooks.oxen import OxenHook, PreparedRequest
 from airflow_provider_oxen.hooks.retry import proves_nothing_created
 from airflow_provider_oxen.inputs import input_image_value, input_sources, presign, url_expiry
 from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry, request_fingerprint
-from airflow_provider_oxen.links import OxenImageLink
+from airflow_provider_oxen.links.extra_links import OxenImageLink
 from airflow_provider_oxen.models import (
     DEFAULT_MAX_OUTPUTS_PER_TASK,
     DEFAULT_MODEL,

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
+from airflow_provider_oxen.media.video import is_video
 from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
-from airflow_provider_oxen.review.video import is_video
 from airflow_provider_oxen.transfers.batch import flatten_results
 from airflow_provider_oxen.transfers.keys import UnsafeKeyError, check_key, normalise_prefix
 from airflow_provider_oxen.transfers.store import (

@@ -9,7 +9,7 @@ optional, so one click on a blanket option answers. With a ``response_timeout``,
 answering means the defaults apply (that is how the demo answers), through Airflow's own HITL
 timeout handling. A video clip's row shows its poster frame linked to the clip (both presigned),
 and its field is titled like ``Clip 2 — Cold Brew Kit, 16:9, 5 s``. What Airflow's form
-renders, and why the form looks like this: :mod:`airflow_provider_oxen.review.form`.
+renders, and why the form looks like this: :mod:`airflow_provider_oxen.review_form`.
 
 The body is stored in Airflow's metadata DB and shown to everyone who can see the task, so
 it holds presigned S3 URLs of *our* bucket only (GET of one object, expiring with
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.definitions.param import ParamsDict
 
-from airflow_provider_oxen.links import OxenContactSheetLink
-from airflow_provider_oxen.review.form import (
+from airflow_provider_oxen.links.extra_links import OxenContactSheetLink
+from airflow_provider_oxen.review_form import (
     APPROVE,
     DECISIONS,
     NOTE_PARAM,

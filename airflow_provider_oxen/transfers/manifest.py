@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
+from airflow_provider_oxen.media.video import VideoCheck
 from airflow_provider_oxen.redact import strip_url_queries
-from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
-from airflow_provider_oxen.review.video import VideoCheck
 
 MANIFEST_VERSION = 1
 # Fields of a record that describe one try rather than the stored object.

@@ -20,9 +20,8 @@ from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.links import OxenManifestLink, OxenS3FolderLink
-from airflow_provider_oxen.results import build_result
-from airflow_provider_oxen.review.checks import (
+from airflow_provider_oxen.links.extra_links import OxenManifestLink, OxenS3FolderLink
+from airflow_provider_oxen.media.checks import (
     MIME_TYPES,
     CheckSettings,
     DecodedImage,
@@ -32,8 +31,8 @@ from airflow_provider_oxen.review.checks import (
     evaluate,
     identify_mime_type,
 )
-from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
-from airflow_provider_oxen.review.video import (
+from airflow_provider_oxen.media.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
+from airflow_provider_oxen.media.video import (
     POSTER_CONTENT_TYPE,
     VIDEO_MIME_TYPES,
     DecodedVideo,
@@ -46,6 +45,7 @@ from airflow_provider_oxen.review.video import (
     poster_jpeg,
     poster_key,
 )
+from airflow_provider_oxen.results import build_result
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (

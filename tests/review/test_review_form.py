@@ -26,7 +26,7 @@ from airflow_provider_oxen.operators.review import (
     decision_param_name,
     link_expiry_for,
 )
-from airflow_provider_oxen.review.form import (
+from airflow_provider_oxen.review_form import (
     aspect_label,
     excerpt,
     image_description,

@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from airflow_provider_oxen.operators.review import OxenImageReviewOperator, decide, decision_param_name
-from airflow_provider_oxen.review.checks import CheckSettings
-from airflow_provider_oxen.review.contact_sheet import SheetItem, make_contact_sheet, sheet_size
-from airflow_provider_oxen.review.form import (
-    checks_text,
-    count_text,
-    default_decision,
-    image_description,
-    image_title,
-    review_body,
-)
-from airflow_provider_oxen.review.video import (
+from airflow_provider_oxen.media.checks import CheckSettings
+from airflow_provider_oxen.media.contact_sheet import SheetItem, make_contact_sheet, sheet_size
+from airflow_provider_oxen.media.video import (
     NOT_CHECKED,
     DecodedVideo,
     ExpectedVideo,
@@ -33,6 +24,15 @@ from airflow_provider_oxen.review.video import (
     poster_jpeg,
     poster_key,
     requested_duration,
+)
+from airflow_provider_oxen.operators.review import OxenImageReviewOperator, decide, decision_param_name
+from airflow_provider_oxen.review_form import (
+    checks_text,
+    count_text,
+    default_decision,
+    image_description,
+    image_title,
+    review_body,
 )
 from tests.transfers.video_helpers import make_clip
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
 from airflow_provider_oxen.redact import redact_text, strip_query, strip_url_queries
-from airflow_provider_oxen.review.checks import CheckSettings, ImageCheck
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.fetch import ResultDownloadError, fetch_result
 from airflow_provider_oxen.transfers.manifest import (

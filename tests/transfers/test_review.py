@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from airflow_provider_oxen.review.checks import (
+from airflow_provider_oxen.media.checks import (
     CheckSettings,
     ExpectedImage,
     ImageCheck,
@@ -18,7 +18,7 @@ from airflow_provider_oxen.review.checks import (
     identify_mime_type,
     normalise_format,
 )
-from airflow_provider_oxen.review.contact_sheet import (
+from airflow_provider_oxen.media.contact_sheet import (
     SheetItem,
     make_contact_sheet,
     make_thumbnail,

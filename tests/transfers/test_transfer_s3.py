@@ -11,7 +11,7 @@ import pytest
 from airflow.sdk import Asset
 from PIL import Image
 
-from airflow_provider_oxen.review.contact_sheet import sheet_size
+from airflow_provider_oxen.media.contact_sheet import sheet_size
 from airflow_provider_oxen.transfers.fetch import ResultDownloadError
 from airflow_provider_oxen.transfers.keys import KeyTemplateError, UnsafeKeyError
 from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator

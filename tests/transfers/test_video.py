@@ -17,10 +17,10 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from airflow_provider_oxen.media.contact_sheet import PAD, make_thumbnail, sheet_size
+from airflow_provider_oxen.media.video import NOT_CHECKED, VideoCheck, decode_video
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
-from airflow_provider_oxen.review.contact_sheet import PAD, make_thumbnail, sheet_size
-from airflow_provider_oxen.review.video import NOT_CHECKED, VideoCheck, decode_video
 from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.store import KeyConflictError, sha256_base64
 from tests.transfers.conftest import S3Calls

@@ -20,9 +20,9 @@ import httpx
 import pytest
 from airflow.models.taskinstancekey import TaskInstanceKey
 
-from airflow_provider_oxen import links
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.links import (
+from airflow_provider_oxen.links import extra_links as links
+from airflow_provider_oxen.links.extra_links import (
     DEFAULT_OXEN_CONN_ID,
     LINK_DATA_KEY,
     LIVE_LINKS,
@@ -46,15 +46,15 @@ __all__ = ["aws_conn", "bucket", "moto_endpoint", "s3_client"]
 
 DAG_ID = "oxen_marketing_campaign"
 STORED_LINKS = {
-    "airflow_provider_oxen.links.OxenImageLink",
-    "airflow_provider_oxen.links.OxenS3FolderLink",
-    "airflow_provider_oxen.links.OxenManifestLink",
-    "airflow_provider_oxen.links.OxenContactSheetLink",
+    "airflow_provider_oxen.links.extra_links.OxenImageLink",
+    "airflow_provider_oxen.links.extra_links.OxenS3FolderLink",
+    "airflow_provider_oxen.links.extra_links.OxenManifestLink",
+    "airflow_provider_oxen.links.extra_links.OxenContactSheetLink",
 }
 LIVE_LINK_PATHS = {
-    "airflow_provider_oxen.links.OxenImageLiveLink",
-    "airflow_provider_oxen.links.OxenManifestLiveLink",
-    "airflow_provider_oxen.links.OxenContactSheetLiveLink",
+    "airflow_provider_oxen.links.extra_links.OxenImageLiveLink",
+    "airflow_provider_oxen.links.extra_links.OxenManifestLiveLink",
+    "airflow_provider_oxen.links.extra_links.OxenContactSheetLiveLink",
 }
 
 

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from PIL import Image
 
-from airflow_provider_oxen.review.checks import CheckSettings, normalise_format
+from airflow_provider_oxen.media.checks import CheckSettings, normalise_format
 
 VIDEO = "video"
 IMAGE = "image"

@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from airflow_provider_oxen.review.video import (
+from airflow_provider_oxen.media.video import (
     duration_text,
     frame_rate_text,
     is_video,

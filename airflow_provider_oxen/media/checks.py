@@ -1,6 +1,6 @@
 """Automatic per-image checks: it decodes, has the requested size and format, and a sane byte size.
 
-(Video clips have their own checks, in :mod:`airflow_provider_oxen.review.video`, sharing
+(Video clips have their own checks, in :mod:`airflow_provider_oxen.media.video`, sharing
 :class:`CheckSettings`.)
 
 The checks run on a file that is already on hand (the transfer's spool), so checking never
