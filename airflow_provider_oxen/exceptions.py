@@ -8,6 +8,7 @@ leak through an exception message or a task log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -203,3 +204,42 @@ class OxenGenerationGoneError(OxenGenerationError, OxenUnrecoverableError):
             "replacement. To pay for a new one, set force_new_enqueue=True on the task and clear it.",
             generation_id=generation_id,
         )
+
+
+# -- storing and publishing results ---------------------------------------------------------------
+
+
+class OxenKeyError(OxenValidationError):
+    """An S3 key, prefix or key template is malformed, uses a placeholder it may not use, or could
+    escape its prefix (or be read differently by another tool). Raised before anything is written."""
+
+
+class OxenKeyConflictError(OxenError):
+    """The key holds a different object that this transfer does not own, and ``replace`` is off."""
+
+
+class OxenResultDownloadError(OxenError):
+    """A result file could not be downloaded, even after refreshing its URL."""
+
+    def __init__(self, message: str, *, generation_id: str) -> None:
+        super().__init__(message)
+        self.generation_id = generation_id
+
+
+class OxenCheckFailedError(OxenError):
+    """Some stored images or clips failed their checks (raised only with ``fail_on_check_failure=True``)."""
+
+    def __init__(self, failures: Sequence[Mapping[str, Any]], total: int, noun: str = "image(s)") -> None:
+        self.failures = [dict(f) for f in failures]
+        lines = [
+            f"  - {f['generation_id']} ({f['s3_uri']}): {'; '.join(f['checks']['problems'])}"
+            for f in failures
+        ]
+        super().__init__(
+            f"{len(failures)} of {total} {noun} failed their checks (all were stored and are listed "
+            "in the manifest):\n" + "\n".join(lines)
+        )
+
+
+class OxenPublishError(OxenError):
+    """A record's file is neither where the record says nor where publishing would have put it."""

@@ -22,15 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
+from airflow_provider_oxen.exceptions import (
+    OxenKeyConflictError,
+    OxenKeyError,
+    OxenPublishError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.media.video import is_video
 from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
 from airflow_provider_oxen.transfers.batch import flatten_results
-from airflow_provider_oxen.transfers.keys import UnsafeKeyError, check_key, normalise_prefix
+from airflow_provider_oxen.transfers.keys import check_key, normalise_prefix
 from airflow_provider_oxen.transfers.store import (
     GENERATION_ID_META,
     ExistingObject,
-    KeyConflictError,
     S3ObjectStore,
     s3_metadata,
 )
@@ -39,10 +43,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _REFUSING = "refusing to publish anything"
-
-
-class PublishError(OxenError):
-    """A record's file is neither where the record says nor where publishing would have put it."""
 
 
 def regeneration_prompt(prompt: str, note: str) -> str:
@@ -218,7 +218,7 @@ class OxenPublishReviewedOperator(BaseOperator):
             check_key(key, source_prefix, what=what, refusing=_REFUSING)
             uri = record.get("s3_uri")
             if uri is not None and uri != f"s3://{bucket}/{key}":
-                raise UnsafeKeyError(
+                raise OxenKeyError(
                     f"Record {generation_id} names {uri!r}, which is not {key!r} in bucket {bucket!r} "
                     f"(the bucket the transfer wrote); {_REFUSING}",
                     field="records",
@@ -279,12 +279,12 @@ class OxenPublishReviewedOperator(BaseOperator):
                 return _Step(item, copy=False, delete=True, source=source)
             return _Step(item, copy=False, delete=False, source=source)
         if target is not None and not _carries(target, item.generation_id):
-            raise KeyConflictError(
+            raise OxenKeyConflictError(
                 f"{store.uri(item.target)} already holds an object that is not generation "
                 f"{item.generation_id}'s {item.what}; {_REFUSING}"
             )
         if source is None:
-            raise PublishError(
+            raise OxenPublishError(
                 f"{store.uri(item.key)} (record {item.generation_id}) does not exist, and "
                 f"{store.uri(item.target)} does not hold it either: it was moved or deleted by "
                 f"something else; {_REFUSING}"
@@ -296,13 +296,13 @@ class OxenPublishReviewedOperator(BaseOperator):
         """The object at the record's key must be the one the transfer stored for this record."""
         uri = store.uri(item.key)
         if not _carries(source, item.generation_id):
-            raise KeyConflictError(
+            raise OxenKeyConflictError(
                 f"{uri} is not the {item.what} the transfer stored for record {item.generation_id} (its "
                 f"{GENERATION_ID_META} metadata is {source.metadata.get(GENERATION_ID_META) or 'unset'}); "
                 f"{_REFUSING}"
             )
         if item.sha256 is not None and not store.holds(item.key, source, item.sha256, item.size):
-            raise PublishError(
+            raise OxenPublishError(
                 f"{uri} no longer holds the bytes record {item.generation_id} describes (sha256 "
                 f"{item.sha256[:12]}…): it was overwritten since it was stored; {_REFUSING}"
             )
@@ -336,7 +336,7 @@ class OxenPublishReviewedOperator(BaseOperator):
             store.copy(item.key, item.target, source_etag=step.source.etag)
             copied = store.head(item.target)
             if copied is None or not self._holds_item(store, item.target, copied, item, step.source):
-                raise PublishError(
+                raise OxenPublishError(
                     f"The copy of {source_uri} at {target_uri} could not be verified; the original "
                     "was left in place"
                 )
@@ -369,7 +369,7 @@ def _poster_file(
     check_key(key, source_prefix, what=f"poster_s3_key of record {generation_id}", refusing=_REFUSING)
     uri = record.get("poster_s3_uri")
     if uri is not None and uri != f"s3://{bucket}/{key}":
-        raise UnsafeKeyError(
+        raise OxenKeyError(
             f"Record {generation_id} names the poster frame {uri!r}, which is not {key!r} in bucket "
             f"{bucket!r}; {_REFUSING}",
             field="records",
@@ -419,14 +419,14 @@ def _check_targets(items: Sequence[_Item]) -> None:
         if item.target is None:
             continue
         if item.target in sources:
-            raise UnsafeKeyError(
+            raise OxenKeyError(
                 f"Publishing record {item.generation_id} would write {item.target!r}, which is a stored "
                 f"file of record {sources[item.target]}; choose approved_prefix / rejected_prefix outside "
                 f"the transfer's keys; {_REFUSING}",
                 field="approved_prefix" if item.decision == APPROVE else "rejected_prefix",
             )
         if item.target in claimed:
-            raise UnsafeKeyError(
+            raise OxenKeyError(
                 f"Records {claimed[item.target]} and {item.generation_id} would both be published to "
                 f"{item.target!r} (same file name); {_REFUSING}",
                 field="records",

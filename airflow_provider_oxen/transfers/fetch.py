@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenError
+from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenResultDownloadError
 from airflow_provider_oxen.hooks.download_policy import iter_capped
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.hooks.retry import delay_after_transport_error
@@ -27,14 +27,6 @@ from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
 _CHUNK = 256 * 1024
-
-
-class ResultDownloadError(OxenError):
-    """A result file could not be downloaded, even after refreshing its URL."""
-
-    def __init__(self, message: str, *, generation_id: str) -> None:
-        super().__init__(message)
-        self.generation_id = generation_id
 
 
 @dataclass(frozen=True)
@@ -97,7 +89,7 @@ def _content_length(value: str | None) -> int | None:
 def _fresh_url(hook: OxenHook, generation_id: str) -> str:
     row = hook.get_generation(generation_id)
     if row.status is not GenerationStatus.SUCCEEDED or not row.result_url:
-        raise ResultDownloadError(
+        raise OxenResultDownloadError(
             f"Generation {generation_id} has no result to download (status {row.status.value})",
             generation_id=generation_id,
         )
@@ -107,7 +99,7 @@ def _fresh_url(hook: OxenHook, generation_id: str) -> str:
 def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
     """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
 
-    Any other error (or a second failure) raises :class:`ResultDownloadError` naming the
+    Any other error (or a second failure) raises :class:`OxenResultDownloadError` naming the
     generation (any URL in its message cut before the query: that is the signature).
     Transient errors (429, 5xx, connection) are already retried by the hook; a body that
     breaks off is read again (see the module docstring), then reported the same way.
@@ -115,7 +107,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     try:
         return _fetch(hook, generation_id, url, spool)
     except httpx.TransportError as exc:
-        raise ResultDownloadError(
+        raise OxenResultDownloadError(
             f"Could not download the result of generation {generation_id}: the download kept breaking "
             f"off ({type(exc).__name__}: {redact_text(str(exc))})",
             generation_id=generation_id,
@@ -134,7 +126,7 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) ->
         size, sha256, content_type = _download_whole(hook, url, spool)
     except OxenAPIStatusError as exc:
         if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
-            raise ResultDownloadError(
+            raise OxenResultDownloadError(
                 f"Could not download the result of generation {generation_id}: {redact_text(str(exc))}",
                 generation_id=generation_id,
             ) from exc
@@ -142,7 +134,7 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) ->
         try:
             size, sha256, content_type = _download_whole(hook, url, spool)
         except OxenAPIStatusError as again:
-            raise ResultDownloadError(
+            raise OxenResultDownloadError(
                 f"Could not download the result of generation {generation_id}, even with a refreshed URL: "
                 f"{redact_text(str(again))}",
                 generation_id=generation_id,

@@ -16,21 +16,13 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
-from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.exceptions import OxenKeyError
 
 # S3's own limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
 IMAGE_KEY_FIELDS = frozenset({"prefix", "generation_id", "ext", "index", "model", "seed", "run_id"})
 BATCH_KEY_FIELDS = frozenset({"prefix", "run_id"})
 _UNSAFE_VALUE_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-class KeyTemplateError(OxenValidationError):
-    """A key template is malformed or uses a placeholder it may not use."""
-
-
-class UnsafeKeyError(KeyTemplateError):
-    """A key (or prefix) could escape its prefix or be read differently by another tool."""
 
 
 def key_value(value: object) -> str:
@@ -83,22 +75,22 @@ def _problem(key: str) -> str | None:
 
 
 def normalise_prefix(prefix: str | None) -> str:
-    """The prefix without a trailing ``/``; ``""`` means the whole bucket. Raises UnsafeKeyError."""
+    """The prefix without a trailing ``/``; ``""`` means the whole bucket. Raises OxenKeyError."""
     text = "" if prefix is None else str(prefix)
     if text.startswith("s3://"):
-        raise UnsafeKeyError(f"prefix {text!r} is a URI: put the bucket in `bucket` and the path in `prefix`")
+        raise OxenKeyError(f"prefix {text!r} is a URI: put the bucket in `bucket` and the path in `prefix`")
     text = text[:-1] if text.endswith("/") else text
     if text:
         problem = _problem(text)
         if problem is not None:
-            raise UnsafeKeyError(f"prefix {text!r} {problem}", field="prefix")
+            raise OxenKeyError(f"prefix {text!r} {problem}", field="prefix")
     return text
 
 
 def check_key(
     key: str, prefix: str, *, what: str = "key", refusing: str = "refusing to upload anything"
 ) -> str:
-    """Return ``key`` if it is a safe key strictly inside ``prefix``; raise UnsafeKeyError if not.
+    """Return ``key`` if it is a safe key strictly inside ``prefix``; raise OxenKeyError if not.
 
     ``prefix`` must already be normalised (:func:`normalise_prefix`). Refused: empty keys, ``.``
     or ``..`` segments (also percent-encoded), empty segments, absolute keys, URIs, backslashes,
@@ -106,32 +98,32 @@ def check_key(
     """
     problem = _problem(key)
     if problem is not None:
-        raise UnsafeKeyError(f"{what} {key!r} {problem}; {refusing}", field=what)
+        raise OxenKeyError(f"{what} {key!r} {problem}; {refusing}", field=what)
     if prefix and not key.startswith(prefix + "/"):
-        raise UnsafeKeyError(f"{what} {key!r} is outside the prefix {prefix + '/'!r}; {refusing}", field=what)
+        raise OxenKeyError(f"{what} {key!r} is outside the prefix {prefix + '/'!r}; {refusing}", field=what)
     return key
 
 
 def template_fields(template: str, allowed: frozenset[str], *, what: str = "key_template") -> set[str]:
-    """The placeholders ``template`` uses; raises KeyTemplateError on anything but plain allowed names."""
+    """The placeholders ``template`` uses; raises OxenKeyError on anything but plain allowed names."""
     used: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise KeyTemplateError(f"{what} {template!r} is not a valid template: {exc}", field=what) from None
+        raise OxenKeyError(f"{what} {template!r} is not a valid template: {exc}", field=what) from None
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
         if not name or name.isdigit():
-            raise KeyTemplateError(f"{what} {template!r} uses a positional placeholder", field=what)
+            raise OxenKeyError(f"{what} {template!r} uses a positional placeholder", field=what)
         if name not in allowed:
             detail = "attribute/item access is not allowed" if re.search(r"[.\[]", name) else "unknown name"
-            raise KeyTemplateError(
+            raise OxenKeyError(
                 f"{what} {template!r}: placeholder {{{name}}}: {detail}; allowed: {sorted(allowed)}",
                 field=what,
             )
         if conversion is not None or (spec and "{" in spec):
-            raise KeyTemplateError(
+            raise OxenKeyError(
                 f"{what} {template!r}: conversions and nested placeholders are not allowed", field=what
             )
         used.add(name)
@@ -148,9 +140,7 @@ class _Fields(Mapping[str, object]):
 
     def __getitem__(self, name: str) -> object:
         if name not in self._values:
-            raise KeyTemplateError(
-                f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what
-            )
+            raise OxenKeyError(f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what)
         return self._values[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -184,10 +174,8 @@ def render_key(
             safe[name] = key_value(value)
     try:
         key = template.format_map(_Fields(safe, template, f"{what} template"))
-    except KeyTemplateError:
+    except OxenKeyError:
         raise
     except (ValueError, TypeError) as exc:
-        raise KeyTemplateError(
-            f"{what} template {template!r} could not be filled: {exc}", field=what
-        ) from None
+        raise OxenKeyError(f"{what} template {template!r} could not be filled: {exc}", field=what) from None
     return check_key(key, prefix, what=what)

@@ -18,7 +18,12 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow.sdk import Asset, BaseOperator
 
-from airflow_provider_oxen.exceptions import OxenError, OxenValidationError
+from airflow_provider_oxen.exceptions import (
+    OxenCheckFailedError,
+    OxenKeyConflictError,
+    OxenKeyError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.links.extra_links import OxenManifestLink, OxenS3FolderLink
 from airflow_provider_oxen.media.checks import (
@@ -51,7 +56,6 @@ from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
     BATCH_KEY_FIELDS,
     IMAGE_KEY_FIELDS,
-    KeyTemplateError,
     check_key,
     key_value,
     normalise_prefix,
@@ -68,7 +72,6 @@ from airflow_provider_oxen.transfers.store import (
     GENERATION_ID_META,
     SHA256_META,
     ExistingObject,
-    KeyConflictError,
     S3ObjectStore,
     WriteAction,
     plan_write,
@@ -99,21 +102,6 @@ _UNKNOWN_EXTENSION = "bin"
 def _files_noun(records: Sequence[Mapping[str, Any]]) -> str:
     """``image(s)`` for a batch of images, ``file(s)`` once clips are in it."""
     return "file(s)" if any(is_video(r) for r in records) else "image(s)"
-
-
-class ImageCheckFailedError(OxenError):
-    """Some stored images or clips failed their checks (raised only with ``fail_on_check_failure=True``)."""
-
-    def __init__(self, failures: Sequence[Mapping[str, Any]], total: int, noun: str = "image(s)") -> None:
-        self.failures = [dict(f) for f in failures]
-        lines = [
-            f"  - {f['generation_id']} ({f['s3_uri']}): {'; '.join(f['checks']['problems'])}"
-            for f in failures
-        ]
-        super().__init__(
-            f"{len(failures)} of {total} {noun} failed their checks (all were stored and are listed "
-            "in the manifest):\n" + "\n".join(lines)
-        )
 
 
 @dataclass(frozen=True)
@@ -359,7 +347,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         )
         failures = [r for r in records if check_failed(r)]
         if failures and self.fail_on_check_failure:
-            raise ImageCheckFailedError(failures, len(records), noun)
+            raise OxenCheckFailedError(failures, len(records), noun)
         return records
 
     # -- planning (nothing is uploaded until every key is known to be safe) ----------------------------
@@ -441,7 +429,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         for key, kind in artefacts.items():
             existing = store.head(key)
             if existing is not None and existing.metadata.get(KIND_META) != kind:
-                raise KeyConflictError(
+                raise OxenKeyConflictError(
                     f"{store.uri(key)} already holds an object this operator did not write; pass "
                     "replace=True to overwrite it, or change manifest_key / contact_sheet_key."
                 )
@@ -464,7 +452,7 @@ class OxenGenerationToS3Operator(BaseOperator):
                 and not self.replace
                 and existing.metadata.get(GENERATION_ID_META) != generation_id
             ):
-                raise KeyConflictError(
+                raise OxenKeyConflictError(
                     f"{store.uri(item.poster_key)} (the poster frame of {item.result['generation_id']}) "
                     "already holds an object this transfer did not write for that generation; pass "
                     "replace=True to overwrite it, or change the key template."
@@ -794,7 +782,7 @@ class OxenGenerationToS3Operator(BaseOperator):
 def _claim(owners: dict[str, str], key: str, owner: str) -> None:
     """Two things written to one key would overwrite each other: refuse before uploading anything."""
     if key in owners:
-        raise KeyTemplateError(
+        raise OxenKeyError(
             f"{owners[key]} and {owner} would both be written to {key!r}: make the key template "
             "unique per image or clip (use {generation_id} or {index})",
             field="key_template",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_provider_oxen.exceptions import OxenError
+from airflow_provider_oxen.exceptions import OxenKeyConflictError
 from airflow_provider_oxen.transfers.spool import Spool
 
 if TYPE_CHECKING:
@@ -42,10 +42,6 @@ _READ_CHUNK = 1024 * 1024
 _META_SAFE = "".join(sorted(set(string.punctuation + " ") - {"%"}))
 # A multipart upload's ETag and composite checksum end in "-<number of parts>".
 _PARTS_SUFFIX = re.compile(r"-\d+$")
-
-
-class KeyConflictError(OxenError):
-    """The key holds a different object that this transfer does not own, and ``replace`` is off."""
 
 
 class WriteAction(str, enum.Enum):
@@ -119,7 +115,7 @@ def plan_write(
     replace: bool,
     uri: str,
 ) -> WriteAction:
-    """Decide what to do at a key given what is there (raises KeyConflictError when it must not write).
+    """Decide what to do at a key given what is there (raises OxenKeyConflictError when it must not write).
 
     ``same_content`` must be *proven* (:meth:`S3ObjectStore.holds`): then there is nothing to
     do. Otherwise an object carrying our ``owner`` metadata (the same generation id, or the
@@ -133,7 +129,7 @@ def plan_write(
     name, value = owner
     if replace or existing.metadata.get(name) == value:
         return WriteAction.REPLACED
-    raise KeyConflictError(
+    raise OxenKeyConflictError(
         f"{uri} already holds a different object (sha256 {existing.sha256 or 'unknown'}, "
         f"{name} {existing.metadata.get(name) or 'unset'}); pass replace=True to overwrite it, "
         "or change the key template."

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_oxen.exceptions import OxenValidationError
-from airflow_provider_oxen.operators.publish import (
-    OxenPublishReviewedOperator,
-    PublishError,
-    regeneration_prompt,
+from airflow_provider_oxen.exceptions import (
+    OxenKeyConflictError,
+    OxenKeyError,
+    OxenPublishError,
+    OxenValidationError,
 )
+from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator, regeneration_prompt
 from airflow_provider_oxen.operators.review import (
     APPLY,
     APPROVE_ALL,
@@ -25,8 +26,6 @@ from airflow_provider_oxen.operators.review import (
     decide,
     decision_param_name,
 )
-from airflow_provider_oxen.transfers.keys import UnsafeKeyError
-from airflow_provider_oxen.transfers.store import KeyConflictError
 from tests.transfers.conftest import S3Calls
 
 RECORDS: list[Mapping[str, Any]] = [
@@ -196,7 +195,7 @@ def test_publish_refuses_records_outside_the_transfers_prefix_or_bucket(
     if "s3_key" in change:
         records[0]["s3_uri"] = f"s3://{bucket}/{change['s3_key']}"
     s3_calls.reset()
-    with pytest.raises(UnsafeKeyError, match=re.escape(message)):
+    with pytest.raises(OxenKeyError, match=re.escape(message)):
         _publish(records, bucket)
     # Refused before anything was asked of S3, let alone changed.
     assert sum(s3_calls.counts.values()) == 0 and _keys(s3_client, bucket) == keys
@@ -207,7 +206,7 @@ def test_publish_confines_to_the_prefix_given_or_recorded(s3_client: Any, bucket
     older = [{k: v for k, v in r.items() if k != "s3_prefix"} for r in records]
     with pytest.raises(OxenValidationError, match=r"no s3_prefix.*pass prefix="):
         _publish(older, bucket)
-    with pytest.raises(UnsafeKeyError, match="outside the prefix 'campaigns/run2/'"):
+    with pytest.raises(OxenKeyError, match="outside the prefix 'campaigns/run2/'"):
         _publish(records, bucket, prefix="campaigns/run2")
     mixed = [records[0], {**records[1], "s3_prefix": "campaigns"}]
     with pytest.raises(OxenValidationError, match="several prefixes"):
@@ -227,7 +226,9 @@ def test_publish_refuses_objects_the_transfer_did_not_store_for_the_record(
     # A record naming the manifest (inside the prefix, not an image of that generation): not deleted.
     bogus = {**records[1], "s3_key": manifest_key, "s3_uri": f"s3://{bucket}/{manifest_key}"}
     s3_calls.reset()
-    with pytest.raises(KeyConflictError, match=re.escape(f"s3://{bucket}/{manifest_key} is not the image")):
+    with pytest.raises(
+        OxenKeyConflictError, match=re.escape(f"s3://{bucket}/{manifest_key} is not the image")
+    ):
         _publish([records[0], bogus, records[2]], bucket)
     assert s3_calls.changes == 0 and _keys(s3_client, bucket) == keys
 
@@ -238,14 +239,16 @@ def test_publish_refuses_objects_the_transfer_did_not_store_for_the_record(
         Body=b"somebody else's picture",
         Metadata={"generation-id": "aaaaaaaa-1111", "sha256": records[0]["sha256"]},
     )
-    with pytest.raises(PublishError, match="no longer holds the bytes record aaaaaaaa-1111 describes"):
+    with pytest.raises(OxenPublishError, match="no longer holds the bytes record aaaaaaaa-1111 describes"):
         _publish(records, bucket)
     assert s3_calls.changes == 0 and _keys(s3_client, bucket) == keys
 
     # Something unrelated already at the target is not overwritten.
     records = [_store(s3_client, bucket, record) for record in RECORDS]
     s3_client.put_object(Bucket=bucket, Key="approved/run1/aaaaaaaa-1111.png", Body=b"older poster")
-    with pytest.raises(KeyConflictError, match=re.escape("approved/run1/aaaaaaaa-1111.png already holds")):
+    with pytest.raises(
+        OxenKeyConflictError, match=re.escape("approved/run1/aaaaaaaa-1111.png already holds")
+    ):
         _publish(records, bucket)
     assert s3_client.get_object(Bucket=bucket, Key="approved/run1/aaaaaaaa-1111.png")["Body"].read() == (
         b"older poster"
@@ -256,7 +259,7 @@ def test_publish_refuses_a_missing_image_that_was_not_published(s3_client: Any, 
     records = [_store(s3_client, bucket, record) for record in RECORDS]
     s3_client.delete_object(Bucket=bucket, Key=records[1]["s3_key"])
     with pytest.raises(
-        PublishError, match=re.escape(f"s3://{bucket}/{records[1]['s3_key']} (record bbbbbbbb-2222)")
+        OxenPublishError, match=re.escape(f"s3://{bucket}/{records[1]['s3_key']} (record bbbbbbbb-2222)")
     ):
         _publish(records, bucket)
     assert "approved/run1/aaaaaaaa-1111.png" not in _keys(s3_client, bucket)  # checked before any copy

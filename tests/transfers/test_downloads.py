@@ -19,8 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from airflow_provider_oxen.exceptions import OxenDownloadRefusedError
-from airflow_provider_oxen.transfers.fetch import ResultDownloadError
+from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResultDownloadError
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.fixtures import connection_json
 from tests.transfers.conftest import S3Calls
@@ -153,7 +152,7 @@ def test_a_download_that_keeps_breaking_off_fails_typed_and_stores_nothing(
     result, _ = large_png
     cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 12345}"}
 
-    with pytest.raises(ResultDownloadError, match="kept breaking off") as raised:
+    with pytest.raises(OxenResultDownloadError, match="kept breaking off") as raised:
         _run([cut], bucket, checks=False, contact_sheet=False)
 
     assert raised.value.generation_id == GENERATION

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_oxen.exceptions import OxenKeyError
 from airflow_provider_oxen.transfers.keys import (
     BATCH_KEY_FIELDS,
     IMAGE_KEY_FIELDS,
-    KeyTemplateError,
-    UnsafeKeyError,
     check_key,
     key_value,
     normalise_prefix,
@@ -52,7 +51,7 @@ PREFIX = "campaigns/2026"
     ],
 )
 def test_unsafe_keys_are_refused(key: str) -> None:
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         check_key(key, PREFIX)
 
 
@@ -74,9 +73,9 @@ def test_safe_keys_pass(key: str) -> None:
 
 def test_an_empty_prefix_means_the_whole_bucket_but_keys_stay_relative() -> None:
     assert check_key("a/b.png", "") == "a/b.png"
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         check_key("/a/b.png", "")
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         check_key("../a.png", "")
 
 
@@ -92,7 +91,7 @@ def test_prefix_normalisation(prefix: str | None, expected: str) -> None:
     "prefix", ["/campaigns", "campaigns//x", "../campaigns", "a/../b", "s3://bucket/campaigns", "a\\b"]
 )
 def test_unsafe_prefixes_are_refused(prefix: str) -> None:
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         normalise_prefix(prefix)
 
 
@@ -112,7 +111,7 @@ def test_unsafe_prefixes_are_refused(prefix: str) -> None:
     ],
 )
 def test_templates_may_only_use_plain_allowed_names(template: str) -> None:
-    with pytest.raises(KeyTemplateError):
+    with pytest.raises(OxenKeyError):
         template_fields(template, IMAGE_KEY_FIELDS)
 
 
@@ -142,15 +141,15 @@ def test_values_cannot_add_segments_or_climb() -> None:
         "{prefix}/{generation_id}.{ext}", _values(generation_id="../../etc/passwd"), prefix=PREFIX
     )
     assert key == f"{PREFIX}/..-..-etc-passwd.png"
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         render_key("{prefix}/{generation_id}", _values(generation_id=".."), prefix=PREFIX)
     assert key_value("a b/c\\d\u00e9") == "a-b-c-d"
 
 
 def test_a_missing_value_is_a_clear_error() -> None:
-    with pytest.raises(KeyTemplateError, match=r"no value for \{seed\}"):
+    with pytest.raises(OxenKeyError, match=r"no value for \{seed\}"):
         render_key("{prefix}/{seed}.png", _values(seed=None), prefix=PREFIX)
-    with pytest.raises(KeyTemplateError, match="could not be filled"):
+    with pytest.raises(OxenKeyError, match="could not be filled"):
         render_key("{prefix}/{model:04d}.png", _values(), prefix=PREFIX)
 
 
@@ -162,7 +161,7 @@ def test_batch_keys_only_see_batch_fields() -> None:
         allowed=BATCH_KEY_FIELDS,
     )
     assert key == f"{PREFIX}/manifest-manual__2026-05-01T09-30-00-00-00.json"
-    with pytest.raises(KeyTemplateError):
+    with pytest.raises(OxenKeyError):
         render_key("{prefix}/{generation_id}.json", _values(), prefix=PREFIX, allowed=BATCH_KEY_FIELDS)
 
 
@@ -178,5 +177,5 @@ def test_batch_keys_only_see_batch_fields() -> None:
     ],
 )
 def test_rendered_templates_that_leave_the_prefix_are_refused(template: str) -> None:
-    with pytest.raises(UnsafeKeyError):
+    with pytest.raises(OxenKeyError):
         render_key(template, _values(), prefix=PREFIX)

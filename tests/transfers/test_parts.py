@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.exceptions import (
+    OxenKeyConflictError,
+    OxenResultDownloadError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
 from airflow_provider_oxen.redact import redact_text, strip_query, strip_url_queries
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
-from airflow_provider_oxen.transfers.fetch import ResultDownloadError, fetch_result
+from airflow_provider_oxen.transfers.fetch import fetch_result
 from airflow_provider_oxen.transfers.manifest import (
     build_manifest,
     decimal_text,
@@ -23,7 +27,6 @@ from airflow_provider_oxen.transfers.manifest import (
 from airflow_provider_oxen.transfers.spool import Spool
 from airflow_provider_oxen.transfers.store import (
     ExistingObject,
-    KeyConflictError,
     WriteAction,
     plan_write,
     s3_metadata,
@@ -127,7 +130,7 @@ def test_plan_write(existing: ExistingObject | None, same: bool, replace: bool, 
     "existing", [_existing(), _existing(sha256="old", **{"generation-id": "g2"}), _existing(sha256="abc")]
 )
 def test_foreign_objects_are_not_overwritten(existing: ExistingObject) -> None:
-    with pytest.raises(KeyConflictError, match="s3://b/k"):
+    with pytest.raises(OxenKeyConflictError, match="s3://b/k"):
         plan_write(existing, same_content=False, owner=OWNER, replace=False, uri="s3://b/k")
 
 
@@ -312,7 +315,7 @@ class _FailingDownloads:
 
 @pytest.mark.parametrize("status", [500, 403])
 def test_download_errors_show_no_signed_query(status: int) -> None:
-    with Spool() as spool, pytest.raises(ResultDownloadError) as info:
+    with Spool() as spool, pytest.raises(OxenResultDownloadError) as info:
         fetch_result(_FailingDownloads(status), "g1", SIGNED, spool)  # type: ignore[arg-type]
     assert "files.example/files/g1/image-0.png" in str(info.value)
     assert "sig=" not in str(info.value) and "fresh=" not in str(info.value)

@@ -11,12 +11,16 @@ import pytest
 from airflow.sdk import Asset
 from PIL import Image
 
+from airflow_provider_oxen.exceptions import (
+    OxenCheckFailedError,
+    OxenKeyConflictError,
+    OxenKeyError,
+    OxenResultDownloadError,
+)
 from airflow_provider_oxen.media.contact_sheet import sheet_size
-from airflow_provider_oxen.transfers.fetch import ResultDownloadError
-from airflow_provider_oxen.transfers.keys import KeyTemplateError, UnsafeKeyError
-from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.spool import Spool
-from airflow_provider_oxen.transfers.store import KeyConflictError, S3ObjectStore, sha256_base64
+from airflow_provider_oxen.transfers.store import S3ObjectStore, sha256_base64
 from tests.fixtures import EmulatorControl
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
@@ -224,7 +228,7 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
 
     # Different bytes that are not ours: refused unless replace=True.
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file")
-    with pytest.raises(KeyConflictError, match="replace=True"):
+    with pytest.raises(OxenKeyConflictError, match="replace=True"):
         _run(_operator([result], bucket, contact_sheet=False))
     assert object_bytes(s3_client, bucket, key) == b"somebody else's file"
     [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
@@ -233,7 +237,7 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     # An unrelated object where the manifest goes is found before anything is uploaded.
     s3_client.put_object(Bucket=bucket, Key=DEFAULT_MANIFEST_KEY, Body=b"{}")
     s3_calls.reset()
-    with pytest.raises(KeyConflictError, match="manifest_key"):
+    with pytest.raises(OxenKeyConflictError, match="manifest_key"):
         _run(_operator(generate(1), bucket))
     assert s3_calls.uploads == 0 and object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY) == b"{}"
 
@@ -249,14 +253,14 @@ def httpx_bytes(url: str) -> bytes:
 @pytest.mark.parametrize(
     ("field", "template", "error"),
     [
-        ("key_template", "campaigns/../escape/{generation_id}.{ext}", UnsafeKeyError),
-        ("key_template", "/campaigns/{generation_id}.{ext}", UnsafeKeyError),
-        ("key_template", "elsewhere/{generation_id}.{ext}", UnsafeKeyError),
-        ("key_template", "campaigns/{generation_id.__class__}.{ext}", KeyTemplateError),
-        ("key_template", "campaigns/{model}.{ext}", KeyTemplateError),  # every image on one key
-        ("manifest_key", "{prefix}/../manifest.json", UnsafeKeyError),
-        ("manifest_key", "campaigns/{generation_id}.jpg", KeyTemplateError),  # not a batch field
-        ("contact_sheet_key", "s3://other-bucket/sheet.png", UnsafeKeyError),
+        ("key_template", "campaigns/../escape/{generation_id}.{ext}", OxenKeyError),
+        ("key_template", "/campaigns/{generation_id}.{ext}", OxenKeyError),
+        ("key_template", "elsewhere/{generation_id}.{ext}", OxenKeyError),
+        ("key_template", "campaigns/{generation_id.__class__}.{ext}", OxenKeyError),
+        ("key_template", "campaigns/{model}.{ext}", OxenKeyError),  # every image on one key
+        ("manifest_key", "{prefix}/../manifest.json", OxenKeyError),
+        ("manifest_key", "campaigns/{generation_id}.jpg", OxenKeyError),  # not a batch field
+        ("contact_sheet_key", "s3://other-bucket/sheet.png", OxenKeyError),
     ],
 )
 def test_unsafe_keys_are_refused_before_any_download_or_upload(
@@ -309,7 +313,7 @@ def test_a_url_that_stays_expired_fails_without_storing_it(
 ) -> None:
     oxen.configure(url_ttl_seconds=-1)
     [result] = generate(1)
-    with pytest.raises(ResultDownloadError, match=f"{result['generation_id']}.*refreshed URL"):
+    with pytest.raises(OxenResultDownloadError, match=f"{result['generation_id']}.*refreshed URL"):
         _run(_operator([result], bucket))
     assert s3_calls.uploads == 0
 
@@ -352,7 +356,7 @@ def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
     # With fail_on_check_failure the task fails, naming each image, after everything is stored.
     other = s3_client.create_bucket(Bucket=bucket + "-strict") and bucket + "-strict"
     context = transfer_context()
-    with pytest.raises(ImageCheckFailedError) as info:
+    with pytest.raises(OxenCheckFailedError) as info:
         _run(_operator(batch, other, fail_on_check_failure=True), context)
     message = str(info.value)
     assert "2 of 3 image(s) failed" in message
@@ -426,7 +430,7 @@ def test_a_foreign_object_claiming_our_sha256_is_neither_skipped_nor_overwritten
     digest = hashlib.sha256(httpx_bytes(fresh_url(result["generation_id"]))).hexdigest()
     # Someone else's file whose metadata claims the generated image's sha256.
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"someone else's file", Metadata={"sha256": digest})
-    with pytest.raises(KeyConflictError, match=key):
+    with pytest.raises(OxenKeyConflictError, match=key):
         _run(_operator([result], bucket, contact_sheet=False))
     assert object_bytes(s3_client, bucket, key) == b"someone else's file"
     [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))

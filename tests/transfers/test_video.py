@@ -17,12 +17,13 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from airflow_provider_oxen.exceptions import OxenCheckFailedError, OxenKeyConflictError
 from airflow_provider_oxen.media.contact_sheet import PAD, make_thumbnail, sheet_size
 from airflow_provider_oxen.media.video import NOT_CHECKED, VideoCheck, decode_video
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
-from airflow_provider_oxen.transfers.s3 import ImageCheckFailedError, OxenGenerationToS3Operator
-from airflow_provider_oxen.transfers.store import KeyConflictError, sha256_base64
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+from airflow_provider_oxen.transfers.store import sha256_base64
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import list_keys, object_bytes, transfer_context
 from tests.transfers.video_helpers import (
@@ -271,7 +272,7 @@ def test_clip_check_failures_are_listed_and_raised_after_storing(
         ),
         video_result(TALL_ID, fake_oxen.add(TALL_ID, tmp_path / "broken.mp4")),
     ]
-    with pytest.raises(ImageCheckFailedError, match=r"2 of 2 file\(s\) failed their checks") as info:
+    with pytest.raises(OxenCheckFailedError, match=r"2 of 2 file\(s\) failed their checks") as info:
         _run(_operator(results, bucket, fail_on_check_failure=True))
     wrong, broken = info.value.failures
     assert wrong["checks"]["problems"] == ["is 320x180, expected 640x360", "lasts 5 s, expected 10 s"]
@@ -292,7 +293,9 @@ def test_a_poster_key_holding_another_object_is_refused_before_any_upload(
     poster_key = f"campaigns/{CLIP_ID}.mp4.poster.jpg"
     s3_client.put_object(Bucket=bucket, Key=poster_key, Body=b"someone's still")
     s3_calls.reset()
-    with pytest.raises(KeyConflictError, match=re.escape(f"{poster_key} (the poster frame of {CLIP_ID})")):
+    with pytest.raises(
+        OxenKeyConflictError, match=re.escape(f"{poster_key} (the poster frame of {CLIP_ID})")
+    ):
         _run(_operator(results, bucket))
     assert s3_calls.uploads == 0 and fake_oxen.requests["file"] == 0
     [record] = _run(_operator(results, bucket, replace=True))
@@ -365,7 +368,7 @@ def test_review_shows_the_poster_and_publish_moves_clip_and_poster(
 def test_publish_confines_poster_keys_to_the_transfers_prefix(
     fake_oxen: FakeOxen, tmp_path: Path, s3_client: Any, bucket: str, s3_calls: S3Calls
 ) -> None:
-    from airflow_provider_oxen.transfers.keys import UnsafeKeyError
+    from airflow_provider_oxen.transfers.keys import OxenKeyError
 
     make_clip(tmp_path / "clip-a.mp4")
     [record] = _run(
@@ -381,7 +384,7 @@ def test_publish_confines_poster_keys_to_the_transfers_prefix(
         ({"poster_s3_uri": f"s3://other/{record['poster_s3_key']}"}, "names the poster frame 's3://other/"),
     ]:
         s3_calls.reset()
-        with pytest.raises(UnsafeKeyError, match=re.escape(message)):
+        with pytest.raises(OxenKeyError, match=re.escape(message)):
             OxenPublishReviewedOperator(
                 task_id="publish",
                 records=[{**record, **change}],
