@@ -168,7 +168,9 @@ def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Cl
     for model_id in VIDEO_MODELS:
         model = by_id[model_id]
         assert model["endpoint"] == "/videos/generate" and model["capabilities"]["output"] == ["video"]
-        assert set(model["pricing"]) == {"method", "cost_per_second"} and model["pricing"]["method"] == "second"
+        assert (
+            set(model["pricing"]) == {"method", "cost_per_second"} and model["pricing"]["method"] == "second"
+        )
         schema = model["request_schema"]
         Draft202012Validator.check_schema(schema)
         properties = schema["properties"]
