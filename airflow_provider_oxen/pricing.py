@@ -32,16 +32,13 @@ def _decimal(value: Any) -> Decimal | None:
 def unit_price(pricing: Any) -> tuple[str, Decimal] | None:
     """``(method, price)`` from a pricing object, or None when it is not in the contract's shape.
 
-    The price is the ``cost_per_<method>`` field, or the one field named ``<...>cost_per_<method>``.
+    Only ``cost_per_<method>`` is read: a prefixed price (``input_cost_per_image``) may be one
+    part of the cost, so it is not taken for the whole.
     """
     if not isinstance(pricing, Mapping) or not isinstance(pricing.get("method"), str):
         return None
     method = pricing["method"].strip().lower()
-    field = f"cost_per_{method}"
-    if field not in pricing:
-        named = [key for key in pricing if isinstance(key, str) and key.endswith(field)]
-        field = named[0] if len(named) == 1 else field
-    price = _decimal(pricing.get(field))
+    price = _decimal(pricing.get(f"cost_per_{method}"))
     return None if price is None else (method, price)
 
 
