@@ -3,8 +3,10 @@
 Parameter names differ per model, as on the real API: the size is ``image_size`` (presets or
 ``{"width", "height"}``), ``resolution`` (with ``aspect_ratio``) or ``size`` (``"WxH"``), and only
 ``ideogram-v4`` takes ``num_images``. Edit models take ``input_image`` (one URL, or an array of URLs);
-video models take ``prompt`` or ``multi_prompt``, ``duration`` and ``aspect_ratio``. Prices are
-decimal strings: ``per_image``, or ``per_second`` of video.
+video models take ``prompt`` or ``multi_prompt``, ``duration`` and ``aspect_ratio``. Pricing has the
+contract's shape, ``{"method": "image", "cost_per_image": 0.06}`` or ``{"method": "second",
+"cost_per_second": 0.07}`` (x the request's ``duration``, else the schema's default), and requests
+are billed by it.
 """
 
 from __future__ import annotations
@@ -278,9 +280,9 @@ class ModelSpec:
     # Which parameter sets the picture's size: "image_size", "resolution" or "size".
     size_param: str
     default_size: tuple[int, int]
-    price_per_image: Decimal
-    # Video models are priced per second of output instead (cost = per_second x duration).
-    price_per_second: Decimal = Decimal(0)
+    # The model's pricing as billed: its ``method`` (unit) and ``cost_per_<method>``.
+    billing_unit: str
+    unit_price: Decimal
 
     @property
     def id(self) -> str:
@@ -311,10 +313,10 @@ class ModelSpec:
         return None
 
     def price(self, params: dict[str, Any], images: int = 1) -> Decimal:
-        """What one request costs: ``per_second`` x duration for video, else ``per_image`` x images."""
-        if self.makes_video:
-            return self.price_per_second * resolve_duration(params)
-        return self.price_per_image * images
+        """What one request costs: ``cost_per_second`` x its duration, else ``cost_per_image`` x images."""
+        if self.billing_unit == "second":
+            return self.unit_price * resolve_duration(self, params)
+        return self.unit_price * images
 
     @property
     def outputs(self) -> list[str]:
@@ -354,8 +356,7 @@ def _spec(
     # clients are exercised on both names.
     model[schema_key] = schema
     pricing = model["pricing"]
-    price = pricing.get("per_image", "0") if isinstance(pricing, dict) else "0"
-    per_second = pricing.get("per_second", "0") if isinstance(pricing, dict) else "0"
+    unit = pricing["method"]
     validator = None
     if schema is not None:
         Draft202012Validator.check_schema(schema)
@@ -367,8 +368,8 @@ def _spec(
         default_format=default_format,
         size_param=size_param,
         default_size=default_size,
-        price_per_image=Decimal(price),
-        price_per_second=Decimal(per_second),
+        billing_unit=unit,
+        unit_price=Decimal(str(pricing.get(f"cost_per_{unit}", 0))),
     )
 
 
@@ -383,7 +384,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": "0.0600", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.06},
                 description="Ideogram V4 text-to-image. Native 2K resolution, strong typography.",
             ),
             _IDEOGRAM_SCHEMA,
@@ -397,7 +398,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text", "image"],
                 outputs=["image"],
-                pricing={"per_image": "0.0120", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.012},
                 description="FLUX.2 klein 4B. Fast distilled text-to-image model.",
             ),
             _FLUX_KLEIN_SCHEMA,
@@ -412,7 +413,8 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": "0.0250", "currency": "USD"},
+                # A price as text: the contract says to accept strings as well as numbers.
+                pricing={"method": "image", "cost_per_image": "0.0250"},
                 description="FLUX.2 dev. Open-weights text-to-image model.",
             ),
             None,
@@ -425,7 +427,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": "0.0390", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.039},
                 description="Nano Banana 2 text-to-image. Sized by resolution (1K, 2K) and aspect ratio.",
             ),
             _NANO_BANANA_SCHEMA,
@@ -439,7 +441,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/generate",
                 inputs=["text"],
                 outputs=["image"],
-                pricing={"per_image": "0.0400", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.04},
                 description="GPT Image 1.5 text-to-image. Sized by a WxH size string.",
             ),
             _GPT_IMAGE_SCHEMA,
@@ -453,7 +455,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/edit",
                 inputs=["text", "image"],
                 outputs=["image"],
-                pricing={"per_image": "0.0300", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.03},
                 description="Qwen Image Edit image-to-image. Edits one input image as the prompt says.",
             ),
             _QWEN_EDIT_SCHEMA,
@@ -466,7 +468,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/images/edit",
                 inputs=["text", "image"],
                 outputs=["image"],
-                pricing={"per_image": "0.0390", "currency": "USD"},
+                pricing={"method": "image", "cost_per_image": 0.039},
                 description="Nano Banana 2 image editing. Takes 1-4 input images; the first one is edited.",
             ),
             _NANO_BANANA_EDIT_SCHEMA,
@@ -479,7 +481,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/videos/generate",
                 inputs=["text"],
                 outputs=["video"],
-                pricing={"per_second": "0.0700", "currency": "USD"},
+                pricing={"method": "second", "cost_per_second": 0.07},
                 description="Kling v2.6 Pro text-to-video. 3-10 s clips from a prompt or multi-shot prompts.",
             ),
             _video_schema("kling-video-v2-6-pro-text-to-video input", input_image=False),
@@ -494,7 +496,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/videos/generate",
                 inputs=["text", "image"],
                 outputs=["video"],
-                pricing={"per_second": "0.1120", "currency": "USD"},
+                pricing={"method": "second", "cost_per_second": 0.112},
                 description="Kling O3 Pro image-to-video. Animates a reference image as the prompt says.",
             ),
             _video_schema("kling-video-o3-pro-reference-to-video input", input_image=True),
@@ -509,11 +511,7 @@ def build_catalogue() -> dict[str, ModelSpec]:
                 endpoint="/chat/completions",
                 inputs=["text"],
                 outputs=["text"],
-                pricing={
-                    "input_per_million_tokens": "0.15",
-                    "output_per_million_tokens": "0.60",
-                    "currency": "USD",
-                },
+                pricing={"method": "token", "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7},
                 description="Open-weights 120B chat model. Text in, text out.",
             ),
             None,
@@ -587,12 +585,17 @@ def prompt_shots(params: dict[str, Any]) -> list[str]:
     return [prompt if isinstance(prompt, str) else ""]
 
 
-def resolve_duration(params: dict[str, Any]) -> int:
-    """A video's length in seconds (the default when absent or out of range)."""
-    duration = params.get("duration", DEFAULT_VIDEO_DURATION)
+def resolve_duration(spec: ModelSpec, params: dict[str, Any]) -> int:
+    """A video's length in seconds: ``duration`` (an integer, or text such as ``"5"`` where the
+    schema takes an enum of strings), else the schema's default when absent or out of range."""
+    default = (spec.schema or {}).get("properties", {}).get("duration", {}).get("default")
+    default = int(default) if default is not None else DEFAULT_VIDEO_DURATION
+    duration = params.get("duration", default)
+    if isinstance(duration, str) and duration.isdigit():
+        duration = int(duration)
     low, high = VIDEO_DURATION_RANGE
     if isinstance(duration, bool) or not isinstance(duration, int) or not low <= duration <= high:
-        return DEFAULT_VIDEO_DURATION
+        return default
     return duration
 
 

@@ -215,7 +215,7 @@ class GenerationStore:
                 seed=seed + index,
                 width=width,
                 height=height,
-                duration=resolve_duration(params),
+                duration=resolve_duration(spec, params),
                 fps=VIDEO_FPS,
                 audio=audio if isinstance(audio, bool) else True,
                 model=spec.id,

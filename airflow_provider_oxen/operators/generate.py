@@ -35,7 +35,7 @@ from airflow_provider_oxen.models import (
     check_output_count,
     media_type_of,
 )
-from airflow_provider_oxen.pricing import estimate_cost
+from airflow_provider_oxen.pricing import estimate_cost, why_unknown
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
@@ -95,7 +95,10 @@ class OxenGenerateOperator(BaseOperator):
     :param max_outputs: the most one task may ask for (default 16): a guard against a
         templating mistake paying for hundreds.
     :param max_cost: refuse before enqueueing when the model's pricing says this task would
-        cost more (a decimal, in the pricing's currency). Unknown pricing does not block.
+        cost more (a decimal, in the unit of the model's prices). Pricing that cannot be read
+        (or a per-second price with no ``duration`` in the request or the schema) refuses too.
+    :param allow_unknown_cost: with ``max_cost``, run anyway when the pricing cannot be read
+        (the budget is then not enforced; a warning says so).
     :param input_images: input image(s) for edit and image-to-video models (templated): ``s3://``
         URIs, URLs, or records of :class:`~airflow_provider_oxen.transfers.s3.OxenGenerationToS3Operator`
         (map over them with ``.expand(input_images=...)``). ``s3://`` objects are presigned with
@@ -137,6 +140,7 @@ class OxenGenerateOperator(BaseOperator):
         num_outputs: int | str = 1,
         max_outputs: int = DEFAULT_MAX_OUTPUTS_PER_TASK,
         max_cost: str | float | Decimal | None = None,
+        allow_unknown_cost: bool = False,
         input_images: Any = None,
         aws_conn_id: str | None = "aws_default",
         force_new_enqueue: bool | str = False,
@@ -156,6 +160,7 @@ class OxenGenerateOperator(BaseOperator):
         self.num_outputs = num_outputs
         self.max_outputs = max_outputs
         self.max_cost = max_cost
+        self.allow_unknown_cost = allow_unknown_cost
         self.input_images = input_images
         self.aws_conn_id = aws_conn_id
         self.force_new_enqueue = force_new_enqueue
@@ -360,11 +365,15 @@ class OxenGenerateOperator(BaseOperator):
                 f"max_cost must be a decimal number, got {self.max_cost!r}", field="max_cost"
             ) from None
         if estimate is None:
-            self.log.warning(
-                "Model %s does not publish pricing this provider understands: max_cost %s not enforced.",
-                prepared.model_id,
-                limit,
-            )
+            why = f"the cost of {prepared.model_id} cannot be estimated: {why_unknown(prepared.model)}"
+            if not self.allow_unknown_cost:
+                raise OxenValidationError(
+                    f"max_cost {limit} cannot be enforced, as {why}. Nothing was enqueued; give a "
+                    "duration in parameters where the model takes one, or set allow_unknown_cost=True "
+                    "to run without a cost check.",
+                    field="max_cost",
+                )
+            self.log.warning("max_cost %s not enforced (allow_unknown_cost): %s.", limit, why)
             return
         if estimate > limit:
             raise OxenCostLimitError(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
+import pytest
 
 from .helpers import assert_error, control, enqueue, wait_for_status
 
@@ -71,6 +74,30 @@ def test_history_lists_queue_and_sync_generations_with_a_total(client: httpx.Cli
     page = client.get("/api/ai/generations", params={"limit": 1, "offset": 1}).json()
     assert page["count"] == 4 and [row["generation_id"] for row in page["generations"]] == [bad]
     assert_error(client.get("/api/ai/generations", params={"limit": "-1"}), 400, "invalid_params")
+
+
+@pytest.mark.parametrize(
+    ("model", "parameters", "units"),
+    [
+        ("ideogram-v4", {"num_generations": 2}, 2),  # cost_per_image x rows
+        ("flux-2-dev", {}, 1),  # a price given as text
+        ("kling-video-v2-6-pro-text-to-video", {"duration": 3}, 3),  # cost_per_second x duration
+        ("kling-video-o3-pro-reference-to-video", {"input_image": "https://example.com/a.png"}, 5),
+    ],
+)
+def test_requests_are_billed_by_the_published_pricing(
+    client: httpx.Client, base_url: str, model: str, parameters: dict[str, object], units: int
+) -> None:
+    """``method`` names the unit and ``cost_per_<method>`` its price; without a ``duration`` a
+    video is billed for the schema's default one."""
+    published = client.get(f"/api/ai/models/{model}").json()
+    pricing = published["pricing"]
+    if "duration" not in parameters and pricing["method"] == "second":
+        assert published["request_schema"]["properties"]["duration"]["default"] == units
+    control(base_url, "POST", "/config", {"credits": "10.0000", "queue_seconds": 5})
+    enqueue(client, model=model, **parameters)
+    spent = Decimal("10") - Decimal(str(_credits(base_url)))
+    assert spent == Decimal(str(pricing[f"cost_per_{pricing['method']}"])) * units
 
 
 def test_queue_rows_never_carry_cost(client: httpx.Client, base_url: str) -> None:

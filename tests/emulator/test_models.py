@@ -38,12 +38,16 @@ def test_models_catalogue(client: httpx.Client) -> None:
         model = by_id[model_id]
         assert model["endpoint"] == "/images/generate" and model["capabilities"]["output"] == ["image"]
         pricing = model["pricing"]
-        assert pricing["currency"] == "USD" and isinstance(pricing["per_image"], str)
-        assert Decimal(pricing["per_image"]) > 0 and len(pricing["per_image"].split(".")[1]) == 4
+        assert set(pricing) == {"method", "cost_per_image"} and pricing["method"] == "image"
+        assert Decimal(str(pricing["cost_per_image"])) > 0
         schema = _schema(model)
         if schema is not None:
             Draft202012Validator.check_schema(schema)
+    # Prices are JSON numbers, as the contract documents; one is text, which clients must accept too.
+    assert by_id["ideogram-v4"]["pricing"]["cost_per_image"] == 0.06
+    assert by_id["flux-2-dev"]["pricing"]["cost_per_image"] == "0.0250"
     assert by_id["gpt-oss-120b"]["capabilities"]["output"] == ["text"]
+    assert by_id["gpt-oss-120b"]["pricing"]["method"] == "token"
 
     ideogram = by_id["ideogram-v4"]["request_schema"]
     assert ideogram["properties"]["image_size"]["enum"][0] == "square_hd"
@@ -150,13 +154,13 @@ def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Cl
         model = by_id[model_id]
         assert model["endpoint"] == "/images/edit"
         assert model["capabilities"] == {"input": ["text", "image"], "output": ["image"]}
-        assert set(model["pricing"]) == {"per_image", "currency"}
+        assert set(model["pricing"]) == {"method", "cost_per_image"}
         schema = model["request_schema"]
         Draft202012Validator.check_schema(schema)
         assert (
             set(schema["required"]) == {"prompt", "input_image"} and schema["additionalProperties"] is False
         )
-    assert by_id["qwen-image-edit"]["pricing"]["per_image"] == "0.0300"
+    assert by_id["qwen-image-edit"]["pricing"] == {"method": "image", "cost_per_image": 0.03}
     assert by_id["qwen-image-edit"]["request_schema"]["properties"]["input_image"]["type"] == "string"
     nano_input = by_id["nano-banana-2-edit"]["request_schema"]["properties"]["input_image"]
     assert (nano_input["type"], nano_input["minItems"], nano_input["maxItems"]) == ("array", 1, 4)
@@ -164,8 +168,9 @@ def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Cl
     for model_id in VIDEO_MODELS:
         model = by_id[model_id]
         assert model["endpoint"] == "/videos/generate" and model["capabilities"]["output"] == ["video"]
-        pricing = model["pricing"]
-        assert set(pricing) == {"per_second", "currency"} and len(pricing["per_second"].split(".")[1]) == 4
+        assert (
+            set(model["pricing"]) == {"method", "cost_per_second"} and model["pricing"]["method"] == "second"
+        )
         schema = model["request_schema"]
         Draft202012Validator.check_schema(schema)
         properties = schema["properties"]
@@ -181,7 +186,7 @@ def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Cl
         assert properties["multi_prompt"]["type"] == "array"
         assert schema["oneOf"] == [{"required": ["prompt"]}, {"required": ["multi_prompt"]}]
     t2v = by_id["kling-video-v2-6-pro-text-to-video"]
-    assert t2v["capabilities"]["input"] == ["text"] and t2v["pricing"]["per_second"] == "0.0700"
+    assert t2v["capabilities"]["input"] == ["text"] and t2v["pricing"]["cost_per_second"] == 0.07
     assert "input_image" not in t2v["request_schema"]["properties"]
     i2v = by_id["kling-video-o3-pro-reference-to-video"]
     assert i2v["capabilities"]["input"] == ["text", "image"]

@@ -22,7 +22,11 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.ledger import LEDGER_KEY, GenerationLedger, LedgerEntry
-from airflow_provider_oxen.operators.generate import CARRIED_LEDGER_KWARG, OxenGenerateImageOperator
+from airflow_provider_oxen.operators.generate import (
+    CARRIED_LEDGER_KWARG,
+    OxenGenerateImageOperator,
+    OxenGenerateVideoOperator,
+)
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import EmulatorControl, FakeTaskStateStore
 from tests.integration.helpers import FakeTI as _TI
@@ -154,7 +158,7 @@ def test_model_ids_with_slash_dot_colon_work_end_to_end(oxen_conn: EmulatorContr
 
 def test_max_cost_refuses_before_any_enqueue_naming_both_figures(oxen_conn: EmulatorControl) -> None:
     with OxenHook() as hook:
-        price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
+        price = Decimal(str(hook.get_model("ideogram-v4").pricing["cost_per_image"]))
     limit = price * 3
     with pytest.raises(OxenCostLimitError) as info:
         _operator(num_outputs=4, max_cost=str(limit)).execute(_context())
@@ -164,14 +168,59 @@ def test_max_cost_refuses_before_any_enqueue_naming_both_figures(oxen_conn: Emul
     assert len(_operator(num_outputs=3, max_cost=str(limit), deferrable=False).execute(_context())) == 3
 
 
-def test_pricing_in_a_shape_we_do_not_understand_does_not_block(oxen_conn: EmulatorControl) -> None:
+def test_max_cost_prices_a_video_without_duration_at_the_schemas_default(oxen_conn: EmulatorControl) -> None:
+    oxen_conn.configure(credits="5.0000")
+    with OxenHook() as hook:
+        model = hook.get_model("kling-video-v2-6-pro-text-to-video")
+    default = model.parameter_defaults["duration"]
+    price = Decimal(str(model.pricing["cost_per_second"])) * default
+    limit = price - Decimal("0.01")
+
+    def video(**kwargs: Any) -> OxenGenerateVideoOperator:
+        return OxenGenerateVideoOperator(
+            task_id="clip", model=model.id, prompt="A wave", max_cost=str(limit), poll_interval=0.1, **kwargs
+        )
+
+    with pytest.raises(OxenCostLimitError) as info:
+        video().execute(_context())
+    assert str(price) in str(info.value) and info.value.field == "max_cost"
+    assert oxen_conn.enqueue_posts() == 0 and oxen_conn.configure()["credits"] == "5.0000"
+    # A shorter clip fits the same budget.
+    [result] = video(parameters={"duration": default - 1}, timeout=30).execute(_context())
+    assert result["status"] == "succeeded" and oxen_conn.enqueue_posts() == 1
+
+
+def _with_pricing(model_id: str, **update: Any) -> None:
+    """As if Oxen published other pricing (or schema): the cached model is what the operator reads."""
     from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
 
     with OxenHook() as hook:
-        model = hook.get_model("ideogram-v4")
-        # As if Oxen published tiered pricing: the cached model is what the operator reads.
-        MODEL_CACHE.put(hook.settings.base_url, model.model_copy(update={"pricing": {"tiers": []}}), model.id)
-    assert _operator(max_cost="0.0001", deferrable=False).execute(_context())
+        model = hook.get_model(model_id)
+        MODEL_CACHE.put(hook.settings.base_url, model.model_copy(update=update), model.id)
+
+
+@pytest.mark.parametrize(
+    ("model", "update", "why"),
+    [
+        ("ideogram-v4", {"pricing": {"tiers": []}}, "cost_per_<method>"),
+        ("ideogram-v4", {"pricing": {"method": "megapixel", "cost_per_megapixel": 0.01}}, "megapixel"),
+        ("kling-video-v2-6-pro-text-to-video", {"request_schema": None}, "duration"),
+    ],
+)
+def test_max_cost_with_pricing_that_cannot_be_read_refuses_unless_allowed(
+    oxen_conn: EmulatorControl, model: str, update: dict[str, Any], why: str
+) -> None:
+    _with_pricing(model, **update)
+    with pytest.raises(OxenValidationError) as info:
+        _operator(model=model, max_cost="100").execute(_context())
+    assert info.value.field == "max_cost" and "max_cost 100 cannot be enforced" in str(info.value)
+    assert why in str(info.value) and "allow_unknown_cost" in str(info.value)
+    assert oxen_conn.enqueue_posts() == 0
+    [result] = _operator(model=model, max_cost="100", allow_unknown_cost=True, deferrable=False).execute(
+        _context()
+    )
+    assert result["status"] == "succeeded" and oxen_conn.enqueue_posts() == 1
+    assert _operator(model=model, deferrable=False).execute(_context())  # no budget: no check
 
 
 # -- cost ---------------------------------------------------------------------------------------
@@ -399,7 +448,7 @@ def test_trigger_error_with_retries_left_keeps_the_generations_for_the_retry(
 
 def test_a_partial_enqueue_refused_for_credits_cancels_what_was_enqueued(oxen_conn: EmulatorControl) -> None:
     with OxenHook() as hook:
-        price = Decimal(str(hook.get_model("ideogram-v4").pricing["per_image"]))
+        price = Decimal(str(hook.get_model("ideogram-v4").pricing["cost_per_image"]))
     oxen_conn.configure(credits=str(price * 5))  # the first 4 fit, the next 2 do not
     with pytest.raises(OxenInsufficientCreditsError):
         _operator(num_outputs=6, deferrable=True).execute(_context(try_number=1))
