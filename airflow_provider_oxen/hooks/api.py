@@ -37,6 +37,7 @@ from airflow_provider_oxen.hooks.retry import (
     may_have_reached_server,
     parse_retry_after,
 )
+from airflow_provider_oxen.redact import strip_query
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai"
 DEFAULT_TIMEOUT = 60.0
@@ -56,7 +57,7 @@ class ApiCall:
     @property
     def shown_path(self) -> str:
         """The path without its query: a result URL's query is a signature, not for logs."""
-        return self.path.split("?", 1)[0]
+        return strip_query(self.path)
 
     def describe(self) -> str:
         return f"{self.method} {self.shown_path}"

@@ -58,13 +58,19 @@ class RetryPolicy:
         )
 
 
-def backoff_delay(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)].
+def backoff_ceiling(attempt: int, base: float, maximum: float) -> float:
+    """``min(maximum, base * 2**attempt)``: the longest wait before retry number ``attempt + 1``.
 
-    The exponent is capped: after a long outage ``2.0**attempt`` would overflow a float.
+    The one place an exponential backoff is capped (the hooks' retries, the triggerer hub's
+    restarts and re-probes): the exponent too, since after a long outage ``2.0**attempt``
+    would overflow a float.
     """
-    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0 ** min(max(attempt, 0), 60)))
-    return ceiling * rand()
+    return min(maximum, base * 2.0 ** min(max(attempt, 0), 60))
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, :func:`backoff_ceiling`]."""
+    return backoff_ceiling(attempt, policy.backoff_base, policy.backoff_max) * rand()
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
