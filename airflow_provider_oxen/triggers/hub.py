@@ -211,13 +211,11 @@ class OxenHub:
     async def start(self) -> None:
         apply_configured_thresholds()  # once per process: see gc_tuning
         settings = await self.hook.get_settings()
-        kwargs = self.hook.client_kwargs(settings)
         # Completion reads are short; the event stream holds one connection for itself.
-        kwargs["limits"] = httpx.Limits(
+        limits = httpx.Limits(
             max_connections=READ_CONCURRENCY + 4, max_keepalive_connections=READ_CONCURRENCY
         )
-        # No CA bundle to load here: get_settings() built the process's TLS context in a thread.
-        client = httpx.AsyncClient(**kwargs)
+        client = await self.hook.new_client(limits=limits)
         hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
         self.run(hook, client, settings.retry)
 
