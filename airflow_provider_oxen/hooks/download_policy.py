@@ -185,10 +185,6 @@ class ParsedTarget:
     def trusted(self) -> bool:
         return self.own_origin or self.allowed_host
 
-    @property
-    def literal_ip(self) -> IPAddress | None:
-        return literal_ip(self.host)
-
 
 def refused(reason: str, host: str | None, url: str) -> OxenDownloadRefusedError:
     """The error for a refused download: reason and host only, never the query."""
@@ -295,11 +291,11 @@ def check_addresses(target: ParsedTarget, addresses: Iterable[str | IPAddress]) 
         raise refused("it resolves to no address", target.host, target.shown_url)
 
 
-def check_content_length(headers: httpx.Headers, max_bytes: int, url: str | httpx.URL, host: str) -> None:
+def check_content_length(response: httpx.Response, max_bytes: int) -> None:
     """Refuse a response whose declared size is above the cap, before any byte is read."""
-    declared = _content_length(headers.get("Content-Length"))
+    declared = _content_length(response.headers.get("Content-Length"))
     if declared is not None and declared > max_bytes:
-        raise too_large(host, url, max_bytes, declared=declared)
+        raise too_large(response.request.url, max_bytes, declared=declared)
 
 
 def _content_length(value: str | None) -> int | None:
@@ -309,26 +305,24 @@ def _content_length(value: str | None) -> int | None:
         return None
 
 
-def too_large(
-    host: str, url: str | httpx.URL, max_bytes: int, *, declared: int | None = None
-) -> OxenDownloadRefusedError:
+def too_large(url: httpx.URL, max_bytes: int, *, declared: int | None = None) -> OxenDownloadRefusedError:
     size = f"declares {declared} bytes" if declared is not None else f"streamed more than {max_bytes} bytes"
-    shown = strip_query(str(url))
-    return refused(f"the response {size}, above the download_max_bytes limit of {max_bytes}", host, shown)
+    reason = f"the response {size}, above the download_max_bytes limit of {max_bytes}"
+    return refused(reason, normalise_host(url.host), strip_query(str(url)))
 
 
 class ByteCounter:
     """Counts streamed bytes; raises :class:`OxenDownloadRefusedError` once past the cap."""
 
-    def __init__(self, max_bytes: int, url: str | httpx.URL) -> None:
+    def __init__(self, max_bytes: int, url: httpx.URL) -> None:
         self.max_bytes = max_bytes
         self.count = 0
-        self._url = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        self._url = url
 
     def add(self, size: int) -> None:
         self.count += size
         if self.count > self.max_bytes:
-            raise too_large(normalise_host(self._url.host), self._url, self.max_bytes)
+            raise too_large(self._url, self.max_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,9 +393,7 @@ class _Guard:
 
     def check_response(self, response: httpx.Response) -> None:
         request = response.request
-        check_content_length(
-            response.headers, self.policy.max_bytes, request.url, normalise_host(request.url.host)
-        )
+        check_content_length(response, self.policy.max_bytes)
         location = _redirect_target(request, response)
         if location is not None:
             # The next hop comes back through check_request (and its address check); refusing
@@ -421,8 +413,7 @@ def iter_capped(response: httpx.Response, max_bytes: int, chunk_size: int | None
     Counted after decoding: a small gzip body that inflates past the cap is refused, and no
     chunk that would cross it is handed out.
     """
-    host = normalise_host(response.url.host)
-    check_content_length(response.headers, max_bytes, response.url, host)
+    check_content_length(response, max_bytes)
     counter = ByteCounter(max_bytes, response.url)
     for chunk in response.iter_bytes(chunk_size):
         counter.add(len(chunk))

@@ -1,10 +1,9 @@
-"""OxenHook (sync, httpx.Client) and OxenAsyncHook (async, httpx.AsyncClient).
+"""OxenHook (sync, httpx.Client) for workers, OxenAsyncHook (async, httpx.AsyncClient) for triggers.
 
-Both share everything but the network calls: request descriptions, connection settings,
-error mapping and retry decisions live in :mod:`.api` and :mod:`.retry`; request
-validation in :mod:`.validation`; payload shaping in :class:`_OxenHookBase`. The two request
-loops below differ only by ``await``. Workers do everything with :class:`OxenHook` (enqueue,
-validate, download); the triggerer only reads and cancels, with :class:`OxenAsyncHook`.
+Workers do everything with :class:`OxenHook` (validate, enqueue, wait, download); the
+triggerer only reads and cancels, with :class:`OxenAsyncHook`. Request descriptions,
+connection settings, error mapping and retry decisions live in :mod:`.api` and :mod:`.retry`,
+request validation in :mod:`.validation`: the two request loops below differ only by ``await``.
 """
 
 from __future__ import annotations
@@ -169,7 +168,22 @@ class _OxenHookBase(BaseHook):
             "follow_redirects": True,
         }
 
-    def _log_retry(self, call: ApiCall, attempt: int, plan: RetryAfter, settings: OxenSettings) -> None:
+    def _retry_delay(
+        self,
+        call: ApiCall,
+        failure: httpx.Response | httpx.TransportError,
+        attempt: int,
+        settings: OxenSettings,
+    ) -> float:
+        """Seconds to wait before sending ``call`` again after ``failure``; raises the error instead."""
+        plan: RetryAfter | OxenError | None
+        if isinstance(failure, httpx.TransportError):
+            plan = api.plan_after_transport_error(call, failure, attempt, settings.retry)
+        else:
+            plan = api.plan_after_response(call, failure, attempt, settings.retry)
+        assert plan is not None  # only failures come here
+        if isinstance(plan, OxenError):
+            raise plan
         self.log.warning(
             "Oxen %s: %s; retry %d/%d in %.1f s",
             call.describe(),
@@ -178,6 +192,7 @@ class _OxenHookBase(BaseHook):
             settings.retry.max_retries,
             plan.delay,
         )
+        return plan.delay
 
 
 class OxenHook(_OxenHookBase):
@@ -236,21 +251,13 @@ class OxenHook(_OxenHookBase):
             try:
                 response = client.send(request, stream=stream, auth=auth)
             except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    return response
-                response.read()  # the error mapping reads the body
-                response.close()
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                assert outcome is not None
-                plan = outcome
-            if isinstance(plan, OxenError):
-                raise plan
-            self._log_retry(call, attempt, plan, settings)
-            time.sleep(plan.delay)
+                time.sleep(self._retry_delay(call, exc, attempt, settings))
+                continue
+            if response.is_success:
+                return response
+            response.read()  # the error mapping reads the body
+            response.close()
+            time.sleep(self._retry_delay(call, response, attempt, settings))
         raise AssertionError("unreachable")
 
     def _json(self, call: ApiCall) -> Any:
@@ -312,7 +319,7 @@ class OxenHook(_OxenHookBase):
         A row that already finished has nothing left to cancel: its row is answered as it is.
         """
         try:
-            self._json(api.cancel_call(generation_id))
+            self._json(api.generation_call(generation_id, "DELETE"))
         except OxenAPIStatusError as exc:
             if not api.may_be_already_finished(exc):
                 raise
@@ -565,19 +572,11 @@ class OxenAsyncHook(_OxenHookBase):
             try:
                 response = await client.send(request)
             except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    return response
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                assert outcome is not None
-                plan = outcome
-            if isinstance(plan, OxenError):
-                raise plan
-            self._log_retry(call, attempt, plan, settings)
-            await asyncio.sleep(plan.delay)
+                await asyncio.sleep(self._retry_delay(call, exc, attempt, settings))
+                continue
+            if response.is_success:
+                return response
+            await asyncio.sleep(self._retry_delay(call, response, attempt, settings))
         raise AssertionError("unreachable")
 
     async def _json(self, call: ApiCall) -> Any:
@@ -586,39 +585,31 @@ class OxenAsyncHook(_OxenHookBase):
     async def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(await self._json(api.generation_call(generation_id)))
 
-    async def cancel_generation(self, generation_id: str) -> Generation:
-        """Cancel; answers the row as re-read afterwards (see :meth:`OxenHook.cancel_generation`)."""
-        try:
-            await self._json(api.cancel_call(generation_id))
-        except OxenAPIStatusError as exc:
-            if not api.may_be_already_finished(exc):
-                raise
-            row = await self.get_generation(generation_id)
-            if not row.status.is_terminal:
-                raise
-            return row
-        return await self.get_generation(generation_id)
-
     async def list_queue_body(self, **filters: Any) -> Any:
         """The listing's JSON as sent, for a caller that parses its rows one by one (the hub)."""
         return await self._json(api.list_queue_call(filters))
 
-    async def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
-        """Best-effort concurrent cancel; failures are logged, not raised."""
+    async def cancel_generations(self, generation_ids: Iterable[str]) -> list[str]:
+        """Best-effort concurrent cancel; answers the ids cancelled. Failures are logged, not raised.
 
-        async def cancel(generation_id: str) -> Generation | None:
+        Unlike :meth:`OxenHook.cancel_generations`, no row is read back: the triggerer needs none.
+        """
+
+        async def cancel(generation_id: str) -> str | None:
             try:
-                return await self.cancel_generation(generation_id)
+                await self._send(api.generation_call(generation_id, "DELETE"))
             except OxenError as exc:
-                self.log.warning("Could not cancel Oxen generation %s: %s", generation_id, exc)
+                # Such a 4xx (see may_be_already_finished) most likely means it finished first.
+                finished = isinstance(exc, OxenAPIStatusError) and api.may_be_already_finished(exc)
+                log = self.log.info if finished else self.log.warning
+                log("Could not cancel Oxen generation %s: %s", generation_id, exc)
                 return None
+            return generation_id
 
         results = await asyncio.gather(*(cancel(i) for i in generation_ids))
-        cancelled = [row for row in results if row is not None]
+        cancelled = [i for i in results if i is not None]
         if cancelled:
-            self.log.info(
-                "Cancelled %d Oxen generation(s): %s", len(cancelled), [g.generation_id for g in cancelled]
-            )
+            self.log.info("Cancelled %d Oxen generation(s): %s", len(cancelled), cancelled)
         return cancelled
 
     async def events(

@@ -117,19 +117,12 @@ def delay_after_status(
 
 
 def delay_after_transport_error(
-    exc: httpx.TransportError,
-    attempt: int,
-    *,
-    paid: bool,
-    policy: RetryPolicy,
-    rand: Callable[[], float] = random.random,
+    exc: httpx.TransportError, attempt: int, *, paid: bool, policy: RetryPolicy
 ) -> float | None:
     """Seconds to wait before retrying after a transport error, or None to stop."""
-    if attempt >= policy.max_retries:
+    if attempt >= policy.max_retries or (paid and may_have_reached_server(exc)):
         return None
-    if paid and may_have_reached_server(exc):
-        return None
-    return backoff_delay(attempt, policy, rand)
+    return backoff_delay(attempt, policy)
 
 
 def proves_nothing_created(error: BaseException) -> bool:
