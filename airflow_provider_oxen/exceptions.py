@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_oxen.redact import strip_query
+
 _BODY_LIMIT = 500
 
 
@@ -118,8 +120,7 @@ class OxenDownloadRefusedError(OxenUnrecoverableError):
     """A result URL was not fetched: its scheme, host, address or size is outside the download policy."""
 
     def __init__(self, message: str, *, url: str) -> None:
-        # Only scheme, host and path: a signed URL's query is a credential.
-        self.url = url.split("?", 1)[0]
+        self.url = strip_query(url)  # a signed URL's query is a credential
         super().__init__(message)
 
 

@@ -68,33 +68,6 @@ def get_provider_info() -> dict[str, Any]:
             "oxen": {
                 "description": "Settings of the Oxen.ai provider.",
                 "options": {
-                    "model_cache_dir": {
-                        "description": (
-                            "Directory where the task processes of a host share model details "
-                            "(schema, pricing) for 10 minutes, so each task need not read them "
-                            "again. Empty: cache per process only. Default: a per-user "
-                            "directory under the system temp dir."
-                        ),
-                        "version_added": "0.3.0",
-                        "type": "string",
-                        "example": "/var/cache/airflow-provider-oxen/models",
-                        "default": None,
-                    },
-                    "ca_directory": {
-                        "description": (
-                            "Directory where the task processes of a host share the CA bundle "
-                            "they verify TLS against as a hashed directory (OpenSSL's capath "
-                            "layout, built once per bundle), so each process reads only the CAs "
-                            "its handshakes need instead of parsing the whole bundle (about 45 ms "
-                            "of CPU per process). Must be private to the Airflow user. Empty: "
-                            "every process loads the whole bundle. Default: a per-user directory "
-                            "under the system temp dir."
-                        ),
-                        "version_added": "0.4.2",
-                        "type": "string",
-                        "example": "/var/cache/airflow-provider-oxen/ca",
-                        "default": None,
-                    },
                     "triggerer_gc_thresholds": {
                         "description": (
                             "Python collector thresholds (gc.set_threshold) that the first Oxen "

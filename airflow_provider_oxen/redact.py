@@ -1,4 +1,4 @@
-"""Keep signed URL queries out of what the transfer stores, returns and logs.
+"""Keep signed URL queries out of what the provider stores, returns, logs and raises.
 
 Oxen's result URLs (and presigned URLs passed as model inputs, e.g. ``input_image``) carry
 their signature in the query string: whoever holds the whole URL can read the file until it
@@ -21,14 +21,21 @@ _TRAILING = re.compile(r"[)\].,;:!}]+$")
 
 
 def strip_query(url: str) -> str:
-    """``url`` without its query, fragment and credentials; text that is not an http(s) URL as is."""
+    """``url`` without its query, fragment and credentials; text without a URL scheme as is.
+
+    The one redaction of a URL in the package: manifests, XComs, log lines and error messages
+    (a refused download's, a failed request's) all show a URL through it.
+    """
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url.split("?", 1)[0].split("#", 1)[0]
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+    except ValueError:  # e.g. an unclosed IPv6 bracket: cut by hand, as much as can be told
+        head = url.split("?", 1)[0].split("#", 1)[0]
+        scheme, sep, rest = head.partition("://")
+        authority, slash, path = rest.partition("/")
+        return f"{scheme}{sep}{authority.rpartition('@')[2]}{slash}{path}" if sep else head
+    if not parts.scheme:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
+    netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

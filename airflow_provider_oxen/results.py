@@ -1,8 +1,9 @@
 """What a finished wait hands back: the trigger payload and the typed results pushed to XCom.
 
 The trigger and the in-worker wait produce the same payload (plain JSON, because it crosses
-the triggerer → database → worker boundary); :func:`results_from_payload` turns it into
-results or raises the typed error the task should fail with.
+the triggerer → database → worker boundary; :func:`wait_payload`);
+:func:`generations_from_payload` turns it back into rows or raises the typed error the task
+should fail with, and :func:`build_result` makes each row the result pushed to XCom.
 """
 
 from __future__ import annotations

@@ -13,7 +13,5 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_OXEN_DEFAULT", None)
-# Model details shared by the task processes of this session only (hooks/model_cache.py).
-os.environ["AIRFLOW__OXEN__MODEL_CACHE_DIR"] = os.path.join(_HOME, "oxen-model-cache")
 
 pytest_plugins = ["tests.fixtures"]

@@ -37,6 +37,7 @@ from airflow_provider_oxen.hooks.retry import (
     may_have_reached_server,
     parse_retry_after,
 )
+from airflow_provider_oxen.redact import strip_query
 
 DEFAULT_BASE_URL = "https://hub.oxen.ai"
 DEFAULT_TIMEOUT = 60.0
@@ -56,7 +57,7 @@ class ApiCall:
     @property
     def shown_path(self) -> str:
         """The path without its query: a result URL's query is a signature, not for logs."""
-        return self.path.split("?", 1)[0]
+        return strip_query(self.path)
 
     def describe(self) -> str:
         return f"{self.method} {self.shown_path}"
@@ -127,28 +128,26 @@ def enqueue_call(payload: dict[str, Any], num_generations: int) -> ApiCall:
     return ApiCall("POST", "/api/ai/queue", json={**payload, "num_generations": num_generations}, paid=True)
 
 
-def generation_call(generation_id: str) -> ApiCall:
-    return ApiCall("GET", f"/api/ai/queue/{_segment(generation_id)}")
-
-
-def cancel_call(generation_id: str) -> ApiCall:
-    return ApiCall("DELETE", f"/api/ai/queue/{_segment(generation_id)}")
-
-
 def list_queue_call(filters: Mapping[str, Any]) -> ApiCall:
     return ApiCall("GET", "/api/ai/queue", params={k: v for k, v in filters.items() if v is not None})
 
 
-def model_call(model_id: str) -> ApiCall:
-    return ApiCall("GET", f"/api/ai/models/{encode_model_id(model_id)}")
+def generation_call(generation_id: str, method: str = "GET") -> ApiCall:
+    """One queue row: ``GET`` reads it, ``DELETE`` cancels it."""
+    return ApiCall(method, f"/api/ai/queue/{_segment(generation_id)}")
 
 
 def generation_details_call(generation_id: str) -> ApiCall:
+    """A row's full metadata, its cost included."""
     return ApiCall("GET", f"/api/ai/generations/{_segment(generation_id)}")
 
 
 def models_call(filters: Mapping[str, Any]) -> ApiCall:
     return ApiCall("GET", "/api/ai/models", params={k: v for k, v in filters.items() if v is not None})
+
+
+def model_call(model_id: str) -> ApiCall:
+    return ApiCall("GET", f"/api/ai/models/{encode_model_id(model_id)}")
 
 
 EVENTS_PATH = "/api/events"

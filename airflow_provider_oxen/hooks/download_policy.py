@@ -19,9 +19,9 @@ retries):
 
 The decisions are pure functions (:func:`check_url`, :func:`check_addresses`,
 :func:`address_problem`, :func:`check_content_length`); the only I/O is DNS resolution
-(:func:`resolve`, :func:`aresolve`, which never blocks an event loop). Enforcement sits in
-an httpx transport (:class:`GuardedTransport`, :class:`AsyncGuardedTransport`): httpx calls
-the transport once per redirect hop, so every hop is checked before a connection is made.
+(:func:`resolve`). Enforcement sits in the event hooks of the download client
+(:func:`build_download_client`): httpx calls them for every request it sends, so every
+redirect hop is checked before a connection is made, whether or not it goes through a proxy.
 
 Not covered: a DNS answer that changes between our lookup and the connection's own lookup
 (DNS rebinding). Closing that gap needs the connection to use the checked address, which
@@ -33,17 +33,16 @@ is a credential) nor its user info.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenValidationError
-from airflow_provider_oxen.hooks.tls import httpx_verify
+from airflow_provider_oxen.redact import strip_query
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # room for video results, not only images
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,7 +51,6 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
-AsyncResolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,29 +185,10 @@ class ParsedTarget:
     def trusted(self) -> bool:
         return self.own_origin or self.allowed_host
 
-    @property
-    def literal_ip(self) -> IPAddress | None:
-        return literal_ip(self.host)
-
 
 def refused(reason: str, host: str | None, url: str) -> OxenDownloadRefusedError:
     """The error for a refused download: reason and host only, never the query."""
     return OxenDownloadRefusedError(f"Download refused for host {host or '(none)'}: {reason}", url=url)
-
-
-def _strip_secrets(url: str) -> str:
-    """A URL string without query, fragment or user info (for an URL httpx cannot parse)."""
-    url = url.split("?", 1)[0].split("#", 1)[0]
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
-
-
-def _shown_url(url: httpx.URL) -> str:
-    host = url.host
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{host}{port}{url.path}"
 
 
 def check_url(url: str | httpx.URL, policy: DownloadPolicy) -> ParsedTarget:
@@ -217,8 +196,8 @@ def check_url(url: str | httpx.URL, policy: DownloadPolicy) -> ParsedTarget:
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
-        raise refused("the URL cannot be parsed", None, _strip_secrets(str(url))) from None
-    shown = _shown_url(parsed)
+        raise refused("the URL cannot be parsed", None, strip_query(str(url))) from None
+    shown = strip_query(str(parsed))
     scheme = parsed.scheme.lower()
     host = normalise_host(parsed.host)
     if scheme not in _DEFAULT_PORTS:
@@ -312,11 +291,11 @@ def check_addresses(target: ParsedTarget, addresses: Iterable[str | IPAddress]) 
         raise refused("it resolves to no address", target.host, target.shown_url)
 
 
-def check_content_length(headers: httpx.Headers, max_bytes: int, url: str | httpx.URL, host: str) -> None:
+def check_content_length(response: httpx.Response, max_bytes: int) -> None:
     """Refuse a response whose declared size is above the cap, before any byte is read."""
-    declared = _content_length(headers.get("Content-Length"))
+    declared = _content_length(response.headers.get("Content-Length"))
     if declared is not None and declared > max_bytes:
-        raise too_large(host, url, max_bytes, declared=declared)
+        raise too_large(response.request.url, max_bytes, declared=declared)
 
 
 def _content_length(value: str | None) -> int | None:
@@ -326,26 +305,24 @@ def _content_length(value: str | None) -> int | None:
         return None
 
 
-def too_large(
-    host: str, url: str | httpx.URL, max_bytes: int, *, declared: int | None = None
-) -> OxenDownloadRefusedError:
+def too_large(url: httpx.URL, max_bytes: int, *, declared: int | None = None) -> OxenDownloadRefusedError:
     size = f"declares {declared} bytes" if declared is not None else f"streamed more than {max_bytes} bytes"
-    shown = _shown_url(url) if isinstance(url, httpx.URL) else url
-    return refused(f"the response {size}, above the download_max_bytes limit of {max_bytes}", host, shown)
+    reason = f"the response {size}, above the download_max_bytes limit of {max_bytes}"
+    return refused(reason, normalise_host(url.host), strip_query(str(url)))
 
 
 class ByteCounter:
     """Counts streamed bytes; raises :class:`OxenDownloadRefusedError` once past the cap."""
 
-    def __init__(self, max_bytes: int, url: str | httpx.URL) -> None:
+    def __init__(self, max_bytes: int, url: httpx.URL) -> None:
         self.max_bytes = max_bytes
         self.count = 0
-        self._url = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        self._url = url
 
     def add(self, size: int) -> None:
         self.count += size
         if self.count > self.max_bytes:
-            raise too_large(normalise_host(self._url.host), self._url, self.max_bytes)
+            raise too_large(self._url, self.max_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,17 +338,8 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def aresolve(host: str, port: int) -> list[str]:
-    """:func:`resolve` through the event loop's resolver (a thread pool): never blocks the loop."""
-    literal = literal_ip(host)
-    if literal is not None:
-        return [str(literal)]
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
 # ---------------------------------------------------------------------------------------------
-# Enforcement: transports that check every hop before connecting
+# Enforcement: event hooks that check every hop before it is sent
 
 
 def _redirect_target(request: httpx.Request, response: httpx.Response) -> httpx.URL | None:
@@ -383,13 +351,9 @@ def _redirect_target(request: httpx.Request, response: httpx.Response) -> httpx.
         return None  # httpx refuses it itself
 
 
-def _unresolvable(target: ParsedTarget, request: httpx.Request, exc: OSError) -> httpx.ConnectError:
-    # A transport error: the hooks' retry policy treats it like any failed connection.
-    reason = exc.strerror or type(exc).__name__
-    return httpx.ConnectError(f"Could not resolve download host {target.host}: {reason}", request=request)
-
-
 class _CappedStream(httpx.SyncByteStream):
+    """The body as it arrives (before any decoding), refused once past the cap."""
+
     def __init__(self, stream: httpx.SyncByteStream, counter: ByteCounter) -> None:
         self._stream = stream
         self._counter = counter
@@ -403,106 +367,40 @@ class _CappedStream(httpx.SyncByteStream):
         self._stream.close()
 
 
-class _AsyncCappedStream(httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.AsyncByteStream, counter: ByteCounter) -> None:
-        self._stream = stream
-        self._counter = counter
+@dataclass(frozen=True)
+class _Guard:
+    """A :class:`DownloadPolicy` as a client's event hooks (httpx closes a response they refuse).
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            self._counter.add(len(chunk))
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-def _check_response(
-    target: ParsedTarget, request: httpx.Request, response: httpx.Response, policy: DownloadPolicy
-) -> None:
-    check_content_length(response.headers, policy.max_bytes, target.shown_url, target.host)
-    location = _redirect_target(request, response)
-    if location is not None:
-        # The next hop comes back through the transport (and its address check); refusing a
-        # bad scheme here gives the typed error instead of httpx's UnsupportedProtocol.
-        check_url(location, policy)
-
-
-class GuardedTransport(httpx.BaseTransport):
-    """Applies a :class:`DownloadPolicy` to every request (so every redirect hop) before connecting.
-
-    :param inner: the transport that really sends (default ``httpx.HTTPTransport`` with the
-        process's shared TLS context, see :mod:`.tls`).
     :param resolver: ``(host, port) -> addresses``; :func:`resolve` by default.
     """
 
-    def __init__(
-        self,
-        policy: DownloadPolicy,
-        inner: httpx.BaseTransport | None = None,
-        *,
-        resolver: Resolver | None = None,
-    ) -> None:
-        self.policy = policy
-        self._inner = inner if inner is not None else httpx.HTTPTransport(verify=httpx_verify())
-        self._resolver = resolver
+    policy: DownloadPolicy
+    resolver: Resolver | None = None
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def check_request(self, request: httpx.Request) -> None:
         target = check_url(request.url, self.policy)
-        if not target.trusted:
-            try:
-                addresses = (self._resolver or resolve)(target.host, target.port)
-            except OSError as exc:
-                raise _unresolvable(target, request, exc) from exc
-            check_addresses(target, addresses)
-        response = self._inner.handle_request(request)
+        if target.trusted:
+            return
         try:
-            _check_response(target, request, response, self.policy)
-        except BaseException:
-            response.close()
-            raise
+            addresses = (self.resolver or resolve)(target.host, target.port)
+        except OSError as exc:
+            # A transport error: the hooks' retry policy treats it like any failed connection.
+            reason = exc.strerror or type(exc).__name__
+            raise httpx.ConnectError(
+                f"Could not resolve download host {target.host}: {reason}", request=request
+            ) from exc
+        check_addresses(target, addresses)
+
+    def check_response(self, response: httpx.Response) -> None:
+        request = response.request
+        check_content_length(response, self.policy.max_bytes)
+        location = _redirect_target(request, response)
+        if location is not None:
+            # The next hop comes back through check_request (and its address check); refusing
+            # a bad scheme here gives the typed error instead of httpx's UnsupportedProtocol.
+            check_url(location, self.policy)
         stream = cast(httpx.SyncByteStream, response.stream)
         response.stream = _CappedStream(stream, ByteCounter(self.policy.max_bytes, request.url))
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class AsyncGuardedTransport(httpx.AsyncBaseTransport):
-    """The async twin of :class:`GuardedTransport`; resolves with :func:`aresolve`."""
-
-    def __init__(
-        self,
-        policy: DownloadPolicy,
-        inner: httpx.AsyncBaseTransport | None = None,
-        *,
-        resolver: AsyncResolver | None = None,
-    ) -> None:
-        self.policy = policy
-        self._inner = inner if inner is not None else httpx.AsyncHTTPTransport(verify=httpx_verify())
-        self._resolver = resolver
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = check_url(request.url, self.policy)
-        if not target.trusted:
-            try:
-                addresses = await (self._resolver or aresolve)(target.host, target.port)
-            except OSError as exc:
-                raise _unresolvable(target, request, exc) from exc
-            check_addresses(target, addresses)
-        response = await self._inner.handle_async_request(request)
-        try:
-            _check_response(target, request, response, self.policy)
-        except BaseException:
-            await response.aclose()
-            raise
-        stream = cast(httpx.AsyncByteStream, response.stream)
-        response.stream = _AsyncCappedStream(stream, ByteCounter(self.policy.max_bytes, request.url))
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,92 +408,30 @@ class AsyncGuardedTransport(httpx.AsyncBaseTransport):
 
 
 def iter_capped(response: httpx.Response, max_bytes: int, chunk_size: int | None = None) -> Iterator[bytes]:
-    """``response.iter_bytes`` that refuses a body above ``max_bytes`` (declared or streamed)."""
-    host = normalise_host(response.url.host)
-    check_content_length(response.headers, max_bytes, response.url, host)
+    """``response.iter_bytes`` that refuses a body above ``max_bytes`` (declared or streamed).
+
+    Counted after decoding: a small gzip body that inflates past the cap is refused, and no
+    chunk that would cross it is handed out.
+    """
+    check_content_length(response, max_bytes)
     counter = ByteCounter(max_bytes, response.url)
     for chunk in response.iter_bytes(chunk_size):
         counter.add(len(chunk))
         yield chunk
 
 
-async def aiter_capped(
-    response: httpx.Response, max_bytes: int, chunk_size: int | None = None
-) -> AsyncIterator[bytes]:
-    """The async twin of :func:`iter_capped`."""
-    host = normalise_host(response.url.host)
-    check_content_length(response.headers, max_bytes, response.url, host)
-    counter = ByteCounter(max_bytes, response.url)
-    async for chunk in response.aiter_bytes(chunk_size):
-        counter.add(len(chunk))
-        yield chunk
-
-
-# ---------------------------------------------------------------------------------------------
-# Clients
-
-
-def _environment_proxies() -> dict[str, str | None]:
-    # The same proxy settings (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY) httpx gives the API client;
-    # a client with its own transport ignores them, so they are mounted here, guarded too.
-    try:
-        from httpx._utils import get_environment_proxies
-    except ImportError:  # pragma: no cover - a future httpx
-        return {}
-    return get_environment_proxies()
-
-
-def _download_client_kwargs(client_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs = dict(client_kwargs)
-    headers = dict(kwargs.get("headers") or {})
-    # Result files are binary; ``identity`` keeps the streamed count equal to the file size.
-    headers.update({"Accept": "*/*", "Accept-Encoding": "identity"})
-    kwargs["headers"] = headers
-    kwargs["follow_redirects"] = True
-    for name in ("transport", "mounts", "proxy", "trust_env"):
-        kwargs.pop(name, None)
-    # The transports below are built here, so they take the API client's TLS setting (the
-    # process's shared context: none of them loads the CA bundle again).
-    kwargs["verify"] = httpx_verify(kwargs.get("verify", True), kwargs.pop("cert", None))
-    return kwargs
-
-
-def build_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx.Client:
-    """An ``httpx.Client`` whose every request (proxied or not) goes through :class:`GuardedTransport`.
+def build_download_client(
+    policy: DownloadPolicy, *, resolver: Resolver | None = None, **client_kwargs: Any
+) -> httpx.Client:
+    """An ``httpx.Client`` that sends no request (no redirect hop) the policy refuses.
 
     ``client_kwargs`` are the API client's (auth, timeout, headers…): the API key stays the
     client's default auth, so callers must pass ``auth=None`` for URLs off the API's origin.
+    Proxies are httpx's own (``HTTP(S)_PROXY``, ``NO_PROXY``), as for the API client.
     """
-    kwargs = _download_client_kwargs(client_kwargs)
-    verify = kwargs["verify"]
-    mounts: dict[str, httpx.BaseTransport | None] = {
-        pattern: None
-        if proxy is None
-        else GuardedTransport(policy, httpx.HTTPTransport(proxy=proxy, verify=verify))
-        for pattern, proxy in _environment_proxies().items()
-    }
-    return httpx.Client(
-        transport=GuardedTransport(policy, httpx.HTTPTransport(verify=verify)),
-        mounts=mounts,
-        **kwargs,
-    )
-
-
-def build_async_download_client(policy: DownloadPolicy, **client_kwargs: Any) -> httpx.AsyncClient:
-    """The async twin of :func:`build_download_client`.
-
-    Build it off the event loop unless the TLS context is built (:func:`.tls.prepare`).
-    """
-    kwargs = _download_client_kwargs(client_kwargs)
-    verify = kwargs["verify"]
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {
-        pattern: None
-        if proxy is None
-        else AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(proxy=proxy, verify=verify))
-        for pattern, proxy in _environment_proxies().items()
-    }
-    return httpx.AsyncClient(
-        transport=AsyncGuardedTransport(policy, httpx.AsyncHTTPTransport(verify=verify)),
-        mounts=mounts,
-        **kwargs,
-    )
+    guard = _Guard(policy, resolver)
+    # Result files are binary; ``identity`` keeps the streamed count equal to the file size.
+    headers = {**(client_kwargs.get("headers") or {}), "Accept": "*/*", "Accept-Encoding": "identity"}
+    hooks = {"request": [guard.check_request], "response": [guard.check_response]}
+    kwargs = {**client_kwargs, "headers": headers, "follow_redirects": True, "event_hooks": hooks}
+    return httpx.Client(**kwargs)

@@ -1,9 +1,9 @@
-"""OxenHook (sync, httpx.Client) and OxenAsyncHook (async, httpx.AsyncClient).
+"""OxenHook (sync, httpx.Client) for workers, OxenAsyncHook (async, httpx.AsyncClient) for triggers.
 
-Both share everything but the network calls: request descriptions, connection settings,
-error mapping and retry decisions live in :mod:`.api` and :mod:`.retry`; request
-validation in :mod:`.validation`; the process-wide model cache and payload shaping in
-:class:`_OxenHookBase`. The two request loops below differ only by ``await``.
+Workers do everything with :class:`OxenHook` (validate, enqueue, wait, download); the
+triggerer only reads and cancels, with :class:`OxenAsyncHook`. Request descriptions,
+connection settings, error mapping and retry decisions live in :mod:`.api` and :mod:`.retry`,
+request validation in :mod:`.validation`: the two request loops below differ only by ``await``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -29,17 +29,14 @@ from airflow_provider_oxen.exceptions import (
     OxenNotFoundError,
     OxenValidationError,
 )
-from airflow_provider_oxen.hooks import api, tls
+from airflow_provider_oxen.hooks import api
 from airflow_provider_oxen.hooks.api import ApiCall, BearerAuth, OxenSettings, RetryAfter
 from airflow_provider_oxen.hooks.download_policy import (
     DownloadPolicy,
-    aiter_capped,
-    build_async_download_client,
     build_download_client,
     check_url,
     iter_capped,
 )
-from airflow_provider_oxen.hooks.model_cache import MODEL_CACHE_TTL, ModelCache
 from airflow_provider_oxen.hooks.validation import prepare_parameters
 from airflow_provider_oxen.models import (
     EnqueuedGeneration,
@@ -57,7 +54,6 @@ from airflow_provider_oxen.models import (
 )
 from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
 
-# Model details (and so request schemas) change rarely; re-read them at most this often.
 _DOWNLOAD_CHUNK = 256 * 1024
 
 # What ``/api/ai/generations/{id}`` adds to a finished row.
@@ -86,11 +82,36 @@ class DownloadResult:
     content_type: str | None
 
 
-MODEL_CACHE = ModelCache(MODEL_CACHE_TTL)
+class ModelCache:
+    """Model details per (API base URL, model id), shared by every hook and thread of the process.
+
+    Each single dict operation is atomic, so no lock: two threads missing at once both read
+    the model, and either answer is right.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[float, OxenModel]] = {}
+
+    def get(self, base_url: str, model_id: str) -> OxenModel | None:
+        entry = self._entries.get((base_url, model_id))
+        if entry is None or time.monotonic() - entry[0] > self._ttl:
+            return None
+        return entry[1]
+
+    def put(self, base_url: str, model: OxenModel, model_id: str) -> None:
+        self._entries[(base_url, model_id)] = (time.monotonic(), model)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+# Model details (and so request schemas) change rarely; re-read them at most this often.
+MODEL_CACHE = ModelCache(ttl=600.0)
 
 
 class _OxenHookBase(BaseHook):
-    """Connection handling and payload shaping common to the sync and async hooks."""
+    """Connection handling common to the sync and async hooks."""
 
     conn_name_attr = "oxen_conn_id"
     default_conn_name = "oxen_default"
@@ -127,18 +148,15 @@ class _OxenHookBase(BaseHook):
             )
         return settings
 
-    # Every client's TLS setting (httpx's ``verify``). The connection has no TLS option, so it is
-    # httpx's default trust: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CA bundle.
-    tls_verify: str | bool = True
-
     def client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
         """The keyword arguments of every ``httpx`` client built for this hook (API and downloads).
 
-        ``verify`` is the process's shared TLS context for :attr:`tls_verify` (see :mod:`.tls`):
-        a client built from these kwargs loads no CA bundle once the first one has.
+        TLS is httpx's default (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's CA
+        bundle), each client with a context of its own: httpcore sets ALPN protocols on the
+        context for every connection, which races with another thread's connection on a shared
+        context (CPython issue 141012).
         """
         return {
-            "verify": tls.httpx_verify(self.tls_verify),
             "base_url": settings.base_url,
             "auth": BearerAuth(settings.api_key),
             "timeout": httpx.Timeout(settings.timeout),
@@ -150,50 +168,22 @@ class _OxenHookBase(BaseHook):
             "follow_redirects": True,
         }
 
-    def _download_auth(self, settings: OxenSettings, url: str) -> Any:
-        # Result URLs are usually signed links on a storage host: sending our key there would
-        # leak it (and signed storage URLs reject a second credential), so only same-origin
-        # downloads carry it.
-        return httpx.USE_CLIENT_DEFAULT if settings.same_origin(url) else None
-
-    # Result URLs go through their own client (see download_policy): built on the first download.
-    _download_policy: DownloadPolicy | None = None
-
-    def _policy_from(self, conn: Any, settings: OxenSettings) -> DownloadPolicy:
-        return DownloadPolicy.from_connection(settings.base_url, dict(conn.extra_dejson or {}))
-
-    @staticmethod
-    def _queue_payload(settings: OxenSettings, prepared: PreparedRequest) -> dict[str, Any]:
-        # The queue's unit is the row (one image each); ``num_generations`` is added per request.
-        payload = {**prepared.parameters, "model": prepared.model_id}
-        if settings.target_namespace:
-            payload["target_namespace"] = settings.target_namespace
-        return payload
-
-    @staticmethod
-    def _sync_payload(
-        settings: OxenSettings, prepared: PreparedRequest, response_format: str
-    ) -> dict[str, Any]:
-        payload = {**prepared.parameters, "model": prepared.model_id, "response_format": response_format}
-        if settings.target_namespace:
-            payload["target_namespace"] = settings.target_namespace
-        return payload
-
-    @staticmethod
-    def _prepared(model: OxenModel, request: ImageGenerationRequest) -> PreparedRequest:
-        parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
-        return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
-
-    @staticmethod
-    def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
-        """A finished row completed with what only ``/api/ai/generations/{id}`` knows (cost)."""
-        if details is None:
-            return row
-        known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
-        fill = {k: v for k, v in known.items() if getattr(row, k) is None}
-        return row.model_copy(update=fill) if fill else row
-
-    def _log_retry(self, call: ApiCall, attempt: int, plan: RetryAfter, settings: OxenSettings) -> None:
+    def _retry_delay(
+        self,
+        call: ApiCall,
+        failure: httpx.Response | httpx.TransportError,
+        attempt: int,
+        settings: OxenSettings,
+    ) -> float:
+        """Seconds to wait before sending ``call`` again after ``failure``; raises the error instead."""
+        plan: RetryAfter | OxenError | None
+        if isinstance(failure, httpx.TransportError):
+            plan = api.plan_after_transport_error(call, failure, attempt, settings.retry)
+        else:
+            plan = api.plan_after_response(call, failure, attempt, settings.retry)
+        assert plan is not None  # only failures come here
+        if isinstance(plan, OxenError):
+            raise plan
         self.log.warning(
             "Oxen %s: %s; retry %d/%d in %.1f s",
             call.describe(),
@@ -202,13 +192,7 @@ class _OxenHookBase(BaseHook):
             settings.retry.max_retries,
             plan.delay,
         )
-
-    @staticmethod
-    def _unknown_model(model_id: str) -> OxenValidationError:
-        return OxenValidationError(
-            f"Unknown Oxen model '{model_id}': check the model id (OxenHook.list_models() lists them).",
-            field="model",
-        )
+        return plan.delay
 
 
 class OxenHook(_OxenHookBase):
@@ -223,6 +207,9 @@ class OxenHook(_OxenHookBase):
     def __init__(self, oxen_conn_id: str = _OxenHookBase.default_conn_name, **kwargs: Any) -> None:
         super().__init__(oxen_conn_id, **kwargs)
         self._client: httpx.Client | None = None
+        # Result URLs go through their own client (see download_policy): built on the first download.
+        self._download_client: httpx.Client | None = None
+        self._download_policy: DownloadPolicy | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -244,12 +231,6 @@ class OxenHook(_OxenHookBase):
             self._client = None
 
     def __enter__(self) -> OxenHook:
-        # A task enters its hook before its round trips to Airflow (connection, XCom, ledger):
-        # the CA bundle loads meanwhile, in a thread, instead of when the first client is built.
-        try:
-            tls.warm(self.tls_verify)
-        except Exception as exc:  # never worth failing (or skipping the cleanup of) a task over
-            self.log.debug("TLS warm-up not started: %s", exc)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -270,21 +251,13 @@ class OxenHook(_OxenHookBase):
             try:
                 response = client.send(request, stream=stream, auth=auth)
             except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    return response
-                response.read()  # the error mapping reads the body
-                response.close()
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                assert outcome is not None
-                plan = outcome
-            if isinstance(plan, OxenError):
-                raise plan
-            self._log_retry(call, attempt, plan, settings)
-            time.sleep(plan.delay)
+                time.sleep(self._retry_delay(call, exc, attempt, settings))
+                continue
+            if response.is_success:
+                return response
+            response.read()  # the error mapping reads the body
+            response.close()
+            time.sleep(self._retry_delay(call, response, attempt, settings))
         raise AssertionError("unreachable")
 
     def _json(self, call: ApiCall) -> Any:
@@ -297,7 +270,7 @@ class OxenHook(_OxenHookBase):
     ) -> ImageGenerationResponse:
         """Generate synchronously (``POST /api/ai/images/generate``); the API validates at once."""
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
-        call = api.generate_image_call(self._sync_payload(self.settings, prepared, response_format))
+        call = api.generate_image_call(self._payload(prepared, response_format=response_format))
         return ImageGenerationResponse.model_validate(self._json(call))
 
     def enqueue(
@@ -316,7 +289,8 @@ class OxenHook(_OxenHookBase):
         """
         counts = split_generation_counts(num_generations)
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
-        payload = self._queue_payload(self.settings, prepared)
+        # The queue's unit is the row (one image each); ``num_generations`` is added per request.
+        payload = self._payload(prepared)
         enqueued: list[EnqueuedGeneration] = []
         for count in counts:
             batch = EnqueueResponse.model_validate(self._json(api.enqueue_call(payload, count))).generations
@@ -325,6 +299,12 @@ class OxenHook(_OxenHookBase):
                 on_enqueued(batch)
             enqueued.extend(batch)
         return enqueued
+
+    def _payload(self, prepared: PreparedRequest, **extra: Any) -> dict[str, Any]:
+        payload = {**prepared.parameters, "model": prepared.model_id, **extra}
+        if self.settings.target_namespace:
+            payload["target_namespace"] = self.settings.target_namespace
+        return payload
 
     def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(self._json(api.generation_call(generation_id)))
@@ -339,7 +319,7 @@ class OxenHook(_OxenHookBase):
         A row that already finished has nothing left to cancel: its row is answered as it is.
         """
         try:
-            self._json(api.cancel_call(generation_id))
+            self._json(api.generation_call(generation_id, "DELETE"))
         except OxenAPIStatusError as exc:
             if not api.may_be_already_finished(exc):
                 raise
@@ -380,20 +360,24 @@ class OxenHook(_OxenHookBase):
         try:
             model = self.get_model(request.model)
         except OxenNotFoundError:
-            raise self._unknown_model(request.model) from None
-        return self._prepared(model, request)
+            raise OxenValidationError(
+                f"Unknown Oxen model '{request.model}': check the model id "
+                "(OxenHook.list_models() lists them).",
+                field="model",
+            ) from None
+        parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
+        return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
     def validate_request(self, request: ImageGenerationRequest) -> None:
         """Check ``request`` against the model's request schema; raises OxenValidationError."""
         self.prepare(request)
 
-    _download_client: httpx.Client | None = None
-
     @property
     def download_policy(self) -> DownloadPolicy:
         """What result URLs may be fetched (connection extras ``download_*``)."""
         if self._download_policy is None:
-            self._download_policy = self._policy_from(self.get_connection(self.oxen_conn_id), self.settings)
+            extras = dict(self.get_connection(self.oxen_conn_id).extra_dejson or {})
+            self._download_policy = DownloadPolicy.from_connection(self.settings.base_url, extras)
         return self._download_policy
 
     def get_download_conn(self) -> httpx.Client:
@@ -416,7 +400,10 @@ class OxenHook(_OxenHookBase):
         connection, and the body is capped: a refusal raises ``OxenDownloadRefusedError``.
         """
         check_url(url, self.download_policy)  # refused at once, before any retry
-        auth = self._download_auth(self.settings, url)
+        # Result URLs are usually signed links on a storage host: sending our key there would
+        # leak it (and signed storage URLs reject a second credential), so only same-origin
+        # downloads carry it.
+        auth = httpx.USE_CLIENT_DEFAULT if self.settings.same_origin(url) else None
         response = self._send(ApiCall("GET", url), stream=True, auth=auth, client=self.get_download_conn())
         try:
             yield response
@@ -449,6 +436,15 @@ class OxenHook(_OxenHookBase):
                 details = None
             completed.append(self._with_details(row, details))
         return completed
+
+    @staticmethod
+    def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
+        """A finished row completed with what only ``/api/ai/generations/{id}`` knows (cost)."""
+        if details is None:
+            return row
+        known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
+        fill = {k: v for k, v in known.items() if getattr(row, k) is None}
+        return row.model_copy(update=fill) if fill else row
 
     def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""
@@ -537,28 +533,28 @@ class OxenAsyncHook(_OxenHookBase):
             async with self._settings_lock:
                 if self._settings is None:
                     conn = await self.aget_connection(self.oxen_conn_id)
-                    settings = self._settings_from_connection(conn)
-                    # The TLS context is built in a thread (once per process): a client built on
-                    # the event loop from client_kwargs (as the triggerer's hub does) loads nothing.
-                    await tls.prepare(self.tls_verify)
-                    self._settings = settings
+                    self._settings = self._settings_from_connection(conn)
         return self._settings
 
-    async def _async_client_kwargs(self) -> dict[str, Any]:
-        """:meth:`client_kwargs`, their TLS context built off the event loop if it was not yet."""
-        settings = await self.get_settings()
-        # Nothing to wait for once built; a hook given settings= has not built it in get_settings.
-        await tls.prepare(self.tls_verify)
-        return self.client_kwargs(settings)
+    async def new_client(self, **overrides: Any) -> httpx.AsyncClient:
+        """A client built from :meth:`client_kwargs` (and ``overrides``), off the event loop.
+
+        Building it loads the CA bundle into its TLS context (some 25 ms of CPU): on the loop,
+        that would hold up every trigger the triggerer runs.
+        """
+        kwargs = {**self.client_kwargs(await self.get_settings()), **overrides}
+        return await asyncio.to_thread(httpx.AsyncClient, **kwargs)
 
     async def get_async_conn(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(**await self._async_client_kwargs())
-            self._owns_client = True
+            client = await self.new_client()
+            if self._client is None:
+                self._client, self._owns_client = client, True
+            else:  # another coroutine built one meanwhile
+                await client.aclose()
         return self._client
 
     async def aclose(self) -> None:
-        await self._aclose_download_conn()
         if self._client is not None and self._owns_client:
             await self._client.aclose()
         self._client = None
@@ -569,181 +565,51 @@ class OxenAsyncHook(_OxenHookBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(
-        self,
-        call: ApiCall,
-        *,
-        stream: bool = False,
-        auth: Any = httpx.USE_CLIENT_DEFAULT,
-        client: httpx.AsyncClient | None = None,
-    ) -> httpx.Response:
-        client, settings = client or await self.get_async_conn(), await self.get_settings()
+    async def _send(self, call: ApiCall) -> httpx.Response:
+        client, settings = await self.get_async_conn(), await self.get_settings()
         for attempt in itertools.count():
             request = client.build_request(call.method, call.path, params=call.params, json=call.json)
             try:
-                response = await client.send(request, stream=stream, auth=auth)
+                response = await client.send(request)
             except httpx.TransportError as exc:
-                plan: RetryAfter | OxenError = api.plan_after_transport_error(
-                    call, exc, attempt, settings.retry
-                )
-            else:
-                if response.is_success:
-                    return response
-                await response.aread()  # the error mapping reads the body
-                await response.aclose()
-                outcome = api.plan_after_response(call, response, attempt, settings.retry)
-                assert outcome is not None
-                plan = outcome
-            if isinstance(plan, OxenError):
-                raise plan
-            self._log_retry(call, attempt, plan, settings)
-            await asyncio.sleep(plan.delay)
+                await asyncio.sleep(self._retry_delay(call, exc, attempt, settings))
+                continue
+            if response.is_success:
+                return response
+            await asyncio.sleep(self._retry_delay(call, response, attempt, settings))
         raise AssertionError("unreachable")
 
     async def _json(self, call: ApiCall) -> Any:
         return api.json_body(call, await self._send(call))
 
-    async def generate_image(
-        self, request: ImageGenerationRequest | PreparedRequest, *, response_format: str = "url"
-    ) -> ImageGenerationResponse:
-        prepared = request if isinstance(request, PreparedRequest) else await self.prepare(request)
-        payload = self._sync_payload(await self.get_settings(), prepared, response_format)
-        return ImageGenerationResponse.model_validate(await self._json(api.generate_image_call(payload)))
-
-    async def enqueue(
-        self,
-        request: ImageGenerationRequest | PreparedRequest,
-        num_generations: int = 1,
-        *,
-        on_enqueued: OnEnqueued | None = None,
-    ) -> list[EnqueuedGeneration]:
-        counts = split_generation_counts(num_generations)
-        prepared = request if isinstance(request, PreparedRequest) else await self.prepare(request)
-        payload = self._queue_payload(await self.get_settings(), prepared)
-        enqueued: list[EnqueuedGeneration] = []
-        for count in counts:
-            body = await self._json(api.enqueue_call(payload, count))
-            batch = EnqueueResponse.model_validate(body).generations
-            if on_enqueued is not None:
-                on_enqueued(batch)
-            enqueued.extend(batch)
-        return enqueued
-
     async def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(await self._json(api.generation_call(generation_id)))
-
-    async def get_generation_details(self, generation_id: str) -> GenerationDetails:
-        body = await self._json(api.generation_details_call(generation_id))
-        return GenerationDetails.model_validate(body)
-
-    async def cancel_generation(self, generation_id: str) -> Generation:
-        try:
-            await self._json(api.cancel_call(generation_id))
-        except OxenAPIStatusError as exc:
-            if not api.may_be_already_finished(exc):
-                raise
-            row = await self.get_generation(generation_id)
-            if not row.status.is_terminal:
-                raise
-            return row
-        return await self.get_generation(generation_id)
-
-    async def list_queue(self, **filters: Any) -> list[Generation]:
-        return GenerationList.model_validate(await self._json(api.list_queue_call(filters))).generations
 
     async def list_queue_body(self, **filters: Any) -> Any:
         """The listing's JSON as sent, for a caller that parses its rows one by one (the hub)."""
         return await self._json(api.list_queue_call(filters))
 
-    async def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
-        base_url = (await self.get_settings()).base_url
-        cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
-        if cached is not None:
-            return cached
-        model = OxenModel.model_validate(await self._json(api.model_call(model_id)))
-        MODEL_CACHE.put(base_url, model, model_id)
-        return model
+    async def cancel_generations(self, generation_ids: Iterable[str]) -> list[str]:
+        """Best-effort concurrent cancel; answers the ids cancelled. Failures are logged, not raised.
 
-    async def list_models(self, **filters: Any) -> list[OxenModel]:
-        return ModelList.model_validate(await self._json(api.models_call(filters))).data
+        Unlike :meth:`OxenHook.cancel_generations`, no row is read back: the triggerer needs none.
+        """
 
-    async def models_for(self, task: str) -> list[OxenModel]:
-        return models_for(await self.list_models(), task)
-
-    async def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
-        try:
-            model = await self.get_model(request.model)
-        except OxenNotFoundError:
-            raise self._unknown_model(request.model) from None
-        return self._prepared(model, request)
-
-    async def validate_request(self, request: ImageGenerationRequest) -> None:
-        await self.prepare(request)
-
-    _download_client: httpx.AsyncClient | None = None
-
-    async def get_download_policy(self) -> DownloadPolicy:
-        """What result URLs may be fetched (connection extras ``download_*``)."""
-        if self._download_policy is None:
-            conn = await self.aget_connection(self.oxen_conn_id)
-            self._download_policy = self._policy_from(conn, await self.get_settings())
-        return self._download_policy
-
-    async def get_download_conn(self) -> httpx.AsyncClient:
-        """The client for result URLs (owned by this hook, even when the API client is shared)."""
-        if self._download_client is None:
-            policy, kwargs = await self.get_download_policy(), await self._async_client_kwargs()
-            client = await asyncio.to_thread(build_async_download_client, policy, **kwargs)
-            if self._download_client is None:
-                self._download_client = client
-            else:  # another coroutine built one meanwhile
-                await client.aclose()
-        return self._download_client
-
-    async def _aclose_download_conn(self) -> None:
-        if self._download_client is not None:
-            await self._download_client.aclose()
-            self._download_client = None
-
-    @asynccontextmanager
-    async def open_download(self, url: str) -> AsyncIterator[httpx.Response]:
-        """Stream a result URL under the download policy (see :meth:`OxenHook.open_download`)."""
-        check_url(url, await self.get_download_policy())  # refused at once, before any retry
-        auth = self._download_auth(await self.get_settings(), url)
-        client = await self.get_download_conn()
-        response = await self._send(ApiCall("GET", url), stream=True, auth=auth, client=client)
-        try:
-            yield response
-        finally:
-            await response.aclose()
-
-    async def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
-        digest, size = hashlib.sha256(), 0
-        max_bytes = (await self.get_download_policy()).max_bytes
-        async with self.open_download(url) as response:
-            async for chunk in aiter_capped(response, max_bytes, _DOWNLOAD_CHUNK):
-                fileobj.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            content_type = response.headers.get("Content-Type")
-        return DownloadResult(size=size, sha256=digest.hexdigest(), content_type=content_type)
-
-    async def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
-        """Best-effort concurrent cancel; failures are logged, not raised."""
-
-        async def cancel(generation_id: str) -> Generation | None:
+        async def cancel(generation_id: str) -> str | None:
             try:
-                return await self.cancel_generation(generation_id)
+                await self._send(api.generation_call(generation_id, "DELETE"))
             except OxenError as exc:
-                self.log.warning("Could not cancel Oxen generation %s: %s", generation_id, exc)
+                # Such a 4xx (see may_be_already_finished) most likely means it finished first.
+                finished = isinstance(exc, OxenAPIStatusError) and api.may_be_already_finished(exc)
+                log = self.log.info if finished else self.log.warning
+                log("Could not cancel Oxen generation %s: %s", generation_id, exc)
                 return None
+            return generation_id
 
         results = await asyncio.gather(*(cancel(i) for i in generation_ids))
-        cancelled = [row for row in results if row is not None]
+        cancelled = [i for i in results if i is not None]
         if cancelled:
-            self.log.info(
-                "Cancelled %d Oxen generation(s): %s", len(cancelled), [g.generation_id for g in cancelled]
-            )
+            self.log.info("Cancelled %d Oxen generation(s): %s", len(cancelled), cancelled)
         return cancelled
 
     async def events(

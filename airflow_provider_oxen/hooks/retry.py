@@ -58,13 +58,19 @@ class RetryPolicy:
         )
 
 
-def backoff_delay(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)].
+def backoff_ceiling(attempt: int, base: float, maximum: float) -> float:
+    """``min(maximum, base * 2**attempt)``: the longest wait before retry number ``attempt + 1``.
 
-    The exponent is capped: after a long outage ``2.0**attempt`` would overflow a float.
+    The one place an exponential backoff is capped (the hooks' retries, the triggerer hub's
+    restarts and re-probes): the exponent too, since after a long outage ``2.0**attempt``
+    would overflow a float.
     """
-    ceiling = min(policy.backoff_max, policy.backoff_base * (2.0 ** min(max(attempt, 0), 60)))
-    return ceiling * rand()
+    return min(maximum, base * 2.0 ** min(max(attempt, 0), 60))
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with full jitter: uniform in [0, :func:`backoff_ceiling`]."""
+    return backoff_ceiling(attempt, policy.backoff_base, policy.backoff_max) * rand()
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -111,19 +117,12 @@ def delay_after_status(
 
 
 def delay_after_transport_error(
-    exc: httpx.TransportError,
-    attempt: int,
-    *,
-    paid: bool,
-    policy: RetryPolicy,
-    rand: Callable[[], float] = random.random,
+    exc: httpx.TransportError, attempt: int, *, paid: bool, policy: RetryPolicy
 ) -> float | None:
     """Seconds to wait before retrying after a transport error, or None to stop."""
-    if attempt >= policy.max_retries:
+    if attempt >= policy.max_retries or (paid and may_have_reached_server(exc)):
         return None
-    if paid and may_have_reached_server(exc):
-        return None
-    return backoff_delay(attempt, policy, rand)
+    return backoff_delay(attempt, policy)
 
 
 def proves_nothing_created(error: BaseException) -> bool:

@@ -66,7 +66,7 @@ from airflow_provider_oxen.exceptions import (
     OxenRateLimitError,
 )
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
-from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
+from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_ceiling, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers.gc_tuning import apply_configured_thresholds
 from airflow_provider_oxen.waiting import Signal, StatusTracker
@@ -102,8 +102,7 @@ MAX_STRETCH = 4.0
 CLOSE_TIMEOUT = 5.0
 # Silence on the event stream longer than this is treated as a dead connection.
 EVENTS_READ_TIMEOUT = 90.0
-# Largest attempt number handed to ``backoff_delay`` (2**attempt must stay a finite float;
-# the policy's ``backoff_max`` is reached long before this anyway).
+# Failure counters stop here: the backoff they give reached its cap long before (backoff_ceiling).
 MAX_BACKOFF_ATTEMPT = 16
 # Only a stream that stayed open this long resets the reconnect backoff.
 HEALTHY_STREAM_SECONDS = 30.0
@@ -212,13 +211,11 @@ class OxenHub:
     async def start(self) -> None:
         apply_configured_thresholds()  # once per process: see gc_tuning
         settings = await self.hook.get_settings()
-        kwargs = self.hook.client_kwargs(settings)
         # Completion reads are short; the event stream holds one connection for itself.
-        kwargs["limits"] = httpx.Limits(
+        limits = httpx.Limits(
             max_connections=READ_CONCURRENCY + 4, max_keepalive_connections=READ_CONCURRENCY
         )
-        # No CA bundle to load here: get_settings() built the process's TLS context in a thread.
-        client = httpx.AsyncClient(**kwargs)
+        client = await self.hook.new_client(limits=limits)
         hook = OxenAsyncHook(self.oxen_conn_id, client=client, settings=settings)
         self.run(hook, client, settings.retry)
 
@@ -250,8 +247,7 @@ class OxenHub:
         task.add_done_callback(self._tasks.discard)
 
     def _retry_delay(self, attempt: int) -> float:
-        # Capped: after a long outage ``2**attempt`` would overflow a float.
-        return backoff_delay(min(max(attempt, 0), MAX_BACKOFF_ATTEMPT), self._policy)
+        return backoff_delay(attempt, self._policy)
 
     async def _keep_running(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` until the hub closes; restart it (after a backoff) if it ever ends."""
@@ -659,7 +655,7 @@ def _detached_task(coro: Any) -> asyncio.Task[Any]:
 
 def reprobe_delay(refusals: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds before asking a refusing events endpoint again: doubling, capped, jittered."""
-    ceiling = min(EVENTS_REPROBE_MAX, EVENTS_REPROBE_BASE * 2.0 ** min(max(refusals - 1, 0), 16))
+    ceiling = backoff_ceiling(refusals - 1, EVENTS_REPROBE_BASE, EVENTS_REPROBE_MAX)
     return ceiling * (0.5 + 0.5 * rand())
 
 

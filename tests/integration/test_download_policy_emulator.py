@@ -3,7 +3,6 @@ and streams, and a record of every outgoing connection attempt."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import socket
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError
-from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import build_image_request
 from tests.fixtures import API_KEY, EmulatorControl, connection_json
 
@@ -107,8 +106,8 @@ def internal_service() -> Iterator[LocalServer]:
 
 @dataclass
 class Outgoing:
-    """Every socket ``connect`` of this process (sync and asyncio paths alike) and every request
-    that reached an httpx network transport (which would also catch a request sent to a proxy)."""
+    """Every socket ``connect`` of this process and every request that reached an httpx network
+    transport (which would also catch a request sent to a proxy)."""
 
     connects: list[Any] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
@@ -126,7 +125,6 @@ def outgoing(monkeypatch: pytest.MonkeyPatch) -> Outgoing:
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
     original_send = httpx.HTTPTransport.handle_request
-    original_asend = httpx.AsyncHTTPTransport.handle_async_request
 
     def connect(self: socket.socket, address: Any) -> None:
         seen.connects.append(address)
@@ -140,14 +138,9 @@ def outgoing(monkeypatch: pytest.MonkeyPatch) -> Outgoing:
         seen.requests.append(request.url.host)
         return original_send(self, request)
 
-    async def asend(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
-        seen.requests.append(request.url.host)
-        return await original_asend(self, request)
-
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(httpx.HTTPTransport, "handle_request", send)
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", asend)
     return seen
 
 
@@ -177,21 +170,6 @@ def test_emulator_result_downloads_under_the_policy(oxen_conn: EmulatorControl) 
     Image.open(io.BytesIO(buffer.getvalue())).verify()
 
 
-def test_emulator_result_downloads_async(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        url = _result_url(hook)
-
-    async def scenario() -> tuple[int, bytes]:
-        async with OxenAsyncHook() as hook:
-            buffer = io.BytesIO()
-            result = await hook.download_to(url, buffer)
-            return result.size, buffer.getvalue()
-
-    size, data = asyncio.run(scenario())
-    assert size == len(data) > 0
-    Image.open(io.BytesIO(data)).verify()
-
-
 # -- (b) link-local metadata address: refused before any connection ---------------------------------
 
 
@@ -205,17 +183,9 @@ def test_metadata_address_is_refused_without_connecting(
 
     # Even with plain http allowed to it, the address itself is refused.
     _use_connection(monkeypatch, oxen_conn, download_allow_http_hosts=["169.254.169.254"])
-    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="link-local"):
-        hook.download_to(METADATA_URL, io.BytesIO())
-
-    async def scenario() -> None:
-        async with OxenAsyncHook() as hook:
-            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
-                await hook.download_to(METADATA_URL, io.BytesIO())
-            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
-                await hook.download_to("https://[::ffff:169.254.169.254]/latest/meta-data", io.BytesIO())
-
-    asyncio.run(scenario())
+    for url in (METADATA_URL, "https://[::ffff:169.254.169.254]/latest/meta-data"):
+        with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="link-local"):
+            hook.download_to(url, io.BytesIO())
     assert not {"169.254.169.254", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe"} & outgoing.hosts()
 
 
@@ -271,14 +241,6 @@ def test_redirect_to_another_loopback_origin_is_refused(
     assert local_server.paths == ["/plain", "/redirect", "/redirect"]
     assert local_server.authorizations == [None, None, None]  # the key stays on the API's origin
 
-    async def scenario() -> None:
-        async with OxenAsyncHook() as hook:
-            with pytest.raises(OxenDownloadRefusedError, match="loopback"):
-                await hook.download_to(f"{redirector}?to={target}", io.BytesIO())
-
-    asyncio.run(scenario())
-    assert internal_service.paths == []
-
 
 # -- (d) a response larger than the cap is aborted --------------------------------------------------
 
@@ -312,16 +274,7 @@ def test_streamed_body_above_the_cap_is_aborted(
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match=f"more than {cap}"):
         hook.download_to(url, buffer)
     assert 0 < len(buffer.getvalue()) <= cap
-
-    async def scenario() -> int:
-        async with OxenAsyncHook() as hook:
-            buffer = io.BytesIO()
-            with pytest.raises(OxenDownloadRefusedError, match=f"more than {cap}"):
-                await hook.download_to(url, buffer)
-            return len(buffer.getvalue())
-
-    assert asyncio.run(scenario()) <= cap
-    # A caller streaming open_download() itself gets the same cap from the transport.
+    # A caller streaming open_download() itself gets the same cap from the client.
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError), hook.open_download(url) as response:
         for _ in response.iter_bytes():
             pass
@@ -331,3 +284,28 @@ def test_api_key_still_reaches_nothing_but_the_api(oxen_conn: EmulatorControl) -
     with OxenHook() as hook:
         hook.download_to(_result_url(hook), io.BytesIO())
     assert API_KEY not in oxen_conn.requests_text()
+
+
+# -- (e) through a proxy from the environment, as the API client ----------------------------------
+
+
+def test_downloads_go_through_the_environments_proxy_under_the_policy(
+    oxen_conn: EmulatorControl, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The local server plays the proxy: a proxied plain-http request names the whole URL.
+    monkeypatch.setenv("HTTP_PROXY", local_server.origin)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    _use_connection(
+        monkeypatch,
+        oxen_conn,
+        download_allowed_hosts=["files.example"],  # trusted, so not resolved: only the proxy knows it
+        download_allow_http_hosts=["files.example"],
+    )
+    buffer = io.BytesIO()
+    with OxenHook() as hook:
+        hook.download_to("http://files.example/result.png?sig=1", buffer)
+        with pytest.raises(OxenDownloadRefusedError, match="link-local"):
+            hook.download_to("https://169.254.169.254/latest/meta-data", io.BytesIO())
+    assert buffer.getvalue() == b"ok"
+    assert local_server.paths == ["http://files.example/result.png"]

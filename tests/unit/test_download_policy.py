@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import gzip
 import io
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,12 +20,9 @@ from airflow_provider_oxen.exceptions import (
 from airflow_provider_oxen.hooks import download_policy as dp
 from airflow_provider_oxen.hooks.download_policy import (
     DEFAULT_MAX_BYTES,
-    AsyncGuardedTransport,
     DownloadPolicy,
-    GuardedTransport,
     address_problem,
-    aiter_capped,
-    aresolve,
+    build_download_client,
     check_addresses,
     check_url,
     iter_capped,
@@ -211,31 +208,13 @@ def test_literal_ips_need_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     assert resolve("169.254.169.254", 80) == ["169.254.169.254"]
     assert resolve("::1", 443) == ["::1"]
-    assert asyncio.run(aresolve("10.0.0.1", 443)) == ["10.0.0.1"]
 
 
 def test_resolution_of_names() -> None:
     assert "127.0.0.1" in resolve("localhost", 80)
-    assert "127.0.0.1" in asyncio.run(aresolve("localhost", 80))
 
 
-def test_aresolve_uses_the_loops_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-
-    async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-
-        async def fake(host: str, port: int, **kwargs: Any) -> list[Any]:
-            calls.append(host)
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", port))]
-
-        monkeypatch.setattr(loop, "getaddrinfo", fake)
-        return await aresolve("files.example", 443)
-
-    assert asyncio.run(main()) == ["10.9.8.7"] and calls == ["files.example"]
-
-
-# -- the transport: every hop checked before connecting -------------------------------------------
+# -- the download client: every hop checked before connecting -------------------------------------------
 
 ADDRESSES = {
     "storage.example": [PUBLIC],
@@ -253,12 +232,8 @@ def fake_resolve(host: str, port: int) -> list[str]:
     return ADDRESSES[host]
 
 
-async def fake_aresolve(host: str, port: int) -> list[str]:
-    return fake_resolve(host, port)
-
-
 class Recorder:
-    """An inner transport that records which URLs reached it and answers per path."""
+    """A transport that records which URLs reached it and answers per path."""
 
     def __init__(self, routes: dict[str, httpx.Response]) -> None:
         self.seen: list[str] = []
@@ -274,8 +249,9 @@ def redirect(to: str) -> httpx.Response:
 
 
 def sync_client(recorder: Recorder, pol: DownloadPolicy | None = None) -> httpx.Client:
-    guarded = GuardedTransport(pol or policy(), httpx.MockTransport(recorder), resolver=fake_resolve)
-    return httpx.Client(transport=guarded, follow_redirects=True)
+    return build_download_client(
+        pol or policy(), transport=httpx.MockTransport(recorder), resolver=fake_resolve
+    )
 
 
 def test_a_public_download_goes_through() -> None:
@@ -295,7 +271,7 @@ def test_a_public_download_goes_through() -> None:
         ("http://169.254.169.254/latest/meta-data", "plain http"),
     ],
 )
-def test_refused_before_the_inner_transport_is_called(url: str, reason: str) -> None:
+def test_refused_before_the_transport_is_called(url: str, reason: str) -> None:
     recorder = Recorder({})
     with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError, match=reason):
         client.get(url)
@@ -386,38 +362,6 @@ def test_a_body_at_the_cap_is_fine() -> None:
         assert client.get("https://storage.example/x").content == b"0123456789"
 
 
-def async_client(recorder: Recorder, pol: DownloadPolicy | None = None) -> httpx.AsyncClient:
-    guarded = AsyncGuardedTransport(pol or policy(), httpx.MockTransport(recorder), resolver=fake_aresolve)
-    return httpx.AsyncClient(transport=guarded, follow_redirects=True)
-
-
-def test_async_transport_checks_every_hop_and_the_size() -> None:
-    async def body() -> AsyncIterator[bytes]:
-        for _ in range(10):
-            yield b"abcd"
-
-    recorder = Recorder(
-        {
-            "cdn.example/x.png": redirect("https://metadata.example/latest"),
-            "storage.example/ok": httpx.Response(200, content=b"ok"),
-            "storage.example/big": httpx.Response(200, content=body()),
-        }
-    )
-
-    async def main() -> None:
-        async with async_client(recorder, policy(download_max_bytes=10)) as client:
-            assert (await client.get("https://storage.example/ok")).content == b"ok"
-            with pytest.raises(OxenDownloadRefusedError, match="link-local"):
-                await client.get("https://cdn.example/x.png")
-            with pytest.raises(OxenDownloadRefusedError, match="more than 10"):
-                await client.get("https://storage.example/big")
-            with pytest.raises(OxenDownloadRefusedError, match="scheme"):
-                await client.get("file:///etc/passwd")
-
-    asyncio.run(main())
-    assert recorder.seen == ["storage.example/ok", "cdn.example/x.png", "storage.example/big"]
-
-
 # -- reading under the cap (decoded bytes) ---------------------------------------------------------
 
 
@@ -435,20 +379,18 @@ def test_iter_capped() -> None:
         next(iter_capped(declared, 10))
 
 
-def test_aiter_capped() -> None:
+def test_a_small_gzip_body_is_capped_by_what_it_inflates_to() -> None:
+    # The server ignores "Accept-Encoding: identity": 64 KiB on the wire, 64 MiB once decoded.
+    body = gzip.compress(bytes(64 * 1024 * 1024))
+    assert len(body) < 70_000
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(body))}
     url = "https://storage.example/x"
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"01234"
-        yield b"567890"
-
-    async def main() -> None:
-        response = httpx.Response(200, content=body(), request=httpx.Request("GET", url))
-        with pytest.raises(OxenDownloadRefusedError):
-            async for _ in aiter_capped(response, 10):
-                pass
-
-    asyncio.run(main())
+    response = httpx.Response(200, headers=headers, content=body, request=httpx.Request("GET", url))
+    written = io.BytesIO()
+    with pytest.raises(OxenDownloadRefusedError, match="more than 1048576"):
+        for chunk in iter_capped(response, 1024 * 1024, 256 * 1024):
+            written.write(chunk)
+    assert written.tell() == 1024 * 1024  # never a byte past the cap
 
 
 # -- the hooks use it ------------------------------------------------------------------------------
@@ -462,20 +404,12 @@ def oxen_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("oxen_default")
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "http://169.254.169.254/latest/meta-data"])
-def test_hooks_refuse_before_sending(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+def test_the_hook_refuses_before_sending(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_oxen.hooks.oxen import OxenHook
 
     def no_send(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a request was sent")
 
     monkeypatch.setattr(httpx.HTTPTransport, "handle_request", no_send)
-    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", no_send)
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError):
         hook.download_to(url, io.BytesIO())
-
-    async def main() -> None:
-        async with OxenAsyncHook() as hook:
-            with pytest.raises(OxenDownloadRefusedError):
-                await hook.download_to(url, io.BytesIO())
-
-    asyncio.run(main())
