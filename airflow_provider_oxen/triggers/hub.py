@@ -243,7 +243,9 @@ class OxenHub:
             await self._client.aclose()
 
     def _spawn(self, coro: Any) -> None:
-        task = _detached_task(coro)
+        # Hub tasks outlive the trigger that started the hub: they must not inherit its
+        # context (Airflow routes log lines to a task's log file through it).
+        task = contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -662,12 +664,6 @@ class OxenHub:
             self._deliver(row)
         else:
             self._spawn(self._read_and_deliver(generation_id))
-
-
-def _detached_task(coro: Any) -> asyncio.Task[Any]:
-    # Hub tasks outlive the trigger that started the hub: they must not inherit its
-    # context (Airflow routes log lines to a task's log file through it).
-    return contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
 
 
 def reprobe_delay(refusals: int, rand: Callable[[], float] = random.random) -> float:
