@@ -64,28 +64,6 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_provider_oxen.links.extra_links.OxenManifestLiveLink",
             "airflow_provider_oxen.links.extra_links.OxenContactSheetLiveLink",
         ],
-        "config": {
-            "oxen": {
-                "description": "Settings of the Oxen.ai provider.",
-                "options": {
-                    "triggerer_gc_thresholds": {
-                        "description": (
-                            "Python collector thresholds (gc.set_threshold) that the first Oxen "
-                            "trigger of a triggerer process applies to that process, once. With "
-                            "many thousands of concurrent waits in one triggerer, the default "
-                            "thresholds run full collections whose pauses delay completion "
-                            "events (see docs/performance.md). One to three comma-separated "
-                            "integers as for gc.set_threshold, the first above 0. Process-wide, "
-                            "so empty (the default) leaves the collector alone."
-                        ),
-                        "version_added": "0.4.0",
-                        "type": "string",
-                        "example": "50000,50,100",
-                        "default": "",
-                    },
-                },
-            }
-        },
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_oxen.hooks.oxen.OxenHook",

@@ -2,7 +2,7 @@
 
 :class:`StatusTracker` knows which generations are still pending, logs each status change
 with the elapsed time, and builds the final payload. The loops that feed it differ only in
-how they fetch statuses (sync hook in a worker, async strategies in the triggerer).
+how they fetch statuses (sync hook in a worker, the shared hub in the triggerer).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ TRANSIENT_ERRORS = (OxenServerError, OxenConnectionError, OxenRateLimitError)
 
 log = logging.getLogger(__name__)
 
-# Names accepted by ``wait_strategy`` (each is also the triggerer hub's mode). Here, not with the
-# strategies, so that a task process validating its arguments does not import the triggerer side.
+# Names accepted by ``wait_strategy`` (each is also the triggerer hub's mode). Here, not in the
+# hub, so that a task process validating its arguments does not import the triggerer side.
 WAIT_STRATEGIES = frozenset({"events", "poll"})
 
 

@@ -8,8 +8,7 @@ their ``BEGIN GENERATED`` / ``END GENERATED`` markers) with exactly what it prin
     .venv/bin/python benchmarks/run_all.py --write-docs     # the documented run (docs/performance.md)
     .venv/bin/python benchmarks/run_all.py --smoke          # CI: every code path, small sizes, about 3 min
 
-Exit status 1 when a run did not complete (a wait that never fired, a DAG run that failed,
-the triggerer GC option not applied in an events-gc run);
+Exit status 1 when a run did not complete (a wait that never fired, a DAG run that failed);
 goals missed are reported in the tables, not as a failure.
 """
 
@@ -142,8 +141,7 @@ def main() -> int:
                 render_seconds=2.0,
                 poll_interval=1.0,
                 repeat=repeat,
-                strategies="events,events-gc,poll,http",
-                gc_min_n=0,
+                strategies="events,poll,http",
             )
         else:
             opts = _namespace(wait_benchmark, repeat=repeat)
@@ -182,12 +180,6 @@ def main() -> int:
                 replace_generated(DOC, name, body)
         log(f"# run_all: {DOC} rewritten")
     incomplete = [r for r in results.get("triggerer", {}).get("runs", []) if r["succeeded"] != r["n"]]
-    # The option under test must have reached the process (its figures mean nothing otherwise).
-    incomplete += [
-        r
-        for r in results.get("triggerer", {}).get("runs", [])
-        if r["strategy"] == "events-gc" and not wait_benchmark.gc_option_applied(r)
-    ]
     incomplete += [
         r
         for r in results.get("worker", {}).get("runs", [])

@@ -10,9 +10,6 @@ render_seconds_max]``, so no result depends on pollers and completions being in 
 Strategies:
 
 * ``events`` — this provider, ``OxenGenerationTrigger(wait_strategy="events")``.
-* ``events-gc`` — the same in a process whose cyclic GC runs less often: the provider's
-  ``[oxen] triggerer_gc_thresholds = 50000,50,100`` (set through its environment variable,
-  applied by the first hub, as in a triggerer).
 * ``poll`` — this provider, ``OxenGenerationTrigger(wait_strategy="poll")``.
 * ``http`` — the real peer: the http provider's ``HttpEventTrigger`` polling
   ``GET /api/ai/queue/{id}`` with a response check (:mod:`benchmarks.http_peer`).
@@ -51,7 +48,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from airflow_provider_oxen.triggers import gc_tuning
 from benchmarks.common import (
     NAN,
     REPO,
@@ -71,15 +67,11 @@ from benchmarks.common import (
 )
 
 API_KEY = "benchmark-key"
-STRATEGIES = ("events", "events-gc", "poll", "http", "own")
-DEFAULT_STRATEGIES = "events,events-gc,poll,http"
-# "events-gc": the events strategy in a process whose cyclic GC runs less often (the provider's
-# [oxen] triggerer_gc_thresholds option; see docs/deployment.md).
-GC_THRESHOLDS = (50_000, 50, 100)
+STRATEGIES = ("events", "poll", "http", "own")
+DEFAULT_STRATEGIES = "events,poll,http"
 PEER = "http"
 LABELS = {
     "events": "events (this provider)",
-    "events-gc": "events, triggerer GC thresholds raised",
     "poll": "poll (this provider)",
     "http": "HttpEventTrigger (http provider)",
     "own": "own-invention per-trigger client (not a baseline)",
@@ -138,7 +130,7 @@ def _build(strategy: str, generation_id: str, poll_interval: float, deadline: fl
         [generation_id],
         poll_interval=poll_interval,
         deadline=deadline,
-        wait_strategy="events" if strategy == "events-gc" else strategy,
+        wait_strategy=strategy,
     )
 
 
@@ -239,7 +231,6 @@ async def _child(
         "full_gc_passes": len(full_passes),
         "full_gc_max_ms": max((d for _, d in full_passes), default=0.0) * 1000,
         "full_gc": full_passes,
-        "gc_thresholds": list(gc.get_threshold()),
     }
 
 
@@ -268,7 +259,7 @@ def completion_times(emulator_url: str) -> dict[str, float]:
                 return times
 
 
-def child_env(emulator_url: str, home: str, strategy: str = "events") -> dict[str, str]:
+def child_env(emulator_url: str, home: str) -> dict[str, str]:
     from benchmarks.http_peer import HTTP_CONN_ID, http_connection_json
 
     env = dict(os.environ)
@@ -283,10 +274,6 @@ def child_env(emulator_url: str, home: str, strategy: str = "events") -> dict[st
     )
     env[f"AIRFLOW_CONN_{HTTP_CONN_ID.upper()}"] = http_connection_json(emulator_url, API_KEY)
     env["OXEN_BENCH_EMULATOR_URL"] = emulator_url
-    if strategy == "events-gc":
-        env[gc_tuning.ENV_VAR] = ",".join(str(t) for t in GC_THRESHOLDS)
-    else:
-        env.pop(gc_tuning.ENV_VAR, None)
     return env
 
 
@@ -340,7 +327,7 @@ def run_once(
         server_cpu_before = _cpu_of(emulator_pid)
         out = subprocess.run(
             command,
-            env=child_env(emulator_url, home, strategy),
+            env=child_env(emulator_url, home),
             capture_output=True,
             text=True,
             timeout=args.child_timeout + 120,
@@ -387,7 +374,6 @@ def run_once(
         "full_gc_passes": child["full_gc_passes"],
         "full_gc_max_ms": child["full_gc_max_ms"],
         **_passes_among_completions(child["full_gc"], [completed[i] for i in child["ids"] if i in completed]),
-        "gc_thresholds": child["gc_thresholds"],
         "wall_seconds": child["wall_seconds"],
         "enqueue_seconds": child["enqueue_seconds"],
         "queue_seconds": queue_seconds,
@@ -403,8 +389,6 @@ def plan(args: argparse.Namespace) -> list[tuple[int, str]]:
         for strategy in str(args.strategies).split(","):
             limit = {"http": args.peer_max_n, "own": args.own_max_n, "poll": args.poll_max_n}.get(strategy)
             if limit is not None and n > limit:
-                continue
-            if strategy == "events-gc" and n < args.gc_min_n:
                 continue
             pairs.append((n, strategy))
     return pairs
@@ -438,8 +422,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     f"{run['lag_max_ms']:.0f} ms, full GC {run['full_gc_passes']} "
                     f"(longest {run['full_gc_max_ms']:.0f} ms; among completions "
                     f"{run['full_gc_among_completions']}, "
-                    f"longest {run['full_gc_among_completions_max_ms']:.0f} ms; "
-                    f"thresholds {run['gc_thresholds']}), "
+                    f"longest {run['full_gc_among_completions_max_ms']:.0f} ms), "
                     f"enqueue {run['enqueue_seconds']:.1f} s, "
                     f"wall {run['wall_seconds']:.1f} s "
                     f"({load_average()})"
@@ -474,11 +457,6 @@ def _passes_among_completions(passes: list[list[float]], completed: list[float])
         "full_gc_among_completions": len(among),
         "full_gc_among_completions_max_ms": max(among, default=0.0) * 1000,
     }
-
-
-def gc_option_applied(run: dict[str, Any]) -> bool:
-    """Whether an events-gc run's process ended with the thresholds the option asked for."""
-    return tuple(run.get("gc_thresholds", ())) == GC_THRESHOLDS
 
 
 def _full_gc(group: list[dict[str, Any]]) -> str:
@@ -558,7 +536,7 @@ def render(result: dict[str, Any]) -> str:
         peer = _group(runs, n, PEER)
         if not peer:
             continue
-        for strategy in ("events", "events-gc", "poll"):
+        for strategy in ("events", "poll"):
             ours = _group(runs, n, strategy)
             if not ours:
                 continue
@@ -602,37 +580,31 @@ def render(result: dict[str, Any]) -> str:
 def goals(result: dict[str, Any]) -> list[str]:
     """The goals for this provider's events strategy, checked at every N (medians)."""
     out = []
-    for strategy in ("events", "events-gc"):
-        runs = [r for r in result["runs"] if r["strategy"] == strategy]
-        sizes = sorted({r["n"] for r in runs})
-        cpu_per_1k = {}
-        for n in sizes:
-            group = _group(runs, n, strategy)
-            rss, p99 = median(r["rss_peak_mb"] for r in group), median(r["p99_ms"] for r in group)
-            cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
-            ok = all(r["succeeded"] == n for r in group)
-            if strategy == "events-gc" and all("gc_thresholds" in r for r in group):
-                applied = all(gc_option_applied(r) for r in group)
-                out.append(
-                    f"[oxen] triggerer_gc_thresholds applied by the hub in every events-gc run at "
-                    f"N = {n:,}: {'yes' if applied else 'NO'}."
-                )
-            out.append(
-                f"Goals, {LABELS[strategy]} at N = {n:,}: peak RSS {rss:.0f} MB <= {GOAL_RSS_MB:.0f}: "
-                f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}; p99 {p99:,.0f} ms <= {GOAL_P99_MS:.0f}: "
-                f"{'met' if p99 <= GOAL_P99_MS else 'MISSED'}; every wait succeeded: {'yes' if ok else 'NO'}."
-            )
-        values = [cpu_per_1k[n] for n in sizes if is_number(cpu_per_1k[n]) and cpu_per_1k[n] > 0]
-        if len(values) > 1:
-            # Growth as N grows: the largest ratio of a larger N's figure to a smaller N's. A
-            # figure that falls (fixed per-process costs spread over more waits) is not growth.
-            growth = max(values[j] / values[i] for i in range(len(values)) for j in range(i + 1, len(values)))
-            listed = ", ".join(f"{cpu_per_1k[n]:.2f} at {n:,}" for n in sizes)
-            verdict = "does not grow, met" if growth <= GOAL_CPU_FLATNESS else "GROWS, MISSED"
-            out.append(
-                f"CPU s per 1,000 waits, {LABELS[strategy]} ({listed}): largest growth from a smaller "
-                f"to a larger N {growth:.2f}x <= {GOAL_CPU_FLATNESS}x: {verdict}."
-            )
+    strategy = "events"
+    runs = [r for r in result["runs"] if r["strategy"] == strategy]
+    sizes = sorted({r["n"] for r in runs})
+    cpu_per_1k = {}
+    for n in sizes:
+        group = _group(runs, n, strategy)
+        rss, p99 = median(r["rss_peak_mb"] for r in group), median(r["p99_ms"] for r in group)
+        cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
+        ok = all(r["succeeded"] == n for r in group)
+        out.append(
+            f"Goals, {LABELS[strategy]} at N = {n:,}: peak RSS {rss:.0f} MB <= {GOAL_RSS_MB:.0f}: "
+            f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}; p99 {p99:,.0f} ms <= {GOAL_P99_MS:.0f}: "
+            f"{'met' if p99 <= GOAL_P99_MS else 'MISSED'}; every wait succeeded: {'yes' if ok else 'NO'}."
+        )
+    values = [cpu_per_1k[n] for n in sizes if is_number(cpu_per_1k[n]) and cpu_per_1k[n] > 0]
+    if len(values) > 1:
+        # Growth as N grows: the largest ratio of a larger N's figure to a smaller N's. A
+        # figure that falls (fixed per-process costs spread over more waits) is not growth.
+        growth = max(values[j] / values[i] for i in range(len(values)) for j in range(i + 1, len(values)))
+        listed = ", ".join(f"{cpu_per_1k[n]:.2f} at {n:,}" for n in sizes)
+        verdict = "does not grow, met" if growth <= GOAL_CPU_FLATNESS else "GROWS, MISSED"
+        out.append(
+            f"CPU s per 1,000 waits, {LABELS[strategy]} ({listed}): largest growth from a smaller "
+            f"to a larger N {growth:.2f}x <= {GOAL_CPU_FLATNESS}x: {verdict}."
+        )
     return [f"* {line}" for line in out]
 
 
@@ -649,7 +621,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-max-n", type=int, default=5000, help="largest N the http peer runs at")
     parser.add_argument("--poll-max-n", type=int, default=1000, help="largest N the poll strategy runs at")
     parser.add_argument("--own-max-n", type=int, default=1000, help="largest N the own-invention runs at")
-    parser.add_argument("--gc-min-n", type=int, default=20000, help="smallest N events-gc runs at")
     parser.add_argument("--child-timeout", type=float, default=300.0)
 
 

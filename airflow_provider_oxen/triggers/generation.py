@@ -13,7 +13,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_oxen.exceptions import OxenError, OxenUnrecoverableError
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.triggers.hub import SharedHub
-from airflow_provider_oxen.triggers.strategies import SharedHubStrategy
 from airflow_provider_oxen.waiting import WAIT_STRATEGIES, StatusTracker
 
 # ``airflow dags test`` runs triggers in-process, where (Airflow 3.3) connections stored in the
@@ -24,8 +23,6 @@ _CONNECTION_HINT = (
 )
 # Bound on cancelling work when the user kills the task (the triggerer has its own bound too).
 _CANCEL_TIMEOUT = 20.0
-
-__all__ = ["WAIT_STRATEGIES", "OxenGenerationTrigger"]
 
 
 class OxenGenerationTrigger(BaseTrigger):
@@ -92,7 +89,7 @@ class OxenGenerationTrigger(BaseTrigger):
         )
         try:
             async with SharedHub(self.oxen_conn_id, self.wait_strategy) as hub:
-                await SharedHubStrategy(hub, self.poll_interval).wait(tracker, self.deadline)
+                await hub.wait(tracker, self.poll_interval, self.deadline)
                 if not tracker.done:
                     # The deadline passed (perhaps while no triggerer held this trigger): what
                     # finished meanwhile is a result, not a timeout. Read each status once.

@@ -68,8 +68,7 @@ from airflow_provider_oxen.exceptions import (
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_ceiling, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
-from airflow_provider_oxen.triggers.gc_tuning import apply_configured_thresholds
-from airflow_provider_oxen.waiting import Signal, StatusTracker
+from airflow_provider_oxen.waiting import ProgressLog, Signal, StatusTracker
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +97,12 @@ FIRST_STREAM_WAIT = 5.0
 FINISHED_MEMORY = 10_000
 # A failed queue listing doubles the next interval, up to this factor (the API is in trouble).
 MAX_STRETCH = 4.0
+# A waiting trigger logs where its batch stands at most this often (and only when it changed).
+PROGRESS_INTERVAL = 30.0
 # Bound on stopping the hub's own tasks when the last trigger leaves.
 CLOSE_TIMEOUT = 5.0
 # Silence on the event stream longer than this is treated as a dead connection.
 EVENTS_READ_TIMEOUT = 90.0
-# Failure counters stop here: the backoff they give reached its cap long before (backoff_ceiling).
-MAX_BACKOFF_ATTEMPT = 16
 # Only a stream that stayed open this long resets the reconnect backoff.
 HEALTHY_STREAM_SECONDS = 30.0
 # Two connection attempts to the event stream never start closer together than this.
@@ -204,12 +203,12 @@ class OxenHub:
         self._policy = RetryPolicy()
         self._stream_open = False
         self._closed = False
+        # Holds the start task while it runs: the event loop keeps only a weak reference to a task.
         self._starter: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        apply_configured_thresholds()  # once per process: see gc_tuning
         settings = await self.hook.get_settings()
         # Completion reads are short; the event stream holds one connection for itself.
         limits = httpx.Limits(
@@ -242,12 +241,11 @@ class OxenHub:
             await self._client.aclose()
 
     def _spawn(self, coro: Any) -> None:
-        task = _detached_task(coro)
+        # Hub tasks outlive the trigger that started the hub: they must not inherit its
+        # context (Airflow routes log lines to a task's log file through it).
+        task = contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _retry_delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, self._policy)
 
     async def _keep_running(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` until the hub closes; restart it (after a backoff) if it ever ends."""
@@ -261,10 +259,32 @@ class OxenHub:
                 if self._closed:
                     return
                 log.error("Oxen hub %s loop ended unexpectedly: restarting it", name)
-            failures = min(failures + 1, MAX_BACKOFF_ATTEMPT)
-            await asyncio.sleep(max(self._retry_delay(failures), COALESCE_SECONDS))
+            failures += 1
+            await asyncio.sleep(max(backoff_delay(failures, self._policy), COALESCE_SECONDS))
 
     # -- registrations ----------------------------------------------------------------------------
+
+    async def wait(self, tracker: StatusTracker, poll_interval: float, deadline: float) -> None:
+        """Feed ``tracker`` what the hub learns until it is done or ``deadline`` (epoch seconds).
+
+        Raises the error that ended every wait (a rejected key on the queue listing).
+        """
+        waiter = self.register(tracker, poll_interval)
+        progress = ProgressLog(tracker, tracker.logger, PROGRESS_INTERVAL)
+        try:
+            while True:
+                waiter.drain()
+                if waiter.error is not None:
+                    raise waiter.error
+                remaining = deadline - time.time()
+                if tracker.done or remaining <= 0:
+                    return
+                progress.maybe_log()
+                # Wake for the next progress line too, so a quiet batch still reports now and then.
+                await waiter.changed.wait(min(remaining, PROGRESS_INTERVAL))
+                waiter.changed.clear()
+        finally:
+            self.unregister(waiter)
 
     def register(self, tracker: StatusTracker, poll_interval: float) -> Waiter:
         waiter = Waiter(tracker, poll_interval)
@@ -358,10 +378,10 @@ class OxenHub:
                 errors = 0
             except Exception:
                 # A bug or an API surprise: the safety net must outlive it.
-                errors = min(errors + 1, MAX_BACKOFF_ATTEMPT)
+                errors += 1
                 log.exception("Oxen hub reconciliation failed unexpectedly (will retry)")
                 listed = False
-                await asyncio.sleep(self._retry_delay(errors))
+                await asyncio.sleep(backoff_delay(errors, self._policy))
             stretch = 1.0 if listed else min(MAX_STRETCH, stretch * 2)
 
     async def reconcile(self) -> bool:
@@ -376,7 +396,9 @@ class OxenHub:
             return True
         epoch = self._stream_epoch if self._stream_open else None
         try:
-            body = await self._list_queue_body()
+            # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
+            # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
+            body = await self.hook.list_queue_body()
         except OxenAuthenticationError as exc:
             # The key is rejected for everyone (see the module docstring).
             self._unchecked |= checking
@@ -510,11 +532,6 @@ class OxenHub:
             )
         return in_flight, listed_in_flight
 
-    async def _list_queue_body(self) -> Any:
-        # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
-        # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
-        return await self.hook.list_queue_body()
-
     async def _read(self, generation_id: str) -> Generation | None:
         """The row of one generation, a failed row if it is gone or forbidden, None to retry later."""
         async with self._reads:
@@ -572,7 +589,7 @@ class OxenHub:
                 reason = "the stream ended"
             except OxenAPIStatusError as exc:
                 if opened_at is None and exc.status_code in STREAM_REFUSED_STATUSES:
-                    refusals = min(refusals + 1, MAX_BACKOFF_ATTEMPT)
+                    refusals += 1
                     delay = reprobe_delay(refusals)
                     self._stream_refused(exc, refusals, delay)
                     await asyncio.sleep(delay)
@@ -590,8 +607,8 @@ class OxenHub:
             now = time.monotonic()
             if opened_at is not None and now - opened_at >= HEALTHY_STREAM_SECONDS:
                 attempt = 0
-            delay = max(self._retry_delay(attempt), MIN_RECONNECT_SPACING - (now - started), pause)
-            attempt = min(attempt + 1, MAX_BACKOFF_ATTEMPT)
+            delay = max(backoff_delay(attempt, self._policy), MIN_RECONNECT_SPACING - (now - started), pause)
+            attempt += 1
             log.warning("Oxen event stream broke (%s): reconnecting in %.1f s.", reason, delay)
             await asyncio.sleep(delay)
 
@@ -645,12 +662,6 @@ class OxenHub:
             self._deliver(row)
         else:
             self._spawn(self._read_and_deliver(generation_id))
-
-
-def _detached_task(coro: Any) -> asyncio.Task[Any]:
-    # Hub tasks outlive the trigger that started the hub: they must not inherit its
-    # context (Airflow routes log lines to a task's log file through it).
-    return contextvars.Context().run(asyncio.get_running_loop().create_task, coro)
 
 
 def reprobe_delay(refusals: int, rand: Callable[[], float] = random.random) -> float:
@@ -726,28 +737,6 @@ def listing_items(body: Any) -> list[Any]:
     return raw
 
 
-def parse_listing(body: Any) -> list[Generation]:
-    """The rows of a ``GET /api/ai/queue`` body, parsed one by one; rows that do not parse are skipped.
-
-    A skipped row's generation is simply not "in flight" for this round, so a waited-for id
-    among them gets its own status read. (The hub itself only parses the rows it waits for:
-    :meth:`OxenHub._scan_listing`.)
-    """
-    rows: list[Generation] = []
-    skipped: list[str] = []
-    for item in listing_items(body):
-        try:
-            rows.append(Generation.model_validate(item))
-        except Exception as exc:
-            generation_id = item.get("generation_id") if isinstance(item, dict) else None
-            skipped.append(f"{generation_id or '?'} ({type(exc).__name__})")
-    if skipped:
-        log.warning(
-            "Skipped %d unreadable row(s) of the Oxen queue listing: %s", len(skipped), ", ".join(skipped[:5])
-        )
-    return rows
-
-
 def unavailable_row(generation_id: str, message: str, *, reason: str) -> Generation:
     """A failed row standing for a generation we may not (403) or can no longer (404) read.
 
@@ -796,11 +785,11 @@ async def _release(hub: OxenHub, key: tuple[int, str, str]) -> None:
     hub.refs -= 1
     if hub.refs > 0 or _HUBS.get(key) is not hub:
         return
-    started = hub.started
-    if started.done() and not started.cancelled() and started.exception() is None:
+    # A failed or cancelled start already left _HUBS; one still under way is closed by
+    # _start_hub once started, seeing nobody left.
+    if hub.started.done():
         del _HUBS[key]
         await hub.close()
-    # Still starting: _start_hub closes it once started, seeing nobody left.
 
 
 class SharedHub:
@@ -821,8 +810,6 @@ class SharedHub:
         self._key: tuple[int, str, str] | None = None
 
     async def __aenter__(self) -> OxenHub:
-        if self._hub is not None:
-            raise RuntimeError("SharedHub is already entered; use one per `async with`")
         key = self._key = (id(asyncio.get_running_loop()), self.oxen_conn_id, self.mode)
         hub = _HUBS.get(key)
         if hub is None:
