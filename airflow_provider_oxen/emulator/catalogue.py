@@ -55,6 +55,7 @@ def _ui(order: int, render: str, basic: bool = True) -> dict[str, Any]:
 def _schema(
     title: str, properties: dict[str, Any], required: tuple[str, ...] = ("prompt",), closed: bool = True
 ) -> dict[str, Any]:
+    """A request schema; closed ones refuse parameters they do not name (``additionalProperties``)."""
     schema: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{title} input",
