@@ -125,7 +125,6 @@ def emulator(emulator_server: Any) -> Iterator[EmulatorControl]:
     control.configure(
         render_seconds=0.2,
         queue_seconds=0.05,
-        latency_ms=0,
         events_enabled=True,
         url_ttl_seconds=3600,
         credits=None,

@@ -6,19 +6,14 @@ signed result files) and adds a ``/_emulator`` control API for recording and fau
 
 from __future__ import annotations
 
-from .app import create_app
 from .config import EmulatorConfig
 from .process import EmulatorProcess, start_emulator_process
-from .server import EmulatorHandle, EmulatorServer, run_emulator_in_thread
-from .state import EmulatorState
+from .server import EmulatorServer, run_emulator_in_thread
 
 __all__ = [
     "EmulatorConfig",
-    "EmulatorHandle",
     "EmulatorProcess",
     "EmulatorServer",
-    "EmulatorState",
-    "create_app",
     "run_emulator_in_thread",
     "start_emulator_process",
 ]

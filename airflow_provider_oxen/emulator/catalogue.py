@@ -30,25 +30,49 @@ PRESET_SIZES: dict[str, tuple[int, int]] = {
 PRESET_NAMES = list(PRESET_SIZES)
 # ``resolution`` values: the long side of the image; ``aspect_ratio`` gives the short one.
 RESOLUTIONS: dict[str, int] = {"1K": 1024, "2K": 2048}
-ASPECT_RATIOS = ["1:1", "4:3", "3:4", "16:9", "9:16"]
-GPT_IMAGE_SIZES = ["1024x1024", "1536x1024", "1024x1536", "auto"]
+DEFAULT_SIZE = (1024, 1024)
 MAX_IMAGES_PER_REQUEST = 4
 # Video results: small frames at a low frame rate, so files stay tiny and render fast.
 VIDEO_FPS = 8
 VIDEO_SIZES: dict[str, tuple[int, int]] = {"16:9": (320, 180), "9:16": (180, 320), "1:1": (240, 240)}
 VIDEO_DURATION_RANGE = (3, 10)
 DEFAULT_VIDEO_DURATION = 5
-MAX_INPUT_IMAGES = 4
-# An input URL the emulator can fetch: http(s) only (the contract: "a publicly reachable URL").
-_URL_PATTERN = "^https?://[^\\s]+$"
-_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+IMAGE, EDIT, VIDEO, CHAT = "/images/generate", "/images/edit", "/videos/generate", "/chat/completions"
 
-_IDEOGRAM_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "ideogram-v4 input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "description": "What to draw."},
+_PROMPT: dict[str, Any] = {"type": "string", "minLength": 1}
+_SEED: dict[str, Any] = {"type": "integer"}
+_FORMATS: dict[str, Any] = {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"}
+# An input URL the emulator can fetch: http(s) only (the contract: "a publicly reachable URL").
+_URL: dict[str, Any] = {"type": "string", "format": "uri", "pattern": "^https?://[^\\s]+$", "minLength": 8}
+
+
+def _ui(order: int, render: str, basic: bool = True) -> dict[str, Any]:
+    """Custom, non-validating UI hints, the way some real schemas carry them: a client must ignore
+    them when validating."""
+    return {"basic": basic, "x-order": order, "renderType": render}
+
+
+def _schema(
+    title: str, properties: dict[str, Any], required: tuple[str, ...] = ("prompt",), closed: bool = True
+) -> dict[str, Any]:
+    """A request schema; closed ones refuse parameters they do not name (``additionalProperties``)."""
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{title} input",
+        "type": "object",
+        "properties": properties,
+    }
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_IDEOGRAM = _schema(
+    "ideogram-v4",
+    {
+        "prompt": {**_PROMPT, "description": "What to draw."},
         "image_size": {"type": "string", "enum": PRESET_NAMES, "default": "square_hd"},
         "rendering_speed": {
             "type": "string",
@@ -58,152 +82,104 @@ _IDEOGRAM_SCHEMA: dict[str, Any] = {
         "expansion_model": {"type": "string", "enum": ["Medium", "Large"], "default": "Medium"},
         "acceleration": {"type": "string", "enum": ["none", "low", "regular", "high"], "default": "none"},
         "num_images": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES_PER_REQUEST, "default": 1},
-        "seed": {"type": "integer"},
+        "seed": _SEED,
         "enable_safety_checker": {"type": "boolean", "default": True},
         "output_format": {"type": "string", "enum": ["jpeg", "png"], "default": "jpeg"},
     },
-    "required": ["prompt"],
-    "additionalProperties": False,
-}
-
-_FLUX_KLEIN_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "black-forest-labs-flux-2-klein-4b input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1},
+)
+_SIDE = {"type": "integer", "minimum": 256, "maximum": 2048}
+_KLEIN = _schema(
+    "black-forest-labs-flux-2-klein-4b",
+    {
+        "prompt": _PROMPT,
         "image_size": {
             "default": "landscape_4_3",
             "anyOf": [
                 {"type": "string", "enum": PRESET_NAMES},
                 {
                     "type": "object",
-                    "properties": {
-                        "width": {"type": "integer", "minimum": 256, "maximum": 2048},
-                        "height": {"type": "integer", "minimum": 256, "maximum": 2048},
-                    },
+                    "properties": {"width": _SIDE, "height": _SIDE},
                     "required": ["width", "height"],
                     "additionalProperties": False,
                 },
             ],
         },
         "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 50, "default": 4},
-        "seed": {"type": "integer"},
-        "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
+        "seed": _SEED,
+        "output_format": _FORMATS,
     },
-    "required": ["prompt"],
-    "additionalProperties": False,
-}
-
-# Custom, non-validating keys (``basic``, ``x-order``, ``renderType``) as UI hints, the way some
-# real schemas carry them: a client must ignore them when validating.
-_NANO_BANANA_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "nano-banana-2 input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "basic": True, "x-order": 0, "renderType": "textarea"},
-        "resolution": {
-            "type": "string",
-            "enum": list(RESOLUTIONS),
-            "default": "1K",
-            "basic": True,
-            "x-order": 1,
-            "renderType": "select",
-        },
+)
+_NANO_BANANA = _schema(
+    "nano-banana-2",
+    {
+        "prompt": {**_PROMPT, **_ui(0, "textarea")},
+        "resolution": {"type": "string", "enum": list(RESOLUTIONS), "default": "1K", **_ui(1, "select")},
         "aspect_ratio": {
             "type": "string",
-            "enum": ASPECT_RATIOS,
+            "enum": ["1:1", "4:3", "3:4", "16:9", "9:16"],
             "default": "1:1",
-            "basic": True,
-            "x-order": 2,
-            "renderType": "select",
+            **_ui(2, "select"),
         },
-        "output_format": {
-            "type": "string",
-            "enum": ["png", "jpeg", "webp"],
-            "default": "png",
-            "basic": False,
-            "x-order": 3,
-            "renderType": "select",
-        },
-        "seed": {"type": "integer", "basic": False, "x-order": 4, "renderType": "number"},
+        "output_format": {**_FORMATS, **_ui(3, "select", basic=False)},
+        "seed": {**_SEED, **_ui(4, "number", basic=False)},
     },
-    "required": ["prompt"],
-    "additionalProperties": False,
-}
-
-# No ``additionalProperties``: unknown parameters are allowed (and ignored) by this model.
-_GPT_IMAGE_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "openai/gpt-image-1.5:latest input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "x-order": 0},
-        "size": {"type": "string", "enum": GPT_IMAGE_SIZES, "default": "auto", "x-order": 1},
+)
+# Open: no ``additionalProperties``, so unknown parameters are allowed (and ignored) by this model.
+_GPT_IMAGE = _schema(
+    "openai/gpt-image-1.5:latest",
+    {
+        "prompt": {**_PROMPT, "x-order": 0},
+        "size": {
+            "type": "string",
+            "enum": ["1024x1024", "1536x1024", "1024x1536", "auto"],
+            "default": "auto",
+            "x-order": 1,
+        },
         "quality": {"type": "string", "enum": ["low", "medium", "high", "auto"], "default": "auto"},
         "background": {"type": "string", "enum": ["auto", "transparent", "opaque"], "default": "auto"},
-        "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
+        "output_format": _FORMATS,
     },
-    "required": ["prompt"],
-}
-
-_URL: dict[str, Any] = {"type": "string", "format": "uri", "pattern": _URL_PATTERN, "minLength": 8}
-
-_QWEN_EDIT_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "qwen-image-edit input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "description": "How to change the input image."},
+    closed=False,
+)
+_QWEN_EDIT = _schema(
+    "qwen-image-edit",
+    {
+        "prompt": {**_PROMPT, "description": "How to change the input image."},
         "input_image": {**_URL, "description": "URL of the image to edit (a presigned S3 URL works)."},
         "negative_prompt": {"type": "string"},
         "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 50, "default": 30},
         "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20, "default": 4},
-        "seed": {"type": "integer"},
-        "output_format": {"type": "string", "enum": ["png", "jpeg", "webp"], "default": "png"},
+        "seed": _SEED,
+        "output_format": _FORMATS,
     },
-    "required": ["prompt", "input_image"],
-    "additionalProperties": False,
-}
-
-_NANO_BANANA_EDIT_SCHEMA: dict[str, Any] = {
-    "$schema": _SCHEMA_DIALECT,
-    "title": "nano-banana-2-edit input",
-    "type": "object",
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "basic": True, "x-order": 0, "renderType": "textarea"},
+    ("prompt", "input_image"),
+)
+_NANO_BANANA_EDIT = _schema(
+    "nano-banana-2-edit",
+    {
+        "prompt": {**_PROMPT, **_ui(0, "textarea")},
         "input_image": {
             "type": "array",
             "items": _URL,
             "minItems": 1,
-            "maxItems": MAX_INPUT_IMAGES,
+            "maxItems": 4,
             "description": "URLs of 1-4 images; the first one is edited, the others are references.",
-            "basic": True,
-            "x-order": 1,
-            "renderType": "image-list",
+            **_ui(1, "image-list"),
         },
-        "output_format": {
-            "type": "string",
-            "enum": ["png", "jpeg", "webp"],
-            "default": "png",
-            "basic": False,
-            "x-order": 2,
-            "renderType": "select",
-        },
-        "seed": {"type": "integer", "basic": False, "x-order": 3, "renderType": "number"},
+        "output_format": {**_FORMATS, **_ui(2, "select", basic=False)},
+        "seed": {**_SEED, **_ui(3, "number", basic=False)},
     },
-    "required": ["prompt", "input_image"],
-    "additionalProperties": False,
-}
+    ("prompt", "input_image"),
+)
 
 
 def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
+    text = {"type": "string", "minLength": 1, "maxLength": 2500}
     properties: dict[str, Any] = {
-        "prompt": {"type": "string", "minLength": 1, "maxLength": 2500},
+        "prompt": text,
         "multi_prompt": {
             "type": "array",
-            "items": {"type": "string", "minLength": 1, "maxLength": 2500},
+            "items": text,
             "minItems": 1,
             "maxItems": 6,
             "description": "Shots in order, sharing the duration evenly (instead of prompt).",
@@ -219,70 +195,50 @@ def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
         "generate_audio": {"type": "boolean", "default": True},
         "negative_prompt": {"type": "string"},
         "cfg_scale": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
-        "seed": {"type": "integer"},
+        "seed": _SEED,
     }
-    required: list[str] = []
     if input_image:
         properties["input_image"] = {**_URL, "description": "URL of the reference image (first frame)."}
-        required.append("input_image")
-    schema: dict[str, Any] = {
-        "$schema": _SCHEMA_DIALECT,
-        "title": title,
-        "type": "object",
-        "properties": properties,
-        # prompt or multi_prompt, not both.
-        "oneOf": [{"required": ["prompt"]}, {"required": ["multi_prompt"]}],
-        "additionalProperties": False,
-    }
-    if required:
-        schema["required"] = required
+    schema = _schema(title, properties, ("input_image",) if input_image else ())
+    # prompt or multi_prompt, not both.
+    schema["oneOf"] = [{"required": ["prompt"]}, {"required": ["multi_prompt"]}]
     return schema
 
 
-def _model(
-    model_id: str,
-    *,
-    display_name: str,
-    developer: str,
-    endpoint: str,
-    inputs: list[str],
-    outputs: list[str],
-    pricing: dict[str, Any],
-    description: str,
-) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": 1767225600,
-        "owned_by": developer.lower().replace(" ", "-"),
-        "display_name": display_name,
-        "description": description,
-        "summary": description.split(". ")[0],
-        "model_type": "base",
-        "endpoint": endpoint,
-        "capabilities": {"input": inputs, "output": outputs},
-        "pricing": pricing,
-        "fine_tuning": None,
-        "deployments": [{"provider": "emulator", "status": "live", "region": "local"}],
-        "developer": {"name": developer, "website": None},
-        "released_at": "2026-01-01T00:00:00Z",
-    }
+_T2V = _video_schema("kling-video-v2-6-pro-text-to-video", input_image=False)
+_I2V = _video_schema("kling-video-o3-pro-reference-to-video", input_image=True)
+_TOKEN_PRICING = {"method": "token", "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}
+
+# id: (display name, developer, endpoint, price per image (video: per second), request schema).
+_MODELS: dict[str, tuple[str, str, str, Any, dict[str, Any] | None]] = {
+    "ideogram-v4": ("Ideogram V4", "Ideogram", IMAGE, 0.06, _IDEOGRAM),
+    "black-forest-labs-flux-2-klein-4b": ("FLUX.2 [klein] 4B", "Black Forest Labs", IMAGE, 0.012, _KLEIN),
+    # A price as text (the contract: accept strings as well as numbers), and no schema.
+    "flux-2-dev": ("FLUX.2 [dev]", "Black Forest Labs", IMAGE, "0.0250", None),
+    "nano-banana-2": ("Nano Banana 2", "Google", IMAGE, 0.039, _NANO_BANANA),
+    "openai/gpt-image-1.5:latest": ("GPT Image 1.5", "OpenAI", IMAGE, 0.04, _GPT_IMAGE),
+    "qwen-image-edit": ("Qwen Image Edit", "Alibaba", EDIT, 0.03, _QWEN_EDIT),
+    "nano-banana-2-edit": ("Nano Banana 2 Edit", "Google", EDIT, 0.039, _NANO_BANANA_EDIT),
+    "kling-video-v2-6-pro-text-to-video": ("Kling v2.6 Pro (text to video)", "Kuaishou", VIDEO, 0.07, _T2V),
+    "kling-video-o3-pro-reference-to-video": ("Kling O3 Pro (reference)", "Kuaishou", VIDEO, 0.112, _I2V),
+    "gpt-oss-120b": ("GPT-OSS 120B", "OpenAI", CHAT, _TOKEN_PRICING, None),
+}
+# What each endpoint makes, and how it is described and billed.
+_OUTPUTS = {IMAGE: "image", EDIT: "image", VIDEO: "video", CHAT: "text"}
+_TASKS = {IMAGE: "text-to-image", EDIT: "image editing", VIDEO: "text/image-to-video", CHAT: "chat"}
+_UNITS = {IMAGE: "image", EDIT: "image", VIDEO: "second"}
+# The seed page names the schema field json_request_schema; one model uses that spelling so that
+# clients are exercised on both names.
+_JSON_REQUEST_SCHEMA_MODEL = "black-forest-labs-flux-2-klein-4b"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One catalogue entry: the public model object plus what the emulator needs to run it."""
+    """One catalogue entry: the public model object, its schema and the schema's compiled validator."""
 
     model: dict[str, Any]
     schema: dict[str, Any] | None
     validator: Draft202012Validator | None
-    default_format: str
-    # Which parameter sets the picture's size: "image_size", "resolution" or "size".
-    size_param: str
-    default_size: tuple[int, int]
-    # The model's pricing as billed: its ``method`` (unit) and ``cost_per_<method>``.
-    billing_unit: str
-    unit_price: Decimal
 
     @property
     def id(self) -> str:
@@ -293,34 +249,16 @@ class ModelSpec:
         return str(self.model["endpoint"])
 
     @property
-    def inputs(self) -> list[str]:
-        return list(self.model["capabilities"]["input"])
+    def outputs(self) -> list[str]:
+        return list(self.model["capabilities"]["output"])
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return (self.schema or {}).get("properties", {})
 
     @property
     def makes_video(self) -> bool:
-        return "video" in self.outputs
-
-    @property
-    def is_edit(self) -> bool:
-        """An image-to-image model (``/images/edit``): its ``input_image`` is edited."""
-        return self.endpoint == "/images/edit"
-
-    @property
-    def input_param(self) -> str | None:
-        """The parameter naming input image URL(s), when the schema has one."""
-        if self.schema is not None and "input_image" in self.schema.get("properties", {}):
-            return "input_image"
-        return None
-
-    def price(self, params: dict[str, Any], images: int = 1) -> Decimal:
-        """What one request costs: ``cost_per_second`` x its duration, else ``cost_per_image`` x images."""
-        if self.billing_unit == "second":
-            return self.unit_price * resolve_duration(self, params)
-        return self.unit_price * images
-
-    @property
-    def outputs(self) -> list[str]:
-        return list(self.model["capabilities"]["output"])
+        return self.endpoint == VIDEO
 
     @property
     def makes_images(self) -> bool:
@@ -328,196 +266,73 @@ class ModelSpec:
 
     @property
     def media_type(self) -> str:
-        return "image" if self.makes_images else "video"
+        return "video" if self.makes_video else "image"
+
+    @property
+    def is_edit(self) -> bool:
+        """An image-to-image model (``/images/edit``): its ``input_image`` is edited."""
+        return self.endpoint == EDIT
+
+    @property
+    def input_param(self) -> str | None:
+        """The parameter naming input image URL(s), when the schema has one."""
+        return "input_image" if "input_image" in self.properties else None
 
     @property
     def count_param(self) -> str | None:
         """The parameter asking for several images in one request (only where the schema has it)."""
-        if self.schema is not None and "num_images" in self.schema.get("properties", {}):
-            return "num_images"
-        return None
+        return "num_images" if "num_images" in self.properties else None
+
+    def default(self, name: str, fallback: Any) -> Any:
+        """The schema's default for a parameter, else ``fallback``."""
+        return self.properties.get(name, {}).get("default", fallback)
+
+    def price(self, params: dict[str, Any], images: int = 1) -> Decimal:
+        """What one request costs: ``cost_per_second`` x its duration, else ``cost_per_image`` x images."""
+        pricing = self.model["pricing"]
+        unit = pricing["method"]
+        price = Decimal(str(pricing.get(f"cost_per_{unit}", 0)))
+        return price * (resolve_duration(self, params) if unit == "second" else images)
 
     def public(self) -> dict[str, Any]:
         """A fresh copy of the model object, safe for the caller to serialise or mutate."""
         return copy.deepcopy(self.model)
 
 
-def _spec(
-    model: dict[str, Any],
-    schema: dict[str, Any] | None,
-    *,
-    default_format: str = "png",
-    size_param: str = "image_size",
-    default_size: tuple[int, int] = (1024, 1024),
-    schema_key: str = "request_schema",
-) -> ModelSpec:
-    model = dict(model)
-    # The seed page names the field json_request_schema; one model uses that spelling so that
-    # clients are exercised on both names.
-    model[schema_key] = schema
-    pricing = model["pricing"]
-    unit = pricing["method"]
+def _spec(model_id: str, name: str, developer: str, endpoint: str, price: Any, schema: Any) -> ModelSpec:
+    unit = _UNITS.get(endpoint)
+    pricing = price if isinstance(price, dict) else {"method": unit, f"cost_per_{unit}": price}
+    description = f"{name}: {_TASKS[endpoint]}."
+    inputs = ["text", "image"] if "input_image" in (schema or {}).get("properties", {}) else ["text"]
+    schema_key = "json_request_schema" if model_id == _JSON_REQUEST_SCHEMA_MODEL else "request_schema"
+    model = {
+        "id": model_id,
+        "object": "model",
+        "created": 1767225600,
+        "owned_by": developer.lower().replace(" ", "-"),
+        "display_name": name,
+        "description": description,
+        "summary": description,
+        "model_type": "base",
+        "endpoint": endpoint,
+        "capabilities": {"input": inputs, "output": [_OUTPUTS[endpoint]]},
+        "pricing": pricing,
+        "fine_tuning": None,
+        "deployments": [{"provider": "emulator", "status": "live", "region": "local"}],
+        "developer": {"name": developer, "website": None},
+        "released_at": "2026-01-01T00:00:00Z",
+        schema_key: schema,
+    }
     validator = None
     if schema is not None:
         Draft202012Validator.check_schema(schema)
         validator = Draft202012Validator(schema)
-    return ModelSpec(
-        model=model,
-        schema=schema,
-        validator=validator,
-        default_format=default_format,
-        size_param=size_param,
-        default_size=default_size,
-        billing_unit=unit,
-        unit_price=Decimal(str(pricing.get(f"cost_per_{unit}", 0))),
-    )
+    return ModelSpec(model, schema, validator)
 
 
 def build_catalogue() -> dict[str, ModelSpec]:
     """All models, keyed by id; validators are compiled once here."""
-    specs = [
-        _spec(
-            _model(
-                "ideogram-v4",
-                display_name="Ideogram V4",
-                developer="Ideogram",
-                endpoint="/images/generate",
-                inputs=["text"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.06},
-                description="Ideogram V4 text-to-image. Native 2K resolution, strong typography.",
-            ),
-            _IDEOGRAM_SCHEMA,
-            default_format="jpeg",
-        ),
-        _spec(
-            _model(
-                "black-forest-labs-flux-2-klein-4b",
-                display_name="FLUX.2 [klein] 4B",
-                developer="Black Forest Labs",
-                endpoint="/images/generate",
-                inputs=["text", "image"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.012},
-                description="FLUX.2 klein 4B. Fast distilled text-to-image model.",
-            ),
-            _FLUX_KLEIN_SCHEMA,
-            default_size=PRESET_SIZES["landscape_4_3"],
-            schema_key="json_request_schema",
-        ),
-        _spec(
-            _model(
-                "flux-2-dev",
-                display_name="FLUX.2 [dev]",
-                developer="Black Forest Labs",
-                endpoint="/images/generate",
-                inputs=["text"],
-                outputs=["image"],
-                # A price as text: the contract says to accept strings as well as numbers.
-                pricing={"method": "image", "cost_per_image": "0.0250"},
-                description="FLUX.2 dev. Open-weights text-to-image model.",
-            ),
-            None,
-        ),
-        _spec(
-            _model(
-                "nano-banana-2",
-                display_name="Nano Banana 2",
-                developer="Google",
-                endpoint="/images/generate",
-                inputs=["text"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.039},
-                description="Nano Banana 2 text-to-image. Sized by resolution (1K, 2K) and aspect ratio.",
-            ),
-            _NANO_BANANA_SCHEMA,
-            size_param="resolution",
-        ),
-        _spec(
-            _model(
-                "openai/gpt-image-1.5:latest",
-                display_name="GPT Image 1.5",
-                developer="OpenAI",
-                endpoint="/images/generate",
-                inputs=["text"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.04},
-                description="GPT Image 1.5 text-to-image. Sized by a WxH size string.",
-            ),
-            _GPT_IMAGE_SCHEMA,
-            size_param="size",
-        ),
-        _spec(
-            _model(
-                "qwen-image-edit",
-                display_name="Qwen Image Edit",
-                developer="Alibaba",
-                endpoint="/images/edit",
-                inputs=["text", "image"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.03},
-                description="Qwen Image Edit image-to-image. Edits one input image as the prompt says.",
-            ),
-            _QWEN_EDIT_SCHEMA,
-        ),
-        _spec(
-            _model(
-                "nano-banana-2-edit",
-                display_name="Nano Banana 2 Edit",
-                developer="Google",
-                endpoint="/images/edit",
-                inputs=["text", "image"],
-                outputs=["image"],
-                pricing={"method": "image", "cost_per_image": 0.039},
-                description="Nano Banana 2 image editing. Takes 1-4 input images; the first one is edited.",
-            ),
-            _NANO_BANANA_EDIT_SCHEMA,
-        ),
-        _spec(
-            _model(
-                "kling-video-v2-6-pro-text-to-video",
-                display_name="Kling Video v2.6 Pro (text to video)",
-                developer="Kuaishou",
-                endpoint="/videos/generate",
-                inputs=["text"],
-                outputs=["video"],
-                pricing={"method": "second", "cost_per_second": 0.07},
-                description="Kling v2.6 Pro text-to-video. 3-10 s clips from a prompt or multi-shot prompts.",
-            ),
-            _video_schema("kling-video-v2-6-pro-text-to-video input", input_image=False),
-            default_format="mp4",
-            default_size=VIDEO_SIZES["16:9"],
-        ),
-        _spec(
-            _model(
-                "kling-video-o3-pro-reference-to-video",
-                display_name="Kling Video O3 Pro (reference to video)",
-                developer="Kuaishou",
-                endpoint="/videos/generate",
-                inputs=["text", "image"],
-                outputs=["video"],
-                pricing={"method": "second", "cost_per_second": 0.112},
-                description="Kling O3 Pro image-to-video. Animates a reference image as the prompt says.",
-            ),
-            _video_schema("kling-video-o3-pro-reference-to-video input", input_image=True),
-            default_format="mp4",
-            default_size=VIDEO_SIZES["16:9"],
-        ),
-        _spec(
-            _model(
-                "gpt-oss-120b",
-                display_name="GPT-OSS 120B",
-                developer="OpenAI",
-                endpoint="/chat/completions",
-                inputs=["text"],
-                outputs=["text"],
-                pricing={"method": "token", "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7},
-                description="Open-weights 120B chat model. Text in, text out.",
-            ),
-            None,
-        ),
-    ]
-    return {spec.id: spec for spec in specs}
+    return {model_id: _spec(model_id, *row) for model_id, row in _MODELS.items()}
 
 
 @dataclass(frozen=True)
@@ -535,8 +350,7 @@ def _describe(spec: ModelSpec, error: ValidationError) -> ParamError:
         missing = next((name for name in error.validator_value if name not in error.instance), None)
         return ParamError(missing, f"{missing}: {error.message}")
     if error.validator == "additionalProperties" and not path and isinstance(error.instance, dict):
-        known = (spec.schema or {}).get("properties", {})
-        extra = sorted(name for name in error.instance if name not in known)
+        extra = sorted(name for name in error.instance if name not in spec.properties)
         name = extra[0] if extra else None
         return ParamError(name, f"{name}: not a parameter of model '{spec.id}' ({error.message})")
     if not path:
@@ -564,14 +378,14 @@ def check_prompt(spec: ModelSpec, params: dict[str, Any]) -> ParamError | None:
 
 
 def validate_params(spec: ModelSpec, params: dict[str, Any]) -> ParamError | None:
-    """Check the model-specific parameters against the model's schema (None: valid or no schema)."""
-    if spec.validator is None:
-        return None
-    if spec.makes_video:
-        # The schema's oneOf (prompt | multi_prompt) would only say "not valid under ..."; name the field.
-        problem = check_prompt(spec, params)
-        if problem is not None:
-            return problem
+    """The prompt rule, then the model's schema, if it has one (None: valid).
+
+    The prompt comes first: a video schema's oneOf (prompt | multi_prompt) would only say "not valid
+    under ...", where check_prompt names the field.
+    """
+    problem = check_prompt(spec, params)
+    if problem is not None or spec.validator is None:
+        return problem
     error = best_match(spec.validator.iter_errors(params))
     return None if error is None else _describe(spec, error)
 
@@ -588,8 +402,7 @@ def prompt_shots(params: dict[str, Any]) -> list[str]:
 def resolve_duration(spec: ModelSpec, params: dict[str, Any]) -> int:
     """A video's length in seconds: ``duration`` (an integer, or text such as ``"5"`` where the
     schema takes an enum of strings), else the schema's default when absent or out of range."""
-    default = (spec.schema or {}).get("properties", {}).get("duration", {}).get("default")
-    default = int(default) if default is not None else DEFAULT_VIDEO_DURATION
+    default = int(spec.default("duration", DEFAULT_VIDEO_DURATION))
     duration = params.get("duration", default)
     if isinstance(duration, str) and duration.isdigit():
         duration = int(duration)
@@ -601,7 +414,7 @@ def resolve_duration(spec: ModelSpec, params: dict[str, Any]) -> int:
 
 def resolve_video_size(params: dict[str, Any]) -> tuple[int, int]:
     """Frame size from ``aspect_ratio`` (16:9 when absent or unknown)."""
-    ratio = params.get("aspect_ratio", "16:9")
+    ratio = params.get("aspect_ratio")
     return VIDEO_SIZES.get(ratio, VIDEO_SIZES["16:9"]) if isinstance(ratio, str) else VIDEO_SIZES["16:9"]
 
 
@@ -609,107 +422,65 @@ def input_urls(spec: ModelSpec, params: dict[str, Any]) -> list[tuple[str, str]]
     """``(label, url)`` of every input image to fetch, labelled as the parameter (``input_image``,
     or ``input_image[1]`` for an array); empty for models without inputs. Call on validated params."""
     name = spec.input_param
-    if name is None:
-        return []
-    value = params.get(name)
+    value = params.get(name) if name is not None else None
     if isinstance(value, str):
-        return [(name, value)]
+        return [(str(name), value)]
     if isinstance(value, list):
         return [(f"{name}[{i}]", str(url)) for i, url in enumerate(value)]
     return []
 
 
-def _ratio_size(long_side: int, ratio: str) -> tuple[int, int] | None:
-    left, sep, right = ratio.partition(":")
-    if not sep or not left.isdigit() or not right.isdigit() or not int(left) or not int(right):
-        return None
-    across, down = int(left), int(right)
-    if across >= down:
-        return long_side, max(16, round(long_side * down / across))
-    return max(16, round(long_side * across / down)), long_side
+def _pixels(width: Any, height: Any) -> tuple[int, int] | None:
+    sides = (width, height)
+    if all(isinstance(side, int) and not isinstance(side, bool) and 16 <= side <= 4096 for side in sides):
+        return width, height
+    return None
 
 
 def resolve_size(spec: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
-    """Pixel size from whichever size parameter the model takes (the default when absent or odd)."""
-    if spec.size_param == "resolution":
-        resolution = params.get("resolution", "1K")
-        ratio = params.get("aspect_ratio", "1:1")
-        if isinstance(resolution, str) and resolution in RESOLUTIONS and isinstance(ratio, str):
-            return _ratio_size(RESOLUTIONS[resolution], ratio) or spec.default_size
-        return spec.default_size
-    if spec.size_param == "size":
-        text = params.get("size")
-        if isinstance(text, str):
-            across, sep, down = text.lower().partition("x")
-            if sep and across.isdigit() and down.isdigit():
-                pixels = int(across), int(down)
-                if all(16 <= side <= 4096 for side in pixels):
-                    return pixels
-        return spec.default_size
+    """Pixel size from whichever size parameter the model takes: ``resolution`` (the long side) with
+    ``aspect_ratio``, ``size`` ("WxH"), or ``image_size`` (a preset or ``{"width", "height"}``);
+    the default size when absent or odd."""
+    if "resolution" in spec.properties:
+        long_side = RESOLUTIONS.get(str(params.get("resolution", "1K")), 0)
+        across, _, down = str(params.get("aspect_ratio", "1:1")).partition(":")
+        if long_side and across.isdigit() and down.isdigit() and int(across) and int(down):
+            ratio = int(down) / int(across)
+            if ratio <= 1:
+                return long_side, max(16, round(long_side * ratio))
+            return max(16, round(long_side / ratio)), long_side
+        return DEFAULT_SIZE
+    if "size" in spec.properties:
+        across, _, down = str(params.get("size", "")).lower().partition("x")
+        if across.isdigit() and down.isdigit():
+            return _pixels(int(across), int(down)) or DEFAULT_SIZE
+        return DEFAULT_SIZE
+    default = PRESET_SIZES[spec.default("image_size", "square_hd")]
     size = params.get("image_size")
-    if isinstance(size, str) and size in PRESET_SIZES:
-        return PRESET_SIZES[size]
+    if isinstance(size, str):
+        return PRESET_SIZES.get(size, default)
     if isinstance(size, dict):
-        width, height = size.get("width"), size.get("height")
-        if (
-            isinstance(width, int)
-            and isinstance(height, int)
-            and 16 <= width <= 4096
-            and 16 <= height <= 4096
-        ):
-            return width, height
-    return spec.default_size
+        return _pixels(size.get("width"), size.get("height")) or default
+    return default
 
 
 def resolve_format(spec: ModelSpec, params: dict[str, Any]) -> str:
-    """Output format for already-validated parameters ("jpg" is read as jpeg)."""
-    fmt = params.get("output_format")
-    if isinstance(fmt, str):
-        fmt = fmt.lower()
-        if fmt == "jpg":
-            fmt = "jpeg"
-        if fmt in ("jpeg", "png", "webp"):
-            return fmt
-    return spec.default_format
-
-
-_ACTION_ALIASES: dict[str, str] = {
-    "generate_image": "images/generate",
-    "text_to_image": "images/generate",
-    "image_generation": "images/generate",
-    "edit_image": "images/edit",
-    "image_edit": "images/edit",
-    "image_to_image": "images/edit",
-    "generate_video": "videos/generate",
-    "video_generation": "videos/generate",
-    "text_to_video": "videos/generate",
-    "image_to_video": "videos/generate",
-}
+    """Output format for already-validated parameters ("jpg" is read as jpeg), else the default."""
+    default = str(spec.default("output_format", "png"))
+    fmt = str(params.get("output_format", default)).lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    return fmt if fmt in ("jpeg", "png", "webp") else default
 
 
 def matches_action(spec: ModelSpec, action: str) -> bool:
     """Loose reading of the undocumented ``action`` filter: the endpoint (``images/edit``), its first
-    part (``images``, ``videos``), an output kind (``image``, ``video``) or an alias such as
-    ``text_to_image``, ``image_to_image`` or ``image_to_video`` (which also needs an image input)."""
+    part (``images``, ``videos``) or an output kind (``image``, ``video``)."""
     action = action.strip().lower().strip("/")
     endpoint = spec.endpoint.strip("/")
-    if action in (endpoint, endpoint.split("/")[0], *spec.outputs):
-        return True
-    if _ACTION_ALIASES.get(action) != endpoint:
-        return False
-    if action == "image_to_video":
-        return spec.input_param is not None
-    if action == "text_to_video":
-        return spec.input_param is None
-    return True
+    return action in (endpoint, endpoint.split("/")[0], *spec.outputs)
 
 
 def matches_search(spec: ModelSpec, text: str) -> bool:
     """Case-insensitive substring search over id, display name, description and developer."""
-    needle = text.strip().lower()
-    haystack = (
-        " ".join(str(spec.model.get(key) or "") for key in ("id", "display_name", "description"))
-        + " "
-        + str(spec.model["developer"]["name"])
-    )
-    return needle in haystack.lower()
+    fields = (spec.id, spec.model["display_name"], spec.model["description"], spec.model["developer"]["name"])
+    return text.strip().lower() in " ".join(fields).lower()

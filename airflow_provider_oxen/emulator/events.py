@@ -15,17 +15,11 @@ COMPLETED_EVENT = "media_generation_completed"
 MAX_BUFFERED_EVENTS = 100_000
 
 
-def encode_event(event: str, data: dict[str, Any]) -> bytes:
-    """One SSE message: ``event:`` line, single-line JSON ``data:``, blank line."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 class Subscriber:
-    """One open stream's queue of encoded events and its pending fate (closing, dropped)."""
-
-    __slots__ = ("abort", "buffer", "closing", "drop_after", "wakeup")
+    """One open stream's queue of encoded events and its pending fate (closing, cut)."""
 
     def __init__(self) -> None:
+        # (encoded event, whether it is a completion event)
         self.buffer: deque[tuple[bytes, bool]] = deque()
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -45,30 +39,28 @@ class Subscriber:
         self.drop_after = after_events
         self.wakeup.set()
 
+    def take(self) -> bytes:
+        """Everything buffered, or with a pending drop only up to the last completion event allowed."""
+        chunks: list[bytes] = []
+        while self.buffer and self.drop_after != 0:
+            chunk, completion = self.buffer.popleft()
+            chunks.append(chunk)
+            if completion and self.drop_after is not None:
+                self.drop_after -= 1
+        return b"".join(chunks)
+
 
 class EventBroker:
     """Open streams, and publishing to all of them (the emulator is single-user)."""
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
-        self.published = 0
-
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber()
-        self.subscribers.add(subscriber)
-        return subscriber
-
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        if not self.subscribers:
-            return
-        chunk = encode_event(event, data)
-        completion = event == COMPLETED_EVENT
+        """One SSE message to every stream: ``event:`` line, single-line JSON ``data:``, blank line."""
+        chunk = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
         for subscriber in self.subscribers:
-            subscriber.push(chunk, completion)
-        self.published += 1
+            subscriber.push(chunk, event == COMPLETED_EVENT)
 
     def drop_all(self) -> int:
         """Cut every open stream now; returns how many."""
@@ -84,34 +76,24 @@ class EventBroker:
             subscriber.wakeup.set()
 
 
-def _cut(request: web.Request) -> None:
-    # Closing the transport mid-body leaves the chunked encoding unterminated: the client sees a
-    # broken connection, not a clean end of stream.
-    if request.transport is not None:
-        request.transport.close()
-
-
 async def serve_stream(
-    request: web.Request,
-    broker: EventBroker,
-    keepalive_seconds: Callable[[], float],
-    on_open: Callable[[Subscriber], None],
+    request: web.Request, broker: EventBroker, keepalive_seconds: Callable[[], float], subscriber: Subscriber
 ) -> web.StreamResponse:
     """Run one SSE stream until the client leaves, the server stops, or a fault cuts it."""
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
-    subscriber = broker.subscribe()
-    on_open(subscriber)
+    broker.subscribers.add(subscriber)
     try:
         await response.prepare(request)
         await response.write(b": connected\n\n")
-        while True:
+        while not subscriber.closing:
             if subscriber.abort or subscriber.drop_after == 0:
-                _cut(request)
-                return response
-            if subscriber.closing:
-                return response
+                # Closing the transport mid-body leaves the chunked encoding unterminated: the
+                # client sees a broken connection, not a clean end of stream.
+                if request.transport is not None:
+                    request.transport.close()
+                break
             if not subscriber.buffer:
                 try:
                     await asyncio.wait_for(subscriber.wakeup.wait(), timeout=max(0.05, keepalive_seconds()))
@@ -119,26 +101,11 @@ async def serve_stream(
                     await response.write(b": keep-alive\n\n")
                     continue
             subscriber.wakeup.clear()
-            if subscriber.abort:
-                continue
-            data = _take(subscriber)
+            data = b"" if subscriber.abort else subscriber.take()
             if data:
                 await response.write(data)
     except ConnectionError:
-        return response
+        pass
     finally:
-        broker.unsubscribe(subscriber)
-
-
-def _take(subscriber: Subscriber) -> bytes:
-    """Everything buffered, or with a pending drop only up to the last completion event allowed."""
-    chunks: list[bytes] = []
-    buffer = subscriber.buffer
-    while buffer:
-        if subscriber.drop_after == 0:
-            break
-        chunk, completion = buffer.popleft()
-        chunks.append(chunk)
-        if completion and subscriber.drop_after is not None:
-            subscriber.drop_after -= 1
-    return b"".join(chunks)
+        broker.subscribers.discard(subscriber)
+    return response

@@ -1,47 +1,23 @@
 """Real images for results: a seeded gradient with the prompt drawn on it (or, for edits, the input
-image colour-shifted with the prompt drawn on it), rendered lazily and cached with the videos."""
+image colour-shifted with the prompt drawn on it)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import textwrap
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 _DIRECTIONS = (
     Image.Transpose.FLIP_LEFT_RIGHT,
     Image.Transpose.FLIP_TOP_BOTTOM,
     Image.Transpose.ROTATE_180,
     Image.Transpose.TRANSPOSE,
 )
-
-
-class MediaSpec(Protocol):
-    """What the cache and the file route need of a result: a hashable recipe that renders its bytes."""
-
-    @property
-    def kind(self) -> str: ...  # "image" or "video"
-
-    @property
-    def index(self) -> int: ...  # its place among the generation's results
-
-    @property
-    def filename(self) -> str: ...
-
-    @property
-    def content_type(self) -> str: ...
-
-    def render(self) -> bytes: ...
-
-    def __hash__(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -63,20 +39,12 @@ class ImageSpec:
     inputs: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
-    def kind(self) -> str:
-        return "image"
-
-    @property
-    def extension(self) -> str:
-        return EXTENSIONS[self.fmt]
-
-    @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.fmt]
 
     @property
     def filename(self) -> str:
-        return f"image-{self.index}.{self.extension}"
+        return f"image-{self.index}.{'jpg' if self.fmt == 'jpeg' else self.fmt}"
 
     def render(self) -> bytes:
         return render_edit(self) if self.inputs else render_image(self)
@@ -201,58 +169,3 @@ def render_edit(spec: ImageSpec) -> bytes:
     )
     draw_prompt(image, spec.prompt, f"{spec.model} · edit · {spec.generation_id} · seed {spec.seed}")
     return _encode(image, spec.fmt)
-
-
-class MediaCache:
-    """Bounded LRU of rendered bytes (images and videos); concurrent first fetches of one result share
-    a single render."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[MediaSpec, bytes] = OrderedDict()
-        self._pending: dict[MediaSpec, asyncio.Future[bytes]] = {}
-        self._bytes = 0
-        self.renders = 0
-        self.video_renders = 0
-
-    async def get(self, spec: MediaSpec) -> bytes:
-        """The result's bytes, rendering in a worker thread on a miss."""
-        cached = self._items.get(spec)
-        if cached is not None:
-            self._items.move_to_end(spec)
-            return cached
-        pending = self._pending.get(spec)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
-        self._pending[spec] = future
-        try:
-            data = await loop.run_in_executor(None, spec.render)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            # Nobody else may be waiting; retrieving the exception keeps asyncio from warning about it.
-            future.exception()
-            raise
-        finally:
-            self._pending.pop(spec, None)
-        future.set_result(data)
-        self.renders += 1
-        if spec.kind == "video":
-            self.video_renders += 1
-        self._store(spec, data)
-        return data
-
-    def _store(self, spec: MediaSpec, data: bytes) -> None:
-        self._items[spec] = data
-        self._bytes += len(data)
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, evicted = self._items.popitem(last=False)
-            self._bytes -= len(evicted)
-
-    def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0

@@ -17,7 +17,8 @@ from PIL import Image
 from yarl import URL
 
 MAX_INPUT_BYTES = 32 * 1024 * 1024
-_CHUNK = 64 * 1024
+# How long fetching a request's inputs may take before the generation fails.
+INPUT_TIMEOUT_SECONDS = 30.0
 
 
 class InputError(Exception):
@@ -25,7 +26,6 @@ class InputError(Exception):
 
     def __init__(self, label: str, problem: str) -> None:
         super().__init__(f"{label}: {problem}")
-        self.label = label
 
 
 def shown_url(url: str) -> str:
@@ -36,9 +36,7 @@ def shown_url(url: str) -> str:
         return "<unparseable URL>"
     if not parts.scheme or not parts.hostname:
         return repr(url[:80]) if "?" not in url else repr(url.partition("?")[0][:80])
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    if ":" in (parts.hostname or ""):
-        host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
+    host = parts.netloc.rpartition("@")[2]  # without credentials
     return f"{parts.scheme}://{host}{parts.path}"
 
 
@@ -51,9 +49,7 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
-async def _fetch_one(
-    session: aiohttp.ClientSession, label: str, url: str, timeout: float, max_bytes: int
-) -> bytes:
+async def _fetch_one(session: aiohttp.ClientSession, label: str, url: str) -> bytes:
     shown = shown_url(url)
     try:
         parts = urlsplit(url)
@@ -66,18 +62,18 @@ async def _fetch_one(
             if response.status >= 400:
                 status = f"HTTP {response.status} {response.reason or ''}".rstrip()
                 raise InputError(label, f"could not fetch {shown}: {status}")
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise InputError(label, f"{shown} is larger than {max_bytes // (1024 * 1024)} MB")
             data = bytearray()
-            async for chunk in response.content.iter_chunked(_CHUNK):
+            async for chunk in response.content.iter_chunked(64 * 1024):
                 data += chunk
-                if len(data) > max_bytes:
-                    raise InputError(label, f"{shown} is larger than {max_bytes // (1024 * 1024)} MB")
+                if len(data) > MAX_INPUT_BYTES:
+                    raise InputError(label, f"{shown} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MB")
             return bytes(data)
     except InputError:
         raise
     except asyncio.TimeoutError:
-        raise InputError(label, f"could not fetch {shown}: no answer within {timeout:g} s") from None
+        raise InputError(
+            label, f"could not fetch {shown}: no answer within {INPUT_TIMEOUT_SECONDS:g} s"
+        ) from None
     except (aiohttp.ClientError, ValueError, OSError) as exc:
         reason = _scrub(str(exc), url) or type(exc).__name__
         raise InputError(label, f"could not fetch {shown}: {reason}") from None
@@ -88,23 +84,20 @@ def _check_image(data: bytes) -> None:
         image.load()
 
 
-async def fetch_inputs(
-    urls: list[tuple[str, str]], timeout: float, max_bytes: int = MAX_INPUT_BYTES
-) -> tuple[bytes, ...]:
-    """The bytes of every ``(label, url)``, fetched concurrently and checked to be images.
+async def fetch_inputs(urls: list[tuple[str, str]]) -> tuple[bytes, ...]:
+    """The bytes of every ``(label, url)``, fetched concurrently (within INPUT_TIMEOUT_SECONDS in
+    all) and checked to be images.
 
     Raises InputError for the first (in order) that cannot be fetched or is not a readable image.
     """
     if not urls:
         return ()
-    client_timeout = aiohttp.ClientTimeout(total=max(0.001, timeout))
-    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+    timeout = aiohttp.ClientTimeout(total=INPUT_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         results = await asyncio.gather(
-            *(_fetch_one(session, label, url, timeout, max_bytes) for label, url in urls),
-            return_exceptions=True,
+            *(_fetch_one(session, label, url) for label, url in urls), return_exceptions=True
         )
     loop = asyncio.get_running_loop()
-    fetched: list[bytes] = []
     for (label, url), result in zip(urls, results, strict=True):
         if isinstance(result, BaseException):
             if isinstance(result, InputError):
@@ -116,5 +109,4 @@ async def fetch_inputs(
             # PIL's messages name the in-memory buffer ("<_io.BytesIO object at 0x...>"): not useful.
             reason = str(exc).split(" <_io.")[0] or type(exc).__name__
             raise InputError(label, f"{shown_url(url)} is not a readable image ({reason})") from None
-        fetched.append(result)
-    return tuple(fetched)
+    return tuple(result for result in results if isinstance(result, bytes))

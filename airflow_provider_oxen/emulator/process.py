@@ -9,41 +9,32 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 URL_PREFIX = "OXEN_EMULATOR_URL="
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
-class EmulatorProcess:
+class EmulatorProcess(AbstractContextManager["EmulatorProcess"]):
     """A started emulator process: ``.url``, ``.stop()``; usable as a context manager."""
 
     def __init__(self, popen: subprocess.Popen[bytes], url: str, log: IO[bytes]) -> None:
         self.popen = popen
         self.url = url
+        # The file receiving the process's stderr (its request log); deleted by stop().
+        self.log_path = Path(log.name)
         self._log = log
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def log_path(self) -> Path:
-        """The file receiving the process's stderr (its request log); deleted by ``stop()``."""
-        return Path(self._log.name)
 
     def log_text(self) -> str:
         """Everything the process wrote to stderr so far."""
-        if not self._log.closed:
-            self._log.flush()
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
-    def stop(self, timeout: float = 5.0, keep_log: bool = False) -> int | None:
+    def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout``; returns the exit code."""
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -54,18 +45,11 @@ class EmulatorProcess:
                 self.popen.wait(timeout)
         if self.popen.stdout is not None:
             self.popen.stdout.close()
-        if not self._log.closed:
-            self._log.close()
-        if not keep_log:
-            self.log_path.unlink(missing_ok=True)
+        self._log.close()
+        self.log_path.unlink(missing_ok=True)
         return self.popen.returncode
 
-    def __enter__(self) -> EmulatorProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -109,11 +93,11 @@ def start_emulator_process(
     popen = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=child_env
     )
-    url = _read_url(popen, timeout)
-    if url is None:
-        process = EmulatorProcess(popen, "", log)
-        process.stop(timeout=2.0, keep_log=True)
+    process = EmulatorProcess(popen, _read_url(popen, timeout) or "", log)
+    if not process.url:
+        popen.kill()
+        popen.wait()
         text = process.log_text()
-        process.log_path.unlink(missing_ok=True)
+        process.stop()
         raise RuntimeError(f"emulator process did not report its URL; stderr:\n{text[-2000:]}")
-    return EmulatorProcess(popen, url, log)
+    return process

@@ -5,43 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from .state import EmulatorState
+from .state import ApiError, EmulatorState
 
 STATE_KEY = web.AppKey("oxen_emulator_state", EmulatorState)
 
-# HTTP status -> (error.type, error.title). The first five are the documented types (402 is seen,
-# undocumented); the rest are the emulator's own names for statuses the docs do not cover.
-ERROR_TYPES: dict[int, tuple[str, str]] = {
-    400: ("invalid_params", "Invalid parameters"),
-    401: ("unauthenticated", "Unauthenticated"),
-    402: ("insufficient_credits", "Insufficient credits"),
-    404: ("resource_not_found", "Resource not found"),
-    500: ("unknown_error", "Unknown error"),
-    403: ("forbidden", "Forbidden"),
-    405: ("method_not_allowed", "Method not allowed"),
-    409: ("conflict", "Conflict"),
-    413: ("payload_too_large", "Payload too large"),
-    429: ("rate_limited", "Too many requests"),
-    502: ("upstream_error", "Upstream provider error"),
-    503: ("service_unavailable", "Service unavailable"),
-    504: ("gateway_timeout", "Gateway timeout"),
+# error.type per status: the documented ones (402 and 502 are seen, undocumented), and a name for
+# 429. Any other 4xx is "invalid_request", any other 5xx "unknown_error".
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_params",
+    401: "unauthenticated",
+    402: "insufficient_credits",
+    404: "resource_not_found",
+    429: "rate_limited",
+    500: "unknown_error",
+    502: "upstream_error",
 }
-
-
-def error_type(status: int) -> tuple[str, str]:
-    """``(type, title)`` for a status; unlisted 4xx are ``invalid_request``, the rest ``unknown_error``."""
-    known = ERROR_TYPES.get(status)
-    if known is not None:
-        return known
-    if 400 <= status < 500:
-        return "invalid_request", "Invalid request"
-    return "unknown_error", "Unknown error"
 
 
 def error_body(status: int, detail: str) -> dict[str, Any]:
     """The documented envelope: ``{"error": {type, title, detail}, "status": "error", "status_message"}``."""
-    kind, title = error_type(status)
+    kind = ERROR_TYPES.get(status, "invalid_request" if status < 500 else "unknown_error")
+    title = "Invalid parameters" if kind == "invalid_params" else kind.replace("_", " ").capitalize()
     return {
         "error": {"type": kind, "title": title, "detail": detail},
         "status": "error",
@@ -54,9 +40,11 @@ def error(status: int, detail: str) -> web.Response:
     return web.json_response(error_body(status, detail), status=status)
 
 
-def short_error(status: int, message: str) -> web.Response:
-    """The shorter shape some endpoints (the model endpoints) answer: ``{"error": {"message": ...}}``."""
-    return web.json_response({"error": {"message": message}}, status=status)
+def invalid(exc: ValidationError) -> ApiError:
+    """A 400 naming the first field pydantic refused (``count: Input should be ...``)."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    return ApiError(400, f"{field}: {first['msg']}" if field else first["msg"])
 
 
 def get_state(request: web.Request) -> EmulatorState:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import secrets
 import time
 
 
 class UrlSigner:
     """Makes and checks ``/files/{generation_id}/{name}?expires=<unix>&sig=<hmac>`` URLs."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    def __init__(self) -> None:
+        # Random per run, so URLs from an earlier run never validate.
+        self._secret = secrets.token_bytes(32)
 
     def _sig(self, generation_id: str, name: str, expires: int) -> str:
         message = f"{generation_id}/{name}:{expires}".encode()

@@ -40,10 +40,6 @@ class VideoSpec:
     background: bytes | None = field(default=None, repr=False)
 
     @property
-    def kind(self) -> str:
-        return "video"
-
-    @property
     def frame_count(self) -> int:
         return self.duration * self.fps
 

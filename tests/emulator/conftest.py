@@ -7,28 +7,26 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from airflow_provider_oxen.emulator import EmulatorConfig, EmulatorHandle, run_emulator_in_thread
+from airflow_provider_oxen.emulator import EmulatorConfig, EmulatorServer, run_emulator_in_thread
 
 from .helpers import API_KEY, AUTH, PLAIN, InputServer
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorHandle]:
-    config = EmulatorConfig(
-        api_key=API_KEY, render_seconds=0.05, queue_seconds=0.02, sync_render_seconds=0.01
-    )
-    with run_emulator_in_thread(config) as handle:
-        yield handle
+def emu() -> Iterator[EmulatorServer]:
+    config = EmulatorConfig(api_key=API_KEY, render_seconds=0.05, queue_seconds=0.02)
+    with run_emulator_in_thread(config) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def module_client(emu: EmulatorHandle) -> Iterator[httpx.Client]:
+def module_client(emu: EmulatorServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=emu.url, headers=AUTH, timeout=5) as http:
         yield http
 
 
 @pytest.fixture
-def base_url(emu: EmulatorHandle) -> str:
+def base_url(emu: EmulatorServer) -> str:
     PLAIN.post(f"{emu.url}/_emulator/reset", json={"config": True}).raise_for_status()
     return emu.url
 

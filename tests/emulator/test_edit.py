@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_oxen.emulator import inputs
 from airflow_provider_oxen.emulator.images import ImageSpec, render_edit
 from tests.fixtures import moto_s3_server
 
@@ -261,16 +262,17 @@ def test_faults_apply_to_edits(client: httpx.Client, base_url: str, blue_input: 
 
 
 def test_a_slow_input_times_out_and_a_cancel_stops_the_fetch(
-    client: httpx.Client, base_url: str, input_server: InputServer
+    client: httpx.Client, base_url: str, input_server: InputServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = input_server.add("/inputs/slow.png", png_bytes((32, 32), (9, 9, 9)), delay=1.5)
-    control(base_url, "POST", "/config", {"input_timeout_seconds": 0.3})
+    monkeypatch.setattr(inputs, "INPUT_TIMEOUT_SECONDS", 0.3)  # the emulator runs in this process
     (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
     row = wait_for_status(client, gid, {"succeeded", "failed"})
     assert row["error_message"].startswith("input_image: could not fetch") and "0.3 s" in row["error_message"]
 
     # Rendering is over long before the input arrives: the row waits for it, and a cancel ends both.
-    control(base_url, "POST", "/config", {"input_timeout_seconds": 30, "render_seconds": 0.01})
+    monkeypatch.undo()
+    control(base_url, "POST", "/config", {"render_seconds": 0.01})
     (waiting,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
     wait_for_status(client, waiting, {"processing"})
     assert client.delete(f"/api/ai/queue/{waiting}").status_code == 200

@@ -56,7 +56,7 @@ def test_status_fault_answers_without_processing(client: httpx.Client, base_url:
         (404, "resource_not_found"),
         (500, "unknown_error"),
         (502, "upstream_error"),
-        (503, "service_unavailable"),
+        (503, "unknown_error"),
         (418, "invalid_request"),
     ],
 )

@@ -88,11 +88,11 @@ def test_cli_rejects_missing_port() -> None:
 
 
 def test_thread_emulator_stops_on_exit() -> None:
-    with run_emulator_in_thread(EmulatorConfig(render_seconds=0.01)) as handle:
-        url = handle.url
+    with run_emulator_in_thread(EmulatorConfig(render_seconds=0.01)) as server:
+        url = server.url
         # Without --api-key any non-empty token is accepted.
         response = PLAIN.get(f"{url}/api/ai/models", headers={"Authorization": "Bearer anything"})
         assert response.status_code == 200
-        assert handle.state.requests.total == 1
+        assert len(server.state.requests) == 1
     with pytest.raises(httpx.ConnectError):
         PLAIN.get(f"{url}/api/ai/models", timeout=2)

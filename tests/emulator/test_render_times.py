@@ -65,9 +65,9 @@ def test_control_api_sets_and_validates_the_range(base_url: str) -> None:
     view = control(base_url, "POST", "/config", {"render_seconds_max": None, "render_seed": None})
     assert view["render_seconds_max"] is None and view["render_seed"] is None
     bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seed": 1.5})
-    assert_error(bad, 400, "invalid_params", "render_seed must be an integer")
+    assert_error(bad, 400, "invalid_params", "render_seed", "integer")
     bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seconds_max": -1})
-    assert_error(bad, 400, "invalid_params", "render_seconds_max must be >= 0")
+    assert_error(bad, 400, "invalid_params", "render_seconds_max", "greater than or equal to 0")
     # A reset with {"config": true} restores the start-up settings (no range).
     control(base_url, "POST", "/config", {"render_seconds_max": 3.0})
     assert control(base_url, "POST", "/reset", {"config": True})["config"]["render_seconds_max"] is None
