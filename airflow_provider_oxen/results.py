@@ -8,7 +8,6 @@ should fail with, and :func:`build_result` makes each row the result pushed to X
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -26,16 +25,6 @@ from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, Generati
 from airflow_provider_oxen.redact import strip_query, strip_url_queries
 
 
-class WaitStatus(str, enum.Enum):
-    """Outcome of waiting for a batch of generations (``status`` of the trigger payload)."""
-
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    ERROR = "error"
-
-
 def wait_payload(
     order: Iterable[str],
     rows: Mapping[str, Generation],
@@ -47,6 +36,7 @@ def wait_payload(
 ) -> dict[str, Any]:
     """The JSON payload describing a finished (or abandoned) wait, in the order ids were given.
 
+    Its ``status`` is ``success``, ``failed``, ``cancelled``, ``timeout`` or ``error``.
     ``unrecoverable`` marks an ``error`` that no retry can fix (e.g. the API key was refused),
     so the task fails without spending its retries.
     """
@@ -59,23 +49,23 @@ def wait_payload(
     failed = [i for i in ids if i in rows and rows[i].status is GenerationStatus.FAILED]
     cancelled = [i for i in ids if i in rows and rows[i].status is GenerationStatus.CANCELLED]
     pending = [i for i in ids if i not in rows or not rows[i].status.is_terminal]
-    status, message = WaitStatus.SUCCESS, f"{len(ids)} generation(s) succeeded"
+    status, message = "success", f"{len(ids)} generation(s) succeeded"
     if error is not None:
-        status, message = WaitStatus.ERROR, error
+        status, message = "error", error
     elif failed:
         first = rows[failed[0]]
-        status = WaitStatus.FAILED
+        status = "failed"
         message = (
             f"{len(failed)} of {len(ids)} generation(s) failed; {first.generation_id}: {first.error_message}"
         )
     elif timed_out or pending:
-        status = WaitStatus.TIMEOUT
+        status = "timeout"
         message = f"{len(pending)} of {len(ids)} generation(s) unfinished after {timeout or 0:g} s"
     elif cancelled:
-        status = WaitStatus.CANCELLED
+        status = "cancelled"
         message = f"{len(cancelled)} of {len(ids)} generation(s) cancelled"
     return {
-        "status": status.value,
+        "status": status,
         "message": message,
         "generation_ids": ids,
         "generations": generations,
@@ -85,28 +75,23 @@ def wait_payload(
     }
 
 
-def pending_of_payload(payload: Mapping[str, Any]) -> list[str]:
-    """Ids the wait left unfinished (still queued or rendering on Oxen)."""
-    return [str(i) for i in payload.get("pending") or []]
-
-
 def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
     """The rows of a successful wait, else the typed error the task fails with."""
-    status = WaitStatus(payload.get("status", WaitStatus.ERROR.value))
+    status = payload.get("status", "error")
     rows = [Generation.model_validate(row) for row in payload.get("generations") or []]
-    if status is WaitStatus.SUCCESS:
+    if status == "success":
         return rows
-    message = str(payload.get("message") or status.value)
-    if status is WaitStatus.FAILED:
+    message = str(payload.get("message") or status)
+    if status == "failed":
         failed = [row for row in rows if row.status is GenerationStatus.FAILED]
         error = OxenGenerationFailedError(failed[0].generation_id, failed[0].error_message)
         if len(failed) > 1:
             error.args = (f"{error} ({message})",)
         raise error
-    if status is WaitStatus.CANCELLED:
+    if status == "cancelled":
         cancelled = [row for row in rows if row.status is GenerationStatus.CANCELLED]
         raise OxenGenerationCancelledError(cancelled[0].generation_id if cancelled else "?")
-    if status is WaitStatus.TIMEOUT:
+    if status == "timeout":
         pending = payload.get("pending") or ["?"]
         error_t = OxenGenerationTimeoutError(pending[0], float(payload.get("timeout") or 0))
         error_t.args = (f"{error_t} ({message}; unfinished ones were cancelled)",)

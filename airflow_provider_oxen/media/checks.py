@@ -161,6 +161,12 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
 _WEBP_CHUNKS = (b"VP8 ", b"VP8L", b"VP8X")
 
 
+def check_failed(record: Mapping[str, Any]) -> bool:
+    """A stored record's checks ran and found problems (``ok`` None means not checked, not failed)."""
+    checks = record.get("checks")
+    return isinstance(checks, Mapping) and checks.get("ok") is False
+
+
 def identify_mime_type(fileobj: IO[bytes]) -> str | None:
     """The MIME type the file's first bytes declare, without opening it as an image.
 

@@ -38,7 +38,7 @@ from airflow_provider_oxen.models import (
 from airflow_provider_oxen.pricing import estimate_cost, why_unknown
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
-from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
+from airflow_provider_oxen.results import build_result, generations_from_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -300,7 +300,7 @@ class OxenGenerateOperator(BaseOperator):
             rows = generations_from_payload(payload)  # raises the typed error on failure
         except OxenError as exc:
             self.log.error("%s", exc)
-            pending = pending_of_payload(payload)
+            pending = [str(i) for i in payload.get("pending") or []]
             if pending and self._is_final(context, exc):
                 # The trigger may have stopped before it could cancel (e.g. it could not read
                 # the connection): whatever still renders would be paid for and never collected.

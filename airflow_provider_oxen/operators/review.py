@@ -32,10 +32,10 @@ from airflow_provider_oxen.review_form import (
     NOTE_PARAM,
     REGENERATE,
     REJECT,
-    checks_ok,
     count_text,
     decision_param,
     decision_param_name,
+    default_decision,
     note_param,
     review_body,
 )
@@ -98,7 +98,7 @@ def decide(
             decisions[generation_id] = blanket[option]
             continue
         value = params_input.get(decision_param_name(index, generation_id))
-        decisions[generation_id] = value if value in DECISIONS else (APPROVE if checks_ok(record) else REJECT)
+        decisions[generation_id] = value if value in DECISIONS else default_decision(record)
     return decisions
 
 

@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
-from airflow_provider_oxen.exceptions import OxenKeyError
+from airflow_provider_oxen.exceptions import OxenKeyError, OxenValidationError
 
 # S3's own limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -72,6 +72,14 @@ def _problem(key: str) -> str | None:
             if form != segment and ("/" in form or "\\" in form):
                 return f"has an encoded path separator in {segment!r}"
     return None
+
+
+def check_bucket(bucket: object) -> str:
+    """``bucket`` if it is a bucket name (no ``s3://``, no path); raises OxenValidationError."""
+    name = str(bucket or "").strip()
+    if not name or "/" in name:
+        raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {name!r}")
+    return name
 
 
 def normalise_prefix(prefix: str | None) -> str:

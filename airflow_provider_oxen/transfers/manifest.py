@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
+from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck, check_failed
 from airflow_provider_oxen.media.video import VideoCheck
 from airflow_provider_oxen.redact import strip_url_queries
 
@@ -97,12 +97,6 @@ def image_record(
         "url_refreshed": url_refreshed,
         **(dict(poster) if poster is not None else {}),
     }
-
-
-def check_failed(record: Mapping[str, Any]) -> bool:
-    """The record's checks ran and found problems (``ok`` None means not checked, not failed)."""
-    checks = record.get("checks")
-    return isinstance(checks, Mapping) and checks.get("ok") is False
 
 
 def check_ran(record: Mapping[str, Any]) -> bool:

@@ -32,6 +32,7 @@ from airflow_provider_oxen.media.checks import (
     DecodedImage,
     ExpectedImage,
     ImageCheck,
+    check_failed,
     decode_image,
     evaluate,
     identify_mime_type,
@@ -56,6 +57,7 @@ from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
     BATCH_KEY_FIELDS,
     IMAGE_KEY_FIELDS,
+    check_bucket,
     check_key,
     key_value,
     normalise_prefix,
@@ -63,7 +65,6 @@ from airflow_provider_oxen.transfers.keys import (
 )
 from airflow_provider_oxen.transfers.manifest import (
     build_manifest,
-    check_failed,
     image_record,
     manifest_bytes,
 )
@@ -277,7 +278,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        bucket = self._bucket()
+        bucket = check_bucket(self.bucket)
         prefix = normalise_prefix(self.prefix)
         OxenS3FolderLink.persist(context, self)
         run_id = _run_id(context)
@@ -351,12 +352,6 @@ class OxenGenerationToS3Operator(BaseOperator):
         return records
 
     # -- planning (nothing is uploaded until every key is known to be safe) ----------------------------
-
-    def _bucket(self) -> str:
-        bucket = str(self.bucket or "").strip()
-        if not bucket or "/" in bucket:
-            raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {bucket!r}")
-        return bucket
 
     def _results(self, oxen: OxenHook) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -444,13 +439,10 @@ class OxenGenerationToS3Operator(BaseOperator):
             if item.poster_key is None:
                 continue
             existing = store.head(item.poster_key)
-            generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[
-                GENERATION_ID_META
-            ]
             if (
                 existing is not None
                 and not self.replace
-                and existing.metadata.get(GENERATION_ID_META) != generation_id
+                and not existing.is_generation(item.result["generation_id"])
             ):
                 raise OxenKeyConflictError(
                     f"{store.uri(item.poster_key)} (the poster frame of {item.result['generation_id']}) "
@@ -477,11 +469,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         )
         owner = (GENERATION_ID_META, metadata[GENERATION_ID_META])
         existing = store.head(item.key)
-        ours = (
-            existing is not None
-            and existing.sha256 is not None
-            and existing.metadata.get(owner[0]) == owner[1]
-        )
+        ours = existing is not None and existing.sha256 is not None and existing.is_generation(generation_id)
         # What S3's own checksum says about our object against the sha256 it was stored with.
         proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
         recorded = existing.sha256 if ours and proven and existing is not None else None
@@ -548,9 +536,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         (S3's checksum proving it holds the bytes its metadata records)."""
         if item.poster_key is None or head is None or clip_sha256 is None or head.sha256 is None:
             return None
-        generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[GENERATION_ID_META]
         if (
-            head.metadata.get(GENERATION_ID_META) != generation_id
+            not head.is_generation(item.result["generation_id"])
             or head.metadata.get(KIND_META) != POSTER_KIND
             or head.metadata.get(SOURCE_SHA256_META) != clip_sha256
             or head.content_matches(head.sha256) is not True
