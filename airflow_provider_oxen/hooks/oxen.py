@@ -225,10 +225,10 @@ class OxenHook(_OxenHookBase):
         return self._client
 
     def close(self) -> None:
-        self._close_download_conn()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in (self._client, self._download_client):
+            if client is not None:
+                client.close()
+        self._client = self._download_client = None
 
     def __enter__(self) -> OxenHook:
         return self
@@ -387,11 +387,6 @@ class OxenHook(_OxenHookBase):
             self._download_client = build_download_client(self.download_policy, **kwargs)
         return self._download_client
 
-    def _close_download_conn(self) -> None:
-        if self._download_client is not None:
-            self._download_client.close()
-            self._download_client = None
-
     @contextmanager
     def open_download(self, url: str) -> Iterator[httpx.Response]:
         """Stream a result URL; the response is status-checked, the body not yet read.
@@ -430,21 +425,16 @@ class OxenHook(_OxenHookBase):
         completed = []
         for row in rows:
             try:
-                details: GenerationDetails | None = self.get_generation_details(row.generation_id)
+                details = self.get_generation_details(row.generation_id)
             except OxenError as exc:
                 self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
-                details = None
-            completed.append(self._with_details(row, details))
+                completed.append(row)
+                continue
+            known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
+            completed.append(
+                row.model_copy(update={k: v for k, v in known.items() if getattr(row, k) is None})
+            )
         return completed
-
-    @staticmethod
-    def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
-        """A finished row completed with what only ``/api/ai/generations/{id}`` knows (cost)."""
-        if details is None:
-            return row
-        known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
-        fill = {k: v for k, v in known.items() if getattr(row, k) is None}
-        return row.model_copy(update=fill) if fill else row
 
     def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""

@@ -39,21 +39,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_oxen.hooks.oxen import OxenHook
 
-__all__ = [
-    "DEFAULT_OXEN_CONN_ID",
-    "LINK_DATA_KEY",
-    "LIVE_LINKS",
-    "OXEN_LINK_TIMEOUT",
-    "PRESIGN_EXPIRES_IN",
-    "OxenContactSheetLink",
-    "OxenContactSheetLiveLink",
-    "OxenImageLink",
-    "OxenImageLiveLink",
-    "OxenManifestLink",
-    "OxenManifestLiveLink",
-    "OxenS3FolderLink",
-]
-
 log = logging.getLogger(__name__)
 
 #: XCom key of the (non-secret) data the links of one task instance read.

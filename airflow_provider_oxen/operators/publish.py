@@ -29,7 +29,7 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.media.video import is_video
-from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
+from airflow_provider_oxen.review_form import APPROVE, REGENERATE, REJECT
 from airflow_provider_oxen.transfers.batch import flatten_results
 from airflow_provider_oxen.transfers.keys import check_bucket, check_key, normalise_prefix
 from airflow_provider_oxen.transfers.store import GENERATION_ID_META, ExistingObject, S3ObjectStore

@@ -44,23 +44,6 @@ from airflow_provider_oxen.transfers.batch import flatten_results
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-__all__ = [
-    "APPLY",
-    "APPROVE",
-    "APPROVE_ALL",
-    "DECISIONS",
-    "MAX_LINK_EXPIRY",
-    "NOTE_PARAM",
-    "REGENERATE",
-    "REGENERATE_ALL",
-    "REJECT",
-    "REJECT_ALL",
-    "OxenImageReviewOperator",
-    "decide",
-    "decision_param_name",
-    "link_expiry_for",
-]
-
 APPLY, APPROVE_ALL, REJECT_ALL, REGENERATE_ALL = (
     "Apply per-image decisions",
     "Approve all",
