@@ -3,7 +3,7 @@
 The trigger and the in-worker wait produce the same payload (plain JSON, because it crosses
 the triggerer → database → worker boundary; :func:`wait_payload`);
 :func:`generations_from_payload` turns it back into rows or raises the typed error the task
-should fail with, and :func:`build_result` makes each row the result pushed to XCom.
+should fail with, and :func:`build_result` makes each row the result dict pushed to XCom.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_oxen.exceptions import (
     OxenError,
@@ -101,34 +99,6 @@ def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
     raise OxenError(f"Waiting for Oxen generations failed: {message}")
 
 
-class GenerationResult(BaseModel):
-    """One generated image as pushed to XCom (via :meth:`to_xcom`: a plain JSON dict)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    generation_id: str
-    model: str | None = None
-    media_type: str | None = None
-    prompt: str | None = None
-    seed: int | None = None
-    parameters: dict[str, Any] = {}
-    status: str
-    result_url: str | None = None
-    output_format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    # A decimal string, as the API reports it (``"0.0600"``); None when Oxen did not say.
-    cost: str | None = None
-    enqueued_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    queue_seconds: float | None = None
-    render_seconds: float | None = None
-
-    def to_xcom(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
 def _seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
@@ -155,8 +125,13 @@ def build_result(
     model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     media_type: str | None = None,
-) -> GenerationResult:
-    """Merge what we asked for (``parameters``) with what the API reports (``row``)."""
+) -> dict[str, Any]:
+    """One generated image or clip as pushed to XCom (plain JSON): what we asked for
+    (``parameters``, and the ``prompt``, ``seed``, ``output_format``, ``width`` and ``height`` they
+    say) merged with what the API reports (``row``): ``generation_id``, ``model``, ``media_type``,
+    ``status``, ``result_url`` (without its signed query), ``cost`` (a decimal string, None when
+    Oxen did not say), ``enqueued_at``, ``started_at``, ``completed_at``, and the
+    ``queue_seconds`` and ``render_seconds`` between them."""
     # Presigned inputs (``input_image``) keep no signature in XCom either.
     params = strip_url_queries(dict(parameters if parameters is not None else (row.parameters or {})))
     width, height = _dimensions(params.get("image_size"))
@@ -165,22 +140,22 @@ def build_result(
         suffix = row.result_url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
         output_format = suffix if suffix in ("jpeg", "jpg", "png", "webp", "mp4", "webm", "mov") else None
     seed = params.get("seed")
-    return GenerationResult(
-        generation_id=row.generation_id,
-        model=row.model_name or model,
-        media_type=row.media_type or media_type or "image",
-        prompt=params.get("prompt", row.prompt),
-        seed=seed if isinstance(seed, int) else None,
-        parameters=params,
-        status=row.status.value,
-        result_url=strip_query(row.result_url) if row.result_url else None,
-        output_format=output_format,
-        width=width,
-        height=height,
-        cost=row.cost,
-        enqueued_at=row.enqueued_at,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        queue_seconds=_seconds_between(row.enqueued_at, row.started_at),
-        render_seconds=_seconds_between(row.started_at, row.completed_at),
-    )
+    return {
+        "generation_id": row.generation_id,
+        "model": row.model_name or model,
+        "media_type": row.media_type or media_type or "image",
+        "prompt": params.get("prompt", row.prompt),
+        "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        "parameters": params,
+        "status": row.status.value,
+        "result_url": strip_query(row.result_url) if row.result_url else None,
+        "output_format": output_format,
+        "width": width,
+        "height": height,
+        "cost": row.cost,
+        "enqueued_at": row.enqueued_at,
+        "started_at": row.started_at,
+        "completed_at": row.completed_at,
+        "queue_seconds": _seconds_between(row.enqueued_at, row.started_at),
+        "render_seconds": _seconds_between(row.started_at, row.completed_at),
+    }

@@ -115,7 +115,8 @@ class OxenGenerateOperator(BaseOperator):
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
         :class:`~airflow_provider_oxen.sensors.generation.OxenGenerationSensor`).
-    :return: (XCom) a list of result dicts (see ``GenerationResult``), or of ids when not waiting.
+    :return: (XCom) a list of result dicts (see :func:`~airflow_provider_oxen.results.build_result`),
+        or of ids when not waiting.
     """
 
     template_fields: Sequence[str] = (
@@ -313,8 +314,7 @@ class OxenGenerateOperator(BaseOperator):
         sent = entry.sent if entry is not None else {}
         media_type, parameters = sent.get("media_type", "image"), sent.get("parameters")
         results = [
-            build_result(row, model=self.model, parameters=parameters, media_type=media_type).to_xcom()
-            for row in rows
+            build_result(row, model=self.model, parameters=parameters, media_type=media_type) for row in rows
         ]
         ledger.settle()
         self.log.info(

@@ -344,7 +344,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         for item in flatten_results(self.results):
             if isinstance(item, str):
                 # A bare generation id (wait_for_completion=False + sensor): read its row.
-                item = build_result(oxen.get_generation(item)).to_xcom()
+                item = build_result(oxen.get_generation(item))
             result = check_result(item)
             if result["generation_id"] in seen:
                 self.log.warning(
