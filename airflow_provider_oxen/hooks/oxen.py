@@ -52,7 +52,7 @@ from airflow_provider_oxen.models import (
     models_for,
     split_generation_counts,
 )
-from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
+from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker
 
 _DOWNLOAD_CHUNK = 256 * 1024
 
@@ -119,10 +119,16 @@ class _OxenHookBase(BaseHook):
     hook_name = "Oxen.ai"
     client_flavour = "sync"
 
-    def __init__(self, oxen_conn_id: str = default_conn_name, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        oxen_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         super().__init__()
         self.oxen_conn_id = oxen_conn_id
-        self._timeout_override = timeout
+        self._overrides = {"timeout": timeout, "max_retries": max_retries}
         self._settings: OxenSettings | None = None
 
     @classmethod
@@ -138,8 +144,7 @@ class _OxenHookBase(BaseHook):
 
     def _settings_from_connection(self, conn: Any) -> OxenSettings:
         extras = dict(conn.extra_dejson or {})
-        if self._timeout_override is not None:
-            extras["timeout"] = self._timeout_override
+        extras.update({name: value for name, value in self._overrides.items() if value is not None})
         settings = OxenSettings.from_connection(conn.host, conn.password, extras)
         if not settings.api_key.get_secret_value():
             raise OxenValidationError(
@@ -202,6 +207,7 @@ class OxenHook(_OxenHookBase):
         API key; extras ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
         ``target_namespace``).
     :param timeout: per-request timeout in seconds, overriding the connection's.
+    :param max_retries: retries of a failed request, overriding the connection's.
     """
 
     def __init__(self, oxen_conn_id: str = _OxenHookBase.default_conn_name, **kwargs: Any) -> None:
@@ -477,7 +483,7 @@ class OxenHook(_OxenHookBase):
             if time.time() >= deadline:
                 break
             progress.maybe_log()
-            time.sleep(next_sleep(poll_interval, deadline))
+            time.sleep(max(0.0, min(poll_interval, deadline - time.time())))  # never past the deadline
         # Built before cancelling, so it names what was unfinished at the deadline.
         payload = tracker.payload(timed_out=True, timeout=timeout)
         if cancel_unfinished:

@@ -194,10 +194,6 @@ class OxenGenerateOperator(BaseOperator):
         return self.build_request(input_image=input_image_value(model, urls))
 
     @property
-    def output_count(self) -> int:
-        return check_output_count(self.num_outputs, int(self.max_outputs))
-
-    @property
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
 
@@ -206,7 +202,7 @@ class OxenGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
             OxenImageLink.persist(context, self)
-            count = self.output_count
+            count = check_output_count(self.num_outputs, int(self.max_outputs))
             prepared = hook.prepare(self.build_request_for(hook))
             sent = self._sent(prepared)
             self._check_cost(prepared, sent["parameters"], count)
