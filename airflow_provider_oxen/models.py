@@ -56,11 +56,6 @@ class ImageGenerationRequest(BaseModel):
         payload.pop("model", None)
         return payload
 
-    @property
-    def explicit_names(self) -> frozenset[str]:
-        """The parameter names the caller set: each must be one the model's schema knows."""
-        return frozenset(self.parameters())
-
 
 def build_image_request(
     model: str = DEFAULT_MODEL,

@@ -371,7 +371,7 @@ class OxenHook(_OxenHookBase):
                 "(OxenHook.list_models() lists them).",
                 field="model",
             ) from None
-        parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
+        parameters = prepare_parameters(model, request.parameters())
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
     def validate_request(self, request: ImageGenerationRequest) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
 
 from airflow_provider_oxen.exceptions import OxenKeyError, OxenValidationError
@@ -138,26 +138,6 @@ def template_fields(template: str, allowed: frozenset[str], *, what: str = "key_
     return used
 
 
-class _Fields(Mapping[str, object]):
-    """The only names a template can see; a missing one is a clear error, not a KeyError."""
-
-    def __init__(self, values: Mapping[str, object], template: str, what: str) -> None:
-        self._values = dict(values)
-        self._template = template
-        self._what = what
-
-    def __getitem__(self, name: str) -> object:
-        if name not in self._values:
-            raise OxenKeyError(f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what)
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def render_key(
     template: str,
     values: Mapping[str, object],
@@ -171,7 +151,7 @@ def render_key(
     Integers (``index``, ``seed``) stay integers so format specs like ``{index:04d}`` work;
     every other value goes through :func:`key_value`, except ``prefix`` which is already checked.
     """
-    template_fields(template, allowed, what=f"{what} template")
+    used = template_fields(template, allowed, what=f"{what} template")
     safe: dict[str, object] = {}
     for name, value in values.items():
         if name == "prefix":
@@ -180,10 +160,13 @@ def render_key(
             safe[name] = value
         elif value is not None:
             safe[name] = key_value(value)
+    missing = sorted(used - safe.keys())
+    if missing:
+        raise OxenKeyError(
+            f"{what} template {template!r}: no value for {{{missing[0]}}}", field=f"{what} template"
+        )
     try:
-        key = template.format_map(_Fields(safe, template, f"{what} template"))
-    except OxenKeyError:
-        raise
+        key = template.format_map(safe)
     except (ValueError, TypeError) as exc:
         raise OxenKeyError(f"{what} template {template!r} could not be filled: {exc}", field=what) from None
     return check_key(key, prefix, what=what)
