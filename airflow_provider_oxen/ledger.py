@@ -62,19 +62,10 @@ def request_fingerprint(model: str, parameters: dict[str, Any], count: int) -> s
 
 
 class _Store(Protocol):
+    """Airflow's ``task_state_store``, or a :class:`MemoryStore`."""
+
     def get(self, key: str) -> Any: ...
     def set(self, key: str, value: Any) -> None: ...
-
-
-class _TaskStateStore:
-    def __init__(self, accessor: Any) -> None:
-        self._accessor = accessor
-
-    def get(self, key: str) -> Any:
-        return self._accessor.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self._accessor.set(key, value)
 
 
 class MemoryStore:
@@ -99,9 +90,9 @@ class GenerationLedger:
 
     @classmethod
     def for_context(cls, context: Any) -> GenerationLedger:
-        accessor = context.get("task_state_store") if hasattr(context, "get") else None
-        if accessor is not None:
-            return cls(_TaskStateStore(accessor))
+        store = context.get("task_state_store") if hasattr(context, "get") else None
+        if store is not None:
+            return cls(store)
         log.warning("No task state store in this context: a crashed try could not be resumed.")
         return cls(MemoryStore())
 

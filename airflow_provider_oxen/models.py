@@ -56,11 +56,6 @@ class ImageGenerationRequest(BaseModel):
         payload.pop("model", None)
         return payload
 
-    @property
-    def explicit_names(self) -> frozenset[str]:
-        """The parameter names the caller set: each must be one the model's schema knows."""
-        return frozenset(self.parameters())
-
 
 def build_image_request(
     model: str = DEFAULT_MODEL,
@@ -197,19 +192,6 @@ _ROW_ALIASES = {
 }
 
 
-def _apply_aliases(data: dict[str, Any], aliases: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
-    out = dict(data)
-    for name, others in aliases.items():
-        if out.get(name) is not None:
-            continue
-        for other in others:
-            value = out.get(other)
-            if isinstance(value, str) and value:
-                out[name] = value
-                break
-    return out
-
-
 class _GenerationShape(_Lenient):
     """What every description of one generation shares: its id, times, cost, and the aliases."""
 
@@ -228,7 +210,12 @@ class _GenerationShape(_Lenient):
             inner = data.get("generation")
             if isinstance(inner, dict) and "generation_id" not in data and "id" not in data:
                 data = inner
-            return _apply_aliases(data, _ROW_ALIASES)
+            data = dict(data)
+            for name, others in _ROW_ALIASES.items():
+                if data.get(name) is None:
+                    found = [data[o] for o in others if isinstance(data.get(o), str) and data[o]]
+                    if found:
+                        data[name] = found[0]
         return data
 
     @field_validator("cost", mode="before")
@@ -416,6 +403,12 @@ class ModelList(_Lenient):
     data: list[OxenModel] = Field(default_factory=list)
 
 
+# Where a completion event carries its result URL (documented: ``url``; older pages used the others)
+# and its failure text (documented: ``error``).
+EVENT_URL_KEYS = ("url", "result_url", "output_url", "file_url")
+EVENT_ERROR_KEYS = ("error", "error_message")
+
+
 class OxenEvent(BaseModel):
     """One Server-Sent Event from ``GET /api/events``."""
 
@@ -435,8 +428,7 @@ class OxenEvent(BaseModel):
 
     @property
     def result_url(self) -> str | None:
-        # Documented key: ``url``; older pages used ``result_url``/``output_url``.
-        for key in ("url", "result_url", "output_url", "file_url"):
+        for key in EVENT_URL_KEYS:
             value = self.data.get(key)
             if isinstance(value, str) and value:
                 return value
@@ -444,8 +436,8 @@ class OxenEvent(BaseModel):
 
     @property
     def error(self) -> str | None:
-        """The failure text of a ``status: failed`` completion event (documented key: ``error``)."""
-        for key in ("error", "error_message"):
+        """The failure text of a ``status: failed`` completion event."""
+        for key in EVENT_ERROR_KEYS:
             value = self.data.get(key)
             if isinstance(value, dict):
                 value = value.get("detail") or value.get("message") or value.get("title")

@@ -3,17 +3,14 @@
 The trigger and the in-worker wait produce the same payload (plain JSON, because it crosses
 the triggerer → database → worker boundary; :func:`wait_payload`);
 :func:`generations_from_payload` turns it back into rows or raises the typed error the task
-should fail with, and :func:`build_result` makes each row the result pushed to XCom.
+should fail with, and :func:`build_result` makes each row the result dict pushed to XCom.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_oxen.exceptions import (
     OxenError,
@@ -24,16 +21,6 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, GenerationStatus
 from airflow_provider_oxen.redact import strip_query, strip_url_queries
-
-
-class WaitStatus(str, enum.Enum):
-    """Outcome of waiting for a batch of generations (``status`` of the trigger payload)."""
-
-    SUCCESS = "success"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    ERROR = "error"
 
 
 def wait_payload(
@@ -47,6 +34,7 @@ def wait_payload(
 ) -> dict[str, Any]:
     """The JSON payload describing a finished (or abandoned) wait, in the order ids were given.
 
+    Its ``status`` is ``success``, ``failed``, ``cancelled``, ``timeout`` or ``error``.
     ``unrecoverable`` marks an ``error`` that no retry can fix (e.g. the API key was refused),
     so the task fails without spending its retries.
     """
@@ -59,23 +47,23 @@ def wait_payload(
     failed = [i for i in ids if i in rows and rows[i].status is GenerationStatus.FAILED]
     cancelled = [i for i in ids if i in rows and rows[i].status is GenerationStatus.CANCELLED]
     pending = [i for i in ids if i not in rows or not rows[i].status.is_terminal]
-    status, message = WaitStatus.SUCCESS, f"{len(ids)} generation(s) succeeded"
+    status, message = "success", f"{len(ids)} generation(s) succeeded"
     if error is not None:
-        status, message = WaitStatus.ERROR, error
+        status, message = "error", error
     elif failed:
         first = rows[failed[0]]
-        status = WaitStatus.FAILED
+        status = "failed"
         message = (
             f"{len(failed)} of {len(ids)} generation(s) failed; {first.generation_id}: {first.error_message}"
         )
     elif timed_out or pending:
-        status = WaitStatus.TIMEOUT
+        status = "timeout"
         message = f"{len(pending)} of {len(ids)} generation(s) unfinished after {timeout or 0:g} s"
     elif cancelled:
-        status = WaitStatus.CANCELLED
+        status = "cancelled"
         message = f"{len(cancelled)} of {len(ids)} generation(s) cancelled"
     return {
-        "status": status.value,
+        "status": status,
         "message": message,
         "generation_ids": ids,
         "generations": generations,
@@ -85,28 +73,23 @@ def wait_payload(
     }
 
 
-def pending_of_payload(payload: Mapping[str, Any]) -> list[str]:
-    """Ids the wait left unfinished (still queued or rendering on Oxen)."""
-    return [str(i) for i in payload.get("pending") or []]
-
-
 def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
     """The rows of a successful wait, else the typed error the task fails with."""
-    status = WaitStatus(payload.get("status", WaitStatus.ERROR.value))
+    status = payload.get("status", "error")
     rows = [Generation.model_validate(row) for row in payload.get("generations") or []]
-    if status is WaitStatus.SUCCESS:
+    if status == "success":
         return rows
-    message = str(payload.get("message") or status.value)
-    if status is WaitStatus.FAILED:
+    message = str(payload.get("message") or status)
+    if status == "failed":
         failed = [row for row in rows if row.status is GenerationStatus.FAILED]
         error = OxenGenerationFailedError(failed[0].generation_id, failed[0].error_message)
         if len(failed) > 1:
             error.args = (f"{error} ({message})",)
         raise error
-    if status is WaitStatus.CANCELLED:
+    if status == "cancelled":
         cancelled = [row for row in rows if row.status is GenerationStatus.CANCELLED]
         raise OxenGenerationCancelledError(cancelled[0].generation_id if cancelled else "?")
-    if status is WaitStatus.TIMEOUT:
+    if status == "timeout":
         pending = payload.get("pending") or ["?"]
         error_t = OxenGenerationTimeoutError(pending[0], float(payload.get("timeout") or 0))
         error_t.args = (f"{error_t} ({message}; unfinished ones were cancelled)",)
@@ -114,34 +97,6 @@ def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
     if payload.get("unrecoverable"):
         raise OxenUnrecoverableError(f"Waiting for Oxen generations failed: {message}")
     raise OxenError(f"Waiting for Oxen generations failed: {message}")
-
-
-class GenerationResult(BaseModel):
-    """One generated image as pushed to XCom (via :meth:`to_xcom`: a plain JSON dict)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    generation_id: str
-    model: str | None = None
-    media_type: str | None = None
-    prompt: str | None = None
-    seed: int | None = None
-    parameters: dict[str, Any] = {}
-    status: str
-    result_url: str | None = None
-    output_format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    # A decimal string, as the API reports it (``"0.0600"``); None when Oxen did not say.
-    cost: str | None = None
-    enqueued_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    queue_seconds: float | None = None
-    render_seconds: float | None = None
-
-    def to_xcom(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -170,8 +125,13 @@ def build_result(
     model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     media_type: str | None = None,
-) -> GenerationResult:
-    """Merge what we asked for (``parameters``) with what the API reports (``row``)."""
+) -> dict[str, Any]:
+    """One generated image or clip as pushed to XCom (plain JSON): what we asked for
+    (``parameters``, and the ``prompt``, ``seed``, ``output_format``, ``width`` and ``height`` they
+    say) merged with what the API reports (``row``): ``generation_id``, ``model``, ``media_type``,
+    ``status``, ``result_url`` (without its signed query), ``cost`` (a decimal string, None when
+    Oxen did not say), ``enqueued_at``, ``started_at``, ``completed_at``, and the
+    ``queue_seconds`` and ``render_seconds`` between them."""
     # Presigned inputs (``input_image``) keep no signature in XCom either.
     params = strip_url_queries(dict(parameters if parameters is not None else (row.parameters or {})))
     width, height = _dimensions(params.get("image_size"))
@@ -180,22 +140,22 @@ def build_result(
         suffix = row.result_url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
         output_format = suffix if suffix in ("jpeg", "jpg", "png", "webp", "mp4", "webm", "mov") else None
     seed = params.get("seed")
-    return GenerationResult(
-        generation_id=row.generation_id,
-        model=row.model_name or model,
-        media_type=row.media_type or media_type or "image",
-        prompt=params.get("prompt", row.prompt),
-        seed=seed if isinstance(seed, int) else None,
-        parameters=params,
-        status=row.status.value,
-        result_url=strip_query(row.result_url) if row.result_url else None,
-        output_format=output_format,
-        width=width,
-        height=height,
-        cost=row.cost,
-        enqueued_at=row.enqueued_at,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        queue_seconds=_seconds_between(row.enqueued_at, row.started_at),
-        render_seconds=_seconds_between(row.started_at, row.completed_at),
-    )
+    return {
+        "generation_id": row.generation_id,
+        "model": row.model_name or model,
+        "media_type": row.media_type or media_type or "image",
+        "prompt": params.get("prompt", row.prompt),
+        "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        "parameters": params,
+        "status": row.status.value,
+        "result_url": strip_query(row.result_url) if row.result_url else None,
+        "output_format": output_format,
+        "width": width,
+        "height": height,
+        "cost": row.cost,
+        "enqueued_at": row.enqueued_at,
+        "started_at": row.started_at,
+        "completed_at": row.completed_at,
+        "queue_seconds": _seconds_between(row.enqueued_at, row.started_at),
+        "render_seconds": _seconds_between(row.started_at, row.completed_at),
+    }

@@ -29,12 +29,14 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from airflow_provider_oxen.media.checks import check_failed
 from airflow_provider_oxen.media.video import (
     duration_text,
     frame_rate_text,
     is_video,
     requested_duration,
 )
+from airflow_provider_oxen.models import PRESET_DIMENSIONS
 
 APPROVE, REJECT, REGENERATE = "approve", "reject", "regenerate"
 DECISIONS = [APPROVE, REJECT, REGENERATE]
@@ -46,15 +48,6 @@ DECISION_LABELS = {
 NOTE_PARAM = "note"
 NOTE_TITLE = "Note for regenerations (optional)"
 
-# ``image_size`` presets (ideogram) and the aspect ratio a person knows them by.
-_PRESET_ASPECTS = {
-    "square_hd": "1:1",
-    "square": "1:1",
-    "portrait_4_3": "3:4",
-    "portrait_16_9": "9:16",
-    "landscape_4_3": "4:3",
-    "landscape_16_9": "16:9",
-}
 _TIMES = "\N{MULTIPLICATION SIGN}"
 _COMMON_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
 # Markdown characters that would format (or link) text taken from a prompt.
@@ -66,22 +59,10 @@ def decision_param_name(index: int, generation_id: str) -> str:
     return f"image_{index + 1:02d}_{generation_id.replace('-', '')[:8]}"
 
 
-def checks_ok(record: Mapping[str, Any]) -> bool:
-    """Not failed: passed, not run, or not checked (``ok: null``, a clip stored without PyAV)."""
-    checks = record.get("checks")
-    return not isinstance(checks, Mapping) or checks.get("ok", True) is not False
-
-
 def default_decision(record: Mapping[str, Any]) -> str:
-    """``approve``, or ``reject`` when the image or clip failed the automatic checks."""
-    return APPROVE if checks_ok(record) else REJECT
-
-
-def _problems(record: Mapping[str, Any]) -> list[str]:
-    checks = record.get("checks")
-    if not isinstance(checks, Mapping):
-        return []
-    return [str(p) for p in checks.get("problems") or []]
+    """``approve``, or ``reject`` when the image or clip failed the automatic checks (not run or
+    not checked, a clip stored without PyAV, is not failed)."""
+    return REJECT if check_failed(record) else APPROVE
 
 
 def checks_text(record: Mapping[str, Any]) -> str:
@@ -91,9 +72,9 @@ def checks_text(record: Mapping[str, Any]) -> str:
         return "not run"
     if "ok" in checks and checks["ok"] is None:
         return str(checks.get("note") or "not checked")
-    if checks_ok(record):
+    if not check_failed(record):
         return "passed"
-    return "FAILED: " + ("; ".join(_problems(record)) or "see the transfer's log")
+    return "FAILED: " + ("; ".join(str(p) for p in checks.get("problems") or []) or "see the transfer's log")
 
 
 def pixel_size(record: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -132,8 +113,8 @@ def aspect_label(record: Mapping[str, Any]) -> str | None:
     """How a person names the image's shape: ``16:9``, ``1:1``, ``3:4``, else width x height."""
     requested = _requested_size(record)
     if isinstance(requested, str):
-        if requested in _PRESET_ASPECTS:
-            return _PRESET_ASPECTS[requested]
+        if requested in PRESET_DIMENSIONS:
+            return _ratio(*PRESET_DIMENSIONS[requested])
         if re.fullmatch(r"\d+:\d+", requested):
             return requested
     size = pixel_size(record)
@@ -379,7 +360,7 @@ def review_body(
         )
     if about:
         lines += ["", " · ".join(about) + "."]
-    failed = [i for i, r in enumerate(records) if not checks_ok(r)]
+    failed = [i for i, r in enumerate(records) if check_failed(r)]
     if failed:
         if clips:
             names = ", ".join(f"{'clip' if is_video(records[i]) else 'image'} {i + 1}" for i in failed)

@@ -43,12 +43,8 @@ class StatusTracker:
     ) -> None:
         self.order = list(dict.fromkeys(generation_ids))
         self.rows: dict[str, Generation] = {}
-        self._log = logger or log
+        self.logger = logger or log
         self._started = started if started is not None else time.monotonic()
-
-    @property
-    def logger(self) -> Any:
-        return self._log
 
     @property
     def pending(self) -> list[str]:
@@ -69,11 +65,11 @@ class StatusTracker:
         elapsed = time.monotonic() - self._started
         remaining = len(self.pending)
         if row.status is GenerationStatus.FAILED:
-            self._log.warning(
+            self.logger.warning(
                 "Oxen generation %s failed after %.1f s: %s", row.generation_id, elapsed, row.error_message
             )
         else:
-            self._log.info(
+            self.logger.info(
                 "Oxen generation %s is %s after %.1f s (%d of %d still pending)",
                 row.generation_id,
                 row.status.value,
@@ -146,12 +142,6 @@ class ProgressLog:
         self._log.info("Oxen batch progress: %s", line)
         self._last_line, self._last_time = line, now
         return True
-
-
-def next_sleep(poll_interval: float, deadline: float, now: float | None = None) -> float:
-    """Sleep until the next poll, but never past the deadline (epoch seconds)."""
-    remaining = deadline - (now if now is not None else time.time())
-    return max(0.0, min(poll_interval, remaining))
 
 
 # Wake-up timers run their callback in an empty context of their thread: ``call_at`` would

@@ -288,10 +288,6 @@ def may_be_already_finished(error: OxenAPIStatusError) -> bool:
     return 400 <= error.status_code < 500 and error.status_code not in (401, 402, 403, 404, 429)
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
-
-
 def json_body(call: ApiCall, response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -339,7 +335,8 @@ def plan_after_response(
     if response.is_success:
         return None
     status = response.status_code
-    delay = delay_after_status(status, retry_after_of(response), attempt, paid=call.paid, policy=policy)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    delay = delay_after_status(status, retry_after, attempt, paid=call.paid, policy=policy)
     if delay is not None:
         return RetryAfter(delay, f"HTTP {status}")
     if call.paid and is_ambiguous_paid_status(status):

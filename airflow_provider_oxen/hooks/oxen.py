@@ -52,7 +52,7 @@ from airflow_provider_oxen.models import (
     models_for,
     split_generation_counts,
 )
-from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker, next_sleep
+from airflow_provider_oxen.waiting import TRANSIENT_ERRORS, ProgressLog, StatusTracker
 
 _DOWNLOAD_CHUNK = 256 * 1024
 
@@ -119,10 +119,16 @@ class _OxenHookBase(BaseHook):
     hook_name = "Oxen.ai"
     client_flavour = "sync"
 
-    def __init__(self, oxen_conn_id: str = default_conn_name, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        oxen_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         super().__init__()
         self.oxen_conn_id = oxen_conn_id
-        self._timeout_override = timeout
+        self._overrides = {"timeout": timeout, "max_retries": max_retries}
         self._settings: OxenSettings | None = None
 
     @classmethod
@@ -138,8 +144,7 @@ class _OxenHookBase(BaseHook):
 
     def _settings_from_connection(self, conn: Any) -> OxenSettings:
         extras = dict(conn.extra_dejson or {})
-        if self._timeout_override is not None:
-            extras["timeout"] = self._timeout_override
+        extras.update({name: value for name, value in self._overrides.items() if value is not None})
         settings = OxenSettings.from_connection(conn.host, conn.password, extras)
         if not settings.api_key.get_secret_value():
             raise OxenValidationError(
@@ -202,6 +207,7 @@ class OxenHook(_OxenHookBase):
         API key; extras ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
         ``target_namespace``).
     :param timeout: per-request timeout in seconds, overriding the connection's.
+    :param max_retries: retries of a failed request, overriding the connection's.
     """
 
     def __init__(self, oxen_conn_id: str = _OxenHookBase.default_conn_name, **kwargs: Any) -> None:
@@ -225,10 +231,10 @@ class OxenHook(_OxenHookBase):
         return self._client
 
     def close(self) -> None:
-        self._close_download_conn()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in (self._client, self._download_client):
+            if client is not None:
+                client.close()
+        self._client = self._download_client = None
 
     def __enter__(self) -> OxenHook:
         return self
@@ -365,7 +371,7 @@ class OxenHook(_OxenHookBase):
                 "(OxenHook.list_models() lists them).",
                 field="model",
             ) from None
-        parameters = prepare_parameters(model, request.parameters(), request.explicit_names)
+        parameters = prepare_parameters(model, request.parameters())
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
     def validate_request(self, request: ImageGenerationRequest) -> None:
@@ -386,11 +392,6 @@ class OxenHook(_OxenHookBase):
             kwargs = self.client_kwargs(self.settings)
             self._download_client = build_download_client(self.download_policy, **kwargs)
         return self._download_client
-
-    def _close_download_conn(self) -> None:
-        if self._download_client is not None:
-            self._download_client.close()
-            self._download_client = None
 
     @contextmanager
     def open_download(self, url: str) -> Iterator[httpx.Response]:
@@ -430,21 +431,16 @@ class OxenHook(_OxenHookBase):
         completed = []
         for row in rows:
             try:
-                details: GenerationDetails | None = self.get_generation_details(row.generation_id)
+                details = self.get_generation_details(row.generation_id)
             except OxenError as exc:
                 self.log.warning("Cost of Oxen generation %s unavailable: %s", row.generation_id, exc)
-                details = None
-            completed.append(self._with_details(row, details))
+                completed.append(row)
+                continue
+            known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
+            completed.append(
+                row.model_copy(update={k: v for k, v in known.items() if getattr(row, k) is None})
+            )
         return completed
-
-    @staticmethod
-    def _with_details(row: Generation, details: GenerationDetails | None) -> Generation:
-        """A finished row completed with what only ``/api/ai/generations/{id}`` knows (cost)."""
-        if details is None:
-            return row
-        known = details.model_dump(exclude_none=True, include=_DETAIL_FIELDS)
-        fill = {k: v for k, v in known.items() if getattr(row, k) is None}
-        return row.model_copy(update=fill) if fill else row
 
     def cancel_generations(self, generation_ids: Iterable[str]) -> list[Generation]:
         """Best-effort cancel of each id; failures are logged, not raised (used on kill/timeout)."""
@@ -487,7 +483,7 @@ class OxenHook(_OxenHookBase):
             if time.time() >= deadline:
                 break
             progress.maybe_log()
-            time.sleep(next_sleep(poll_interval, deadline))
+            time.sleep(max(0.0, min(poll_interval, deadline - time.time())))  # never past the deadline
         # Built before cancelling, so it names what was unfinished at the deadline.
         payload = tracker.payload(timed_out=True, timeout=timeout)
         if cancel_unfinished:

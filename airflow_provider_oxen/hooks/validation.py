@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -71,64 +71,34 @@ def validate_parameters(model: OxenModel, parameters: dict[str, Any]) -> None:
     )
 
 
-def schema_properties(model: OxenModel) -> frozenset[str] | None:
-    """The parameter names the model's schema declares, or None when it declares none."""
-    schema = model.request_schema
-    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
-        return None
-    return frozenset(schema["properties"])
+def shape_parameters(model: OxenModel, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters to send: all but the API envelope's keys.
 
-
-def allows_other_names(model: OxenModel) -> bool:
-    """Whether the schema lets a request carry names it does not declare (JSON Schema's default)."""
-    schema = model.request_schema
-    if not isinstance(schema, dict):
-        return True
-    extra = schema.get("additionalProperties", True)
-    # ``additionalProperties: {schema}`` also admits other names (their values are checked).
-    return extra is not False
-
-
-def shape_parameters(
-    model: OxenModel, parameters: Mapping[str, Any], explicit: Collection[str]
-) -> dict[str, Any]:
-    """The parameters to send: exactly the names the model's schema knows.
-
-    A name the caller set (``explicit``) that the schema does not know is refused, naming the
-    closest known one, unless the schema admits other names. Any other name (a caller's own
-    default) is dropped when the schema lacks it. Without a schema everything is sent as given.
+    A name the model's schema does not know is refused, naming the closest known one, where the
+    schema says so (``additionalProperties: false``; JSON Schema admits other names by default,
+    and ``additionalProperties: {schema}`` admits them with their values checked).
     """
-    known = schema_properties(model)
     params = {k: v for k, v in parameters.items() if k not in ENVELOPE_KEYS}
-    if known is None:
+    schema = model.request_schema or {}
+    known = schema.get("properties")
+    if not isinstance(known, dict) or schema.get("additionalProperties", True) is not False:
         return params
-    open_schema = allows_other_names(model)
-    shaped: dict[str, Any] = {}
-    for name, value in params.items():
-        if name in known:
-            shaped[name] = value
-        elif name in explicit:
-            if not open_schema:
-                raise unknown_parameter(model, name, known)
-            shaped[name] = value
-    return shaped
+    for name in params:
+        if name not in known:
+            names = sorted(known)
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise OxenValidationError(
+                f"Unknown parameter '{name}' for model '{model.id}'{hint} (it takes: {', '.join(names)})",
+                field=name,
+                allowed=names,
+            )
+    return params
 
 
-def unknown_parameter(model: OxenModel, name: str, known: Collection[str]) -> OxenValidationError:
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return OxenValidationError(
-        f"Unknown parameter '{name}' for model '{model.id}'{hint} (it takes: {', '.join(sorted(known))})",
-        field=name,
-        allowed=sorted(known),
-    )
-
-
-def prepare_parameters(
-    model: OxenModel, parameters: Mapping[str, Any], explicit: Collection[str]
-) -> dict[str, Any]:
+def prepare_parameters(model: OxenModel, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Check the model can be queued, shape and type the parameters to its schema, validate them."""
     check_model_accepts_media(model)
-    shaped = model.typed(shape_parameters(model, parameters, explicit))
+    shaped = model.typed(shape_parameters(model, parameters))
     validate_parameters(model, shaped)
     return shaped

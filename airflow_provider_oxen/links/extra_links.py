@@ -22,12 +22,10 @@ secret), plus what the operators push anyway (``return_value`` of the generate t
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
 
@@ -37,22 +35,6 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
 
-    from airflow_provider_oxen.hooks.oxen import OxenHook
-
-__all__ = [
-    "DEFAULT_OXEN_CONN_ID",
-    "LINK_DATA_KEY",
-    "LIVE_LINKS",
-    "OXEN_LINK_TIMEOUT",
-    "PRESIGN_EXPIRES_IN",
-    "OxenContactSheetLink",
-    "OxenContactSheetLiveLink",
-    "OxenImageLink",
-    "OxenImageLiveLink",
-    "OxenManifestLink",
-    "OxenManifestLiveLink",
-    "OxenS3FolderLink",
-]
 
 log = logging.getLogger(__name__)
 
@@ -238,20 +220,6 @@ class _LiveLink(_OxenLink):
         return found
 
 
-@functools.cache
-def _fast_hook_class() -> type[OxenHook]:
-    from airflow_provider_oxen.hooks.oxen import OxenHook
-
-    class FastOxenHook(OxenHook):
-        """An :class:`OxenHook` that never retries (the api-server is answering a page load)."""
-
-        def _settings_from_connection(self, conn: Any) -> Any:
-            settings = super()._settings_from_connection(conn)
-            return replace(settings, retry=replace(settings.retry, max_retries=0))
-
-    return FastOxenHook
-
-
 def generation_ids(value: Any) -> list[str]:
     """Generation ids from the generate task's return value (result dicts, or bare ids)."""
     if not isinstance(value, list):
@@ -312,7 +280,10 @@ class OxenImageLiveLink(_LiveLink, OxenImageLink):
         conn_id = _mapping(_db_xcom(ti_key, LINK_DATA_KEY)).get("oxen_conn_id", DEFAULT_OXEN_CONN_ID)
         if not conn_id:
             return ""
-        with _fast_hook_class()(str(conn_id), timeout=OXEN_LINK_TIMEOUT) as hook:
+        from airflow_provider_oxen.hooks.oxen import OxenHook
+
+        # No retries: the api-server is answering a page load.
+        with OxenHook(str(conn_id), timeout=OXEN_LINK_TIMEOUT, max_retries=0) as hook:
             return hook.get_generation(ids[0]).result_url or ""
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import IO, Any
+from typing import IO, Any, ClassVar, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
@@ -82,6 +82,10 @@ class CheckSettings:
         return asdict(self)
 
 
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 @dataclass(frozen=True)
 class ExpectedImage:
     """What the generation asked for; ``None`` means unknown, so not checked."""
@@ -92,10 +96,9 @@ class ExpectedImage:
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> ExpectedImage:
-        width, height = result.get("width"), result.get("height")
         return cls(
-            width=width if isinstance(width, int) and not isinstance(width, bool) else None,
-            height=height if isinstance(height, int) and not isinstance(height, bool) else None,
+            width=_positive_int(result.get("width")),
+            height=_positive_int(result.get("height")),
             format=normalise_format(result.get("output_format")),
         )
 
@@ -104,6 +107,8 @@ class ExpectedImage:
 class DecodedImage:
     """What decoding found; ``error`` is set when the file is not a readable image."""
 
+    mime_types: ClassVar[Mapping[str, str]] = MIME_TYPES
+
     width: int | None = None
     height: int | None = None
     format: str | None = None
@@ -111,27 +116,39 @@ class DecodedImage:
 
     @property
     def mime_type(self) -> str | None:
-        return MIME_TYPES.get(self.format or "")
+        return self.mime_types.get(self.format or "")
+
+    @property
+    def problem(self) -> str | None:
+        """Why the file does not (wholly) decode, or None."""
+        return self.error
+
+
+_Check = TypeVar("_Check", bound="ImageCheck")
 
 
 @dataclass(frozen=True)
 class ImageCheck:
-    """The verdict for one image: ``ok`` is True only when ``problems`` is empty."""
+    """The verdict for one image: ``ok`` is True only when ``problems`` is empty.
 
-    ok: bool
+    (A video clip's :class:`~airflow_provider_oxen.media.video.VideoCheck` adds what it
+    measures, and ``ok`` None: not checked.)
+    """
+
+    ok: bool | None
     problems: list[str] = field(default_factory=list)
     width: int | None = None
     height: int | None = None
     format: str | None = None
 
+    @classmethod
+    def verdict(cls: type[_Check], decoded: DecodedImage, problems: list[str]) -> _Check:
+        """The verdict on ``problems``, with what decoding measured (the fields both share)."""
+        measured = {f.name: getattr(decoded, f.name) for f in fields(cls) if hasattr(decoded, f.name)}
+        return cls(ok=not problems, problems=problems, **measured)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "width": self.width,
-            "height": self.height,
-            "format": self.format,
-        }
+        return asdict(self)
 
     def summary(self) -> str:
         return "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
@@ -142,6 +159,12 @@ class ImageCheck:
 # one of the three chunk kinds Pillow's WebP plugin accepts.
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
 _WEBP_CHUNKS = (b"VP8 ", b"VP8L", b"VP8X")
+
+
+def check_failed(record: Mapping[str, Any]) -> bool:
+    """A stored record's checks ran and found problems (``ok`` None means not checked, not failed)."""
+    checks = record.get("checks")
+    return isinstance(checks, Mapping) and checks.get("ok") is False
 
 
 def identify_mime_type(fileobj: IO[bytes]) -> str | None:
@@ -197,21 +220,23 @@ def decode_image(
     return DecodedImage(width, height, fmt)
 
 
-def evaluate(
+def find_problems(
     decoded: DecodedImage,
     size_bytes: int,
     expected: ExpectedImage,
-    settings: CheckSettings | None = None,
-) -> ImageCheck:
-    """Judge a decoded image against what was requested; every problem found is listed."""
-    settings = settings or CheckSettings()
+    settings: CheckSettings,
+    *,
+    max_bytes: int,
+    maximum: str = "maximum",
+) -> list[str]:
+    """What the checks of images and video clips share: size, decoding, dimensions, format."""
     problems: list[str] = []
     if size_bytes < settings.min_bytes:
         problems.append(f"size {size_bytes} B is below the minimum of {settings.min_bytes} B")
-    if size_bytes > settings.max_bytes:
-        problems.append(f"size {size_bytes} B is above the maximum of {settings.max_bytes} B")
-    if decoded.error is not None:
-        problems.append(decoded.error)
+    if size_bytes > max_bytes:
+        problems.append(f"size {size_bytes} B is above the {maximum} of {max_bytes} B")
+    if decoded.problem is not None:
+        problems.append(decoded.problem)
     wrong_width = expected.width is not None and decoded.width != expected.width
     wrong_height = expected.height is not None and decoded.height != expected.height
     if settings.check_dimensions and decoded.width is not None and (wrong_width or wrong_height):
@@ -219,13 +244,16 @@ def evaluate(
         problems.append(f"is {decoded.width}x{decoded.height}, expected {want}")
     if settings.check_format and expected.format is not None and decoded.format != expected.format:
         problems.append(f"format is {decoded.format or 'unknown'}, expected {expected.format}")
-    return ImageCheck(
-        ok=not problems,
-        problems=problems,
-        width=decoded.width,
-        height=decoded.height,
-        format=decoded.format,
-    )
+    return problems
+
+
+def evaluate(
+    decoded: DecodedImage, size_bytes: int, expected: ExpectedImage, settings: CheckSettings | None = None
+) -> ImageCheck:
+    """Judge a decoded image against what was requested; every problem found is listed."""
+    settings = settings or CheckSettings()
+    problems = find_problems(decoded, size_bytes, expected, settings, max_bytes=settings.max_bytes)
+    return ImageCheck.verdict(decoded, problems)
 
 
 def check_image(

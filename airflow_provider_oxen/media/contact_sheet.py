@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from airflow_provider_oxen.media.video import duration_text
+
 PAD = 8
 CAPTION_LINES = 3
 _BORDER = 3
@@ -58,10 +60,8 @@ class SheetItem:
         """``video, 5 s`` for a clip (``video`` when its duration is unknown); None for an image."""
         if not self.is_video:
             return None
-        seconds = self.duration_seconds
-        if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-            return "video"
-        return f"video, {round(seconds, 1):g} s"
+        duration = duration_text(self.duration_seconds)
+        return f"video, {duration}" if duration else "video"
 
 
 def make_thumbnail(image: Image.Image, thumb: int = 256) -> Image.Image:
@@ -135,7 +135,7 @@ def _status(item: SheetItem) -> tuple[str, tuple[int, int, int]]:
 def _draw_cell(
     sheet: Image.Image, draw: ImageDraw.ImageDraw, item: SheetItem, x: int, y: int, thumb: int
 ) -> None:
-    _, colour = _status(item)
+    status, colour = _status(item)
     box = (x + PAD, y + PAD, x + PAD + thumb - 1, y + PAD + thumb - 1)
     draw.rectangle(box, fill=_PLACEHOLDER)
     font = _font(_font_size(thumb))
@@ -160,7 +160,6 @@ def _draw_cell(
     outer = (box[0] - _BORDER, box[1] - _BORDER, box[2] + _BORDER, box[3] + _BORDER)
     draw.rectangle(outer, outline=colour, width=_BORDER)
 
-    status, _ = _status(item)
     line = _line_height(thumb)
     top = y + PAD + thumb + PAD
     kind = item.kind_text

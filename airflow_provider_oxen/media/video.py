@@ -17,16 +17,21 @@ import io
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from PIL import Image
 
-from airflow_provider_oxen.media.checks import CheckSettings, normalise_format
+from airflow_provider_oxen.media.checks import (
+    CheckSettings,
+    DecodedImage,
+    ExpectedImage,
+    ImageCheck,
+    find_problems,
+    normalise_format,
+)
 
-VIDEO = "video"
-IMAGE = "image"
 NOT_CHECKED = "not checked (install the video extra)"
 VIDEO_MIME_TYPES = {
     "mp4": "video/mp4",
@@ -57,7 +62,7 @@ def is_video(result: Mapping[str, Any]) -> bool:
     """A result (or record) describes a video: ``media_type`` says so, else its ``output_format`` does."""
     media_type = result.get("media_type")
     if media_type:
-        return str(media_type).lower() == VIDEO
+        return str(media_type).lower() == "video"
     return normalise_format(result.get("output_format")) in VIDEO_FORMATS
 
 
@@ -102,61 +107,47 @@ def requested_duration(result: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _positive_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 @dataclass(frozen=True)
-class ExpectedVideo:
-    """What the generation asked for; ``None`` means unknown, so not checked."""
+class ExpectedVideo(ExpectedImage):
+    """What the generation asked for, its duration too; ``None`` means unknown, so not checked."""
 
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
     duration_seconds: float | None = None
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> ExpectedVideo:
-        return cls(
-            width=_positive_int(result.get("width")),
-            height=_positive_int(result.get("height")),
-            format=normalise_format(result.get("output_format")),
-            duration_seconds=requested_duration(result),
-        )
+        image = ExpectedImage.from_result(result)
+        return cls(image.width, image.height, image.format, requested_duration(result))
 
 
 @dataclass(frozen=True)
-class DecodedVideo:
+class DecodedVideo(DecodedImage):
     """What decoding found; ``error`` is set when the file is not a (wholly) readable video.
 
     ``frames`` counts the frames that decoded; ``declared_frames`` is what the container says
     (None when it does not say).
     """
 
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
+    mime_types: ClassVar[Mapping[str, str]] = VIDEO_MIME_TYPES
+
     codec: str | None = None
     frames: int = 0
     declared_frames: int | None = None
     fps: float | None = None
     duration_seconds: float | None = None
-    error: str | None = None
 
     @property
-    def mime_type(self) -> str | None:
-        return VIDEO_MIME_TYPES.get(self.format or "")
+    def problem(self) -> str | None:
+        if self.error is None and self.frames <= 0:
+            return "has no decodable frames"
+        if self.error is None and self.declared_frames is not None and self.frames < self.declared_frames:
+            return f"only {self.frames} of the {self.declared_frames} frames its container declares decode"
+        return self.error
 
 
 @dataclass(frozen=True)
-class VideoCheck:
+class VideoCheck(ImageCheck):
     """The verdict for one clip: ``ok`` True (no problems), False (problems), None (not checked)."""
 
-    ok: bool | None
-    problems: list[str] = field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
     codec: str | None = None
     frames: int | None = None
     fps: float | None = None
@@ -167,24 +158,10 @@ class VideoCheck:
     def not_checked(cls, note: str = NOT_CHECKED) -> VideoCheck:
         return cls(ok=None, note=note)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "problems": list(self.problems),
-            "width": self.width,
-            "height": self.height,
-            "format": self.format,
-            "codec": self.codec,
-            "frames": self.frames,
-            "fps": self.fps,
-            "duration_seconds": self.duration_seconds,
-            "note": self.note,
-        }
-
     def summary(self) -> str:
         if self.ok is None:
             return self.note or "not checked"
-        return "ok" if self.ok else "FAILED: " + "; ".join(self.problems)
+        return super().summary()
 
 
 def _container_format(container: Any) -> str | None:
@@ -244,10 +221,7 @@ def decode_video(
     av = load_av()
     if av is None:
         raise RuntimeError(NOT_CHECKED)
-    width = height = None
-    fmt = codec = None
-    declared = None
-    fps = duration = None
+    width = height = fmt = codec = declared = fps = duration = error = None
     frames = 0
     poster_index: int | None = None
     try:
@@ -264,52 +238,33 @@ def decode_video(
             declared = int(stream.frames) if stream.frames else None
             duration = _duration(container, stream)
             if width and height and width * height > (Image.MAX_IMAGE_PIXELS or math.inf):
-                return DecodedVideo(
-                    width=width,
-                    height=height,
-                    format=fmt,
-                    codec=codec,
-                    declared_frames=declared,
-                    fps=_rounded(fps),
-                    duration_seconds=_rounded(duration),
-                    error=f"frame size {width}x{height} is above the decompression-bomb limit",
-                )
-            context.thread_type = "AUTO"
-            target = _middle(declared, duration, fps) if on_poster is not None else None
-            end_time = None
-            for frame in container.decode(stream):
-                if target is not None and frames == target and on_poster is not None:
-                    on_poster(frame.to_image())
-                    poster_index = frames
-                    if not decode_all:
-                        break
-                frames += 1
-                if frame.time is not None and fps:
-                    end_time = float(frame.time) + 1 / fps
-            if duration is None and end_time is not None:
-                duration = end_time
+                error = f"frame size {width}x{height} is above the decompression-bomb limit"
+            else:
+                context.thread_type = "AUTO"
+                target = _middle(declared, duration, fps) if on_poster is not None else None
+                end_time = None
+                for frame in container.decode(stream):
+                    if target is not None and frames == target and on_poster is not None:
+                        on_poster(frame.to_image())
+                        poster_index = frames
+                        if not decode_all:
+                            break
+                    frames += 1
+                    if frame.time is not None and fps:
+                        end_time = float(frame.time) + 1 / fps
+                if duration is None and end_time is not None:
+                    duration = end_time
     except (av.error.FFmpegError, OSError, ValueError, EOFError) as exc:
-        what = (
+        error = (
             f"video data is corrupt or truncated after {frames} frame(s) ({exc})"
             if frames
             else f"does not decode as a video ({exc})"
         )
-        return DecodedVideo(
-            width, height, fmt, codec, frames, declared, _rounded(fps), _rounded(duration), what
-        )
-    if on_poster is not None and poster_index is None and frames:
+    if error is None and on_poster is not None and poster_index is None and frames:
         _poster_by_counting(av, source, frames // 2, on_poster)
-    counted = frames if decode_all or poster_index is None else None
-    return DecodedVideo(
-        width,
-        height,
-        fmt,
-        codec,
-        counted if counted is not None else (declared or 0),
-        declared,
-        _rounded(fps),
-        _rounded(duration),
-    )
+    if error is None and not decode_all and poster_index is not None:
+        frames = declared or 0  # stopped at the poster: the container's count
+    return DecodedVideo(width, height, fmt, error, codec, frames, declared, _rounded(fps), _rounded(duration))
 
 
 def _poster_by_counting(
@@ -324,49 +279,19 @@ def _poster_by_counting(
 
 
 def evaluate_video(
-    decoded: DecodedVideo,
-    size_bytes: int,
-    expected: ExpectedVideo,
-    settings: CheckSettings | None = None,
+    decoded: DecodedVideo, size_bytes: int, expected: ExpectedVideo, settings: CheckSettings | None = None
 ) -> VideoCheck:
     """Judge a decoded clip against what was requested; every problem found is listed."""
     settings = settings or CheckSettings()
-    problems: list[str] = []
-    if size_bytes < settings.min_bytes:
-        problems.append(f"size {size_bytes} B is below the minimum of {settings.min_bytes} B")
-    if size_bytes > settings.max_video_bytes:
-        problems.append(f"size {size_bytes} B is above the video maximum of {settings.max_video_bytes} B")
-    if decoded.error is not None:
-        problems.append(decoded.error)
-    elif decoded.frames <= 0:
-        problems.append("has no decodable frames")
-    elif decoded.declared_frames is not None and decoded.frames < decoded.declared_frames:
-        problems.append(
-            f"only {decoded.frames} of the {decoded.declared_frames} frames its container declares decode"
-        )
-    wrong_width = expected.width is not None and decoded.width != expected.width
-    wrong_height = expected.height is not None and decoded.height != expected.height
-    if settings.check_dimensions and decoded.width is not None and (wrong_width or wrong_height):
-        want = f"{expected.width or '?'}x{expected.height or '?'}"
-        problems.append(f"is {decoded.width}x{decoded.height}, expected {want}")
-    if settings.check_format and expected.format is not None and decoded.format != expected.format:
-        problems.append(f"format is {decoded.format or 'unknown'}, expected {expected.format}")
+    problems = find_problems(
+        decoded, size_bytes, expected, settings, max_bytes=settings.max_video_bytes, maximum="video maximum"
+    )
     wanted, found = expected.duration_seconds, decoded.duration_seconds
     if settings.check_duration and wanted is not None and found is not None and decoded.error is None:
         tolerance = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_RATIO * wanted)
         if abs(found - wanted) > tolerance:
             problems.append(f"lasts {found:g} s, expected {wanted:g} s")
-    return VideoCheck(
-        ok=not problems,
-        problems=problems,
-        width=decoded.width,
-        height=decoded.height,
-        format=decoded.format,
-        codec=decoded.codec,
-        frames=decoded.frames,
-        fps=decoded.fps,
-        duration_seconds=decoded.duration_seconds,
-    )
+    return VideoCheck.verdict(decoded, problems)
 
 
 def poster_jpeg(image: Image.Image, *, quality: int = POSTER_QUALITY) -> bytes:

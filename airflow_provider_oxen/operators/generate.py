@@ -38,7 +38,7 @@ from airflow_provider_oxen.models import (
 from airflow_provider_oxen.pricing import estimate_cost, why_unknown
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
-from airflow_provider_oxen.results import build_result, generations_from_payload, pending_of_payload
+from airflow_provider_oxen.results import build_result, generations_from_payload
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -115,7 +115,8 @@ class OxenGenerateOperator(BaseOperator):
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
         :class:`~airflow_provider_oxen.sensors.generation.OxenGenerationSensor`).
-    :return: (XCom) a list of result dicts (see ``GenerationResult``), or of ids when not waiting.
+    :return: (XCom) a list of result dicts (see :func:`~airflow_provider_oxen.results.build_result`),
+        or of ids when not waiting.
     """
 
     template_fields: Sequence[str] = (
@@ -193,10 +194,6 @@ class OxenGenerateOperator(BaseOperator):
         return self.build_request(input_image=input_image_value(model, urls))
 
     @property
-    def output_count(self) -> int:
-        return check_output_count(self.num_outputs, int(self.max_outputs))
-
-    @property
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
 
@@ -205,7 +202,7 @@ class OxenGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
             OxenImageLink.persist(context, self)
-            count = self.output_count
+            count = check_output_count(self.num_outputs, int(self.max_outputs))
             prepared = hook.prepare(self.build_request_for(hook))
             sent = self._sent(prepared)
             self._check_cost(prepared, sent["parameters"], count)
@@ -300,7 +297,7 @@ class OxenGenerateOperator(BaseOperator):
             rows = generations_from_payload(payload)  # raises the typed error on failure
         except OxenError as exc:
             self.log.error("%s", exc)
-            pending = pending_of_payload(payload)
+            pending = [str(i) for i in payload.get("pending") or []]
             if pending and self._is_final(context, exc):
                 # The trigger may have stopped before it could cancel (e.g. it could not read
                 # the connection): whatever still renders would be paid for and never collected.
@@ -313,8 +310,7 @@ class OxenGenerateOperator(BaseOperator):
         sent = entry.sent if entry is not None else {}
         media_type, parameters = sent.get("media_type", "image"), sent.get("parameters")
         results = [
-            build_result(row, model=self.model, parameters=parameters, media_type=media_type).to_xcom()
-            for row in rows
+            build_result(row, model=self.model, parameters=parameters, media_type=media_type) for row in rows
         ]
         ledger.settle()
         self.log.info(

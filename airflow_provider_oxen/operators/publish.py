@@ -29,15 +29,10 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.media.video import is_video
-from airflow_provider_oxen.operators.review import APPROVE, REGENERATE, REJECT
+from airflow_provider_oxen.review_form import APPROVE, REGENERATE, REJECT
 from airflow_provider_oxen.transfers.batch import flatten_results
-from airflow_provider_oxen.transfers.keys import check_key, normalise_prefix
-from airflow_provider_oxen.transfers.store import (
-    GENERATION_ID_META,
-    ExistingObject,
-    S3ObjectStore,
-    s3_metadata,
-)
+from airflow_provider_oxen.transfers.keys import check_bucket, check_key, normalise_prefix
+from airflow_provider_oxen.transfers.store import GENERATION_ID_META, ExistingObject, S3ObjectStore
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -132,9 +127,7 @@ class OxenPublishReviewedOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, list[Any]]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        bucket = str(self.bucket or "").strip()
-        if not bucket or "/" in bucket:
-            raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {bucket!r}")
+        bucket = check_bucket(self.bucket)
         review: Mapping[str, Any] = self.review or {}
         decisions: Mapping[str, str] = review.get("decisions") or {}
         note = str(review.get("note") or "")
@@ -213,33 +206,24 @@ class OxenPublishReviewedOperator(BaseOperator):
         seen: dict[str, str] = {}
         for record in records:
             generation_id = str(record.get("generation_id") or "")
-            key = str(record["s3_key"])
-            what = f"s3_key of record {generation_id or '?'}"
-            check_key(key, source_prefix, what=what, refusing=_REFUSING)
-            uri = record.get("s3_uri")
-            if uri is not None and uri != f"s3://{bucket}/{key}":
-                raise OxenKeyError(
-                    f"Record {generation_id} names {uri!r}, which is not {key!r} in bucket {bucket!r} "
-                    f"(the bucket the transfer wrote); {_REFUSING}",
-                    field="records",
-                )
-            if key in seen:
-                if seen[key] != generation_id:
-                    raise OxenValidationError(
-                        f"Records {seen[key]} and {generation_id} both name {key!r}; {_REFUSING}",
-                        field="records",
-                    )
+            key = _stored_key(record, "s3", "the file", bucket, source_prefix)
+            if seen.get(key) == generation_id:
                 continue  # the same record twice
-            seen[key] = generation_id
             files = [(key, record.get("sha256"), record.get("size_bytes"), False)]
-            poster_file = _poster_file(record, generation_id, bucket, source_prefix, seen)
-            if poster_file is not None:
-                files.append(poster_file)
+            if is_video(record) and record.get("poster_s3_key"):
+                poster_key = _stored_key(record, "poster_s3", "the poster frame", bucket, source_prefix)
+                files.append((poster_key, record.get("poster_sha256"), record.get("poster_size_bytes"), True))
             # A file nobody decided on is not published.
             decision = decisions.get(generation_id, REJECT)
             if decision != REGENERATE:
                 decision = APPROVE if decision == APPROVE else REJECT
             for file_key, sha256, size, poster in files:
+                if file_key in seen:
+                    raise OxenValidationError(
+                        f"Records {seen[file_key]} and {generation_id} both name {file_key!r}; {_REFUSING}",
+                        field="records",
+                    )
+                seen[file_key] = generation_id
                 target = None
                 if decision != REGENERATE:
                     prefix, field = targets[decision]
@@ -278,7 +262,7 @@ class OxenPublishReviewedOperator(BaseOperator):
                 self._check_source(store, item, source)
                 return _Step(item, copy=False, delete=True, source=source)
             return _Step(item, copy=False, delete=False, source=source)
-        if target is not None and not _carries(target, item.generation_id):
+        if target is not None and not target.is_generation(item.generation_id):
             raise OxenKeyConflictError(
                 f"{store.uri(item.target)} already holds an object that is not generation "
                 f"{item.generation_id}'s {item.what}; {_REFUSING}"
@@ -295,7 +279,7 @@ class OxenPublishReviewedOperator(BaseOperator):
     def _check_source(self, store: S3ObjectStore, item: _Item, source: ExistingObject) -> None:
         """The object at the record's key must be the one the transfer stored for this record."""
         uri = store.uri(item.key)
-        if not _carries(source, item.generation_id):
+        if not source.is_generation(item.generation_id):
             raise OxenKeyConflictError(
                 f"{uri} is not the {item.what} the transfer stored for record {item.generation_id} (its "
                 f"{GENERATION_ID_META} metadata is {source.metadata.get(GENERATION_ID_META) or 'unset'}); "
@@ -316,7 +300,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         source: ExistingObject | None,
     ) -> bool:
         """Whether ``found`` (at ``key``) is this record's file: the same generation, the same bytes."""
-        if not _carries(found, item.generation_id):
+        if not found.is_generation(item.generation_id):
             return False
         if item.sha256 is not None:
             return store.holds(key, found, item.sha256, item.size)
@@ -358,28 +342,20 @@ class OxenPublishReviewedOperator(BaseOperator):
             self.log.info("%s: reject %s: already moved to %s", item.generation_id, item.what, target_uri)
 
 
-def _poster_file(
-    record: Mapping[str, Any], generation_id: str, bucket: str, source_prefix: str, seen: dict[str, str]
-) -> tuple[str, Any, Any, bool] | None:
-    """A clip record's poster frame as (key, sha256, size, True), checked like the clip's own key."""
-    key = record.get("poster_s3_key")
-    if not is_video(record) or not key:
-        return None
-    key = str(key)
-    check_key(key, source_prefix, what=f"poster_s3_key of record {generation_id}", refusing=_REFUSING)
-    uri = record.get("poster_s3_uri")
+def _stored_key(record: Mapping[str, Any], name: str, what: str, bucket: str, source_prefix: str) -> str:
+    """The record's ``<name>_key``, checked to lie inside the transfer's prefix and to be the
+    object its ``<name>_uri`` names in ``bucket`` (a file or a poster frame: ``what``)."""
+    generation_id = record.get("generation_id") or "?"
+    key = str(record[f"{name}_key"])
+    check_key(key, source_prefix, what=f"{name}_key of record {generation_id}", refusing=_REFUSING)
+    uri = record.get(f"{name}_uri")
     if uri is not None and uri != f"s3://{bucket}/{key}":
         raise OxenKeyError(
-            f"Record {generation_id} names the poster frame {uri!r}, which is not {key!r} in bucket "
-            f"{bucket!r}; {_REFUSING}",
+            f"Record {generation_id} names {what} {uri!r}, which is not {key!r} in bucket {bucket!r} "
+            f"(the bucket the transfer wrote); {_REFUSING}",
             field="records",
         )
-    if key in seen:
-        raise OxenValidationError(
-            f"Records {seen[key]} and {generation_id} both name {key!r}; {_REFUSING}", field="records"
-        )
-    seen[key] = generation_id
-    return key, record.get("poster_sha256"), record.get("poster_size_bytes"), True
+    return key
 
 
 def _regeneration(item: _Item, note: str) -> dict[str, Any]:
@@ -404,11 +380,6 @@ def _target_prefix(value: str | None, field: str) -> tuple[str, str]:
     if not prefix:
         raise OxenValidationError(f"{field} must not be empty (the bucket root); {_REFUSING}", field=field)
     return prefix, field
-
-
-def _carries(found: ExistingObject, generation_id: str) -> bool:
-    expected = s3_metadata({GENERATION_ID_META: generation_id})[GENERATION_ID_META]
-    return bool(generation_id) and found.metadata.get(GENERATION_ID_META) == expected
 
 
 def _check_targets(items: Sequence[_Item]) -> None:

@@ -32,10 +32,10 @@ from airflow_provider_oxen.review_form import (
     NOTE_PARAM,
     REGENERATE,
     REJECT,
-    checks_ok,
     count_text,
     decision_param,
     decision_param_name,
+    default_decision,
     note_param,
     review_body,
 )
@@ -43,23 +43,6 @@ from airflow_provider_oxen.transfers.batch import flatten_results
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-__all__ = [
-    "APPLY",
-    "APPROVE",
-    "APPROVE_ALL",
-    "DECISIONS",
-    "MAX_LINK_EXPIRY",
-    "NOTE_PARAM",
-    "REGENERATE",
-    "REGENERATE_ALL",
-    "REJECT",
-    "REJECT_ALL",
-    "OxenImageReviewOperator",
-    "decide",
-    "decision_param_name",
-    "link_expiry_for",
-]
 
 APPLY, APPROVE_ALL, REJECT_ALL, REGENERATE_ALL = (
     "Apply per-image decisions",
@@ -98,7 +81,7 @@ def decide(
             decisions[generation_id] = blanket[option]
             continue
         value = params_input.get(decision_param_name(index, generation_id))
-        decisions[generation_id] = value if value in DECISIONS else (APPROVE if checks_ok(record) else REJECT)
+        decisions[generation_id] = value if value in DECISIONS else default_decision(record)
     return decisions
 
 

@@ -102,4 +102,4 @@ class OxenGenerationSensor(BaseSensorOperator):
             if self.soft_fail:
                 raise AirflowSkipException(f"Skipping due to soft_fail: {exc}") from exc
             raise
-        return [build_result(row).to_xcom() for row in rows]
+        return [build_result(row) for row in rows]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
 
-from airflow_provider_oxen.exceptions import OxenKeyError
+from airflow_provider_oxen.exceptions import OxenKeyError, OxenValidationError
 
 # S3's own limit on a key's length, in UTF-8 bytes.
 MAX_KEY_BYTES = 1024
@@ -72,6 +72,14 @@ def _problem(key: str) -> str | None:
             if form != segment and ("/" in form or "\\" in form):
                 return f"has an encoded path separator in {segment!r}"
     return None
+
+
+def check_bucket(bucket: object) -> str:
+    """``bucket`` if it is a bucket name (no ``s3://``, no path); raises OxenValidationError."""
+    name = str(bucket or "").strip()
+    if not name or "/" in name:
+        raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {name!r}")
+    return name
 
 
 def normalise_prefix(prefix: str | None) -> str:
@@ -130,26 +138,6 @@ def template_fields(template: str, allowed: frozenset[str], *, what: str = "key_
     return used
 
 
-class _Fields(Mapping[str, object]):
-    """The only names a template can see; a missing one is a clear error, not a KeyError."""
-
-    def __init__(self, values: Mapping[str, object], template: str, what: str) -> None:
-        self._values = dict(values)
-        self._template = template
-        self._what = what
-
-    def __getitem__(self, name: str) -> object:
-        if name not in self._values:
-            raise OxenKeyError(f"{self._what} {self._template!r}: no value for {{{name}}}", field=self._what)
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def render_key(
     template: str,
     values: Mapping[str, object],
@@ -163,7 +151,7 @@ def render_key(
     Integers (``index``, ``seed``) stay integers so format specs like ``{index:04d}`` work;
     every other value goes through :func:`key_value`, except ``prefix`` which is already checked.
     """
-    template_fields(template, allowed, what=f"{what} template")
+    used = template_fields(template, allowed, what=f"{what} template")
     safe: dict[str, object] = {}
     for name, value in values.items():
         if name == "prefix":
@@ -172,10 +160,13 @@ def render_key(
             safe[name] = value
         elif value is not None:
             safe[name] = key_value(value)
+    missing = sorted(used - safe.keys())
+    if missing:
+        raise OxenKeyError(
+            f"{what} template {template!r}: no value for {{{missing[0]}}}", field=f"{what} template"
+        )
     try:
-        key = template.format_map(_Fields(safe, template, f"{what} template"))
-    except OxenKeyError:
-        raise
+        key = template.format_map(safe)
     except (ValueError, TypeError) as exc:
         raise OxenKeyError(f"{what} template {template!r} could not be filled: {exc}", field=what) from None
     return check_key(key, prefix, what=what)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
+from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck, check_failed
 from airflow_provider_oxen.media.video import VideoCheck
 from airflow_provider_oxen.redact import strip_url_queries
 
@@ -99,20 +99,11 @@ def image_record(
     }
 
 
-def check_failed(record: Mapping[str, Any]) -> bool:
-    """The record's checks ran and found problems (``ok`` None means not checked, not failed)."""
-    checks = record.get("checks")
-    return isinstance(checks, Mapping) and checks.get("ok") is False
-
-
-def check_ran(record: Mapping[str, Any]) -> bool:
-    """The record's checks ran (a clip stored without PyAV has ``ok: null``: not checked)."""
-    checks = record.get("checks")
-    return isinstance(checks, Mapping) and checks.get("ok") is not None
-
-
 def checks_summary(records: Sequence[Mapping[str, Any]], settings: CheckSettings) -> dict[str, Any]:
-    checked = [r for r in records if check_ran(r)]
+    # Not checked: no checks, or ``ok: null`` (a clip stored without PyAV).
+    checked = [
+        r for r in records if isinstance(r.get("checks"), Mapping) and r["checks"].get("ok") is not None
+    ]
     failed = [r for r in checked if check_failed(r)]
     return {
         "settings": settings.to_dict(),

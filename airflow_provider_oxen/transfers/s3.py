@@ -29,9 +29,9 @@ from airflow_provider_oxen.links.extra_links import OxenManifestLink, OxenS3Fold
 from airflow_provider_oxen.media.checks import (
     MIME_TYPES,
     CheckSettings,
-    DecodedImage,
     ExpectedImage,
     ImageCheck,
+    check_failed,
     decode_image,
     evaluate,
     identify_mime_type,
@@ -40,7 +40,6 @@ from airflow_provider_oxen.media.contact_sheet import SheetItem, make_contact_sh
 from airflow_provider_oxen.media.video import (
     POSTER_CONTENT_TYPE,
     VIDEO_MIME_TYPES,
-    DecodedVideo,
     ExpectedVideo,
     VideoCheck,
     decode_video,
@@ -56,14 +55,15 @@ from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
     BATCH_KEY_FIELDS,
     IMAGE_KEY_FIELDS,
+    check_bucket,
     check_key,
     key_value,
     normalise_prefix,
     render_key,
 )
 from airflow_provider_oxen.transfers.manifest import (
+    POSTER_FIELDS,
     build_manifest,
-    check_failed,
     image_record,
     manifest_bytes,
 )
@@ -99,11 +99,6 @@ _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4", "mov":
 _UNKNOWN_EXTENSION = "bin"
 
 
-def _files_noun(records: Sequence[Mapping[str, Any]]) -> str:
-    """``image(s)`` for a batch of images, ``file(s)`` once clips are in it."""
-    return "file(s)" if any(is_video(r) for r in records) else "image(s)"
-
-
 @dataclass(frozen=True)
 class _Planned:
     """One image or clip with its key(s), rendered and checked before anything is uploaded."""
@@ -132,6 +127,7 @@ class _Poster:
     action: WriteAction
 
     def fields(self) -> dict[str, Any]:
+        """The record's :data:`~airflow_provider_oxen.transfers.manifest.POSTER_FIELDS` and action."""
         return {
             "poster_s3_key": self.key,
             "poster_s3_uri": self.uri,
@@ -141,13 +137,7 @@ class _Poster:
         }
 
 
-_NO_POSTER = {
-    "poster_s3_key": None,
-    "poster_s3_uri": None,
-    "poster_sha256": None,
-    "poster_size_bytes": None,
-    "poster_action": None,
-}
+_NO_POSTER = dict.fromkeys((*POSTER_FIELDS, "poster_action"))
 
 
 @dataclass
@@ -165,10 +155,6 @@ def _extension(fmt: str | None) -> str:
     if fmt is None:
         return _UNKNOWN_EXTENSION
     return _EXTENSIONS.get(fmt, key_value(fmt))
-
-
-def _sha256_text(text: Any) -> str | None:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
 
 
 class OxenGenerationToS3Operator(BaseOperator):
@@ -277,7 +263,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        bucket = self._bucket()
+        bucket = check_bucket(self.bucket)
         prefix = normalise_prefix(self.prefix)
         OxenS3FolderLink.persist(context, self)
         run_id = _run_id(context)
@@ -308,7 +294,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             )
             outcomes = [self._transfer(item, oxen, store, posters.get(item.poster_key)) for item in plan]
         records = [record for record, _ in outcomes]
-        noun = _files_noun(records)
+        noun = "file(s)" if videos else "image(s)"
 
         sheet = None
         if self.contact_sheet and sheet_key is not None:
@@ -352,19 +338,13 @@ class OxenGenerationToS3Operator(BaseOperator):
 
     # -- planning (nothing is uploaded until every key is known to be safe) ----------------------------
 
-    def _bucket(self) -> str:
-        bucket = str(self.bucket or "").strip()
-        if not bucket or "/" in bucket:
-            raise OxenValidationError(f"bucket must be a bucket name (no s3://, no path), got {bucket!r}")
-        return bucket
-
     def _results(self, oxen: OxenHook) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         seen: set[str] = set()
         for item in flatten_results(self.results):
             if isinstance(item, str):
                 # A bare generation id (wait_for_completion=False + sensor): read its row.
-                item = build_result(oxen.get_generation(item)).to_xcom()
+                item = build_result(oxen.get_generation(item))
             result = check_result(item)
             if result["generation_id"] in seen:
                 self.log.warning(
@@ -444,13 +424,10 @@ class OxenGenerationToS3Operator(BaseOperator):
             if item.poster_key is None:
                 continue
             existing = store.head(item.poster_key)
-            generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[
-                GENERATION_ID_META
-            ]
             if (
                 existing is not None
                 and not self.replace
-                and existing.metadata.get(GENERATION_ID_META) != generation_id
+                and not existing.is_generation(item.result["generation_id"])
             ):
                 raise OxenKeyConflictError(
                     f"{store.uri(item.poster_key)} (the poster frame of {item.result['generation_id']}) "
@@ -467,21 +444,20 @@ class OxenGenerationToS3Operator(BaseOperator):
     ) -> tuple[dict[str, Any], SheetItem]:
         result = item.result
         generation_id = str(result["generation_id"])
+        prompt = result.get("prompt")
         metadata = s3_metadata(
             {
                 GENERATION_ID_META: generation_id,
                 "model": result.get("model"),
-                "prompt-sha256": _sha256_text(result.get("prompt")),
+                "prompt-sha256": hashlib.sha256(prompt.encode()).hexdigest()
+                if isinstance(prompt, str)
+                else None,
                 "seed": result.get("seed"),
             }
         )
         owner = (GENERATION_ID_META, metadata[GENERATION_ID_META])
         existing = store.head(item.key)
-        ours = (
-            existing is not None
-            and existing.sha256 is not None
-            and existing.metadata.get(owner[0]) == owner[1]
-        )
+        ours = existing is not None and existing.sha256 is not None and existing.is_generation(generation_id)
         # What S3's own checksum says about our object against the sha256 it was stored with.
         proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
         recorded = existing.sha256 if ours and proven and existing is not None else None
@@ -491,9 +467,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             assert existing is not None and existing.sha256 is not None
             fetched = Fetched(existing.size, existing.sha256, existing.content_type)
             content_type = _content_type(item, None, fetched.content_type)
-            analysis = _Analysis()
-            if item.video and self.check_settings.enabled:
-                analysis.check = VideoCheck.not_checked()  # only without PyAV: else the bytes are read
+            analysis = self._analyse(item, None, fetched.size)
             return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, analysis, in_place)
 
         with Spool(self.spool_max_bytes) as spool:
@@ -522,7 +496,8 @@ class OxenGenerationToS3Operator(BaseOperator):
                     existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
                 )
             # Checked before the upload, which may close the spool (boto3 closes a file object it sent).
-            analysis = self._analyse(item, spool, fetched.size, in_place is not None)
+            needed = self._needs_bytes(item, in_place is not None)
+            analysis = self._analyse(item, spool if needed else None, fetched.size)
             content_type = _content_type(item, analysis.mime_type, fetched.content_type)
             if action is not WriteAction.SKIPPED:
                 store.upload(
@@ -548,9 +523,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         (S3's checksum proving it holds the bytes its metadata records)."""
         if item.poster_key is None or head is None or clip_sha256 is None or head.sha256 is None:
             return None
-        generation_id = s3_metadata({GENERATION_ID_META: item.result["generation_id"]})[GENERATION_ID_META]
         if (
-            head.metadata.get(GENERATION_ID_META) != generation_id
+            not head.is_generation(item.result["generation_id"])
             or head.metadata.get(KIND_META) != POSTER_KIND
             or head.metadata.get(SOURCE_SHA256_META) != clip_sha256
             or head.content_matches(head.sha256) is not True
@@ -609,54 +583,40 @@ class OxenGenerationToS3Operator(BaseOperator):
         )
         return None
 
-    def _analyse(self, item: _Planned, spool: Spool, size: int, poster_in_place: bool) -> _Analysis:
-        """Check, thumbnail and (a clip) take the poster frame of the spooled file, as far as needed."""
-        if not self._needs_bytes(item, poster_in_place):
-            analysis = _Analysis()
-            if item.video and self.check_settings.enabled:
-                analysis.check = VideoCheck.not_checked()
-            return analysis
-        if item.video:
-            return self._analyse_video(item, spool, size)
-        decoded, thumbnail = self._decode(spool)
-        check = None
-        if self.check_settings.enabled:
-            assert isinstance(item.expected, ExpectedImage)
-            check = evaluate(decoded, size, item.expected, self.check_settings)
-        # What the first bytes declare: a corrupt or cut image is still named by its signature.
-        mime_type = identify_mime_type(cast("IO[bytes]", spool))
-        return _Analysis(check=check, thumbnail=thumbnail, mime_type=mime_type)
-
-    def _decode(self, spool: Spool) -> tuple[DecodedImage, Image.Image | None]:
-        thumbnails: list[Image.Image] = []
-
-        def keep_thumbnail(image: Image.Image) -> None:
-            if self.contact_sheet:
-                thumbnails.append(make_thumbnail(image, self.contact_sheet_thumb))
-
-        # The spool is file-like (read/seek/tell), which is all Pillow needs.
-        decoded = decode_image(cast("IO[bytes]", spool), on_decoded=keep_thumbnail)
-        return decoded, thumbnails[0] if thumbnails else None
-
-    def _analyse_video(self, item: _Planned, spool: Spool, size: int) -> _Analysis:
-        """Decode the clip with PyAV: from the spool's file on disk by path (FFmpeg reads it in small
-        blocks), else from the in-memory spool; every frame is decoded only when the checks run."""
-        assert isinstance(item.expected, ExpectedVideo)
+    def _analyse(self, item: _Planned, spool: Spool | None, size: int) -> _Analysis:
+        """Check, thumbnail and (a clip) take the poster frame of the spooled file; without a spool
+        (the bytes are not needed) a clip's checks say why it was not checked."""
         analysis = _Analysis()
+        if spool is None:
+            if item.video and self.check_settings.enabled:
+                analysis.check = VideoCheck.not_checked()  # only without PyAV: else the bytes are read
+            return analysis
 
-        def keep_poster(image: Image.Image) -> None:
-            analysis.poster = poster_jpeg(image)
+        def keep(image: Image.Image) -> None:
+            if item.video:
+                analysis.poster = poster_jpeg(image)
             if self.contact_sheet:
                 analysis.thumbnail = make_thumbnail(image, self.contact_sheet_thumb)
 
-        source: str | IO[bytes] = spool.path or cast("IO[bytes]", spool)
-        decoded: DecodedVideo = decode_video(
-            source, on_poster=keep_poster, decode_all=self.check_settings.enabled
-        )
+        # The spool is file-like (read/seek/tell), which is all Pillow and PyAV need.
+        fileobj = cast("IO[bytes]", spool)
+        if item.video:
+            assert isinstance(item.expected, ExpectedVideo)
+            # From the spool's file on disk by path (FFmpeg reads it in small blocks), else from
+            # memory; every frame is decoded only when the checks run.
+            decoded = decode_video(
+                spool.path or fileobj, on_poster=keep, decode_all=self.check_settings.enabled
+            )
+            if self.check_settings.enabled:
+                analysis.check = evaluate_video(decoded, size, item.expected, self.check_settings)
+            analysis.mime_type = decoded.mime_type if decoded.error is None else None
+            analysis.duration_seconds = decoded.duration_seconds
+            return analysis
+        decoded_image = decode_image(fileobj, on_decoded=keep)
         if self.check_settings.enabled:
-            analysis.check = evaluate_video(decoded, size, item.expected, self.check_settings)
-        analysis.mime_type = decoded.mime_type if decoded.error is None else None
-        analysis.duration_seconds = decoded.duration_seconds
+            analysis.check = evaluate(decoded_image, size, item.expected, self.check_settings)
+        # What the first bytes declare: a corrupt or cut image is still named by its signature.
+        analysis.mime_type = identify_mime_type(fileobj)
         return analysis
 
     def _report(

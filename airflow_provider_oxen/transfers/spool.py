@@ -12,42 +12,34 @@ import contextlib
 import io
 import os
 import tempfile
-from types import TracebackType
-from typing import IO
+from typing import IO, cast
 
 DEFAULT_SPOOL_BYTES = 8 * 1024 * 1024
 
 
-class Spool:
-    """A seekable, readable, writable binary file that moves to disk past ``max_memory`` bytes."""
+class Spool(io.IOBase):
+    """A seekable, readable, writable binary file that moves to disk past ``max_memory`` bytes.
+
+    Closing it (or leaving its ``with`` block) deletes the file on disk.
+    """
 
     def __init__(self, max_memory: int = DEFAULT_SPOOL_BYTES, *, directory: str | None = None) -> None:
+        super().__init__()
         self.max_memory = max_memory
         self._directory = directory
-        self._memory: io.BytesIO | None = io.BytesIO()
-        self._disk: IO[bytes] | None = None
+        self._file: IO[bytes] = io.BytesIO()
         self._path: str | None = None
-
-    # -- state ------------------------------------------------------------------------------------
 
     @property
     def path(self) -> str | None:
         """The file's path once it is on disk (flushed, so it can be read by path), else None."""
-        if self._disk is not None:
-            self._disk.flush()
+        if self._path is not None:
+            self._file.flush()
         return self._path
 
     @property
     def on_disk(self) -> bool:
-        return self._disk is not None
-
-    @property
-    def _file(self) -> IO[bytes]:
-        if self._disk is not None:
-            return self._disk
-        if self._memory is None:
-            raise ValueError("I/O operation on a closed spool")
-        return self._memory
+        return self._path is not None
 
     def size(self) -> int:
         position = self._file.tell()
@@ -58,24 +50,25 @@ class Spool:
     def expect(self, size: int | None) -> None:
         """Announce the final size (e.g. a Content-Length): a file that will not fit in memory
         goes straight to disk instead of first filling ``max_memory`` bytes of RAM."""
-        if size is not None and size > self.max_memory and self._memory is not None:
+        if size is not None and size > self.max_memory:
             self._roll_over()
 
     def _roll_over(self) -> None:
-        assert self._memory is not None
-        handle, path = tempfile.mkstemp(prefix="oxen-spool-", dir=self._directory)
-        disk = os.fdopen(handle, "w+b")
+        if self._path is not None:
+            return
+        memory = cast(io.BytesIO, self._file)
+        handle, self._path = tempfile.mkstemp(prefix="oxen-spool-", dir=self._directory)
+        self._file = os.fdopen(handle, "w+b")
         # A memoryview avoids copying what is already in memory just to write it out.
-        with self._memory.getbuffer() as view:
-            disk.write(view)
-        disk.seek(self._memory.tell())
-        self._memory.close()
-        self._memory, self._disk, self._path = None, disk, path
+        with memory.getbuffer() as view:
+            self._file.write(view)
+        self._file.seek(memory.tell())
+        memory.close()
 
     # -- file protocol (what httpx, Pillow and boto3 use) ------------------------------------------
 
     def write(self, data: bytes) -> int:
-        if self._memory is not None and self._memory.tell() + len(data) > self.max_memory:
+        if self._file.tell() + len(data) > self.max_memory:
             self._roll_over()
         return self._file.write(data)
 
@@ -87,9 +80,6 @@ class Spool:
 
     def tell(self) -> int:
         return self._file.tell()
-
-    def flush(self) -> None:
-        self._file.flush()
 
     def readable(self) -> bool:
         return True
@@ -106,26 +96,10 @@ class Spool:
         self._file.truncate()
 
     def close(self) -> None:
-        if self._memory is not None:
-            self._memory.close()
-            self._memory = None
-        if self._disk is not None:
-            self._disk.close()
-            self._disk = None
+        self._file.close()
         if self._path is not None:
             # mkstemp files are not deleted on close (so they can be read by path meanwhile).
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
             self._path = None
-
-    @property
-    def closed(self) -> bool:
-        return self._memory is None and self._disk is None
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        super().close()

@@ -101,10 +101,19 @@ class ExistingObject:
             return None
         return checksum == sha256_base64(sha256)
 
+    def is_generation(self, generation_id: object) -> bool:
+        """Whether the object's metadata says it holds generation ``generation_id`` (its file, or
+        its clip's poster frame): what makes an object the transfer's own."""
+        return bool(generation_id) and self.metadata.get(GENERATION_ID_META) == _meta_text(generation_id)
+
+
+def _meta_text(value: object) -> str:
+    return quote(str(value), safe=_META_SAFE)
+
 
 def s3_metadata(values: Mapping[str, object]) -> dict[str, str]:
     """User metadata from ``values``: ``None`` dropped, everything else as ASCII-safe text."""
-    return {name: quote(str(value), safe=_META_SAFE) for name, value in values.items() if value is not None}
+    return {name: _meta_text(value) for name, value in values.items() if value is not None}
 
 
 def plan_write(

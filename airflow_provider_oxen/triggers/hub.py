@@ -67,7 +67,14 @@ from airflow_provider_oxen.exceptions import (
 )
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_ceiling, backoff_delay
-from airflow_provider_oxen.models import COMPLETION_EVENT, Generation, GenerationStatus, OxenEvent
+from airflow_provider_oxen.models import (
+    COMPLETION_EVENT,
+    EVENT_ERROR_KEYS,
+    EVENT_URL_KEYS,
+    Generation,
+    GenerationStatus,
+    OxenEvent,
+)
 from airflow_provider_oxen.waiting import ProgressLog, Signal, StatusTracker
 
 log = logging.getLogger(__name__)
@@ -113,9 +120,6 @@ EVENTS_REPROBE_BASE = 30.0
 EVENTS_REPROBE_MAX = 300.0
 # Statuses with which the events endpoint refuses us: fall back to polling, re-probe later.
 STREAM_REFUSED_STATUSES = frozenset({401, 403, 404})
-# Keys of a completion event that the row gets under its own names.
-_EVENT_URL_KEYS = ("url", "result_url", "output_url", "file_url")
-_EVENT_ERROR_KEYS = ("error", "error_message")
 _IN_FLIGHT = frozenset({GenerationStatus.QUEUED.value, GenerationStatus.PROCESSING.value})
 
 
@@ -702,7 +706,7 @@ def row_from_event(event: OxenEvent) -> Generation | None:
         return None
     if status is GenerationStatus.FAILED and not error:
         return None
-    data = {k: v for k, v in event.data.items() if k not in _EVENT_URL_KEYS + _EVENT_ERROR_KEYS}
+    data = {k: v for k, v in event.data.items() if k not in EVENT_URL_KEYS + EVENT_ERROR_KEYS}
     data.update(
         generation_id=generation_id,
         status=status.value,

@@ -126,7 +126,7 @@ def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
         {"type": "object", "properties": {"prompt": {}, "duration": {"type": "integer"}, "aspect_ratio": {}}},
     )
     request = operator.build_request()
-    assert prepare_parameters(video, request.parameters(), request.explicit_names) == {
+    assert prepare_parameters(video, request.parameters()) == {
         "prompt": "A pour-over",
         "duration": 4,
         "aspect_ratio": "16:9",

@@ -87,7 +87,7 @@ def test_trigger_payload_keeps_no_signed_query(status: str) -> None:
 
 
 def test_xcom_result_keeps_the_url_without_its_signed_query() -> None:
-    result = build_result(_row("g1", "succeeded", result_url=SIGNED)).to_xcom()
+    result = build_result(_row("g1", "succeeded", result_url=SIGNED))
     assert result["result_url"] == "https://files.example/g1/image.png"
     assert result["output_format"] == "png"
 

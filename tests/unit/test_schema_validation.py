@@ -82,40 +82,28 @@ OPEN = OxenModel.model_validate(
 
 def test_unknown_parameter_name_is_refused_with_the_closest_valid_name() -> None:
     with pytest.raises(OxenValidationError) as info:
-        prepare_parameters(
-            CLOSED, {"prompt": "x", "rendering_sped": "TURBO"}, explicit={"prompt", "rendering_sped"}
-        )
+        prepare_parameters(CLOSED, {"prompt": "x", "rendering_sped": "TURBO"})
     assert info.value.field == "rendering_sped"
     assert "did you mean 'rendering_speed'" in str(info.value)
 
 
 def test_unknown_parameter_name_passes_when_the_schema_allows_other_names() -> None:
-    shaped = prepare_parameters(OPEN, {"prompt": "x", "style": "flat"}, explicit={"prompt", "style"})
+    shaped = prepare_parameters(OPEN, {"prompt": "x", "style": "flat"})
     assert shaped == {"prompt": "x", "style": "flat"}
 
 
-def test_defaults_the_schema_does_not_name_are_not_sent() -> None:
-    # Names outside ``explicit`` (a caller's own defaults) are dropped, not refused.
-    shaped = prepare_parameters(
-        CLOSED, {"prompt": "x", "acceleration": "none", "seed": 3}, explicit={"prompt", "seed"}
-    )
-    assert shaped == {"prompt": "x", "seed": 3}
-
-
 def test_schema_custom_keys_are_ignored_when_validating() -> None:
-    assert prepare_parameters(CLOSED, {"prompt": "x"}, explicit={"prompt"}) == {"prompt": "x"}
+    assert prepare_parameters(CLOSED, {"prompt": "x"}) == {"prompt": "x"}
 
 
 def test_envelope_keys_are_never_model_parameters() -> None:
-    shaped = shape_parameters(
-        CLOSED, {"prompt": "x", "model": "m", "num_generations": 2}, explicit={"prompt"}
-    )
+    shaped = shape_parameters(CLOSED, {"prompt": "x", "model": "m", "num_generations": 2})
     assert shaped == {"prompt": "x"}
 
 
 def test_without_a_schema_everything_given_is_sent() -> None:
     free = OxenModel.model_validate({"id": "free", "capabilities": {"output": ["image"]}})
-    assert prepare_parameters(free, {"prompt": "x", "any": 1}, explicit={"prompt"}) == {
+    assert prepare_parameters(free, {"prompt": "x", "any": 1}) == {
         "prompt": "x",
         "any": 1,
     }
