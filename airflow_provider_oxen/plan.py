@@ -129,7 +129,9 @@ class Plan:
         ]
         budget = "" if self.budget is None else f" of a budget of {self.budget}"
         text.append(f"Estimated total: {self.total}{budget}. Nothing was enqueued.")
-        text += [f"Not known until upstream tasks run: {r.task} ({r.unknown})." for r in self.rows if r.unknown]
+        text += [
+            f"Not known until upstream tasks run: {r.task} ({r.unknown})." for r in self.rows if r.unknown
+        ]
         problems = self.problems
         text.append(f"{len(problems)} problem(s)." if problems else "No problems.")
         return "\n".join(text)
@@ -213,7 +215,7 @@ def _plan_task(row: PlanRow, task: OxenGenerateOperator, hook: OxenHook) -> Plan
     row.cost = estimate_cost(prepared.model, parameters, count)
     seconds = duration(prepared.model, parameters)
     if media_type_of(prepared.model) == "video" and seconds is not None:
-        row.outputs = f"{count} × {seconds} s"
+        row.outputs = f"{count} x {seconds} s"
     else:
         row.outputs = f"{count} {media_type_of(prepared.model)}(s)"
     return row
@@ -231,7 +233,9 @@ def plan_dag(dag: Any, dag_run: DagRun, *, budget: Decimal | None = None) -> Pla
             if task.is_mapped:
                 count = _map_count(task)
                 if count is None:
-                    plan.rows.append(PlanRow(task.task_id, unknown="mapped over what an upstream task pushes"))
+                    plan.rows.append(
+                        PlanRow(task.task_id, unknown="mapped over what an upstream task pushes")
+                    )
                     continue
                 indexes = list(range(count))
             for index in indexes:

@@ -82,9 +82,9 @@ def test_mapped_literals_params_and_conf_are_rendered_and_priced(oxen_conn: Emul
     dag = _demo_dag()
     plan = plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN))
     rows = {row.task: row for row in plan.rows}
-    assert [rows[f"posters[{i}]"].cost for i in range(3)] == [Decimal("0.12")] * 3  # 2 × 0.06
+    assert [rows[f"posters[{i}]"].cost for i in range(3)] == [Decimal("0.12")] * 3  # 2 x 0.06
     assert rows["posters[0]"].outputs == "2 image(s)"
-    assert (rows["clip"].outputs, rows["clip"].cost) == ("1 × 5 s", Decimal("0.35"))
+    assert (rows["clip"].outputs, rows["clip"].cost) == ("1 x 5 s", Decimal("0.35"))
     assert rows["edit"].cost == Decimal("0.03") and not rows["edit"].problem
     assert rows["from_upstream"].unknown == "model from upstream XCom"
     assert "plan" not in rows
@@ -97,13 +97,19 @@ def test_mapped_literals_params_and_conf_are_rendered_and_priced(oxen_conn: Emul
 
 
 def _clip(dag: DAG, **conf: Any) -> Any:
-    return next(row for row in plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN, conf=conf)).rows if row.task == "clip")
+    return next(
+        row
+        for row in plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN, conf=conf)).rows
+        if row.task == "clip"
+    )
 
 
 def test_max_cost_and_bad_values_are_problems(oxen_conn: EmulatorControl) -> None:
     dag = _demo_dag()
-    # The run's own max_cost check: 5 s × 0.07 = 0.35 is above 0.30.
-    assert "would cost 0.35 by the model's pricing, above max_cost 0.30" in _clip(dag, clip_max="0.30").problem
+    # The run's own max_cost check: 5 s x 0.07 = 0.35 is above 0.30.
+    assert (
+        "would cost 0.35 by the model's pricing, above max_cost 0.30" in _clip(dag, clip_max="0.30").problem
+    )
     assert "15 is greater than the maximum of 10" in _clip(dag, seconds=15).problem
     with DAG("chat", schedule=None) as odd:
         OxenGenerateImageOperator(task_id="chat", model="gpt-oss-120b", prompt="p", max_cost="1")
@@ -119,7 +125,7 @@ def test_the_plan_operator_fails_the_run_before_any_spend(oxen_conn: EmulatorCon
     operator.budget = "0.74"
     assert operator.execute({"dag_run": within}) == "0.74"  # type: ignore[arg-type]
     operator.budget = "0.50"
-    with pytest.raises(AirflowFailException, match="exceeds the budget 0.50"):
+    with pytest.raises(AirflowFailException, match=r"exceeds the budget 0\.50"):
         operator.execute({"dag_run": within})  # type: ignore[arg-type]
     broken = _broken_campaign()
     first = OxenCostPlanOperator(task_id="cost_plan", dag=broken)
@@ -128,7 +134,9 @@ def test_the_plan_operator_fails_the_run_before_any_spend(oxen_conn: EmulatorCon
     _no_spend(oxen_conn)
 
 
-def test_the_command_prints_the_plan_and_fails_on_problems(oxen_conn: EmulatorControl, tmp_path: Path) -> None:
+def test_the_command_prints_the_plan_and_fails_on_problems(
+    oxen_conn: EmulatorControl, tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update(
         AIRFLOW_HOME=str(tmp_path),

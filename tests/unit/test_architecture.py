@@ -35,6 +35,8 @@ LAYERS: dict[str, int] = {
     "operators": 3,
     "sensors": 3,
     "transfers.s3": 3,
+    "plan": 3,
+    "__main__": 3,
 }
 
 

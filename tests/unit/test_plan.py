@@ -23,7 +23,7 @@ def _plan(budget: str | None = None) -> Plan:
     return Plan(
         rows=[
             PlanRow("posters[0]", "ideogram-v4", "2 image(s)", Decimal("0.12")),
-            PlanRow("clip", "kling", "1 × 5 s", Decimal("0.35")),
+            PlanRow("clip", "kling", "1 x 5 s", Decimal("0.35")),
             PlanRow("edit", "qwen-image-edit", problem="Unknown parameter 'sed'"),
             PlanRow("variants", unknown="mapped over what an upstream task pushes"),
         ],
