@@ -134,6 +134,7 @@ def test_the_plan_operator_fails_the_run_before_any_spend(oxen_conn: EmulatorCon
     _no_spend(oxen_conn)
 
 
+@pytest.mark.slow  # two Airflow start-ups: over 5 s on a busy machine
 def test_the_command_prints_the_plan_and_fails_on_problems(
     oxen_conn: EmulatorControl, tmp_path: Path
 ) -> None:
