@@ -139,14 +139,14 @@ class Plan:
 
 def plan_run(dag_id: str, *, logical_date: datetime, conf: Mapping[str, Any] | None = None) -> DagRun:
     """A manual run of ``dag_id`` that is only planned, as task templates see it."""
+    # A manual run has one date: its logical date is when it runs and what its interval spans.
+    dates: dict[str, Any] = dict.fromkeys(
+        ("logical_date", "data_interval_start", "data_interval_end", "run_after", "start_date"), logical_date
+    )
     return DagRun.model_construct(
         dag_id=dag_id,
         run_id=f"plan__{logical_date.isoformat()}",
-        logical_date=logical_date,
-        data_interval_start=logical_date,
-        data_interval_end=logical_date,
-        run_after=logical_date,
-        start_date=logical_date,
+        **dates,
         end_date=None,
         clear_number=0,
         run_type="manual",
