@@ -29,6 +29,7 @@ from airflow_provider_oxen.inputs import input_image_value
 from airflow_provider_oxen.models import check_output_count, media_type_of
 from airflow_provider_oxen.operators.generate import OxenGenerateOperator
 from airflow_provider_oxen.pricing import duration, estimate_cost
+from airflow_provider_oxen.redact import redact_text
 
 RUN_TIME_TEXT = "(known at run time)"
 # Stands in for an input image an upstream task will push: a URL that can never resolve.
@@ -209,8 +210,9 @@ def _plan_task(row: PlanRow, task: OxenGenerateOperator, hook: OxenHook) -> Plan
         prepared = hook.prepare(request)
         parameters = task._sent(prepared)["parameters"]
         task._check_cost(prepared, parameters, count)  # the run's own max_cost check
-    except OxenError as exc:
-        row.problem = str(exc)
+    except Exception as exc:  # whatever would stop the run (an unreadable AWS connection too) is a finding
+        text = str(exc) if isinstance(exc, OxenError) else f"{type(exc).__name__}: {exc}"
+        row.problem = redact_text(text)  # presigned inputs' signatures never reach the table or the log
         return row
     row.cost = estimate_cost(prepared.model, parameters, count)
     seconds = duration(prepared.model, parameters)
@@ -243,7 +245,7 @@ def plan_dag(dag: Any, dag_run: DagRun, *, budget: Decimal | None = None) -> Pla
                 try:
                     rendered = _render(task, dag_run, index)
                 except Exception as exc:  # a template error is the plan's finding, not its end
-                    plan.rows.append(PlanRow(name, problem=f"cannot be rendered: {exc}"))
+                    plan.rows.append(PlanRow(name, problem=redact_text(f"cannot be rendered: {exc}")))
                     continue
                 conn_id = rendered.oxen_conn_id
                 if conn_id not in opened:

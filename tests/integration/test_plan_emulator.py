@@ -134,17 +134,23 @@ def test_the_plan_operator_fails_the_run_before_any_spend(oxen_conn: EmulatorCon
     _no_spend(oxen_conn)
 
 
+def _airflow_env(emulator: EmulatorControl, home: Path) -> dict[str, str]:
+    """A throwaway Airflow home (SQLite, no examples) with oxen_default at the emulator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW_CONN_OXEN_DEFAULT=connection_json(emulator.url),
+    )
+    return env
+
+
 @pytest.mark.slow  # two Airflow start-ups: over 5 s on a busy machine
 def test_the_command_prints_the_plan_and_fails_on_problems(
     oxen_conn: EmulatorControl, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env.update(
-        AIRFLOW_HOME=str(tmp_path),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db",
-        AIRFLOW_CONN_OXEN_DEFAULT=connection_json(oxen_conn.url),
-    )
+    env = _airflow_env(oxen_conn, tmp_path)
     command = [sys.executable, "-m", "airflow_provider_oxen", "plan", "oxen_marketing_campaign"]
     started = time.monotonic()
     done = subprocess.run(
@@ -163,6 +169,21 @@ def test_the_command_prints_the_plan_and_fails_on_problems(
     )
     assert missing.returncode == 2 and "'no_such_dag' not found" in missing.stderr
     assert time.monotonic() - started < 60
+    _no_spend(oxen_conn)
+
+
+@pytest.mark.slow  # a real Airflow run (airflow dags test): the operator in Airflow's task runner
+def test_the_plan_task_fails_a_real_run_before_any_spend(oxen_conn: EmulatorControl, tmp_path: Path) -> None:
+    env = _airflow_env(oxen_conn, tmp_path)
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, timeout=300, check=True)
+    run = subprocess.run(
+        [*airflow, "dags", "test", "oxen_plan_first"], env=env, capture_output=True, text=True, timeout=300
+    )
+    out = run.stdout + run.stderr
+    assert "posters[1]  ideogram-v4  3 image(s)  0.18" in out  # params rendered per map index
+    assert "the estimated total 0.36 exceeds the budget 0.10" in out and "state=failed" in out
     _no_spend(oxen_conn)
 
 
