@@ -37,6 +37,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_oxen.operators.generate",
                     "airflow_provider_oxen.operators.review",
                     "airflow_provider_oxen.operators.publish",
+                    "airflow_provider_oxen.operators.plan",
                 ],
             }
         ],

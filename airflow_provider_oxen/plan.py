@@ -96,6 +96,8 @@ class PlanRow:
 
 @dataclass
 class Plan:
+    """The rows of a DAG's plan, and the budget their total is held to."""
+
     rows: list[PlanRow] = field(default_factory=list)
     budget: Decimal | None = None
 
@@ -116,7 +118,7 @@ class Plan:
         lines = [
             (
                 row.task,
-                row.model or RUN_TIME_TEXT,
+                row.model or (RUN_TIME_TEXT if row.unknown else "?"),
                 row.outputs or "?",
                 "?" if row.cost is None else str(row.cost),
                 row.problem.replace("\n", " "),
@@ -129,7 +131,8 @@ class Plan:
             for cells in [header, *lines]
         ]
         budget = "" if self.budget is None else f" of a budget of {self.budget}"
-        text.append(f"Estimated total: {self.total}{budget}. Nothing was enqueued.")
+        known = " of the known tasks" if any(row.unknown for row in self.rows) else ""
+        text.append(f"Estimated total{known}: {self.total}{budget}. Nothing was enqueued.")
         text += [
             f"Not known until upstream tasks run: {r.task} ({r.unknown})." for r in self.rows if r.unknown
         ]

@@ -47,8 +47,9 @@ def test_the_table() -> None:
     assert lines[0].split() == ["task", "model", "outputs", "estimated", "cost", "problems"]
     assert lines[1].split() == ["posters[0]", "ideogram-v4", "2", "image(s)", "0.12"]
     assert lines[3].endswith("?               Unknown parameter 'sed'")
+    assert Plan([PlanRow("x", problem="p")]).table().splitlines()[1].split() == ["x", "?", "?", "?", "p"]
     assert lines[4].split()[:3] == ["variants", "(known", "at"]
-    assert "Estimated total: 0.47 of a budget of 1. Nothing was enqueued." in lines
+    assert "Estimated total of the known tasks: 0.47 of a budget of 1. Nothing was enqueued." in lines
     assert "Not known until upstream tasks run: variants (mapped over what an upstream task pushes)." in lines
     assert lines[-1] == "1 problem(s)."
     assert Plan(rows=[PlanRow("a", "m", "1 image(s)", Decimal(1))]).table().endswith("No problems.")
@@ -58,6 +59,13 @@ def test_run_time_values_are_found_wherever_they_are() -> None:
     assert is_run_time(RUN_TIME["clip"]["model"]) and is_run_time(RUN_TIME.output)
     assert is_run_time({"duration": f"{RUN_TIME}"}) and is_run_time([1, ("a", RUN_TIME)])
     assert not is_run_time({"duration": 5, "prompt": "known"}) and not is_run_time(None)
+
+
+def test_a_template_error_is_a_problem_not_a_crash() -> None:
+    with DAG("bad_template", schedule=None) as dag:
+        OxenGenerateImageOperator(task_id="gen", prompt="{{ no_such_thing.field }}")
+    (row,) = plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN)).rows
+    assert row.problem.startswith("cannot be rendered: ") and "no_such_thing" in row.problem
 
 
 @respx.mock
