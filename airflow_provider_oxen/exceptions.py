@@ -173,6 +173,14 @@ class OxenGenerationFailedError(OxenGenerationError):
         )
 
 
+class OxenInputFetchError(OxenGenerationFailedError, OxenUnrecoverableError):
+    """The generation failed because Oxen could not fetch or read its input image.
+
+    A retry would send the same input and pay for another generation that fails alike: the
+    task fails at once instead.
+    """
+
+
 class OxenGenerationCancelledError(OxenGenerationError):
     """The generation was cancelled (by a user, another process, or a timeout of ours)."""
 

@@ -81,17 +81,65 @@ def input_image_value(model: OxenModel, urls: Sequence[str]) -> str | list[str]:
     return urls[0]
 
 
-def presign(sources: Sequence[str], *, aws_conn_id: str | None, expiry: int) -> list[str]:
-    """A URL Oxen can fetch for each source: ``s3://`` presigned for ``expiry`` seconds."""
-    if not any(source.startswith("s3://") for source in sources):
+def _allowed(source: str, prefixes: Sequence[str]) -> bool:
+    """Whether ``source`` lies under one of ``prefixes`` (``s3://bucket`` or ``s3://bucket/prefix``)."""
+    if any(segment in (".", "..") for segment in source[len("s3://") :].split("/")):
+        return False  # a path a fetcher would normalise out of its prefix
+    for prefix in prefixes:
+        if not str(prefix).startswith("s3://"):
+            raise OxenValidationError(
+                f"allowed_input_prefixes takes s3://bucket/prefix entries, got {prefix!r}",
+                field="allowed_input_prefixes",
+            )
+        if source.startswith(str(prefix).rstrip("/") + "/"):
+            return True
+    return False
+
+
+def presign(
+    sources: Sequence[str],
+    *,
+    aws_conn_id: str | None,
+    expiry: int,
+    allowed_prefixes: Sequence[str] | None = None,
+) -> list[str]:
+    """A URL Oxen can fetch for each source: ``s3://`` presigned for ``expiry`` seconds.
+
+    Each ``s3://`` object is read (HEAD) first: one that is missing, or that the connection may
+    not read, is refused here, before a generation is paid for that would fail fetching it.
+    With ``allowed_prefixes``, an ``s3://`` source outside all of them is refused too.
+    """
+    s3_sources = [source for source in sources if source.startswith("s3://")]
+    if not s3_sources:
         return list(sources)
+    for source in s3_sources:
+        if allowed_prefixes is not None and not _allowed(source, allowed_prefixes):
+            raise OxenValidationError(
+                f"input_images: {source} is outside this task's allowed_input_prefixes "
+                f"({', '.join(map(str, allowed_prefixes)) or 'none'}); nothing was sent.",
+                field="input_images",
+            )
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import ClientError
 
     hook = S3Hook(aws_conn_id=aws_conn_id)
+    client = hook.get_conn()
     urls = []
     for source in sources:
         if source.startswith("s3://"):
             bucket, key = S3Hook.parse_s3_url(source)
+            try:
+                client.head_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                problem = (
+                    "does not exist"
+                    if code in ("404", "NoSuchKey", "NoSuchBucket")
+                    else (f"cannot be read with the connection '{aws_conn_id}' ({code or exc})")
+                )
+                raise OxenValidationError(
+                    f"input_images: {source} {problem}; nothing was sent.", field="input_images"
+                ) from None
             url = hook.generate_presigned_url(
                 client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=expiry
             )

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.redact import redact_text
 
 DEFAULT_MODEL = "ideogram-v4"
 # The queue accepts at most this many generations per request (the contract's 1 to 4).
@@ -241,6 +242,13 @@ class Generation(_GenerationShape):
     error_message: str | None = None
     retried_from_id: str | None = None
 
+    @field_validator("error_message")
+    @classmethod
+    def _error_without_signatures(cls, value: str | None) -> str | None:
+        # A failure text may quote a presigned input URL; the row reaches logs, the trigger's
+        # event (stored in the database) and the exception.
+        return redact_text(value) if value else value
+
     @field_validator("prompt", mode="before")
     @classmethod
     def _prompt_as_text(cls, value: Any) -> str | None:
@@ -345,7 +353,9 @@ class OxenModel(_Lenient):
         typed = dict(parameters)
         for name, value in parameters.items():
             spec = self._properties().get(name)
-            convert = _FROM_TEXT.get(spec.get("type")) if isinstance(spec, dict) else None
+            kind = spec.get("type") if isinstance(spec, dict) else None
+            # Only a single declared type: text where ["integer", "string"] is declared is valid as it is.
+            convert = _FROM_TEXT.get(kind) if isinstance(kind, str) else None
             if isinstance(value, str) and convert is not None:
                 with contextlib.suppress(ValueError, KeyError):
                     typed[name] = convert(value.strip())
@@ -368,7 +378,8 @@ MODEL_TASKS = ("text-to-image", "image-to-image", "text-to-video", "image-to-vid
 
 
 def model_tasks(model: OxenModel) -> frozenset[str]:
-    """The tasks of :data:`MODEL_TASKS` a model performs, from its declared inputs and outputs."""
+    """The tasks of :data:`MODEL_TASKS` a model performs, from its declared inputs and outputs and,
+    for an image input, its schema's ``input_image``."""
     capabilities = model.capabilities or {}
     inputs = {str(kind) for kind in capabilities.get("input") or []}
     outputs = {str(kind) for kind in capabilities.get("output") or []}
@@ -376,10 +387,14 @@ def model_tasks(model: OxenModel) -> frozenset[str]:
         outputs = {"video" if model.endpoint == "/videos/generate" else "image"}
     if not inputs and model.endpoint == "/images/edit":
         inputs = {"text", "image"}
+    # An image goes to a model as its ``input_image``: a schema that names no such parameter
+    # cannot take one, whatever its capabilities say.
+    properties = model._properties()
+    takes_image = "image" in inputs and (not properties or "input_image" in properties)
     tasks = set()
     for output in ("image", "video") if outputs else ():
         if output in outputs:
-            tasks.add(f"image-to-{output}" if "image" in inputs else f"text-to-{output}")
+            tasks.add(f"image-to-{output}" if takes_image else f"text-to-{output}")
     return frozenset(tasks)
 
 
@@ -442,7 +457,7 @@ class OxenEvent(BaseModel):
             if isinstance(value, dict):
                 value = value.get("detail") or value.get("message") or value.get("title")
             if isinstance(value, str) and value:
-                return value
+                return redact_text(value)
         return None
 
 

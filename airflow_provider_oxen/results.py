@@ -8,6 +8,7 @@ should fail with, and :func:`build_result` makes each row the result dict pushed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,10 +18,15 @@ from airflow_provider_oxen.exceptions import (
     OxenGenerationCancelledError,
     OxenGenerationFailedError,
     OxenGenerationTimeoutError,
+    OxenInputFetchError,
     OxenUnrecoverableError,
 )
 from airflow_provider_oxen.models import PRESET_DIMENSIONS, Generation, GenerationStatus
 from airflow_provider_oxen.redact import strip_query, strip_url_queries
+
+# A failure text that starts with the input parameter's name ("input_image[1]: could not fetch
+# https://…: HTTP 404") blames the input, which a retry would send again.
+_INPUT_FAILURE = re.compile(r"^\s*input_(image|video)\b")
 
 
 def wait_payload(
@@ -82,7 +88,10 @@ def generations_from_payload(payload: Mapping[str, Any]) -> list[Generation]:
     message = str(payload.get("message") or status)
     if status == "failed":
         failed = [row for row in rows if row.status is GenerationStatus.FAILED]
-        error = OxenGenerationFailedError(failed[0].generation_id, failed[0].error_message)
+        blamed = [row for row in failed if _INPUT_FAILURE.match(row.error_message or "")]
+        first = (blamed or failed)[0]
+        kind = OxenInputFetchError if blamed else OxenGenerationFailedError
+        error = kind(first.generation_id, first.error_message)
         if len(failed) > 1:
             error.args = (f"{error} ({message})",)
         raise error

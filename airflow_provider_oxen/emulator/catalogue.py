@@ -3,7 +3,8 @@
 Parameter names differ per model, as on the real API: the size is ``image_size`` (presets or
 ``{"width", "height"}``), ``resolution`` (with ``aspect_ratio``) or ``size`` (``"WxH"``), and only
 ``ideogram-v4`` takes ``num_images``. Edit models take ``input_image`` (one URL, or an array of URLs);
-video models take ``prompt`` or ``multi_prompt``, ``duration`` and ``aspect_ratio``. Pricing has the
+video models take ``prompt`` or ``multi_prompt``, ``duration`` (integer seconds, or for one model
+text from ``["5", "10"]``) and ``aspect_ratio``. Pricing has the
 contract's shape, ``{"method": "image", "cost_per_image": 0.06}`` or ``{"method": "second",
 "cost_per_second": 0.07}`` (x the request's ``duration``, else the schema's default), and requests
 are billed by it.
@@ -173,7 +174,7 @@ _NANO_BANANA_EDIT = _schema(
 )
 
 
-def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
+def _video_schema(title: str, *, input_image: bool, string_duration: bool = False) -> dict[str, Any]:
     text = {"type": "string", "minLength": 1, "maxLength": 2500}
     properties: dict[str, Any] = {
         "prompt": text,
@@ -197,6 +198,9 @@ def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
         "cfg_scale": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
         "seed": _SEED,
     }
+    if string_duration:
+        # As several upstream video models declare it: seconds as text, from a fixed set.
+        properties["duration"] = {"type": "string", "enum": ["5", "10"], "default": "5"}
     if input_image:
         properties["input_image"] = {**_URL, "description": "URL of the reference image (first frame)."}
     schema = _schema(title, properties, ("input_image",) if input_image else ())
@@ -207,6 +211,9 @@ def _video_schema(title: str, *, input_image: bool) -> dict[str, Any]:
 
 _T2V = _video_schema("kling-video-v2-6-pro-text-to-video", input_image=False)
 _I2V = _video_schema("kling-video-o3-pro-reference-to-video", input_image=True)
+_I2V_TEXT_DURATION = _video_schema(
+    "kling-video-v2-5-turbo-image-to-video", input_image=True, string_duration=True
+)
 _TOKEN_PRICING = {"method": "token", "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}
 
 # id: (display name, developer, endpoint, price per image (video: per second), request schema).
@@ -221,6 +228,13 @@ _MODELS: dict[str, tuple[str, str, str, Any, dict[str, Any] | None]] = {
     "nano-banana-2-edit": ("Nano Banana 2 Edit", "Google", EDIT, 0.039, _NANO_BANANA_EDIT),
     "kling-video-v2-6-pro-text-to-video": ("Kling v2.6 Pro (text to video)", "Kuaishou", VIDEO, 0.07, _T2V),
     "kling-video-o3-pro-reference-to-video": ("Kling O3 Pro (reference)", "Kuaishou", VIDEO, 0.112, _I2V),
+    "kling-video-v2-5-turbo-image-to-video": (
+        "Kling v2.5 Turbo (image to video)",
+        "Kuaishou",
+        VIDEO,
+        0.07,
+        _I2V_TEXT_DURATION,
+    ),
     "gpt-oss-120b": ("GPT-OSS 120B", "OpenAI", CHAT, _TOKEN_PRICING, None),
 }
 # What each endpoint makes, and how it is described and billed.

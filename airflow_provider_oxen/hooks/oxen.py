@@ -358,10 +358,12 @@ class OxenHook(_OxenHookBase):
         """Models that do ``task``: text-to-image, image-to-image, text-to-video or image-to-video."""
         return models_for(self.list_models(), task)
 
-    def prepare(self, request: ImageGenerationRequest) -> PreparedRequest:
+    def prepare(self, request: ImageGenerationRequest, *, allow_unlisted: bool = False) -> PreparedRequest:
         """Check ``request`` against its model and keep only what the model's schema names.
 
-        Raises :class:`OxenValidationError` naming the field; nothing is paid for.
+        Raises :class:`OxenValidationError` naming the field; nothing is paid for. A name an
+        open schema does not list, but a typo away from one it does, is refused unless
+        ``allow_unlisted``.
         """
         try:
             model = self.get_model(request.model)
@@ -371,7 +373,7 @@ class OxenHook(_OxenHookBase):
                 "(OxenHook.list_models() lists them).",
                 field="model",
             ) from None
-        parameters = prepare_parameters(model, request.parameters())
+        parameters = prepare_parameters(model, request.parameters(), allow_unlisted=allow_unlisted)
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
     def validate_request(self, request: ImageGenerationRequest) -> None:

@@ -105,7 +105,14 @@ class OxenGenerateOperator(BaseOperator):
         ``aws_conn_id`` for as long as the task may wait (``timeout``, at least 6 h) and sent
         as the model's ``input_image`` (one URL, or an array where the model's schema takes
         one); never made public.
-    :param aws_conn_id: AWS connection used to presign ``s3://`` inputs.
+    :param aws_conn_id: AWS connection used to presign ``s3://`` inputs. Each is read (HEAD)
+        first: a missing or unreadable object is refused before anything is sent.
+    :param allowed_input_prefixes: if set, the only places ``s3://`` inputs may come from, as
+        ``s3://bucket/prefix`` entries (``s3://bucket`` for a whole bucket); anything else is
+        refused before it is presigned. Not templated, so a run's conf cannot widen it.
+    :param allow_unlisted_parameters: send a parameter the model's (open) schema does not list
+        even when it is a typo away from one it does (refused by default: the model would
+        ignore it and render at its default).
     :param force_new_enqueue: when an earlier try died mid-enqueue and its generations cannot
         be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
         ``dag_run.conf``). Off by default: the task stops and says what to check.
@@ -144,6 +151,8 @@ class OxenGenerateOperator(BaseOperator):
         allow_unknown_cost: bool = False,
         input_images: Any = None,
         aws_conn_id: str | None = "aws_default",
+        allowed_input_prefixes: Sequence[str] | None = None,
+        allow_unlisted_parameters: bool = False,
         force_new_enqueue: bool | str = False,
         oxen_conn_id: str = OxenHook.default_conn_name,
         poll_interval: float = 5.0,
@@ -164,6 +173,8 @@ class OxenGenerateOperator(BaseOperator):
         self.allow_unknown_cost = allow_unknown_cost
         self.input_images = input_images
         self.aws_conn_id = aws_conn_id
+        self.allowed_input_prefixes = allowed_input_prefixes
+        self.allow_unlisted_parameters = allow_unlisted_parameters
         self.force_new_enqueue = force_new_enqueue
         self.oxen_conn_id = oxen_conn_id
         self.poll_interval = poll_interval
@@ -190,7 +201,12 @@ class OxenGenerateOperator(BaseOperator):
         if not sources:
             return self.build_request()
         model = hook.get_model(self.model)
-        urls = presign(sources, aws_conn_id=self.aws_conn_id, expiry=url_expiry(float(self.timeout)))
+        urls = presign(
+            sources,
+            aws_conn_id=self.aws_conn_id,
+            expiry=url_expiry(float(self.timeout)),
+            allowed_prefixes=self.allowed_input_prefixes,
+        )
         return self.build_request(input_image=input_image_value(model, urls))
 
     @property
@@ -203,7 +219,9 @@ class OxenGenerateOperator(BaseOperator):
         with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
             OxenImageLink.persist(context, self)
             count = check_output_count(self.num_outputs, int(self.max_outputs))
-            prepared = hook.prepare(self.build_request_for(hook))
+            prepared = hook.prepare(
+                self.build_request_for(hook), allow_unlisted=bool(self.allow_unlisted_parameters)
+            )
             sent = self._sent(prepared)
             self._check_cost(prepared, sent["parameters"], count)
             return self._execute(context, hook, prepared, sent, count)

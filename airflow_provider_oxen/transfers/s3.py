@@ -10,16 +10,18 @@ byte is uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_oxen.exceptions import (
     OxenCheckFailedError,
+    OxenError,
     OxenKeyConflictError,
     OxenKeyError,
     OxenValidationError,
@@ -110,6 +112,8 @@ class _Planned:
     prefix: str
     # Set for a video clip: where its poster frame goes.
     poster_key: str | None = None
+    # Set for an image of unknown format: the key's values, to name it once its bytes are seen.
+    values: Mapping[str, Any] | None = None
 
     @property
     def video(self) -> bool:
@@ -346,6 +350,11 @@ class OxenGenerationToS3Operator(BaseOperator):
                 # A bare generation id (wait_for_completion=False + sensor): read its row.
                 item = build_result(oxen.get_generation(item))
             result = check_result(item)
+            if not result.get("output_format") and result.get("model") and not is_video(result):
+                # Left to the model: its schema's default is what it made.
+                with contextlib.suppress(OxenError):
+                    default = oxen.get_model(str(result["model"])).parameter_defaults.get("output_format")
+                    result = {**result, "output_format": default}
             if result["generation_id"] in seen:
                 self.log.warning(
                     "Result %s appears more than once; storing it once.", result["generation_id"]
@@ -363,7 +372,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         for index, result in enumerate(results):
             video = is_video(result)
             expected = ExpectedVideo.from_result(result) if video else ExpectedImage.from_result(result)
-            if expected.format is None:
+            if expected.format is None and video:
                 self.log.warning(
                     "Result %s has no output_format: its key gets extension '%s'.",
                     result["generation_id"],
@@ -384,7 +393,8 @@ class OxenGenerationToS3Operator(BaseOperator):
             if video:
                 poster = check_key(poster_key(key), prefix, what="poster key")
                 _claim(owners, poster, f"the poster frame of {result['generation_id']}")
-            plan.append(_Planned(index, result, key, expected, prefix, poster))
+            unknown = expected.format is None and not video
+            plan.append(_Planned(index, result, key, expected, prefix, poster, values if unknown else None))
         batch_values = {"prefix": prefix, "run_id": run_id}
         manifest_key = render_key(
             self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
@@ -484,6 +494,10 @@ class OxenGenerationToS3Operator(BaseOperator):
                     (existing.sha256 or "")[:12],
                 )
             fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
+            if item.values is not None:
+                # The format was nobody's to say: the key is named by what the bytes are.
+                item = self._named_by_content(item, spool, fetched.content_type)
+                existing, ours = store.head(item.key), False
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
             if stored_copy is not None:
                 action = WriteAction.SKIPPED
@@ -513,6 +527,21 @@ class OxenGenerationToS3Operator(BaseOperator):
                 item, store, poster_head, analysis.poster, metadata, owner, fetched.sha256
             )
         return self._report(item, store, action, fetched, content_type, analysis, poster)
+
+    def _named_by_content(self, item: _Planned, spool: Spool, served_type: str | None) -> _Planned:
+        """``item`` keyed with the extension of the image type its bytes declare (else the served one)."""
+        mime = identify_mime_type(cast("IO[bytes]", spool)) or (served_type or "").split(";")[0].strip()
+        fmt = next((name for name, known in MIME_TYPES.items() if known == mime), None)
+        if fmt is None:
+            self.log.warning(
+                "Result %s is of no known image type: its key gets extension '%s'.",
+                item.result["generation_id"],
+                _UNKNOWN_EXTENSION,
+            )
+            return replace(item, values=None)
+        values = {**(item.values or {}), "ext": _extension(fmt)}
+        key = render_key(self.key_template, values, prefix=item.prefix, allowed=IMAGE_KEY_FIELDS, what="key")
+        return replace(item, key=key, expected=replace(item.expected, format=fmt), values=None)
 
     # -- a clip's poster frame -------------------------------------------------------------------------
 

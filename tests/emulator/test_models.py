@@ -21,7 +21,13 @@ IMAGE_MODELS = {
     GPT_IMAGE,
 }
 EDIT_MODELS = {"qwen-image-edit", "nano-banana-2-edit"}
-VIDEO_MODELS = {"kling-video-v2-6-pro-text-to-video", "kling-video-o3-pro-reference-to-video"}
+# Its duration is a string enum, as several upstream video models declare it.
+TEXT_DURATION_I2V = "kling-video-v2-5-turbo-image-to-video"
+VIDEO_MODELS = {
+    "kling-video-v2-6-pro-text-to-video",
+    "kling-video-o3-pro-reference-to-video",
+    TEXT_DURATION_I2V,
+}
 
 
 def _schema(model: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,13 +180,17 @@ def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Cl
         schema = model["request_schema"]
         Draft202012Validator.check_schema(schema)
         properties = schema["properties"]
-        assert properties["duration"] == {
-            "type": "integer",
-            "minimum": 3,
-            "maximum": 10,
-            "default": 5,
-            "description": "Length in seconds.",
-        }
+        assert properties["duration"] == (
+            {"type": "string", "enum": ["5", "10"], "default": "5"}
+            if model_id == TEXT_DURATION_I2V
+            else {
+                "type": "integer",
+                "minimum": 3,
+                "maximum": 10,
+                "default": 5,
+                "description": "Length in seconds.",
+            }
+        )
         assert properties["aspect_ratio"]["enum"] == ["16:9", "9:16", "1:1"]
         assert properties["generate_audio"]["type"] == "boolean" and "seed" in properties
         assert properties["multi_prompt"]["type"] == "array"
@@ -231,6 +241,7 @@ def test_search_finds_edit_and_video_models(client: httpx.Client) -> None:
     ] == [
         "kling-video-v2-6-pro-text-to-video",
         "kling-video-o3-pro-reference-to-video",
+        TEXT_DURATION_I2V,
     ]
     assert (
         client.get("/api/ai/models/kling-video-o3-pro-reference-to-video").json()["endpoint"]

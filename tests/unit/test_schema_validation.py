@@ -107,3 +107,79 @@ def test_without_a_schema_everything_given_is_sent() -> None:
         "prompt": "x",
         "any": 1,
     }
+
+
+STRING_DURATION = OxenModel.model_validate(
+    {
+        "id": "i2v",
+        "capabilities": {"output": ["video"]},
+        "request_schema": {
+            "type": "object",
+            "properties": {
+                "prompt": {"type": "string"},
+                "duration": {"type": "string", "enum": ["5", "10"]},
+                "input_image": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                "steps": {"type": ["integer", "string"]},
+            },
+        },
+    }
+)
+
+
+def test_text_is_sent_as_the_schema_declares_and_messages_show_json_types() -> None:
+    assert prepare_parameters(STRING_DURATION, {"prompt": "x", "duration": "5", "steps": "4"}) == {
+        "prompt": "x",
+        "duration": "5",
+        "steps": "4",  # two declared types: the text is valid as it is, not guessed into one
+    }
+    with pytest.raises(OxenValidationError) as info:
+        prepare_parameters(STRING_DURATION, {"prompt": "x", "duration": 5})
+    assert info.value.field == "duration" and info.value.allowed == ["5", "10"]
+    assert (
+        str(info.value)
+        == 'Invalid value for \'duration\' (i2v): 5 (integer) is not one of "5", "10" (strings)'
+    )
+    with pytest.raises(OxenValidationError) as info:
+        validate_parameters(MODEL, {"prompt": "x", "num_inference_steps": "4"})
+    assert (
+        str(info.value)
+        == "Invalid value for 'num_inference_steps' (m): \"4\" (string) is not of type integer"
+    )
+    with pytest.raises(OxenValidationError, match=r"500 \(integer\) is greater than the maximum of 50"):
+        validate_parameters(MODEL, {"prompt": "x", "num_inference_steps": 500})
+
+
+def test_a_validation_message_shows_input_urls_without_their_signatures() -> None:
+    signed = [
+        f"https://bucket.s3.amazonaws.com/in/{i}.png?X-Amz-Signature=abc{i}&X-Amz-Credential=k"
+        for i in range(5)
+    ]
+    with pytest.raises(OxenValidationError) as info:
+        validate_parameters(STRING_DURATION, {"prompt": "x", "input_image": signed})
+    assert info.value.field == "input_image"
+    assert "https://bucket.s3.amazonaws.com/in/4.png" in str(info.value)
+    assert "Signature" not in str(info.value) and "Credential" not in str(info.value)
+
+
+def test_a_typo_of_a_known_name_is_refused_even_where_the_schema_is_open() -> None:
+    with pytest.raises(OxenValidationError) as info:
+        prepare_parameters(OPEN, {"prompt": "x", "image_sise": "square"})
+    assert info.value.field == "image_sise"
+    assert "did you mean 'image_size'" in str(info.value) and "allow_unlisted_parameters" in str(info.value)
+    # Case and a two-letter slip in a long name are typos too; a short name allows one edit.
+    for typo in ("Image_Size", "num_inference_stesp"):
+        with pytest.raises(OxenValidationError):
+            prepare_parameters(OPEN, {"prompt": "x", typo: 1})
+    assert prepare_parameters(OPEN, {"prompt": "x", "style": "flat", "seed": 1}) == {
+        "prompt": "x",
+        "style": "flat",
+        "seed": 1,
+    }
+    # The task may opt in to send unlisted names as they are.
+    shaped = prepare_parameters(OPEN, {"prompt": "x", "image_sise": "square"}, allow_unlisted=True)
+    assert shaped == {"prompt": "x", "image_sise": "square"}
+
+
+def test_a_closed_schema_refuses_unlisted_names_even_when_the_task_allows_them() -> None:
+    with pytest.raises(OxenValidationError, match="did you mean 'rendering_speed'"):
+        prepare_parameters(CLOSED, {"prompt": "x", "rendering_sped": "TURBO"}, allow_unlisted=True)
