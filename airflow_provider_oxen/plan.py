@@ -26,7 +26,7 @@ from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 from airflow_provider_oxen.exceptions import OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.inputs import input_image_value
-from airflow_provider_oxen.models import check_output_count, media_type_of
+from airflow_provider_oxen.models import media_type_of
 from airflow_provider_oxen.operators.generate import OxenGenerateOperator
 from airflow_provider_oxen.pricing import duration, estimate_cost
 from airflow_provider_oxen.redact import redact_text
@@ -204,15 +204,12 @@ def _plan_task(row: PlanRow, task: OxenGenerateOperator, hook: OxenHook) -> Plan
         return row
     row.model = str(task.model)
     try:
-        count = check_output_count(task.num_outputs, int(task.max_outputs))
+        request = None
         if is_run_time(task.input_images):
             placeholder = input_image_value(hook.get_model(task.model), [PLACEHOLDER_INPUT])
             request = task.build_request(input_image=placeholder)
-        else:
-            request = task.build_request_for(hook)
-        prepared = hook.prepare(request)
-        parameters = task._sent(prepared)["parameters"]
-        task._check_cost(prepared, parameters, count)  # the run's own max_cost check
+        prepared, sent, count = task.check_request(hook, request)  # the run's own checks
+        parameters = sent["parameters"]
     except Exception as exc:  # whatever would stop the run (an unreadable AWS connection too) is a finding
         text = str(exc) if isinstance(exc, OxenError) else f"{type(exc).__name__}: {exc}"
         row.problem = redact_text(text)  # presigned inputs' signatures never reach the table or the log

@@ -218,13 +218,22 @@ class OxenGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
             OxenImageLink.persist(context, self)
-            count = check_output_count(self.num_outputs, int(self.max_outputs))
-            prepared = hook.prepare(
-                self.build_request_for(hook), allow_unlisted=bool(self.allow_unlisted_parameters)
-            )
-            sent = self._sent(prepared)
-            self._check_cost(prepared, sent["parameters"], count)
+            prepared, sent, count = self.check_request(hook)
             return self._execute(context, hook, prepared, sent, count)
+
+    def check_request(
+        self, hook: OxenHook, request: ImageGenerationRequest | None = None
+    ) -> tuple[PreparedRequest, dict[str, Any], int]:
+        """Everything checked before anything is paid: the output count, the request against the
+        model's schema, ``max_cost``. Raises naming the field; sends nothing. The cost plan
+        (:mod:`airflow_provider_oxen.plan`) runs the same checks."""
+        count = check_output_count(self.num_outputs, int(self.max_outputs))
+        prepared = hook.prepare(
+            request or self.build_request_for(hook), allow_unlisted=bool(self.allow_unlisted_parameters)
+        )
+        sent = self._sent(prepared)
+        self._check_cost(prepared, sent["parameters"], count)
+        return prepared, sent, count
 
     @staticmethod
     def _sent(prepared: PreparedRequest) -> dict[str, Any]:

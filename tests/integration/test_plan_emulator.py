@@ -110,7 +110,7 @@ def test_max_cost_and_bad_values_are_problems(oxen_conn: EmulatorControl) -> Non
     assert (
         "would cost 0.35 by the model's pricing, above max_cost 0.30" in _clip(dag, clip_max="0.30").problem
     )
-    assert "15 is greater than the maximum of 10" in _clip(dag, seconds=15).problem
+    assert "15 (integer) is greater than the maximum of 10" in _clip(dag, seconds=15).problem
     with DAG("chat", schedule=None) as odd:
         OxenGenerateImageOperator(task_id="chat", model="gpt-oss-120b", prompt="p", max_cost="1")
     (row,) = plan_dag(odd, plan_run(odd.dag_id, logical_date=WHEN)).rows
