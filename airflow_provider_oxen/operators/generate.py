@@ -112,7 +112,7 @@ class OxenGenerateOperator(BaseOperator):
         be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
         ``dag_run.conf``). Off by default: the task stops and says what to check.
     :param oxen_conn_id: connection of type ``oxen``.
-    :param poll_interval: seconds between status checks.
+    :param poll_interval: seconds between status checks (at least 1 while deferred).
     :param timeout: seconds to wait for the batch; unfinished generations are then cancelled.
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
