@@ -112,14 +112,9 @@ def _store(s3_client: Any, bucket: str, record: Mapping[str, Any]) -> dict[str, 
 
 
 def _publish(records: Any, bucket: str, review: Any = REVIEW, **kwargs: Any) -> dict[str, Any]:
+    prefixes = {"approved_prefix": "approved/run1", "rejected_prefix": "rejected/run1"}
     operator = OxenPublishReviewedOperator(
-        task_id="publish",
-        records=records,
-        review=review,
-        bucket=bucket,
-        approved_prefix="approved/run1",
-        rejected_prefix="rejected/run1",
-        **kwargs,
+        task_id="publish", records=records, review=review, bucket=bucket, **{**prefixes, **kwargs}
     )
     return operator.execute({})
 
@@ -209,14 +204,7 @@ def test_publish_follows_the_current_decision_after_a_re_review(
 def test_publish_refuses_one_prefix_for_both_decisions(s3_client: Any, bucket: str) -> None:
     records = [_store(s3_client, bucket, record) for record in RECORDS]
     with pytest.raises(OxenValidationError, match="both 'published'"):
-        OxenPublishReviewedOperator(
-            task_id="publish",
-            records=records,
-            review=REVIEW,
-            bucket=bucket,
-            approved_prefix="published",
-            rejected_prefix="published/",
-        ).execute({})
+        _publish(records, bucket, approved_prefix="published", rejected_prefix="published/")
 
 
 @pytest.mark.parametrize(
