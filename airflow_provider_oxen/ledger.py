@@ -6,7 +6,9 @@ of that task, so it outlives a worker that died between enqueueing and deferring
 
 What a try does with it (see the operator):
 
-* nothing recorded, or the last try *succeeded* (``settled``) → enqueue afresh;
+* nothing recorded, or a succeeded try of an earlier run (``settled``, cleared since) → enqueue afresh;
+* ``settled`` with ``results`` of this run and the same request → return them, enqueue nothing
+  (Airflow failed the try after ``execute`` returned, e.g. pushing the XCom);
 * ids recorded and not settled (crash, failure, timeout) → reuse every generation that is
   queued, processing or succeeded and enqueue only replacements for failed/cancelled ones;
 * ``pending`` > 0 means a try died between sending an enqueue and recording its answer:
@@ -23,6 +25,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from airflow_provider_oxen.redact import strip_signature, strip_url_queries
+
 log = logging.getLogger(__name__)
 
 LEDGER_KEY = "oxen_generation_ledger"
@@ -38,6 +42,13 @@ class LedgerEntry(BaseModel):
     # What the results report as asked for (parameters without URL signatures, media type), so
     # the resumed task need not read the model's schema again.
     sent: dict[str, Any] = Field(default_factory=dict)
+    # The seed drawn for a request that set none, recorded before sending: it tells this
+    # request's queue rows from another task's identical ones (see recovery.py).
+    seed: int | None = None
+    # What the settled try returned, and the ``max_tries`` of the run it returned it in: a
+    # clear raises ``max_tries``, so only a retry within the same run gets these back.
+    results: Any = None
+    run_max_tries: int | None = None
 
     def mark_sending(self, count: int) -> None:
         self.pending = count
@@ -56,8 +67,12 @@ class LedgerEntry(BaseModel):
 
 
 def request_fingerprint(model: str, parameters: dict[str, Any], count: int) -> str:
-    """Same request ⇔ same fingerprint; a changed prompt or parameter starts afresh."""
-    canonical = json.dumps({"model": model, "parameters": parameters, "count": count}, sort_keys=True)
+    """Same request ⇔ same fingerprint; a changed prompt or parameter starts afresh.
+
+    URLs count without their signatures: presigned inputs are signed afresh on every try.
+    """
+    unsigned = strip_url_queries(parameters, strip_signature)
+    canonical = json.dumps({"model": model, "parameters": unsigned, "count": count}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
@@ -128,8 +143,9 @@ class GenerationLedger:
         """The entry as this try last read or wrote it (read from the store only if neither)."""
         return self._known.model_copy(deep=True) if self._known is not None else self.load()
 
-    def settle(self) -> None:
+    def settle(self, results: Any = None, run_max_tries: int | None = None) -> None:
+        """The try succeeded: keep what it returns, in case Airflow fails the try after all."""
         entry = self.current()
-        if entry is not None and not entry.settled:
-            entry.settled = True
+        if entry is not None:
+            entry.settled, entry.results, entry.run_max_tries = True, results, run_max_tries
             self.save(entry)

@@ -9,7 +9,9 @@ stopping: another task's generations would be waited on, collected and later can
 * same model, and enqueued inside a bounded window around the recorded send time;
 * every parameter this request sent is present on the row with the same value (rows carry
   the request's parameters only in some API versions: without them nothing is provable);
-* exactly as many such rows as the lost enqueue asked for, and no other candidate.
+* exactly as many such rows as the lost enqueue asked for, and no other candidate;
+* the request sent a ``seed`` (the task's, or one drawn and recorded before sending): without
+  one, another task's identical request makes rows that match just as well.
 
 A row that contradicts the request (another prompt, seed or size) is not a candidate. When
 no candidate exists in complete listings, nothing was created. Every other case is
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_provider_oxen.models import Generation
-from airflow_provider_oxen.redact import strip_url_queries
+from airflow_provider_oxen.redact import strip_signature, strip_url_queries
 
 # Rows enqueued this long before the recorded send time may still be its answer (clock skew).
 SKEW = timedelta(seconds=120)
@@ -55,8 +57,8 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _canonical(value: Any) -> str:
-    # Presigned inputs are signed afresh on every try: compare them without their query.
-    return json.dumps(strip_url_queries(value), sort_keys=True, default=str)
+    # Presigned inputs are signed afresh on every try: compare them without their signatures.
+    return json.dumps(strip_url_queries(value, strip_signature), sort_keys=True, default=str)
 
 
 def row_value(row: Generation, name: str) -> Any:
@@ -117,13 +119,15 @@ def match_unrecorded(
         and row.model_name == model
         and _parse_time(row.enqueued_at) is not None
     ]
-    if len(provable) == len(candidates) == missing:
-        return RecoveryDecision(ids, ids, f"{missing} row(s) carry every parameter sent, in the send window")
     if len(provable) < len(candidates):
         reason = (
             f"{len(candidates) - len(provable)} candidate row(s) do not show every parameter sent "
             "(or their model/time), so they cannot be proven to be this request's"
         )
+    elif "seed" not in sent:
+        reason = "the lost request sent no seed, so another task's identical request would look the same"
+    elif len(candidates) == missing:
+        return RecoveryDecision(ids, ids, f"{missing} row(s) carry every parameter sent, in the send window")
     else:
         reason = f"{len(candidates)} matching row(s) for {missing} lost generation(s)"
     return RecoveryDecision(None, ids, reason)

@@ -10,14 +10,21 @@ which file it was. The transfer itself downloads from the full URL, which never 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 # A URL inside free text (an error message, a log line): scheme, then no whitespace or quotes.
 _URL_IN_TEXT = re.compile(r"""\bhttps?://[^\s"'<>`]+""", re.IGNORECASE)
 # Punctuation that ends the sentence around a URL rather than the URL ("(GET https://…):").
 _TRAILING = re.compile(r"[)\].,;:!}]+$")
+# Query parameters that sign a URL rather than name the file (AWS SigV4 and V2, CloudFront, GCS,
+# Azure SAS): a fresh signature of the same object changes only these.
+_SIGNATURE_PARAMS = frozenset(
+    {"signature", "expires", "awsaccesskeyid", "policy", "key-pair-id"}
+    | {"sig", "se", "st", "sp", "sv", "sr", "spr"}
+)
+_SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
 
 
 def strip_query(url: str) -> str:
@@ -39,19 +46,43 @@ def strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def strip_signature(url: str) -> str:
+    """``url`` without the query parameters that sign it, its fragment and credentials.
+
+    What tells two inputs apart (the ledger's fingerprint, recovery's comparison): a URL signed
+    afresh on a retry is the same input, while ``?id=1`` and ``?id=2`` stay different. Not a
+    redaction: whatever is stored, logged or raised goes through :func:`strip_query`.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return strip_query(url)
+    if not parts.scheme:
+        return url
+    kept = [
+        pair
+        for pair in parts.query.split("&")
+        if pair
+        and (name := unquote_plus(pair.partition("=")[0]).lower()) not in _SIGNATURE_PARAMS
+        and not name.startswith(_SIGNATURE_PREFIXES)
+    ]
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "&".join(kept), ""))
+
+
 def _is_url(text: str) -> bool:
     return _URL_IN_TEXT.fullmatch(text.strip()) is not None
 
 
-def strip_url_queries(value: Any) -> Any:
+def strip_url_queries(value: Any, cut: Callable[[str], str] = strip_query) -> Any:
     """A copy of ``value`` (dicts and lists, at any depth) in which every string that is a URL
-    has lost its query. Other strings, such as a prompt mentioning a link, are left alone."""
+    has lost its query (or what ``cut`` removes, e.g. :func:`strip_signature`). Other strings,
+    such as a prompt mentioning a link, are left alone."""
     if isinstance(value, str):
-        return strip_query(value.strip()) if _is_url(value) else value
+        return cut(value.strip()) if _is_url(value) else value
     if isinstance(value, Mapping):
-        return {key: strip_url_queries(item) for key, item in value.items()}
+        return {key: strip_url_queries(item, cut) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [strip_url_queries(item) for item in value]
+        return [strip_url_queries(item, cut) for item in value]
     return value
 
 

@@ -108,6 +108,15 @@ class EmulatorControl:
         self._http.close()
 
 
+@pytest.fixture(autouse=True)
+def fast_hub_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator renders in fractions of a second: waits may poll as often as a test asks
+    (tests of the floor itself set it back)."""
+    from airflow_provider_oxen.triggers import hub
+
+    monkeypatch.setattr(hub, "MIN_POLL_INTERVAL", 0.0)
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Any]:
     from airflow_provider_oxen.emulator import EmulatorConfig, run_emulator_in_thread

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -117,7 +119,7 @@ class OxenGenerateOperator(BaseOperator):
         be identified, enqueue afresh anyway (may pay twice; templated, e.g. from
         ``dag_run.conf``). Off by default: the task stops and says what to check.
     :param oxen_conn_id: connection of type ``oxen``.
-    :param poll_interval: seconds between status checks.
+    :param poll_interval: seconds between status checks (at least 1 while deferred).
     :param timeout: seconds to wait for the batch; unfinished generations are then cancelled.
     :param deferrable: free the worker slot while waiting (default ``[operators] default_deferrable``).
     :param wait_for_completion: False returns the generation ids at once (pair with
@@ -249,15 +251,29 @@ class OxenGenerateOperator(BaseOperator):
         self, context: Context, hook: OxenHook, prepared: PreparedRequest, sent: dict[str, Any], count: int
     ) -> Any:
         ledger = GenerationLedger.for_context(context)
+        fingerprint = request_fingerprint(prepared.model_id, prepared.parameters, count)
+        previous = ledger.load()
+        if (
+            previous is not None
+            and previous.settled
+            and previous.results is not None
+            and previous.fingerprint == fingerprint
+            and previous.run_max_tries == _max_tries(context)
+        ):
+            self.log.warning(
+                "An earlier try of this run already got these results; Airflow failed it after it "
+                "returned (e.g. storing its XCom). Returning them again: nothing is enqueued."
+            )
+            return previous.results
         try:
-            ids = self._enqueue_once(hook, prepared, sent, count, ledger)
+            ids = self._enqueue_once(hook, prepared, sent, count, ledger, fingerprint, previous)
         except Exception as exc:
             self._give_up_if_final(context, exc, hook, ledger)
             raise
         self._in_flight = ids
 
         if not self.wait_for_completion:
-            ledger.settle()
+            ledger.settle(ids, _max_tries(context))
             self.log.info("Not waiting: returning %d generation id(s) for a downstream sensor.", len(ids))
             return ids
 
@@ -339,7 +355,7 @@ class OxenGenerateOperator(BaseOperator):
         results = [
             build_result(row, model=self.model, parameters=parameters, media_type=media_type) for row in rows
         ]
-        ledger.settle()
+        ledger.settle(results, _max_tries(context))
         self.log.info(
             "%d %s(s) ready from %s (%s): %s",
             len(results),
@@ -416,13 +432,13 @@ class OxenGenerateOperator(BaseOperator):
         sent: dict[str, Any],
         count: int,
         ledger: GenerationLedger,
+        fingerprint: str,
+        previous: LedgerEntry | None,
     ) -> list[str]:
-        # Presigned inputs are signed afresh on every try: the fingerprint keeps them unsigned.
-        fingerprint = request_fingerprint(prepared.model_id, strip_url_queries(prepared.parameters), count)
-        previous = ledger.load()
         keep: list[str] = []
+        resumed = previous if previous is not None and previous.fingerprint == fingerprint else None
         if previous is not None and not previous.settled:
-            if previous.fingerprint == fingerprint:
+            if resumed is not None:
                 keep = self._reusable(hook, prepared, previous)
             else:
                 self.log.warning("The request changed since the last try: cancelling its generations.")
@@ -433,8 +449,13 @@ class OxenGenerateOperator(BaseOperator):
                         previous.pending,
                     )
                 hook.cancel_generations(previous.generation_ids)
-        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep, sent=sent)
         missing = count - len(keep)
+        # A fresh seed for what is sent now; the kept generation's when nothing is.
+        seed = _seed(prepared, count) if missing > 0 else (resumed.seed if resumed is not None else None)
+        if seed is not None:
+            prepared = replace(prepared, parameters={**prepared.parameters, "seed": seed})
+            sent = {**sent, "parameters": {**sent["parameters"], "seed": seed}}
+        entry = LedgerEntry(fingerprint=fingerprint, generation_ids=keep, sent=sent, seed=seed)
         if missing <= 0:
             ledger.save(entry)
             return keep[:count]
@@ -504,10 +525,12 @@ class OxenGenerateOperator(BaseOperator):
             listing = hook.queue_listing(model=prepared.model_id, status=status)
             complete = complete and listing.is_complete
             rows.update({row.generation_id: row for row in listing.generations})
+        # The seed the lost request carried, if one was drawn for it.
+        seeded = {"seed": previous.seed} if previous.seed is not None else {}
         decision = match_unrecorded(
             rows.values(),
             model=prepared.model_id,
-            sent=prepared.parameters,
+            sent={**prepared.parameters, **seeded},
             sent_at=previous.pending_since,
             missing=previous.pending,
             known_ids=previous.generation_ids,
@@ -534,6 +557,27 @@ class OxenGenerateOperator(BaseOperator):
             "\"{{ dag_run.conf.get('oxen_force_new_enqueue', False) }}\") and clear it.",
             candidates=decision.candidates,
         )
+
+
+def _max_tries(context: Context) -> int | None:
+    """The task instance's ``max_tries``: the same for every retry of a run, raised by a clear."""
+    value = getattr(context.get("ti") if hasattr(context, "get") else None, "max_tries", None)
+    return value if isinstance(value, int) else None
+
+
+def _seed(prepared: PreparedRequest, count: int) -> int | None:
+    """A seed to send where the model takes one and the task set none: recorded before sending, it
+    makes this request's queue rows provably its own should the try die before recording their
+    ids (see recovery.py). Not for several outputs: with one seed they could all be one image."""
+    spec = ((prepared.model.request_schema or {}).get("properties") or {}).get("seed")
+    if (
+        count != 1
+        or "seed" in prepared.parameters
+        or not (isinstance(spec, dict) and spec.get("type") == "integer")
+    ):
+        return None
+    low, high = spec.get("minimum", 0), spec.get("maximum", 2**31 - 1)
+    return random.randint(low, high) if isinstance(low, int) and isinstance(high, int) else None
 
 
 def _cost_summary(results: list[dict[str, Any]]) -> str:

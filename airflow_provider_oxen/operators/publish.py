@@ -5,6 +5,9 @@ moved under ``rejected_prefix`` (copied, the copy verified, then deleted from wh
 stored); images sent back for regeneration stay where they are and come back as new prompts
 (the original prompt with the reviewer's note appended) for the next generation run. A video
 clip goes together with its poster frame (``poster_s3_key``): both copied, or both moved.
+Publishing follows the current decision: a file an earlier review approved (rejected) and this
+one rejects (approves) is removed from the other decision's prefix (moved from there when its
+original is gone), and one sent back for regeneration is no longer published.
 
 It only touches what the transfer wrote: every record's key (and poster key) must lie inside
 the transfer's prefix (``prefix``, or the ``s3_prefix`` the records carry) in ``bucket``, and
@@ -54,6 +57,8 @@ class _Item:
     decision: str
     key: str
     target: str | None
+    # Where the other decision puts the file (the approved copy for a rejection or regeneration).
+    other: str
     sha256: str | None
     size: int | None
     poster: bool = False
@@ -67,12 +72,15 @@ class _Item:
 
 @dataclass(frozen=True)
 class _Step:
-    """What S3 needs for one item: copy it, delete the original, or nothing (already done)."""
+    """What S3 needs for one item: copy it (from its original, or ``from_other``), delete the
+    original, delete the file at ``item.other`` (``unplace``), or nothing (already done)."""
 
     item: _Item
     copy: bool
     delete: bool
     source: ExistingObject | None
+    from_other: bool = False
+    unplace: bool = False
 
 
 class OxenPublishReviewedOperator(BaseOperator):
@@ -134,7 +142,7 @@ class OxenPublishReviewedOperator(BaseOperator):
 
         items = self._plan(bucket, decisions)  # every key checked before S3 is even asked
         store = S3ObjectStore(S3Hook(aws_conn_id=self.aws_conn_id), bucket)
-        steps = [self._inspect(store, item) for item in items if item.target is not None]
+        steps = [self._inspect(store, item) for item in items]
         for step in steps:
             self._apply(store, step)
 
@@ -202,6 +210,12 @@ class OxenPublishReviewedOperator(BaseOperator):
             APPROVE: _target_prefix(self.approved_prefix, "approved_prefix"),
             REJECT: _target_prefix(self.rejected_prefix, "rejected_prefix"),
         }
+        if targets[APPROVE][0] == targets[REJECT][0]:
+            raise OxenValidationError(
+                f"approved_prefix and rejected_prefix are both {targets[APPROVE][0]!r}: a decision could not "
+                f"be told from the other; {_REFUSING}",
+                field="rejected_prefix",
+            )
         items: list[_Item] = []
         seen: dict[str, str] = {}
         for record in records:
@@ -224,22 +238,23 @@ class OxenPublishReviewedOperator(BaseOperator):
                         field="records",
                     )
                 seen[file_key] = generation_id
-                target = None
-                if decision != REGENERATE:
-                    prefix, field = targets[decision]
-                    target = check_key(
+                placed = {
+                    choice: check_key(
                         f"{prefix}/{posixpath.basename(file_key)}",
                         prefix,
                         what=f"{field} target",
                         refusing=_REFUSING,
                     )
+                    for choice, (prefix, field) in targets.items()
+                }
                 items.append(
                     _Item(
                         record=record,
                         generation_id=generation_id,
                         decision=decision,
                         key=file_key,
-                        target=target,
+                        target=placed.get(decision),
+                        other=placed[REJECT if decision == APPROVE else APPROVE],
                         sha256=sha256 if isinstance(sha256, str) and sha256 else None,
                         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
                         poster=poster,
@@ -251,22 +266,33 @@ class OxenPublishReviewedOperator(BaseOperator):
     # -- inspecting: HEAD requests, still before any change ------------------------------------------
 
     def _inspect(self, store: S3ObjectStore, item: _Item) -> _Step:
-        assert item.target is not None
         move = item.decision == REJECT
         source = store.head(item.key)
+        # This file where an earlier, different decision put it (only ever ours: same generation, bytes).
+        found = store.head(item.other)
+        earlier = (
+            found if found is not None and self._holds_item(store, item.other, found, item, source) else None
+        )
+        if item.target is None:
+            # Sent back for regeneration: unpublished, as long as the original is still in place.
+            kept = source is not None and source.is_generation(item.generation_id)
+            return _Step(item, copy=False, delete=False, source=source, unplace=kept and earlier is not None)
         target = store.head(item.target)
         if target is not None and self._holds_item(store, item.target, target, item, source):
             # Copied by an earlier try. A rejected image's original may still need removing, but
             # only if it is still the record's image.
             if move and source is not None:
                 self._check_source(store, item, source)
-                return _Step(item, copy=False, delete=True, source=source)
-            return _Step(item, copy=False, delete=False, source=source)
+                return _Step(item, copy=False, delete=True, source=source, unplace=earlier is not None)
+            return _Step(item, copy=False, delete=False, source=source, unplace=earlier is not None)
         if target is not None and not target.is_generation(item.generation_id):
             raise OxenKeyConflictError(
                 f"{store.uri(item.target)} already holds an object that is not generation "
                 f"{item.generation_id}'s {item.what}; {_REFUSING}"
             )
+        if source is None and earlier is not None:
+            # Moved aside by an earlier rejection (or its original deleted since an approval).
+            return _Step(item, copy=True, delete=False, source=earlier, from_other=True, unplace=True)
         if source is None:
             raise OxenPublishError(
                 f"{store.uri(item.key)} (record {item.generation_id}) does not exist, and "
@@ -274,7 +300,7 @@ class OxenPublishReviewedOperator(BaseOperator):
                 f"something else; {_REFUSING}"
             )
         self._check_source(store, item, source)
-        return _Step(item, copy=True, delete=move, source=source)
+        return _Step(item, copy=True, delete=move, source=source, unplace=earlier is not None)
 
     def _check_source(self, store: S3ObjectStore, item: _Item, source: ExistingObject) -> None:
         """The object at the record's key must be the one the transfer stored for this record."""
@@ -313,11 +339,19 @@ class OxenPublishReviewedOperator(BaseOperator):
 
     def _apply(self, store: S3ObjectStore, step: _Step) -> None:
         item = step.item
-        assert item.target is not None
-        source_uri, target_uri = store.uri(item.key), store.uri(item.target)
+        if step.unplace:
+            self.log.info(
+                "%s: %s %s: removing %s", item.generation_id, item.decision, item.what, store.uri(item.other)
+            )
+        if item.target is None:
+            if step.unplace:
+                store.delete(item.other)
+            return
+        source_key = item.other if step.from_other else item.key
+        source_uri, target_uri = store.uri(source_key), store.uri(item.target)
         if step.copy:
             assert step.source is not None
-            store.copy(item.key, item.target, source_etag=step.source.etag)
+            store.copy(source_key, item.target, source_etag=step.source.etag)
             copied = store.head(item.target)
             if copied is None or not self._holds_item(store, item.target, copied, item, step.source):
                 raise OxenPublishError(
@@ -326,6 +360,8 @@ class OxenPublishReviewedOperator(BaseOperator):
                 )
         if step.delete:
             store.delete(item.key)
+        if step.unplace:
+            store.delete(item.other)
         if item.decision == APPROVE:
             self.log.info(
                 "%s: approve %s: %s %s",
@@ -387,15 +423,18 @@ def _check_targets(items: Sequence[_Item]) -> None:
     sources = {item.key: item.generation_id for item in items}
     claimed: dict[str, str] = {}
     for item in items:
+        for key in (item.target, item.other):
+            if key in sources:
+                raise OxenKeyError(
+                    f"Publishing record {item.generation_id} could write or remove {key!r}, which is a "
+                    f"stored file of record {sources[key]}; choose approved_prefix / rejected_prefix "
+                    f"outside the transfer's keys; {_REFUSING}",
+                    field="approved_prefix"
+                    if (key == item.target) == (item.decision == APPROVE)
+                    else "rejected_prefix",
+                )
         if item.target is None:
             continue
-        if item.target in sources:
-            raise OxenKeyError(
-                f"Publishing record {item.generation_id} would write {item.target!r}, which is a stored "
-                f"file of record {sources[item.target]}; choose approved_prefix / rejected_prefix outside "
-                f"the transfer's keys; {_REFUSING}",
-                field="approved_prefix" if item.decision == APPROVE else "rejected_prefix",
-            )
         if item.target in claimed:
             raise OxenKeyError(
                 f"Records {claimed[item.target]} and {item.generation_id} would both be published to "

@@ -93,6 +93,9 @@ MAX_RECONCILE_SPACING = 2.0
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
+# The shortest polling interval a waiter gets: the hub lists the queue at the shortest interval
+# any waiter asks for, so one task's ``poll_interval=0`` would list it non-stop for all of them.
+MIN_POLL_INTERVAL = 1.0
 # More registered ids than this due a catch-up at once (a burst of fresh deferrals): one listing
 # answers for all of them instead of a status read each (the request count stays bounded).
 CATCH_UP_READS_MAX = 32
@@ -291,7 +294,7 @@ class OxenHub:
             self.unregister(waiter)
 
     def register(self, tracker: StatusTracker, poll_interval: float) -> Waiter:
-        waiter = Waiter(tracker, poll_interval)
+        waiter = Waiter(tracker, max(MIN_POLL_INTERVAL, poll_interval))
         self._registered.add(waiter)
         covering = self._stream_covers()
         unchecked = False

@@ -14,16 +14,20 @@ from tests.fixtures import FakeTaskStateStore
 
 
 class FakeTI:
-    """What the operator reads of ``context["ti"]`` to tell a final try from one with retries left."""
+    """What the operator reads of ``context["ti"]``: the try (a final one, or with retries left)
+    and ``max_tries`` (which a clear raises)."""
 
-    def __init__(self, try_number: int) -> None:
+    def __init__(self, try_number: int, max_tries: int | None = None) -> None:
         self.try_number = try_number
+        self.max_tries = max_tries
 
 
-def task_context(store: FakeTaskStateStore | None = None, try_number: int | None = None) -> dict[str, Any]:
+def task_context(
+    store: FakeTaskStateStore | None = None, try_number: int | None = None, max_tries: int | None = None
+) -> dict[str, Any]:
     context: dict[str, Any] = {"task_state_store": store or FakeTaskStateStore()}
     if try_number is not None:
-        context["ti"] = FakeTI(try_number)
+        context["ti"] = FakeTI(try_number, max_tries)
     return context
 
 

@@ -266,7 +266,7 @@ def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store
     results = operator.resume_execution(deferred.method_name, next_kwargs, _context(store))
     assert store.reads == reads
     assert [r["generation_id"] for r in results] == carried["generation_ids"]
-    assert store.values[LEDGER_KEY]["settled"] is True  # still settled, so a re-run starts afresh
+    assert store.values[LEDGER_KEY]["settled"] is True  # settled, so a clear starts afresh
 
 
 def test_a_subclass_overriding_execute_complete_with_the_old_signature_still_resumes(
@@ -296,6 +296,25 @@ def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: E
     assert store.reads == reads + 1
     assert [r["generation_id"] for r in results] == store.values[LEDGER_KEY]["generation_ids"]
     assert store.values[LEDGER_KEY]["settled"] is True
+
+
+def test_a_retry_after_the_xcom_push_failed_returns_the_results_without_paying_again(
+    oxen_conn: EmulatorControl,
+) -> None:
+    """Airflow fails a try after ``execute_complete`` returned (pushing the XCom, rendering the map
+    index): the retry of the same run gets the results from the ledger."""
+    store = FakeTaskStateStore()
+    operator = _operator(deferrable=True)
+    context = _context(store, try_number=1, max_tries=2)
+    results = operator.execute_complete(context, _run_trigger(_defer(operator, context)))
+    posts = oxen_conn.enqueue_posts()
+    again = _operator(deferrable=True).execute(_context(store, try_number=2, max_tries=2))
+    assert again == results and oxen_conn.enqueue_posts() == posts == 1
+    # Likewise the ids of a task that does not wait.
+    store = FakeTaskStateStore()
+    ids = _operator(wait_for_completion=False).execute(_context(store, try_number=1, max_tries=2))
+    assert _operator(wait_for_completion=False).execute(_context(store, try_number=2, max_tries=2)) == ids
+    assert oxen_conn.enqueue_posts() == 2
 
 
 # -- exactly once across crashes ------------------------------------------------------------------
@@ -369,6 +388,63 @@ def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_o
     assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
     assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
     assert oxen_conn.requests(method="DELETE") == []
+
+
+def _crash_before_the_enqueue_lands(
+    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, store: Any
+) -> None:
+    """Run ``operator`` until it recorded that it is sending, then die before the POST is made."""
+
+    def enqueue(*args: Any, **kwargs: Any) -> Any:
+        raise _Died
+
+    with monkeypatch.context() as patch:
+        patch.setattr(OxenHook, "enqueue", enqueue)
+        with pytest.raises(_Died):
+            operator.execute(_context(store))
+    assert LedgerEntry.model_validate(store.get(LEDGER_KEY)).pending == 1
+
+
+def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows carry their parameters; a seed drawn and recorded before sending tells them apart."""
+    oxen_conn.configure(render_seconds=5, row_parameters=True)
+    [other_id] = _defer(_operator(task_id="b", deferrable=True), _context()).generation_ids
+
+    # A died before its POST landed: B's identical row is not its own, and nothing was created.
+    store = FakeTaskStateStore()
+    _crash_before_the_enqueue_lands(monkeypatch, _operator(task_id="a", deferrable=True), store)
+    [retried] = _defer(_operator(task_id="a", deferrable=True), _context(store, try_number=2)).generation_ids
+    assert retried != other_id and oxen_conn.enqueue_posts() == 2
+    # Its POST carried the seed recorded before sending; B's carried another.
+    entry = LedgerEntry.model_validate(store.get(LEDGER_KEY))
+    sent_seeds = [post["json"]["seed"] for post in oxen_conn.requests(method="POST", path="/api/ai/queue")]
+    assert entry.seed == sent_seeds[1] and sent_seeds[0] != sent_seeds[1]
+
+    # A died after its POST landed: the retry adopts exactly its own row, again not B's.
+    store = FakeTaskStateStore()
+    _crash_after_enqueue_answer(monkeypatch, _operator(task_id="c", deferrable=True), store)
+    lost = LedgerEntry.model_validate(store.get(LEDGER_KEY))
+    [adopted] = _defer(_operator(task_id="c", deferrable=True), _context(store, try_number=2)).generation_ids
+    assert oxen_conn.enqueue_posts() == 3 and adopted not in (other_id, retried)
+    with OxenHook() as hook:
+        assert hook.get_generation(adopted).model_extra["seed"] == lost.seed
+    assert oxen_conn.requests(method="DELETE") == []
+
+
+def test_several_outputs_without_a_seed_are_never_adopted(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No seed is drawn for several outputs (they could all be one image): the retry stops."""
+    oxen_conn.configure(render_seconds=5, row_parameters=True)
+    store = FakeTaskStateStore()
+    _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, num_outputs=2), store)
+    [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
+    assert "seed" not in post["json"]
+    with pytest.raises(OxenUnrecordedEnqueueError, match="sent no seed"):
+        _operator(deferrable=True, num_outputs=2).execute(_context(store, try_number=2))
+    assert oxen_conn.enqueue_posts() == 1
 
 
 def test_force_new_enqueue_enqueues_afresh_after_an_unidentifiable_crash(

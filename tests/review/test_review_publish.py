@@ -112,14 +112,9 @@ def _store(s3_client: Any, bucket: str, record: Mapping[str, Any]) -> dict[str, 
 
 
 def _publish(records: Any, bucket: str, review: Any = REVIEW, **kwargs: Any) -> dict[str, Any]:
+    prefixes = {"approved_prefix": "approved/run1", "rejected_prefix": "rejected/run1"}
     operator = OxenPublishReviewedOperator(
-        task_id="publish",
-        records=records,
-        review=review,
-        bucket=bucket,
-        approved_prefix="approved/run1",
-        rejected_prefix="rejected/run1",
-        **kwargs,
+        task_id="publish", records=records, review=review, bucket=bucket, **{**prefixes, **kwargs}
     )
     return operator.execute({})
 
@@ -174,6 +169,42 @@ def test_publish_rerun_is_a_no_op_that_returns_the_same_outcome(
     assert _publish(records, bucket) == first
     assert s3_calls.counts["CopyObject"] == 0 and s3_calls.counts["DeleteObjects"] == 1
     assert _keys(s3_client, bucket) == keys
+
+
+def test_publish_follows_the_current_decision_after_a_re_review(
+    s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    records = [_store(s3_client, bucket, record) for record in RECORDS]
+    a, b, c = (r["generation_id"] for r in records)
+    # Not ours (another generation's file): never removed, whatever the decision.
+    s3_client.put_object(
+        Bucket=bucket, Key=f"rejected/run1/{c}.png", Body=b"x", Metadata={"generation-id": "zz"}
+    )
+    _publish(records, bucket, review={"decisions": {a: "approve", b: "reject", c: "approve"}})
+
+    again = {"decisions": {a: "reject", b: "approve", c: "regenerate"}, "note": ""}
+    outcome = _publish(records, bucket, review=again)
+    assert _keys(s3_client, bucket) == {
+        f"rejected/run1/{a}.png",  # approved, then rejected: no longer published
+        f"approved/run1/{b}.png",  # rejected, then approved: moved over from rejected/
+        f"{PREFIX}/{c}.png",  # approved, then sent back: no longer published
+        f"rejected/run1/{c}.png",
+    }
+    assert (
+        s3_client.get_object(Bucket=bucket, Key=f"approved/run1/{b}.png")["Body"].read()
+        == f"image of {b}".encode()
+    )
+    assert outcome["approved"] == [f"s3://{bucket}/approved/run1/{b}.png"]
+    assert outcome["rejected"] == [f"s3://{bucket}/rejected/run1/{a}.png"]
+    s3_calls.reset()
+    assert _publish(records, bucket, review=again) == outcome
+    assert s3_calls.changes == 0
+
+
+def test_publish_refuses_one_prefix_for_both_decisions(s3_client: Any, bucket: str) -> None:
+    records = [_store(s3_client, bucket, record) for record in RECORDS]
+    with pytest.raises(OxenValidationError, match="both 'published'"):
+        _publish(records, bucket, approved_prefix="published", rejected_prefix="published/")
 
 
 @pytest.mark.parametrize(

@@ -344,6 +344,25 @@ def test_a_stream_that_never_connects_holds_up_only_the_first_listing(
     assert len(listings) >= 3, listings  # then the polling interval, with no wait for the stream
 
 
+def test_one_waiter_asking_for_no_interval_cannot_make_the_hub_list_non_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hub lists at the shortest interval any waiter asks for: it is clamped to the floor."""
+    monkeypatch.setattr(hub_module, "MIN_POLL_INTERVAL", 0.5)
+
+    async def scenario() -> int:
+        fake = FakeHook()
+        fake.listing = lambda: {"generations": [_row("g1", "queued"), _row("g2", "queued")]}
+        hub = _hub(fake, mode="poll")
+        hub.register(StatusTracker(["g1"]), 0.0)
+        hub.register(StatusTracker(["g2"]), 5.0)
+        await asyncio.sleep(1.2)
+        await hub.close()
+        return fake.list_calls
+
+    assert 2 <= asyncio.run(scenario()) <= 3  # at 0, 0.5 and 1.0 s (not every 50 ms)
+
+
 # -- review fixes ------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from airflow_provider_oxen.models import (
     models_for,
 )
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
-from airflow_provider_oxen.redact import strip_url_queries
+from airflow_provider_oxen.redact import strip_query, strip_signature
 
 
 def _model(
@@ -93,12 +93,32 @@ def test_presigned_inputs_live_as_long_as_the_task_may_wait_within_what_s3_allow
     assert url_expiry(30 * 24 * 3600) == 7 * 24 * 3600
 
 
-def test_a_presigned_input_keeps_the_same_fingerprint_on_every_try() -> None:
-    first = {"prompt": "p", "input_image": "http://s3/b/k.png?X-Amz-Signature=aaa&X-Amz-Date=1"}
-    second = {"prompt": "p", "input_image": "http://s3/b/k.png?X-Amz-Signature=bbb&X-Amz-Date=2"}
-    assert request_fingerprint("m", strip_url_queries(first), 1) == request_fingerprint(
-        "m", strip_url_queries(second), 1
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            "http://s3/b/k.png?X-Amz-Signature=aaa&X-Amz-Date=1",
+            "http://s3/b/k.png?X-Amz-Signature=bbb&X-Amz-Date=2",
+        ),
+        (
+            "https://h/k?id=1&AWSAccessKeyId=A&Expires=1&Signature=s",
+            "https://h/k?id=1&AWSAccessKeyId=A&Expires=2&Signature=t",
+        ),
+        ("https://g/k?X-Goog-Signature=a&X-Goog-Date=1", "https://g/k?x-goog-signature=b&X-Goog-Date=2"),
+        ("https://a/c/k?sv=1&se=2026&sp=r&sig=a%2B", "https://a/c/k?sv=1&se=2027&sp=r&sig=b"),
+    ],
+)
+def test_a_presigned_input_keeps_the_same_fingerprint_on_every_try(first: str, second: str) -> None:
+    assert request_fingerprint("m", {"input_image": [first]}, 1) == request_fingerprint(
+        "m", {"input_image": [second]}, 1
     )
+
+
+def test_inputs_that_differ_in_their_query_have_different_fingerprints() -> None:
+    one, two = ({"input_image": f"https://h/img?id={i}&X-Amz-Signature=s"} for i in (1, 2))
+    assert request_fingerprint("m", one, 1) != request_fingerprint("m", two, 1)
+    assert strip_signature("https://u:p@h/img?id=1&X-Amz-Date=2&v=a%20b#f") == "https://h/img?id=1&v=a%20b"
+    assert strip_query("https://h/img?id=1") == "https://h/img"  # what is stored or logged: no query at all
 
 
 def test_multi_prompt_replaces_prompt_but_not_both() -> None:

@@ -53,6 +53,22 @@ def test_another_tasks_row_with_the_same_prompt_and_another_seed_is_not_a_candid
     assert _decide([*mine, theirs]).adopt == ["a", "b"]
 
 
+def test_rows_matching_a_request_without_a_seed_are_never_adopted() -> None:
+    """Another task's identical request (no seed to tell them apart) makes the same rows."""
+    unseeded = {k: v for k, v in SENT.items() if k != "seed"}
+    rows = [_row("a", **unseeded), _row("b", **unseeded)]
+    decision = match_unrecorded(
+        rows,
+        model="ideogram-v4",
+        sent=unseeded,
+        sent_at=SENT_AT,
+        missing=2,
+        known_ids=[],
+        listings_complete=1,
+    )
+    assert decision.adopt is None and decision.candidates == ["a", "b"] and "no seed" in decision.reason
+
+
 def test_more_matching_rows_than_were_lost_is_ambiguous() -> None:
     rows = [_row(i, **SENT) for i in "abc"]
     decision = _decide(rows)
