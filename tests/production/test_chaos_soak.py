@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.production.soak import default_config_from_env, run_soak_cluster
+from tests.production.soak import SoakConfig, run_soak_cluster
 
 # Part of ``make test`` (and so of CI); OXEN_SOAK=0 skips it for a quicker local run.
 pytestmark = [
@@ -27,9 +27,8 @@ pytestmark = [
 
 
 def test_chaos_soak_keeps_every_invariant() -> None:
-    config = default_config_from_env()
     started = time.monotonic()
-    report = run_soak_cluster(config)
+    report = run_soak_cluster(SoakConfig())
     print(report.render())
     print(f"soak test took {time.monotonic() - started:.0f} s")
     assert report.ok, report.render()
