@@ -27,6 +27,7 @@ import argparse
 import compileall
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -130,7 +131,11 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         for source in (REPO / "benchmarks" / "worker_dags").glob("*.py"):
             shutil.copy(source, dags / source.name)
         timings = work / "timings.jsonl"
-        env = {"OXEN_BENCH_TIMINGS": str(timings), "OXEN_BENCH_WORKER_TASKS": str(args.tasks)}
+        env = {
+            "OXEN_BENCH_TIMINGS": str(timings),
+            "OXEN_BENCH_WORKER_TASKS": str(args.tasks),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        }
         cluster_started = time.monotonic()
         cluster = stack.enter_context(
             Cluster(

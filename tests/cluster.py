@@ -406,11 +406,12 @@ class Cluster:
         for _ in range(self.triggerer_count):
             self.spawn("triggerer", timeout)
         self.wait("Airflow healthy", self._healthy, timeout)
-        for name in self.names("worker"):
-            log_path = self.processes[name].log_path
-            self.wait(
-                f"{name} ready", lambda path=log_path: " ready." in path.read_text(errors="replace"), timeout
-            )
+        logs = [self.processes[name].log_path for name in self.names("worker")]
+        self.wait(
+            "Celery workers ready",
+            lambda: all(" ready." in p.read_text(errors="replace") for p in logs),
+            timeout,
+        )
         for dag_id in self.expect_dags:
             self.wait_for_dag(dag_id, timeout)
         log(f"up in {time.monotonic() - started:.0f} s: {', '.join(self.processes)}")
@@ -468,7 +469,7 @@ class Cluster:
                         pids.append(int(entry))
         return sorted(set(pids))
 
-    def wait(self, what: str, done: Callable[[], T], timeout: float, every: float = 0.5) -> T:
+    def wait(self, what: str, done: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
         """Poll ``done`` until it returns something true; fail at once if a component exited."""
         deadline = time.monotonic() + timeout
         while True:
@@ -519,11 +520,18 @@ class Cluster:
             env = {**self.env}
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
-            args = {
-                "api-server": ["api-server", "--host", "127.0.0.1", "--port", self.api_url.rsplit(":", 1)[1]],
-                "worker": ["celery", "worker", "--concurrency", str(self.worker_concurrency)]
-                + ["--celery-hostname", f"{name}@%h", "--pid", str(self.home / f"{name}.pid")],
-            }.get(kind, [kind])
+            args = [kind]
+            if kind == "api-server":
+                args += ["--host", "127.0.0.1", "--port", self.api_url.rsplit(":", 1)[1]]
+            elif kind == "worker":  # a name and a pid file of its own: several workers on one host
+                args = [
+                    "celery",
+                    "worker",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                    "--pid",
+                    str(self.home / f"{name}.pid"),
+                ]
             known = {p.job_id for p in [*self.processes.values(), *self.retired]}
             process = self._popen(name, [_venv_bin("airflow"), *args], env=env, cwd=self.home)
         if kind == "triggerer":
@@ -751,7 +759,6 @@ class Cluster:
             {
                 "AIRFLOW_HOME": str(self.home),
                 "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
                 # The Oxen connection as an environment variable (a secrets backend works the same).
                 "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
                     self.emulator_url, self.api_key, **self.connection_extra

@@ -1,35 +1,14 @@
 """The chaos soak: the soak DAG on the production-shaped cluster, faults and kills, then the invariants.
 
-Timeline (every wait is bounded):
-
-1. the run starts with faults armed: ``generation_failure`` (3 generations of the flaky
-   model), ``stall_generation`` (the stalled task's one generation), and, until the run ends,
-   a 429 (``Retry-After: 1``) on an enqueue and a 503 on a queue read every few seconds (one
-   of each armed at a time), and every SSE stream cut every few seconds;
-2. **worker kill**: once a kill-window task sits between its recorded enqueue and its
-   deferral, new enqueues are held back (``freeze``) until no task of that worker is inside
-   an enqueue, and the whole Celery worker (its session: pool, supervisors, task processes)
-   is SIGKILLed; a replacement worker starts. The scheduler fails the dead tasks after the
-   heartbeat timeout and their retries must resume the ledgered generations;
-3. **triggerer kill**: the triggerer holding the most waiting triggers is SIGKILLed; the
-   other must take every one of them over;
-4. **late triggerer**: the remaining triggerer is stopped (SIGTERM, as in a rolling restart),
-   the ``late`` tasks are let through the gate, enqueue and defer with no triggerer running;
-   once their deadline has passed, two new triggerers start: the generations finished
-   meanwhile, so the tasks must succeed (a result, not a timeout);
-5. the run finishes; the soak then checks the invariants below and prints the figures.
-
-Invariants (each broken one is listed and fails the run): every task succeeded (the stalled
-one may instead fail for good if its timeout hit its last try), and every failed try of the
-flaky and stalled tasks has its reason in its log; generations created = images requested +
-one replacement per upstream failure (and one for the stalled generation when its retry
-succeeded); the paid (succeeded) generations are exactly the ids in the tasks' XComs, each
-once; nothing is left queued or processing; only the stalled generation was cancelled; the
-tasks killed with their worker succeeded on a later try, and the kill-window ones resumed
-their ledgered generations; every trigger of the SIGKILLed triggerer was taken over; every
-late trigger was first held after its deadline and collected its finished image; the API key
-appears in no file the run wrote, not in the database dump, not in any trigger's kwargs, not
-in Redis; no process of the cluster is left after it stopped.
+Timeline (every wait is bounded): the run starts with faults armed (upstream failures of the
+flaky model, a stalled generation; until the run ends a 429 on an enqueue and a 503 on a queue
+read every few seconds, every SSE stream cut every few seconds); a Celery worker is SIGKILLed
+while a kill-window task sits between its recorded enqueue and its deferral (new enqueues are
+held back meanwhile, so no task dies mid-enqueue) and a replacement starts; the triggerer
+holding the most waiting triggers is SIGKILLed; the other is stopped (SIGTERM), the ``late``
+tasks defer with no triggerer running, and two triggerers start once their deadline passed.
+Then every invariant listed in docs/deployment.md ("Proof: the chaos soak") is checked, and
+each broken one is reported.
 """
 
 from __future__ import annotations
@@ -58,33 +37,31 @@ STALL_MODEL = "nano-banana-2"
 FAILURE_TEXT = "Upstream GPU fault injected by the soak"
 
 
+FLAKY = 3  # tasks of 2 images on the flaky model (the DAG's default)
+FAILURES = 3  # generations of the flaky model that fail upstream
+LATE = 4  # late tasks (the DAG's default)
+TRIGGERERS = 2
+FAULT_EVERY = 3.0  # seconds between a 429 and a 503 armed
+SSE_DROP_EVERY = 4.0  # seconds between two cuts of every event stream
+
+
 @dataclass
 class SoakConfig:
     tasks: int = 32  # mapped ``generate`` tasks
     images_per_task: int = 2
-    flaky: int = 3  # tasks of 2 images on the flaky model
-    failures: int = 3  # generations of the flaky model that fail upstream
-    late: int = 4
-    kill_window: tuple[int, ...] = (1, 2)
     render_seconds: float = 8.0
     workers: int = 2
     worker_concurrency: int = 8
-    triggerers: int = 2
-    late_timeout: float = 20.0
-    stall_timeout: float = 45.0
-    poll_interval: float = 5.0
-    fault_every: float = 3.0
-    sse_drop_every: float = 4.0
     timeout: float = 1800.0  # the DAG run, from trigger to finish
     keep: bool = False
 
     @property
     def images_requested(self) -> int:
-        return self.tasks * self.images_per_task + self.flaky * 2 + 1 + self.late
+        return self.tasks * self.images_per_task + FLAKY * 2 + 1 + LATE
 
     @property
     def task_count(self) -> int:
-        return self.tasks + self.flaky + 1 + self.late
+        return self.tasks + FLAKY + 1 + LATE
 
     def env(self, soak_dir: Path) -> dict[str, str]:
         """What the soak DAG reads, and the Airflow settings a crash needs to be recovered quickly."""
@@ -92,12 +69,7 @@ class SoakConfig:
             "OXEN_SOAK_DIR": str(soak_dir),
             "OXEN_SOAK_TASKS": str(self.tasks),
             "OXEN_SOAK_IMAGES": str(self.images_per_task),
-            "OXEN_SOAK_FLAKY": str(self.flaky),
-            "OXEN_SOAK_LATE": str(self.late),
-            "OXEN_SOAK_KILL_WINDOW": ",".join(str(i) for i in self.kill_window),
-            "OXEN_SOAK_LATE_TIMEOUT": str(self.late_timeout),
-            "OXEN_SOAK_STALL_TIMEOUT": str(self.stall_timeout),
-            "OXEN_SOAK_POLL_INTERVAL": str(self.poll_interval),
+            "OXEN_SOAK_KILL_WINDOW": "1,2",  # stop after the enqueue, wait to be SIGKILLed
             # A killed worker's tasks stop heartbeating: fail them (for a retry) after 20 s.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
@@ -158,7 +130,7 @@ def run_soak_cluster(config: SoakConfig) -> SoakReport:
         render_seconds=config.render_seconds,
         workers=config.workers,
         worker_concurrency=config.worker_concurrency,
-        triggerers=config.triggerers,
+        triggerers=TRIGGERERS,
         expect_dags=[DAG_ID],
         keep=config.keep,
     )
@@ -217,7 +189,7 @@ class Soak:
     def run(self) -> None:
         config, report, cluster = self.config, self.report, self.cluster
         fault = {"type": "generation_failure", "model": FLAKY_MODEL, "error_message": FAILURE_TEXT}
-        self.emulator.fault(**fault, count=config.failures)
+        self.emulator.fault(**fault, count=FAILURES)
         self.emulator.fault(type="stall_generation", model=STALL_MODEL, count=1)
         self.watcher.hooks += [self.sample_rss, self.scan_redis, self.chaos]
         try:
@@ -261,7 +233,7 @@ class Soak:
         """A 429 on an enqueue and a 503 on a queue read every ``fault_every`` s; SSE cuts."""
         now = time.monotonic()
         if now >= self.next_fault:
-            self.next_fault = now + self.config.fault_every
+            self.next_fault = now + FAULT_EVERY
             # One of each at a time: while nobody reads the queue (no triggerer), an unconsumed
             # fault is not re-armed, so faults never pile up into a burst.
             armed = {(f.get("status"), f.get("method")) for f in self.emulator.faults()}
@@ -272,7 +244,7 @@ class Soak:
             if (503, "GET") not in armed:
                 self.emulator.fault(type="status", status=503, method="GET", path="^/api/ai/queue")
         if now >= self.next_drop:
-            self.next_drop = now + self.config.sse_drop_every
+            self.next_drop = now + SSE_DROP_EVERY
             self.emulator.drop_streams()
             self.drops += 1
 
@@ -422,18 +394,18 @@ class Soak:
 
         def all_deferred() -> bool:
             late = self._states("late")
-            return sum(1 for h in late.values() if h and h[-1] == "deferred") == self.config.late
+            return sum(1 for h in late.values() if h and h[-1] == "deferred") == LATE
 
         self.cluster.wait("late tasks all deferred", all_deferred, 300)
         for trigger_id in self.watcher.trigger_ids(DAG_ID, self.run_id, "late", map_index=None):
             kwargs = json.loads(self.cluster.decrypt(self.watcher.trigger(trigger_id)["kwargs"]))
             self.late_deadlines[trigger_id] = float(kwargs["deadline"])
         self.report.check(
-            len(self.late_deadlines) == self.config.late, f"late triggers' deadlines: {self.late_deadlines}"
+            len(self.late_deadlines) == LATE, f"late triggers' deadlines: {self.late_deadlines}"
         )
         time.sleep(max(0.0, max(self.late_deadlines.values(), default=time.time()) + 3 - time.time()))
         outage_end = time.time()
-        started = [self.cluster.spawn("triggerer") for _ in range(self.config.triggerers)]
+        started = [self.cluster.spawn("triggerer") for _ in range(TRIGGERERS)]
         self.report.figures["triggerer outage"] = (
             f"{outage_end - outage_start:.0f} s with no triggerer ({', '.join(stopped)} SIGTERMed); "
             f"{', '.join(started)} started after the last late deadline"
@@ -466,8 +438,8 @@ class Soak:
             by_task.setdefault(task_id, Counter())[state] += 1
         for task_id, count in {
             "generate": config.tasks,
-            "flaky": config.flaky,
-            "late": config.late,
+            "flaky": FLAKY,
+            "late": LATE,
             "open_late_gate": 1,
         }.items():
             got = by_task.get(task_id, Counter())
@@ -483,7 +455,7 @@ class Soak:
         retried = sorted(f"{t}[{m}]" for (t, m), (_, n) in tis.items() if n > 1)
         report.figures["tasks"] = (
             f"{config.task_count}: {config.tasks} generate x {config.images_per_task} images, "
-            f"{config.flaky} flaky x 2, 1 stalled, {config.late} late"
+            f"{FLAKY} flaky x 2, 1 stalled, {LATE} late"
         )
         succeeded = sum(c["success"] for t, c in by_task.items() if t != "open_late_gate")
         report.figures["tasks succeeded / failed"] = (
@@ -507,7 +479,7 @@ class Soak:
 
         timed_out = "OxenGenerationTimeoutError" in self.cluster.task_log(DAG_ID, run_id, "stalled")
         report.check(timed_out, "stalled task's log does not name the timeout")
-        for map_index in range(config.flaky):
+        for map_index in range(FLAKY):
             text = self.cluster.task_log(DAG_ID, run_id, "flaky", map_index)
             if FAILURE_TEXT in text and "OxenGenerationFailedError" in text:
                 self.flaky_failed.add(map_index)
@@ -540,14 +512,14 @@ class Soak:
                 late_ok += 1
             else:
                 report.violations.append(f"late trigger {trigger_id} was held before its deadline ({entry})")
-        late_logs = [self.cluster.task_log(DAG_ID, run_id, "late", m) for m in range(config.late)]
+        late_logs = [self.cluster.task_log(DAG_ID, run_id, "late", m) for m in range(LATE)]
         late_timeouts = sum("OxenGenerationTimeoutError" in text for text in late_logs)
         report.check(
             late_timeouts == 0, f"{late_timeouts} late task(s) timed out instead of collecting results"
         )
         report.figures["late: picked up after their deadline"] = (
-            f"{late_ok}/{config.late} triggers first held after their deadline; "
-            f"{config.late - late_timeouts}/{config.late} collected their finished images (no timeout)"
+            f"{late_ok}/{LATE} triggers first held after their deadline; "
+            f"{LATE - late_timeouts}/{LATE} collected their finished images (no timeout)"
         )
 
     def check_money(self) -> None:
@@ -574,10 +546,10 @@ class Soak:
         cancelled = [g for g in history if g["status"] == "cancelled"]
         paid = {g["generation_id"] for g in history if g["status"] == "succeeded"}
         requested, left = config.images_requested, status["queued"] + status["processing"]
-        replacements = config.failures + (1 if self.stalled_succeeded else 0)
+        replacements = FAILURES + (1 if self.stalled_succeeded else 0)
         delivered = requested - (0 if self.stalled_succeeded else 1)
         report.figures["images requested / generations created"] = (
-            f"{requested} / {len(history)} (expected {replacements} replacement(s): {config.failures} "
+            f"{requested} / {len(history)} (expected {replacements} replacement(s): {FAILURES} "
             f"upstream failures{', 1 stalled' if self.stalled_succeeded else ''})"
         )
         report.figures["generations paid / delivered in XCom"] = (
@@ -598,9 +570,7 @@ class Soak:
             set(xcom) == paid,
             f"paid, not delivered: {sorted(paid - set(xcom))[:5]}; the other way: {sorted(set(xcom) - paid)[:5]}",
         )
-        report.check(
-            status["failed"] == config.failures, f"failed generations {status['failed']} != {config.failures}"
-        )
+        report.check(status["failed"] == FAILURES, f"failed generations {status['failed']} != {FAILURES}")
         report.check(
             all(g["model_name"] == FLAKY_MODEL and g.get("error_message") == FAILURE_TEXT for g in failed),
             "a failed generation is not one of the injected upstream failures",
@@ -630,7 +600,7 @@ class Soak:
         statuses = Counter(e.get("status") for e in self.emulator.requests())
         self.report.figures["faults served"] = (
             f"{statuses[429]} x 429, {statuses[503]} x 503, {self.drops} SSE cuts, "
-            f"{self.config.failures} upstream failures, 1 stall"
+            f"{FAILURES} upstream failures, 1 stall"
         )
         self.report.check(statuses[429] > 0 and statuses[503] > 0, f"no 429/503 served: {statuses}")
 

@@ -27,6 +27,9 @@ from PIL import Image
 from tests.fixtures import connection_json
 from tests.transfers.conftest import aws_connection_json
 
+# Big files and a child process per test: outside `make test-fast`.
+pytestmark = pytest.mark.slow
+
 CHILD = r"""
 import gc, json, sys, tracemalloc
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
