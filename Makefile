@@ -1,13 +1,18 @@
-.PHONY: demo test lint bootstrap
+.PHONY: demo test test-fast lint bootstrap
 
 # The main job: the example DAG against the embedded Oxen emulator (no API key, no network).
 demo: bootstrap
 	.venv/bin/python scripts/demo.py
 
-# The whole test suite, including the real-Airflow end-to-end tests.
+# The whole test suite: the fast layer plus the slow one (real Airflow clusters, the chaos soak,
+# Airflow's CLI, the release artefacts, the browser, big files).
 test: bootstrap
 	@scripts/ensure_browser.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider
+
+# Unit tests and integration tests against the emulator over real sockets (about 2 minutes).
+test-fast: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: bootstrap
 	.venv/bin/ruff check .

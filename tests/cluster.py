@@ -10,7 +10,7 @@ Every process runs in its own session. Airflow's task processes leave their pare
 (:func:`session_pids`). On exit, also after an error or Ctrl-C, everything started is stopped
 (SIGTERM, SIGKILL after a grace period) and what would still be left is recorded in ``strays``.
 
-A :class:`Watcher` thread samples task instances, triggers and jobs a few times a second, so a
+A :class:`Watcher` thread samples task instances and triggers a few times a second, so a
 test can assert a task *went through* ``deferred`` long after it left that state.
 
 The CeleryExecutor cluster installs ``postgresql`` and ``redis-server`` with apt-get first when
@@ -184,13 +184,13 @@ def stop_session(process: Process, first: int = signal.SIGTERM, grace: float = 2
 
 
 class Watcher:
-    """Samples task instances, triggers and jobs every ``interval`` seconds in a thread.
+    """Samples task instances and triggers every ``interval`` seconds in a thread.
 
     ``ti_history[(dag_id, run_id, task_id, map_index)]`` is the ordered list of distinct states
     seen, ``ti_triggers[key]`` every trigger a task instance was linked to. ``triggers[id]``
     holds a trigger's ``classpath`` and ``kwargs`` (as stored: encrypted), ``first_seen`` and
     ``last_seen`` (epoch seconds), its ``triggerer_id`` then and ``held_by``: each triggerer job
-    that held it, with when it was first seen doing so. ``jobs[id]`` is the last row of each job.
+    that held it, with when it was first seen doing so.
     ``hooks`` are called after every sample (the soak samples memory and Redis there).
     """
 
@@ -200,7 +200,6 @@ class Watcher:
         self.ti_history: dict[tuple[str, str, str, int], list[str | None]] = {}
         self.ti_triggers: dict[tuple[str, str, str, int], set[int]] = {}
         self.triggers: dict[int, dict[str, Any]] = {}
-        self.jobs: dict[int, dict[str, Any]] = {}
         self.peak_triggers = 0  # trigger rows at once (waiting tasks)
         self.peak_held = 0  # triggers held by one triggerer at once
         self.hooks: list[Callable[[], None]] = []
@@ -230,7 +229,6 @@ class Watcher:
         query = self.cluster.query
         tis = query("SELECT dag_id, run_id, task_id, map_index, state, trigger_id FROM task_instance")
         triggers = query("SELECT id, classpath, kwargs, triggerer_id FROM trigger")
-        jobs = query("SELECT id, job_type, state, hostname, latest_heartbeat FROM job")
         with self.lock:
             for dag_id, run_id, task_id, map_index, state, trigger_id in tis:
                 key = (dag_id, run_id, task_id, int(map_index))
@@ -250,7 +248,6 @@ class Watcher:
             held = Counter(row.triggerer_id for row in triggers if row.triggerer_id is not None)
             self.peak_triggers = max(self.peak_triggers, len(triggers))
             self.peak_held = max(self.peak_held, *held.values(), 0)
-            self.jobs.update({int(row.id): dict(row._mapping) for row in jobs})
 
     def history(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[str | None]:
         with self.lock:
@@ -270,10 +267,6 @@ class Watcher:
         with self.lock:
             entry = self.triggers.get(trigger_id, {"held_by": {}})
             return {**entry, "held_by": dict(entry["held_by"]), "triggerer_ids": set(entry["held_by"])}
-
-    def jobs_of_type(self, job_type: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(job) for job in self.jobs.values() if job["job_type"] == job_type]
 
 
 # -- the cluster ----------------------------------------------------------------------------------------

@@ -57,8 +57,8 @@ def _assert_deferred_in_triggerer(cluster: Cluster, run_id: str, task_id: str, m
     assert len(trigger_ids) == 1, f"{task_id}[{map_index}] triggers: {trigger_ids}"
     trigger = watcher.trigger(trigger_ids.pop())
     assert trigger.get("classpath") == TRIGGER_CLASSPATH, trigger
-    triggerer_jobs = {job["id"] for job in watcher.jobs_of_type("TriggererJob")}
-    assert len(triggerer_jobs) == 1, watcher.jobs
+    triggerer_jobs = {row.id for row in cluster.query("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
+    assert len(triggerer_jobs) == 1, triggerer_jobs
     assert trigger["triggerer_ids"] == triggerer_jobs, (trigger, triggerer_jobs)
 
     # The trigger ran in the triggerer: its log line is in the TI's triggerer log file.

@@ -222,7 +222,7 @@ class Soak:
         report.figures["peak triggerer RSS"] = (
             f"{self.peak_rss_process / 2**20:.0f} MB largest process, "
             f"{self.peak_rss_session / 2**20:.0f} MB whole triggerer (supervisor + runner + log server); "
-            f"at most {self.watcher.peak_triggers} triggers at once, {self.watcher.peak_held} held by one triggerer"
+            f"at most {self.watcher.peak_triggers} triggers at once, {self.watcher.peak_held} in one"
         )
         if self.watcher.errors:
             report.notes.append(f"watcher errors (retried): {self.watcher.errors[-3:]}")
@@ -323,8 +323,8 @@ class Soak:
         while enqueueing_in_victim() and time.monotonic() - frozen < 60:
             time.sleep(0.1)
         held = time.monotonic() - frozen
-        sql = "SELECT task_id, map_index, pid FROM task_instance WHERE dag_id = :dag AND run_id = :run AND state = 'running'"
-        running = self.cluster.query(sql, dag=DAG_ID, run=self.run_id)
+        sql = "SELECT task_id, map_index, pid FROM task_instance WHERE run_id = :run AND state = 'running'"
+        running = self.cluster.query(sql, run=self.run_id)
         pids = set(self.cluster.kill(victim))
         (self.dir / "freeze").unlink()
         (self.dir / "release").touch()
@@ -429,10 +429,8 @@ class Soak:
 
     def check_tasks(self) -> None:
         config, report, run_id = self.config, self.report, self.run_id
-        sql = "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = :dag AND run_id = :run"
-        tis = {
-            (t, int(m)): (s, int(n or 0)) for t, m, s, n in self.cluster.query(sql, dag=DAG_ID, run=run_id)
-        }
+        sql = "SELECT task_id, map_index, state, try_number FROM task_instance WHERE run_id = :run"
+        tis = {(t, int(m)): (s, int(n or 0)) for t, m, s, n in self.cluster.query(sql, run=run_id)}
         by_task: dict[str, Counter[str | None]] = {}
         for (task_id, _), (state, _) in tis.items():
             by_task.setdefault(task_id, Counter())[state] += 1
@@ -568,7 +566,7 @@ class Soak:
         report.check(len(xcom) == len(set(xcom)), "a generation id appears in two XCom results")
         report.check(
             set(xcom) == paid,
-            f"paid, not delivered: {sorted(paid - set(xcom))[:5]}; the other way: {sorted(set(xcom) - paid)[:5]}",
+            f"paid, not delivered: {sorted(paid - set(xcom))[:5]}; not paid: {sorted(set(xcom) - paid)[:5]}",
         )
         report.check(status["failed"] == FAILURES, f"failed generations {status['failed']} != {FAILURES}")
         report.check(
@@ -578,7 +576,7 @@ class Soak:
         failed_tasks = {int(g["prompt"].split()[2].rstrip(",")) for g in failed}
         report.check(
             failed_tasks == self.flaky_failed,
-            f"flaky tasks failed upstream {sorted(failed_tasks)} != those whose log says so {sorted(self.flaky_failed)}",
+            f"flaky tasks failed upstream {sorted(failed_tasks)} != by the logs {sorted(self.flaky_failed)}",
         )
         report.check(len(cancelled) == 1, f"cancelled generations {len(cancelled)} != 1 (the stalled one)")
         report.check(
@@ -590,7 +588,7 @@ class Soak:
         for prompt, count in Counter(g["prompt"] for g in history if g["model_name"] == FLAKY_MODEL).items():
             report.check(
                 count == 2 + failed_by_prompt[prompt],
-                f"flaky prompt {prompt!r}: {count} generations for 2 images and {failed_by_prompt[prompt]} failure(s)",
+                f"flaky prompt {prompt!r}: {count} generations, {failed_by_prompt[prompt]} failure(s)",
             )
         report.figures["requests to the Oxen API"] = (
             f"{stats['requests_total']} ({stats['requests_total'] / requested:.2f} per image)"
