@@ -266,6 +266,7 @@ def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorC
     assert API_KEY not in json.dumps(oxen_conn.requests())
 
 
+@pytest.mark.slow  # task processes of their own: outside `make test-fast`
 def test_task_processes_of_a_host_read_a_model_once(oxen_conn: EmulatorControl, tmp_path: Path) -> None:
     """Each Airflow task runs in a fresh process: the schema read is shared through the cache dir."""
     script = "from airflow_provider_oxen.hooks.oxen import OxenHook\nOxenHook().get_model('ideogram-v4')\n"
