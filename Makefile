@@ -30,7 +30,7 @@ cluster: bootstrap
 	.venv/bin/python scripts/cluster.py up
 
 # The chaos soak at scale on that cluster: 328 mapped tasks, 1,291 images (about 15-20 minutes).
-# The CI-sized soak (40 tasks, under 10 minutes on 2 cores) is part of `make test`; alone:
+# The CI-sized soak (40 tasks, 2-4 minutes on 2 cores) is part of `make test`; alone:
 soak-ci: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests/production/test_chaos_soak.py
 

@@ -36,6 +36,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +47,9 @@ import sqlalchemy as sa
 from tests.fixtures import API_KEY, connection_json
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("emulator", "redis", "postgres")
+# The services, stopped after Airflow, with their first signal (SIGINT: PostgreSQL's "fast" shutdown).
+SERVICES = {"emulator": signal.SIGTERM, "redis": signal.SIGTERM, "postgres": signal.SIGINT}
+STARTUP_TIMEOUT = 420.0  # seconds, for each step of the start-up
 # Retries for a cluster under load or chaos (the e2e tests keep tests.fixtures' fast ones).
 PATIENT_RETRIES = {"max_retries": 6, "backoff_base": 0.2, "backoff_max": 2.0}
 T = TypeVar("T")
@@ -295,13 +298,11 @@ class Cluster:
         api_key: str = API_KEY,
         connection_extra: Mapping[str, Any] | None = None,
         render_seconds: float = 3.0,
-        queue_seconds: float = 0.2,
         emulator_args: Iterable[str] = (),
         workers: int = 2,
         worker_concurrency: int = 8,
         triggerers: int = 1,
         expect_dags: Iterable[str] = (),
-        startup_timeout: float = 420.0,
         keep: bool | None = None,
     ) -> None:
         self.executor = executor
@@ -310,13 +311,11 @@ class Cluster:
         self.env_extra = dict(env or {})
         self.api_key = api_key
         self.connection_extra = dict(connection_extra or {})
-        self.emulator_args = ["--render-seconds", str(render_seconds), "--queue-seconds", str(queue_seconds)]
-        self.emulator_args += list(emulator_args)
+        self.emulator_args = ["--render-seconds", str(render_seconds), *emulator_args]
         self.worker_count = workers if self.celery else 0
         self.worker_concurrency = worker_concurrency
         self.triggerer_count = triggerers
         self.expect_dags = list(expect_dags)
-        self.startup_timeout = startup_timeout
         self.keep = bool(os.environ.get("OXEN_CLUSTER_KEEP")) if keep is None else keep
         self.run_dir = Path(tempfile.mkdtemp(prefix="oxen-cluster-"))
         self.home = self.run_dir / "airflow"
@@ -334,7 +333,6 @@ class Cluster:
         self._http: httpx.Client | None = None
         self._token: str | None = None
         self._db: sa.engine.Engine | None = None
-        self._lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -354,7 +352,7 @@ class Cluster:
 
     def start(self) -> None:
         started = time.monotonic()
-        timeout = self.startup_timeout
+        timeout = STARTUP_TIMEOUT
         if self.celery:
             ensure_prerequisites()
         self.home.mkdir()
@@ -411,44 +409,33 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop everything started (SIGTERM, SIGKILL after a grace period), also after a failure."""
-        with self._lock:
-            self.watcher.stop()
-            if self._http is not None:
-                self._http.close()
-                self._http = None
-            if self._db is not None:
-                self._db.dispose()
-            # The scheduler first (nothing new is started), the rest of Airflow at once, the services.
-            if "scheduler" in self.processes:
-                stop_session(self.processes["scheduler"], grace=15)
-            airflow = [p for n, p in self.processes.items() if n not in (*SERVICES, "scheduler")]
-            threads = [
-                threading.Thread(target=stop_session, args=(p,), kwargs={"grace": 15}) for p in airflow
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            # SIGINT is PostgreSQL's "fast" shutdown: roll back, close connections, exit.
-            for name, first in (
-                ("emulator", signal.SIGTERM),
-                ("redis", signal.SIGTERM),
-                ("postgres", signal.SIGINT),
-            ):
-                if name in self.processes:
-                    stop_session(self.processes[name], first, grace=20)
-            for process in self.retired:
-                stop_session(process, signal.SIGKILL, grace=1)
-            self.strays = self.stray_processes()
-            if self.strays:
-                log(f"stray processes after stop: {self.strays}")
-                _signal_all(self.strays, signal.SIGKILL)
-            if self.keep:
-                log(f"kept {self.run_dir} (and {self.pg_dir})")
-            else:
-                for path in (self.run_dir, self.pg_dir):
-                    if path is not None:
-                        shutil.rmtree(path, ignore_errors=True)
+        self.watcher.stop()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self._db is not None:
+            self._db.dispose()
+        # The scheduler first (nothing new is started), the rest of Airflow at once, the services.
+        if "scheduler" in self.processes:
+            stop_session(self.processes["scheduler"], grace=15)
+        airflow = [p for n, p in self.processes.items() if n not in (*SERVICES, "scheduler")]
+        with ThreadPoolExecutor(max(1, len(airflow))) as pool:
+            list(pool.map(lambda process: stop_session(process, grace=15), airflow))
+        for name, first in SERVICES.items():
+            if name in self.processes:
+                stop_session(self.processes[name], first, grace=20)
+        for process in self.retired:
+            stop_session(process, signal.SIGKILL, grace=1)
+        self.strays = self.stray_processes()
+        if self.strays:
+            log(f"stray processes after stop: {self.strays}")
+            _signal_all(self.strays, signal.SIGKILL)
+        if self.keep:
+            log(f"kept {self.run_dir} (and {self.pg_dir})")
+        else:
+            for path in (self.run_dir, self.pg_dir):
+                if path is not None:
+                    shutil.rmtree(path, ignore_errors=True)
 
     def stray_processes(self) -> list[int]:
         """Processes left of this cluster: any of a session it started, and any anywhere whose
@@ -506,27 +493,19 @@ class Cluster:
     def spawn(self, kind: str, timeout: float = 300.0) -> str:
         """Start one more Airflow component of ``kind``; returns its name (``triggerer-3``...).
         A triggerer is waited for until it has its job row (``Process.job_id``)."""
-        with self._lock:
-            self._counters[kind] += 1
-            name = f"{kind}-{self._counters[kind]}" if kind in ("worker", "triggerer") else kind
-            # Each worker and triggerer serves its own logs: one port each on this one host.
-            env = {**self.env}
-            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
-            env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
-            args = [kind]
-            if kind == "api-server":
-                args += ["--host", "127.0.0.1", "--port", self.api_url.rsplit(":", 1)[1]]
-            elif kind == "worker":  # a name and a pid file of its own: several workers on one host
-                args = [
-                    "celery",
-                    "worker",
-                    "--celery-hostname",
-                    f"{name}@%h",
-                    "--pid",
-                    str(self.home / f"{name}.pid"),
-                ]
-            known = {p.job_id for p in [*self.processes.values(), *self.retired]}
-            process = self._popen(name, [_venv_bin("airflow"), *args], env=env, cwd=self.home)
+        self._counters[kind] += 1
+        name = f"{kind}-{self._counters[kind]}" if kind in ("worker", "triggerer") else kind
+        # Each worker and triggerer serves its own logs: one port each on this one host.
+        env = {**self.env}
+        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+        env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
+        args = [kind]
+        if kind == "api-server":
+            args += ["--host", "127.0.0.1", "--port", self.api_url.rsplit(":", 1)[1]]
+        elif kind == "worker":  # a name and a pid file of its own: several workers on one host
+            args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--pid", f"{self.home}/{name}.pid"]
+        known = {p.job_id for p in [*self.processes.values(), *self.retired]}
+        process = self._popen(name, [_venv_bin("airflow"), *args], env=env, cwd=self.home)
         if kind == "triggerer":
             sql = "SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id DESC"
             fresh = lambda: next((row.id for row in self.query(sql) if row.id not in known), None)  # noqa: E731
@@ -534,13 +513,16 @@ class Cluster:
         return name
 
     def names(self, kind: str) -> list[str]:
-        return [name for name in self.processes if name.startswith(f"{kind}-")]
+        return [name for name in list(self.processes) if name.startswith(f"{kind}-")]
+
+    def _retire(self, name: str) -> Process:
+        process = self.processes.pop(name)
+        self.retired.append(process)
+        return process
 
     def kill(self, name: str) -> list[int]:
         """SIGKILL every process of a component's session at once (a crashed node); returns the pids."""
-        with self._lock:
-            process = self.processes.pop(name)
-            self.retired.append(process)
+        process = self._retire(name)
         pids = process.pids()
         _signal_all(pids, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -549,18 +531,15 @@ class Cluster:
 
     def terminate(self, name: str, grace: float = 30.0) -> float:
         """A graceful stop (SIGTERM, as in a rolling restart); returns how long it took."""
-        with self._lock:
-            process = self.processes.pop(name)
-            self.retired.append(process)
         started = time.monotonic()
-        stop_session(process, signal.SIGTERM, grace=grace)
+        stop_session(self._retire(name), signal.SIGTERM, grace=grace)
         return time.monotonic() - started
 
     def component_of_pid(self, pid: int) -> str | None:
         """The running component whose session holds ``pid``."""
         with contextlib.suppress(ProcessLookupError):
             sid = os.getsid(pid)
-            return next((name for name, p in self.processes.items() if p.sid == sid), None)
+            return next((name for name, p in list(self.processes.items()) if p.sid == sid), None)
         return None
 
     # -- services --------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ SSE_DROP_EVERY = 4.0  # seconds between two cuts of every event stream
 
 @dataclass
 class SoakConfig:
-    tasks: int = 32  # mapped ``generate`` tasks
+    tasks: int = 32  # mapped ``generate`` tasks (the CI size; `make soak` runs 320)
     images_per_task: int = 2
     render_seconds: float = 8.0
     workers: int = 2
