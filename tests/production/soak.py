@@ -230,7 +230,7 @@ class Soak:
     # -- run by the watcher thread ---------------------------------------------------------------
 
     def chaos(self) -> None:
-        """A 429 on an enqueue and a 503 on a queue read every ``fault_every`` s; SSE cuts."""
+        """A 429 on an enqueue and a 503 on a queue read every FAULT_EVERY s; SSE cuts too."""
         now = time.monotonic()
         if now >= self.next_fault:
             self.next_fault = now + FAULT_EVERY
