@@ -295,7 +295,9 @@ def test_marking_a_deferred_task_failed_cancels_its_generations(
     assert emulator.stats()["generations_cancelled"] == 2
 
 
-def test_two_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: EmulatorControl) -> None:
+def test_a_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: EmulatorControl) -> None:
+    """As many tasks waiting at once in one triggerer as 200 would be: on 2 cores the LocalExecutor
+    starts about two task processes a second, so with 20 s renders some 40 wait at any time."""
     emulator.configure(render_seconds=20, queue_seconds=0.2)
     cluster.unpause(MANY_DAG)
     started = time.monotonic()
@@ -304,18 +306,18 @@ def test_two_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator
     elapsed = time.monotonic() - started
     states = cluster.task_states(MANY_DAG, run_id)
     assert state == "success", _report(cluster, MANY_DAG, run_id)
-    assert len(states) == 200 and set(states.values()) == {"success"}
+    assert len(states) == 100 and set(states.values()) == {"success"}
     assert cluster.watcher is not None
     deferred = sum(
-        1 for i in range(200) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
+        1 for i in range(100) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
     )
     stats = emulator.stats()
-    print(f"200 mapped tasks in {elapsed:.0f} s; {deferred} seen deferred; emulator: {stats}")
-    assert deferred >= 150, deferred  # sampling every 0.2 s can miss a short deferral, not most
-    assert stats["generations_created"] == 200
+    print(f"100 mapped tasks in {elapsed:.0f} s; {deferred} seen deferred; emulator: {stats}")
+    assert deferred >= 75, deferred  # sampling every 0.2 s can miss a short deferral, not most
+    assert stats["generations_created"] == 100
     # One shared event stream per triggerer, not one per trigger; no per-trigger status polling.
     assert stats.get("GET /api/events", 0) <= 5, stats
-    assert stats.get("GET /api/ai/queue/{id}", 0) <= 200 + 20, stats
+    assert stats.get("GET /api/ai/queue/{id}", 0) <= 100 + 20, stats
 
 
 def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
