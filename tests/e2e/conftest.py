@@ -1,9 +1,10 @@
 """E2E fixtures shared by the modules of tests/e2e: a moto S3 server and one real Airflow (with
-its Oxen emulator, a process) on loopback for the whole session (see :mod:`tests.cluster`).
+its Oxen emulator, a process) on loopback (see :mod:`tests.cluster`).
 
-Starting Airflow is the expensive part, so every module shares the cluster: tests look only
-at their own DAG runs, and ``emulator`` resets the emulator's counters before each test. Each
-test's outcome is made visible to fixtures (to dump Airflow's logs when it failed).
+Starting Airflow is the expensive part, so every module of this package shares the cluster
+(stopped after the package's last test): tests look only at their own DAG runs, and
+``emulator`` resets the emulator's counters before each test. Each test's outcome is made
+visible to fixtures (to dump Airflow's logs when it failed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API (moto in server mode) on loopback, for the campaign DAG."""
     with moto_s3_server() as endpoint:
@@ -48,7 +49,7 @@ def s3(s3_endpoint: str) -> Any:
     return moto_s3_client(s3_endpoint)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(s3_endpoint: str) -> Iterator[Cluster]:
     # The shipped example DAGs (and the campaign specs beside them) plus the e2e-only ones.
     env = {
@@ -62,7 +63,7 @@ def cluster(s3_endpoint: str) -> Iterator[Cluster]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def emulator_ctl(cluster: Cluster) -> Iterator[EmulatorControl]:
     control = EmulatorControl(cluster.emulator_url)
     yield control
