@@ -1,7 +1,7 @@
 """End to end: the campaign's generate, store and review tasks link to what they made, through the
 real api-server's REST API (``GET .../taskInstances/{task}/links``), and nothing signed is stored.
 
-Uses the cluster, emulator and S3 fixtures of ``tests/e2e/conftest.py`` (a cluster of its own).
+Uses the cluster, emulator and S3 fixtures of ``tests/e2e/conftest.py`` (shared by the e2e modules).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """End to end: the example DAG on a real Airflow 3.3 (scheduler, triggerer, api-server) against
 the Oxen emulator running as a separate process.
 
-One emulator and one cluster serve the whole module (start-up is the expensive part); the
+One emulator and one cluster serve every e2e module (start-up is the expensive part); the
 fixtures are in tests/e2e/conftest.py.
 """
 
