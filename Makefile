@@ -1,13 +1,18 @@
-.PHONY: demo test lint bootstrap
+.PHONY: demo test test-fast lint bootstrap
 
 # The main job: the example DAG against the embedded Oxen emulator (no API key, no network).
 demo: bootstrap
 	.venv/bin/python scripts/demo.py
 
-# The whole test suite, including the real-Airflow end-to-end tests.
+# The whole test suite: the fast layer plus the slow one (real Airflow clusters, the chaos soak,
+# Airflow's CLI, the release artefacts, the browser, big files).
 test: bootstrap
 	@scripts/ensure_browser.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider
+
+# Unit tests and integration tests against the emulator over real sockets (about 2 minutes).
+test-fast: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: bootstrap
 	.venv/bin/ruff check .
@@ -25,7 +30,7 @@ cluster: bootstrap
 	.venv/bin/python scripts/cluster.py up
 
 # The chaos soak at scale on that cluster: 328 mapped tasks, 1,291 images (about 15-20 minutes).
-# The CI-sized soak (40 tasks, under 10 minutes on 2 cores) is part of `make test`; alone:
+# The CI-sized soak (40 tasks, 2-4 minutes on 2 cores) is part of `make test`; alone:
 soak-ci: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests/production/test_chaos_soak.py
 

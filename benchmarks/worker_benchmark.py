@@ -1,7 +1,7 @@
 """Worker side: slot seconds and Oxen requests per image, on a real Airflow run of mapped tasks.
 
 Starts the emulator and a real Airflow 3.3 (api-server, scheduler with the LocalExecutor,
-dag-processor, triggerer: ``tests/e2e/airflow_cluster.py``) with two DAGs from
+dag-processor, triggerer: ``tests/cluster.py``) with two DAGs from
 ``benchmarks/worker_dags/``, then, per repetition, runs:
 
 * ``oxen_bench_null`` — M mapped tasks that defer on a ``TimeDeltaTrigger`` and return when
@@ -115,8 +115,7 @@ def _requests(emulator_url: str) -> tuple[Counter[str], Counter[str]]:
 
 
 def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
-    from airflow_provider_oxen.emulator import start_emulator_process
-    from tests.e2e.airflow_cluster import AirflowCluster
+    from tests.cluster import Cluster
 
     started = time.monotonic()
     load_before = load_average()
@@ -132,29 +131,23 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         for source in (REPO / "benchmarks" / "worker_dags").glob("*.py"):
             shutil.copy(source, dags / source.name)
         timings = work / "timings.jsonl"
-        emu = stack.enter_context(
-            start_emulator_process(
-                [
-                    "--api-key",
-                    API_KEY,
-                    "--render-seconds",
-                    str(args.render_seconds),
-                    "--queue-seconds",
-                    "0.2",
-                    "--quiet",
-                ]
-            )
-        )
         env = {
-            "AIRFLOW_CONN_OXEN_DEFAULT": json.dumps(
-                {"conn_type": "oxen", "host": emu.url, "password": API_KEY}
-            ),
             "OXEN_BENCH_TIMINGS": str(timings),
             "OXEN_BENCH_WORKER_TASKS": str(args.tasks),
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         }
         cluster_started = time.monotonic()
-        cluster = stack.enter_context(AirflowCluster(dags, env, expect_dags=[NULL_DAG, OXEN_DAG]))
+        cluster = stack.enter_context(
+            Cluster(
+                dags=[dags],
+                env=env,
+                api_key=API_KEY,
+                render_seconds=args.render_seconds,
+                emulator_args=["--quiet"],
+                expect_dags=[NULL_DAG, OXEN_DAG],
+            )
+        )
+        emulator_url = cluster.emulator_url
         log(f"# worker: Airflow up in {time.monotonic() - cluster_started:.0f} s ({load_average()})")
         cluster.unpause(NULL_DAG)
         cluster.unpause(OXEN_DAG)
@@ -166,10 +159,10 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         for rep in range(args.repeat):
             null_run = cluster.trigger(NULL_DAG)
             null_state = cluster.wait_for_run(NULL_DAG, null_run, timeout=args.run_timeout)
-            httpx.post(f"{emu.url}/_emulator/reset", timeout=30).raise_for_status()
+            httpx.post(f"{emulator_url}/_emulator/reset", timeout=30).raise_for_status()
             oxen_run = cluster.trigger(OXEN_DAG)
             oxen_state = cluster.wait_for_run(OXEN_DAG, oxen_run, timeout=args.run_timeout)
-            worker_requests, trigger_requests = _requests(emu.url)
+            worker_requests, trigger_requests = _requests(emulator_url)
             records = [json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
             null = _summarise(records, "null", null_run, args.tasks)
             ours = _summarise(records, "oxen", oxen_run, args.tasks)

@@ -2,62 +2,63 @@
 """A production-shaped Airflow on this machine: PostgreSQL, Redis, CeleryExecutor, two triggerers.
 
     .venv/bin/python scripts/cluster.py up      # start it, keep it up until Ctrl-C (make cluster)
-    .venv/bin/python scripts/cluster.py soak    # the CI-sized chaos soak: 40 tasks
-    .venv/bin/python scripts/cluster.py soak --tasks 300 --images 4 --render-seconds 15   # at scale
+    .venv/bin/python scripts/cluster.py soak    # the CI-sized chaos soak
+    .venv/bin/python scripts/cluster.py soak --tasks 320 --images 4 --render-seconds 15   # at scale
 
-Everything runs on 127.0.0.1 from a throwaway directory: a PostgreSQL cluster of its own (run
-as ``nobody`` when started as root), Redis without persistence, the Oxen API emulator, and
-Airflow's api-server, scheduler, dag-processor, two triggerers and two Celery workers.
-Missing pieces are installed first (apt-get: postgresql, redis-server; pip: the
-``production`` extra). Everything started is stopped on exit, Ctrl-C included.
-See docs/deployment.md.
+Everything runs on 127.0.0.1 from a throwaway directory (tests/cluster.py); missing pieces
+are installed first (apt-get: postgresql, redis-server). Everything started is stopped on
+exit, Ctrl-C included. See docs/deployment.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import secrets
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.production.cluster import EXAMPLE_DAG, SOAK_DAGS, ProductionCluster, log, run_until_interrupted
-from tests.production.soak import SoakConfig, run_soak_cluster
+from tests.cluster import PATIENT_RETRIES, REPO, Cluster, log
+from tests.production.soak import DAGS, SoakConfig, run_soak_cluster
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def up(args: argparse.Namespace) -> int:
-    api_key = f"oxen-cluster-{secrets.token_hex(12)}"
-    with ProductionCluster(
-        api_key,
-        dags=[EXAMPLE_DAG, SOAK_DAGS],
+    with Cluster(
+        executor="CeleryExecutor",
+        dags=[REPO / "dags", DAGS],
+        connection_extra=PATIENT_RETRIES,
+        render_seconds=args.render_seconds,
         workers=args.workers,
         worker_concurrency=args.concurrency,
         triggerers=args.triggerers,
-        render_seconds=args.render_seconds,
         expect_dags=["oxen_generate_images"],
         keep=args.keep,
     ) as cluster:
-        token = cluster.api("GET", "/auth/token")  # simple auth manager: everyone is admin
-        token.raise_for_status()
         print(
             f"""
 Airflow UI / REST API   {cluster.api_url}   (every user is admin)
 Oxen API (emulator)     {cluster.emulator_url}   (control API: {cluster.emulator_url}/_emulator/stats)
 PostgreSQL              127.0.0.1:{cluster.pg_port} (database airflow, user airflow)
 Redis (Celery broker)   127.0.0.1:{cluster.redis_port}
-components              {", ".join(cluster.components)}
+components              {", ".join(cluster.processes)}
 logs                    {cluster.run_dir}
 
-Try:  curl -X PATCH {cluster.api_url}/api/v2/dags/oxen_generate_images -H "Authorization: Bearer $TOKEN" \\
-        -H 'Content-Type: application/json' -d '{{"is_paused": false}}'
-      (or open the UI and trigger oxen_generate_images). Ctrl-C stops everything.
+Open the UI and trigger oxen_generate_images. Ctrl-C stops everything.
 """,
             flush=True,
         )
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
-            run_until_interrupted(cluster)
+            while True:
+                cluster.check_alive()
+                time.sleep(2)
         except KeyboardInterrupt:
             log("stopping")
     return 0
@@ -85,20 +86,27 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = SoakConfig()
     for name in ("up", "soak"):
         command = sub.add_parser(name)
-        command.add_argument("--workers", type=int, default=2)
-        command.add_argument("--concurrency", type=int, default=8, help="task slots per Celery worker")
-        command.add_argument("--keep", action="store_true", help="keep the run directory (logs, dumps)")
+        command.add_argument("--workers", type=int, default=defaults.workers)
+        command.add_argument(
+            "--concurrency", type=int, default=defaults.worker_concurrency, help="slots per worker"
+        )
+        render_seconds = 5.0 if name == "up" else defaults.render_seconds
+        command.add_argument("--render-seconds", type=float, default=render_seconds)
+        command.add_argument("--keep", action="store_true", help="keep the run directory (logs, database)")
     sub.choices["up"].add_argument("--triggerers", type=int, default=2)
-    sub.choices["up"].add_argument("--render-seconds", type=float, default=5.0)
     soak_parser = sub.choices["soak"]
     soak_parser.add_argument(
-        "--tasks", type=int, default=32, help="mapped generate tasks (plus 8 chaos tasks)"
+        "--tasks", type=int, default=defaults.tasks, help="mapped generate tasks (plus 8 more)"
     )
-    soak_parser.add_argument("--images", type=int, default=2, help="images per generate task (1-4)")
-    soak_parser.add_argument("--render-seconds", type=float, default=8.0)
-    soak_parser.add_argument("--timeout", type=float, default=1800.0, help="give up on the run after this")
+    soak_parser.add_argument(
+        "--images", type=int, default=defaults.images_per_task, help="per generate task (1-4)"
+    )
+    soak_parser.add_argument(
+        "--timeout", type=float, default=defaults.timeout, help="give up on the run after this"
+    )
     args = parser.parse_args(argv)
     return up(args) if args.command == "up" else soak(args)
 

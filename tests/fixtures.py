@@ -77,6 +77,15 @@ class EmulatorControl:
     def fault(self, **fault: Any) -> None:
         self._http.post("/_emulator/faults", json=fault).raise_for_status()
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The faults armed and not yet used up."""
+        response = self._http.get("/_emulator/faults")
+        response.raise_for_status()
+        return list(response.json()["faults"])
+
+    def clear_faults(self) -> None:
+        self._http.delete("/_emulator/faults").raise_for_status()
+
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}
         response = self._http.get("/_emulator/requests", params=params)

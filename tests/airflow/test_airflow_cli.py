@@ -1,4 +1,8 @@
-"""The provider as Airflow sees it: registration, connection type, DAG files, ``airflow dags test``."""
+"""The provider as Airflow sees it: registration, connection type, DAG files, ``airflow dags test``.
+
+The tests that run Airflow's CLI (a process each, on one migrated home per module) are
+``slow``: outside ``make test-fast``.
+"""
 
 from __future__ import annotations
 
@@ -22,18 +26,25 @@ def _airflow(*args: str, env: dict[str, str], timeout: float = 300) -> subproces
     )
 
 
-@pytest.fixture
-def airflow_env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update(
-        AIRFLOW_HOME=str(tmp_path),
+        AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
     )
     migrate = _airflow("db", "migrate", env=env)
     assert migrate.returncode == 0, migrate.stderr[-2000:]
     return env
+
+
+@pytest.fixture
+def airflow_env(migrated_home: dict[str, str]) -> dict[str, str]:
+    """The migrated home's environment, a copy each test may change."""
+    return dict(migrated_home)
 
 
 def test_dag_files_import_without_errors() -> None:
@@ -46,6 +57,7 @@ def test_dag_files_import_without_errors() -> None:
         assert any(str(dag_file) == dag.fileloc for dag in bag.dags.values()), dag_file
 
 
+@pytest.mark.slow
 def test_provider_is_registered_with_its_connection_type(airflow_env: dict[str, str]) -> None:
     providers = _airflow("providers", "list", "--output", "json", env=airflow_env)
     assert providers.returncode == 0, providers.stderr[-2000:]
@@ -63,6 +75,7 @@ def test_provider_is_registered_with_its_connection_type(airflow_env: dict[str, 
     assert behaviour["placeholders"]["host"] == "https://hub.oxen.ai"
 
 
+@pytest.mark.slow
 def test_connections_add_with_the_oxen_type(airflow_env: dict[str, str]) -> None:
     added = _airflow(
         "connections", "add", "oxen_default", "--conn-type", "oxen", "--conn-password", "KEY", env=airflow_env

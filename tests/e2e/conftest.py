@@ -1,25 +1,24 @@
-"""E2E fixtures shared by the modules of tests/e2e: the Oxen emulator (a process), a moto S3
-server and a real Airflow on loopback (see :mod:`tests.e2e.airflow_cluster`).
+"""E2E fixtures shared by the modules of tests/e2e: a moto S3 server and one real Airflow (with
+its Oxen emulator, a process) on loopback (see :mod:`tests.cluster`).
 
-They are module-scoped: each test module gets its own emulator and cluster, so one module's
-DAG runs and emulator counters never show up in another's assertions. Each test's outcome is
-made visible to fixtures (to dump Airflow's logs when it failed).
+Starting Airflow is the expensive part, so every module of this package shares the cluster
+(stopped after the package's last test): tests look only at their own DAG runs, and
+``emulator`` resets the emulator's counters before each test. Each test's outcome is made
+visible to fixtures (to dump Airflow's logs when it failed).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.airflow_cluster import AirflowCluster
-from tests.fixtures import API_KEY, EmulatorControl, connection_json, moto_s3_client, moto_s3_server
+from tests.cluster import REPO, Cluster
+from tests.fixtures import EmulatorControl, moto_s3_client, moto_s3_server
 from tests.transfers.conftest import aws_connection_json
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DAG = "oxen_generate_images"
 FAILURE_DAG = "oxen_e2e_failure"
 CRASH_DAG = "oxen_e2e_crash"
@@ -37,20 +36,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="module")
-def emulator_process() -> Iterator[Any]:
-    from airflow_provider_oxen.emulator import start_emulator_process
-
-    process = start_emulator_process(
-        ["--api-key", API_KEY, "--render-seconds", str(RENDER_SECONDS), "--queue-seconds", "0.2"]
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API (moto in server mode) on loopback, for the campaign DAG."""
     with moto_s3_server() as endpoint:
@@ -63,31 +49,25 @@ def s3(s3_endpoint: str) -> Any:
     return moto_s3_client(s3_endpoint)
 
 
-@pytest.fixture(scope="module")
-def emulator_ctl(emulator_process: Any) -> Iterator[EmulatorControl]:
-    control = EmulatorControl(emulator_process.url)
-    yield control
-    control.close()
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    emulator_process: Any, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AirflowCluster]:
-    # One dags folder with the shipped example DAG(s) plus the e2e-only ones.
-    dags = tmp_path_factory.mktemp("e2e-dags")
-    for source in [*(REPO / "dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
-        shutil.copy(source, dags / source.name)
-    shutil.copytree(REPO / "dags" / "campaigns", dags / "campaigns")  # the campaign DAG's specs
+@pytest.fixture(scope="package")
+def cluster(s3_endpoint: str) -> Iterator[Cluster]:
+    # The shipped example DAGs (and the campaign specs beside them) plus the e2e-only ones.
     env = {
-        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(emulator_process.url),
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(s3_endpoint),
         # The campaign tests answer the review themselves: no timeout during the test.
         "OXEN_CAMPAIGN_REVIEW_SECONDS": "3600",
     }
     expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG, STORE_DAG]
-    with AirflowCluster(dags, env, expect_dags=expect) as running:
+    dags = [REPO / "dags", Path(__file__).parent / "dags"]
+    with Cluster(dags=dags, env=env, render_seconds=RENDER_SECONDS, expect_dags=expect) as running:
         yield running
+
+
+@pytest.fixture(scope="package")
+def emulator_ctl(cluster: Cluster) -> Iterator[EmulatorControl]:
+    control = EmulatorControl(cluster.emulator_url)
+    yield control
+    control.close()
 
 
 @pytest.fixture
@@ -98,7 +78,7 @@ def emulator(emulator_ctl: EmulatorControl) -> EmulatorControl:
 
 
 @pytest.fixture(autouse=True)
-def _logs_on_failure(request: pytest.FixtureRequest, cluster: AirflowCluster) -> Iterator[None]:
+def _logs_on_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[None]:
     yield
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:

@@ -1,7 +1,7 @@
 """End to end: the campaign's generate, store and review tasks link to what they made, through the
 real api-server's REST API (``GET .../taskInstances/{task}/links``), and nothing signed is stored.
 
-Uses the cluster, emulator and S3 fixtures of ``tests/e2e/conftest.py`` (a cluster of its own).
+Uses the cluster, emulator and S3 fixtures of ``tests/e2e/conftest.py`` (shared by the e2e modules).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import sqlite3
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.airflow_cluster import AirflowCluster
+from tests.cluster import Cluster
 from tests.e2e.conftest import CAMPAIGN_DAG
 from tests.fixtures import EmulatorControl
 
@@ -27,7 +26,7 @@ BUCKET = "oxen-campaigns"  # the campaign DAG's default ``bucket`` param
 SIGNATURE_PARAMS = ("sig", "Signature", "X-Amz-Signature")
 
 
-def _wait_for_state(cluster: AirflowCluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
+def _wait_for_state(cluster: Cluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if state in {s for (t, _), s in cluster.task_states(CAMPAIGN_DAG, run_id).items() if t == task_id}:
@@ -36,7 +35,7 @@ def _wait_for_state(cluster: AirflowCluster, run_id: str, task_id: str, state: s
     raise AssertionError(f"{task_id} never reached {state}: {cluster.task_states(CAMPAIGN_DAG, run_id)}")
 
 
-def _links(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+def _links(cluster: Cluster, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
     path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/links"
     response = cluster.api("GET", path, params={"map_index": map_index})
     assert response.status_code == 200, response.text
@@ -54,17 +53,8 @@ def _signatures(url: str) -> list[str]:
     return [value for name in SIGNATURE_PARAMS for value in query.get(name, [])]
 
 
-def _database_text(cluster: AirflowCluster) -> str:
-    """Everything in Airflow's metadata DB, as SQL text."""
-    conn = sqlite3.connect(f"file:{cluster.db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return "\n".join(conn.iterdump())
-    finally:
-        conn.close()
-
-
 def test_campaign_tasks_link_to_what_they_made(
-    cluster: AirflowCluster,
+    cluster: Cluster,
     emulator: EmulatorControl,
     s3_endpoint: str,
     s3: Any,
@@ -137,11 +127,10 @@ def test_campaign_tasks_link_to_what_they_made(
 
     # Nothing signed that a link returned is stored anywhere in Airflow's database, and no
     # XCom of the run holds an Oxen-signed URL at all.
-    database = _database_text(cluster)
+    database = cluster.dump().decode()
     for url in returned:
         for signature in _signatures(url):
             assert signature not in database, url.split("?", 1)[0]
-    rows = cluster._query("SELECT key, value FROM xcom WHERE run_id = ?", (run_id,))
-    for row in rows:
-        value = row["value"].decode() if isinstance(row["value"], bytes) else str(row["value"])
-        assert "sig=" not in value and "Signature=" not in value, row["key"]
+    for key, value in cluster.query("SELECT key, value FROM xcom WHERE run_id = :run_id", run_id=run_id):
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        assert "sig=" not in text and "Signature=" not in text, key

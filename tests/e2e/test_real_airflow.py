@@ -1,7 +1,7 @@
 """End to end: the example DAG on a real Airflow 3.3 (scheduler, triggerer, api-server) against
 the Oxen emulator running as a separate process.
 
-One emulator and one cluster serve the whole module (start-up is the expensive part); the
+One emulator and one cluster serve every e2e module (start-up is the expensive part); the
 fixtures are in tests/e2e/conftest.py.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.airflow_cluster import AirflowCluster
+from tests.cluster import Cluster
 from tests.e2e.conftest import (
     CAMPAIGN_DAG,
     CRASH_DAG,
@@ -35,7 +35,7 @@ ENQUEUE = ("POST", "/api/ai/queue")
 DEFERRABLE_TASKS = [("poster", -1), ("product_shots", 0), ("product_shots", 1), ("wait_for_banners", -1)]
 
 
-def _report(cluster: AirflowCluster, dag_id: str, run_id: str) -> str:
+def _report(cluster: Cluster, dag_id: str, run_id: str) -> str:
     lines = [f"task states: {cluster.task_states(dag_id, run_id)}"]
     assert cluster.watcher is not None
     for key, history in sorted(cluster.watcher.ti_history.items()):
@@ -44,7 +44,7 @@ def _report(cluster: AirflowCluster, dag_id: str, run_id: str) -> str:
     return "\n".join(lines)
 
 
-def _assert_deferred_in_triggerer(cluster: AirflowCluster, run_id: str, task_id: str, map_index: int) -> None:
+def _assert_deferred_in_triggerer(cluster: Cluster, run_id: str, task_id: str, map_index: int) -> None:
     watcher = cluster.watcher
     assert watcher is not None
     history = watcher.history(EXAMPLE_DAG, run_id, task_id, map_index)
@@ -57,8 +57,8 @@ def _assert_deferred_in_triggerer(cluster: AirflowCluster, run_id: str, task_id:
     assert len(trigger_ids) == 1, f"{task_id}[{map_index}] triggers: {trigger_ids}"
     trigger = watcher.trigger(trigger_ids.pop())
     assert trigger.get("classpath") == TRIGGER_CLASSPATH, trigger
-    triggerer_jobs = {job["id"] for job in watcher.jobs_of_type("TriggererJob")}
-    assert len(triggerer_jobs) == 1, watcher.jobs
+    triggerer_jobs = {row.id for row in cluster.query("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
+    assert len(triggerer_jobs) == 1, triggerer_jobs
     assert trigger["triggerer_ids"] == triggerer_jobs, (trigger, triggerer_jobs)
 
     # The trigger ran in the triggerer: its log line is in the TI's triggerer log file.
@@ -84,7 +84,7 @@ class ExampleRun:
 
 
 @pytest.fixture(scope="module")
-def example_run(cluster: AirflowCluster, emulator_ctl: EmulatorControl) -> ExampleRun:
+def example_run(cluster: Cluster, emulator_ctl: EmulatorControl) -> ExampleRun:
     """One run of the example DAG, shared by the tests that inspect it."""
     emulator_ctl.reset()
     emulator_ctl.configure(render_seconds=RENDER_SECONDS, queue_seconds=0.2)
@@ -102,7 +102,7 @@ def example_run(cluster: AirflowCluster, emulator_ctl: EmulatorControl) -> Examp
 
 
 def test_example_dag_defers_and_succeeds(
-    cluster: AirflowCluster, emulator_ctl: EmulatorControl, example_run: ExampleRun
+    cluster: Cluster, emulator_ctl: EmulatorControl, example_run: ExampleRun
 ) -> None:
     run_id = example_run.run_id
     assert example_run.state == "success", _report(cluster, EXAMPLE_DAG, run_id)
@@ -165,7 +165,7 @@ def test_example_dag_defers_and_succeeds(
     assert example_run.deletes == []
 
 
-def test_each_trigger_log_shows_its_own_generations(cluster: AirflowCluster, example_run: ExampleRun) -> None:
+def test_each_trigger_log_shows_its_own_generations(cluster: Cluster, example_run: ExampleRun) -> None:
     assert example_run.state == "success"
     for task_id, map_index in DEFERRABLE_TASKS:
         own = {r["generation_id"] for r in cluster.xcom(EXAMPLE_DAG, example_run.run_id, task_id, map_index)}
@@ -186,7 +186,7 @@ def test_each_trigger_log_shows_its_own_generations(cluster: AirflowCluster, exa
         assert not foreign, (task_id, map_index, foreign)
 
 
-def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: EmulatorControl) -> None:
+def test_generation_failure_fails_the_task(cluster: Cluster, emulator: EmulatorControl) -> None:
     emulator.fault(type="generation_failure", error_message="GPU on fire", count=1)
     cluster.unpause(FAILURE_DAG)
     run_id = cluster.trigger(FAILURE_DAG)
@@ -202,7 +202,7 @@ def test_generation_failure_fails_the_task(cluster: AirflowCluster, emulator: Em
 
 
 def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3: Any
+    cluster: Cluster, emulator: EmulatorControl, s3: Any
 ) -> None:
     import hashlib
 
@@ -226,7 +226,7 @@ def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
 
 
 def test_insufficient_credits_fail_the_task_once_without_spending_retries(
-    cluster: AirflowCluster, emulator: EmulatorControl
+    cluster: Cluster, emulator: EmulatorControl
 ) -> None:
     emulator.configure(credits="0.0000")
     try:
@@ -245,7 +245,7 @@ def test_insufficient_credits_fail_the_task_once_without_spending_retries(
 
 
 def _wait_for_state(
-    cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
+    cluster: Cluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -256,7 +256,7 @@ def _wait_for_state(
 
 
 def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
-    cluster: AirflowCluster, emulator: EmulatorControl
+    cluster: Cluster, emulator: EmulatorControl
 ) -> None:
     """SIGKILL of the task process right after enqueueing: the retry resumes the same generations."""
     cluster.unpause(CRASH_DAG)
@@ -274,7 +274,7 @@ def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
 
 
 def test_marking_a_deferred_task_failed_cancels_its_generations(
-    cluster: AirflowCluster, emulator: EmulatorControl
+    cluster: Cluster, emulator: EmulatorControl
 ) -> None:
     emulator.fault(type="stall_generation", count=2)
     cluster.unpause(STALL_DAG)
@@ -295,9 +295,9 @@ def test_marking_a_deferred_task_failed_cancels_its_generations(
     assert emulator.stats()["generations_cancelled"] == 2
 
 
-def test_two_hundred_deferred_mapped_tasks_all_finish(
-    cluster: AirflowCluster, emulator: EmulatorControl
-) -> None:
+def test_a_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: EmulatorControl) -> None:
+    """As many tasks waiting at once in one triggerer as 200 would be: on 2 cores the LocalExecutor
+    starts about two task processes a second, so with 20 s renders some 40 wait at any time."""
     emulator.configure(render_seconds=20, queue_seconds=0.2)
     cluster.unpause(MANY_DAG)
     started = time.monotonic()
@@ -306,22 +306,22 @@ def test_two_hundred_deferred_mapped_tasks_all_finish(
     elapsed = time.monotonic() - started
     states = cluster.task_states(MANY_DAG, run_id)
     assert state == "success", _report(cluster, MANY_DAG, run_id)
-    assert len(states) == 200 and set(states.values()) == {"success"}
+    assert len(states) == 100 and set(states.values()) == {"success"}
     assert cluster.watcher is not None
     deferred = sum(
-        1 for i in range(200) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
+        1 for i in range(100) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
     )
     stats = emulator.stats()
-    print(f"200 mapped tasks in {elapsed:.0f} s; {deferred} seen deferred; emulator: {stats}")
-    assert deferred >= 150, deferred  # sampling every 0.2 s can miss a short deferral, not most
-    assert stats["generations_created"] == 200
+    print(f"100 mapped tasks in {elapsed:.0f} s; {deferred} seen deferred; emulator: {stats}")
+    assert deferred >= 75, deferred  # sampling every 0.2 s can miss a short deferral, not most
+    assert stats["generations_created"] == 100
     # One shared event stream per triggerer, not one per trigger; no per-trigger status polling.
     assert stats.get("GET /api/events", 0) <= 5, stats
-    assert stats.get("GET /api/ai/queue/{id}", 0) <= 200 + 20, stats
+    assert stats.get("GET /api/ai/queue/{id}", 0) <= 100 + 20, stats
 
 
 def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3: Any
+    cluster: Cluster, emulator: EmulatorControl, s3: Any
 ) -> None:
     import hashlib
     import io
@@ -445,7 +445,7 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     assert consumer_runs, "the campaign Asset event did not schedule the consumer DAG"
 
 
-def test_the_ui_offers_the_oxen_connection_form(cluster: AirflowCluster) -> None:
+def test_the_ui_offers_the_oxen_connection_form(cluster: Cluster) -> None:
     """What the api-server hands the UI's connection form for the ``oxen`` type."""
     response = cluster.api("GET", "/ui/connections/hook_meta")
     assert response.status_code == 200, response.text
@@ -460,9 +460,7 @@ def test_the_ui_offers_the_oxen_connection_form(cluster: AirflowCluster) -> None
     assert {"timeout", "max_retries", "target_namespace"} <= set(oxen["extra_fields"] or {})
 
 
-def test_the_connection_forms_test_button_reaches_oxen(
-    cluster: AirflowCluster, emulator: EmulatorControl
-) -> None:
+def test_the_connection_forms_test_button_reaches_oxen(cluster: Cluster, emulator: EmulatorControl) -> None:
     """What the UI's Test button calls (``[core] test_connection = Enabled``): a free, authenticated read."""
     body = {"connection_id": "oxen_ui_test", "conn_type": "oxen", "host": emulator.url, "password": API_KEY}
     response = cluster.api("POST", "/api/v2/connections/test", json=body)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.airflow_cluster import AirflowCluster
+from tests.cluster import Cluster
 from tests.e2e.conftest import CAMPAIGN_DAG, REPO
 from tests.fixtures import EmulatorControl
 
@@ -64,7 +64,7 @@ _IMAGES_JS = """() => [...document.images]
     }))"""
 
 
-def _wait_for_state(cluster: AirflowCluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
+def _wait_for_state(cluster: Cluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = cluster.task_states(CAMPAIGN_DAG, run_id)
@@ -96,7 +96,7 @@ def _artefacts() -> Path:
 
 
 def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
-    cluster: AirflowCluster, emulator: EmulatorControl, s3_endpoint: str, s3: Any
+    cluster: Cluster, emulator: EmulatorControl, s3_endpoint: str, s3: Any
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -106,7 +106,7 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
     _wait_for_state(cluster, run_id, "review", "awaiting_input", timeout=240)
 
     page_url = (
-        f"{cluster.base_url}/dags/{CAMPAIGN_DAG}/runs/{quote(run_id, safe='')}/tasks/review/required_actions"
+        f"{cluster.api_url}/dags/{CAMPAIGN_DAG}/runs/{quote(run_id, safe='')}/tasks/review/required_actions"
     )
     folder = _artefacts()
     before, after = folder / "review-form-before.png", folder / "review-form-after.png"
@@ -120,7 +120,7 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
             page = context.new_page()
             # Log in: the e2e api-server runs SimpleAuthManager with all-admins, whose login page
             # hands out the session cookie (``_token``) without asking for a password.
-            page.goto(f"{cluster.base_url}/auth/token/login")
+            page.goto(f"{cluster.api_url}/auth/token/login")
             assert any(c["name"] == "_token" for c in context.cookies()), context.cookies()
 
             started = time.monotonic()

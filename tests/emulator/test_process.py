@@ -16,6 +16,7 @@ from .helpers import PLAIN, open_image
 KEY = "proc-key-5e1c77aa"
 
 
+@pytest.mark.slow  # an emulator process of its own
 def test_cli_process_serves_logs_and_stops_on_sigterm() -> None:
     with start_emulator_process(
         ["--api-key", KEY, "--render-seconds", "0.05", "--queue-seconds", "0.01"]
@@ -39,6 +40,7 @@ def test_cli_process_serves_logs_and_stops_on_sigterm() -> None:
     assert KEY not in log
 
 
+@pytest.mark.slow  # an emulator process of its own
 def test_cli_request_log_lines_never_contain_the_key() -> None:
     proc = start_emulator_process(["--api-key", KEY])
     try:
@@ -56,6 +58,7 @@ def test_cli_request_log_lines_never_contain_the_key() -> None:
     assert not proc.log_path.exists()
 
 
+@pytest.mark.slow  # an emulator process of its own
 def test_cli_credits_and_row_parameters_flags() -> None:
     with start_emulator_process(["--credits", "0.05", "--row-parameters", "--queue-seconds", "5"]) as proc:
         config = PLAIN.get(f"{proc.url}/_emulator/config").json()
@@ -70,6 +73,7 @@ def test_cli_credits_and_row_parameters_flags() -> None:
         assert PLAIN.get(f"{proc.url}/api/ai/queue/{gid}", headers=headers).json()["seed"] == 4
 
 
+@pytest.mark.slow  # an emulator process of its own
 def test_cli_rejects_bad_credits() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "airflow_provider_oxen.emulator", "--port", "0", "--credits", "lots"],
@@ -80,6 +84,7 @@ def test_cli_rejects_bad_credits() -> None:
     assert result.returncode == 2 and b"--credits" in result.stderr
 
 
+@pytest.mark.slow  # an emulator process of its own
 def test_cli_rejects_missing_port() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "airflow_provider_oxen.emulator"], capture_output=True, timeout=20, check=False

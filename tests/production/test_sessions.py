@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.production.cluster import Component, session_pids, stop_session
+from tests.cluster import Process, session_pids, stop_session
 
 # A leader that forks a child which moves to its own process group, then both sleep.
 TREE = """
@@ -23,20 +23,20 @@ time.sleep(600)
 """
 
 
-def _start(tmp_path: Path, *, ignore_term: bool = False) -> tuple[Component, int]:
+def _start(tmp_path: Path, *, ignore_term: bool = False) -> tuple[Process, int]:
     code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "") + TREE
     popen = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
     assert popen.stdout is not None
     child = int(popen.stdout.readline())
     popen.stdout.close()
-    return Component("tree", [sys.executable], popen, tmp_path / "tree.log"), child
+    return Process("tree", popen, tmp_path / "tree.log"), child
 
 
 def test_a_session_is_stopped_with_the_descendants_that_left_its_group(tmp_path: Path) -> None:
     component, child = _start(tmp_path)
     assert sorted(session_pids(component.sid)) == sorted([component.popen.pid, child])
     started = time.monotonic()
-    stop_session(component, grace=5)
+    stop_session(component, grace=1)
     assert session_pids(component.sid) == []
     assert time.monotonic() - started < 10
 

@@ -22,7 +22,10 @@ def test_provider_info_reports_the_version() -> None:
 
 
 def test_changelog_has_an_entry_for_the_version() -> None:
-    headings = [line for line in (REPO / "CHANGELOG.md").read_text().splitlines() if line.startswith("## ")]
+    """The newest released entry is this version's (changes not released yet sit above it,
+    under "## Unreleased")."""
+    lines = (REPO / "CHANGELOG.md").read_text().splitlines()
+    headings = [line for line in lines if line.startswith("## ") and line != "## Unreleased"]
     assert headings and headings[0].split()[1] == pyproject_version(), headings[:1]
 
 

@@ -21,10 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from tests.fixtures import connection_json
 from tests.transfers.conftest import aws_connection_json
+
+# Big files and a child process per test: outside `make test-fast`.
+pytestmark = pytest.mark.slow
 
 CHILD = r"""
 import gc, json, sys, tracemalloc

@@ -1,4 +1,4 @@
-"""E2E: 200 mapped deferrable tasks waiting at once in one triggerer (shared event stream)."""
+"""E2E: 100 mapped deferrable tasks waiting in one triggerer (shared event stream)."""
 
 from __future__ import annotations
 
@@ -21,4 +21,4 @@ with DAG(
         poll_interval=2,
         timeout=900,
         deferrable=True,
-    ).expand(prompt=[f"Tile number {i}" for i in range(200)])
+    ).expand(prompt=[f"Tile number {i}" for i in range(100)])
