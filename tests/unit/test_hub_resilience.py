@@ -130,29 +130,43 @@ def _alive(hub: OxenHub) -> bool:
     return bool(hub._tasks) and not any(task.done() for task in hub._tasks)
 
 
+def _run(
+    fake: FakeHook, ids: list[str], mode: str = "poll", poll: float = 0.05
+) -> tuple[StatusTracker, bool]:
+    """Waits for ``ids`` on a hub running against ``fake``; also says whether its loops still ran."""
+
+    async def scenario() -> tuple[StatusTracker, bool]:
+        hub = _hub(fake, mode)
+        try:
+            tracker = await _wait(hub, ids, poll=poll)
+            return tracker, _alive(hub)
+        finally:
+            await hub.close()
+
+    return asyncio.run(scenario())
+
+
 # -- 1. completion events: success needs its url, failure carries its error text ---------------------
 
 
-def test_a_failure_event_becomes_a_failed_row_with_its_error_text() -> None:
-    row = row_from_event(
-        _completion("g1", status="failed", media_type="image", error="NSFW content detected")
-    )
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"status": "failed", "error": "NSFW content detected"},
+            (GenerationStatus.FAILED, None, None, "NSFW content detected"),
+        ),
+        (
+            {"status": "succeeded", "model": "ideogram-v4", "url": "https://r/1"},
+            (GenerationStatus.SUCCEEDED, "https://r/1", "ideogram-v4", None),
+        ),
+    ],
+)
+def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    """Success needs its url, failure carries its error text."""
+    row = row_from_event(_completion("g1", media_type="image", **data))
     assert row is not None
-    assert row.status is GenerationStatus.FAILED
-    assert row.error_message == "NSFW content detected"
-    assert row.result_url is None
-
-
-def test_a_success_event_becomes_a_row_with_its_url() -> None:
-    row = row_from_event(
-        _completion("g1", status="succeeded", media_type="image", model="ideogram-v4", url="https://r/1")
-    )
-    assert row is not None
-    assert (row.status, row.result_url, row.model_name) == (
-        GenerationStatus.SUCCEEDED,
-        "https://r/1",
-        "ideogram-v4",
-    )
+    assert (row.status, row.result_url, row.model_name, row.error_message) == expected
 
 
 @pytest.mark.parametrize(
@@ -286,40 +300,26 @@ def test_listing_shapes(body: Any, listed: bool) -> None:
 
 
 def test_an_unparseable_listing_row_does_not_stop_the_hub() -> None:
-    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
-        fake = FakeHook()
-        fake.listing = lambda: {
-            "generations": [
-                {"status": "queued"},
-                {"generation_id": "g1", "status": "processing", "cost": "free"},
-                {"generation_id": "g2", "status": "processing"},
-            ]
-        }
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake)
-        tracker = await _wait(hub, ["g1"])
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, fake, alive
-
-    tracker, fake, alive = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = lambda: {
+        "generations": [
+            {"status": "queued"},
+            {"generation_id": "g1", "status": "processing", "cost": "free"},
+            {"generation_id": "g2", "status": "processing"},
+        ]
+    }
+    fake.rows["g1"] = lambda: _succeeded("g1")
+    tracker, alive = _run(fake, ["g1"])
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
     assert fake.reads["g1"] == 1, "an unreadable listing row gets one status read"
     assert alive
 
 
 def test_the_reconcile_loop_survives_unexpected_errors() -> None:
-    async def scenario() -> tuple[StatusTracker, bool]:
-        fake = FakeHook()
-        fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
-        fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
-        hub = _hub(fake)
-        tracker = await _wait(hub, ["g1"])
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, alive
-
-    tracker, alive = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
+    fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
+    tracker, alive = _run(fake, ["g1"])
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
     assert alive
 
@@ -336,43 +336,27 @@ def test_a_crashed_loop_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, stretch)
 
     monkeypatch.setattr(OxenHub, "_interval", flaky_interval)
-
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1"])
-        finally:
-            await hub.close()
-
-    assert asyncio.run(scenario()).done
+    fake = FakeHook()
+    fake.rows["g1"] = lambda: _succeeded("g1")
+    assert _run(fake, ["g1"])[0].done
 
 
 def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
 
-    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
-        fake = FakeHook()
-        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        if fake.stream_calls <= 2:
+            raise RuntimeError("unexpected")
+        on_open()
+        await asyncio.sleep(0.1)
+        yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
+        yield _completion("g1", status="succeeded", url="https://r/g1")
+        await asyncio.sleep(3600)
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            if fake.stream_calls <= 2:
-                raise RuntimeError("unexpected")
-            on_open()
-            await asyncio.sleep(0.1)
-            yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
-            yield _completion("g1", status="succeeded", url="https://r/g1")
-            await asyncio.sleep(3600)
-
-        fake.stream = stream
-        hub = _hub(fake, "events")
-        tracker = await _wait(hub, ["g1"], poll=10.0)  # only the event can complete it in time
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, fake, alive
-
-    tracker, fake, alive = asyncio.run(scenario())
+    fake.stream = stream
+    tracker, alive = _run(fake, ["g1"], "events", poll=10.0)  # only the event can complete it in time
     assert tracker.done and tracker.rows["g1"].result_url == "https://r/g1"
     assert fake.stream_calls == 3
     assert fake.reads["g1"] == 0
@@ -380,25 +364,18 @@ def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPa
 
 
 def test_an_in_flight_event_is_no_reason_to_read() -> None:
-    async def scenario() -> tuple[StatusTracker, FakeHook]:
-        fake = FakeHook()
-        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            on_open()
-            await asyncio.sleep(0.2)
-            yield _completion("g1", status="processing")
-            yield _completion("g1", status="succeeded", url="https://r/g1")
-            await asyncio.sleep(3600)
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        on_open()
+        await asyncio.sleep(0.2)
+        yield _completion("g1", status="processing")
+        yield _completion("g1", status="succeeded", url="https://r/g1")
+        await asyncio.sleep(3600)
 
-        fake.stream = stream
-        hub = _hub(fake, "events")
-        try:
-            return await _wait(hub, ["g1"], poll=10.0), fake
-        finally:
-            await hub.close()
-
-    tracker, fake = asyncio.run(scenario())
+    fake.stream = stream
+    tracker, _ = _run(fake, ["g1"], "events", poll=10.0)
     assert tracker.done and fake.reads["g1"] == 0
 
 
@@ -557,17 +534,10 @@ def test_a_forbidden_generation_fails_only_its_own_waiters() -> None:
 
 
 def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
-        fake.rows["g2"] = lambda: _succeeded("g2")
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1", "g2"])
-        finally:
-            await hub.close()
-
-    tracker = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
+    fake.rows["g2"] = lambda: _succeeded("g2")
+    tracker, _ = _run(fake, ["g1", "g2"])
     row = tracker.rows["g1"]
     assert row.status is GenerationStatus.FAILED
     assert "HTTP 404" in (row.error_message or "") and "gone" in (row.error_message or "")
@@ -577,16 +547,9 @@ def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
 
 
 def test_a_rejected_key_on_one_read_is_retried_not_fatal() -> None:
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1"])
-        finally:
-            await hub.close()
-
-    assert asyncio.run(scenario()).rows["g1"].status is GenerationStatus.SUCCEEDED
+    fake = FakeHook()
+    fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
+    assert _run(fake, ["g1"])[0].rows["g1"].status is GenerationStatus.SUCCEEDED
 
 
 # -- 6. a stream cut after every event does not reconnect in a storm --------------------------------
