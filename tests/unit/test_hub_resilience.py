@@ -27,7 +27,7 @@ from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
-from airflow_provider_oxen.triggers.hub import OxenHub, reprobe_delay, row_from_event
+from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, reprobe_delay, row_from_event
 from airflow_provider_oxen.waiting import StatusTracker
 
 FAST = RetryPolicy(max_retries=0, backoff_base=0.001, backoff_max=0.005)
@@ -124,6 +124,28 @@ async def _wait(hub: OxenHub, ids: list[str], timeout: float = 5.0, poll: float 
     tracker = StatusTracker(ids)
     await hub.wait(tracker, poll, time.time() + timeout)
     return tracker
+
+
+def _row(generation_id: str, status: str) -> dict[str, Any]:
+    return {"generation_id": generation_id, "status": status}
+
+
+def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
+    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
+
+
+def _open_stream(hub: OxenHub) -> None:
+    hub._stream_opened()
+    hub._wake.clear()
+
+
+def _bare_hub(fake: FakeHook, mode: str = "poll", *, stream_open: bool = False) -> OxenHub:
+    """A hub with no loops running: the test drives its rounds."""
+    hub = OxenHub("oxen_default", mode)
+    hub.hook = fake  # type: ignore[assignment]
+    if stream_open:
+        _open_stream(hub)
+    return hub
 
 
 def _alive(hub: OxenHub) -> bool:
@@ -257,8 +279,7 @@ def test_listing_rows_are_judged_one_by_one() -> None:
                 {"generation_id": "g2", "status": "processing"},
             ],
         }
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]  # no loops: this one round only
+        hub = _bare_hub(fake)
         tracker = StatusTracker(["g1", "g2", "g3"])
         waiter = hub.register(tracker, 10.0)
         await hub.reconcile()
@@ -290,8 +311,7 @@ def test_listing_shapes(body: Any, listed: bool) -> None:
     async def scenario() -> FakeHook:
         fake = FakeHook()
         fake.listing = lambda: body
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         hub.register(StatusTracker(["g1"]), 10.0)
         await hub.reconcile()
         return fake
