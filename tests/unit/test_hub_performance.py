@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_oxen.models import Generation, GenerationStatus
 from airflow_provider_oxen.triggers import hub as hub_module
-from airflow_provider_oxen.triggers.hub import OxenHub, Waiter
+from airflow_provider_oxen.triggers.hub import Waiter
 from airflow_provider_oxen.waiting import StatusTracker
 from tests.unit.test_hub_resilience import (
     FakeHook,
@@ -38,7 +38,7 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
 
     async def scenario() -> list[list[str]]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "poll")
+        hub = _bare_hub(fake)
         _register(hub, ["g1", "g2"])
         monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
         rounds = []
@@ -48,7 +48,6 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
             [_row("g1", "queued"), _row("g2", "processing")],
         ):
             fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
-            hub.hook = fake  # type: ignore[assignment]
             parsed.clear()
             await hub.reconcile()
             rounds.append(sorted(parsed))
