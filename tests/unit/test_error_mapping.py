@@ -167,17 +167,13 @@ def test_path_segments_cannot_escape() -> None:
         api.generation_call("../models")
 
 
-def test_documented_envelope_with_insufficient_credits_type_is_typed_even_without_402() -> None:
-    body = {"error": {"type": "insufficient_credits", "title": "Insufficient credits"}, "status": "error"}
-    error = api.error_from_response(CALL, _response(400, body))
-    assert isinstance(error, OxenInsufficientCreditsError)
-
-
-def test_insufficient_credits_error_tells_the_user_what_to_do() -> None:
+@pytest.mark.parametrize("status", [402, 400])
+def test_insufficient_credits_is_typed_by_its_envelope_and_tells_the_user_what_to_do(status: int) -> None:
     body = {
-        "error": {"type": "insufficient_credits", "title": "Insufficient credits", "detail": "Balance 0.00"}
+        "error": {"type": "insufficient_credits", "title": "Insufficient credits", "detail": "Balance 0.00"},
+        "status": "error",
     }
-    error = api.error_from_response(CALL, _response(402, body))
+    error = api.error_from_response(CALL, _response(status, body))
     assert isinstance(error, OxenInsufficientCreditsError)
     assert "Balance 0.00" in str(error) and "Nothing was enqueued" in str(error) and "credits" in str(error)
 
