@@ -278,25 +278,20 @@ def test_refused_before_the_transport_is_called(url: str, reason: str) -> None:
     assert recorder.seen == []
 
 
-def test_a_redirect_to_a_private_address_is_refused() -> None:
-    recorder = Recorder({"cdn.example/x.png": redirect("https://intranet.example/admin?token=1")})
-    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError) as info:
-        client.get("https://cdn.example/x.png")
-    assert recorder.seen == ["cdn.example/x.png"]  # the private hop was never sent
-    assert "intranet.example" in str(info.value) and "token" not in str(info.value)
-
-
-def test_a_redirect_to_a_literal_link_local_address_is_refused() -> None:
-    recorder = Recorder({"cdn.example/x.png": redirect("http://169.254.169.254/latest/meta-data")})
-    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError):
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("https://intranet.example/admin?token=1", r"intranet\.example"),
+        ("http://169.254.169.254/latest/meta-data", r"169\.254\.169\.254"),
+        ("file:///etc/passwd", "scheme 'file'"),
+    ],
+)
+def test_a_redirect_to_a_refused_url_is_never_sent(location: str, reason: str) -> None:
+    recorder = Recorder({"cdn.example/x.png": redirect(location)})
+    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError, match=reason) as info:
         client.get("https://cdn.example/x.png")
     assert recorder.seen == ["cdn.example/x.png"]
-
-
-def test_a_redirect_to_a_file_url_is_a_typed_refusal() -> None:
-    recorder = Recorder({"cdn.example/x.png": redirect("file:///etc/passwd")})
-    with sync_client(recorder) as client, pytest.raises(OxenDownloadRefusedError, match="scheme 'file'"):
-        client.get("https://cdn.example/x.png")
+    assert "token" not in str(info.value)
 
 
 def test_a_redirect_between_public_hosts_is_followed() -> None:

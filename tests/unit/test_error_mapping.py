@@ -167,35 +167,29 @@ def test_path_segments_cannot_escape() -> None:
         api.generation_call("../models")
 
 
-def test_documented_envelope_with_insufficient_credits_type_is_typed_even_without_402() -> None:
-    body = {"error": {"type": "insufficient_credits", "title": "Insufficient credits"}, "status": "error"}
-    error = api.error_from_response(CALL, _response(400, body))
-    assert isinstance(error, OxenInsufficientCreditsError)
-
-
-def test_insufficient_credits_error_tells_the_user_what_to_do() -> None:
+@pytest.mark.parametrize("status", [402, 400])
+def test_insufficient_credits_is_typed_by_its_envelope_and_tells_the_user_what_to_do(status: int) -> None:
     body = {
-        "error": {"type": "insufficient_credits", "title": "Insufficient credits", "detail": "Balance 0.00"}
+        "error": {"type": "insufficient_credits", "title": "Insufficient credits", "detail": "Balance 0.00"},
+        "status": "error",
     }
-    error = api.error_from_response(CALL, _response(402, body))
+    error = api.error_from_response(CALL, _response(status, body))
     assert isinstance(error, OxenInsufficientCreditsError)
     assert "Balance 0.00" in str(error) and "Nothing was enqueued" in str(error) and "credits" in str(error)
 
 
-@pytest.mark.parametrize("status", [400, 401, 402, 403, 422])
-def test_errors_no_retry_can_fix_fail_the_task_without_airflow_retries(status: int) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    error = api.error_from_response(CALL, _response(status, {"error": {"detail": "no"}}))
-    assert isinstance(error, OxenUnrecoverableError) and isinstance(error, AirflowFailException)
-
-
-@pytest.mark.parametrize("status", [404, 429, 500, 502, 503, 504])
-def test_errors_a_retry_may_fix_keep_airflow_retries(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "unrecoverable"),
+    [(s, True) for s in (400, 401, 402, 403, 422)] + [(s, False) for s in (404, 429, 500, 502, 503, 504)],
+)
+def test_only_errors_no_retry_can_fix_fail_the_task_without_airflow_retries(
+    status: int, unrecoverable: bool
+) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     error = api.error_from_response(GET, _response(status, {"error": {"detail": "no"}}))
-    assert not isinstance(error, AirflowFailException)
+    assert isinstance(error, AirflowFailException) is unrecoverable
+    assert isinstance(error, OxenUnrecoverableError) is unrecoverable
 
 
 def test_client_side_validation_error_fails_without_retries() -> None:

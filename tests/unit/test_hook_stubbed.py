@@ -10,11 +10,7 @@ import httpx
 import pytest
 import respx
 
-from airflow_provider_oxen.exceptions import (
-    OxenAuthenticationError,
-    OxenRequestMayHaveSucceededError,
-    OxenValidationError,
-)
+from airflow_provider_oxen.exceptions import OxenAuthenticationError
 from airflow_provider_oxen.hooks import download_policy
 from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHook
 from airflow_provider_oxen.models import build_image_request
@@ -55,25 +51,6 @@ def test_bearer_header_is_sent_and_never_logged(caplog: pytest.LogCaptureFixture
     assert route.calls[0].request.headers["Authorization"] == f"Bearer {KEY}"
     assert KEY not in caplog.text
     assert KEY not in repr(route.calls[0].request.headers)
-
-
-@respx.mock
-def test_enqueue_validates_before_any_paid_request() -> None:
-    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
-    enqueue = respx.post(f"{BASE}/api/ai/queue")
-    with OxenHook() as hook, pytest.raises(OxenValidationError) as info:
-        hook.enqueue(build_image_request("flux", "cat", image_size="huge"))
-    assert info.value.field == "image_size"
-    assert enqueue.call_count == 0
-
-
-@respx.mock
-def test_read_timeout_on_enqueue_is_not_retried() -> None:
-    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
-    enqueue = respx.post(f"{BASE}/api/ai/queue").mock(side_effect=httpx.ReadTimeout("slow"))
-    with OxenHook() as hook, pytest.raises(OxenRequestMayHaveSucceededError):
-        hook.enqueue(build_image_request("flux", "cat"))
-    assert enqueue.call_count == 1
 
 
 @respx.mock

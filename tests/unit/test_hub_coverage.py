@@ -18,31 +18,28 @@ import pytest
 
 from airflow_provider_oxen.models import GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
-from airflow_provider_oxen.triggers.hub import OxenHub, Waiter
+from airflow_provider_oxen.triggers.hub import OxenHub
 from airflow_provider_oxen.waiting import StatusTracker
-from tests.unit.test_hub_resilience import FakeHook, _completion, _hub, _succeeded, _wait
-
-
-def _row(generation_id: str, status: str) -> dict[str, Any]:
-    return {"generation_id": generation_id, "status": status}
-
-
-def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
-    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
-
-
-def _open_stream(hub: OxenHub) -> None:
-    hub._stream_opened()
-    hub._wake.clear()
+from tests.unit.test_hub_resilience import (
+    FakeHook,
+    _bare_hub,
+    _completion,
+    _hub,
+    _open_stream,
+    _raise,
+    _register,
+    _row,
+    _sequence,
+    _succeeded,
+    _wait,
+)
 
 
 async def _covered_hub(in_flight: list[str], fake: FakeHook | None = None) -> tuple[OxenHub, FakeHook]:
     """A hub whose stream is open and whose last listing (made while it stayed open) showed
     ``in_flight``; one waited-for id ("first") made that listing happen."""
     fake = fake or FakeHook()
-    hub = OxenHub("oxen_default", "events")
-    hub.hook = fake  # type: ignore[assignment]
-    _open_stream(hub)
+    hub = _bare_hub(fake, "events", stream_open=True)
     _register(hub, ["first"])
     fake.listing = lambda: {"generations": [_row(i, "processing") for i in ["first", *in_flight]]}
     await hub.reconcile()
@@ -137,9 +134,7 @@ def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> None:
 def test_a_listing_that_lags_behind_the_stream_covers_nothing_already_finished() -> None:
     async def scenario() -> tuple[bool, GenerationStatus]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "events")
-        hub.hook = fake  # type: ignore[assignment]
-        _open_stream(hub)
+        hub = _bare_hub(fake, "events", stream_open=True)
         _register(hub, ["first"])
         hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
         # The listing still shows g1, whose event already came.
@@ -277,8 +272,7 @@ def test_a_running_hub_lists_on_schedule_while_covered_registrations_keep_arrivi
 def test_in_poll_mode_every_registration_still_brings_a_listing() -> None:
     async def scenario() -> tuple[bool, bool]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
         _register(hub, ["g1"])
         await hub.reconcile()
@@ -423,14 +417,10 @@ def test_registrations_stay_due_when_the_listing_fails() -> None:
 
     async def scenario() -> tuple[bool, set[str]]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         _register(hub, ["g1"])
 
-        def failing() -> Any:
-            raise OxenServerError("busy", status_code=503)
-
-        fake.listing = failing
+        fake.listing = _raise(OxenServerError("busy", status_code=503))
         listed = await hub.reconcile()
         return listed, set(hub._unchecked)
 
@@ -442,15 +432,7 @@ def test_a_catch_up_read_that_fails_is_read_again_next_round() -> None:
 
     async def scenario() -> tuple[int, GenerationStatus]:
         hub, fake = await _covered_hub([])
-        answers = iter([OxenServerError("busy", status_code=503)])
-
-        def answer() -> Any:
-            error = next(answers, None)
-            if error is not None:
-                raise error
-            return _succeeded("g1")
-
-        fake.rows["g1"] = answer
+        fake.rows["g1"] = _sequence(OxenServerError("busy", status_code=503), _succeeded("g1"))
         tracker = StatusTracker(["g1"])
         waiter = hub.register(tracker, 0.05)
         await hub.catch_up()  # 503: kept due
@@ -464,8 +446,7 @@ def test_a_catch_up_read_that_fails_is_read_again_next_round() -> None:
 def test_what_ended_is_forgotten_after_two_listings_in_poll_mode_too() -> None:
     async def scenario() -> list[int]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         sizes = []
         for i in range(3):
             _register(hub, [f"g{i}", "keep"])  # "keep" keeps the hub listing

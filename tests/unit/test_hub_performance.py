@@ -14,17 +14,18 @@ import pytest
 
 from airflow_provider_oxen.models import Generation, GenerationStatus
 from airflow_provider_oxen.triggers import hub as hub_module
-from airflow_provider_oxen.triggers.hub import OxenHub, Waiter
+from airflow_provider_oxen.triggers.hub import Waiter
 from airflow_provider_oxen.waiting import StatusTracker
-from tests.unit.test_hub_resilience import FakeHook, _hub, _succeeded, _wait
-
-
-def _row(generation_id: str, status: str) -> dict[str, Any]:
-    return {"generation_id": generation_id, "status": status}
-
-
-def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
-    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
+from tests.unit.test_hub_resilience import (
+    FakeHook,
+    _bare_hub,
+    _hub,
+    _open_stream,
+    _register,
+    _row,
+    _run,
+    _succeeded,
+)
 
 
 def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +38,7 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
 
     async def scenario() -> list[list[str]]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "poll")
+        hub = _bare_hub(fake)
         _register(hub, ["g1", "g2"])
         monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
         rounds = []
@@ -47,7 +48,6 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
             [_row("g1", "queued"), _row("g2", "processing")],
         ):
             fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
-            hub.hook = fake  # type: ignore[assignment]
             parsed.clear()
             await hub.reconcile()
             rounds.append(sorted(parsed))
@@ -81,17 +81,10 @@ def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
     assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING]
 
 
-def _open_stream(hub: OxenHub) -> None:
-    hub._stream_opened()
-    hub._wake.clear()
-
-
 def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
     async def scenario() -> list[int]:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "events")
-        hub.hook = fake  # type: ignore[assignment]
-        _open_stream(hub)
+        hub = _bare_hub(fake, "events", stream_open=True)
         _register(hub, ["g1", "g2"])
         fake.rows["g1"] = lambda: _succeeded("g1")
         reads = []
@@ -111,9 +104,7 @@ def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open()
 def test_after_a_reconnect_every_id_missing_from_the_listing_is_read_at_once() -> None:
     async def scenario() -> int:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "events")
-        hub.hook = fake  # type: ignore[assignment]
-        _open_stream(hub)
+        hub = _bare_hub(fake, "events", stream_open=True)
         _register(hub, ["g1"])
         fake.rows["g1"] = lambda: _succeeded("g1")
         fake.listing = lambda: {"generations": [_row("g1", "processing")]}
@@ -131,9 +122,7 @@ def test_after_a_reconnect_every_id_missing_from_the_listing_is_read_at_once() -
 def test_ids_never_seen_in_flight_are_read_at_once_even_with_the_stream_open() -> None:
     async def scenario() -> int:
         fake = FakeHook()
-        hub = OxenHub("oxen_default", "events")
-        hub.hook = fake  # type: ignore[assignment]
-        _open_stream(hub)
+        hub = _bare_hub(fake, "events", stream_open=True)
         _register(hub, ["g0"])
         fake.listing = lambda: {"generations": [_row("g0", "processing")]}
         await hub.reconcile()
@@ -161,8 +150,7 @@ def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.Mo
         fake.get_generation = get_generation  # type: ignore[method-assign]
         fake.rows["fast"] = lambda: _succeeded("fast")
         fake.rows["slow"] = lambda: _succeeded("slow")
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         waiters = _register(hub, ["slow", "fast"])
         task = asyncio.ensure_future(hub.reconcile())
         assert await waiters[1].changed.wait(2)
@@ -210,8 +198,7 @@ def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytes
         fake = FakeHook()
         ids = [f"g{i}" for i in range(100)]
         fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         _register(hub, ids)
         ticks = 0
 
@@ -232,21 +219,8 @@ def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytes
 
 
 def test_every_wait_still_completes_through_the_safety_net() -> None:
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        calls = 0
-
-        def listing() -> Any:
-            nonlocal calls
-            calls += 1
-            return {"generations": [_row("g1", "processing")] if calls < 3 else []}
-
-        fake.listing = listing
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake, mode="events")
-        tracker = await _wait(hub, ["g1"])
-        await hub.close()
-        return tracker
-
-    tracker = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [_row("g1", "processing")] if fake.list_calls < 3 else []}
+    fake.rows["g1"] = lambda: _succeeded("g1")
+    tracker, _ = _run(fake, ["g1"], "events")
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED

@@ -27,7 +27,7 @@ from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
-from airflow_provider_oxen.triggers.hub import OxenHub, reprobe_delay, row_from_event
+from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, reprobe_delay, row_from_event
 from airflow_provider_oxen.waiting import StatusTracker
 
 FAST = RetryPolicy(max_retries=0, backoff_base=0.001, backoff_max=0.005)
@@ -126,33 +126,69 @@ async def _wait(hub: OxenHub, ids: list[str], timeout: float = 5.0, poll: float 
     return tracker
 
 
+def _row(generation_id: str, status: str) -> dict[str, Any]:
+    return {"generation_id": generation_id, "status": status}
+
+
+def _register(hub: OxenHub, ids: list[str]) -> list[Waiter]:
+    return [hub.register(StatusTracker([i]), 0.05) for i in ids]
+
+
+def _open_stream(hub: OxenHub) -> None:
+    hub._stream_opened()
+    hub._wake.clear()
+
+
+def _bare_hub(fake: FakeHook, mode: str = "poll", *, stream_open: bool = False) -> OxenHub:
+    """A hub with no loops running: the test drives its rounds."""
+    hub = OxenHub("oxen_default", mode)
+    hub.hook = fake  # type: ignore[assignment]
+    if stream_open:
+        _open_stream(hub)
+    return hub
+
+
 def _alive(hub: OxenHub) -> bool:
     return bool(hub._tasks) and not any(task.done() for task in hub._tasks)
+
+
+def _run(
+    fake: FakeHook, ids: list[str], mode: str = "poll", poll: float = 0.05
+) -> tuple[StatusTracker, bool]:
+    """Waits for ``ids`` on a hub running against ``fake``; also says whether its loops still ran."""
+
+    async def scenario() -> tuple[StatusTracker, bool]:
+        hub = _hub(fake, mode)
+        try:
+            tracker = await _wait(hub, ids, poll=poll)
+            return tracker, _alive(hub)
+        finally:
+            await hub.close()
+
+    return asyncio.run(scenario())
 
 
 # -- 1. completion events: success needs its url, failure carries its error text ---------------------
 
 
-def test_a_failure_event_becomes_a_failed_row_with_its_error_text() -> None:
-    row = row_from_event(
-        _completion("g1", status="failed", media_type="image", error="NSFW content detected")
-    )
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"status": "failed", "error": "NSFW content detected"},
+            (GenerationStatus.FAILED, None, None, "NSFW content detected"),
+        ),
+        (
+            {"status": "succeeded", "model": "ideogram-v4", "url": "https://r/1"},
+            (GenerationStatus.SUCCEEDED, "https://r/1", "ideogram-v4", None),
+        ),
+    ],
+)
+def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    """Success needs its url, failure carries its error text."""
+    row = row_from_event(_completion("g1", media_type="image", **data))
     assert row is not None
-    assert row.status is GenerationStatus.FAILED
-    assert row.error_message == "NSFW content detected"
-    assert row.result_url is None
-
-
-def test_a_success_event_becomes_a_row_with_its_url() -> None:
-    row = row_from_event(
-        _completion("g1", status="succeeded", media_type="image", model="ideogram-v4", url="https://r/1")
-    )
-    assert row is not None
-    assert (row.status, row.result_url, row.model_name) == (
-        GenerationStatus.SUCCEEDED,
-        "https://r/1",
-        "ideogram-v4",
-    )
+    assert (row.status, row.result_url, row.model_name, row.error_message) == expected
 
 
 @pytest.mark.parametrize(
@@ -243,8 +279,7 @@ def test_listing_rows_are_judged_one_by_one() -> None:
                 {"generation_id": "g2", "status": "processing"},
             ],
         }
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]  # no loops: this one round only
+        hub = _bare_hub(fake)
         tracker = StatusTracker(["g1", "g2", "g3"])
         waiter = hub.register(tracker, 10.0)
         await hub.reconcile()
@@ -276,8 +311,7 @@ def test_listing_shapes(body: Any, listed: bool) -> None:
     async def scenario() -> FakeHook:
         fake = FakeHook()
         fake.listing = lambda: body
-        hub = OxenHub("oxen_default", "poll")
-        hub.hook = fake  # type: ignore[assignment]
+        hub = _bare_hub(fake)
         hub.register(StatusTracker(["g1"]), 10.0)
         await hub.reconcile()
         return fake
@@ -285,41 +319,11 @@ def test_listing_shapes(body: Any, listed: bool) -> None:
     assert asyncio.run(scenario()).reads["g1"] == (0 if listed else 1)
 
 
-def test_an_unparseable_listing_row_does_not_stop_the_hub() -> None:
-    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
-        fake = FakeHook()
-        fake.listing = lambda: {
-            "generations": [
-                {"status": "queued"},
-                {"generation_id": "g1", "status": "processing", "cost": "free"},
-                {"generation_id": "g2", "status": "processing"},
-            ]
-        }
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake)
-        tracker = await _wait(hub, ["g1"])
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, fake, alive
-
-    tracker, fake, alive = asyncio.run(scenario())
-    assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
-    assert fake.reads["g1"] == 1, "an unreadable listing row gets one status read"
-    assert alive
-
-
 def test_the_reconcile_loop_survives_unexpected_errors() -> None:
-    async def scenario() -> tuple[StatusTracker, bool]:
-        fake = FakeHook()
-        fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
-        fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
-        hub = _hub(fake)
-        tracker = await _wait(hub, ["g1"])
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, alive
-
-    tracker, alive = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
+    fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
+    tracker, alive = _run(fake, ["g1"])
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
     assert alive
 
@@ -336,43 +340,27 @@ def test_a_crashed_loop_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, stretch)
 
     monkeypatch.setattr(OxenHub, "_interval", flaky_interval)
-
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1"])
-        finally:
-            await hub.close()
-
-    assert asyncio.run(scenario()).done
+    fake = FakeHook()
+    fake.rows["g1"] = lambda: _succeeded("g1")
+    assert _run(fake, ["g1"])[0].done
 
 
 def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
 
-    async def scenario() -> tuple[StatusTracker, FakeHook, bool]:
-        fake = FakeHook()
-        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        if fake.stream_calls <= 2:
+            raise RuntimeError("unexpected")
+        on_open()
+        await asyncio.sleep(0.1)
+        yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
+        yield _completion("g1", status="succeeded", url="https://r/g1")
+        await asyncio.sleep(3600)
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            if fake.stream_calls <= 2:
-                raise RuntimeError("unexpected")
-            on_open()
-            await asyncio.sleep(0.1)
-            yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
-            yield _completion("g1", status="succeeded", url="https://r/g1")
-            await asyncio.sleep(3600)
-
-        fake.stream = stream
-        hub = _hub(fake, "events")
-        tracker = await _wait(hub, ["g1"], poll=10.0)  # only the event can complete it in time
-        alive = _alive(hub)
-        await hub.close()
-        return tracker, fake, alive
-
-    tracker, fake, alive = asyncio.run(scenario())
+    fake.stream = stream
+    tracker, alive = _run(fake, ["g1"], "events", poll=10.0)  # only the event can complete it in time
     assert tracker.done and tracker.rows["g1"].result_url == "https://r/g1"
     assert fake.stream_calls == 3
     assert fake.reads["g1"] == 0
@@ -380,25 +368,18 @@ def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPa
 
 
 def test_an_in_flight_event_is_no_reason_to_read() -> None:
-    async def scenario() -> tuple[StatusTracker, FakeHook]:
-        fake = FakeHook()
-        fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            on_open()
-            await asyncio.sleep(0.2)
-            yield _completion("g1", status="processing")
-            yield _completion("g1", status="succeeded", url="https://r/g1")
-            await asyncio.sleep(3600)
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        on_open()
+        await asyncio.sleep(0.2)
+        yield _completion("g1", status="processing")
+        yield _completion("g1", status="succeeded", url="https://r/g1")
+        await asyncio.sleep(3600)
 
-        fake.stream = stream
-        hub = _hub(fake, "events")
-        try:
-            return await _wait(hub, ["g1"], poll=10.0), fake
-        finally:
-            await hub.close()
-
-    tracker, fake = asyncio.run(scenario())
+    fake.stream = stream
+    tracker, _ = _run(fake, ["g1"], "events", poll=10.0)
     assert tracker.done and fake.reads["g1"] == 0
 
 
@@ -536,38 +517,11 @@ def test_the_stream_loop_outlives_a_long_outage(monkeypatch: pytest.MonkeyPatch)
 # -- 5 and 8. a forbidden or vanished generation fails alone ------------------------------------------
 
 
-def test_a_forbidden_generation_fails_only_its_own_waiters() -> None:
-    async def scenario() -> tuple[StatusTracker, StatusTracker]:
-        fake = FakeHook()
-        fake.rows["g1"] = _raise(_status_error(403, "Forbidden"))
-        fake.rows["g2"] = lambda: _succeeded("g2")
-        hub = _hub(fake)
-        try:
-            a, b = await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]))
-        finally:
-            await hub.close()
-        return a, b
-
-    forbidden, neighbour = asyncio.run(scenario())
-    row = forbidden.rows["g1"]
-    assert row.status is GenerationStatus.FAILED
-    assert "Access denied" in (row.error_message or "") and "403" in (row.error_message or "")
-    assert forbidden.payload()["status"] == "failed"
-    assert neighbour.payload()["status"] == "success"
-
-
 def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
-        fake.rows["g2"] = lambda: _succeeded("g2")
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1", "g2"])
-        finally:
-            await hub.close()
-
-    tracker = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
+    fake.rows["g2"] = lambda: _succeeded("g2")
+    tracker, _ = _run(fake, ["g1", "g2"])
     row = tracker.rows["g1"]
     assert row.status is GenerationStatus.FAILED
     assert "HTTP 404" in (row.error_message or "") and "gone" in (row.error_message or "")
@@ -577,16 +531,9 @@ def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
 
 
 def test_a_rejected_key_on_one_read_is_retried_not_fatal() -> None:
-    async def scenario() -> StatusTracker:
-        fake = FakeHook()
-        fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
-        hub = _hub(fake)
-        try:
-            return await _wait(hub, ["g1"])
-        finally:
-            await hub.close()
-
-    assert asyncio.run(scenario()).rows["g1"].status is GenerationStatus.SUCCEEDED
+    fake = FakeHook()
+    fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
+    assert _run(fake, ["g1"])[0].rows["g1"].status is GenerationStatus.SUCCEEDED
 
 
 # -- 6. a stream cut after every event does not reconnect in a storm --------------------------------
@@ -600,23 +547,6 @@ def _one_event_streams(fake: FakeHook, hold: float = 0.0) -> Stream:
         raise httpx.RemoteProtocolError("peer closed connection")
 
     return stream
-
-
-def test_a_stream_cut_after_every_event_reconnects_a_bounded_number_of_times(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.1)
-
-    async def scenario() -> int:
-        fake = FakeHook()
-        fake.stream = _one_event_streams(fake)
-        hub = _hub(fake, "events")
-        await asyncio.sleep(0.5)
-        calls = fake.stream_calls
-        await hub.close()
-        return calls
-
-    assert asyncio.run(scenario()) <= 0.5 / 0.1 + 2
 
 
 def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(

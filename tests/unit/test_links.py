@@ -111,13 +111,19 @@ def _presigned_for(url: str) -> float:
 # -- what the operators push ----------------------------------------------------------------------
 
 
-def test_operators_declare_their_stored_links() -> None:
-    assert [type(link) for link in OxenGenerateImageOperator.operator_extra_links] == [OxenImageLink]
-    assert [type(link) for link in OxenGenerationToS3Operator.operator_extra_links] == [
-        OxenS3FolderLink,
-        OxenManifestLink,
-    ]
-    assert [type(link) for link in OxenImageReviewOperator.operator_extra_links] == [OxenContactSheetLink]
+@pytest.mark.parametrize(
+    ("operator", "stored", "live"),
+    [
+        (OxenGenerateImageOperator, [OxenImageLink], OxenImageLiveLink),
+        (OxenGenerationToS3Operator, [OxenS3FolderLink, OxenManifestLink], OxenManifestLiveLink),
+        (OxenImageReviewOperator, [OxenContactSheetLink], OxenContactSheetLiveLink),
+    ],
+)
+def test_operators_declare_their_stored_links_and_live_links_name_them(
+    operator: type, stored: list[type], live: type
+) -> None:
+    assert [type(link) for link in operator.operator_extra_links] == stored  # type: ignore[attr-defined]
+    assert live().operators == [operator]
 
 
 def test_each_live_link_replaces_a_stored_link_of_the_same_name() -> None:
@@ -128,21 +134,10 @@ def test_each_live_link_replaces_a_stored_link_of_the_same_name() -> None:
     assert {link().name for link in LIVE_LINKS} == {"Oxen image", "Manifest", "Contact sheet"}
 
 
-def test_live_links_name_their_operators() -> None:
-    assert OxenImageLiveLink().operators == [OxenGenerateImageOperator]
-    assert OxenManifestLiveLink().operators == [OxenGenerationToS3Operator]
-    assert OxenContactSheetLiveLink().operators == [OxenImageReviewOperator]
-
-
 def test_generate_pushes_a_connection_id_other_than_the_default(oxen_conn: EmulatorControl) -> None:
     ti = FakeTI()
     operator = OxenGenerateImageOperator(
-        task_id="generate",
-        prompt="A lighthouse",
-        oxen_conn_id="oxen_campaigns",
-        deferrable=False,
-        poll_interval=0.05,
-        timeout=30,
+        task_id="generate", prompt="A lighthouse", oxen_conn_id="oxen_campaigns"
     )
     OxenImageLink.persist({"ti": ti}, operator)  # type: ignore[arg-type]
     assert ti.xcoms == {LINK_DATA_KEY: {"oxen_conn_id": "oxen_campaigns"}}

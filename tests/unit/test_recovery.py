@@ -23,11 +23,17 @@ def _row(generation_id: str, *, at: str = "2026-05-12T10:00:02Z", **fields: Any)
     )
 
 
-def _decide(rows: list[Generation], missing: int = 2, complete: bool = True, known: tuple[str, ...] = ()):
+def _decide(
+    rows: list[Generation],
+    missing: int = 2,
+    complete: bool = True,
+    known: tuple[str, ...] = (),
+    sent: dict[str, Any] = SENT,
+):
     return match_unrecorded(
         rows,
         model="ideogram-v4",
-        sent=SENT,
+        sent=sent,
         sent_at=SENT_AT,
         missing=missing,
         known_ids=list(known),
@@ -57,15 +63,7 @@ def test_rows_matching_a_request_without_a_seed_are_never_adopted() -> None:
     """Another task's identical request (no seed to tell them apart) makes the same rows."""
     unseeded = {k: v for k, v in SENT.items() if k != "seed"}
     rows = [_row("a", **unseeded), _row("b", **unseeded)]
-    decision = match_unrecorded(
-        rows,
-        model="ideogram-v4",
-        sent=unseeded,
-        sent_at=SENT_AT,
-        missing=2,
-        known_ids=[],
-        listings_complete=1,
-    )
+    decision = _decide(rows, sent=unseeded)
     assert decision.adopt is None and decision.candidates == ["a", "b"] and "no seed" in decision.reason
 
 

@@ -53,36 +53,31 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after(header, now=now) == pytest.approx(30.0)
 
 
-@pytest.mark.parametrize("status", [429, 502, 503, 504])
-def test_safe_requests_retry_transient_statuses(status: int) -> None:
-    assert delay_after_status(status, None, 0, paid=False, policy=POLICY, rand=lambda: 1.0) == 1.0
+@pytest.mark.parametrize(
+    ("status", "retry_after", "attempt", "paid", "delay"),
+    [
+        *[(status, None, 0, False, 1.0) for status in (429, 502, 503, 504)],  # transient
+        *[(status, None, 0, False, None) for status in (400, 401, 403, 404, 422, 500)],
+        (429, 12.0, 0, True, 12.0),  # the Retry-After header wins over the backoff
+        (429, 3600.0, 0, False, None),  # a Retry-After longer than the cap is not waited
+        (503, None, 3, False, None),  # retries are bounded
+        # Paid requests retry refusals only: a gateway error may hide a request the backend accepted.
+        (429, None, 0, True, 1.0),
+        (503, None, 0, True, 1.0),
+        (502, None, 0, True, None),
+        (504, None, 0, True, None),
+    ],
+)
+def test_delay_after_status(
+    status: int, retry_after: float | None, attempt: int, paid: bool, delay: float | None
+) -> None:
+    assert (
+        delay_after_status(status, retry_after, attempt, paid=paid, policy=POLICY, rand=lambda: 1.0) == delay
+    )
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 500])
-def test_other_statuses_are_not_retried(status: int) -> None:
-    assert delay_after_status(status, None, 0, paid=False, policy=POLICY) is None
-
-
-def test_retry_after_header_wins_over_backoff() -> None:
-    assert delay_after_status(429, 12.0, 0, paid=True, policy=POLICY) == 12.0
-
-
-def test_retry_after_longer_than_the_cap_is_not_waited() -> None:
-    assert delay_after_status(429, 3600.0, 0, paid=False, policy=POLICY) is None
-
-
-def test_retries_are_bounded() -> None:
-    assert delay_after_status(503, None, 3, paid=False, policy=POLICY) is None
-    exc = httpx.ConnectError("refused")
-    assert delay_after_transport_error(exc, 3, paid=False, policy=POLICY) is None
-
-
-def test_paid_requests_retry_only_refusals() -> None:
-    assert delay_after_status(429, None, 0, paid=True, policy=POLICY) is not None
-    assert delay_after_status(503, None, 0, paid=True, policy=POLICY) is not None
-    # A gateway error may hide a request the backend accepted.
-    assert delay_after_status(502, None, 0, paid=True, policy=POLICY) is None
-    assert delay_after_status(504, None, 0, paid=True, policy=POLICY) is None
+def test_transport_retries_are_bounded() -> None:
+    assert delay_after_transport_error(httpx.ConnectError("refused"), 3, paid=False, policy=POLICY) is None
 
 
 @pytest.mark.parametrize(
