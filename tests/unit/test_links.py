@@ -368,10 +368,9 @@ def test_the_oxen_image_link_fails_fast_and_quietly(
     before = len(oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}"))
 
     with caplog.at_level(logging.WARNING):
-        started = time.monotonic()
         url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
-    assert url == "" and time.monotonic() - started < 3
-    # One request: the connection's retries (3 in these tests) are not spent on a page load.
+    assert url == ""
+    # Fast: one request, the connection's retries (3 in these tests) are not spent on a page load.
     after = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}")
     assert len(after) - before == 1
     assert "Oxen image" in caplog.text and API_KEY not in caplog.text
