@@ -19,7 +19,6 @@ from airflow_provider_oxen.exceptions import (
     OxenResultDownloadError,
 )
 from airflow_provider_oxen.media.contact_sheet import sheet_size
-from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.spool import Spool
 from airflow_provider_oxen.transfers.store import S3ObjectStore, sha256_base64
 from tests.fixtures import EmulatorControl
@@ -33,6 +32,8 @@ from tests.transfers.helpers import (
     served_sha256,
     transfer_context,
 )
+from tests.transfers.helpers import run_transfer as _run
+from tests.transfers.helpers import s3_operator as _operator
 
 TEMPLATE = "campaigns/{{ ds }}/{{ params.campaign }}/{generation_id}.{ext}"
 RENDERED_DIR = "campaigns/2026-05-01/spring"
@@ -40,23 +41,6 @@ RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"  # the run id as it appears in ke
 MANIFEST_KEY = f"{RENDERED_DIR}/manifest-{RUN_SLUG}.json"
 SHEET_KEY = f"{RENDERED_DIR}/contact-sheet-{RUN_SLUG}.png"
 DEFAULT_MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
-
-
-def _operator(results: Any, bucket: str, **kwargs: Any) -> OxenGenerationToS3Operator:
-    options: dict[str, Any] = {
-        "task_id": "store",
-        "results": results,
-        "bucket": bucket,
-        "prefix": "campaigns",
-        "key_template": "campaigns/{generation_id}.{ext}",
-        **kwargs,
-    }
-    return OxenGenerationToS3Operator(**options)
-
-
-def _run(operator: OxenGenerationToS3Operator, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    context = context or transfer_context()
-    return operator.execute(context)  # type: ignore[arg-type]
 
 
 def _files_downloaded(emulator: EmulatorControl) -> int:
