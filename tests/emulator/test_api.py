@@ -130,6 +130,7 @@ def test_sync_generate_only_multiplies_images_for_models_that_take_num_images(cl
         ({"model": "no-such-model", "prompt": "x"}, ["no-such-model"]),
         ({"prompt": "x"}, ["model"]),
         ({"model": "gpt-oss-120b", "prompt": "x"}, ["gpt-oss-120b"]),
+        ({"model": "qwen-image-edit", "prompt": "x"}, ["qwen-image-edit", "/api/ai/images/edit"]),
     ],
     ids=[
         "enum",
@@ -146,6 +147,7 @@ def test_sync_generate_only_multiplies_images_for_models_that_take_num_images(cl
         "unknown-model",
         "no-model",
         "text-model",
+        "edit-model",
     ],
 )
 def test_sync_generate_rejects_bad_requests_at_once(

@@ -239,11 +239,6 @@ def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
     assert stats["generations_created"] == 0 and stats["credits_spent"] == "0.0000"
 
 
-def test_edit_models_are_not_text_to_image(client: httpx.Client) -> None:
-    response = client.post("/api/ai/images/generate", json={"model": QWEN, "prompt": "x"})
-    assert_error(response, 400, "invalid_params", QWEN, "/api/ai/images/edit")
-
-
 def test_faults_apply_to_edits(client: httpx.Client, base_url: str, blue_input: tuple[str, bytes]) -> None:
     url, _ = blue_input
     control(

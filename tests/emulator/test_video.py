@@ -205,17 +205,6 @@ def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client
     )
 
 
-def test_video_credits_are_per_second(client: httpx.Client, base_url: str) -> None:
-    control(base_url, "POST", "/config", {"credits": "0.3000"})
-    response = client.post("/api/ai/queue", json={"model": T2V, "prompt": "x"})  # 5 s: 0.3500
-    assert_error(response, 402, "insufficient_credits", "0.3500")
-    (gid,) = enqueue(client, model=T2V, prompt="x", duration=4)  # 0.2800
-    assert control(base_url, "GET", "/config")["credits"] == "0.0200"
-    wait_for_status(client, gid, {"succeeded"})
-    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.2800"
-    assert client.get("/api/ai/generations").json()["total_cost"] == "0.2800"
-
-
 def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
     assert control(base_url, "GET", "/config")["video_render_seconds"] is None
     # Default: four times the image render time (0.05 s in these tests).

@@ -19,7 +19,7 @@ from PIL import Image
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.models import build_image_request
-from tests.fixtures import API_KEY, EmulatorControl, connection_json
+from tests.fixtures import EmulatorControl, connection_json
 
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
 
@@ -278,12 +278,6 @@ def test_streamed_body_above_the_cap_is_aborted(
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError), hook.open_download(url) as response:
         for _ in response.iter_bytes():
             pass
-
-
-def test_api_key_still_reaches_nothing_but_the_api(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        hook.download_to(_result_url(hook), io.BytesIO())
-    assert API_KEY not in oxen_conn.requests_text()
 
 
 # -- (e) through a proxy from the environment, as the API client ----------------------------------

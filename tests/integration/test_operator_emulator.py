@@ -147,10 +147,6 @@ def test_invalid_parameter_fails_before_any_enqueue(oxen_conn: EmulatorControl) 
         _operator(parameters={"acceleration": "ludicrous"}).execute(_context())
     assert info.value.field == "acceleration"
     assert info.value.allowed == ["none", "low", "regular", "high"] and "regular" in str(info.value)
-    with pytest.raises(OxenValidationError, match="num_inference_steps"):
-        _operator(model="black-forest-labs-flux-2-klein-4b", parameters={"num_inference_steps": 99}).execute(
-            _context()
-        )
     assert oxen_conn.enqueue_posts() == 0
 
 

@@ -201,12 +201,6 @@ def test_publish_follows_the_current_decision_after_a_re_review(
     assert s3_calls.changes == 0
 
 
-def test_publish_refuses_one_prefix_for_both_decisions(s3_client: Any, bucket: str) -> None:
-    records = [_store(s3_client, bucket, record) for record in RECORDS]
-    with pytest.raises(OxenValidationError, match="both 'published'"):
-        _publish(records, bucket, approved_prefix="published", rejected_prefix="published/")
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -297,26 +291,20 @@ def test_publish_refuses_a_missing_image_that_was_not_published(s3_client: Any, 
 
 
 @pytest.mark.parametrize(
-    ("approved_prefix", "message"),
+    ("prefixes", "message"),
     [
-        (PREFIX, "which is a stored file of record"),  # published onto the originals
-        ("", "approved_prefix must not be empty"),
+        ({"approved_prefix": PREFIX}, "which is a stored file of record"),  # onto the originals
+        ({"approved_prefix": ""}, "approved_prefix must not be empty"),
+        ({"approved_prefix": "published", "rejected_prefix": "published/"}, "both 'published'"),
     ],
 )
-def test_publish_refuses_targets_that_would_overwrite_originals(
-    s3_client: Any, bucket: str, approved_prefix: str, message: str
+def test_publish_refuses_target_prefixes_that_would_overwrite_originals_or_each_other(
+    s3_client: Any, bucket: str, prefixes: dict[str, str], message: str
 ) -> None:
     records = [_store(s3_client, bucket, record) for record in RECORDS]
     keys = _keys(s3_client, bucket)
     with pytest.raises(OxenValidationError, match=message):
-        OxenPublishReviewedOperator(
-            task_id="publish",
-            records=records,
-            review=REVIEW,
-            bucket=bucket,
-            approved_prefix=approved_prefix,
-            rejected_prefix="rejected/run1",
-        ).execute({})
+        _publish(records, bucket, **prefixes)
     assert _keys(s3_client, bucket) == keys
 
 

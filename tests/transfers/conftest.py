@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import threading
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.fixtures import moto_s3_client, moto_s3_server
 
@@ -139,6 +141,16 @@ def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
 
     monkeypatch.setattr(S3Hook, "get_conn", counting_get_conn)
     return calls
+
+
+@pytest.fixture
+def key_visual(s3_client: Any, bucket: str) -> str:
+    """An approved image in a private bucket, as the S3 transfer left it (and a draft beside it)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 180), (200, 120, 40)).save(buffer, format="PNG")
+    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
+    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=buffer.getvalue())
+    return f"s3://{bucket}/approved/key-visual.png"
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.fixtures import FakeTaskStateStore
 
 RUN_ID = "manual__2026-05-01T09:30:00+00:00"
@@ -33,6 +34,24 @@ def transfer_context(run_id: str = RUN_ID, **params: Any) -> dict[str, Any]:
         "ti": FakeTI(run_id),
         "outlet_events": OutletEventAccessors(),
     }
+
+
+def s3_operator(results: Any, bucket: str, **kwargs: Any) -> OxenGenerationToS3Operator:
+    options: dict[str, Any] = {
+        "task_id": "store",
+        "results": results,
+        "bucket": bucket,
+        "prefix": "campaigns",
+        "key_template": "campaigns/{generation_id}.{ext}",
+        **kwargs,
+    }
+    return OxenGenerationToS3Operator(**options)
+
+
+def run_transfer(
+    operator: OxenGenerationToS3Operator, context: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    return operator.execute(context or transfer_context())  # type: ignore[arg-type]
 
 
 def generate(num_images: int = 2, **kwargs: Any) -> list[dict[str, Any]]:

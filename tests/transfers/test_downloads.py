@@ -23,7 +23,7 @@ from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResul
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.fixtures import connection_json
 from tests.transfers.conftest import S3Calls
-from tests.transfers.helpers import list_keys, object_bytes, transfer_context
+from tests.transfers.helpers import list_keys, object_bytes, run_transfer, s3_operator
 from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
 
 PART = 5 * 2**20
@@ -95,18 +95,6 @@ def large_png(tmp_path: Path, oxen: FlakyOxen) -> tuple[dict[str, Any], bytes]:
     return image_result(GENERATION, f"{url}?signature=fake", 1500), data
 
 
-def _run(results: list[dict[str, Any]], bucket: str, **kwargs: Any) -> list[dict[str, Any]]:
-    operator = OxenGenerationToS3Operator(
-        task_id="store",
-        results=results,
-        bucket=bucket,
-        prefix="campaigns",
-        key_template="campaigns/{generation_id}.{ext}",
-        **kwargs,
-    )
-    return operator.execute(transfer_context())  # type: ignore[arg-type]
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -125,7 +113,9 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
         hook, "_extra_args", {"ServerSideEncryption": "AES256", "StorageClass": "STANDARD_IA"}
     )
 
-    [record] = _run([result], bucket)  # checks and the contact sheet on: they read the spool
+    [record] = run_transfer(
+        s3_operator([result], bucket)
+    )  # checks and the contact sheet on: they read the spool
 
     assert record["action"] == "stored" and record["sha256"] == _sha256(data)
     assert record["checks"]["ok"] is True and record["content_type"] == "image/png"
@@ -139,7 +129,7 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     # downloaded from Oxen again, and nothing is written.
     s3_calls.reset()
     downloads = oxen.requests["file"]
-    [again] = _run([result], bucket, checks=False, contact_sheet=False)
+    [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
     assert again["action"] == "skipped" and again["sha256"] == _sha256(data)
     assert oxen.requests["file"] == downloads
     assert s3_calls.keys["GetObject"] == [KEY]
@@ -153,7 +143,7 @@ def test_a_download_that_keeps_breaking_off_fails_typed_and_stores_nothing(
     cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 12345}"}
 
     with pytest.raises(OxenResultDownloadError, match="kept breaking off") as raised:
-        _run([cut], bucket, checks=False, contact_sheet=False)
+        run_transfer(s3_operator([cut], bucket, checks=False, contact_sheet=False))
 
     assert raised.value.generation_id == GENERATION
     assert "signature" not in str(raised.value)
@@ -167,7 +157,7 @@ def test_a_download_that_broke_off_once_is_read_again_and_stored_whole(
     result, data = large_png
     cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 4321}&once=1"}
 
-    [record] = _run([cut], bucket, checks=False, contact_sheet=False)
+    [record] = run_transfer(s3_operator([cut], bucket, checks=False, contact_sheet=False))
 
     assert oxen.requests["file"] == 2
     assert record["action"] == "stored" and record["sha256"] == _sha256(data)
@@ -191,7 +181,7 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
     result = image_result("gen-bomb", f"{url}?signature=fake&gzip=1", 64)
 
     with pytest.raises(OxenDownloadRefusedError, match=f"download_max_bytes limit of {MAX_BYTES}") as raised:
-        _run([result], bucket)
+        run_transfer(s3_operator([result], bucket))
 
     assert "signature" not in str(raised.value)
     assert oxen.requests["file"] == 1  # a refusal is final: not read again
@@ -223,7 +213,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
         "width": 256,
         "height": 256,
     }
-    [record] = _run([result], bucket, contact_sheet=False, spool_max_bytes=1024)
+    [record] = run_transfer(s3_operator([result], bucket, contact_sheet=False, spool_max_bytes=1024))
 
     assert record["content_type"] == "image/png"  # the header's word, not the server's or the request's
     assert s3_client.head_object(Bucket=bucket, Key=record["s3_key"])["ContentType"] == "image/png"

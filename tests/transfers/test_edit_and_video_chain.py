@@ -19,15 +19,6 @@ EDIT_MODEL = "qwen-image-edit"
 I2V_MODEL = "kling-video-o3-pro-reference-to-video"
 
 
-@pytest.fixture
-def key_visual(s3_client: Any, bucket: str) -> str:
-    """An approved image in a private bucket, as the S3 transfer left it."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 180), (200, 120, 40)).save(buffer, format="PNG")
-    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
-    return f"s3://{bucket}/approved/key-visual.png"
-
-
 def _sent_inputs(oxen: EmulatorControl) -> list[Any]:
     return [r["json"].get("input_image") for r in oxen.requests(method="POST", path="/api/ai/queue")]
 

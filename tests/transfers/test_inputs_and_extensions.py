@@ -3,11 +3,9 @@ sockets against the emulator."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
@@ -15,15 +13,6 @@ from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.fixtures import EmulatorControl
 from tests.integration.helpers import task_context
 from tests.transfers.helpers import generate, transfer_context
-
-
-@pytest.fixture
-def key_visual(s3_client: Any, bucket: str) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 120, 40)).save(buffer, format="PNG")
-    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
-    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=buffer.getvalue())
-    return f"s3://{bucket}/approved/key-visual.png"
 
 
 def _edit(input_images: Any, **kwargs: Any) -> OxenGenerateImageOperator:

@@ -7,6 +7,7 @@ import io
 import json
 from typing import Any
 
+import httpx
 import pytest
 from airflow.sdk import Asset
 from PIL import Image
@@ -18,7 +19,6 @@ from airflow_provider_oxen.exceptions import (
     OxenResultDownloadError,
 )
 from airflow_provider_oxen.media.contact_sheet import sheet_size
-from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.spool import Spool
 from airflow_provider_oxen.transfers.store import S3ObjectStore, sha256_base64
 from tests.fixtures import EmulatorControl
@@ -32,6 +32,8 @@ from tests.transfers.helpers import (
     served_sha256,
     transfer_context,
 )
+from tests.transfers.helpers import run_transfer as _run
+from tests.transfers.helpers import s3_operator as _operator
 
 TEMPLATE = "campaigns/{{ ds }}/{{ params.campaign }}/{generation_id}.{ext}"
 RENDERED_DIR = "campaigns/2026-05-01/spring"
@@ -39,23 +41,6 @@ RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"  # the run id as it appears in ke
 MANIFEST_KEY = f"{RENDERED_DIR}/manifest-{RUN_SLUG}.json"
 SHEET_KEY = f"{RENDERED_DIR}/contact-sheet-{RUN_SLUG}.png"
 DEFAULT_MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
-
-
-def _operator(results: Any, bucket: str, **kwargs: Any) -> OxenGenerationToS3Operator:
-    options: dict[str, Any] = {
-        "task_id": "store",
-        "results": results,
-        "bucket": bucket,
-        "prefix": "campaigns",
-        "key_template": "campaigns/{generation_id}.{ext}",
-        **kwargs,
-    }
-    return OxenGenerationToS3Operator(**options)
-
-
-def _run(operator: OxenGenerationToS3Operator, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    context = context or transfer_context()
-    return operator.execute(context)  # type: ignore[arg-type]
 
 
 def _files_downloaded(emulator: EmulatorControl) -> int:
@@ -215,7 +200,7 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
 ) -> None:
     [result] = generate(1)
     key = f"campaigns/{result['generation_id']}.jpg"
-    data = httpx_bytes(fresh_url(result["generation_id"]))
+    data = httpx.get(fresh_url(result["generation_id"]), timeout=30).raise_for_status().content
     digest = hashlib.sha256(data).hexdigest()
 
     # Same bytes uploaded by someone else, with a sha256 on record but no SHA-256 checksum:
@@ -226,11 +211,14 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     assert record["action"] == "skipped" and s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
     assert s3_calls.keys.get("GetObject") == [key]
 
-    # Different bytes that are not ours: refused unless replace=True.
-    s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file")
-    with pytest.raises(OxenKeyConflictError, match="replace=True"):
-        _run(_operator([result], bucket, contact_sheet=False))
-    assert object_bytes(s3_client, bucket, key) == b"somebody else's file"
+    # Different bytes that are not ours, even with metadata claiming our sha256: refused unless
+    # replace=True.
+    for metadata in ({}, {"sha256": digest}):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file", Metadata=metadata)
+        with pytest.raises(OxenKeyConflictError, match="replace=True") as info:
+            _run(_operator([result], bucket, contact_sheet=False))
+        assert key in str(info.value)
+        assert object_bytes(s3_client, bucket, key) == b"somebody else's file"
     [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
     assert record["action"] == "replaced" and object_bytes(s3_client, bucket, key) == data
 
@@ -240,14 +228,6 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     with pytest.raises(OxenKeyConflictError, match="manifest_key"):
         _run(_operator(generate(1), bucket))
     assert s3_calls.uploads == 0 and object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY) == b"{}"
-
-
-def httpx_bytes(url: str) -> bytes:
-    import httpx
-
-    response = httpx.get(url, timeout=30)
-    response.raise_for_status()
-    return response.content
 
 
 @pytest.mark.parametrize(
@@ -287,7 +267,7 @@ def test_an_expired_result_url_is_refreshed_once(
     # Records holding signed URLs (as a caller that kept them hands over; the generate
     # operator's results keep none), already expired.
     results = [{**r, "result_url": fresh_url(r["generation_id"])} for r in generate(2)]
-    assert httpx_status(results[0]["result_url"]) == 403
+    assert httpx.get(results[0]["result_url"], timeout=30).status_code == 403
     oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
 
     capfd.readouterr()
@@ -316,12 +296,6 @@ def test_a_url_that_stays_expired_fails_without_storing_it(
     with pytest.raises(OxenResultDownloadError, match=f"{result['generation_id']}.*refreshed URL"):
         _run(_operator([result], bucket))
     assert s3_calls.uploads == 0
-
-
-def httpx_status(url: str) -> int:
-    import httpx
-
-    return httpx.get(url, timeout=30).status_code
 
 
 def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
@@ -420,24 +394,6 @@ def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
         # tampered one is read back only when S3 has no SHA-256 of it to disprove it with.
         assert s3_calls.keys.get("GetObject", []) == ([] if checksum else [tampered["s3_key"]])
         assert untouched["s3_key"] not in s3_calls.keys.get("PutObject", [])
-
-
-def test_a_foreign_object_claiming_our_sha256_is_neither_skipped_nor_overwritten(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
-) -> None:
-    [result] = generate(1)
-    key = f"campaigns/{result['generation_id']}.jpg"
-    digest = hashlib.sha256(httpx_bytes(fresh_url(result["generation_id"]))).hexdigest()
-    # Someone else's file whose metadata claims the generated image's sha256.
-    s3_client.put_object(Bucket=bucket, Key=key, Body=b"someone else's file", Metadata={"sha256": digest})
-    with pytest.raises(OxenKeyConflictError, match=key):
-        _run(_operator([result], bucket, contact_sheet=False))
-    assert object_bytes(s3_client, bucket, key) == b"someone else's file"
-    [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
-    assert (
-        record["action"] == "replaced"
-        and hashlib.sha256(object_bytes(s3_client, bucket, key)).hexdigest() == digest
-    )
 
 
 def test_a_manifest_overwritten_under_its_old_metadata_is_rewritten(

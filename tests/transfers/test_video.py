@@ -22,10 +22,11 @@ from airflow_provider_oxen.media.contact_sheet import PAD, make_thumbnail, sheet
 from airflow_provider_oxen.media.video import NOT_CHECKED, VideoCheck, decode_video
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
-from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.store import sha256_base64
 from tests.transfers.conftest import S3Calls
-from tests.transfers.helpers import list_keys, object_bytes, transfer_context
+from tests.transfers.helpers import list_keys, object_bytes
+from tests.transfers.helpers import run_transfer as _run
+from tests.transfers.helpers import s3_operator as _operator
 from tests.transfers.video_helpers import (
     CLIP_MODEL,
     FakeOxen,
@@ -46,22 +47,6 @@ def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeO
     with FakeOxen(tmp_path) as fake:
         monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
         yield fake
-
-
-def _operator(results: Any, bucket: str, **kwargs: Any) -> OxenGenerationToS3Operator:
-    options: dict[str, Any] = {
-        "task_id": "store",
-        "results": results,
-        "bucket": bucket,
-        "prefix": "campaigns",
-        "key_template": "campaigns/{generation_id}.{ext}",
-        **kwargs,
-    }
-    return OxenGenerationToS3Operator(**options)
-
-
-def _run(operator: OxenGenerationToS3Operator, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    return operator.execute(context or transfer_context())  # type: ignore[arg-type]
 
 
 def _frame(data: bytes, index: int) -> Image.Image:

@@ -24,12 +24,6 @@ CLIP_MODEL = "kling-video-v2-6-pro-text-to-video"
 _TYPES = {".mp4": "video/mp4", ".png": "image/png", ".jpg": "image/jpeg", ".webm": "video/webm"}
 
 
-def frame_image(width: int, height: int, index: int) -> Image.Image:
-    """Frame ``index`` of a test clip: a gradient that shifts by frame (so frames differ)."""
-    base = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    return Image.eval(base, lambda v: (v + index * 6) % 256)
-
-
 def make_clip(
     path: Path,
     *,
@@ -42,12 +36,14 @@ def make_clip(
     """An H.264 clip (``fps x seconds`` frames) written with PyAV; returns its bytes."""
     import av
 
-    frames = round(fps * seconds)
+    # A gradient that shifts by frame, so frames differ.
+    base = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     with av.open(str(path), "w", format=container) as output:
         stream = output.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(frames):
-            frame = av.VideoFrame.from_image(frame_image(width, height, index))
+        for index in range(round(fps * seconds)):
+            shifted = base.point([(v + index * 6) % 256 for v in range(256)] * 3)
+            frame = av.VideoFrame.from_image(shifted)
             for packet in stream.encode(frame):
                 output.mux(packet)
         for packet in stream.encode():
