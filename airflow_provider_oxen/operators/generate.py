@@ -218,7 +218,7 @@ class OxenGenerateOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        with self.hook as hook:  # first: the hook warms its TLS context during the round trips below
+        with self.hook as hook:  # closes its clients whatever happens below
             OxenImageLink.persist(context, self)
             prepared, sent, count = self.check_request(hook)
             return self._execute(context, hook, prepared, sent, count)
@@ -347,7 +347,7 @@ class OxenGenerateOperator(BaseOperator):
                 self.log.warning("Giving up: cancelling %d unfinished Oxen generation(s).", len(pending))
                 hook.cancel_generations(pending)
             raise
-        entry = ledger.current()  # before the first request: the hook's TLS context loads meanwhile
+        entry = ledger.current()
         rows = hook.complete_rows(rows)
         # Without a ledger entry (called outside a task), the rows say what they can.
         sent = entry.sent if entry is not None else {}
