@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "waiting": 0,
     "media": 0,
     "review_form": 0,
+    "provenance": 0,
     # the one place that speaks HTTP to Oxen
     "hooks": 1,
     # what runs on a hook: waiting in the triggerer, moving bytes to S3, links
