@@ -43,6 +43,7 @@ from airflow_provider_oxen.redact import strip_url_queries
 from airflow_provider_oxen.results import build_result, generations_from_payload
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 # The trigger enforces ``timeout`` itself (and cancels what is unfinished); Airflow's own
@@ -264,6 +265,7 @@ class OxenGenerateOperator(BaseOperator):
                 "An earlier try of this run already got these results; Airflow failed it after it "
                 "returned (e.g. storing its XCom). Returning them again: nothing is enqueued."
             )
+            self._lineage = (hook.settings.base_url, previous.results)
             return previous.results
         try:
             ids = self._enqueue_once(hook, prepared, sent, count, ledger, fingerprint, previous)
@@ -271,6 +273,7 @@ class OxenGenerateOperator(BaseOperator):
             self._give_up_if_final(context, exc, hook, ledger)
             raise
         self._in_flight = ids
+        self._lineage = (hook.settings.base_url, ids)
 
         if not self.wait_for_completion:
             ledger.settle(ids, _max_tries(context))
@@ -356,6 +359,7 @@ class OxenGenerateOperator(BaseOperator):
             build_result(row, model=self.model, parameters=parameters, media_type=media_type) for row in rows
         ]
         ledger.settle(results, _max_tries(context))
+        self._lineage = (hook.settings.base_url, results)
         self.log.info(
             "%d %s(s) ready from %s (%s): %s",
             len(results),
@@ -556,6 +560,21 @@ class OxenGenerateOperator(BaseOperator):
             "they were this task's), set force_new_enqueue=True on this task (it is templated, e.g. "
             "\"{{ dag_run.conf.get('oxen_force_new_enqueue', False) }}\") and clear it.",
             candidates=decision.candidates,
+        )
+
+    # -- lineage ------------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the ``s3://`` images an edit or clip was made from in, the generations out."""
+        from airflow_provider_oxen.lineage import generation_uri, operator_lineage
+
+        base_url, results = getattr(self, "_lineage", ("", []))
+        given = [uri for r in results if isinstance(r, Mapping) for uri in r.get("input_uris") or []]
+        ids = [r["generation_id"] if isinstance(r, Mapping) else r for r in results]
+        return operator_lineage(
+            given or input_sources(self.input_images),
+            [generation_uri(base_url, i) for i in ids],
+            results,
         )
 
 

@@ -38,6 +38,7 @@ from airflow_provider_oxen.transfers.keys import check_bucket, check_key, normal
 from airflow_provider_oxen.transfers.store import GENERATION_ID_META, ExistingObject, S3ObjectStore
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 _REFUSING = "refusing to publish anything"
@@ -145,6 +146,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         steps = [self._inspect(store, item) for item in items]
         for step in steps:
             self._apply(store, step)
+        self._published = (bucket, items)
 
         outcome: dict[str, list[Any]] = {
             "approved": [],
@@ -376,6 +378,18 @@ class OxenPublishReviewedOperator(BaseOperator):
             )
         else:
             self.log.info("%s: reject %s: already moved to %s", item.generation_id, item.what, target_uri)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the stored files in, their approved copies (and the rejected ones moved aside) out."""
+        from airflow_provider_oxen.lineage import operator_lineage
+
+        bucket, items = getattr(self, "_published", ("", []))
+        placed = [item for item in items if item.target is not None]
+        return operator_lineage(
+            [f"s3://{bucket}/{item.key}" for item in placed],
+            [f"s3://{bucket}/{item.target}" for item in placed],
+            [item.record for item in items],
+        )
 
 
 def _stored_key(record: Mapping[str, Any], name: str, what: str, bucket: str, source_prefix: str) -> str:

@@ -82,6 +82,7 @@ from airflow_provider_oxen.transfers.store import (
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
     from PIL import Image
 
@@ -335,6 +336,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             summary["failed_checks"],
             manifest_uri,
         )
+        self._lineage = (oxen.settings.base_url, records, [manifest_uri, sheet_uri])
         failures = [r for r in records if check_failed(r)]
         if failures and self.fail_on_check_failure:
             raise OxenCheckFailedError(failures, len(records), noun)
@@ -766,6 +768,18 @@ class OxenGenerationToS3Operator(BaseOperator):
             return
         for asset in assets:
             outlet_events[asset].extra = dict(summary)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the generations in; the stored files, poster frames, manifest and sheet out."""
+        from airflow_provider_oxen.lineage import generation_uri, operator_lineage
+
+        base_url, records, batch = getattr(self, "_lineage", ("", [], []))
+        stored = [record.get(name) for record in records for name in ("s3_uri", "poster_s3_uri")]
+        return operator_lineage(
+            [generation_uri(base_url, record["generation_id"]) for record in records],
+            [uri for uri in (*stored, *batch) if uri],
+            records,
+        )
 
 
 def _claim(owners: dict[str, str], key: str, owner: str) -> None:

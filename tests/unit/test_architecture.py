@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "media": 0,
     "review_form": 0,
     "provenance": 0,
+    "lineage": 0,
     # the one place that speaks HTTP to Oxen
     "hooks": 1,
     # what runs on a hook: waiting in the triggerer, moving bytes to S3, links
