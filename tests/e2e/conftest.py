@@ -9,6 +9,7 @@ visible to fixtures (to dump Airflow's logs when it failed).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ STALL_DAG = "oxen_e2e_stall"
 MANY_DAG = "oxen_e2e_many"
 CAMPAIGN_DAG = "oxen_marketing_campaign"
 STORE_DAG = "oxen_e2e_store"
+LINEAGE_DAG = "oxen_e2e_lineage"
 RENDER_SECONDS = 3.0
 
 
@@ -50,14 +52,25 @@ def s3(s3_endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="package")
-def cluster(s3_endpoint: str) -> Iterator[Cluster]:
+def lineage_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where OpenLineage's file transport appends the events of lineage-enabled DAGs, one a line."""
+    return tmp_path_factory.mktemp("openlineage") / "events.jsonl"
+
+
+@pytest.fixture(scope="package")
+def cluster(s3_endpoint: str, lineage_log: Path) -> Iterator[Cluster]:
     # The shipped example DAGs (and the campaign specs beside them) plus the e2e-only ones.
     env = {
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(s3_endpoint),
         # The campaign tests answer the review themselves: no timeout during the test.
         "OXEN_CAMPAIGN_REVIEW_SECONDS": "3600",
+        # Lineage only for DAGs that ask (enable_lineage): the others run as without OpenLineage.
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(lineage_log), "append": True}
+        ),
+        "AIRFLOW__OPENLINEAGE__SELECTIVE_ENABLE": "True",
     }
-    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG, STORE_DAG]
+    expect = [EXAMPLE_DAG, FAILURE_DAG, CRASH_DAG, STALL_DAG, MANY_DAG, CAMPAIGN_DAG, STORE_DAG, LINEAGE_DAG]
     dags = [REPO / "dags", Path(__file__).parent / "dags"]
     with Cluster(dags=dags, env=env, render_seconds=RENDER_SECONDS, expect_dags=expect) as running:
         yield running
