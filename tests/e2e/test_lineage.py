@@ -70,5 +70,5 @@ def test_complete_events_name_the_input_generation_stored_and_published_objects(
         assert facet["models"] == ["qwen-image-edit"], facet
         assert facet["generationIds"] == [result["generation_id"]], facet
         assert facet["reportedCost"] == result["cost"] and facet["costUnreported"] == 0, facet
-    text = lineage_log.read_text()  # every event, the presigned input's URL included somewhere
+    text = lineage_log.read_text()  # no event may carry the API key or a presigned signature
     assert API_KEY not in text and "Signature=" not in text
