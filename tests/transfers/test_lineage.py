@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from airflow_provider_oxen.lineage import RUN_FACET
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
-from tests.fixtures import EmulatorControl
-from tests.integration.helpers import task_context
+from tests.fixtures import EmulatorControl, FakeTaskStateStore
+from tests.integration.helpers import defer, generate_operator, run_trigger, task_context
 from tests.transfers.helpers import run_transfer, s3_operator
 
 
@@ -54,3 +54,21 @@ def test_edit_store_and_publish_report_input_generation_stored_and_published_dat
     assert facet.models == ["qwen-image-edit"] and facet.generationIds == [result["generation_id"]]
     assert result["cost"] is not None and facet.reportedCost == result["cost"] and facet.costUnreported == 0
     assert stored.run_facets == published.run_facets == generated.run_facets
+
+
+def test_a_resumed_try_and_a_retry_that_returns_recorded_results_report_their_generations(
+    oxen_conn: EmulatorControl,
+) -> None:
+    store = FakeTaskStateStore()
+    context = task_context(store, try_number=1, max_tries=2)
+    payload = run_trigger(defer(generate_operator(deferrable=True), context).trigger)
+    resumed = generate_operator(deferrable=True)  # a fresh instance, as in a new worker process
+    results = resumed.execute_complete(context, payload)  # type: ignore[arg-type]
+    retry = generate_operator(deferrable=True)  # Airflow failed the try after it returned
+    assert retry.execute(task_context(store, try_number=2, max_tries=2)) == results  # type: ignore[arg-type]
+
+    generations = [(f"oxen://{urlsplit(oxen_conn.url).netloc}", f"generations/{results[0]['generation_id']}")]
+    for operator in (resumed, retry):
+        lineage = operator.get_openlineage_facets_on_complete(None)
+        assert lineage.inputs == [] and _names(lineage.outputs) == generations
+        assert lineage.run_facets[RUN_FACET].reportedCost == results[0]["cost"]
