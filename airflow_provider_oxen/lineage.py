@@ -48,10 +48,12 @@ def generation_uri(base_url: str, generation_id: object) -> str:
 
 def _dataset(uri: str) -> Dataset | None:
     """``s3://`` and ``oxen://`` URIs only: any other URL (a presigned one) is not a dataset."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("s3", "oxen") or not parts.netloc or parts.query:
+    # Split by hand: an S3 key may hold "?" and "#", which a URL parser would cut off.
+    scheme, _, rest = uri.partition("://")
+    bucket_or_host, _, name = rest.partition("/")
+    if scheme not in ("s3", "oxen") or not bucket_or_host or not name:
         return None
-    return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
+    return Dataset(namespace=f"{scheme}://{bucket_or_host}", name=name)
 
 
 def _run_facet(results: Iterable[Any]) -> OxenGenerationRunFacet | None:

@@ -33,12 +33,13 @@ def test_only_s3_and_generation_uris_are_datasets_and_no_credential_reaches_them
     assert generation == "oxen://api.example.com:8443/generations/g1"
     lineage = operator_lineage(
         ["s3://bucket/in/photo.png", "https://bucket.s3.example/in/photo.png?X-Amz-Signature=abc"],
-        [generation, "s3://bucket/in/photo.png", generation],
+        [generation, "s3://bucket/in/photo.png", generation, "s3://bucket/odd?#1.png"],
     )
     assert _names(lineage.inputs) == [("s3://bucket", "in/photo.png")]
     assert _names(lineage.outputs) == [
         ("oxen://api.example.com:8443", "generations/g1"),
         ("s3://bucket", "in/photo.png"),
+        ("s3://bucket", "odd?#1.png"),
     ]
     assert "s3cret" not in repr(lineage) and "Signature" not in repr(lineage)
 
