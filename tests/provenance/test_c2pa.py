@@ -245,3 +245,16 @@ def test_the_connection_type_is_registered_with_its_form() -> None:
     manager = ProvidersManager()
     assert manager.field_behaviours["oxen_c2pa"]["relabeling"]["password"] == "Private key (PEM)"
     assert "extra__oxen_c2pa__certificate_chain" in manager.connection_form_widgets
+
+
+def test_thumbnails_are_small(credentials: SigningCredentials) -> None:
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((640, 480)).save(buffer, "PNG")
+    signed = sign(buffer.getvalue(), "image/png", Provenance("g", "m", AGENT), credentials)
+
+    assert signed is not None
+    with c2pa.Reader("image/png", io.BytesIO(signed)) as reader:
+        manifest = json.loads(reader.json())["manifests"][reader.get_active_manifest()["label"]]
+        thumbnail = io.BytesIO()
+        reader.resource_to_stream(manifest["thumbnail"]["identifier"], thumbnail)
+    assert Image.open(thumbnail).size == (256, 192)
