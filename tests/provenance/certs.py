@@ -2,9 +2,9 @@
 
 c2pa checks the signer's certificate profile, not only the signature: the signing certificate
 must not be a CA, must allow ``digitalSignature``, must name its issuer's key (authority key
-identifier) and must carry an extended key usage c2pa accepts. Of those c2pa-python 0.38
-accepts by default, ``emailProtection`` is the one public CAs issue (document signing and
-C2PA's own claim-signing usage need a trust configuration that lists them).
+identifier) and must carry an extended key usage c2pa accepts. A Reader left at c2pa's defaults accepts only
+``emailProtection`` of the usages C2PA names (the provider signs with document-signing and
+C2PA claim-signing certificates too), so the tests' certificate has it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def _usage(*, signing: bool) -> x509.KeyUsage:
     )
 
 
-def make_signer(*, leaf_is_ca: bool = False) -> SignerPems:
+def make_signer(
+    *, leaf_is_ca: bool = False, usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.EMAIL_PROTECTION
+) -> SignerPems:
     """A CA and a signing certificate it issued (``leaf_is_ca``: one c2pa must refuse)."""
     now = dt.datetime.now(dt.timezone.utc)
 
@@ -78,7 +80,7 @@ def make_signer(*, leaf_is_ca: bool = False) -> SignerPems:
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         certificate("Test signer", key, is_ca=leaf_is_ca)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )

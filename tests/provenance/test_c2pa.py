@@ -11,6 +11,7 @@ from typing import Any
 
 import c2pa
 import pytest
+from cryptography import x509
 from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenSigningConfigError
@@ -154,6 +155,23 @@ def test_a_changed_byte_breaks_the_hash_binding(
 
 def test_a_type_c2pa_cannot_carry_is_left_to_the_caller(credentials: SigningCredentials) -> None:
     assert sign(b"\x1a\x45\xdf\xa3webm", "video/webm", Provenance("g", "m", AGENT), credentials) is None
+
+
+@pytest.mark.parametrize(
+    "usage", ["1.3.6.1.5.5.7.3.36", "1.3.6.1.4.1.62558.2.1"], ids=["documentSigning", "c2pa-kp-claimSigning"]
+)
+def test_certificates_of_c2pa_trust_list_cas_sign(usage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pems = make_signer(usage=x509.ObjectIdentifier(usage))
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_C2PA_TEST", pems.connection_json())
+
+    signed = sign(
+        image("PNG"),
+        "image/png",
+        Provenance("g", "m", AGENT),
+        SigningCredentials.from_connection("oxen_c2pa_test"),
+    )
+
+    assert signed is not None and read(signed, "image/png")["active_manifest"]
 
 
 def test_a_pem_flattened_by_a_one_line_form_field_still_works(
