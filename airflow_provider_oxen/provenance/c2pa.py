@@ -21,15 +21,15 @@ from airflow_provider_oxen.provenance.facts import Provenance
 
 # A PEM pasted into a one-line form field arrives with its line breaks turned into spaces.
 _PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
-# c2pa pictures the asset and each ingredient in the manifest; at its default long edge (1024 px)
-# that re-encodes a 1024x1024 image whole (up to +40% bytes, ~0.3 s). Viewers show them small.
-# c2pa checks the signing certificate's extended key usage even when signing; unconfigured it takes
-# only emailProtection, refusing the document-signing and C2PA claim-signing certificates that CAs
-# on the C2PA Trust List issue.
-_EKUS = ("1.3.6.1.5.5.7.3.4", "1.3.6.1.5.5.7.3.36", "1.3.6.1.4.1.62558.2.1")
 _SETTINGS = {
+    # c2pa pictures the asset and each ingredient in the manifest; at its default long edge
+    # (1024 px) that re-encodes a 1024x1024 image whole (up to +40% bytes, ~0.3 s), and
+    # viewers show them small.
     "builder": {"thumbnail": {"long_edge": 256}},
-    "trust": {"trust_config": "".join(f"{oid}\n" for oid in _EKUS)},
+    # c2pa checks the certificate's extended key usage when signing too; unconfigured it takes
+    # emailProtection only, refusing the document-signing and C2PA claim-signing (62558.2.1)
+    # certificates that CAs on the C2PA Trust List issue.
+    "trust": {"trust_config": "1.3.6.1.5.5.7.3.4\n1.3.6.1.5.5.7.3.36\n1.3.6.1.4.1.62558.2.1\n"},
 }
 # 1x1 PNG: credentials are proven by signing it before anything real is stored.
 _PROBE_PNG = base64.b64decode(
