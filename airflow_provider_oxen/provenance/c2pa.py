@@ -127,14 +127,22 @@ class SigningCredentials:
             "certificate_chain",
             b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain).decode(),
         )
+        # c2pa judges what parsing cannot: key type vs algorithm, key vs certificate, the
+        # certificate's profile (not a CA, digitalSignature, an accepted extended key usage);
+        # then, apart, whether the timestamp authority answers.
+        tsa_url = self.tsa_url
+        object.__setattr__(self, "tsa_url", None)
+        self._probe("certificate_chain", f"certificate_chain, private_key and algorithm {algorithm!r}")
+        if tsa_url is not None:
+            object.__setattr__(self, "tsa_url", tsa_url)
+            self._probe("tsa_url", f"the timestamp authority {tsa_url!r}")
+
+    def _probe(self, field: str, what: str) -> None:
         try:
             sign(_PROBE_PNG, "image/png", Provenance("probe", "probe", "probe"), self)
         except OxenSigningError as error:
-            # c2pa judges what parsing cannot: key type vs algorithm, key vs certificate, the
-            # certificate's profile (not a CA, digitalSignature, an accepted extended key usage).
             raise OxenSigningConfigError(
-                f"certificate_chain, private_key and algorithm {algorithm!r} cannot sign together: {error}",
-                field="certificate_chain",
+                f"{what} could not sign a test image: {error}", field=field
             ) from None
 
     @classmethod

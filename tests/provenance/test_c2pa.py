@@ -209,6 +209,7 @@ def _key_body(key: str) -> str:
         pytest.param({"algorithm": "rs256"}, "algorithm", id="unknown algorithm"),
         pytest.param({"algorithm": "ps256"}, "certificate_chain", id="RSA algorithm, EC key"),
         pytest.param({"tsa_url": "timestamp.example"}, "tsa_url", id="TSA not a URL"),
+        pytest.param({"tsa_url": "http://127.0.0.1:9/"}, "tsa_url", id="TSA not answering"),
         pytest.param({"other_key": True}, "certificate_chain", id="key of another certificate"),
         pytest.param({"ca_leaf": True}, "certificate_chain", id="CA as the signer"),
     ],
