@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -215,9 +216,14 @@ def _key_body(key: str) -> str:
     ],
 )
 def test_bad_credentials_name_the_field_and_never_the_key(
-    change: dict[str, Any], field: str, signer: SignerPems, monkeypatch: pytest.MonkeyPatch
+    change: dict[str, Any],
+    field: str,
+    signer: SignerPems,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    connection = json.loads(signer.connection_json())
+    caplog.set_level(logging.DEBUG)
+    change, connection = dict(change), json.loads(signer.connection_json())
     if change.pop("other_key", False):
         connection["password"] = make_signer().key
     if change.pop("ca_leaf", False):
@@ -235,6 +241,7 @@ def test_bad_credentials_name_the_field_and_never_the_key(
     for key in (signer.key, connection["password"]):
         if key:
             assert _key_body(key)[:40] not in str(caught.value)
+            assert _key_body(key)[:40] not in caplog.text
 
 
 def test_the_key_is_not_in_the_repr(credentials: SigningCredentials, signer: SignerPems) -> None:
