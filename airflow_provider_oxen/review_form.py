@@ -7,8 +7,9 @@ stores, and what follows for this form:
   Markdown image is capped at 300 px wide by the UI. So each image gets a row of its own (a
   300 px preview, linked to the full-size file), and the contact sheet of the batch, which is
   unreadable at 300 px, is an overview *link*. There is no video player (``<video>`` is raw
-  HTML): a video clip's row shows its poster frame, linked to the clip (a browser plays an
-  ``video/mp4`` link in a new tab), plus a "Play the clip" link.
+  HTML): a video clip's row shows its poster frame headed by a play mark (nothing can be drawn
+  over an image), linked to the clip (a browser plays a ``video/mp4`` link in a new tab), plus a
+  "Play the clip" link. An edit or a clip is shown beside its source images (``input_uris``).
 * **params**: the schema's ``title`` is the field's label (else the param's key); its
   ``description`` is shown as plain text under the field (Markdown in ``description_md`` is not
   rendered by the HITL form); an ``enum`` is a select whose entries ``values_display`` names.

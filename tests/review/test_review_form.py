@@ -97,6 +97,17 @@ def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperat
     return operator
 
 
+def _answer(option: str, params_input: dict[str, Any]) -> dict[str, Any]:
+    """What the review returns when a person answers the form for RECORDS."""
+    event = {
+        "chosen_options": [option],
+        "params_input": params_input,
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "1", "name": "reviewer"},
+    }
+    return _form(RECORDS).execute_complete({}, event)
+
+
 def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
     operator = _form(RECORDS)
     params = operator.serialized_params
@@ -166,14 +177,7 @@ def test_a_cleared_decision_keeps_the_form_answerable_and_means_the_default() ->
     operator = _form(RECORDS)
     for name, serialized in operator.serialized_params.items():
         assert not ui_required(serialized), name
-    answer = {name: None for name in operator.serialized_params}
-    event = {
-        "chosen_options": [APPLY],
-        "params_input": answer,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    result = _form(RECORDS).execute_complete({}, event)
+    result = _answer(APPLY, {name: None for name in operator.serialized_params})
     assert result["decisions"] == {"82d2c347-0001": "approve", "82d2c347-0002": "reject"}
 
 
@@ -243,13 +247,7 @@ def test_approve_all_with_or_without_a_note_resumes(note: str | None) -> None:
     operator = _form(RECORDS)
     answer = {name: p["value"] for name, p in operator.serialized_params.items()}
     answer[NOTE_PARAM] = note
-    event = {
-        "chosen_options": [APPROVE_ALL],
-        "params_input": answer,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    result = _form(RECORDS).execute_complete({}, event)
+    result = _answer(APPROVE_ALL, answer)
     assert set(result["decisions"].values()) == {"approve"}
     assert result["note"] == (note or "").strip()
 
