@@ -153,6 +153,7 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
             for title in TITLES:
                 assert title in text
             assert "Note for regenerations (optional)" in text
+            assert "Seed not recorded" not in text  # one output each: its seed was drawn and recorded
             for option in OPTIONS:
                 expect(page.get_by_test_id(f"hitl-option-{option}")).to_be_enabled()
             expect(page.locator("textarea")).to_have_value("")
@@ -237,10 +238,11 @@ def _review_the_follow_up_media(cluster: Cluster, page: Any, run_id: str, folder
         assert text.count("Provenance: ") == len(media), text
 
     # The select's x empties the first choice: every button stays usable, the item keeps its default.
-    page.locator('[data-scope="select"][data-part="clear-trigger"]').first.click()
-    expect(page.get_by_text("Default: Approve (publish)").first).to_be_visible()
+    # (Airflow 3.3's select is react-select; its x is a button hidden from assistive technology.)
+    page.locator('[id^="element_image_01_"] [aria-label="Clear selected options"]').click()
     for option in OPTIONS:
         expect(page.get_by_test_id(f"hitl-option-{option}")).to_be_enabled()
+    expect(page.get_by_text("Default: Approve (publish)").first).to_be_visible()
     _screenshot(page, folder / "review-media-form.png")
     time.sleep(max(0.0, 6 - (time.monotonic() - deferred)))  # Airflow 3.3's early-trigger race
     apply.click()
