@@ -8,11 +8,12 @@ demo: bootstrap
 # Airflow's CLI, the release artefacts, the browser, big files).
 test: bootstrap
 	@scripts/ensure_browser.sh
-	.venv/bin/python -m pytest -q -p no:cacheprovider
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow" -n 2
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
 
 # Unit tests and integration tests against the emulator over real sockets (about 2 minutes).
 test-fast: bootstrap
-	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow" -n 2
 
 lint: bootstrap
 	.venv/bin/ruff check .
