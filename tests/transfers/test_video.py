@@ -310,7 +310,7 @@ def test_review_shows_the_poster_and_publish_moves_clip_and_poster(
     body = review._body(records)
     assert "**1 image and 2 clips** to review" in body
     row = next(line for line in body.splitlines() if line.startswith("| 1 |"))
-    assert row.startswith("| 1 | [![Clip 1 — Cold Brew Kit, 16:9, 5 s][poster-1]][clip-1] |")
+    assert row.startswith("| 1 | [▶ Play ![Clip 1 — Cold Brew Kit, 16:9, 5 s][poster-1]][clip-1] |")
     assert "Play the clip][clip-1]" in row and "Length 5 s, 40 frames at 8 fps" in row
     urls = dict(re.findall(r"^\[(\S+)\]: (\S+)$", body, flags=re.MULTILINE))
     # Presigned links of our bucket: the poster is the stored JPEG, the clip the stored MP4.
