@@ -108,7 +108,7 @@ PROVENANCE_META = "provenance"
 MARKED = "marked"
 _UNMARKED = {
     "off": "marking is off (mark_provenance=False)",
-    "unmarkable": "not a PNG, JPEG, WebP, MP4 or MOV file: no place for XMP",
+    "unmarkable": "unknown or damaged container (XMP is written into PNG, JPEG, WebP, MP4 and MOV)",
 }
 SOFTWARE_AGENT = f"airflow-provider-oxen {__version__}"
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4", "mov": "mov", "webm": "webm"}
