@@ -8,10 +8,12 @@ demo: bootstrap
 # Airflow's CLI, the release artefacts, the browser, big files).
 test: bootstrap
 	@scripts/ensure_browser.sh
+	@scripts/ensure_exiftool.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider
 
 # Unit tests and integration tests against the emulator over real sockets (about 2 minutes).
 test-fast: bootstrap
+	@scripts/ensure_exiftool.sh
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 lint: bootstrap

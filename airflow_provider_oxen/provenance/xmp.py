@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zlib
 from typing import IO
 from xml.sax.saxutils import escape, quoteattr
@@ -37,6 +38,10 @@ _JPEG_EXTENDED_XMP = b"http://ns.adobe.com/xmp/extension/\0"
 _XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
 # First boxes of an MP4 or QuickTime file (a QuickTime movie need not start with ``ftyp``).
 _BMFF_FIRST = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"}
+_BLOCK = 256 * 1024
+# A marked image is built in memory up to this size, then in a temporary file: a large one
+# arrives spooled to disk, and marking must not hold it in memory either.
+_IN_MEMORY = 1024 * 1024
 
 
 def xmp_packet(facts: Provenance) -> bytes:
@@ -72,114 +77,148 @@ def mark(data: bytes, facts: Provenance) -> bytes | None:
 def mark_file(file: IO[bytes], facts: Provenance) -> bool:
     """Mark the file in place (it must be readable, writable, seekable and truncatable).
 
-    A clip gets its box appended; an image is read, rewritten and written back. False (the
-    file untouched) when there is no place for XMP this module knows.
+    A clip gets its box appended. An image is copied around its packet's place, a block at a
+    time, so a large one on disk is never held in memory. False (the file untouched) when
+    there is no place for XMP this module knows.
     """
     packet = xmp_packet(facts)
+    end = file.seek(0, os.SEEK_END)
     file.seek(0)
     head = file.read(12)
     if len(head) >= 8 and head[4:8] in _BMFF_FIRST:
         return _append_bmff(file, packet)
-    file.seek(0)
-    data = file.read()
     try:
         if head.startswith(_PNG):
-            marked = _png(data, packet)
+            pieces = _png(file, end, packet)
         elif head.startswith(b"\xff\xd8"):
-            marked = _jpeg(data, packet)
+            pieces = _jpeg(file, end, packet)
         elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            marked = _webp(data, packet)
+            pieces = _webp(file, end, packet)
         else:
             return False
     except (ValueError, IndexError, struct.error):
         return False  # a damaged file: its checks say so; it is stored as it came
-    file.seek(0)
-    file.truncate(0)
-    file.write(marked)
+    with tempfile.SpooledTemporaryFile(_IN_MEMORY) as marked:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                marked.write(piece)
+            else:
+                _copy(file, marked, *piece)
+        size = marked.tell()
+        file.seek(0)
+        file.truncate(0)
+        _copy(marked, file, 0, size)
     return True
 
 
-def _png(data: bytes, packet: bytes) -> bytes:
+# What a marked image is made of: new bytes, or a (start, end) range of the original to copy.
+_Piece = bytes | tuple[int, int]
+
+
+def _at(file: IO[bytes], offset: int, size: int) -> bytes:
+    file.seek(offset)
+    data = file.read(size)
+    if len(data) < size:
+        raise ValueError("the file ends early")
+    return data
+
+
+def _copy(source: IO[bytes], target: IO[bytes], start: int, end: int) -> None:
+    source.seek(start)
+    while start < end:
+        block = source.read(min(_BLOCK, end - start))
+        if not block:
+            raise ValueError("the file ends early")
+        target.write(block)
+        start += len(block)
+
+
+def _png(file: IO[bytes], end: int, packet: bytes) -> list[_Piece]:
     body = _PNG_KEYWORD + b"\0\0\0\0" + packet  # uncompressed, no language, no translated keyword
-    chunk = _png_chunk(b"iTXt", body)
-    out, pos, inserted = [_PNG], len(_PNG), False
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
+    chunk = struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
+    out: list[_Piece] = [(0, len(_PNG))]
+    pos, inserted = len(_PNG), False
+    while pos < end:
+        length, kind = struct.unpack(">I4s", _at(file, pos, 8))
+        stop = pos + 12 + length
+        if stop > end:
             raise ValueError("PNG chunk runs past the end")
-        if kind == b"iTXt" and data[pos + 8 : end].startswith(_PNG_KEYWORD):
-            pos = end  # the old packet
+        if (
+            kind == b"iTXt"
+            and length >= len(_PNG_KEYWORD)
+            and _at(file, pos + 8, len(_PNG_KEYWORD)) == _PNG_KEYWORD
+        ):
+            pos = stop  # the old packet
             continue
         if kind == b"IDAT" and not inserted:
             out.append(chunk)
             inserted = True
-        out.append(data[pos:end])
-        pos = end
+        out.append((pos, stop))
+        pos = stop
         if kind == b"IEND":
-            out.append(data[pos:])
+            out.append((pos, end))
             break
     if not inserted:
         raise ValueError("PNG without image data")
-    return b"".join(out)
+    return out
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _jpeg(data: bytes, packet: bytes) -> bytes:
+def _jpeg(file: IO[bytes], end: int, packet: bytes) -> list[_Piece]:
     payload = _JPEG_XMP + packet
     if len(payload) + 2 > 0xFFFF:
         raise ValueError("XMP packet too large for one JPEG segment")
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-    lead, pos = [b"\xff\xd8"], 2
-    rest: list[bytes] = []
+    lead: list[_Piece] = [(0, 2)]
+    rest: list[_Piece] = []
+    pos = 2
     while True:
-        if data[pos] != 0xFF:
+        marker = _at(file, pos, 2)
+        if marker[0] != 0xFF:
             raise ValueError("JPEG marker expected")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
+        if marker[1] == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in (0xDA, 0xD9):  # start of scan, end of image: the rest is image data
+        if marker[1] in (0xDA, 0xD9):  # start of scan, end of image: the rest is image data
             break
-        end = pos + 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if end > len(data):
+        stop = pos + 2 + struct.unpack(">H", _at(file, pos + 2, 2))[0]
+        if stop > end:
             raise ValueError("JPEG segment runs past the end")
-        current, body = data[pos:end], data[pos + 4 : end]
-        pos = end
-        if marker == 0xE1 and body.startswith((_JPEG_XMP, _JPEG_EXTENDED_XMP)):
+        body = _at(file, pos + 4, min(stop - pos - 4, len(_JPEG_EXTENDED_XMP)))
+        piece, pos = (pos, stop), stop
+        if marker[1] == 0xE1 and body.startswith((_JPEG_XMP, _JPEG_EXTENDED_XMP)):
             continue  # the old packet
         # JFIF's APP0 and Exif's APP1 stay first, where readers look for them.
-        if not rest and (marker == 0xE0 or (marker == 0xE1 and body.startswith(b"Exif\0"))):
-            lead.append(current)
+        if not rest and (marker[1] == 0xE0 or (marker[1] == 0xE1 and body.startswith(b"Exif\0"))):
+            lead.append(piece)
         else:
-            rest.append(current)
-    return b"".join([*lead, segment, *rest, data[pos:]])
+            rest.append(piece)
+    return [*lead, segment, *rest, (pos, end)]
 
 
-def _webp(data: bytes, packet: bytes) -> bytes:
-    end = min(len(data), 8 + struct.unpack("<I", data[4:8])[0])
-    chunks: list[tuple[bytes, bytes]] = []
+def _webp(file: IO[bytes], end: int, packet: bytes) -> list[_Piece]:
+    riff_end = min(end, 8 + struct.unpack("<I", _at(file, 4, 4))[0])
+    chunks: list[tuple[bytes, int, _Piece]] = []  # kind, size, body
     pos = 12
-    while pos + 8 <= end:
-        kind, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if pos + 8 + size > end:
+    while pos + 8 <= riff_end:
+        kind, size = struct.unpack("<4sI", _at(file, pos, 8))
+        if pos + 8 + size > riff_end:
             raise ValueError("WebP chunk runs past the end")
         if kind != b"XMP ":  # the old packet is dropped
-            chunks.append((kind, data[pos + 8 : pos + 8 + size]))
+            chunks.append((kind, size, (pos + 8, pos + 8 + size)))
         pos += 8 + size + (size & 1)
-    first, body = chunks[0]
+    first, size, body = chunks[0]
+    assert isinstance(body, tuple)
     if first == b"VP8X":
-        chunks[0] = (first, bytes([body[0] | 0x04]) + body[1:])
+        header = _at(file, body[0], 10)
+        chunks[0] = (first, 10, bytes([header[0] | 0x04]) + header[1:])
     else:
-        chunks.insert(0, (b"VP8X", _vp8x_for(first, body)))
-    chunks.append((b"XMP ", packet))
-    riff = b"WEBP" + b"".join(
-        kind + struct.pack("<I", len(body)) + body + b"\0" * (len(body) & 1) for kind, body in chunks
-    )
-    return b"RIFF" + struct.pack("<I", len(riff)) + riff + data[end:]
+        chunks.insert(0, (b"VP8X", 10, _vp8x_for(first, _at(file, body[0], min(size, 10)))))
+    chunks.append((b"XMP ", len(packet), packet))
+    out: list[_Piece] = []
+    for kind, size, body in chunks:
+        out += [kind + struct.pack("<I", size), body, b"\0" * (size & 1)]
+    riff_size = 4 + sum(8 + size + (size & 1) for _, size, _ in chunks)
+    return [b"RIFF" + struct.pack("<I", riff_size) + b"WEBP", *out, (riff_end, end)]
 
 
 def _vp8x_for(kind: bytes, body: bytes) -> bytes:
