@@ -508,10 +508,16 @@ class OxenGenerationToS3Operator(BaseOperator):
             and existing is not None
             and existing.metadata.get(PROVENANCE_META) in ((MARKED, "unmarkable") if marks else ("off",))
         )
-        # What S3's own checksum says about our object against the sha256 it was stored with.
-        proven = (
-            existing.content_matches(existing.sha256) if reusable and existing and existing.sha256 else None
+        # Ours, holding Oxen's bytes as they came (stored unmarked, or before marking existed):
+        # to mark it, the stored copy will do, so a re-run needs no (maybe expired) result URL.
+        as_returned = (
+            ours
+            and marks
+            and existing is not None
+            and existing.metadata.get(PROVENANCE_META) in (None, "off")
         )
+        # What S3's own checksum says about our object against the sha256 it was stored with.
+        proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
         recorded = existing.sha256 if reusable and proven and existing is not None else None
         in_place = self._poster_in_place(item, store, poster_head, recorded)
         if reusable and proven and not self._needs_bytes(item, in_place is not None):
@@ -535,9 +541,9 @@ class OxenGenerationToS3Operator(BaseOperator):
         with Spool(self.spool_max_bytes) as spool:
             stored_copy = None
             marking: Mapping[str, str] = existing.metadata if existing is not None else {}
-            if reusable and proven is not False:
+            if (reusable or as_returned) and proven is not False:
                 stored_copy = self._stored_copy(item, existing, store, spool)
-            elif reusable:
+            elif ours and proven is False:
                 assert existing is not None
                 self.log.warning(
                     "%s no longer holds the bytes it was stored with (S3's checksum %s, recorded sha256 "
@@ -551,10 +557,10 @@ class OxenGenerationToS3Operator(BaseOperator):
                 # The format was nobody's to say: the key is named by what the bytes are.
                 item = self._named_by_content(item, spool, fetched.content_type)
                 existing, reusable = store.head(item.key), False
-            if stored_copy is None:
+            if stored_copy is None or not reusable:
                 fetched, marking = self._mark(item, spool, fetched, facts, marks)
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
-            if stored_copy is not None:
+            if stored_copy is not None and reusable:
                 action = WriteAction.SKIPPED
             elif reusable:
                 # Our object, but its bytes are not the ones recorded (overwritten?): rewrite it.
@@ -599,10 +605,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         while chunk := spool.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
-        return replace(fetched, size=size, sha256=digest.hexdigest()), {
-            **oxen_sha256,
-            PROVENANCE_META: MARKED,
-        }
+        stored = replace(fetched, size=size, sha256=digest.hexdigest())
+        return stored, {**oxen_sha256, PROVENANCE_META: MARKED}
 
     def _named_by_content(self, item: _Planned, spool: Spool, served_type: str | None) -> _Planned:
         """``item`` keyed with the extension of the image type its bytes declare (else the served one)."""

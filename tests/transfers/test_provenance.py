@@ -93,8 +93,11 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
         "reason": "marking is off (mark_provenance=False)",
     }
 
+    # Turned on again: the stored copy (Oxen's bytes) is marked; no download from Oxen needed.
+    downloads = oxen.route_count("GET /files/{id}/{name}")
     [on] = run_transfer(s3_operator([result], bucket, contact_sheet=False))
     assert on["action"] == "replaced" and on["provenance"]["state"] == "marked"
+    assert oxen.route_count("GET /files/{id}/{name}") == downloads
     assert exiftool_xmp(object_bytes(s3_client, bucket, on["s3_key"]))["DigitalSourceType"] == GENERATED
     assert on["oxen_sha256"] == off["oxen_sha256"]
 
