@@ -21,7 +21,6 @@ from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResultDownloadError
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import connection_json
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import list_keys, object_bytes, run_transfer, s3_operator
 from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
@@ -191,16 +190,8 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(
-    tmp_path: Path, file_server: str, s3_client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, file_results: str, s3_client: Any, bucket: str
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    )
     png = io.BytesIO()
     Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
     # Cut mid-data, and served as ".bin" (application/octet-stream); the result asked for a JPEG.
@@ -210,7 +201,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
         "status": "succeeded",
         "model": "ideogram-v4",
         "prompt": "cut short",
-        "result_url": f"{file_server}/cut.bin?signature=test",
+        "result_url": f"{file_results}/cut.bin?signature=test",
         "output_format": "jpeg",
         "width": 256,
         "height": 256,

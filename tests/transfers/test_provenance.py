@@ -16,7 +16,7 @@ from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import EmulatorControl, connection_json, exiftool_xmp
+from tests.fixtures import EmulatorControl, exiftool_xmp
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     fresh_url,
@@ -104,28 +104,19 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
 
 def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     tmp_path: Path,
-    file_server: str,
+    file_results: str,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
-    monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    )
     Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
     gif = (tmp_path / "still.gif").read_bytes()
     result = {
         "generation_id": "gen-gif",
         "status": "succeeded",
         "model": "some-gif-model",
-        "result_url": f"{file_server}/still.gif?signature=test",
+        "result_url": f"{file_results}/still.gif?signature=test",
         "output_format": "gif",
     }
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
