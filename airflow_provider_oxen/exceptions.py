@@ -252,3 +252,16 @@ class OxenCheckFailedError(OxenError):
 
 class OxenPublishError(OxenError):
     """A record's file is neither where the record says nor where publishing would have put it."""
+
+
+# -- provenance -----------------------------------------------------------------------------------
+
+
+class OxenSigningConfigError(OxenValidationError):
+    """C2PA signing is configured but cannot work: the connection's certificate chain, private key,
+    algorithm or timestamp URL is missing or unusable, or c2pa-python is not installed. Raised
+    before anything is stored; the message names the field and never shows the key."""
+
+
+class OxenSigningError(OxenError):
+    """c2pa-python could not sign a file of a type it supports (its reason is in the message)."""

@@ -97,6 +97,38 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"]},
                     },
                 },
-            }
+            },
+            {
+                # C2PA signing (docs/provenance-signing.md): the key in the password, the rest in extra.
+                "hook-class-name": "airflow_provider_oxen.provenance.c2pa.C2paSigningHook",
+                "hook-name": "Oxen C2PA signing",
+                "connection-type": "oxen_c2pa",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port", "login"],
+                    "relabeling": {"password": "Private key (PEM)"},
+                    "placeholders": {"password": "-----BEGIN PRIVATE KEY----- ... -----END PRIVATE KEY-----"},
+                },
+                "conn-fields": {
+                    "certificate_chain": {
+                        "label": "Certificate chain (PEM)",
+                        "description": "The signing certificate first, then its intermediate CAs.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "algorithm": {
+                        "label": "Algorithm",
+                        "description": "Must fit the key: es256/384/512 (EC), ps256/384/512 (RSA), ed25519.",
+                        "schema": {
+                            "type": ["string", "null"],
+                            "default": "es256",
+                            "enum": ["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"],
+                        },
+                    },
+                    "tsa_url": {
+                        "label": "Timestamp authority URL",
+                        "description": "Optional RFC 3161 service that timestamps each signature.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            },
         ],
     }

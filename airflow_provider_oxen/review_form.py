@@ -7,8 +7,9 @@ stores, and what follows for this form:
   Markdown image is capped at 300 px wide by the UI. So each image gets a row of its own (a
   300 px preview, linked to the full-size file), and the contact sheet of the batch, which is
   unreadable at 300 px, is an overview *link*. There is no video player (``<video>`` is raw
-  HTML): a video clip's row shows its poster frame, linked to the clip (a browser plays an
-  ``video/mp4`` link in a new tab), plus a "Play the clip" link.
+  HTML): a video clip's row shows its poster frame headed by a play mark (nothing can be drawn
+  over an image), linked to the clip (a browser plays a ``video/mp4`` link in a new tab), plus a
+  "Play the clip" link. An edit or a clip is shown beside its source images (``input_uris``).
 * **params**: the schema's ``title`` is the field's label (else the param's key); its
   ``description`` is shown as plain text under the field (Markdown in ``description_md`` is not
   rendered by the HITL form); an ``enum`` is a select whose entries ``values_display`` names.
@@ -16,6 +17,8 @@ stores, and what follows for this form:
   ``"null"``; the form infers ``"string"`` when no type is given. A required field whose value
   is ``""`` or null marks the form invalid, which disables every option button. The note is
   therefore ``type: ["null", "string"]`` with a null default: optional, one click approves.
+  A select always has a clear button (x) that sets null, so each decision allows null too
+  (shown and applied as that item's default).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ NOTE_PARAM = "note"
 NOTE_TITLE = "Note for regenerations (optional)"
 
 _TIMES = "\N{MULTIPLICATION SIGN}"
+_PLAY = "\N{BLACK RIGHT-POINTING TRIANGLE}"
 _COMMON_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
 # Markdown characters that would format (or link) text taken from a prompt.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~])")
@@ -223,14 +227,19 @@ def image_description(record: Mapping[str, Any]) -> str:
 
 
 def decision_param(index: int, record: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> Param:
-    """The per-image select: approve / reject / regenerate, defaulting from the checks."""
+    """The per-image select: approve / reject / regenerate, defaulting from the checks.
+
+    Airflow's select always has a clear button (x); a cleared required field disables every
+    option button. So null is allowed, shown as this item's default, and means it.
+    """
+    default = default_decision(record)
     return Param(
-        default_decision(record),
-        type="string",
-        enum=DECISIONS,
+        default,
+        type=["null", "string"],
+        enum=[*DECISIONS, None],
         title=image_title(index, record, labels),
         description=image_description(record),
-        values_display=DECISION_LABELS,
+        values_display={**DECISION_LABELS, "null": f"Default: {DECISION_LABELS[default]}"},
     )
 
 
@@ -246,6 +255,30 @@ def note_param() -> Param:
             'e.g. "make the headline larger". Leave empty to approve or reject.'
         ),
     )
+
+
+def provenance_text(record: Mapping[str, Any]) -> str | None:
+    """``marked as AI-generated (trainedAlgorithmicMedia)``, ``signed (Content Credentials), …`` or
+    ``not marked: <reason>``, from what the transfer recorded; None when it recorded nothing."""
+    provenance = record.get("provenance")
+    if not isinstance(provenance, Mapping):
+        return None
+    source_type = str(provenance.get("digital_source_type") or "").rsplit("/", 1)[-1]
+    marked = f"marked as AI-generated ({source_type})" if source_type else "marked as AI-generated"
+    state = provenance.get("state")
+    if state == "signed":
+        return f"signed (Content Credentials), {marked}"
+    if state == "marked":
+        return marked
+    if state == "unmarked":
+        return f"not marked: {provenance.get('reason') or 'no reason recorded'}"
+    return None
+
+
+def input_uris(record: Mapping[str, Any]) -> list[str]:
+    """The images an edit or a clip was made from, as the task was given them ([] for text-to-X)."""
+    uris = record.get("input_uris")
+    return [u for u in uris if isinstance(u, str) and u] if isinstance(uris, list) else []
 
 
 def md_text(text: str) -> str:
@@ -292,7 +325,7 @@ def _details(
     if clip:
         facts.append(f"Length {md_text(clip)}")
     if clip_ref:
-        facts.append(f"\N{BLACK RIGHT-POINTING TRIANGLE} [Play the clip][{clip_ref}]")
+        facts.append(f"{_PLAY} [Play the clip][{clip_ref}]")
     seed = record.get("seed")
     facts.append(f"Seed {md_text(str(seed))}" if seed is not None else "Seed not recorded")
     verdict = checks_text(record)
@@ -300,6 +333,9 @@ def _details(
         "\N{CHECK MARK}" if verdict == "passed" else ("\N{BALLOT X}" if verdict.startswith("FAILED") else "-")
     )
     facts.append(f"Checks {mark} {md_text(verdict)}")
+    provenance = provenance_text(record)
+    if provenance:
+        facts.append(f"Provenance: {md_text(provenance)}")
     facts.append(f"Default **{default_decision(record)}**")
     uri = record.get("s3_uri")
     if isinstance(uri, str) and uri:
@@ -375,10 +411,30 @@ def review_body(
         ]
 
     heading = "Image" if not clips else ("Clip" if clips == total else "Image or clip")
-    lines += ["", f"| # | Preview | {heading} |", "|---|---|---|"]
+    # Edits and clips are judged against what they were made from: a column beside the preview.
+    with_sources = any(input_uris(r) for r in records)
+    source_refs: dict[str, str] = {}
+    if with_sources:
+        lines += ["", f"| # | Made from | Preview | {heading} |", "|---|---|---|---|"]
+    else:
+        lines += ["", f"| # | Preview | {heading} |", "|---|---|---|"]
     for index, record in enumerate(records):
         inline = index < max_inline_images
         title = md_text(image_title(index, record, labels))
+        made_from = ""
+        if with_sources:
+            shown = []
+            for source in input_uris(record):
+                ref: str | None = source_refs.get(source)
+                source_url = link(source) if inline and ref is None else None
+                if source_url:
+                    ref = source_refs[source] = f"source-{len(source_refs) + 1}"
+                    references.append((ref, source_url))
+                name = md_text(source.rsplit("/", 1)[-1])
+                shown.append(
+                    f"[![Source: {name}][{ref}]][{ref}]" if ref and inline else f"`{source.replace('`', '')}`"
+                )
+            made_from = f" {' '.join(shown) or 'nothing (generated from the prompt)'} |"
         uri = record.get("s3_uri")
         url = link(uri) if inline and isinstance(uri, str) else None
         clip_ref = None
@@ -391,11 +447,12 @@ def review_body(
             if poster:
                 references.append((f"poster-{index + 1}", poster))
             if poster and clip_ref:
-                preview = f"[![{title}][poster-{index + 1}]][{clip_ref}]"
+                # Markdown cannot overlay the frame: the play mark heads it, inside the same link.
+                preview = f"[{_PLAY} Play ![{title}][poster-{index + 1}]][{clip_ref}]"
             elif poster:
                 preview = f"![{title}][poster-{index + 1}]"
             elif clip_ref:
-                preview = f"[\N{BLACK RIGHT-POINTING TRIANGLE} play the clip][{clip_ref}] (no poster frame)"
+                preview = f"[{_PLAY} play the clip][{clip_ref}] (no poster frame)"
             else:
                 preview = "no preview"
         elif url:
@@ -404,7 +461,9 @@ def review_body(
             preview = f"[![{title}][{ref}]][{ref}]"
         else:
             preview = "no preview"
-        lines.append(f"| {index + 1} | {preview} | {_details(index, record, labels, folder, clip_ref)} |")
+        lines.append(
+            f"| {index + 1} |{made_from} {preview} | {_details(index, record, labels, folder, clip_ref)} |"
+        )
 
     if references:
         lines.append("")

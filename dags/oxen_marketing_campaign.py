@@ -142,15 +142,21 @@ with DAG(
     # -- follow-up media of the approved key visual: edited variants and a clip ------------------
 
     @task.short_circuit
-    def key_visual(outcome: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
-        """The first approved image, and what to make of it (nothing approved: skip the rest)."""
+    def key_visual(
+        outcome: dict[str, Any], spec: dict[str, Any], records: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The first approved image, the product it shows, and what to make of it (nothing
+        approved: skip the rest)."""
         images = [uri for uri in outcome["approved"] if not str(uri).endswith((".mp4", ".webm", ".mov"))]
         follow_up = spec.get("follow_up") or {}
         if not images or not follow_up:
             return None
-        return {"uri": images[0], **follow_up}
+        # The published copy keeps the stored file's name.
+        name = images[0].rsplit("/", 1)[-1]
+        prompt = next((r["prompt"] for r in records if r["s3_key"].rsplit("/", 1)[-1] == name), "")
+        return {"uri": images[0], "label": product_of(spec, prompt), **follow_up}
 
-    visual = key_visual(publish.output, spec)
+    visual = key_visual(publish.output, spec, store.output)
 
     @task
     def variant_requests(visual: dict[str, Any]) -> list[dict[str, Any]]:
@@ -197,11 +203,17 @@ with DAG(
         outlets=[CAMPAIGN_ASSETS],
     )
 
+    @task
+    def media_labels(visual: dict[str, Any]) -> dict[str, str]:
+        """The follow-up's prompts name no product: its titles keep the key visual's."""
+        prompts = [*visual["variants"]["prompts"], visual["clip"]["prompt"]]
+        return {prompt: visual["label"] for prompt in prompts}
+
     review_media = OxenImageReviewOperator(
         task_id="review_media",
         subject="Review the variants and the clip",
         records=store_media.output,
-        labels=labels,
+        labels=media_labels(visual),
         contact_sheet_uri="{{ ti.xcom_pull(task_ids='store_media', key='contact_sheet_uri') }}",
         response_timeout=timedelta(seconds=REVIEW_SECONDS),
     )

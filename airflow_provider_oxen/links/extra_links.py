@@ -271,7 +271,11 @@ class OxenImageLiveLink(_LiveLink, OxenImageLink):
     :data:`OXEN_LINK_TIMEOUT` seconds, no retries.
     """
 
-    _operator_paths = (("airflow_provider_oxen.operators.generate", "OxenGenerateImageOperator"),)
+    # Airflow matches a plugin's link by the exact class: each generate operator is named.
+    _operator_paths = tuple(
+        ("airflow_provider_oxen.operators.generate", name)
+        for name in ("OxenGenerateOperator", "OxenGenerateImageOperator", "OxenGenerateVideoOperator")
+    )
 
     def url(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
         ids = generation_ids(_db_xcom(ti_key, "return_value"))

@@ -51,11 +51,14 @@ _DEFER_GRACE = timedelta(minutes=5)
 # The next_kwargs entry in which a deferring try hands its ledger entry to its resumed self.
 CARRIED_LEDGER_KWARG = "oxen_ledger_entry"
 
-# The label of a mapped task instance in the grid: its prompt (shortened) and size.
+# The label of a mapped task instance in the grid: its prompt (shortened) and size. Empty for a
+# task that is not mapped (the grid's "Map Index" column would show the prompt).
 MAP_INDEX_TEMPLATE = (
+    "{% if ti.map_index is not none and ti.map_index >= 0 %}"
     "{{ task.prompt | string | truncate(60, killwords=False, end='…') }}"
     "{% if task.parameters.get('image_size') %} · {{ task.parameters.image_size }}{% endif %}"
     "{% if task.num_outputs | int > 1 %}, {{ task.num_outputs }} images{% endif %}"
+    "{% endif %}"
 )
 
 # What OxenGenerateVideoOperator uses unless told otherwise (text-to-video).

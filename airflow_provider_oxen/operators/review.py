@@ -8,7 +8,8 @@ failed the automatic checks default to ``reject``; the rest to ``approve``. The 
 optional, so one click on a blanket option answers. With a ``response_timeout``, nobody
 answering means the defaults apply (that is how the demo answers), through Airflow's own HITL
 timeout handling. A video clip's row shows its poster frame linked to the clip (both presigned),
-and its field is titled like ``Clip 2 — Cold Brew Kit, 16:9, 5 s``. What Airflow's form
+and its field is titled like ``Clip 2 — Cold Brew Kit, 16:9, 5 s``. An edit or a clip is shown
+beside the images it was made from, and every row says how the stored file is marked. What Airflow's form
 renders, and why the form looks like this: :mod:`airflow_provider_oxen.review_form`.
 
 The body is stored in Airflow's metadata DB and shown to everyone who can see the task, so

@@ -194,9 +194,13 @@ def test_api_key_never_reaches_the_server_log(oxen_conn: EmulatorControl) -> Non
 
 def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
     """What the triggerer does with it: follow a worker's generations by events and reads."""
-    with OxenHook() as worker:
-        enqueued = worker.enqueue(build_image_request("ideogram-v4", "async", image_size="square"), 5)
-    ids = [g.generation_id for g in enqueued]
+
+    def enqueue() -> list[str]:
+        with OxenHook() as worker:
+            request = build_image_request("ideogram-v4", "async", image_size="square")
+            return [g.generation_id for g in worker.enqueue(request, 5)]
+
+    ids: list[str] = []
 
     async def scenario() -> tuple[dict, str, list[str]]:
         async with OxenAsyncHook() as hook:
@@ -210,6 +214,12 @@ def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
                             return
 
             listener = asyncio.create_task(listen())
+            # Subscribed before enqueueing, as the contract says: events have no replay.
+            for _ in range(500):
+                if oxen_conn.stats()["events_subscribers"]:
+                    break
+                await asyncio.sleep(0.02)
+            ids.extend(await asyncio.to_thread(enqueue))
             rows = {}
             deadline = time.time() + 20
             while len(rows) < len(ids) and time.time() < deadline:

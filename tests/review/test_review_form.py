@@ -41,6 +41,7 @@ PROMPT_COLD_BREW = (
     "warm palette, generous whitespace, clean sans-serif typography."
 )
 X = "\N{MULTIPLICATION SIGN}"
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 SIGNED = "https://hub.oxen.example/results/{}.png?expires=1767225600&signature=0xdeadbeef"
 
 
@@ -94,6 +95,17 @@ def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperat
     operator = OxenImageReviewOperator(task_id="review", records=records, labels=LABELS, **kwargs)
     operator._prepare(records)
     return operator
+
+
+def _answer(option: str, params_input: dict[str, Any]) -> dict[str, Any]:
+    """What the review returns when a person answers the form for RECORDS."""
+    event = {
+        "chosen_options": [option],
+        "params_input": params_input,
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "1", "name": "reviewer"},
+    }
+    return _form(RECORDS).execute_complete({}, event)
 
 
 def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
@@ -152,9 +164,72 @@ def test_decisions_are_selects_with_readable_entries_and_defaults_from_the_check
     params = _form(RECORDS).serialized_params
     first = params[decision_param_name(0, "82d2c347-0001")]
     assert first["value"] == "approve"
-    assert first["schema"]["enum"] == ["approve", "reject", "regenerate"]
+    assert first["schema"]["enum"] == ["approve", "reject", "regenerate", None]
     assert first["schema"]["values_display"]["reject"].startswith("Reject")
-    assert params[decision_param_name(1, "82d2c347-0002")]["value"] == "reject"
+    assert first["schema"]["values_display"]["null"] == "Default: Approve (publish)"
+    second = params[decision_param_name(1, "82d2c347-0002")]
+    assert second["value"] == "reject"
+    assert second["schema"]["values_display"]["null"].startswith("Default: Reject")
+
+
+def test_a_cleared_decision_keeps_the_form_answerable_and_means_the_default() -> None:
+    """The select's x sets null: not a required field left empty, a valid answer, the item's default."""
+    operator = _form(RECORDS)
+    for name, serialized in operator.serialized_params.items():
+        assert not ui_required(serialized), name
+    result = _answer(APPLY, {name: None for name in operator.serialized_params})
+    assert result["decisions"] == {"82d2c347-0001": "approve", "82d2c347-0002": "reject"}
+
+
+@pytest.mark.parametrize(
+    ("provenance", "shown"),
+    [
+        (
+            {"state": "marked", "digital_source_type": f"{IPTC}trainedAlgorithmicMedia", "reason": None},
+            "Provenance: marked as AI-generated \\(trainedAlgorithmicMedia\\)",
+        ),
+        (
+            {"state": "signed", "digital_source_type": f"{IPTC}compositeWithTrainedAlgorithmicMedia"},
+            "Provenance: signed \\(Content Credentials\\), marked as AI-generated "
+            "\\(compositeWithTrainedAlgorithmicMedia\\)",
+        ),
+        (
+            {"state": "unmarked", "digital_source_type": None, "reason": "webm: no XMP container"},
+            "Provenance: not marked: webm: no XMP container",
+        ),
+        (None, None),
+    ],
+)
+def test_each_row_says_how_the_stored_file_is_marked(provenance: Any, shown: str | None) -> None:
+    record = {**RECORDS[0], "provenance": provenance} if provenance else RECORDS[0]
+    body = review_body([record], labels=LABELS)
+    if shown is None:
+        assert "Provenance" not in body  # a record from before marking: nothing claimed
+    else:
+        assert shown in body
+
+
+def test_an_edit_is_shown_beside_the_image_it_was_made_from() -> None:
+    source = "s3://oxen-campaigns/approved/2026-05-01/82d2c347-0001.png"
+    edits = [
+        {**_record(f"e{i}", "The same poster at night", "square_hd", (1024, 1024)), "input_uris": [source]}
+        for i in (1, 2)
+    ]
+    text_to_image = {**RECORDS[0], "input_uris": []}
+    links = {r["s3_uri"]: f"https://s3.example/{r['generation_id']}?X-Amz-Signature=s" for r in edits}
+    links[source] = "https://s3.example/source?X-Amz-Signature=s"
+    body = review_body([*edits, text_to_image], labels=LABELS, link=links.get)
+    assert "| # | Made from | Preview | Image |" in body
+    rows = [line for line in body.splitlines() if re.match(r"\| \d+ \|", line)]
+    # The source's presigned preview beside each edit (one URL, written once), nothing for text-to-image.
+    for row in rows[:2]:
+        assert row.split(" | ")[1] == "[![Source: 82d2c347-0001.png][source-1]][source-1]", row
+    assert rows[2].split(" | ")[1] == "nothing (generated from the prompt)"
+    assert body.count(links[source]) == 1 and f"[source-1]: {links[source]}" in body
+    # Without links (no AWS connection), the source is named.
+    assert f"| `{source}` |" in review_body(edits, labels=LABELS)
+    # Records without input_uris (before the field existed): the table is as before.
+    assert "Made from" not in review_body(RECORDS, labels=LABELS, link=links.get)
 
 
 def test_the_note_is_optional_so_one_click_answers() -> None:
@@ -172,13 +247,7 @@ def test_approve_all_with_or_without_a_note_resumes(note: str | None) -> None:
     operator = _form(RECORDS)
     answer = {name: p["value"] for name, p in operator.serialized_params.items()}
     answer[NOTE_PARAM] = note
-    event = {
-        "chosen_options": [APPROVE_ALL],
-        "params_input": answer,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    result = _form(RECORDS).execute_complete({}, event)
+    result = _answer(APPROVE_ALL, answer)
     assert set(result["decisions"].values()) == {"approve"}
     assert result["note"] == (note or "").strip()
 

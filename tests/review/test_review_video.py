@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from PIL import Image
 
 from airflow_provider_oxen.media.checks import CheckSettings
@@ -32,6 +34,7 @@ from airflow_provider_oxen.review_form import (
     default_decision,
     image_description,
     image_title,
+    label_for,
     review_body,
 )
 from tests.transfers.video_helpers import make_clip
@@ -127,7 +130,8 @@ def test_the_body_shows_each_clips_poster_linked_to_the_clip() -> None:
     assert "**Failed the automatic checks, defaulting to reject:** clip 3." in body
     assert "| # | Preview | Image or clip |" in body
     rows = [line for line in body.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert rows[0].startswith("| 1 | [![Clip 1 — Cold Brew Kit, 16:9, 5 s][poster-1]][clip-1] | ")
+    # The poster frame is headed by a play mark inside its link: it reads as a video.
+    assert rows[0].startswith("| 1 | [▶ Play ![Clip 1 — Cold Brew Kit, 16:9, 5 s][poster-1]][clip-1] | ")
     assert "Length 5 s, 40 frames at 8 fps" in rows[0] and "▶ [Play the clip][clip-1]" in rows[0]
     assert "File `9f1e0c2a-0001.mp4`" in rows[0]
     assert rows[1].startswith("| 2 | [![Image 2 — Cold Brew Kit, 1:1][image-2]][image-2] |")
@@ -267,3 +271,24 @@ def test_the_contact_sheet_captions_clips_and_marks_them() -> None:
     disc = pixels.getpixel((centre[0] - 7, centre[1]))
     assert max(disc) < 100, disc
     assert pixels.getpixel((centre[0] + 1, centre[1])) == (255, 255, 255)  # the triangle
+
+
+def test_the_follow_up_review_keeps_the_key_visuals_product_in_its_titles() -> None:
+    """The variants' and the clip's prompts name no product: the campaign DAG carries the label of
+    the approved key visual (its stored record's prompt) to the follow-up review."""
+    path = Path(__file__).parents[2] / "dags" / "oxen_marketing_campaign.py"
+    module_spec = importlib.util.spec_from_file_location("campaign_dag_under_test", path)
+    assert module_spec is not None and module_spec.loader is not None
+    campaign = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(campaign)
+    spec = yaml.safe_load((path.parent / "campaigns" / "spring_roast.yaml").read_text())
+    stored = [
+        {"prompt": r["prompt"], "s3_key": f"campaigns/run1/g{i}.png"}
+        for i, r in enumerate(campaign.build_prompts(spec))
+    ]
+    # The first approved image is the third stored one (a Cold Brew Kit image), published elsewhere.
+    outcome = {"approved": ["s3://oxen-campaigns/approved/2026-05-01/g2.png"]}
+    visual = campaign.dag.get_task("key_visual").python_callable(outcome, spec, stored)
+    labels = campaign.dag.get_task("media_labels").python_callable(visual)
+    follow_up = [*spec["follow_up"]["variants"]["prompts"], spec["follow_up"]["clip"]["prompt"]]
+    assert [label_for({"prompt": p}, labels) for p in follow_up] == ["Cold Brew Kit"] * 3

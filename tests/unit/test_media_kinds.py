@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import jinja2
@@ -156,7 +157,7 @@ def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
     # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
     label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
-    assert label.render(task=operator) == "A pour-over"
+    assert label.render(task=operator, ti=SimpleNamespace(map_index=0)) == "A pour-over"
 
 
 def test_image_operator_accepts_input_images_as_a_template_field() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import jinja2
@@ -56,9 +57,11 @@ def test_progress_is_logged_when_it_changes_at_a_bounded_rate() -> None:
     ]
 
 
-def _label(operator: OxenGenerateImageOperator) -> str:
+def _label(operator: OxenGenerateImageOperator, map_index: int = 0) -> str:
     assert operator.map_index_template
-    return jinja2.Environment().from_string(operator.map_index_template).render(task=operator)
+    # Airflow renders it with its strict undefined, the task and its task instance in the context.
+    template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
+    return template.render(task=operator, ti=SimpleNamespace(map_index=map_index))
 
 
 def test_mapped_generate_tasks_are_labelled_by_prompt_and_size() -> None:
@@ -72,6 +75,11 @@ def test_mapped_generate_tasks_are_labelled_by_prompt_and_size() -> None:
     )
     assert len(label) < 90
     assert _label(OxenGenerateImageOperator(task_id="t", prompt="Logo")) == "Logo"
+
+
+def test_a_task_that_is_not_mapped_gets_no_label() -> None:
+    """The grid's "Map Index" column of a plain task (the campaign's clip) shows no prompt."""
+    assert _label(OxenGenerateImageOperator(task_id="t", prompt="Logo"), map_index=-1) == ""
 
 
 def test_a_dag_authors_own_map_index_template_wins() -> None:
