@@ -85,9 +85,9 @@ def mark_file(file: IO[bytes], facts: Provenance) -> bool:
     end = file.seek(0, os.SEEK_END)
     file.seek(0)
     head = file.read(12)
-    if len(head) >= 8 and head[4:8] in _BMFF_FIRST:
-        return _append_bmff(file, packet)
     try:
+        if len(head) >= 8 and head[4:8] in _BMFF_FIRST:
+            return _append_bmff(file, packet)
         if head.startswith(_PNG):
             pieces = _png(file, end, packet)
         elif head.startswith(b"\xff\xd8"):
@@ -180,8 +180,9 @@ def _jpeg(file: IO[bytes], end: int, packet: bytes) -> list[_Piece]:
             continue
         if marker[1] in (0xDA, 0xD9):  # start of scan, end of image: the rest is image data
             break
-        stop = pos + 2 + struct.unpack(">H", _at(file, pos + 2, 2))[0]
-        if stop > end:
+        length = struct.unpack(">H", _at(file, pos + 2, 2))[0]
+        stop = pos + 2 + length
+        if length < 2 or stop > end:
             raise ValueError("JPEG segment runs past the end")
         body = _at(file, pos + 4, min(stop - pos - 4, len(_JPEG_EXTENDED_XMP)))
         piece, pos = (pos, stop), stop

@@ -125,8 +125,10 @@ def test_a_packet_already_there_is_replaced_not_added(tmp_path: Path, name: str,
         b"\x1aE\xdf\xa3" + bytes(64),  # a WebM (Matroska) header
         b"not an image at all",
         _image("PNG")[:40],  # cut before its image data
+        b"\x00\x00\x00\x01ftyp",  # an MP4 box announcing a 64-bit size, cut before it
+        b"\xff\xd8\xff\xe0\x00\x01\xff\xda",  # a JPEG segment shorter than its own length field
     ],
-    ids=["gif", "tiff", "webm", "text", "cut-png"],
+    ids=["gif", "tiff", "webm", "text", "cut-png", "cut-mp4", "bad-jpeg-segment"],
 )
 def test_an_unknown_or_damaged_container_is_left_alone(data: bytes) -> None:
     file = io.BytesIO(data)
