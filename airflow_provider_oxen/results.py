@@ -134,13 +134,16 @@ def build_result(
     model: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     media_type: str | None = None,
+    input_uris: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """One generated image or clip as pushed to XCom (plain JSON): what we asked for
     (``parameters``, and the ``prompt``, ``seed``, ``output_format``, ``width`` and ``height`` they
     say) merged with what the API reports (``row``): ``generation_id``, ``model``, ``media_type``,
     ``status``, ``result_url`` (without its signed query), ``cost`` (a decimal string, None when
     Oxen did not say), ``enqueued_at``, ``started_at``, ``completed_at``, and the
-    ``queue_seconds`` and ``render_seconds`` between them."""
+    ``queue_seconds`` and ``render_seconds`` between them. ``input_uris``: the input images as
+    the DAG gave them (``s3://`` URIs, URLs without their query; [] for text-to-image or -video);
+    when not given, the ``input_image`` the row was sent."""
     # Presigned inputs (``input_image``) keep no signature in XCom either.
     params = strip_url_queries(dict(parameters if parameters is not None else (row.parameters or {})))
     width, height = _dimensions(params.get("image_size"))
@@ -156,6 +159,7 @@ def build_result(
         "prompt": params.get("prompt", row.prompt),
         "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         "parameters": params,
+        "input_uris": [strip_query(u) for u in input_uris] if input_uris is not None else sent_inputs(params),
         "status": row.status.value,
         "result_url": strip_query(row.result_url) if row.result_url else None,
         "output_format": output_format,
@@ -168,3 +172,10 @@ def build_result(
         "queue_seconds": _seconds_between(row.enqueued_at, row.started_at),
         "render_seconds": _seconds_between(row.started_at, row.completed_at),
     }
+
+
+def sent_inputs(parameters: Mapping[str, Any]) -> list[str]:
+    """The input image URL(s) a request was sent (its ``input_image``: one, or a list)."""
+    value = parameters.get("input_image")
+    values = value if isinstance(value, list) else [value]
+    return [strip_query(str(v)) for v in values if v]

@@ -5,8 +5,9 @@ runs the marketing-campaign DAG with ``airflow dags test`` in a throwaway AIRFLO
 API key, no network), lets both human-review steps answer themselves through Airflow's own
 Human-in-the-loop timeout (each item's default decision), then prints where the images, the
 edited variants of the approved key visual, its clip (with a poster frame), the manifests
-and contact sheets are — and copies them to ``.demo/output/`` to look at. Stops
-everything it started, even on failure.
+and contact sheets are — and copies them to ``.demo/output/`` to look at, and prints what a
+reader (exiftool) sees in a variant and in the clip: that they are AI-generated, by which
+model, from which source image. Stops everything it started, even on failure.
 
 The same DAG runs unchanged against the real Oxen API and real S3: configure the
 ``oxen_default`` and ``aws_default`` connections and trigger it.
@@ -118,6 +119,33 @@ def _kind(key: str) -> str:
     return f"{where}{what}" if where else f"stored {what}"
 
 
+_FIELDS = ("DigitalSourceType", "AISystemUsed", "IngredientsFilePath", "DocumentID", "CreatorTool")
+
+
+def _reader() -> str:
+    return "exiftool" if shutil.which("exiftool") else "exiftool not installed: the XMP packet as parsed here"
+
+
+def read_provenance(path: Path) -> dict[str, str]:
+    """The marking as exiftool reads it; without exiftool, the packet's own attributes and ingredients."""
+    if shutil.which("exiftool"):
+        out = subprocess.run(
+            ["exiftool", "-j", *[f"-XMP:{f}" for f in _FIELDS], str(path)], capture_output=True
+        )
+        return {k: str(v) for k, v in json.loads(out.stdout)[0].items() if k != "SourceFile"}
+    import re
+    import xml.etree.ElementTree as ET
+
+    found = re.search(rb"<x:xmpmeta.*</x:xmpmeta>", path.read_bytes(), re.DOTALL)
+    if found is None:
+        return {"XMP": "none"}
+    root = ET.fromstring(found.group())
+    description = next(e for e in root.iter() if e.tag.endswith("}Description"))
+    fields = {k.rsplit("}", 1)[-1]: v for k, v in description.attrib.items() if not k.endswith("}about")}
+    paths = [e.text or "" for e in root.iter() if e.tag.endswith("}filePath")]
+    return {**fields, **({"IngredientsFilePath": ", ".join(paths)} if paths else {})}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--dag", default="oxen_marketing_campaign")
@@ -195,6 +223,15 @@ def main() -> int:
             kind = _kind(key)
             print(f"   s3://{BUCKET}/{key:<78} {obj['Size']:>8} B  {kind}")
         print(f">> {len(listing)} object(s) in s3://{BUCKET}; copies under {output.relative_to(REPO)}/")
+        keys = [obj["Key"] for obj in listing]
+        variant = next(
+            (k for k in keys if "/follow-up/" in k and _kind(k).endswith("variant of the key visual")), None
+        )
+        clip = next((k for k in keys if _kind(k).endswith("clip of the key visual")), None)
+        for key in (k for k in (variant, clip) if k):
+            print(f">> what a reader sees in {key} ({_reader()}):")
+            for name, value in read_provenance(output / key).items():
+                print(f"   {name:<20} {value}")
     print(f">> Airflow log: {workdir / 'dags-test.log'}")
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,18 @@ class FakeTaskStateStore:
 
     def set(self, key: str, value: Any) -> None:
         self.values[key] = value
+
+
+def exiftool_xmp(data: bytes) -> dict[str, Any]:
+    """The XMP exiftool reads in ``data`` (an independent reader, not the code that wrote it).
+
+    Fails, not skips, without exiftool: ``make test`` installs it (scripts/ensure_exiftool.sh).
+    """
+    tool = shutil.which("exiftool")
+    if tool is None:
+        pytest.fail("exiftool is not installed: run scripts/ensure_exiftool.sh (apt: libimage-exiftool-perl)")
+    out = subprocess.run([tool, "-j", "-XMP:all", "-"], input=data, capture_output=True, check=True).stdout
+    return dict(json.loads(out)[0])
 
 
 def moto_s3_client(endpoint: str) -> Any:

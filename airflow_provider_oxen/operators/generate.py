@@ -358,8 +358,13 @@ class OxenGenerateOperator(BaseOperator):
         # Without a ledger entry (called outside a task), the rows say what they can.
         sent = entry.sent if entry is not None else {}
         media_type, parameters = sent.get("media_type", "image"), sent.get("parameters")
+        # As the DAG gave them (s3:// URIs), not as sent (presigned): what provenance and lineage name.
+        inputs = input_sources(self.input_images)
         results = [
-            build_result(row, model=self.model, parameters=parameters, media_type=media_type) for row in rows
+            build_result(
+                row, model=self.model, parameters=parameters, media_type=media_type, input_uris=inputs
+            )
+            for row in rows
         ]
         ledger.settle(results, _max_tries(context))
         self._lineage = (hook.settings.base_url, results)

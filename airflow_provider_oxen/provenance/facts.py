@@ -16,7 +16,8 @@ class Ingredient:
 
     uri: str
     mime_type: str
-    data: bytes
+    # Empty until loaded: the XMP names an input by its URI only; a C2PA manifest hashes its bytes.
+    data: bytes = b""
 
 
 @dataclass(frozen=True)

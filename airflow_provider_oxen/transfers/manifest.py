@@ -72,14 +72,19 @@ def image_record(
     s3_uri: str,
     s3_prefix: str,
     sha256: str,
+    oxen_sha256: str | None = None,
     size_bytes: int,
     content_type: str,
     check: ImageCheck | VideoCheck | None,
     action: str,
     url_refreshed: bool = False,
     poster: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every field of ``result`` (see :func:`result_fields`) plus what was stored where, and the checks.
+
+    ``sha256`` is of the bytes stored, ``oxen_sha256`` of those Oxen returned (they differ when
+    the file was marked); ``provenance`` says whether it was marked, and why not.
 
     ``poster`` (a clip's poster frame: :data:`POSTER_FIELDS` and ``poster_action``) is added as is.
     """
@@ -90,11 +95,13 @@ def image_record(
         # The transfer's prefix: the publish step moves nothing outside it.
         "s3_prefix": s3_prefix,
         "sha256": sha256,
+        "oxen_sha256": oxen_sha256,
         "size_bytes": size_bytes,
         "content_type": content_type,
         "checks": check.to_dict() if check is not None else None,
         "action": action,
         "url_refreshed": url_refreshed,
+        "provenance": dict(provenance) if provenance is not None else None,
         **(dict(poster) if poster is not None else {}),
     }
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from airflow.sdk import Asset, BaseOperator
 
+from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import (
     OxenCheckFailedError,
     OxenError,
@@ -51,7 +53,9 @@ from airflow_provider_oxen.media.video import (
     poster_jpeg,
     poster_key,
 )
-from airflow_provider_oxen.results import build_result
+from airflow_provider_oxen.provenance.facts import Ingredient, Provenance
+from airflow_provider_oxen.provenance.xmp import mark, mark_file
+from airflow_provider_oxen.results import build_result, sent_inputs
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
@@ -98,6 +102,16 @@ CONTACT_SHEET_KIND = "oxen-contact-sheet"
 # A clip's poster frame: its own kind, the clip's generation-id, and the sha256 of the clip it shows.
 POSTER_KIND = "oxen-poster"
 SOURCE_SHA256_META = "source-sha256"
+# Marking changes the bytes: what Oxen returned keeps its own hash beside the stored one.
+OXEN_SHA256_META = "oxen-sha256"
+# "marked", or why not: a re-run reuses a stored file only if it was made the way this one would be.
+PROVENANCE_META = "provenance"
+MARKED = "marked"
+_UNMARKED = {
+    "off": "marking is off (mark_provenance=False)",
+    "unmarkable": "unknown or damaged container (XMP is written into PNG, JPEG, WebP, MP4 and MOV)",
+}
+SOFTWARE_AGENT = f"airflow-provider-oxen {__version__}"
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4", "mov": "mov", "webm": "webm"}
 _UNKNOWN_EXTENSION = "bin"
 
@@ -173,7 +187,8 @@ class OxenGenerationToS3Operator(BaseOperator):
     URLs without their (signed) query. A video result (``media_type: "video"``) is checked with
     PyAV (the ``video`` extra; without it the clip is stored and its checks say "not checked")
     and gets a poster frame, its middle frame as a JPEG at ``<key>.poster.jpg``, recorded as
-    ``poster_s3_key`` / ``poster_s3_uri``. See ``docs/transfers.md``.
+    ``poster_s3_key`` / ``poster_s3_uri``. Every file is marked as AI-generated, in XMP inside
+    the file (see ``docs/provenance.md``), unless ``mark_provenance=False``. See ``docs/transfers.md``.
 
     :param results: result dicts from ``OxenGenerateImageOperator`` (templated; usually
         ``generate.output``), a list of such lists (mapped tasks), or generation ids.
@@ -194,10 +209,15 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param contact_sheet_thumb: thumbnail edge in pixels.
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
+    :param mark_provenance: write the IPTC digital source type, the model, the generation id, the
+        provider and the input images into each file as XMP (templated; default True). A file
+        of another type (not PNG, JPEG, WebP, MP4 or MOV) is stored unmarked, and its record says why.
     :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
-        plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256``, ``size_bytes``, ``content_type``,
-        ``checks``, ``action`` (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
-        ``poster_size_bytes``, ``poster_action``). XComs ``manifest_uri`` and
+        plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256`` (of the stored bytes),
+        ``oxen_sha256`` (of the bytes Oxen returned), ``size_bytes``, ``content_type``, ``checks``,
+        ``provenance`` (``state``: marked/unmarked, ``digital_source_type``, ``reason``), ``action``
+        (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``, ``poster_size_bytes``,
+        ``poster_action``). XComs ``manifest_uri`` and
         ``contact_sheet_uri`` are pushed too.
     """
 
@@ -208,6 +228,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         "key_template",
         "manifest_key",
         "contact_sheet_key",
+        "mark_provenance",
     )
     template_fields_renderers = {"results": "json"}
     ui_color = "#ffe8c7"
@@ -231,6 +252,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         contact_sheet_thumb: int = 256,
         replace: bool = False,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
+        mark_provenance: bool | str = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -250,6 +272,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.contact_sheet_thumb = contact_sheet_thumb
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
+        self.mark_provenance = mark_provenance
 
     def _needs_bytes(self, item: _Planned, poster_in_place: bool) -> bool:
         """Whether the file's bytes must be read (an image: checks or the sheet; a clip: PyAV's work)."""
@@ -270,6 +293,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         bucket = check_bucket(self.bucket)
         prefix = normalise_prefix(self.prefix)
+        marks = _flag(self.mark_provenance, "mark_provenance")
         OxenS3FolderLink.persist(context, self)
         run_id = _run_id(context)
         with OxenHook(self.oxen_conn_id) as oxen:
@@ -297,7 +321,11 @@ class OxenGenerationToS3Operator(BaseOperator):
                 "image(s)" if not videos else f"file(s) ({videos} video clip(s))",
                 store.uri(prefix + "/" if prefix else ""),
             )
-            outcomes = [self._transfer(item, oxen, store, posters.get(item.poster_key)) for item in plan]
+            if not marks:
+                self.log.info("Provenance marking is off: files are stored as Oxen returned them.")
+            outcomes = [
+                self._transfer(item, oxen, store, posters.get(item.poster_key), marks) for item in plan
+            ]
         records = [record for record, _ in outcomes]
         noun = "file(s)" if videos else "image(s)"
 
@@ -452,7 +480,12 @@ class OxenGenerationToS3Operator(BaseOperator):
     # -- one image or clip ---------------------------------------------------------------------------
 
     def _transfer(
-        self, item: _Planned, oxen: OxenHook, store: S3ObjectStore, poster_head: ExistingObject | None
+        self,
+        item: _Planned,
+        oxen: OxenHook,
+        store: S3ObjectStore,
+        poster_head: ExistingObject | None,
+        marks: bool,
     ) -> tuple[dict[str, Any], SheetItem]:
         result = item.result
         generation_id = str(result["generation_id"])
@@ -467,26 +500,52 @@ class OxenGenerationToS3Operator(BaseOperator):
                 "seed": result.get("seed"),
             }
         )
+        facts = _facts(result)
         owner = (GENERATION_ID_META, metadata[GENERATION_ID_META])
         existing = store.head(item.key)
         ours = existing is not None and existing.sha256 is not None and existing.is_generation(generation_id)
+        # Stored the way this run would store it (marked, or not): then it may be reused as it is.
+        reusable = (
+            ours
+            and existing is not None
+            and existing.metadata.get(PROVENANCE_META) in ((MARKED, "unmarkable") if marks else ("off",))
+        )
+        # Ours, holding Oxen's bytes as they came (stored unmarked, or before marking existed):
+        # to mark it, the stored copy will do, so a re-run needs no (maybe expired) result URL.
+        as_returned = (
+            ours
+            and marks
+            and existing is not None
+            and existing.metadata.get(PROVENANCE_META) in (None, "off")
+        )
         # What S3's own checksum says about our object against the sha256 it was stored with.
         proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
-        recorded = existing.sha256 if ours and proven and existing is not None else None
+        recorded = existing.sha256 if reusable and proven and existing is not None else None
         in_place = self._poster_in_place(item, store, poster_head, recorded)
-        if ours and proven and not self._needs_bytes(item, in_place is not None):
+        if reusable and proven and not self._needs_bytes(item, in_place is not None):
             # Same generation, and S3's checksum proves the bytes are the ones recorded: no download.
             assert existing is not None and existing.sha256 is not None
             fetched = Fetched(existing.size, existing.sha256, existing.content_type)
             content_type = _content_type(item, None, fetched.content_type)
             analysis = self._analyse(item, None, fetched.size)
-            return self._report(item, store, WriteAction.SKIPPED, fetched, content_type, analysis, in_place)
+            return self._report(
+                item,
+                store,
+                WriteAction.SKIPPED,
+                fetched,
+                content_type,
+                analysis,
+                facts,
+                existing.metadata,
+                in_place,
+            )
 
         with Spool(self.spool_max_bytes) as spool:
             stored_copy = None
-            if ours and proven is not False:
+            marking: Mapping[str, str] = existing.metadata if existing is not None else {}
+            if (reusable or as_returned) and proven is not False:
                 stored_copy = self._stored_copy(item, existing, store, spool)
-            elif ours:
+            elif ours and proven is False:
                 assert existing is not None
                 self.log.warning(
                     "%s no longer holds the bytes it was stored with (S3's checksum %s, recorded sha256 "
@@ -499,11 +558,13 @@ class OxenGenerationToS3Operator(BaseOperator):
             if item.values is not None:
                 # The format was nobody's to say: the key is named by what the bytes are.
                 item = self._named_by_content(item, spool, fetched.content_type)
-                existing, ours = store.head(item.key), False
+                existing, reusable = store.head(item.key), False
+            if stored_copy is None or not reusable:
+                fetched, marking = self._mark(item, spool, fetched, facts, marks)
             in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
-            if stored_copy is not None:
+            if stored_copy is not None and reusable:
                 action = WriteAction.SKIPPED
-            elif ours:
+            elif reusable:
                 # Our object, but its bytes are not the ones recorded (overwritten?): rewrite it.
                 action = WriteAction.REPLACED
             else:
@@ -520,15 +581,34 @@ class OxenGenerationToS3Operator(BaseOperator):
                     spool,
                     item.key,
                     content_type=content_type,
-                    metadata={**metadata, SHA256_META: fetched.sha256},
+                    metadata={**metadata, **marking, SHA256_META: fetched.sha256},
                 )
         poster = in_place
         if analysis.poster is not None:
             # After the clip: a poster frame always describes the clip stored at its key.
-            poster = self._store_poster(
-                item, store, poster_head, analysis.poster, metadata, owner, fetched.sha256
+            data = (mark(analysis.poster, facts) if marks else None) or analysis.poster
+            poster = self._store_poster(item, store, poster_head, data, metadata, owner, fetched.sha256)
+        return self._report(item, store, action, fetched, content_type, analysis, facts, marking, poster)
+
+    def _mark(
+        self, item: _Planned, spool: Spool, fetched: Fetched, facts: Provenance, marks: bool
+    ) -> tuple[Fetched, dict[str, str]]:
+        """Mark the downloaded file in the spool: what is now there, and the metadata saying how."""
+        oxen_sha256 = {OXEN_SHA256_META: fetched.sha256}
+        if not marks:
+            return fetched, {**oxen_sha256, PROVENANCE_META: "off"}
+        if not mark_file(cast("IO[bytes]", spool), facts):
+            self.log.warning(
+                "Storing %s unmarked: %s.", item.result["generation_id"], _UNMARKED["unmarkable"]
             )
-        return self._report(item, store, action, fetched, content_type, analysis, poster)
+            return fetched, {**oxen_sha256, PROVENANCE_META: "unmarkable"}
+        spool.seek(0)
+        digest, size = hashlib.sha256(), 0
+        while chunk := spool.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+        stored = replace(fetched, size=size, sha256=digest.hexdigest())
+        return stored, {**oxen_sha256, PROVENANCE_META: MARKED}
 
     def _named_by_content(self, item: _Planned, spool: Spool, served_type: str | None) -> _Planned:
         """``item`` keyed with the extension of the image type its bytes declare (else the served one)."""
@@ -658,9 +738,13 @@ class OxenGenerationToS3Operator(BaseOperator):
         fetched: Fetched,
         content_type: str,
         analysis: _Analysis,
+        facts: Provenance,
+        marking: Mapping[str, str],
         poster: _Poster | None = None,
     ) -> tuple[dict[str, Any], SheetItem]:
+        """The record and contact-sheet item of one file; ``marking``: its metadata on how it was marked."""
         uri = store.uri(item.key)
+        state = marking.get(PROVENANCE_META)
         check = analysis.check
         result = item.result
         if not result.get("media_type"):  # an older result: brought to the current shape
@@ -671,21 +755,28 @@ class OxenGenerationToS3Operator(BaseOperator):
             s3_uri=uri,
             s3_prefix=item.prefix,
             sha256=fetched.sha256,
+            oxen_sha256=marking.get(OXEN_SHA256_META),
             size_bytes=fetched.size,
             content_type=content_type,
             check=check,
             action=action.value,
             url_refreshed=fetched.refreshed,
             poster=(poster.fields() if poster is not None else _NO_POSTER) if item.video else None,
+            provenance={
+                "state": MARKED if state == MARKED else "unmarked",
+                "digital_source_type": facts.digital_source_type,
+                "reason": _UNMARKED.get(str(state)),
+            },
         )
         verdict = check.summary() if check is not None else "not run"
         self.log.log(
             logging.WARNING if check is not None and check.ok is False else logging.INFO,
-            "%-8s %s (%d bytes, sha256 %s…, checks: %s)%s",
+            "%-8s %s (%d bytes, sha256 %s…, %s, checks: %s)%s",
             action.value,
             uri,
             fetched.size,
             fetched.sha256[:12],
+            record["provenance"]["state"],
             verdict,
             f" [result URL refreshed after {fetched.refresh_reason}]" if fetched.refreshed else "",
         )
@@ -791,6 +882,27 @@ def _claim(owners: dict[str, str], key: str, owner: str) -> None:
             field="key_template",
         )
     owners[key] = owner
+
+
+def _facts(result: Mapping[str, Any]) -> Provenance:
+    """What the marking says of a result; its inputs as the DAG named them (older results: as sent)."""
+    uris = result.get("input_uris")
+    if uris is None:
+        uris = sent_inputs(result.get("parameters") or {})
+    return Provenance(
+        generation_id=str(result["generation_id"]),
+        model=str(result.get("model") or ""),
+        software_agent=SOFTWARE_AGENT,
+        ingredients=tuple(Ingredient(uri, mimetypes.guess_type(uri)[0] or "") for uri in uris),
+    )
+
+
+def _flag(value: bool | str, field: str) -> bool:
+    """A templated switch: a bool, or the text a template renders one to."""
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise OxenValidationError(f"{field} must be True or False, got {value!r:.60}", field=field)
+    return text == "true"
 
 
 def _run_id(context: Context) -> str:

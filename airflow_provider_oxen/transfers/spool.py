@@ -90,6 +90,9 @@ class Spool(io.IOBase):
     def seekable(self) -> bool:
         return True
 
+    def truncate(self, size: int | None = None) -> int:
+        return self._file.truncate(size)
+
     def reset(self) -> None:
         """Empty the spool for a fresh download (e.g. after a refreshed URL)."""
         self._file.seek(0)

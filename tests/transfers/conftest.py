@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.fixtures import moto_s3_client, moto_s3_server
+from tests.fixtures import connection_json, moto_s3_client, moto_s3_server
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
@@ -38,6 +38,21 @@ def file_server(tmp_path: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def file_results(file_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``file_server``, whose plain-http loopback URLs the Oxen connection may download results from
+    (the connection's own host is never asked: the results carry signed URLs)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OXEN_DEFAULT",
+        connection_json(
+            "http://127.0.0.1:9",
+            download_allowed_hosts=["127.0.0.1"],
+            download_allow_http_hosts=["127.0.0.1"],
+        ),
+    )
+    return file_server
 
 
 @pytest.fixture(scope="session")

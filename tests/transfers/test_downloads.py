@@ -21,7 +21,6 @@ from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResultDownloadError
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import connection_json
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import list_keys, object_bytes, run_transfer, s3_operator
 from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
@@ -117,12 +116,13 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
         s3_operator([result], bucket)
     )  # checks and the contact sheet on: they read the spool
 
-    assert record["action"] == "stored" and record["sha256"] == _sha256(data)
+    # Stored marked: Oxen's bytes keep their own hash beside the stored one.
+    assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
     assert record["checks"]["ok"] is True and record["content_type"] == "image/png"
-    assert object_bytes(s3_client, bucket, KEY) == data
+    assert _sha256(object_bytes(s3_client, bucket, KEY)) == record["sha256"] != record["oxen_sha256"]
     head = s3_client.head_object(Bucket=bucket, Key=KEY)
     assert head["ETag"].endswith('-2"')  # boto3's own multipart upload: a composite checksum
-    assert head["Metadata"]["sha256"] == _sha256(data) and head["ContentType"] == "image/png"
+    assert head["Metadata"]["sha256"] == record["sha256"] and head["ContentType"] == "image/png"
     assert head["ServerSideEncryption"] == "AES256" and head["StorageClass"] == "STANDARD_IA"
 
     # S3's checksum cannot prove a multipart object: it is read back from S3 and hashed, not
@@ -130,7 +130,8 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     s3_calls.reset()
     downloads = oxen.requests["file"]
     [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
-    assert again["action"] == "skipped" and again["sha256"] == _sha256(data)
+    assert again["action"] == "skipped" and again["sha256"] == record["sha256"]
+    assert again["oxen_sha256"] == _sha256(data)
     assert oxen.requests["file"] == downloads
     assert s3_calls.keys["GetObject"] == [KEY]
     assert KEY not in s3_calls.keys.get("PutObject", []) and s3_calls.counts["CreateMultipartUpload"] == 0
@@ -160,8 +161,8 @@ def test_a_download_that_broke_off_once_is_read_again_and_stored_whole(
     [record] = run_transfer(s3_operator([cut], bucket, checks=False, contact_sheet=False))
 
     assert oxen.requests["file"] == 2
-    assert record["action"] == "stored" and record["sha256"] == _sha256(data)
-    assert object_bytes(s3_client, bucket, KEY) == data
+    assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
+    assert _sha256(object_bytes(s3_client, bucket, KEY)) == record["sha256"]
 
 
 def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
@@ -189,16 +190,8 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(
-    tmp_path: Path, file_server: str, s3_client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, file_results: str, s3_client: Any, bucket: str
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    )
     png = io.BytesIO()
     Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
     # Cut mid-data, and served as ".bin" (application/octet-stream); the result asked for a JPEG.
@@ -208,7 +201,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
         "status": "succeeded",
         "model": "ideogram-v4",
         "prompt": "cut short",
-        "result_url": f"{file_server}/cut.bin?signature=test",
+        "result_url": f"{file_results}/cut.bin?signature=test",
         "output_format": "jpeg",
         "width": 256,
         "height": 256,

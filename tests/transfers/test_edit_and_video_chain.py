@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
+from airflow_provider_oxen.provenance.facts import COMPOSITE
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, exiftool_xmp
 from tests.integration.helpers import defer, run_trigger, task_context
 from tests.transfers.helpers import transfer_context
 
@@ -39,6 +40,7 @@ def test_an_edit_of_a_stored_image_is_sent_presigned_and_kept_unsigned(
     assert result["status"] == "succeeded" and result["media_type"] == "image"
     assert result["parameters"]["input_image"] == sent.split("?")[0]  # XCom keeps no signature
     assert "Signature" not in repr(result)
+    assert result["input_uris"] == [key_visual]  # what provenance and lineage name
 
 
 def test_a_clip_after_a_worker_crash_is_paid_once_and_stored_as_video(
@@ -83,7 +85,10 @@ def test_a_clip_after_a_worker_crash_is_paid_once_and_stored_as_video(
     head = s3_client.head_object(Bucket=bucket, Key=record["s3_key"])
     assert head["ContentType"] == "video/mp4" and record["s3_key"].endswith(".mp4")
     body = s3_client.get_object(Bucket=bucket, Key=record["s3_key"])["Body"].read()
-    with av.open(io.BytesIO(body)) as video:
+    with av.open(io.BytesIO(body)) as video:  # marked, and still every frame decodes
         assert sum(1 for _ in video.decode(video=0)) == 3 * 8  # 3 s at the emulator's 8 fps
+    read = exiftool_xmp(body)
+    assert (read["DigitalSourceType"], read["IngredientsFilePath"]) == (COMPOSITE, key_visual)
     poster = s3_client.get_object(Bucket=bucket, Key=record["poster_s3_key"])["Body"].read()
     assert Image.open(io.BytesIO(poster)).format == "JPEG"
+    assert exiftool_xmp(poster)["DocumentID"] == f"oxen:generation:{result['generation_id']}"

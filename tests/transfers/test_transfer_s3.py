@@ -86,13 +86,15 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
         key = f"{RENDERED_DIR}/{result['generation_id']}.{ext}"
         assert record["s3_key"] == key and record["s3_uri"] == f"s3://{bucket}/{key}"
         assert record["action"] == "stored"
-        # The stored bytes are exactly what the emulator serves.
+        # The stored bytes are what the emulator serves, marked; both hashes are on record.
         data = object_bytes(s3_client, bucket, key)
-        assert (
-            hashlib.sha256(data).hexdigest()
-            == served_sha256(fresh_url(result["generation_id"]))
-            == record["sha256"]
-        )
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]
+        assert served_sha256(fresh_url(result["generation_id"])) == record["oxen_sha256"] != record["sha256"]
+        assert record["provenance"] == {
+            "state": "marked",
+            "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+            "reason": None,
+        }
         assert record["size_bytes"] == len(data)
         head = s3_client.head_object(Bucket=bucket, Key=key)
         assert head["ContentType"] == ("image/jpeg" if ext == "jpg" else "image/png")
@@ -105,6 +107,8 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event(
             "model": result["model"],
             "prompt-sha256": hashlib.sha256(result["prompt"].encode()).hexdigest(),
             "sha256": record["sha256"],
+            "oxen-sha256": record["oxen_sha256"],
+            "provenance": "marked",
             **({"seed": str(result["seed"])} if result["seed"] is not None else {}),
         }
         assert result["prompt"] not in json.dumps(head["Metadata"])
@@ -207,7 +211,8 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     # read back and hashed (the proof), then nothing to upload.
     s3_client.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"sha256": digest})
     s3_calls.reset()
-    [record] = _run(_operator([result], bucket, contact_sheet=False))
+    # (Unmarked: a marked file would differ from it.)
+    [record] = _run(_operator([result], bucket, contact_sheet=False, mark_provenance=False))
     assert record["action"] == "skipped" and s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
     assert s3_calls.keys.get("GetObject") == [key]
 
@@ -216,10 +221,10 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     for metadata in ({}, {"sha256": digest}):
         s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file", Metadata=metadata)
         with pytest.raises(OxenKeyConflictError, match="replace=True") as info:
-            _run(_operator([result], bucket, contact_sheet=False))
+            _run(_operator([result], bucket, contact_sheet=False, mark_provenance=False))
         assert key in str(info.value)
         assert object_bytes(s3_client, bucket, key) == b"somebody else's file"
-    [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True))
+    [record] = _run(_operator([result], bucket, contact_sheet=False, replace=True, mark_provenance=False))
     assert record["action"] == "replaced" and object_bytes(s3_client, bucket, key) == data
 
     # An unrelated object where the manifest goes is found before anything is uploaded.

@@ -1,0 +1,135 @@
+"""Provenance marking in the S3 transfer, over real sockets (emulator, moto S3): what exiftool reads
+in the stored file, both hashes in metadata, manifest and XCom, and re-runs that upload nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from airflow_provider_oxen import __version__
+from airflow_provider_oxen.exceptions import OxenValidationError
+from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
+from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
+from tests.fixtures import EmulatorControl, exiftool_xmp
+from tests.transfers.conftest import S3Calls
+from tests.transfers.helpers import (
+    fresh_url,
+    generate,
+    list_keys,
+    object_bytes,
+    run_transfer,
+    s3_operator,
+    served_sha256,
+)
+
+MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
+
+
+def test_an_edit_is_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
+) -> None:
+    [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
+    assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
+
+    [record] = run_transfer(s3_operator([result], bucket))
+
+    data = object_bytes(s3_client, bucket, record["s3_key"])
+    assert exiftool_xmp(data) == {
+        "SourceFile": "-",
+        "DigitalSourceType": COMPOSITE,
+        "AISystemUsed": "qwen-image-edit",
+        "DocumentID": f"oxen:generation:{result['generation_id']}",
+        "CreatorTool": f"airflow-provider-oxen {__version__}",
+        "IngredientsFilePath": key_visual,
+    }
+    Image.open(io.BytesIO(data)).load()
+    oxen_sha256 = served_sha256(fresh_url(result["generation_id"]))
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() != oxen_sha256 == record["oxen_sha256"]
+    assert record["provenance"] == {"state": "marked", "digital_source_type": COMPOSITE, "reason": None}
+    metadata = s3_client.head_object(Bucket=bucket, Key=record["s3_key"])["Metadata"]
+    assert (metadata["sha256"], metadata["oxen-sha256"], metadata["provenance"]) == (
+        record["sha256"],
+        oxen_sha256,
+        "marked",
+    )
+    [listed] = json.loads(object_bytes(s3_client, bucket, MANIFEST_KEY))["images"]
+    assert {k: listed[k] for k in ("sha256", "oxen_sha256", "provenance", "input_uris")} == {
+        k: record[k] for k in ("sha256", "oxen_sha256", "provenance", "input_uris")
+    }
+
+    # The same bytes again (marking is deterministic): everything skipped, nothing uploaded.
+    s3_calls.reset()
+    [again] = run_transfer(s3_operator([result], bucket))
+    assert again["action"] == "skipped" and s3_calls.uploads == 0
+    assert (again["sha256"], again["oxen_sha256"], again["provenance"]) == (
+        record["sha256"],
+        record["oxen_sha256"],
+        record["provenance"],
+    )
+
+
+def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_it(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+) -> None:
+    [result] = generate(1)
+    with pytest.raises(OxenValidationError, match="mark_provenance") as refused:
+        run_transfer(s3_operator([result], bucket, mark_provenance="sometimes"))
+    assert refused.value.field == "mark_provenance" and s3_calls.uploads == 0
+
+    # Templated: a rendered "False" is off.
+    [off] = run_transfer(s3_operator([result], bucket, mark_provenance="False", contact_sheet=False))
+    data = object_bytes(s3_client, bucket, off["s3_key"])
+    assert off["sha256"] == off["oxen_sha256"] == hashlib.sha256(data).hexdigest()
+    assert "DigitalSourceType" not in exiftool_xmp(data)
+    assert off["provenance"] == {
+        "state": "unmarked",
+        "digital_source_type": GENERATED,
+        "reason": "marking is off (mark_provenance=False)",
+    }
+
+    # Turned on again: the stored copy (Oxen's bytes) is marked; no download from Oxen needed.
+    downloads = oxen.route_count("GET /files/{id}/{name}")
+    [on] = run_transfer(s3_operator([result], bucket, contact_sheet=False))
+    assert on["action"] == "replaced" and on["provenance"]["state"] == "marked"
+    assert oxen.route_count("GET /files/{id}/{name}") == downloads
+    assert exiftool_xmp(object_bytes(s3_client, bucket, on["s3_key"]))["DigitalSourceType"] == GENERATED
+    assert on["oxen_sha256"] == off["oxen_sha256"]
+
+
+def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
+    tmp_path: Path,
+    file_results: str,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
+    gif = (tmp_path / "still.gif").read_bytes()
+    result = {
+        "generation_id": "gen-gif",
+        "status": "succeeded",
+        "model": "some-gif-model",
+        "result_url": f"{file_results}/still.gif?signature=test",
+        "output_format": "gif",
+    }
+    operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
+    capfd.readouterr()
+
+    [record] = run_transfer(operator)
+
+    assert "Storing gen-gif unmarked: unknown or damaged container" in capfd.readouterr().out
+    assert object_bytes(s3_client, bucket, record["s3_key"]) == gif
+    assert record["sha256"] == record["oxen_sha256"] == hashlib.sha256(gif).hexdigest()
+    assert record["provenance"]["state"] == "unmarked"
+    assert record["provenance"]["reason"].startswith("unknown or damaged container")
+    s3_calls.reset()
+    [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
+    assert again["action"] == "skipped" and again["provenance"] == record["provenance"]
+    assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == [record["s3_key"], MANIFEST_KEY]
