@@ -198,10 +198,12 @@ def sign(data: bytes, mime_type: str, facts: Provenance, credentials: SigningCre
             c2pa.Builder(manifest, context=context) as builder,
             c2pa.Signer.from_info(info) as signer,
         ):
-            if facts.ingredients:
+            # Only sources whose bytes were read can be embedded (a URL input is named in the XMP).
+            sources = [ingredient for ingredient in facts.ingredients if ingredient.data]
+            if sources:
                 # The spec wants an edit's first action to open its parent: the intent adds it.
                 builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
-            for index, ingredient in enumerate(facts.ingredients):
+            for index, ingredient in enumerate(sources):
                 builder.add_ingredient(
                     {
                         "title": ingredient.uri,

@@ -53,6 +53,7 @@ from airflow_provider_oxen.media.video import (
     poster_jpeg,
     poster_key,
 )
+from airflow_provider_oxen.provenance.c2pa import SigningCredentials, sign
 from airflow_provider_oxen.provenance.facts import Ingredient, Provenance
 from airflow_provider_oxen.provenance.xmp import mark, mark_file
 from airflow_provider_oxen.results import build_result, sent_inputs
@@ -107,10 +108,16 @@ OXEN_SHA256_META = "oxen-sha256"
 # "marked", or why not: a re-run reuses a stored file only if it was made the way this one would be.
 PROVENANCE_META = "provenance"
 MARKED = "marked"
+SIGNED = "signed"
 _UNMARKED = {
     "off": "marking is off (mark_provenance=False)",
     "unmarkable": "unknown or damaged container (XMP is written into PNG, JPEG, WebP, MP4 and MOV)",
+    "unsigned": "marked, but not signed: C2PA cannot carry a manifest in this file type",
 }
+# What the record says of each stored state (its reason, if any, is in _UNMARKED).
+_RECORD_STATES = {SIGNED: SIGNED, MARKED: MARKED, "unsigned": MARKED}
+# A source image read to be a C2PA ingredient (edit inputs are images of a few MB).
+_SOURCE_MAX_BYTES = 64 * 1024 * 1024
 SOFTWARE_AGENT = f"airflow-provider-oxen {__version__}"
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4", "mov": "mov", "webm": "webm"}
 _UNKNOWN_EXTENSION = "bin"
@@ -212,6 +219,9 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param mark_provenance: write the IPTC digital source type, the model, the generation id, the
         provider and the input images into each file as XMP (templated; default True). A file
         of another type (not PNG, JPEG, WebP, MP4 or MOV) is stored unmarked, and its record says why.
+    :param c2pa_conn_id: an ``oxen_c2pa`` connection (certificate chain and private key): each
+        marked file is also signed with C2PA Content Credentials, its ``s3://`` inputs embedded as
+        ingredients (the ``c2pa`` extra; see ``docs/provenance.md``). Default: not signed.
     :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
         plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256`` (of the stored bytes),
         ``oxen_sha256`` (of the bytes Oxen returned), ``size_bytes``, ``content_type``, ``checks``,
@@ -253,6 +263,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         replace: bool = False,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
         mark_provenance: bool | str = True,
+        c2pa_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -273,6 +284,9 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
         self.mark_provenance = mark_provenance
+        self.c2pa_conn_id = c2pa_conn_id
+        self._credentials: SigningCredentials | None = None
+        self._sources: dict[str, Ingredient] = {}
 
     def _needs_bytes(self, item: _Planned, poster_in_place: bool) -> bool:
         """Whether the file's bytes must be read (an image: checks or the sheet; a clip: PyAV's work)."""
@@ -294,6 +308,13 @@ class OxenGenerationToS3Operator(BaseOperator):
         bucket = check_bucket(self.bucket)
         prefix = normalise_prefix(self.prefix)
         marks = _flag(self.mark_provenance, "mark_provenance")
+        if self.c2pa_conn_id:
+            if not marks:
+                raise OxenValidationError(
+                    "c2pa_conn_id signs the marked file: it needs mark_provenance=True", field="c2pa_conn_id"
+                )
+            # Proven before anything is downloaded: a bad certificate fails the task, not half a batch.
+            self._credentials = SigningCredentials.from_connection(self.c2pa_conn_id)
         OxenS3FolderLink.persist(context, self)
         run_id = _run_id(context)
         with OxenHook(self.oxen_conn_id) as oxen:
@@ -508,7 +529,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         reusable = (
             ours
             and existing is not None
-            and existing.metadata.get(PROVENANCE_META) in ((MARKED, "unmarkable") if marks else ("off",))
+            and existing.metadata.get(PROVENANCE_META) in self._accepted_states(marks)
         )
         # Ours, holding Oxen's bytes as they came (stored unmarked, or before marking existed):
         # to mark it, the stored copy will do, so a re-run needs no (maybe expired) result URL.
@@ -607,8 +628,58 @@ class OxenGenerationToS3Operator(BaseOperator):
         while chunk := spool.read(1024 * 1024):
             digest.update(chunk)
             size += len(chunk)
+        state = self._sign(item, spool, facts) if self._credentials is not None else MARKED
+        spool.seek(0)
+        digest, size = hashlib.sha256(), 0
+        while chunk := spool.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
         stored = replace(fetched, size=size, sha256=digest.hexdigest())
-        return stored, {**oxen_sha256, PROVENANCE_META: MARKED}
+        return stored, {**oxen_sha256, PROVENANCE_META: state}
+
+    def _accepted_states(self, marks: bool) -> tuple[str, ...]:
+        """How a stored file may have been made for this run to keep it as it is."""
+        if not marks:
+            return ("off",)
+        if self._credentials is not None:
+            return (SIGNED, "unsigned", "unmarkable")
+        return (MARKED, "unmarkable")
+
+    def _sign(self, item: _Planned, spool: Spool, facts: Provenance) -> str:
+        """Sign the marked file in the spool with C2PA; the provenance state it then has."""
+        assert self._credentials is not None
+        spool.seek(0)
+        mime_type = identify_mime_type(cast("IO[bytes]", spool)) or VIDEO_MIME_TYPES.get(
+            item.expected.format or "", "application/octet-stream"
+        )
+        spool.seek(0)
+        sources = tuple(self._source(ingredient) for ingredient in facts.ingredients)
+        signed = sign(spool.read(), mime_type, replace(facts, ingredients=sources), self._credentials)
+        if signed is None:
+            self.log.warning("Storing %s unsigned: %s.", facts.generation_id, _UNMARKED["unsigned"])
+            return "unsigned"
+        spool.seek(0)
+        spool.truncate()
+        spool.write(signed)
+        return SIGNED
+
+    def _source(self, ingredient: Ingredient) -> Ingredient:
+        """An input image with its bytes, for C2PA to hash and embed (read once per task)."""
+        if not ingredient.uri.startswith("s3://"):
+            # A URL input is named in the XMP; C2PA needs bytes this task has no safe way to read.
+            return ingredient
+        if ingredient.uri not in self._sources:
+            bucket, _, key = ingredient.uri.removeprefix("s3://").partition("/")
+            response = self.s3_hook().get_conn().get_object(Bucket=bucket, Key=key)
+            data = response["Body"].read(_SOURCE_MAX_BYTES + 1)
+            if len(data) > _SOURCE_MAX_BYTES:
+                raise OxenValidationError(
+                    f"{ingredient.uri} is over {_SOURCE_MAX_BYTES} bytes: too big for a C2PA ingredient",
+                    field="c2pa_conn_id",
+                )
+            mime_type = str(response.get("ContentType") or ingredient.mime_type)
+            self._sources[ingredient.uri] = replace(ingredient, data=data, mime_type=mime_type)
+        return self._sources[ingredient.uri]
 
     def _named_by_content(self, item: _Planned, spool: Spool, served_type: str | None) -> _Planned:
         """``item`` keyed with the extension of the image type its bytes declare (else the served one)."""
@@ -763,7 +834,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             url_refreshed=fetched.refreshed,
             poster=(poster.fields() if poster is not None else _NO_POSTER) if item.video else None,
             provenance={
-                "state": MARKED if state == MARKED else "unmarked",
+                "state": _RECORD_STATES.get(str(state), "unmarked"),
                 "digital_source_type": facts.digital_source_type,
                 "reason": _UNMARKED.get(str(state)),
             },

@@ -16,7 +16,7 @@ from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import EmulatorControl, exiftool_xmp
+from tests.fixtures import EmulatorControl, FakeTaskStateStore, exiftool_xmp
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     fresh_url,
@@ -133,3 +133,81 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
     assert again["action"] == "skipped" and again["provenance"] == record["provenance"]
     assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == [record["s3_key"], MANIFEST_KEY]
+
+
+def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
+    oxen: EmulatorControl,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    key_visual: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The transfer signs what it marked: photo (unsigned) ← edit ← clip, as c2pa's Reader sees it."""
+    import c2pa
+
+    from airflow_provider_oxen.operators.generate import OxenGenerateVideoOperator
+    from tests.provenance.certs import make_signer
+
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_C2PA_DEFAULT", make_signer().connection_json())
+    oxen.configure(video_render_seconds=0.5)
+
+    def manifests(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        data = object_bytes(s3_client, bucket, record["s3_key"])
+        with c2pa.Reader(record["content_type"], io.BytesIO(data)) as reader:
+            store = json.loads(reader.json())
+        # A test CA is on no trust list; anything else (a hash mismatch) fails here.
+        assert {s["code"] for s in store.get("validation_status", [])} == {"signingCredential.untrusted"}
+        assert exiftool_xmp(data)["DigitalSourceType"] == COMPOSITE  # the XMP survived signing
+        return store, store["manifests"][store["active_manifest"]]
+
+    [edit] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
+    [edit_record] = run_transfer(s3_operator([edit], bucket, c2pa_conn_id="oxen_c2pa_default"))
+    assert edit_record["provenance"]["state"] == "signed"
+    assert (
+        s3_client.head_object(Bucket=bucket, Key=edit_record["s3_key"])["Metadata"]["provenance"] == "signed"
+    )
+    _, edit_manifest = manifests(edit_record)
+    [photo] = edit_manifest["ingredients"]
+    photo_bytes = object_bytes(s3_client, bucket, key_visual.removeprefix(f"s3://{bucket}/"))
+    assert (photo["title"], photo["metadata"]["sha256"]) == (
+        key_visual,
+        hashlib.sha256(photo_bytes).hexdigest(),
+    )
+
+    clip_operator = OxenGenerateVideoOperator(
+        task_id="clip",
+        model="kling-video-o3-pro-reference-to-video",
+        prompt="Slow push-in",
+        input_images=edit_record["s3_uri"],
+        parameters={"duration": 3, "aspect_ratio": "16:9"},
+        poll_interval=0.05,
+        deferrable=False,
+    )
+    [clip] = clip_operator.execute({"task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
+    [clip_record] = run_transfer(
+        s3_operator(
+            [clip], bucket, c2pa_conn_id="oxen_c2pa_default", prefix="clips", key_template="clips/clip.mp4"
+        )
+    )
+    store, clip_manifest = manifests(clip_record)
+    [edit_ingredient] = clip_manifest["ingredients"]
+    assert edit_ingredient["title"] == edit_record["s3_uri"]
+    assert edit_ingredient["metadata"]["sha256"] == edit_record["sha256"]
+    # The edit's manifest came along: the clip names the edit, which names the photo.
+    assert store["manifests"][edit_ingredient["active_manifest"]]["ingredients"][0]["title"] == key_visual
+
+    # A re-run keeps what was signed (signing is not deterministic: nothing is re-signed or uploaded).
+    s3_calls.reset()
+    [again] = run_transfer(s3_operator([edit], bucket, c2pa_conn_id="oxen_c2pa_default"))
+    assert (again["action"], again["sha256"], s3_calls.uploads) == ("skipped", edit_record["sha256"], 0)
+
+
+def test_signing_needs_marking_and_is_refused_before_any_upload(
+    oxen: EmulatorControl, bucket: str, s3_calls: S3Calls
+) -> None:
+    [result] = generate(1)
+    operator = s3_operator([result], bucket, mark_provenance=False, c2pa_conn_id="oxen_c2pa_default")
+    with pytest.raises(OxenValidationError, match="mark_provenance=True") as refused:
+        run_transfer(operator)
+    assert refused.value.field == "c2pa_conn_id" and s3_calls.uploads == 0
