@@ -2,6 +2,7 @@
 
 # The main job: the example DAG against the embedded Oxen emulator (no API key, no network).
 demo: bootstrap
+	@scripts/ensure_exiftool.sh
 	.venv/bin/python scripts/demo.py
 
 # The whole test suite: the fast layer plus the slow one (real Airflow clusters, the chaos soak,

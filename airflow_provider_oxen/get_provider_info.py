@@ -99,7 +99,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {
-                # C2PA signing (docs/provenance-signing.md): the key in the password, the rest in extra.
+                # C2PA signing (docs/provenance.md): the key in the password, the rest in extra.
                 "hook-class-name": "airflow_provider_oxen.provenance.c2pa.C2paSigningHook",
                 "hook-name": "Oxen C2PA signing",
                 "connection-type": "oxen_c2pa",
