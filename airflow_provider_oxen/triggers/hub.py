@@ -478,11 +478,11 @@ class OxenHub:
         their events may have been lost. While the stream stayed open, an id the hub saw in
         flight before and that has just left the queue has its completion event on the way,
         perhaps still unread in the socket when the loop is busy: it is read only once its
-        event is overdue (:func:`overdue_reads`), and at most ``SAFETY_READS_MAX`` reads per
-        safety interval (being late is not being lost: reading thousands of rows would only
-        take the CPU a loop that is behind lacks). Ids never seen in flight (registered after
-        finishing) are read at once, within the same bound. ``epoch`` is the stream's epoch
-        when this listing was requested (None: it was not open).
+        event is overdue (:func:`overdue_reads`), and at most ``SAFETY_READS_MAX`` of those
+        per safety interval (being late is not being lost: reading thousands of rows would
+        only take the CPU a loop that is behind lacks). Ids never seen in flight (registered
+        after finishing, their event forgotten) are read at once. ``epoch`` is the stream's
+        epoch when this listing was requested (None: it was not open).
         """
         unbroken = epoch is not None and self._stream_open and self._stream_epoch == epoch
         streaming = unbroken and self._listing_epoch == epoch
@@ -495,13 +495,12 @@ class OxenHub:
         if now >= self._budget_ends:
             self._read_budget, self._budget_ends = SAFETY_READS_MAX, now + self._interval(1.0)
         missing = {i: self._missing.get(i, now) for i in gone if i in self._listed}
-        unseen = [i for i in gone if i not in self._listed]
-        due = (unseen + overdue_reads(missing, now, lag))[: self._read_budget]
-        self._read_budget -= len(due)
-        for generation_id in due:
-            missing.pop(generation_id, None)
+        overdue = overdue_reads(missing, now, lag)[: self._read_budget]
+        self._read_budget -= len(overdue)
+        for generation_id in overdue:
+            del missing[generation_id]
         self._missing = missing
-        return due
+        return [i for i in gone if i not in self._listed] + overdue
 
     async def _scan_listing(self, body: Any) -> tuple[set[str], list[str]]:
         """Deliver what the listing says of waited-for ids.
