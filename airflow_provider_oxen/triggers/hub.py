@@ -179,8 +179,9 @@ class OxenHub:
         self.hook: OxenAsyncHook = OxenAsyncHook(oxen_conn_id)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: dict[str, set[Waiter]] = {}
-        # The raw status of each waited-for id as last delivered from a listing: a listing row
-        # with the same status again is not parsed or delivered (see :meth:`_scan_listing`).
+        # The raw status of each waited-for id as last delivered from a listing (or as it stood
+        # when found in flight otherwise): a listing row with the same status again is not
+        # parsed or delivered (see :meth:`_scan_listing`); an id in here has been seen in flight.
         self._listed: dict[str, str] = {}
         # Ids that left the listing while the event stream stayed open, with when a listing first
         # missed them: their completion event is most likely on its way (a busy loop reads the
@@ -310,7 +311,11 @@ class OxenHub:
             event = self._finished.pop(generation_id, None) or self._finished_before.pop(generation_id, None)
             if event is not None:
                 self._complete(generation_id, event)  # it finished before its trigger registered
-            elif not (covering and generation_id in self._covered):
+            elif covering and generation_id in self._covered:
+                # Seen in flight: its event will come, so a listing that misses it first only
+                # means the stream is late (see :meth:`_reads_due`).
+                self._listed.setdefault(generation_id, GenerationStatus.QUEUED.value)
+            else:
                 # Start-up gap: it may have finished before we were listening.
                 self._unchecked.add(generation_id)
                 unchecked = True
@@ -470,6 +475,7 @@ class OxenHub:
         # Still waited for after delivering: in flight, and no event came during the read.
         if generation_id in self._waiters and self._stream_open and self._stream_epoch == epoch:
             self._covered.add(generation_id)
+            self._listed.setdefault(generation_id, row.status.value)
 
     def _reads_due(self, gone: list[str], epoch: int | None) -> list[str]:
         """Which of the waited-for ids missing from the listing to read now.

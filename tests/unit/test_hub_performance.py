@@ -299,3 +299,19 @@ def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) 
         return reads
 
     assert asyncio.run(scenario()) == [40, 40, 20, 0]
+
+
+def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue() -> None:
+    async def scenario() -> int:
+        fake = FakeHook()
+        hub = _bare_hub(fake, "events", stream_open=True)
+        _register(hub, ["first"])
+        fake.listing = lambda: {"generations": [_row(i, "processing") for i in ("first", "g1")]}
+        await hub.reconcile()
+        await hub.reconcile()
+        _register(hub, ["g1"])  # covered: the last listing showed it in flight, no request
+        fake.listing = lambda: {"generations": [_row("first", "processing")]}
+        await hub.reconcile()  # g1 finished; its event is still to be read from the stream
+        return sum(fake.reads.values())
+
+    assert asyncio.run(scenario()) == 0
