@@ -26,6 +26,9 @@ is the median of ``--repeat`` runs, with the range. Usage::
 
     python benchmarks/wait_benchmark.py                        # the full table (see docs/performance.md)
     python benchmarks/wait_benchmark.py --sizes 50 --repeat 1 --render-seconds 2 --poll-interval 1
+    # 50,000 waits, completions in enqueue order (issue 22; docs/performance.md):
+    python benchmarks/wait_benchmark.py --sizes 20000,50000 --strategies events --repeat 1 \
+        --render-seconds 15 --render-seconds-max 15 --child-timeout 900
 """
 
 from __future__ import annotations
