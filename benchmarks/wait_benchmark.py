@@ -26,6 +26,9 @@ is the median of ``--repeat`` runs, with the range. Usage::
 
     python benchmarks/wait_benchmark.py                        # the full table (see docs/performance.md)
     python benchmarks/wait_benchmark.py --sizes 50 --repeat 1 --render-seconds 2 --poll-interval 1
+    # 50,000 waits, completions in enqueue order (issue 22; docs/performance.md):
+    python benchmarks/wait_benchmark.py --sizes 20000,50000 --strategies events --repeat 1 \
+        --render-seconds 15 --render-seconds-max 15 --child-timeout 900
 """
 
 from __future__ import annotations
@@ -76,15 +79,19 @@ LABELS = {
     "http": "HttpEventTrigger (http provider)",
     "own": "own-invention per-trigger client (not a baseline)",
 }
-# Goals for the events strategy (docs/performance.md).
-GOAL_RSS_MB, GOAL_P99_MS, GOAL_CPU_FLATNESS = 400.0, 100.0, 1.5
+# Goals for the events strategy (docs/performance.md): peak RSS MB and p99 ms by the largest N
+# they apply to (issue 22: one core cannot keep up with 50,000 completions in 17 s, so latency
+# gives there, within bounds), CPU per 1,000 waits growth, and per-id status reads per wait.
+GOALS_BY_N = ((20_000, 400.0, 100.0), (50_000, 800.0, 1000.0))
+GOAL_CPU_FLATNESS, GOAL_READS_PER_WAIT = 1.3, 0.01
 LAG_TICK = 0.1
 HISTORY_PAGE = 5000
 # Which model the waits are for does not matter to waiting; this one has no request schema,
 # so the emulator enqueues it fastest (it validates every other model's parameters per row).
 ENQUEUE_MODEL = "flux-2-dev"
-# Seconds per generation the emulator took to enqueue, until a run measures it.
-ENQUEUE_RATE_GUESS = 0.0005
+# Seconds per generation from the enqueue until its trigger is built and registered, until a run
+# measures it (a generation that finishes before its trigger started measures nothing of waiting).
+ENQUEUE_RATE_GUESS = 0.001
 # Seconds allowed for building the triggers after the enqueue, and a margin on top.
 START_MARGIN = 3.0
 
@@ -222,6 +229,8 @@ async def _child(
         "errors": errors[:5],
         "error_count": len(errors),
         "enqueue_seconds": enqueue_seconds,
+        # From the enqueue until the last trigger started, less the spread of the starts.
+        "ready_seconds": max(started.values(), default=enqueue_started) - enqueue_started - poll_interval,
         "wall_seconds": wall,
         "cpu_seconds": cpu_after - cpu_before,
         "rss_before_mb": rss_before,
@@ -279,7 +288,8 @@ def child_env(emulator_url: str, home: str) -> dict[str, str]:
 
 def hold_seconds(n: int, args: argparse.Namespace, rate: float) -> float:
     """The emulator's ``queue_seconds`` for a run: long enough that no generation finishes
-    before every trigger started (the enqueue of N takes a while), so all N waits overlap."""
+    before every trigger started (enqueueing N and starting N triggers take a while), so all
+    N waits overlap."""
     return max(0.2, n * rate + args.poll_interval + START_MARGIN - args.render_seconds)
 
 
@@ -349,6 +359,7 @@ def run_once(
     enqueue_requests = stats.get("POST /api/ai/queue", 0)
     model_reads = stats.get("GET /api/ai/models/{id}", 0)
     wait_requests = api_requests - enqueue_requests - model_reads
+    reads = stats.get("GET /api/ai/queue/{id}", 0)
     ok = sum(1 for s in child["statuses"].values() if s == "succeeded")
     return {
         "side": "triggerer",
@@ -361,6 +372,7 @@ def run_once(
         "sampled": len(latencies),
         "early": early,
         "requests_per_gen": wait_requests / n,
+        "reads_per_gen": reads / n,
         "enqueue_requests_per_gen": enqueue_requests / n,
         "rss_peak_mb": child["rss_peak_mb"],
         "rss_before_mb": child["rss_before_mb"],
@@ -376,6 +388,7 @@ def run_once(
         **_passes_among_completions(child["full_gc"], [completed[i] for i in child["ids"] if i in completed]),
         "wall_seconds": child["wall_seconds"],
         "enqueue_seconds": child["enqueue_seconds"],
+        "ready_seconds": child["ready_seconds"],
         "queue_seconds": queue_seconds,
         "server_cpu_seconds": server_cpu,
     }
@@ -411,11 +424,12 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         for rep in range(args.repeat):
             for n, strategy in plan(args):
                 run = run_once(emu.url, strategy, n, rep, args, home, rate, emu.popen.pid)
-                if n >= 1000:  # the last large enqueue says how long the next one takes
-                    rate = max(ENQUEUE_RATE_GUESS / 3, run["enqueue_seconds"] / n * 1.3)
+                if n >= 1000:  # the last large run says how long the next one takes to start
+                    rate = max(ENQUEUE_RATE_GUESS / 6, run["ready_seconds"] / n * 1.3)
                 log(
                     f"# triggerer rep {rep + 1}/{args.repeat} N={n} {strategy}: {run['succeeded']}/{n} ok, "
-                    f"{run['requests_per_gen']:.2f} req/gen, {run['rss_peak_mb']:.0f} MB peak, "
+                    f"{run['requests_per_gen']:.2f} req/gen ({run['reads_per_gen']:.4f} per-id reads), "
+                    f"{run['rss_peak_mb']:.0f} MB peak, "
                     f"{run['cpu_seconds']:.1f} CPU s (server {run['server_cpu_seconds']:.1f}), "
                     f"p50 {run['p50_ms']:.0f} ms p99 {run['p99_ms']:.0f} ms "
                     f"over {run['sampled']} ({run['early']} done before their trigger started), lag max "
@@ -494,6 +508,7 @@ def render(result: dict[str, Any]) -> str:
         "strategy",
         "ok",
         "wait req/gen",
+        "per-id reads /gen",
         "peak RSS MB",
         "MB /1k waits",
         "CPU s",
@@ -517,6 +532,7 @@ def render(result: dict[str, Any]) -> str:
                     LABELS[strategy],
                     f"{ok}/{n:,}",
                     spread([r["requests_per_gen"] for r in group], fmt_2),
+                    spread([r.get("reads_per_gen", NAN) for r in group], lambda v: f"{v:.4f}"),
                     spread([r["rss_peak_mb"] for r in group], fmt_int),
                     spread([r["rss_per_1k_mb"] for r in group], fmt_1),
                     spread([r["cpu_seconds"] for r in group], fmt_1),
@@ -528,7 +544,7 @@ def render(result: dict[str, Any]) -> str:
                     _full_gc(group),
                 ]
             )
-    lines += table(header, "rlrrrrrrrrrrr", rows)
+    lines += table(header, "rlrrrrrrrrrrrr", rows)
 
     # Ratios against the real peer, at each N where it ran (medians over medians).
     ratio_rows = []
@@ -587,12 +603,21 @@ def goals(result: dict[str, Any]) -> list[str]:
     for n in sizes:
         group = _group(runs, n, strategy)
         rss, p99 = median(r["rss_peak_mb"] for r in group), median(r["p99_ms"] for r in group)
+        reads = median(r.get("reads_per_gen", NAN) for r in group)
         cpu_per_1k[n] = median(r["cpu_per_1k"] for r in group)
         ok = all(r["succeeded"] == n for r in group)
+        goal_rss, goal_p99 = next(((m, p) for limit, m, p in GOALS_BY_N if n <= limit), GOALS_BY_N[-1][1:])
         out.append(
-            f"Goals, {LABELS[strategy]} at N = {n:,}: peak RSS {rss:.0f} MB <= {GOAL_RSS_MB:.0f}: "
-            f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}; p99 {p99:,.0f} ms <= {GOAL_P99_MS:.0f}: "
-            f"{'met' if p99 <= GOAL_P99_MS else 'MISSED'}; every wait succeeded: {'yes' if ok else 'NO'}."
+            f"Goals, {LABELS[strategy]} at N = {n:,}: peak RSS {rss:.0f} MB <= {goal_rss:.0f}: "
+            f"{'met' if rss <= goal_rss else 'MISSED'}; p99 {p99:,.0f} ms <= {goal_p99:.0f}: "
+            f"{'met' if p99 <= goal_p99 else 'MISSED'}; "
+            + (  # runs kept before issue 22 did not count them
+                f"per-id reads {reads:.2%} of waits <= {GOAL_READS_PER_WAIT:.0%}: "
+                f"{'met' if reads <= GOAL_READS_PER_WAIT else 'MISSED'}; "
+                if is_number(reads)
+                else ""
+            )
+            + f"every wait succeeded: {'yes' if ok else 'NO'}."
         )
     values = [cpu_per_1k[n] for n in sizes if is_number(cpu_per_1k[n]) and cpu_per_1k[n] > 0]
     if len(values) > 1:

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -40,6 +41,11 @@ class OxenGenerationTrigger(BaseTrigger):
     Event payload: ``{"status": "success"|"failed"|"cancelled"|"timeout"|"error",
     "message", "generation_ids", "generations": [row, ...], "pending", "timeout"}``.
     """
+
+    # One logger for every instance: Airflow routes each line to its task's log by the running
+    # trigger's context, not by the logger, and building one per trigger (LoggingMixin's default)
+    # was 9 % of the triggerer's CPU at 50,000 waits.
+    _log = structlog.get_logger(f"{__name__}.OxenGenerationTrigger")
 
     def __init__(
         self,

@@ -93,6 +93,8 @@ MAX_RECONCILE_SPACING = 2.0
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
+# While the stream stays open, at most this many per-id reads per safety interval (see _reads_due).
+SAFETY_READS_MAX = 100
 # The shortest polling interval a waiter gets: the hub lists the queue at the shortest interval
 # any waiter asks for, so one task's ``poll_interval=0`` would list it non-stop for all of them.
 MIN_POLL_INTERVAL = 1.0
@@ -177,13 +179,19 @@ class OxenHub:
         self.hook: OxenAsyncHook = OxenAsyncHook(oxen_conn_id)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: dict[str, set[Waiter]] = {}
-        # The raw status of each waited-for id as last delivered from a listing: a listing row
-        # with the same status again is not parsed or delivered (see :meth:`_scan_listing`).
+        # The raw status of each waited-for id as last delivered from a listing (or as it stood
+        # when found in flight otherwise): a listing row with the same status again is not
+        # parsed or delivered (see :meth:`_scan_listing`); an id in here has been seen in flight.
         self._listed: dict[str, str] = {}
-        # Ids that left the listing while the event stream stayed open: their completion event is
-        # most likely on its way (a busy loop reads the stream late), so they are only read if
-        # the next reconciliation still finds them waited for (see :meth:`_reads_due`).
-        self._overdue: set[str] = set()
+        # Ids that left the listing while the event stream stayed open, with when a listing first
+        # missed them: their completion event is most likely on its way (a busy loop reads the
+        # stream late); and the longest such an event took to come since the last round (the
+        # stream's lag). See :func:`overdue_reads`.
+        self._missing: dict[str, float] = {}
+        self._lag = 0.0
+        # Per-id reads left in this safety interval while the stream is open, and when it ends.
+        self._read_budget = 0
+        self._budget_ends = float("-inf")
         # Bumped whenever the event stream (re)opens; the epoch the last listing saw it open in.
         self._stream_epoch = 0
         self._listing_epoch: int | None = None
@@ -303,7 +311,11 @@ class OxenHub:
             event = self._finished.pop(generation_id, None) or self._finished_before.pop(generation_id, None)
             if event is not None:
                 self._complete(generation_id, event)  # it finished before its trigger registered
-            elif not (covering and generation_id in self._covered):
+            elif covering and generation_id in self._covered:
+                # Seen in flight: its event will come, so a listing that misses it first only
+                # means the stream is late (see :meth:`_reads_due`).
+                self._listed.setdefault(generation_id, GenerationStatus.QUEUED.value)
+            else:
                 # Start-up gap: it may have finished before we were listening.
                 self._unchecked.add(generation_id)
                 unchecked = True
@@ -463,6 +475,7 @@ class OxenHub:
         # Still waited for after delivering: in flight, and no event came during the read.
         if generation_id in self._waiters and self._stream_open and self._stream_epoch == epoch:
             self._covered.add(generation_id)
+            self._listed.setdefault(generation_id, row.status.value)
 
     def _reads_due(self, gone: list[str], epoch: int | None) -> list[str]:
         """Which of the waited-for ids missing from the listing to read now.
@@ -470,21 +483,30 @@ class OxenHub:
         After a gap (no stream, or it (re)opened since the last listing) every one of them:
         their events may have been lost. While the stream stayed open, an id the hub saw in
         flight before and that has just left the queue has its completion event on the way,
-        perhaps still unread in the socket when the loop is busy; reading thousands of them
-        would only add load where there is already too much. Those are read one round later
-        if still waited for (a really missed event then costs one more safety-net interval).
-        Ids never seen in flight (registered after finishing) are read at once. ``epoch`` is
-        the stream's epoch when this listing was requested (None: it was not open).
+        perhaps still unread in the socket when the loop is busy: it is read only once its
+        event is overdue (:func:`overdue_reads`), and at most ``SAFETY_READS_MAX`` of those
+        per safety interval (being late is not being lost: reading thousands of rows would
+        only take the CPU a loop that is behind lacks). Ids never seen in flight (registered
+        after finishing, their event forgotten) are read at once. ``epoch`` is the stream's
+        epoch when this listing was requested (None: it was not open).
         """
         unbroken = epoch is not None and self._stream_open and self._stream_epoch == epoch
         streaming = unbroken and self._listing_epoch == epoch
         self._listing_epoch = epoch if unbroken else None
+        lag, self._lag = self._lag, 0.0
         if not streaming:
-            self._overdue = set()
+            self._missing = {}
             return gone
-        expected = {i for i in gone if i in self._listed and i not in self._overdue}
-        self._overdue = expected
-        return [i for i in gone if i not in expected]
+        now = time.monotonic()
+        if now >= self._budget_ends:
+            self._read_budget, self._budget_ends = SAFETY_READS_MAX, now + self._interval(1.0)
+        missing = {i: self._missing.get(i, now) for i in gone if i in self._listed}
+        overdue = overdue_reads(missing, now, lag)[: self._read_budget]
+        self._read_budget -= len(overdue)
+        for generation_id in overdue:
+            del missing[generation_id]
+        self._missing = missing
+        return [i for i in gone if i not in self._listed] + overdue
 
     async def _scan_listing(self, body: Any) -> tuple[set[str], list[str]]:
         """Deliver what the listing says of waited-for ids.
@@ -651,6 +673,9 @@ class OxenHub:
         if generation_id is None or event.status in _IN_FLIGHT:
             return  # an in-flight "completion" is not an outcome (undocumented): nothing to read yet
         if generation_id in self._waiters:
+            since = self._missing.pop(generation_id, None)
+            if since is not None:  # a listing missed it that long ago: how late the stream is
+                self._lag = max(self._lag, time.monotonic() - since)
             self._complete(generation_id, event)
         else:
             self._remember(generation_id, event)
@@ -669,6 +694,16 @@ class OxenHub:
             self._deliver(row)
         else:
             self._spawn(self._read_and_deliver(generation_id))
+
+
+def overdue_reads(missing: dict[str, float], now: float, lag: float) -> list[str]:
+    """The ids of ``missing`` (id: when a listing first missed it) whose completion event is overdue.
+
+    ``lag`` is the longest an event of such an id took to come since the previous round. A
+    stream still delivering events of ids missed that long ago is behind, not losing them:
+    an id is overdue once missed for more than twice that (a healthy stream: at the next round).
+    """
+    return [i for i, since in missing.items() if now - since > 2 * lag]
 
 
 def reprobe_delay(refusals: int, rand: Callable[[], float] = random.random) -> float:

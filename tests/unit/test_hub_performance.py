@@ -1,24 +1,27 @@
 """What keeps the shared hub cheap with thousands of waits (docs/performance.md): listings are
 scanned for waited-for ids only and parsed only when a status changed, "queued" wakes nobody,
-ids that just left the queue are not read while the stream is open, rows of reads are
-delivered as each read answers, and reconciliations woken by registrations are spaced."""
+ids that just left the queue are not read while the stream is open (nor while it delivers
+their events late), rows of reads are delivered as each read answers, and reconciliations
+woken by registrations are spaced."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from airflow_provider_oxen.models import Generation, GenerationStatus
 from airflow_provider_oxen.triggers import hub as hub_module
-from airflow_provider_oxen.triggers.hub import Waiter
+from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, overdue_reads
 from airflow_provider_oxen.waiting import StatusTracker
 from tests.unit.test_hub_resilience import (
     FakeHook,
     _bare_hub,
+    _completion,
     _hub,
     _open_stream,
     _register,
@@ -224,3 +227,91 @@ def test_every_wait_still_completes_through_the_safety_net() -> None:
     fake.rows["g1"] = lambda: _succeeded("g1")
     tracker, _ = _run(fake, ["g1"], "events")
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
+
+
+def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() -> None:
+    missing = {"old": 0.0, "recent": 7.0, "new": 10.0}
+    assert overdue_reads(missing, now=10.0, lag=0.0) == ["old", "recent"]  # a healthy stream
+    assert overdue_reads(missing, now=10.0, lag=2.0) == ["old"]  # events come 2 s late
+    assert overdue_reads(missing, now=10.0, lag=6.0) == []  # still delivering ones missed 6 s ago
+
+
+class _Clock:
+    """The hub's clock, moved by hand (the event loop keeps the real one)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        monkeypatch.setattr(hub_module, "time", SimpleNamespace(monotonic=lambda: self.now, time=time.time))
+
+
+async def _streaming_hub(fake: FakeHook, ids: list[str]) -> OxenHub:
+    """An open stream and two listings (made while it stayed open) that showed ``ids`` in flight."""
+    hub = _bare_hub(fake, "events", stream_open=True)
+    _register(hub, ids)
+    fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
+    await hub.reconcile()
+    await hub.reconcile()
+    fake.listing = lambda: {"generations": []}  # from now on, every one has finished
+    return hub
+
+
+def test_a_consumer_behind_a_healthy_stream_reads_no_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch)
+
+    async def scenario() -> tuple[int, bool]:
+        fake = FakeHook()
+        ids = [f"g{i}" for i in range(300)]
+        hub = await _streaming_hub(fake, ids)
+        await hub.reconcile()  # the listing misses them all; their events are still unread
+        # The loop is behind: each safety interval it works through a third of the backlog.
+        for chunk in (ids[:100], ids[100:200], ids[200:]):
+            clock.now += 30.0
+            for generation_id in chunk:
+                hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
+            await hub.reconcile()
+        return sum(fake.reads.values()), bool(hub._waiters)
+
+    assert asyncio.run(scenario()) == (0, False)
+
+
+def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch)
+    monkeypatch.setattr(hub_module, "SAFETY_READS_MAX", 40)
+
+    async def scenario() -> list[int]:
+        fake = FakeHook()
+        ids = [f"g{i}" for i in range(200)]
+        lost = ids[:100]  # their completion events never come
+        for generation_id in lost:
+            fake.rows[generation_id] = lambda generation_id=generation_id: _succeeded(generation_id)  # type: ignore[misc]
+        hub = await _streaming_hub(fake, ids)
+        await hub.reconcile()
+        clock.now += 0.5
+        for generation_id in ids[100:]:
+            hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
+        reads = []
+        for _ in range(4):  # one round per safety interval (0.05 s polls: at least 1 s x 6)
+            clock.now += 6.0
+            before = sum(fake.reads.values())
+            await hub.reconcile()
+            reads.append(sum(fake.reads.values()) - before)
+        assert not hub._waiters
+        return reads
+
+    assert asyncio.run(scenario()) == [40, 40, 20, 0]
+
+
+def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue() -> None:
+    async def scenario() -> int:
+        fake = FakeHook()
+        hub = _bare_hub(fake, "events", stream_open=True)
+        _register(hub, ["first"])
+        fake.listing = lambda: {"generations": [_row(i, "processing") for i in ("first", "g1")]}
+        await hub.reconcile()
+        await hub.reconcile()
+        _register(hub, ["g1"])  # covered: the last listing showed it in flight, no request
+        fake.listing = lambda: {"generations": [_row("first", "processing")]}
+        await hub.reconcile()  # g1 finished; its event is still to be read from the stream
+        return sum(fake.reads.values())
+
+    assert asyncio.run(scenario()) == 0
