@@ -70,10 +70,6 @@ class PreparedRequest:
     parameters: dict[str, Any]
     model: OxenModel
 
-    @property
-    def prompt(self) -> Any:
-        return self.parameters.get("prompt")
-
 
 @dataclass(frozen=True)
 class DownloadResult:
@@ -131,17 +127,6 @@ class _OxenHookBase(BaseHook):
         self._overrides = {"timeout": timeout, "max_retries": max_retries}
         self._settings: OxenSettings | None = None
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        from airflow_provider_oxen.get_provider_info import get_provider_info
-
-        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
-        return {
-            "hidden_fields": behaviour["hidden-fields"],
-            "relabeling": behaviour["relabeling"],
-            "placeholders": behaviour["placeholders"],
-        }
-
     def _settings_from_connection(self, conn: Any) -> OxenSettings:
         extras = dict(conn.extra_dejson or {})
         extras.update({name: value for name, value in self._overrides.items() if value is not None})
@@ -156,10 +141,7 @@ class _OxenHookBase(BaseHook):
     def client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
         """The keyword arguments of every ``httpx`` client built for this hook (API and downloads).
 
-        TLS is httpx's default (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's CA
-        bundle), each client with a context of its own: httpcore sets ALPN protocols on the
-        context for every connection, which races with another thread's connection on a shared
-        context (CPython issue 141012).
+        TLS is httpx's default, a context per client: a shared one races on ALPN (CPython issue 141012).
         """
         return {
             "base_url": settings.base_url,
@@ -288,10 +270,8 @@ class OxenHook(_OxenHookBase):
     ) -> list[EnqueuedGeneration]:
         """Queue ``num_generations`` generations (one image each), at most 4 per request.
 
-        An :class:`ImageGenerationRequest` is first checked against the model's request schema
-        (:meth:`prepare`), so a bad parameter costs nothing; pass a :class:`PreparedRequest`
-        to skip a second check. ``on_enqueued`` is called after each accepted request with its
-        generations, so a caller can record ids even if a later request fails.
+        A request not yet :meth:`prepare`-d is checked first, so a bad parameter costs nothing;
+        ``on_enqueued`` gets each accepted request's generations, to record ids before the next.
         """
         counts = split_generation_counts(num_generations)
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
@@ -376,10 +356,6 @@ class OxenHook(_OxenHookBase):
         parameters = prepare_parameters(model, request.parameters(), allow_unlisted=allow_unlisted)
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
-    def validate_request(self, request: ImageGenerationRequest) -> None:
-        """Check ``request`` against the model's request schema; raises OxenValidationError."""
-        self.prepare(request)
-
     @property
     def download_policy(self) -> DownloadPolicy:
         """What result URLs may be fetched (connection extras ``download_*``)."""
@@ -402,11 +378,11 @@ class OxenHook(_OxenHookBase):
         The URL and every redirect hop are checked against :attr:`download_policy` before any
         connection, and the body is capped: a refusal raises ``OxenDownloadRefusedError``.
         """
-        check_url(url, self.download_policy)  # refused at once, before any retry
+        target = check_url(url, self.download_policy)  # refused at once, before any retry
         # Result URLs are usually signed links on a storage host: sending our key there would
         # leak it (and signed storage URLs reject a second credential), so only same-origin
         # downloads carry it.
-        auth = httpx.USE_CLIENT_DEFAULT if self.settings.same_origin(url) else None
+        auth = httpx.USE_CLIENT_DEFAULT if target.own_origin else None
         response = self._send(ApiCall("GET", url), stream=True, auth=auth, client=self.get_download_conn())
         try:
             yield response
@@ -524,22 +500,16 @@ class OxenAsyncHook(_OxenHookBase):
         self._client: httpx.AsyncClient | None = client
         self._owns_client = client is None
         self._settings = settings
-        self._settings_lock = asyncio.Lock()
 
     async def get_settings(self) -> OxenSettings:
         if self._settings is None:
-            async with self._settings_lock:
-                if self._settings is None:
-                    conn = await self.aget_connection(self.oxen_conn_id)
-                    self._settings = self._settings_from_connection(conn)
+            conn = await self.aget_connection(self.oxen_conn_id)
+            self._settings = self._settings_from_connection(conn)
         return self._settings
 
     async def new_client(self, **overrides: Any) -> httpx.AsyncClient:
-        """A client built from :meth:`client_kwargs` (and ``overrides``), off the event loop.
-
-        Building it loads the CA bundle into its TLS context (some 25 ms of CPU): on the loop,
-        that would hold up every trigger the triggerer runs.
-        """
+        """A client built from :meth:`client_kwargs` (and ``overrides``), off the event loop: loading
+        the CA bundle (some 25 ms of CPU) would hold up every trigger the triggerer runs."""
         kwargs = {**self.client_kwargs(await self.get_settings()), **overrides}
         return await asyncio.to_thread(httpx.AsyncClient, **kwargs)
 
@@ -615,10 +585,8 @@ class OxenAsyncHook(_OxenHookBase):
     ) -> AsyncIterator[OxenEvent]:
         """Yield events from ``GET /api/events`` until the stream ends or breaks.
 
-        Comment (keep-alive) lines are skipped; ``read_timeout`` bounds silence on the wire so
-        a dead connection surfaces as an error instead of hanging. ``on_open`` is called once
-        the stream is established (a gap ends there). Raises OxenNotFoundError if the
-        endpoint is unavailable.
+        ``read_timeout`` bounds silence on the wire, so a dead connection raises instead of hanging;
+        ``on_open`` is called once the stream is established.
         """
         client = await self.get_async_conn()
         call = ApiCall("GET", api.EVENTS_PATH)

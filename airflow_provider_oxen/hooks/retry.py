@@ -59,12 +59,8 @@ class RetryPolicy:
 
 
 def backoff_ceiling(attempt: int, base: float, maximum: float) -> float:
-    """``min(maximum, base * 2**attempt)``: the longest wait before retry number ``attempt + 1``.
-
-    The one place an exponential backoff is capped (the hooks' retries, the triggerer hub's
-    restarts and re-probes): the exponent too, since after a long outage ``2.0**attempt``
-    would overflow a float.
-    """
+    """``min(maximum, base * 2**attempt)``, the longest wait before retry ``attempt + 1``: the one
+    place a backoff is capped (the exponent too: ``2.0**attempt`` overflows after a long outage)."""
     return min(maximum, base * 2.0 ** min(max(attempt, 0), 60))
 
 

@@ -1,23 +1,10 @@
 """Extra links: "open the thing this task made", for the generate, store and review tasks.
 
-Airflow 3 computes an operator's declared links **on the worker** when the task finishes and
-stores each returned URL in XCom (``_link_<ClassName>``); the api-server only reads that
-string back. A signed URL returned there would be stored, and would be dead once it expires.
-So the links come in two parts:
-
-* **Stored links**, declared on the operators (``operator_extra_links``): only URLs that carry
-  no signature and do not expire (AWS console URLs), or ``""`` when there is no such URL
-  (an Oxen result is only reachable through a signed URL).
-* **Live links** (the ``...LiveLink`` subclasses), registered by the provider's Airflow plugin
-  (:mod:`airflow_provider_oxen.links.plugin`) under the same names. The api-server prefers a
-  plugin's link to the stored one of the same name, so it calls these when the UI (or
-  ``GET .../taskInstances/{task}/links``) asks: they presign the S3 object with a short
-  expiry, or ask Oxen for a fresh result URL, every time, and nothing signed is ever stored.
-
-What the links read is pushed by the operators themselves when they start (``persist``):
-connection ids, bucket and prefix under the XCom key :data:`LINK_DATA_KEY` (nothing
-secret), plus what the operators push anyway (``return_value`` of the generate task,
-``manifest_uri`` of the store task). See ``docs/links.md``.
+Airflow 3 stores a declared link's URL in XCom when the task finishes, so a signed URL would be
+stored and then expire: stored links are unsigned (AWS console pages) or ``""``, and the
+``...LiveLink`` subclasses, registered by the provider's plugin under the same names, sign a
+fresh URL each time the api-server is asked. What they read, the operators push when they
+start (``persist``, under :data:`LINK_DATA_KEY`, nothing secret). See ``docs/links.md``.
 """
 
 from __future__ import annotations

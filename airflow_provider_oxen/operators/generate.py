@@ -40,7 +40,7 @@ from airflow_provider_oxen.models import (
 from airflow_provider_oxen.pricing import estimate_cost, why_unknown
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
-from airflow_provider_oxen.results import build_result, generations_from_payload
+from airflow_provider_oxen.results import build_result, generations_from_payload, reported_cost
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -384,8 +384,7 @@ class OxenGenerateOperator(BaseOperator):
         """Whether this failure ends the task for good (no Airflow retry will resume the ledger)."""
         if isinstance(error, OxenUnrecoverableError):
             return True
-        ti = context.get("ti") if hasattr(context, "get") else None
-        try_number = int(getattr(ti, "try_number", 0) or 0)
+        try_number = int(getattr(context.get("ti"), "try_number", 0) or 0)
         return try_number > int(self.retries or 0)
 
     def _give_up_if_final(
@@ -588,7 +587,7 @@ class OxenGenerateOperator(BaseOperator):
 
 def _max_tries(context: Context) -> int | None:
     """The task instance's ``max_tries``: the same for every retry of a run, raised by a clear."""
-    value = getattr(context.get("ti") if hasattr(context, "get") else None, "max_tries", None)
+    value = getattr(context.get("ti"), "max_tries", None)
     return value if isinstance(value, int) else None
 
 
@@ -609,13 +608,7 @@ def _seed(prepared: PreparedRequest, count: int) -> int | None:
 
 def _cost_summary(results: list[dict[str, Any]]) -> str:
     """ "reported cost 0.1200" (exact decimals), noting generations whose cost Oxen did not report."""
-    total, unknown = Decimal(0), 0
-    for result in results:
-        try:
-            total += Decimal(str(result["cost"])) if result.get("cost") is not None else 0
-            unknown += result.get("cost") is None
-        except InvalidOperation:
-            unknown += 1
+    total, unknown = reported_cost(results)
     text = f"reported cost {total}"
     return f"{text}; cost unknown for {unknown}" if unknown else text
 
