@@ -193,9 +193,6 @@ class OxenGenerationGoneError(OxenGenerationError, OxenUnrecoverableError):
         )
 
 
-# -- storing and publishing results ---------------------------------------------------------------
-
-
 class OxenKeyError(OxenValidationError):
     """An S3 key, prefix or key template is malformed, uses a placeholder it may not use, or could
     escape its prefix (or be read differently by another tool). Raised before anything is written."""
@@ -230,9 +227,6 @@ class OxenCheckFailedError(OxenError):
 
 class OxenPublishError(OxenError):
     """A record's file is neither where the record says nor where publishing would have put it."""
-
-
-# -- provenance -----------------------------------------------------------------------------------
 
 
 class OxenSigningConfigError(OxenValidationError):

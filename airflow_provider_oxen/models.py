@@ -220,14 +220,6 @@ class Generation(_GenerationShape):
         # event (stored in the database) and the exception.
         return redact_text(value) if value else value
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt_as_text(cls, value: Any) -> str | None:
-        # Video models may take ``multi_prompt`` lists; a row's prompt is informational here.
-        if value is None or isinstance(value, str):
-            return value
-        return str(value)
-
 
 class GenerationDetails(_GenerationShape):
     """Full metadata of one generation (``GET /api/ai/generations/{id}``): the only place with cost."""

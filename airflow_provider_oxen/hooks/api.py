@@ -183,9 +183,6 @@ def parse_error_body(text: str) -> tuple[str | None, str | None]:
         return None, None
     error = body.get("error")
     error_type = _str_or_none(error.get("type")) if isinstance(error, dict) else None
-    error_type = error_type or _str_or_none(
-        body.get("status_message") if body.get("status") == "error" else None
-    )
     message = _text_of(error) or _text_of(body.get("message")) or _text_of(body.get("detail"))
     return message, error_type
 

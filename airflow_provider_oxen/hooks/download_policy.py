@@ -31,12 +31,8 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 @dataclass(frozen=True)
 class DownloadPolicy:
-    """What may be downloaded, built from the connection (:meth:`from_connection`).
-
-    ``origin`` is the API's own ``(scheme, host, port)``; ``allowed_hosts`` and
-    ``allow_http_hosts`` hold normalised host names, a leading ``.`` meaning "this domain and
-    its subdomains" (written ``*.example.com`` or ``.example.com`` in the extras).
-    """
+    """What may be downloaded (:meth:`from_connection`): ``origin`` is the API's ``(scheme, host, port)``;
+    host sets hold normalised names, a leading ``.`` meaning "this domain and its subdomains"."""
 
     origin: tuple[str, str, int]
     allowed_hosts: frozenset[str] = frozenset()

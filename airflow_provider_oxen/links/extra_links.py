@@ -39,9 +39,6 @@ _S3_SCHEME = "s3://"
 XComReader = Callable[["TaskInstanceKey", str], Any]
 
 
-# -- reading what the task pushed ------------------------------------------------------------------
-
-
 def _worker_xcom(ti_key: TaskInstanceKey, key: str) -> Any:
     """An XCom of this task instance, read on the worker (where stored links are computed)."""
     from airflow.sdk.execution_time.xcom import XCom
@@ -85,12 +82,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _describe(ti_key: TaskInstanceKey) -> str:
-    index = getattr(ti_key, "map_index", -1)
-    suffix = f"[{index}]" if index is not None and index >= 0 else ""
-    return f"{ti_key.dag_id}/{ti_key.run_id}/{ti_key.task_id}{suffix}"
-
-
 def _persist(context: Context, operator: BaseOperator, data: Callable[[], Mapping[str, Any]]) -> None:
     """Push ``data()`` under :data:`LINK_DATA_KEY`; a link is never worth failing the task for."""
     if not getattr(operator, "do_xcom_push", True):
@@ -102,9 +93,6 @@ def _persist(context: Context, operator: BaseOperator, data: Callable[[], Mappin
         ti.xcom_push(key=LINK_DATA_KEY, value=dict(data()))
     except Exception as exc:
         log.warning("Could not store the data of this task's extra links: %s", type(exc).__name__)
-
-
-# -- S3 URLs -----------------------------------------------------------------------------------------
 
 
 def split_s3_uri(uri: Any) -> tuple[str, str] | None:
@@ -164,9 +152,6 @@ def presign_s3_uri(aws_conn_id: str | None, uri: Any, expires_in: int = PRESIGN_
     return url or ""
 
 
-# -- link bases ---------------------------------------------------------------------------------------
-
-
 class _OxenLink(BaseOperatorLink):
     """Common behaviour: a link never raises (a broken link must not break the page)."""
 
@@ -177,7 +162,7 @@ class _OxenLink(BaseOperatorLink):
             return self.url(operator, ti_key) or ""
         except Exception as exc:
             # The exception type only: messages may quote URLs, and URLs here may be signed.
-            log.warning("Link %r of %s is unavailable: %s", self.name, _describe(ti_key), type(exc).__name__)
+            log.warning("Link %r of %s is unavailable: %s", self.name, ti_key, type(exc).__name__)
             return ""
 
     def url(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
@@ -218,9 +203,6 @@ def generation_ids(value: Any) -> list[str]:
         elif isinstance(item, str):
             ids.append(item)
     return ids
-
-
-# -- generate task -----------------------------------------------------------------------------------
 
 
 class OxenImageLink(_OxenLink):
@@ -276,9 +258,6 @@ class OxenImageLiveLink(_LiveLink, OxenImageLink):
         # No retries: the api-server is answering a page load.
         with OxenHook(str(conn_id), timeout=OXEN_LINK_TIMEOUT, max_retries=0) as hook:
             return hook.get_generation(ids[0]).result_url or ""
-
-
-# -- store task ----------------------------------------------------------------------------------------
 
 
 class OxenS3FolderLink(_OxenLink):
@@ -351,9 +330,6 @@ class OxenManifestLiveLink(_LiveS3ObjectLink, OxenManifestLink):
     """ "Manifest", computed in the api-server: a GET URL presigned for :data:`PRESIGN_EXPIRES_IN` s."""
 
     _operator_paths = (("airflow_provider_oxen.transfers.s3", "OxenGenerationToS3Operator"),)
-
-
-# -- review task -----------------------------------------------------------------------------------------
 
 
 class OxenContactSheetLink(_S3ObjectLink):

@@ -190,8 +190,6 @@ class OxenGenerateOperator(BaseOperator):
         self._in_flight: list[str] = []
         self._carried_ledger_entry: Any = None
 
-    # -- request ----------------------------------------------------------------------------------
-
     def build_request(self, **extra: Any) -> ImageGenerationRequest:
         """The request from the (rendered) fields; raises OxenValidationError naming a field."""
         if not isinstance(self.parameters, Mapping):
@@ -218,8 +216,6 @@ class OxenGenerateOperator(BaseOperator):
     @property
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
-
-    # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # closes its clients whatever happens below
@@ -378,8 +374,6 @@ class OxenGenerateOperator(BaseOperator):
         )
         return results
 
-    # -- giving up ---------------------------------------------------------------------------------
-
     def _is_final(self, context: Context, error: BaseException) -> bool:
         """Whether this failure ends the task for good (no Airflow retry will resume the ledger)."""
         if isinstance(error, OxenUnrecoverableError):
@@ -399,8 +393,6 @@ class OxenGenerateOperator(BaseOperator):
             return
         self.log.warning("Cancelling %d Oxen generation(s): %s.", len(entry.generation_ids), why)
         hook.cancel_generations(entry.generation_ids)
-
-    # -- cost -------------------------------------------------------------------------------------
 
     def _check_cost(self, prepared: PreparedRequest, parameters: dict[str, Any], count: int) -> None:
         estimate = estimate_cost(prepared.model, parameters, count)
@@ -433,8 +425,6 @@ class OxenGenerateOperator(BaseOperator):
                 max_cost=str(limit),
             )
         self.log.info("Estimated cost of %d generation(s): %s (max_cost %s)", count, estimate, limit)
-
-    # -- exactly-once enqueue -----------------------------------------------------------------------
 
     def _enqueue_once(
         self,
@@ -568,8 +558,6 @@ class OxenGenerateOperator(BaseOperator):
             "\"{{ dag_run.conf.get('oxen_force_new_enqueue', False) }}\") and clear it.",
             candidates=decision.candidates,
         )
-
-    # -- lineage ------------------------------------------------------------------------------------
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the ``s3://`` images an edit or clip was made from in, the generations out."""

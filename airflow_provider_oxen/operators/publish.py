@@ -165,8 +165,6 @@ class OxenPublishReviewedOperator(BaseOperator):
         )
         return outcome
 
-    # -- planning: confinement, before any request ---------------------------------------------------
-
     def _source_prefix(self, records: Sequence[Mapping[str, Any]]) -> str:
         if self.prefix is not None:
             return normalise_prefix(self.prefix)
@@ -190,6 +188,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         return next(iter(found), "")
 
     def _plan(self, bucket: str, decisions: Mapping[str, str]) -> list[_Item]:
+        """Every file and where it goes, each key confined to its prefix, before any S3 request."""
         records: list[Mapping[str, Any]] = []
         for record in flatten_results(self.records):
             if not isinstance(record, Mapping) or not record.get("s3_key"):
@@ -256,9 +255,8 @@ class OxenPublishReviewedOperator(BaseOperator):
         _check_targets(items)
         return items
 
-    # -- inspecting: HEAD requests, still before any change ------------------------------------------
-
     def _inspect(self, store: S3ObjectStore, item: _Item) -> _Step:
+        """What S3 needs for ``item``, from HEAD requests only (still before any change)."""
         move = item.decision == REJECT
         source = store.head(item.key)
         # This file where an earlier, different decision put it (only ever ours: same generation, bytes).
@@ -327,8 +325,6 @@ class OxenPublishReviewedOperator(BaseOperator):
             return True
         checksums = (found.full_object_checksum, source.full_object_checksum)
         return found.size == source.size and (None in checksums or checksums[0] == checksums[1])
-
-    # -- applying --------------------------------------------------------------------------------------
 
     def _apply(self, store: S3ObjectStore, step: _Step) -> None:
         item = step.item
