@@ -1,9 +1,6 @@
-"""Typed errors raised by the Oxen provider.
+"""Typed errors raised by the Oxen provider, all under :class:`OxenError` (docs/errors.md).
 
-One base (:class:`OxenError`) so a DAG can catch everything Oxen-related at once, and one
-subclass per thing a caller may want to handle differently. HTTP errors carry the status
-code and the (truncated) response body, never the request headers, so the API key cannot
-leak through an exception message or a task log.
+HTTP errors carry the status code and the (truncated) body, never the request headers (the API key).
 """
 
 from __future__ import annotations
@@ -23,11 +20,8 @@ class OxenError(Exception):
 
 
 class OxenUnrecoverableError(OxenError, AirflowFailException):
-    """No retry can fix this (bad parameters, bad key, no credits): the task fails at once.
-
-    Deriving from Airflow's ``AirflowFailException`` is what makes a task fail without
-    spending its retries; outside a task it is an ordinary exception.
-    """
+    """No retry can fix this (bad parameters, bad key, no credits): the task fails at once
+    (as an ``AirflowFailException``, without spending its retries)."""
 
 
 class OxenValidationError(OxenUnrecoverableError, ValueError):
@@ -80,11 +74,7 @@ class OxenPermissionDeniedError(OxenAuthenticationError):
 
 
 class OxenInsufficientCreditsError(OxenAPIStatusError, OxenUnrecoverableError):  # type: ignore[misc]  # status_code: the HTTP answer, not AirflowException's class default
-    """HTTP 402: the account (or ``target_namespace``) cannot pay for this request.
-
-    Nothing was enqueued. Add credits on Oxen (or bill another namespace with the
-    connection's ``target_namespace`` extra), then clear the task.
-    """
+    """HTTP 402: the account (or ``target_namespace``) cannot pay for this request; nothing was enqueued."""
 
 
 class OxenNotFoundError(OxenAPIStatusError):
@@ -125,11 +115,7 @@ class OxenDownloadRefusedError(OxenUnrecoverableError):
 
 
 class OxenRequestMayHaveSucceededError(OxenError):
-    """A paid request may have reached the server, so it was deliberately not retried.
-
-    Retrying could enqueue (and bill) the same work twice. Check the queue
-    (``OxenHook.list_queue``) or the Oxen dashboard before sending it again.
-    """
+    """A paid request may have reached the server, so it was not retried (that could bill it twice)."""
 
     def __init__(self, message: str, *, method: str, path: str, detail: str | None = None) -> None:
         self.method = method
@@ -144,10 +130,8 @@ class OxenRequestMayHaveSucceededError(OxenError):
 
 
 class OxenUnrecordedEnqueueError(OxenRequestMayHaveSucceededError, OxenUnrecoverableError):
-    """An earlier try died mid-enqueue and what it created cannot be proven: a person must look.
-
-    ``candidates`` are the queue rows that may be that request's generations.
-    """
+    """An earlier try died mid-enqueue and what it created cannot be proven: a person must look
+    (``candidates``: the queue rows that may be that request's generations)."""
 
     def __init__(self, detail: str, *, candidates: list[str]) -> None:
         self.candidates = candidates
@@ -174,11 +158,8 @@ class OxenGenerationFailedError(OxenGenerationError):
 
 
 class OxenInputFetchError(OxenGenerationFailedError, OxenUnrecoverableError):
-    """The generation failed because Oxen could not fetch or read its input image.
-
-    A retry would send the same input and pay for another generation that fails alike: the
-    task fails at once instead.
-    """
+    """The generation failed because Oxen could not fetch or read its input image: a retry would
+    pay for another generation that fails alike."""
 
 
 class OxenGenerationCancelledError(OxenGenerationError):
@@ -200,11 +181,8 @@ class OxenGenerationTimeoutError(OxenGenerationError):
 
 
 class OxenGenerationGoneError(OxenGenerationError, OxenUnrecoverableError):
-    """A generation this task enqueued is no longer known to Oxen (HTTP 404).
-
-    It may have finished, and been billed, before the API forgot it: enqueueing a
-    replacement could pay twice, so the task stops instead.
-    """
+    """A generation this task enqueued is no longer known to Oxen (HTTP 404): it may have been
+    billed, so no replacement is enqueued."""
 
     def __init__(self, generation_id: str) -> None:
         super().__init__(
@@ -213,9 +191,6 @@ class OxenGenerationGoneError(OxenGenerationError, OxenUnrecoverableError):
             "replacement. To pay for a new one, set force_new_enqueue=True on the task and clear it.",
             generation_id=generation_id,
         )
-
-
-# -- storing and publishing results ---------------------------------------------------------------
 
 
 class OxenKeyError(OxenValidationError):
@@ -252,9 +227,6 @@ class OxenCheckFailedError(OxenError):
 
 class OxenPublishError(OxenError):
     """A record's file is neither where the record says nor where publishing would have put it."""
-
-
-# -- provenance -----------------------------------------------------------------------------------
 
 
 class OxenSigningConfigError(OxenValidationError):

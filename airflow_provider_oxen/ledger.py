@@ -105,7 +105,7 @@ class GenerationLedger:
 
     @classmethod
     def for_context(cls, context: Any) -> GenerationLedger:
-        store = context.get("task_state_store") if hasattr(context, "get") else None
+        store = context.get("task_state_store")
         if store is not None:
             return cls(store)
         log.warning("No task state store in this context: a crashed try could not be resumed.")

@@ -10,12 +10,13 @@ outputs are the transfer's inputs and a catalog draws one graph from input image
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.openlineage.facet import Dataset, RunFacet
 from attrs import define
+
+from airflow_provider_oxen.results import reported_cost
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -65,18 +66,12 @@ def _run_facet(results: Iterable[Any]) -> OxenGenerationRunFacet | None:
             seen.setdefault(result, {})
     if not seen:
         return None
-    total, reported, unreported = Decimal(0), False, 0
-    for result in seen.values():
-        try:
-            total += Decimal(str(result["cost"]))
-            reported = True
-        except (KeyError, TypeError, InvalidOperation):
-            unreported += 1
+    total, unreported = reported_cost(list(seen.values()))
     models = [str(r["model"]) for r in seen.values() if r.get("model")]
     return OxenGenerationRunFacet(
         models=list(dict.fromkeys(models)),
         generationIds=list(seen),
-        reportedCost=str(total) if reported else None,
+        reportedCost=str(total) if unreported < len(seen) else None,
         costUnreported=unreported,
     )
 

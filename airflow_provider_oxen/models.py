@@ -1,10 +1,8 @@
 """Wire models: what goes to the Oxen API and what comes back.
 
-A request carries its model's parameters by the names the model's ``request_schema`` uses;
-that schema (see :mod:`~airflow_provider_oxen.hooks.validation`) says which names, types and
-values are valid, and what the defaults are. Response models are lenient: unknown fields are
-kept and ignored, and an unknown status does not break parsing, so an API addition never
-breaks a running pipeline.
+A request carries its parameters by the names its model's ``request_schema`` uses. Response
+models are lenient (unknown fields kept, an unknown status is ``UNKNOWN``): an API addition
+never breaks a running pipeline.
 """
 
 from __future__ import annotations
@@ -123,10 +121,6 @@ def split_generation_counts(total: int, per_request: int = MAX_GENERATIONS_PER_R
     return [per_request] * full + ([rest] if rest else [])
 
 
-# ---------------------------------------------------------------------------------------------
-# Responses
-
-
 class GenerationStatus(str, enum.Enum):
     """Queue row status. ``UNKNOWN`` stands in for a status this version does not know yet."""
 
@@ -139,11 +133,6 @@ class GenerationStatus(str, enum.Enum):
 
     @classmethod
     def _missing_(cls, value: object) -> GenerationStatus:
-        if isinstance(value, str):
-            lowered = value.lower()
-            for member in cls:
-                if member.value == lowered:
-                    return member
         return cls.UNKNOWN
 
     @property
@@ -168,13 +157,9 @@ class EnqueueResponse(_Lenient):
 
 
 def decimal_string(value: Any) -> str | None:
-    """Costs are decimal strings on the wire (``"0.0600"``); keep them exact, accept numbers too."""
+    """Costs are decimal strings on the wire (``"0.0600"``); keep them exact."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise ValueError("cost must be a decimal string")
-    if isinstance(value, (int, float)):
-        return str(Decimal(str(value)))
     text = str(value).strip()
     try:
         Decimal(text)
@@ -183,18 +168,12 @@ def decimal_string(value: Any) -> str | None:
     return text
 
 
-# Older or other shapes of a queue row / event, mapped onto the documented names.
-_ROW_ALIASES = {
-    "generation_id": ("id",),
-    "model_name": ("model",),
-    "enqueued_at": ("created_at",),
-    "result_url": ("url", "output_url"),
-    "error_message": ("error",),
-}
+# A completion event's names for what a queue row calls ``model_name``, ``result_url``, ``error_message``.
+_EVENT_NAMES = {"model_name": "model", "result_url": "url", "error_message": "error"}
 
 
 class _GenerationShape(_Lenient):
-    """What every description of one generation shares: its id, times, cost, and the aliases."""
+    """What every description of one generation shares: its id, times and cost."""
 
     generation_id: str
     model_name: str | None = None
@@ -205,18 +184,12 @@ class _GenerationShape(_Lenient):
 
     @model_validator(mode="before")
     @classmethod
-    def _accept_aliases(cls, data: Any) -> Any:
+    def _accept_event_names(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            # Some versions wrap one object: {"generation": {...}}.
-            inner = data.get("generation")
-            if isinstance(inner, dict) and "generation_id" not in data and "id" not in data:
-                data = inner
             data = dict(data)
-            for name, others in _ROW_ALIASES.items():
-                if data.get(name) is None:
-                    found = [data[o] for o in others if isinstance(data.get(o), str) and data[o]]
-                    if found:
-                        data[name] = found[0]
+            for name, other in _EVENT_NAMES.items():
+                if data.get(name) is None and isinstance(data.get(other), str) and data[other]:
+                    data[name] = data[other]
         return data
 
     @field_validator("cost", mode="before")
@@ -228,10 +201,8 @@ class _GenerationShape(_Lenient):
 class Generation(_GenerationShape):
     """One queue row (``GET /api/ai/queue/{id}``), or what a completion event says of one.
 
-    Documented names are ``model_name``, ``enqueued_at``, ``result_url`` and
-    ``error_message``; the older ``model``/``created_at`` and the event's ``url``/``error``
-    are accepted and mapped onto them. ``cost`` is never on a queue row: it is filled from
-    ``GET /api/ai/generations/{id}`` (a decimal string).
+    An event's ``model``/``url``/``error`` are read as ``model_name``/``result_url``/``error_message``.
+    ``cost`` is never on a queue row: it is filled from ``GET /api/ai/generations/{id}``.
     """
 
     status: GenerationStatus
@@ -248,14 +219,6 @@ class Generation(_GenerationShape):
         # A failure text may quote a presigned input URL; the row reaches logs, the trigger's
         # event (stored in the database) and the exception.
         return redact_text(value) if value else value
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt_as_text(cls, value: Any) -> str | None:
-        # Video models may take ``multi_prompt`` lists; a row's prompt is informational here.
-        if value is None or isinstance(value, str):
-            return value
-        return str(value)
 
 
 class GenerationDetails(_GenerationShape):
@@ -274,15 +237,6 @@ class GenerationList(_Lenient):
     def is_complete(self) -> bool:
         """Only a listing that states its count, and holds that many rows, is known to be whole."""
         return self.count is not None and self.count <= len(self.generations)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _accept_data_key(cls, data: Any) -> Any:
-        if isinstance(data, list):
-            return {"generations": data}
-        if isinstance(data, dict) and "generations" not in data and "data" in data:
-            return {**data, "generations": data["data"]}
-        return data
 
 
 class GeneratedImage(_Lenient):
@@ -368,9 +322,7 @@ class OxenModel(_Lenient):
     @property
     def generates_media(self) -> bool:
         """Whether the queue accepts this model (image or video output)."""
-        if self.output_kinds:
-            return any(kind in ("image", "video") for kind in self.output_kinds)
-        return self.endpoint in ("/images/generate", "/videos/generate")
+        return any(kind in ("image", "video") for kind in self.output_kinds)
 
 
 # What a model does, by its inputs and outputs (``capabilities``): how a DAG picks a model.
@@ -380,19 +332,14 @@ MODEL_TASKS = ("text-to-image", "image-to-image", "text-to-video", "image-to-vid
 def model_tasks(model: OxenModel) -> frozenset[str]:
     """The tasks of :data:`MODEL_TASKS` a model performs, from its declared inputs and outputs and,
     for an image input, its schema's ``input_image``."""
-    capabilities = model.capabilities or {}
-    inputs = {str(kind) for kind in capabilities.get("input") or []}
-    outputs = {str(kind) for kind in capabilities.get("output") or []}
-    if not outputs and model.endpoint in ("/images/generate", "/images/edit", "/videos/generate"):
-        outputs = {"video" if model.endpoint == "/videos/generate" else "image"}
-    if not inputs and model.endpoint == "/images/edit":
-        inputs = {"text", "image"}
+    inputs = {str(kind) for kind in (model.capabilities or {}).get("input") or []}
+    outputs = set(model.output_kinds)
     # An image goes to a model as its ``input_image``: a schema that names no such parameter
     # cannot take one, whatever its capabilities say.
     properties = model._properties()
     takes_image = "image" in inputs and (not properties or "input_image" in properties)
     tasks = set()
-    for output in ("image", "video") if outputs else ():
+    for output in ("image", "video"):
         if output in outputs:
             tasks.add(f"image-to-{output}" if takes_image else f"text-to-{output}")
     return frozenset(tasks)
@@ -418,10 +365,9 @@ class ModelList(_Lenient):
     data: list[OxenModel] = Field(default_factory=list)
 
 
-# Where a completion event carries its result URL (documented: ``url``; older pages used the others)
-# and its failure text (documented: ``error``).
-EVENT_URL_KEYS = ("url", "result_url", "output_url", "file_url")
-EVENT_ERROR_KEYS = ("error", "error_message")
+# Where a completion event carries its result URL and its failure text.
+EVENT_URL_KEYS = ("url",)
+EVENT_ERROR_KEYS = ("error",)
 
 
 class OxenEvent(BaseModel):
@@ -443,22 +389,16 @@ class OxenEvent(BaseModel):
 
     @property
     def result_url(self) -> str | None:
-        for key in EVENT_URL_KEYS:
-            value = self.data.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return None
+        value = self.data.get("url")
+        return value if isinstance(value, str) and value else None
 
     @property
     def error(self) -> str | None:
         """The failure text of a ``status: failed`` completion event."""
-        for key in EVENT_ERROR_KEYS:
-            value = self.data.get(key)
-            if isinstance(value, dict):
-                value = value.get("detail") or value.get("message") or value.get("title")
-            if isinstance(value, str) and value:
-                return redact_text(value)
-        return None
+        value = self.data.get("error")
+        if isinstance(value, dict):
+            value = value.get("detail") or value.get("message") or value.get("title")
+        return redact_text(value) if isinstance(value, str) and value else None
 
 
 COMPLETION_EVENT = "media_generation_completed"

@@ -9,8 +9,9 @@ should fail with, and :func:`build_result` makes each row the result dict pushed
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from airflow_provider_oxen.exceptions import (
@@ -136,14 +137,9 @@ def build_result(
     media_type: str | None = None,
     input_uris: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """One generated image or clip as pushed to XCom (plain JSON): what we asked for
-    (``parameters``, and the ``prompt``, ``seed``, ``output_format``, ``width`` and ``height`` they
-    say) merged with what the API reports (``row``): ``generation_id``, ``model``, ``media_type``,
-    ``status``, ``result_url`` (without its signed query), ``cost`` (a decimal string, None when
-    Oxen did not say), ``enqueued_at``, ``started_at``, ``completed_at``, and the
-    ``queue_seconds`` and ``render_seconds`` between them. ``input_uris``: the input images as
-    the DAG gave them (``s3://`` URIs, URLs without their query; [] for text-to-image or -video);
-    when not given, the ``input_image`` the row was sent."""
+    """One generated image or clip as pushed to XCom (plain JSON, fields in docs/operator.md): what
+    was asked for (``parameters``) merged with what the API reports (``row``), no signed query.
+    ``input_uris``: the inputs as the DAG gave them; when not given, the ``input_image`` sent."""
     # Presigned inputs (``input_image``) keep no signature in XCom either.
     params = strip_url_queries(dict(parameters if parameters is not None else (row.parameters or {})))
     width, height = _dimensions(params.get("image_size"))
@@ -172,6 +168,12 @@ def build_result(
         "queue_seconds": _seconds_between(row.enqueued_at, row.started_at),
         "render_seconds": _seconds_between(row.started_at, row.completed_at),
     }
+
+
+def reported_cost(results: Sequence[Mapping[str, Any]]) -> tuple[Decimal, int]:
+    """The sum of the costs Oxen reported for ``results`` (exact decimals), and how many it did not report."""
+    costs = [Decimal(str(r["cost"])) for r in results if r.get("cost") is not None]
+    return sum(costs, Decimal(0)), len(results) - len(costs)
 
 
 def sent_inputs(parameters: Mapping[str, Any]) -> list[str]:

@@ -1,24 +1,10 @@
 """What a reviewer reads in Airflow's Human-in-the-loop form: titles, descriptions, the body.
 
-How Airflow's required-action page (3.1+, checked on 3.3) renders what a ``HITLOperator``
-stores, and what follows for this form:
-
-* **body**: Markdown (GitHub flavour). Raw HTML is dropped, links open in a new tab, and every
-  Markdown image is capped at 300 px wide by the UI. So each image gets a row of its own (a
-  300 px preview, linked to the full-size file), and the contact sheet of the batch, which is
-  unreadable at 300 px, is an overview *link*. There is no video player (``<video>`` is raw
-  HTML): a video clip's row shows its poster frame headed by a play mark (nothing can be drawn
-  over an image), linked to the clip (a browser plays a ``video/mp4`` link in a new tab), plus a
-  "Play the clip" link. An edit or a clip is shown beside its source images (``input_uris``).
-* **params**: the schema's ``title`` is the field's label (else the param's key); its
-  ``description`` is shown as plain text under the field (Markdown in ``description_md`` is not
-  rendered by the HITL form); an ``enum`` is a select whose entries ``values_display`` names.
-* **required**: a field is required when its schema has a ``type`` that is not a list holding
-  ``"null"``; the form infers ``"string"`` when no type is given. A required field whose value
-  is ``""`` or null marks the form invalid, which disables every option button. The note is
-  therefore ``type: ["null", "string"]`` with a null default: optional, one click approves.
-  A select always has a clear button (x) that sets null, so each decision allows null too
-  (shown and applied as that item's default).
+Shaped by what Airflow's required-action page (3.1+, checked on 3.3) renders (docs/campaign.md):
+Markdown without raw HTML and images capped at 300 px wide, so one row per image (a clip: its
+poster frame linked to the clip) and the contact sheet as a link; a param's ``title`` as its
+label and ``description`` as plain text; a field with a non-null ``type`` is required and a
+cleared one disables every button, so the note and each decision also allow null.
 """
 
 from __future__ import annotations

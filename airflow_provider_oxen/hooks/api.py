@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -85,11 +85,6 @@ class OxenSettings:
             target_namespace=extras.get("target_namespace") or None,
         )
 
-    def same_origin(self, url: str) -> bool:
-        """Whether ``url`` is on the API's own host (only then may it carry our API key)."""
-        ours, theirs = urlsplit(self.base_url), urlsplit(url)
-        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
-
 
 def normalise_base_url(host: str | None) -> str:
     """``hub.oxen.ai`` → ``https://hub.oxen.ai``; blank → the public API; no trailing slash or /api."""
@@ -114,10 +109,6 @@ class BearerAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "BearerAuth(api_key='**********')"
-
-
-# ---------------------------------------------------------------------------------------------
-# Endpoints
 
 
 def generate_image_call(payload: dict[str, Any]) -> ApiCall:
@@ -167,75 +158,43 @@ def _segment(value: str) -> str:
     return value
 
 
-# ---------------------------------------------------------------------------------------------
-# Responses
-
-
 def _text_of(value: Any) -> str | None:
     """The message an error object carries: ``detail``, ``message``, then ``title``."""
-    if isinstance(value, str):
-        return value or None
     if isinstance(value, dict):
         for key in ("detail", "message", "title"):
             text = _text_of(value.get(key))
             if text:
                 return text
         return None
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        # FastAPI/pydantic style: [{"loc": [...], "msg": "..."}]
-        loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
-        msg = str(value[0].get("msg", ""))
-        return f"{'.'.join(loc)}: {msg}" if loc else msg or None
-    return None
+    return value if isinstance(value, str) and value else None
 
 
-def _field_in(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return _str_or_none(value.get("param") or value.get("field"))
-    if isinstance(value, list) and value and isinstance(value[0], dict):
-        loc = [str(p) for p in value[0].get("loc", []) if p not in ("body", "query")]
-        return loc[-1] if loc else None
-    return None
+def parse_error_body(text: str) -> tuple[str | None, str | None]:
+    """(message, error type) from an error body in the shapes the API documents.
 
-
-def parse_error_body(text: str) -> tuple[str | None, str | None, str | None]:
-    """(message, field, error type) from an error body in any of the shapes the API uses.
-
-    Documented: ``{"error": {"type", "title", "detail"}, "status": "error", ...}``; also
-    ``{"error": {"message"}}``, a bare ``{"error": "..."}``, top-level ``message``/``detail``.
-    The message is read from ``error.detail``, ``error.message``, ``error.title``, then the
-    top level; ``None`` when the body says nothing readable.
+    ``{"error": {"type", "title", "detail"}, "status": "error", ...}``, ``{"error": {"message"}}``,
+    a bare ``{"error": "..."}``, or a top-level ``message``/``detail``; ``None`` when unreadable.
     """
     try:
         body = json.loads(text) if text else None
     except ValueError:
-        return None, None, None
+        return None, None
     if not isinstance(body, dict):
-        return None, None, None
+        return None, None
     error = body.get("error")
     error_type = _str_or_none(error.get("type")) if isinstance(error, dict) else None
-    error_type = error_type or _str_or_none(
-        body.get("status_message") if body.get("status") == "error" else None
-    )
     message = _text_of(error) or _text_of(body.get("message")) or _text_of(body.get("detail"))
-    field_name = (
-        _str_or_none(body.get("param") or body.get("field"))
-        or _field_in(error)
-        or _field_in(body.get("detail"))
-    )
-    return message, field_name, error_type
+    return message, error_type
 
 
 def _message_from_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
-    """A readable message, the offending field when the API names one, and the error type."""
+    """A readable message, the offending field when the message starts with one, and the error type."""
     text = response.text
-    message, field_name, error_type = parse_error_body(text)
+    message, error_type = parse_error_body(text)
     if message is None:
         message = text.strip() or response.reason_phrase or "no response body"
-    if field_name is None:
-        match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
-        field_name = match.group(1) if match else None
-    return message[:_MESSAGE_LIMIT], field_name, error_type
+    match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
+    return message[:_MESSAGE_LIMIT], match.group(1) if match else None, error_type
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -299,10 +258,6 @@ def json_body(call: ApiCall, response: httpx.Response) -> Any:
             method=call.method,
             path=call.shown_path,
         ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Retry plans: what a request loop does after one attempt.
 
 
 @dataclass(frozen=True)

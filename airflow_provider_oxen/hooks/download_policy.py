@@ -1,34 +1,10 @@
-"""Which result URLs a hook may fetch, and how many bytes it may read from them.
+"""Which result URLs a hook may fetch, and how many bytes it may read from them (docs/connection.md).
 
-Result URLs come from the API (``result_url``, ``images[].url``, an event's ``url``): signed,
-temporary, often on a storage host other than the API's. A hook that fetches whatever URL
-it is handed can be pointed at the cloud metadata service (``http://169.254.169.254/…``),
-an internal service, a local file, or an endless body. The policy here refuses, with an
-:class:`~airflow_provider_oxen.exceptions.OxenDownloadRefusedError` (fails the task without
-retries):
-
-* any scheme but ``https``; plain ``http`` only to the connection's own origin (scheme,
-  host and port of the API base URL, e.g. the emulator on ``http://127.0.0.1:8765``) or to
-  a host listed in the ``download_allow_http_hosts`` extra;
-* a host that resolves to a loopback, private, link-local, multicast, reserved, unspecified
-  or otherwise non-global address (IPv4 and IPv6, including IPv4-mapped, 6to4 and NAT64
-  forms), unless it is the connection's own origin or is listed in the
-  ``download_allowed_hosts`` extra;
-* a body larger than ``download_max_bytes`` (by ``Content-Length`` before any byte is read,
-  and by counting the bytes as they stream).
-
-The decisions are pure functions (:func:`check_url`, :func:`check_addresses`,
-:func:`address_problem`, :func:`check_content_length`); the only I/O is DNS resolution
-(:func:`resolve`). Enforcement sits in the event hooks of the download client
-(:func:`build_download_client`): httpx calls them for every request it sends, so every
-redirect hop is checked before a connection is made, whether or not it goes through a proxy.
-
-Not covered: a DNS answer that changes between our lookup and the connection's own lookup
-(DNS rebinding). Closing that gap needs the connection to use the checked address, which
-httpx's public API does not offer.
-
-Refusal messages name the reason and the host, never the URL's query (a signed URL's query
-is a credential) nor its user info.
+Refused, with :class:`~airflow_provider_oxen.exceptions.OxenDownloadRefusedError`: a scheme other
+than https (plain http only to the connection's own origin or a ``download_allow_http_hosts``
+host); a host resolving to a non-global address unless it is the own origin or listed in
+``download_allowed_hosts``; a body above ``download_max_bytes``. The download client's event
+hooks check every redirect hop before it is sent. Messages never show a URL's query or user info.
 """
 
 from __future__ import annotations
@@ -53,18 +29,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 
-# ---------------------------------------------------------------------------------------------
-# The policy
-
-
 @dataclass(frozen=True)
 class DownloadPolicy:
-    """What may be downloaded, built from the connection (:meth:`from_connection`).
-
-    ``origin`` is the API's own ``(scheme, host, port)``; ``allowed_hosts`` and
-    ``allow_http_hosts`` hold normalised host names, a leading ``.`` meaning "this domain and
-    its subdomains" (written ``*.example.com`` or ``.example.com`` in the extras).
-    """
+    """What may be downloaded (:meth:`from_connection`): ``origin`` is the API's ``(scheme, host, port)``;
+    host sets hold normalised names, a leading ``.`` meaning "this domain and its subdomains"."""
 
     origin: tuple[str, str, int]
     allowed_hosts: frozenset[str] = frozenset()
@@ -164,10 +132,6 @@ def parse_max_bytes(value: Any) -> int:
             field="download_max_bytes",
         )
     return number
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure decisions
 
 
 @dataclass(frozen=True)
@@ -311,22 +275,14 @@ def too_large(url: httpx.URL, max_bytes: int, *, declared: int | None = None) ->
     return refused(reason, normalise_host(url.host), strip_query(str(url)))
 
 
-class ByteCounter:
-    """Counts streamed bytes; raises :class:`OxenDownloadRefusedError` once past the cap."""
-
-    def __init__(self, max_bytes: int, url: httpx.URL) -> None:
-        self.max_bytes = max_bytes
-        self.count = 0
-        self._url = url
-
-    def add(self, size: int) -> None:
-        self.count += size
-        if self.count > self.max_bytes:
-            raise too_large(self._url, self.max_bytes)
-
-
-# ---------------------------------------------------------------------------------------------
-# Resolution (the only I/O here)
+def _capped(chunks: Iterable[bytes], max_bytes: int, url: httpx.URL) -> Iterator[bytes]:
+    """``chunks``, refused once their total passes ``max_bytes``."""
+    count = 0
+    for chunk in chunks:
+        count += len(chunk)
+        if count > max_bytes:
+            raise too_large(url, max_bytes)
+        yield chunk
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -336,10 +292,6 @@ def resolve(host: str, port: int) -> list[str]:
         return [str(literal)]
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-# ---------------------------------------------------------------------------------------------
-# Enforcement: event hooks that check every hop before it is sent
 
 
 def _redirect_target(request: httpx.Request, response: httpx.Response) -> httpx.URL | None:
@@ -354,14 +306,13 @@ def _redirect_target(request: httpx.Request, response: httpx.Response) -> httpx.
 class _CappedStream(httpx.SyncByteStream):
     """The body as it arrives (before any decoding), refused once past the cap."""
 
-    def __init__(self, stream: httpx.SyncByteStream, counter: ByteCounter) -> None:
+    def __init__(self, stream: httpx.SyncByteStream, max_bytes: int, url: httpx.URL) -> None:
         self._stream = stream
-        self._counter = counter
+        self._max_bytes = max_bytes
+        self._url = url
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._stream:
-            self._counter.add(len(chunk))
-            yield chunk
+        return _capped(self._stream, self._max_bytes, self._url)
 
     def close(self) -> None:
         self._stream.close()
@@ -400,11 +351,7 @@ class _Guard:
             # a bad scheme here gives the typed error instead of httpx's UnsupportedProtocol.
             check_url(location, self.policy)
         stream = cast(httpx.SyncByteStream, response.stream)
-        response.stream = _CappedStream(stream, ByteCounter(self.policy.max_bytes, request.url))
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a streamed response under the cap (decoded bytes, what lands in a file)
+        response.stream = _CappedStream(stream, self.policy.max_bytes, request.url)
 
 
 def iter_capped(response: httpx.Response, max_bytes: int, chunk_size: int | None = None) -> Iterator[bytes]:
@@ -414,10 +361,7 @@ def iter_capped(response: httpx.Response, max_bytes: int, chunk_size: int | None
     chunk that would cross it is handed out.
     """
     check_content_length(response, max_bytes)
-    counter = ByteCounter(max_bytes, response.url)
-    for chunk in response.iter_bytes(chunk_size):
-        counter.add(len(chunk))
-        yield chunk
+    return _capped(response.iter_bytes(chunk_size), max_bytes, response.url)
 
 
 def build_download_client(

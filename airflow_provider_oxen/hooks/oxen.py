@@ -70,10 +70,6 @@ class PreparedRequest:
     parameters: dict[str, Any]
     model: OxenModel
 
-    @property
-    def prompt(self) -> Any:
-        return self.parameters.get("prompt")
-
 
 @dataclass(frozen=True)
 class DownloadResult:
@@ -82,32 +78,11 @@ class DownloadResult:
     content_type: str | None
 
 
-class ModelCache:
-    """Model details per (API base URL, model id), shared by every hook and thread of the process.
-
-    Each single dict operation is atomic, so no lock: two threads missing at once both read
-    the model, and either answer is right.
-    """
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[float, OxenModel]] = {}
-
-    def get(self, base_url: str, model_id: str) -> OxenModel | None:
-        entry = self._entries.get((base_url, model_id))
-        if entry is None or time.monotonic() - entry[0] > self._ttl:
-            return None
-        return entry[1]
-
-    def put(self, base_url: str, model: OxenModel, model_id: str) -> None:
-        self._entries[(base_url, model_id)] = (time.monotonic(), model)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 # Model details (and so request schemas) change rarely; re-read them at most this often.
-MODEL_CACHE = ModelCache(ttl=600.0)
+MODEL_TTL = 600.0
+# (read at, model) per (API base URL, model id), for every hook and thread of the process: a dict
+# operation is atomic, and two threads missing at once both read the model (either answer is right).
+MODEL_CACHE: dict[tuple[str, str], tuple[float, OxenModel]] = {}
 
 
 class _OxenHookBase(BaseHook):
@@ -131,17 +106,6 @@ class _OxenHookBase(BaseHook):
         self._overrides = {"timeout": timeout, "max_retries": max_retries}
         self._settings: OxenSettings | None = None
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        from airflow_provider_oxen.get_provider_info import get_provider_info
-
-        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
-        return {
-            "hidden_fields": behaviour["hidden-fields"],
-            "relabeling": behaviour["relabeling"],
-            "placeholders": behaviour["placeholders"],
-        }
-
     def _settings_from_connection(self, conn: Any) -> OxenSettings:
         extras = dict(conn.extra_dejson or {})
         extras.update({name: value for name, value in self._overrides.items() if value is not None})
@@ -156,10 +120,7 @@ class _OxenHookBase(BaseHook):
     def client_kwargs(self, settings: OxenSettings) -> dict[str, Any]:
         """The keyword arguments of every ``httpx`` client built for this hook (API and downloads).
 
-        TLS is httpx's default (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's CA
-        bundle), each client with a context of its own: httpcore sets ALPN protocols on the
-        context for every connection, which races with another thread's connection on a shared
-        context (CPython issue 141012).
+        TLS is httpx's default, a context per client: a shared one races on ALPN (CPython issue 141012).
         """
         return {
             "base_url": settings.base_url,
@@ -217,8 +178,6 @@ class OxenHook(_OxenHookBase):
         self._download_client: httpx.Client | None = None
         self._download_policy: DownloadPolicy | None = None
 
-    # -- plumbing ---------------------------------------------------------------------------------
-
     @property
     def settings(self) -> OxenSettings:
         if self._settings is None:
@@ -269,8 +228,6 @@ class OxenHook(_OxenHookBase):
     def _json(self, call: ApiCall) -> Any:
         return api.json_body(call, self._send(call))
 
-    # -- endpoints --------------------------------------------------------------------------------
-
     def generate_image(
         self, request: ImageGenerationRequest | PreparedRequest, *, response_format: str = "url"
     ) -> ImageGenerationResponse:
@@ -288,10 +245,8 @@ class OxenHook(_OxenHookBase):
     ) -> list[EnqueuedGeneration]:
         """Queue ``num_generations`` generations (one image each), at most 4 per request.
 
-        An :class:`ImageGenerationRequest` is first checked against the model's request schema
-        (:meth:`prepare`), so a bad parameter costs nothing; pass a :class:`PreparedRequest`
-        to skip a second check. ``on_enqueued`` is called after each accepted request with its
-        generations, so a caller can record ids even if a later request fails.
+        A request not yet :meth:`prepare`-d is checked first, so a bad parameter costs nothing;
+        ``on_enqueued`` gets each accepted request's generations, to record ids before the next.
         """
         counts = split_generation_counts(num_generations)
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
@@ -343,12 +298,12 @@ class OxenHook(_OxenHookBase):
         return GenerationList.model_validate(self._json(api.list_queue_call(filters)))
 
     def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
-        base_url = self.settings.base_url
-        cached = None if refresh else MODEL_CACHE.get(base_url, model_id)
-        if cached is not None:
-            return cached
+        key = (self.settings.base_url, model_id)
+        cached = MODEL_CACHE.get(key)
+        if cached is not None and not refresh and time.monotonic() - cached[0] <= MODEL_TTL:
+            return cached[1]
         model = OxenModel.model_validate(self._json(api.model_call(model_id)))
-        MODEL_CACHE.put(base_url, model, model_id)
+        MODEL_CACHE[key] = (time.monotonic(), model)
         return model
 
     def list_models(self, **filters: Any) -> list[OxenModel]:
@@ -376,10 +331,6 @@ class OxenHook(_OxenHookBase):
         parameters = prepare_parameters(model, request.parameters(), allow_unlisted=allow_unlisted)
         return PreparedRequest(model_id=request.model, parameters=parameters, model=model)
 
-    def validate_request(self, request: ImageGenerationRequest) -> None:
-        """Check ``request`` against the model's request schema; raises OxenValidationError."""
-        self.prepare(request)
-
     @property
     def download_policy(self) -> DownloadPolicy:
         """What result URLs may be fetched (connection extras ``download_*``)."""
@@ -402,11 +353,11 @@ class OxenHook(_OxenHookBase):
         The URL and every redirect hop are checked against :attr:`download_policy` before any
         connection, and the body is capped: a refusal raises ``OxenDownloadRefusedError``.
         """
-        check_url(url, self.download_policy)  # refused at once, before any retry
+        target = check_url(url, self.download_policy)  # refused at once, before any retry
         # Result URLs are usually signed links on a storage host: sending our key there would
         # leak it (and signed storage URLs reject a second credential), so only same-origin
         # downloads carry it.
-        auth = httpx.USE_CLIENT_DEFAULT if self.settings.same_origin(url) else None
+        auth = httpx.USE_CLIENT_DEFAULT if target.own_origin else None
         response = self._send(ApiCall("GET", url), stream=True, auth=auth, client=self.get_download_conn())
         try:
             yield response
@@ -496,10 +447,8 @@ class OxenHook(_OxenHookBase):
         """Used by the UI's Test button: an authenticated call that costs nothing."""
         try:
             in_flight = self.list_queue()
-        except OxenError as exc:
+        except OxenError as exc:  # anything else, Airflow's own test_connection turns into a message
             return False, str(exc)
-        except Exception as exc:  # the UI shows the message; never let it crash the form
-            return False, f"{type(exc).__name__}: {exc}"
         return True, f"Connected to {self.settings.base_url}; {len(in_flight)} generation(s) in flight."
 
 
@@ -524,22 +473,16 @@ class OxenAsyncHook(_OxenHookBase):
         self._client: httpx.AsyncClient | None = client
         self._owns_client = client is None
         self._settings = settings
-        self._settings_lock = asyncio.Lock()
 
     async def get_settings(self) -> OxenSettings:
         if self._settings is None:
-            async with self._settings_lock:
-                if self._settings is None:
-                    conn = await self.aget_connection(self.oxen_conn_id)
-                    self._settings = self._settings_from_connection(conn)
+            conn = await self.aget_connection(self.oxen_conn_id)
+            self._settings = self._settings_from_connection(conn)
         return self._settings
 
     async def new_client(self, **overrides: Any) -> httpx.AsyncClient:
-        """A client built from :meth:`client_kwargs` (and ``overrides``), off the event loop.
-
-        Building it loads the CA bundle into its TLS context (some 25 ms of CPU): on the loop,
-        that would hold up every trigger the triggerer runs.
-        """
+        """A client built from :meth:`client_kwargs` (and ``overrides``), off the event loop: loading
+        the CA bundle (some 25 ms of CPU) would hold up every trigger the triggerer runs."""
         kwargs = {**self.client_kwargs(await self.get_settings()), **overrides}
         return await asyncio.to_thread(httpx.AsyncClient, **kwargs)
 
@@ -615,10 +558,8 @@ class OxenAsyncHook(_OxenHookBase):
     ) -> AsyncIterator[OxenEvent]:
         """Yield events from ``GET /api/events`` until the stream ends or breaks.
 
-        Comment (keep-alive) lines are skipped; ``read_timeout`` bounds silence on the wire so
-        a dead connection surfaces as an error instead of hanging. ``on_open`` is called once
-        the stream is established (a gap ends there). Raises OxenNotFoundError if the
-        endpoint is unavailable.
+        ``read_timeout`` bounds silence on the wire, so a dead connection raises instead of hanging;
+        ``on_open`` is called once the stream is established.
         """
         client = await self.get_async_conn()
         call = ApiCall("GET", api.EVENTS_PATH)

@@ -1,13 +1,8 @@
-"""Retry policy: small pure functions shared by the sync and async hooks.
+"""Retry policy: pure functions shared by the sync and async hooks (tested once for both).
 
-The hooks' request loops only send, sleep and loop; every decision (retry or not, how long
-to wait, which error to raise) is made here, so it is unit-tested once for both.
-
-The one rule that must never bend: a *paid* request (one that creates billable work, such
-as ``POST /api/ai/queue``) is only retried when the server certainly did not act on it:
-the connection was never made, or the server answered 429/503 (a refusal). A read timeout,
-a dropped connection after the request was sent, or a gateway's 502/504 mean the work may
-already be queued, so the caller gets :class:`OxenRequestMayHaveSucceededError` instead.
+The rule that never bends: a *paid* request (``POST /api/ai/queue``) is retried only when the
+server certainly did not act on it (no connection made, or a 429/503 refusal); a read timeout,
+a dropped connection or a gateway's 502/504 raise :class:`OxenRequestMayHaveSucceededError`.
 """
 
 from __future__ import annotations
@@ -59,12 +54,8 @@ class RetryPolicy:
 
 
 def backoff_ceiling(attempt: int, base: float, maximum: float) -> float:
-    """``min(maximum, base * 2**attempt)``: the longest wait before retry number ``attempt + 1``.
-
-    The one place an exponential backoff is capped (the hooks' retries, the triggerer hub's
-    restarts and re-probes): the exponent too, since after a long outage ``2.0**attempt``
-    would overflow a float.
-    """
+    """``min(maximum, base * 2**attempt)``, the longest wait before retry ``attempt + 1``: the one
+    place a backoff is capped (the exponent too: ``2.0**attempt`` overflows after a long outage)."""
     return min(maximum, base * 2.0 ** min(max(attempt, 0), 60))
 
 

@@ -1,23 +1,10 @@
 """Extra links: "open the thing this task made", for the generate, store and review tasks.
 
-Airflow 3 computes an operator's declared links **on the worker** when the task finishes and
-stores each returned URL in XCom (``_link_<ClassName>``); the api-server only reads that
-string back. A signed URL returned there would be stored, and would be dead once it expires.
-So the links come in two parts:
-
-* **Stored links**, declared on the operators (``operator_extra_links``): only URLs that carry
-  no signature and do not expire (AWS console URLs), or ``""`` when there is no such URL
-  (an Oxen result is only reachable through a signed URL).
-* **Live links** (the ``...LiveLink`` subclasses), registered by the provider's Airflow plugin
-  (:mod:`airflow_provider_oxen.links.plugin`) under the same names. The api-server prefers a
-  plugin's link to the stored one of the same name, so it calls these when the UI (or
-  ``GET .../taskInstances/{task}/links``) asks: they presign the S3 object with a short
-  expiry, or ask Oxen for a fresh result URL, every time, and nothing signed is ever stored.
-
-What the links read is pushed by the operators themselves when they start (``persist``):
-connection ids, bucket and prefix under the XCom key :data:`LINK_DATA_KEY` (nothing
-secret), plus what the operators push anyway (``return_value`` of the generate task,
-``manifest_uri`` of the store task). See ``docs/links.md``.
+Airflow 3 stores a declared link's URL in XCom when the task finishes, so a signed URL would be
+stored and then expire: stored links are unsigned (AWS console pages) or ``""``, and the
+``...LiveLink`` subclasses, registered by the provider's plugin under the same names, sign a
+fresh URL each time the api-server is asked. What they read, the operators push when they
+start (``persist``, under :data:`LINK_DATA_KEY`, nothing secret). See ``docs/links.md``.
 """
 
 from __future__ import annotations
@@ -50,9 +37,6 @@ _S3_SCHEME = "s3://"
 
 #: Reads one XCom of a task instance: ``read(ti_key, key)``.
 XComReader = Callable[["TaskInstanceKey", str], Any]
-
-
-# -- reading what the task pushed ------------------------------------------------------------------
 
 
 def _worker_xcom(ti_key: TaskInstanceKey, key: str) -> Any:
@@ -98,12 +82,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _describe(ti_key: TaskInstanceKey) -> str:
-    index = getattr(ti_key, "map_index", -1)
-    suffix = f"[{index}]" if index is not None and index >= 0 else ""
-    return f"{ti_key.dag_id}/{ti_key.run_id}/{ti_key.task_id}{suffix}"
-
-
 def _persist(context: Context, operator: BaseOperator, data: Callable[[], Mapping[str, Any]]) -> None:
     """Push ``data()`` under :data:`LINK_DATA_KEY`; a link is never worth failing the task for."""
     if not getattr(operator, "do_xcom_push", True):
@@ -115,9 +93,6 @@ def _persist(context: Context, operator: BaseOperator, data: Callable[[], Mappin
         ti.xcom_push(key=LINK_DATA_KEY, value=dict(data()))
     except Exception as exc:
         log.warning("Could not store the data of this task's extra links: %s", type(exc).__name__)
-
-
-# -- S3 URLs -----------------------------------------------------------------------------------------
 
 
 def split_s3_uri(uri: Any) -> tuple[str, str] | None:
@@ -177,9 +152,6 @@ def presign_s3_uri(aws_conn_id: str | None, uri: Any, expires_in: int = PRESIGN_
     return url or ""
 
 
-# -- link bases ---------------------------------------------------------------------------------------
-
-
 class _OxenLink(BaseOperatorLink):
     """Common behaviour: a link never raises (a broken link must not break the page)."""
 
@@ -190,7 +162,7 @@ class _OxenLink(BaseOperatorLink):
             return self.url(operator, ti_key) or ""
         except Exception as exc:
             # The exception type only: messages may quote URLs, and URLs here may be signed.
-            log.warning("Link %r of %s is unavailable: %s", self.name, _describe(ti_key), type(exc).__name__)
+            log.warning("Link %r of %s is unavailable: %s", self.name, ti_key, type(exc).__name__)
             return ""
 
     def url(self, operator: BaseOperator, ti_key: TaskInstanceKey) -> str:
@@ -231,9 +203,6 @@ def generation_ids(value: Any) -> list[str]:
         elif isinstance(item, str):
             ids.append(item)
     return ids
-
-
-# -- generate task -----------------------------------------------------------------------------------
 
 
 class OxenImageLink(_OxenLink):
@@ -289,9 +258,6 @@ class OxenImageLiveLink(_LiveLink, OxenImageLink):
         # No retries: the api-server is answering a page load.
         with OxenHook(str(conn_id), timeout=OXEN_LINK_TIMEOUT, max_retries=0) as hook:
             return hook.get_generation(ids[0]).result_url or ""
-
-
-# -- store task ----------------------------------------------------------------------------------------
 
 
 class OxenS3FolderLink(_OxenLink):
@@ -364,9 +330,6 @@ class OxenManifestLiveLink(_LiveS3ObjectLink, OxenManifestLink):
     """ "Manifest", computed in the api-server: a GET URL presigned for :data:`PRESIGN_EXPIRES_IN` s."""
 
     _operator_paths = (("airflow_provider_oxen.transfers.s3", "OxenGenerationToS3Operator"),)
-
-
-# -- review task -----------------------------------------------------------------------------------------
 
 
 class OxenContactSheetLink(_S3ObjectLink):

@@ -40,7 +40,7 @@ from airflow_provider_oxen.models import (
 from airflow_provider_oxen.pricing import estimate_cost, why_unknown
 from airflow_provider_oxen.recovery import match_unrecorded
 from airflow_provider_oxen.redact import strip_url_queries
-from airflow_provider_oxen.results import build_result, generations_from_payload
+from airflow_provider_oxen.results import build_result, generations_from_payload, reported_cost
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -190,8 +190,6 @@ class OxenGenerateOperator(BaseOperator):
         self._in_flight: list[str] = []
         self._carried_ledger_entry: Any = None
 
-    # -- request ----------------------------------------------------------------------------------
-
     def build_request(self, **extra: Any) -> ImageGenerationRequest:
         """The request from the (rendered) fields; raises OxenValidationError naming a field."""
         if not isinstance(self.parameters, Mapping):
@@ -218,8 +216,6 @@ class OxenGenerateOperator(BaseOperator):
     @property
     def hook(self) -> OxenHook:
         return OxenHook(self.oxen_conn_id)
-
-    # -- execution --------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         with self.hook as hook:  # closes its clients whatever happens below
@@ -378,14 +374,11 @@ class OxenGenerateOperator(BaseOperator):
         )
         return results
 
-    # -- giving up ---------------------------------------------------------------------------------
-
     def _is_final(self, context: Context, error: BaseException) -> bool:
         """Whether this failure ends the task for good (no Airflow retry will resume the ledger)."""
         if isinstance(error, OxenUnrecoverableError):
             return True
-        ti = context.get("ti") if hasattr(context, "get") else None
-        try_number = int(getattr(ti, "try_number", 0) or 0)
+        try_number = int(getattr(context.get("ti"), "try_number", 0) or 0)
         return try_number > int(self.retries or 0)
 
     def _give_up_if_final(
@@ -400,8 +393,6 @@ class OxenGenerateOperator(BaseOperator):
             return
         self.log.warning("Cancelling %d Oxen generation(s): %s.", len(entry.generation_ids), why)
         hook.cancel_generations(entry.generation_ids)
-
-    # -- cost -------------------------------------------------------------------------------------
 
     def _check_cost(self, prepared: PreparedRequest, parameters: dict[str, Any], count: int) -> None:
         estimate = estimate_cost(prepared.model, parameters, count)
@@ -434,8 +425,6 @@ class OxenGenerateOperator(BaseOperator):
                 max_cost=str(limit),
             )
         self.log.info("Estimated cost of %d generation(s): %s (max_cost %s)", count, estimate, limit)
-
-    # -- exactly-once enqueue -----------------------------------------------------------------------
 
     def _enqueue_once(
         self,
@@ -570,8 +559,6 @@ class OxenGenerateOperator(BaseOperator):
             candidates=decision.candidates,
         )
 
-    # -- lineage ------------------------------------------------------------------------------------
-
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the ``s3://`` images an edit or clip was made from in, the generations out."""
         from airflow_provider_oxen.lineage import generation_uri, operator_lineage
@@ -588,7 +575,7 @@ class OxenGenerateOperator(BaseOperator):
 
 def _max_tries(context: Context) -> int | None:
     """The task instance's ``max_tries``: the same for every retry of a run, raised by a clear."""
-    value = getattr(context.get("ti") if hasattr(context, "get") else None, "max_tries", None)
+    value = getattr(context.get("ti"), "max_tries", None)
     return value if isinstance(value, int) else None
 
 
@@ -609,13 +596,7 @@ def _seed(prepared: PreparedRequest, count: int) -> int | None:
 
 def _cost_summary(results: list[dict[str, Any]]) -> str:
     """ "reported cost 0.1200" (exact decimals), noting generations whose cost Oxen did not report."""
-    total, unknown = Decimal(0), 0
-    for result in results:
-        try:
-            total += Decimal(str(result["cost"])) if result.get("cost") is not None else 0
-            unknown += result.get("cost") is None
-        except InvalidOperation:
-            unknown += 1
+    total, unknown = reported_cost(results)
     text = f"reported cost {total}"
     return f"{text}; cost unknown for {unknown}" if unknown else text
 

@@ -1,19 +1,10 @@
 """OxenPublishReviewedOperator: apply review decisions to a stored batch in S3.
 
-Approved images are copied under ``approved_prefix`` (the publish step); rejected ones are
-moved under ``rejected_prefix`` (copied, the copy verified, then deleted from where they were
-stored); images sent back for regeneration stay where they are and come back as new prompts
-(the original prompt with the reviewer's note appended) for the next generation run. A video
-clip goes together with its poster frame (``poster_s3_key``): both copied, or both moved.
-Publishing follows the current decision: a file an earlier review approved (rejected) and this
-one rejects (approves) is removed from the other decision's prefix (moved from there when its
-original is gone), and one sent back for regeneration is no longer published.
-
-It only touches what the transfer wrote: every record's key (and poster key) must lie inside
-the transfer's prefix (``prefix``, or the ``s3_prefix`` the records carry) in ``bucket``, and
-the object there must carry the record's ``generation-id`` (and, when S3 can prove it, its bytes).
-Everything is checked before the first copy or delete. A re-run finds what the previous try
-did (an image already copied, or already moved) and does not do it again.
+Approved files are copied under ``approved_prefix``, rejected ones moved under ``rejected_prefix``
+(a clip with its poster frame), those sent back come back as new prompts; publishing follows the
+current decision, undoing an earlier one. Only what the transfer wrote is touched (keys inside its
+prefix, objects carrying the record's ``generation-id``), all checked before the first copy or
+delete; a re-run does not repeat what a previous try did.
 """
 
 from __future__ import annotations
@@ -174,8 +165,6 @@ class OxenPublishReviewedOperator(BaseOperator):
         )
         return outcome
 
-    # -- planning: confinement, before any request ---------------------------------------------------
-
     def _source_prefix(self, records: Sequence[Mapping[str, Any]]) -> str:
         if self.prefix is not None:
             return normalise_prefix(self.prefix)
@@ -199,6 +188,7 @@ class OxenPublishReviewedOperator(BaseOperator):
         return next(iter(found), "")
 
     def _plan(self, bucket: str, decisions: Mapping[str, str]) -> list[_Item]:
+        """Every file and where it goes, each key confined to its prefix, before any S3 request."""
         records: list[Mapping[str, Any]] = []
         for record in flatten_results(self.records):
             if not isinstance(record, Mapping) or not record.get("s3_key"):
@@ -265,9 +255,8 @@ class OxenPublishReviewedOperator(BaseOperator):
         _check_targets(items)
         return items
 
-    # -- inspecting: HEAD requests, still before any change ------------------------------------------
-
     def _inspect(self, store: S3ObjectStore, item: _Item) -> _Step:
+        """What S3 needs for ``item``, from HEAD requests only (still before any change)."""
         move = item.decision == REJECT
         source = store.head(item.key)
         # This file where an earlier, different decision put it (only ever ours: same generation, bytes).
@@ -336,8 +325,6 @@ class OxenPublishReviewedOperator(BaseOperator):
             return True
         checksums = (found.full_object_checksum, source.full_object_checksum)
         return found.size == source.size and (None in checksums or checksums[0] == checksums[1])
-
-    # -- applying --------------------------------------------------------------------------------------
 
     def _apply(self, store: S3ObjectStore, step: _Step) -> None:
         item = step.item

@@ -1,19 +1,8 @@
 """OxenImageReviewOperator: a person approves, rejects or asks to regenerate each stored image or clip.
 
-Built on Airflow's Human-in-the-loop operator (standard provider, Airflow >= 3.1). The
-required-action page shows one row per image (a preview linked to the full-size file, its
-title, prompt, size, seed and automatic check results), the contact sheet as an overview link,
-and one decision field per image titled like ``Image 1 — Cold Brew Kit, 16:9``. Images that
-failed the automatic checks default to ``reject``; the rest to ``approve``. The note is
-optional, so one click on a blanket option answers. With a ``response_timeout``, nobody
-answering means the defaults apply (that is how the demo answers), through Airflow's own HITL
-timeout handling. A video clip's row shows its poster frame linked to the clip (both presigned),
-and its field is titled like ``Clip 2 — Cold Brew Kit, 16:9, 5 s``. An edit or a clip is shown
-beside the images it was made from, and every row says how the stored file is marked. What Airflow's form
-renders, and why the form looks like this: :mod:`airflow_provider_oxen.review_form`.
-
-The body is stored in Airflow's metadata DB and shown to everyone who can see the task, so
-it holds presigned S3 URLs of *our* bucket only (GET of one object, expiring with
+Built on Airflow's Human-in-the-loop operator; the form is described in
+:mod:`airflow_provider_oxen.review_form`. The body is stored in Airflow's metadata DB and shown to
+everyone who can see the task, so it holds presigned S3 URLs of *our* bucket only (expiring with
 ``link_expiry``), never an Oxen result URL or its signed query.
 """
 

@@ -152,7 +152,7 @@ def test_read_timeout_on_enqueue_is_not_retried(
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, timeout=1))
     oxen_conn.fault(type="delay", seconds=3, after_processing=True, method="POST", path="^/api/ai/queue$")
     with OxenHook() as hook:
-        hook.validate_request(build_image_request("ideogram-v4", "slow"))  # warm the schema cache
+        hook.prepare(build_image_request("ideogram-v4", "slow"))  # warm the schema cache
         with pytest.raises(OxenRequestMayHaveSucceededError, match="not retried"):
             hook.enqueue(build_image_request("ideogram-v4", "slow"))
     time.sleep(0.2)

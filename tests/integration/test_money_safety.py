@@ -196,7 +196,7 @@ def _with_pricing(model_id: str, **update: Any) -> None:
 
     with OxenHook() as hook:
         model = hook.get_model(model_id)
-        MODEL_CACHE.put(hook.settings.base_url, model.model_copy(update=update), model.id)
+        MODEL_CACHE[(hook.settings.base_url, model.id)] = (time.monotonic(), model.model_copy(update=update))
 
 
 @pytest.mark.parametrize(

@@ -82,10 +82,10 @@ def test_enqueue_splits_and_reports_each_batch() -> None:
 def test_model_details_are_cached_per_process() -> None:
     detail = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
     with OxenHook() as hook:
-        hook.validate_request(build_image_request("flux", "a"))
-        hook.validate_request(build_image_request("flux", "b"))
+        hook.prepare(build_image_request("flux", "a"))
+        hook.prepare(build_image_request("flux", "b"))
     with OxenHook() as other:
-        other.validate_request(build_image_request("flux", "c"))
+        other.prepare(build_image_request("flux", "c"))
     assert detail.call_count == 1
 
 

@@ -120,15 +120,7 @@ def test_model_accepts_either_schema_name() -> None:
 def test_model_media_capability() -> None:
     assert OxenModel.model_validate({"id": "m", "capabilities": {"output": ["image"]}}).generates_media
     assert not OxenModel.model_validate({"id": "m", "capabilities": {"output": ["text"]}}).generates_media
-    assert OxenModel.model_validate({"id": "m", "endpoint": "/videos/generate"}).generates_media
-
-
-def test_event_finds_the_output_url_under_any_likely_key() -> None:
-    event = OxenEvent(
-        event="media_generation_completed", data={"generation_id": "g", "output_url": "http://x/y"}
-    )
-    assert event.generation_id == "g"
-    assert event.result_url == "http://x/y"
+    assert not OxenModel.model_validate({"id": "m", "endpoint": "/videos/generate"}).generates_media
 
 
 def test_queue_row_reads_the_documented_names() -> None:
@@ -150,24 +142,6 @@ def test_queue_row_reads_the_documented_names() -> None:
         "ideogram-v4",
         "2026-05-12T10:00:00Z",
         "Invalid image_size",
-    )
-
-
-def test_queue_row_still_accepts_the_older_names() -> None:
-    row = Generation.model_validate(
-        {
-            "id": "g",
-            "status": "succeeded",
-            "model": "m",
-            "created_at": "2026-01-01T00:00:00Z",
-            "url": "https://x/y",
-        }
-    )
-    assert (row.generation_id, row.model_name, row.enqueued_at, row.result_url) == (
-        "g",
-        "m",
-        "2026-01-01T00:00:00Z",
-        "https://x/y",
     )
 
 
