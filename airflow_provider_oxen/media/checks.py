@@ -1,13 +1,7 @@
 """Automatic per-image checks: it decodes, has the requested size and format, and a sane byte size.
 
-(Video clips have their own checks, in :mod:`airflow_provider_oxen.media.video`, sharing
-:class:`CheckSettings`.)
-
-The checks run on a file that is already on hand (the transfer's spool), so checking never
-costs a second download. Decoding and judging are separate steps: :func:`decode_image` reads
-the file once (and lets the caller reuse the decoded pixels, e.g. for a thumbnail), and
-:func:`evaluate` turns what was found into an :class:`ImageCheck` listing every problem, so a
-batch is reported image by image instead of failing on the first opaque error.
+:func:`decode_image` reads the spooled file once (its pixels reused for a thumbnail);
+:func:`evaluate` lists every problem, so a batch is reported image by image.
 """
 
 from __future__ import annotations
@@ -15,7 +9,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import IO, Any, ClassVar, TypeVar
+from typing import IO, Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
@@ -37,11 +31,7 @@ def normalise_format(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """What the checks enforce. ``enabled=False`` turns them off (records then say ``checks: null``).
-
-    ``max_bytes`` bounds images, ``max_video_bytes`` video clips; ``check_duration`` compares a
-    clip's duration with the requested one (video only).
-    """
+    """What the checks enforce (``max_video_bytes``, ``check_duration``: clips); ``enabled=False``: none."""
 
     enabled: bool = True
     min_bytes: int = 1 * KiB
@@ -107,8 +97,6 @@ class ExpectedImage:
 class DecodedImage:
     """What decoding found; ``error`` is set when the file is not a readable image."""
 
-    mime_types: ClassVar[Mapping[str, str]] = MIME_TYPES
-
     width: int | None = None
     height: int | None = None
     format: str | None = None
@@ -116,7 +104,7 @@ class DecodedImage:
 
     @property
     def mime_type(self) -> str | None:
-        return self.mime_types.get(self.format or "")
+        return MIME_TYPES.get(self.format or "")
 
     @property
     def problem(self) -> str | None:
@@ -129,11 +117,7 @@ _Check = TypeVar("_Check", bound="ImageCheck")
 
 @dataclass(frozen=True)
 class ImageCheck:
-    """The verdict for one image: ``ok`` is True only when ``problems`` is empty.
-
-    (A video clip's :class:`~airflow_provider_oxen.media.video.VideoCheck` adds what it
-    measures, and ``ok`` None: not checked.)
-    """
+    """The verdict for one image: ``ok`` is True only when ``problems`` is empty."""
 
     ok: bool | None
     problems: list[str] = field(default_factory=list)
@@ -168,13 +152,8 @@ def check_failed(record: Mapping[str, Any]) -> bool:
 
 
 def identify_mime_type(fileobj: IO[bytes]) -> str | None:
-    """The MIME type the file's first bytes declare, without opening it as an image.
-
-    A PNG, JPEG or WebP is recognised by the same signature Pillow's plugin accepts it by, so
-    this is the format :func:`decode_image` reports for it, known from 16 bytes (Pillow's own
-    ``open`` reads a whole WebP). None for anything else (formats this provider does not
-    store, or not an image). The file is left at its start.
-    """
+    """The MIME type (PNG, JPEG or WebP, by Pillow's own signatures) the first 16 bytes declare,
+    or None; the file is left at its start. (Pillow's ``open`` reads a whole WebP.)"""
     fileobj.seek(0)
     head = fileobj.read(16)
     fileobj.seek(0)
@@ -189,13 +168,10 @@ def identify_mime_type(fileobj: IO[bytes]) -> str | None:
 def decode_image(
     fileobj: IO[bytes], *, on_decoded: Callable[[Image.Image], None] | None = None
 ) -> DecodedImage:
-    """Open, ``verify()`` and then fully load the image in ``fileobj`` (read from its start).
+    """Open, ``verify()`` (the container) and then fully load (the pixels) the image in ``fileobj``.
 
-    ``verify()`` checks the container (e.g. PNG chunk CRCs) but leaves the image unusable, so
-    a second open decodes the pixels: that is what catches truncated or corrupt data. The
-    loaded image is handed to ``on_decoded`` and then released, so only what the callback
-    keeps (a thumbnail) outlives this call. Pillow's decompression-bomb warning is turned into
-    an error: a file that claims a huge canvas is a failed check, not a worker out of memory.
+    The loaded image is handed to ``on_decoded``, then released. A decompression-bomb warning
+    is an error: a huge canvas is a failed check, not a worker out of memory.
     """
     width = height = None
     fmt = None
@@ -248,21 +224,8 @@ def find_problems(
 
 
 def evaluate(
-    decoded: DecodedImage, size_bytes: int, expected: ExpectedImage, settings: CheckSettings | None = None
+    decoded: DecodedImage, size_bytes: int, expected: ExpectedImage, settings: CheckSettings
 ) -> ImageCheck:
     """Judge a decoded image against what was requested; every problem found is listed."""
-    settings = settings or CheckSettings()
     problems = find_problems(decoded, size_bytes, expected, settings, max_bytes=settings.max_bytes)
     return ImageCheck.verdict(decoded, problems)
-
-
-def check_image(
-    fileobj: IO[bytes],
-    size_bytes: int,
-    expected: ExpectedImage,
-    settings: CheckSettings | None = None,
-    *,
-    on_decoded: Callable[[Image.Image], None] | None = None,
-) -> ImageCheck:
-    """Decode ``fileobj`` once and judge it (see :func:`decode_image` and :func:`evaluate`)."""
-    return evaluate(decode_image(fileobj, on_decoded=on_decoded), size_bytes, expected, settings)

@@ -1,9 +1,6 @@
 """A contact sheet: one PNG grid of a batch's thumbnails, each captioned with id, prompt and check status.
 
-A reviewer opens one file instead of a hundred. The sheet is built from thumbnails made while
-each image was being processed (see :func:`make_thumbnail`), so building it never needs the
-full-size images again: memory is ``count x thumb^2 x 3`` bytes, not the batch's size. A video
-clip's cell shows its poster frame with a play mark, and its caption says ``video, 5 s``.
+Built from thumbnails kept while each file was processed: never the full-size images again.
 """
 
 from __future__ import annotations
@@ -35,12 +32,7 @@ _WHITE = (255, 255, 255)
 
 @dataclass(frozen=True)
 class SheetItem:
-    """One cell: a thumbnail (any image; it is scaled to fit) and what its caption says.
-
-    ``ok`` is the check verdict (None: not checked, ``note`` saying why when known);
-    ``problems`` the check's problem list. A ``media_type`` of ``"video"`` marks the cell as a
-    clip (its thumbnail is the poster frame), captioned with its ``duration_seconds``.
-    """
+    """One cell: a thumbnail (scaled to fit; a clip's poster frame) and its caption's facts."""
 
     image: Image.Image | None
     generation_id: str
@@ -65,14 +57,11 @@ class SheetItem:
 
 
 def make_thumbnail(image: Image.Image, thumb: int = 256) -> Image.Image:
-    """An RGB copy fitting in ``thumb`` x ``thumb`` (never enlarged); transparency over white.
-
-    Resizing first and converting after keeps the work (and memory) proportional to the
-    thumbnail, not to the full image; ``reducing_gap`` lets Pillow shrink in cheap steps.
-    """
+    """An RGB copy fitting in ``thumb`` x ``thumb`` (never enlarged); transparency over white."""
     width, height = image.size
     scale = min(thumb / width, thumb / height, 1.0)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Resized first, converted after: work and memory follow the thumbnail, not the image.
     source = image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGBA")
     small = source.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
     if small.mode in ("RGBA", "LA"):

@@ -1,14 +1,7 @@
 """Automatic checks of generated video clips, and the poster frame a reviewer sees for each one.
 
-Decoding is PyAV's (FFmpeg's demuxers and decoders: no container parsing here), an optional
-extra (``pip install "airflow-provider-oxen[video]"``). Without it, clips are still stored;
-their checks say :data:`NOT_CHECKED` (``ok`` is ``None``: neither passed nor failed) and
-there is no poster frame.
-
-:func:`decode_video` reads a clip once, from a path (a spool on disk: FFmpeg reads it in
-small blocks) or a seekable file object, decoding every frame one at a time, so memory does
-not grow with the clip's length. It hands the middle frame (the poster) to a callback.
-:func:`evaluate_video` turns what was found into a :class:`VideoCheck` listing every problem.
+Decoding is PyAV's (the ``video`` extra); without it clips are stored with checks that say
+:data:`NOT_CHECKED` (``ok`` None) and no poster frame.
 """
 
 from __future__ import annotations
@@ -19,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 from PIL import Image
 
@@ -38,7 +31,6 @@ VIDEO_MIME_TYPES = {
     "mov": "video/quicktime",
     "webm": "video/webm",
 }
-VIDEO_FORMATS = frozenset(VIDEO_MIME_TYPES)
 # The poster frame is stored next to its clip, at the clip's key plus this suffix.
 POSTER_SUFFIX = ".poster.jpg"
 POSTER_CONTENT_TYPE = "image/jpeg"
@@ -63,7 +55,7 @@ def is_video(result: Mapping[str, Any]) -> bool:
     media_type = result.get("media_type")
     if media_type:
         return str(media_type).lower() == "video"
-    return normalise_format(result.get("output_format")) in VIDEO_FORMATS
+    return normalise_format(result.get("output_format")) in VIDEO_MIME_TYPES
 
 
 def poster_key(key: str) -> str:
@@ -121,19 +113,17 @@ class ExpectedVideo(ExpectedImage):
 
 @dataclass(frozen=True)
 class DecodedVideo(DecodedImage):
-    """What decoding found; ``error`` is set when the file is not a (wholly) readable video.
-
-    ``frames`` counts the frames that decoded; ``declared_frames`` is what the container says
-    (None when it does not say).
-    """
-
-    mime_types: ClassVar[Mapping[str, str]] = VIDEO_MIME_TYPES
+    """What decoding found: ``frames`` decoded, ``declared_frames`` by the container (None: unsaid)."""
 
     codec: str | None = None
     frames: int = 0
     declared_frames: int | None = None
     fps: float | None = None
     duration_seconds: float | None = None
+
+    @property
+    def mime_type(self) -> str | None:
+        return VIDEO_MIME_TYPES.get(self.format or "")
 
     @property
     def problem(self) -> str | None:
@@ -209,14 +199,10 @@ def decode_video(
     on_poster: Callable[[Image.Image], None] | None = None,
     decode_all: bool = True,
 ) -> DecodedVideo:
-    """Open the clip at ``source`` (a path, or a seekable binary file) and decode its first video stream.
+    """Decode the first video stream of ``source`` (a path, or a seekable file), one frame at a time.
 
-    Every frame is decoded (that is what catches corrupt or truncated data) and dropped at
-    once; the middle one (``frames // 2``, by the container's frame count or duration x rate)
-    is handed to ``on_poster`` as an RGB image first. ``decode_all=False`` stops after the
-    poster frame (when the checks are off). A frame larger than Pillow's decompression-bomb
-    limit is an error, not a worker out of memory. Raises RuntimeError without PyAV
-    (:func:`load_av`).
+    Every frame is decoded (that catches corrupt data) unless ``decode_all=False``; the middle
+    one goes to ``on_poster`` as an RGB image. Raises RuntimeError without PyAV.
     """
     av = load_av()
     if av is None:
@@ -279,10 +265,9 @@ def _poster_by_counting(
 
 
 def evaluate_video(
-    decoded: DecodedVideo, size_bytes: int, expected: ExpectedVideo, settings: CheckSettings | None = None
+    decoded: DecodedVideo, size_bytes: int, expected: ExpectedVideo, settings: CheckSettings
 ) -> VideoCheck:
     """Judge a decoded clip against what was requested; every problem found is listed."""
-    settings = settings or CheckSettings()
     problems = find_problems(
         decoded, size_bytes, expected, settings, max_bytes=settings.max_video_bytes, maximum="video maximum"
     )

@@ -73,9 +73,8 @@ def _pem(text: str) -> bytes:
 class SigningCredentials:
     """A C2PA signing certificate chain (signing certificate first), its private key and algorithm.
 
-    Checked on creation, by parsing and by signing a 1-pixel image, so a bad connection fails a
-    task before anything is stored. The key is kept as unencrypted PKCS#8 PEM (what c2pa reads)
-    and never shown by ``repr`` or any error.
+    Checked on creation by signing a 1-pixel image, so a bad connection fails a task before
+    anything is stored; the key is never shown by ``repr`` or any error.
     """
 
     certificate_chain: str
@@ -166,11 +165,8 @@ class SigningCredentials:
 def sign(data: bytes, mime_type: str, facts: Provenance, credentials: SigningCredentials) -> bytes | None:
     """``data`` with a signed C2PA manifest embedded, or None if c2pa cannot carry one in ``mime_type``.
 
-    The manifest's ``c2pa.actions`` say ``c2pa.created`` (a generation) or ``c2pa.edited`` (made
-    from ``facts.ingredients``), with the IPTC digital source type, the software agent, and the
-    model and generation id as the action's parameters. Each ingredient is embedded with its
-    SHA-256, its thumbnail and any manifest it already carries, so a chain of edits reads back
-    whole. Raises :class:`OxenSigningError` when c2pa refuses a supported file.
+    Ingredients with bytes are embedded (with any manifest they carry), so a chain of edits reads
+    back whole. Raises :class:`OxenSigningError` when c2pa refuses a supported file.
     """
     c2pa = _c2pa()
     if mime_type not in c2pa.Builder.get_supported_mime_types():

@@ -1,22 +1,12 @@
 """XMP marking: the provenance facts written into a stored image or clip, losslessly.
 
-One XMP packet (the IPTC digital source type, the model as ``Iptc4xmpExt:AISystemUsed``, the
-generation id as ``xmpMM:DocumentID``, the provider as ``xmp:CreatorTool``, the inputs as
-``xmpMM:Ingredients``) goes where each container keeps XMP:
+One packet goes where each container keeps XMP (PNG ``iTXt``, JPEG APP1, WebP ``XMP `` chunk;
+MP4/MOV: an appended ``uuid`` box, so no ``stco`` offset moves), everything else copied byte for
+byte. A packet already there is replaced, and marking the same file again gives the same bytes
+(the transfer's exactly-once skip needs that).
 
-- PNG: an ``iTXt`` chunk with keyword ``XML:com.adobe.xmp``, before the first ``IDAT``;
-- JPEG: an APP1 segment (``http://ns.adobe.com/xap/1.0/``) after SOI, JFIF's APP0 and Exif's APP1;
-- WebP: an ``XMP`` chunk, flagged in the extended (``VP8X``) header; a simple (``VP8``/``VP8L``)
-  file gets that header;
-- MP4/MOV: a top-level ``uuid`` box with XMP's UUID, appended, so no offset in the file moves
-  (``stco`` chunk offsets point into ``mdat``), and a clip on disk is never read into memory.
-
-Everything else is copied byte for byte. A packet already there is replaced (in MP4, one that is
-not the last box becomes ``free`` space), and the output depends only on the input and the facts:
-marking the same file again gives the same bytes, which the transfer's exactly-once skip needs.
-
-Hand-written rather than pyexiv2: pyexiv2 is GPL-3.0 and exiv2 GPL-2.0-or-later, neither fit for
-an Apache-2.0 provider, and exiv2 does not write MP4.
+Hand-written: pyexiv2 (GPL-3.0) and exiv2 (GPL-2.0-or-later) do not fit an Apache-2.0 provider,
+and exiv2 does not write MP4.
 """
 
 from __future__ import annotations
@@ -75,12 +65,7 @@ def mark(data: bytes, facts: Provenance) -> bytes | None:
 
 
 def mark_file(file: IO[bytes], facts: Provenance) -> bool:
-    """Mark the file in place (it must be readable, writable, seekable and truncatable).
-
-    A clip gets its box appended. An image is copied around its packet's place, a block at a
-    time, so a large one on disk is never held in memory. False (the file untouched) when
-    there is no place for XMP this module knows.
-    """
+    """Mark the file in place, never holding it in memory; False (untouched) for an unknown container."""
     packet = xmp_packet(facts)
     end = file.seek(0, os.SEEK_END)
     file.seek(0)

@@ -1,10 +1,5 @@
-"""Turn whatever XCom hands the transfer into one flat list of result dicts.
-
-``results`` may be the generate operator's list of result dicts, a list of such lists (a
-mapped generate task's XCom is one list per map index), generation ids (from
-``wait_for_completion=False`` plus a sensor), or the same as text when a Jinja template
-rendered it to a string.
-"""
+"""Turn whatever XCom hands the transfer (result dicts, lists of them, generation ids, or that
+as rendered text) into one flat list."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """Download a result file into a spool, hashing as it streams; refresh an expired URL once.
 
-Oxen's result URLs are temporary signed links, and the XCom a transfer reads may be hours
-old (a retry, a backfill, a slow upstream). An expired link answers 403, 404 or 410; the
-generation itself still exists, and reading it again hands out a freshly signed URL.
-
-A body that breaks off mid-stream (connection reset, read timeout, fewer bytes than
-announced) is read again from the start, with the connection's retry policy: the hook retries
-a request only until its response headers arrive, and a download costs nothing.
+An expired signed link answers 403, 404 or 410; reading the generation again hands out a fresh
+one. A body that breaks off mid-stream is read again from the start (the hook retries a request
+only until its headers arrive).
 """
 
 from __future__ import annotations
@@ -38,16 +34,13 @@ class Fetched:
     content_type: str | None
     refresh_reason: str | None = None
 
-    @property
-    def refreshed(self) -> bool:
-        return self.refresh_reason is not None
-
 
 def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
     spool.reset()
     digest, size = hashlib.sha256(), 0
     with hook.open_download(url) as response:
-        spool.expect(_content_length(response.headers.get("Content-Length")))
+        length = response.headers.get("Content-Length", "")
+        spool.expect(int(length) if length.isdigit() else None)
         # Capped on the decoded bytes (what lands in the spool), like every download of the hook:
         # a small compressed body may decode to far more than the connection allows.
         for chunk in iter_capped(response, hook.download_policy.max_bytes, _CHUNK):
@@ -79,13 +72,6 @@ def _download_whole(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, s
             time.sleep(delay)
 
 
-def _content_length(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _fresh_url(hook: OxenHook, generation_id: str) -> str:
     row = hook.get_generation(generation_id)
     if row.status is not GenerationStatus.SUCCEEDED or not row.result_url:
@@ -100,9 +86,7 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     """Stream ``url`` into ``spool``; on 403/404/410 re-read the generation for a fresh URL, once.
 
     Any other error (or a second failure) raises :class:`OxenResultDownloadError` naming the
-    generation (any URL in its message cut before the query: that is the signature).
-    Transient errors (429, 5xx, connection) are already retried by the hook; a body that
-    breaks off is read again (see the module docstring), then reported the same way.
+    generation, with no URL query (the signature) in its message.
     """
     try:
         return _fetch(hook, generation_id, url, spool)
@@ -122,21 +106,15 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) ->
         # Results keep the URL without its signed query (it is a credential): the signed one is
         # read afresh, as a matter of course (not a refresh), rather than trying a bare link.
         url = _fresh_url(hook, generation_id)
-    try:
-        size, sha256, content_type = _download_whole(hook, url, spool)
-    except OxenAPIStatusError as exc:
-        if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
-            raise OxenResultDownloadError(
-                f"Could not download the result of generation {generation_id}: {redact_text(str(exc))}",
-                generation_id=generation_id,
-            ) from exc
-        url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"
+    while True:
         try:
             size, sha256, content_type = _download_whole(hook, url, spool)
-        except OxenAPIStatusError as again:
-            raise OxenResultDownloadError(
-                f"Could not download the result of generation {generation_id}, even with a refreshed URL: "
-                f"{redact_text(str(again))}",
-                generation_id=generation_id,
-            ) from again
-    return Fetched(size=size, sha256=sha256, content_type=content_type, refresh_reason=reason)
+            return Fetched(size=size, sha256=sha256, content_type=content_type, refresh_reason=reason)
+        except OxenAPIStatusError as exc:
+            if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
+                raise OxenResultDownloadError(
+                    f"Could not download the result of generation {generation_id}"
+                    f"{', even with a refreshed URL' if reason else ''}: {redact_text(str(exc))}",
+                    generation_id=generation_id,
+                ) from exc
+            url, reason = _fresh_url(hook, generation_id), f"HTTP {exc.status_code} (expired URL)"

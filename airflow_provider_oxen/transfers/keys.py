@@ -1,11 +1,8 @@
 """S3 key templating and safety: every key the transfer writes stays inside its prefix.
 
-Key templates are rendered in two stages. Airflow renders the Jinja parts (``{{ ds }}``)
-because the template is a templated field; then the per-image placeholders (``{generation_id}``,
-``{ext}``, ...) are filled with :meth:`str.format_map` on a fixed set of names. Format strings
-can reach attributes (``{model.__class__}``) and items (``{seed[0]}``), so templates are parsed
-first and anything but a plain allowed name is refused, and values are reduced to a safe
-character set. Whatever the template and values, :func:`check_key` then has the last word.
+After Jinja, placeholders are filled with :meth:`str.format_map`, which can reach attributes
+(``{model.__class__}``) and items: anything but a plain allowed name is refused, values are
+reduced to a safe character set, and :func:`check_key` has the last word.
 """
 
 from __future__ import annotations
@@ -26,11 +23,7 @@ _UNSAFE_VALUE_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
 def key_value(value: object) -> str:
-    """A placeholder value reduced to ``[A-Za-z0-9._=-]`` (anything else becomes ``-``).
-
-    Ids, model names and run ids come from outside (the API, a trigger's conf): without this
-    a ``/`` in one would add segments, and a ``..`` would be refused only later, less clearly.
-    """
+    """A placeholder value reduced to ``[A-Za-z0-9._=-]``: a ``/`` in an id must not add segments."""
     text = _UNSAFE_VALUE_CHARS.sub("-", str(value)).strip("-")
     return text or "-"
 
@@ -98,12 +91,7 @@ def normalise_prefix(prefix: str | None) -> str:
 def check_key(
     key: str, prefix: str, *, what: str = "key", refusing: str = "refusing to upload anything"
 ) -> str:
-    """Return ``key`` if it is a safe key strictly inside ``prefix``; raise OxenKeyError if not.
-
-    ``prefix`` must already be normalised (:func:`normalise_prefix`). Refused: empty keys, ``.``
-    or ``..`` segments (also percent-encoded), empty segments, absolute keys, URIs, backslashes,
-    control/invisible characters, keys a Unicode normalisation would change, and over-long keys.
-    """
+    """Return ``key`` if it is a safe key strictly inside the (normalised) ``prefix``; else OxenKeyError."""
     problem = _problem(key)
     if problem is not None:
         raise OxenKeyError(f"{what} {key!r} {problem}; {refusing}", field=what)
@@ -148,8 +136,8 @@ def render_key(
 ) -> str:
     """Fill ``template``'s placeholders and check the result stays inside ``prefix``.
 
-    Integers (``index``, ``seed``) stay integers so format specs like ``{index:04d}`` work;
-    every other value goes through :func:`key_value`, except ``prefix`` which is already checked.
+    Integers stay integers so format specs like ``{index:04d}`` work; other values go through
+    :func:`key_value`.
     """
     used = template_fields(template, allowed, what=f"{what} template")
     safe: dict[str, object] = {}

@@ -1,26 +1,13 @@
 """The per-file records and the batch manifest (one JSON document per transfer run).
 
-A record describes one stored result, image or video clip (``media_type``); a clip's record
-also names its poster frame (``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``,
-``poster_size_bytes``; None when no poster could be made).
-
-The manifest describes what is in S3, not what this try did: the per-try ``action``
-(stored/skipped) stays in the returned records and the task log, and nothing time-dependent
-goes in. So the same batch always serialises to the same bytes, and a re-run finds the stored
-manifest unchanged and skips it like any other object.
-
-Records and manifests never hold a signed URL's query (see :mod:`.redact`): ``result_url`` is
-kept without it. Results are taken in their current shape (``enqueued_at``, ``cost`` as a
-decimal string, ``media_type``) and older ones are brought to it (``created_at`` becomes
-``enqueued_at``, a numeric ``cost`` becomes a decimal string).
+The manifest describes what is in S3, not what this try did (no ``action``, nothing
+time-dependent), so a re-run serialises the same bytes and skips it like any other object.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck, check_failed
@@ -31,38 +18,6 @@ MANIFEST_VERSION = 1
 # Fields of a record that describe one try rather than the stored object.
 PER_TRY_FIELDS = frozenset({"action", "url_refreshed", "poster_action"})
 POSTER_FIELDS = ("poster_s3_key", "poster_s3_uri", "poster_sha256", "poster_size_bytes")
-
-
-def decimal_text(value: Any) -> str | None:
-    """A cost as the API writes it: a decimal string (``"0.0600"``), kept as given.
-
-    An older result's float (``0.06``) becomes ``"0.06"`` (its shortest exact decimal form,
-    not the binary float's expansion); ``None``, booleans and non-finite numbers become None.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (int, float, Decimal)):
-        try:
-            return format(Decimal(str(value)), "f")
-        except (InvalidOperation, ValueError):
-            return None
-    return str(value)
-
-
-def result_fields(result: Mapping[str, Any]) -> dict[str, Any]:
-    """A result's fields as records and manifests keep them: URL queries stripped, current names."""
-    fields: dict[str, Any] = strip_url_queries(dict(result))
-    if "created_at" in fields:  # results from before enqueued_at (the API's name) was used
-        created_at = fields.pop("created_at")
-        if fields.get("enqueued_at") is None:
-            fields["enqueued_at"] = created_at
-    if "cost" in fields:
-        fields["cost"] = decimal_text(fields["cost"])
-    return fields
 
 
 def image_record(
@@ -81,15 +36,10 @@ def image_record(
     poster: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every field of ``result`` (see :func:`result_fields`) plus what was stored where, and the checks.
-
-    ``sha256`` is of the bytes stored, ``oxen_sha256`` of those Oxen returned (they differ when
-    the file was marked); ``provenance`` says whether it was marked, and why not.
-
-    ``poster`` (a clip's poster frame: :data:`POSTER_FIELDS` and ``poster_action``) is added as is.
-    """
+    """Every field of ``result`` (URL queries stripped) plus what was stored where, and the checks;
+    ``poster``: a clip's :data:`POSTER_FIELDS` and ``poster_action``."""
     return {
-        **result_fields(result),
+        **strip_url_queries(dict(result)),
         "s3_key": s3_key,
         "s3_uri": s3_uri,
         # The transfer's prefix: the publish step moves nothing outside it.

@@ -1,11 +1,8 @@
 """OxenGenerationToS3Operator: store generated images and video clips in S3, checked, with a manifest.
 
-Per file: look at the key (HEAD), download the result into a spool while hashing it (or
-re-read our own stored copy on a re-run), check it, thumbnail it, upload it unless the same
-bytes are already there. A video clip is checked with PyAV (the ``video`` extra) and gets a
-poster frame (its middle frame, a JPEG at ``<key>.poster.jpg``). Then per batch: a contact
-sheet, a manifest, XComs and asset events. Every key is rendered and checked before the first
-byte is uploaded.
+Per file: HEAD the key, download into a spool while hashing (or re-read our own stored copy on a
+re-run), mark, check, thumbnail, upload unless the same bytes are there. Then per batch: a
+contact sheet, a manifest, XComs and asset events. Every key is checked before the first upload.
 """
 
 from __future__ import annotations
@@ -56,7 +53,7 @@ from airflow_provider_oxen.media.video import (
 from airflow_provider_oxen.provenance.c2pa import SigningCredentials, sign
 from airflow_provider_oxen.provenance.facts import Ingredient, Provenance
 from airflow_provider_oxen.provenance.xmp import mark, mark_file
-from airflow_provider_oxen.results import build_result, sent_inputs
+from airflow_provider_oxen.results import build_result
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.fetch import Fetched, fetch_result
 from airflow_provider_oxen.transfers.keys import (
@@ -142,25 +139,17 @@ class _Planned:
         return self.poster_key is not None
 
 
-@dataclass(frozen=True)
-class _Poster:
-    """A clip's poster frame as stored (or found already stored)."""
-
-    key: str
-    uri: str
-    sha256: str
-    size: int
-    action: WriteAction
-
-    def fields(self) -> dict[str, Any]:
-        """The record's :data:`~airflow_provider_oxen.transfers.manifest.POSTER_FIELDS` and action."""
-        return {
-            "poster_s3_key": self.key,
-            "poster_s3_uri": self.uri,
-            "poster_sha256": self.sha256,
-            "poster_size_bytes": self.size,
-            "poster_action": self.action.value,
-        }
+def _poster_fields(
+    store: S3ObjectStore, key: str, sha256: str, size: int, action: WriteAction
+) -> dict[str, Any]:
+    """A clip's poster frame as its record names it (:data:`POSTER_FIELDS` and ``poster_action``)."""
+    return {
+        "poster_s3_key": key,
+        "poster_s3_uri": store.uri(key),
+        "poster_sha256": sha256,
+        "poster_size_bytes": size,
+        "poster_action": action.value,
+    }
 
 
 _NO_POSTER = dict.fromkeys((*POSTER_FIELDS, "poster_action"))
@@ -186,16 +175,9 @@ def _extension(fmt: str | None) -> str:
 class OxenGenerationToS3Operator(BaseOperator):
     """Copy Oxen results (images, video clips) into S3, with checks, a contact sheet and a manifest per batch.
 
-    Files are streamed (spooled to disk past ``spool_max_bytes``), uploaded with their
-    Content-Type, metadata (``generation-id``, ``model``, ``prompt-sha256``, ``seed``,
-    ``sha256``) and S3's own SHA-256 checksum, and skipped on a re-run only when the stored
-    object is proven to hold the same bytes (S3's checksum, or reading it back). An expired
-    result URL is refreshed once from the generation. Records and the manifest keep result
-    URLs without their (signed) query. A video result (``media_type: "video"``) is checked with
-    PyAV (the ``video`` extra; without it the clip is stored and its checks say "not checked")
-    and gets a poster frame, its middle frame as a JPEG at ``<key>.poster.jpg``, recorded as
-    ``poster_s3_key`` / ``poster_s3_uri``. Every file is marked as AI-generated, in XMP inside
-    the file (see ``docs/provenance.md``), unless ``mark_provenance=False``. See ``docs/transfers.md``.
+    Files are streamed, marked as AI-generated (XMP inside the file), and skipped on a re-run only
+    when the stored object is proven to hold the same bytes; a clip gets a poster frame at
+    ``<key>.poster.jpg``. See ``docs/transfers.md`` and ``docs/provenance.md``.
 
     :param results: result dicts from ``OxenGenerateImageOperator`` (templated; usually
         ``generate.output``), a list of such lists (mapped tasks), or generation ids.
@@ -222,13 +204,8 @@ class OxenGenerationToS3Operator(BaseOperator):
     :param c2pa_conn_id: an ``oxen_c2pa`` connection (certificate chain and private key): each
         marked file is also signed with C2PA Content Credentials, its ``s3://`` inputs embedded as
         ingredients (the ``c2pa`` extra; see ``docs/provenance.md``). Default: not signed.
-    :return: (XCom) one record per image or clip: the result's fields (URLs without their query)
-        plus ``s3_key``, ``s3_uri``, ``s3_prefix``, ``sha256`` (of the stored bytes),
-        ``oxen_sha256`` (of the bytes Oxen returned), ``size_bytes``, ``content_type``, ``checks``,
-        ``provenance`` (``state``: marked/unmarked, ``digital_source_type``, ``reason``), ``action``
-        (clips also ``poster_s3_key``, ``poster_s3_uri``, ``poster_sha256``, ``poster_size_bytes``,
-        ``poster_action``). XComs ``manifest_uri`` and
-        ``contact_sheet_uri`` are pushed too.
+    :return: (XCom) one record per image or clip: the result's fields plus where and how it was
+        stored (see ``docs/transfers.md``); XComs ``manifest_uri`` and ``contact_sheet_uri`` too.
     """
 
     template_fields: Sequence[str] = (
@@ -316,7 +293,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             # Proven before anything is downloaded: a bad certificate fails the task, not half a batch.
             self._credentials = SigningCredentials.from_connection(self.c2pa_conn_id)
         OxenS3FolderLink.persist(context, self)
-        run_id = _run_id(context)
+        run_id = str(context["run_id"])
         with OxenHook(self.oxen_conn_id) as oxen:
             results = self._results(oxen)
             if not results:
@@ -327,8 +304,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             artefacts = {manifest_key: MANIFEST_KIND}
             if sheet_key is not None:
                 artefacts[sheet_key] = CONTACT_SHEET_KIND
-            self._refuse_foreign_artefacts(store, artefacts)
-            posters = self._inspect_poster_keys(store, plan)
+            posters = self._refuse_foreign_objects(store, plan, artefacts)
             videos = sum(1 for item in plan if item.video)
             if videos and load_av() is None:
                 self.log.warning(
@@ -463,40 +439,34 @@ class OxenGenerationToS3Operator(BaseOperator):
             _claim(owners, sheet_key, "the contact sheet")
         return plan, manifest_key, sheet_key
 
-    def _refuse_foreign_artefacts(self, store: S3ObjectStore, artefacts: dict[str, str]) -> None:
-        """Checked up front: finding out after the images were uploaded would leave a batch half done."""
-        if self.replace:
-            return
+    def _refuse_foreign_objects(
+        self, store: S3ObjectStore, plan: list[_Planned], artefacts: dict[str, str]
+    ) -> dict[str | None, ExistingObject | None]:
+        """HEAD the manifest, sheet and poster keys up front (a batch must not stop half done): one
+        holding an object this transfer did not write is refused unless ``replace=True``."""
         for key, kind in artefacts.items():
-            existing = store.head(key)
+            existing = None if self.replace else store.head(key)
             if existing is not None and existing.metadata.get(KIND_META) != kind:
                 raise OxenKeyConflictError(
                     f"{store.uri(key)} already holds an object this operator did not write; pass "
                     "replace=True to overwrite it, or change manifest_key / contact_sheet_key."
                 )
-
-    def _inspect_poster_keys(
-        self, store: S3ObjectStore, plan: list[_Planned]
-    ) -> dict[str | None, ExistingObject | None]:
-        """HEAD every poster key up front: one holding another generation's (or nobody's) object is
-        refused before any clip is uploaded, unless ``replace=True``."""
-        found: dict[str | None, ExistingObject | None] = {}
+        posters: dict[str | None, ExistingObject | None] = {
+            item.poster_key: store.head(item.poster_key) for item in plan if item.poster_key
+        }
         for item in plan:
-            if item.poster_key is None:
-                continue
-            existing = store.head(item.poster_key)
+            poster = posters.get(item.poster_key)
             if (
-                existing is not None
+                poster is not None
                 and not self.replace
-                and not existing.is_generation(item.result["generation_id"])
+                and not poster.is_generation(item.result["generation_id"])
             ):
                 raise OxenKeyConflictError(
-                    f"{store.uri(item.poster_key)} (the poster frame of {item.result['generation_id']}) "
+                    f"{store.uri(str(item.poster_key))} (the poster frame of {item.result['generation_id']}) "
                     "already holds an object this transfer did not write for that generation; pass "
                     "replace=True to overwrite it, or change the key template."
                 )
-            found[item.poster_key] = existing
-        return found
+        return posters
 
     # -- one image or clip ---------------------------------------------------------------------------
 
@@ -511,42 +481,24 @@ class OxenGenerationToS3Operator(BaseOperator):
         result = item.result
         generation_id = str(result["generation_id"])
         prompt = result.get("prompt")
-        metadata = s3_metadata(
-            {
-                GENERATION_ID_META: generation_id,
-                "model": result.get("model"),
-                "prompt-sha256": hashlib.sha256(prompt.encode()).hexdigest()
-                if isinstance(prompt, str)
-                else None,
-                "seed": result.get("seed"),
-            }
-        )
+        values = {
+            GENERATION_ID_META: generation_id,
+            "model": result.get("model"),
+            "prompt-sha256": hashlib.sha256(prompt.encode()).hexdigest() if isinstance(prompt, str) else None,
+            "seed": result.get("seed"),
+        }
+        metadata = s3_metadata(values)
         facts = _facts(result)
-        owner = (GENERATION_ID_META, metadata[GENERATION_ID_META])
         existing = store.head(item.key)
-        ours = existing is not None and existing.sha256 is not None and existing.is_generation(generation_id)
-        # Stored the way this run would store it (marked, or not): then it may be reused as it is.
-        reusable = (
-            ours
-            and existing is not None
-            and existing.metadata.get(PROVENANCE_META) in self._accepted_states(marks)
-        )
-        # Ours, holding Oxen's bytes as they came (stored unmarked, or before marking existed):
-        # to mark it, the stored copy will do, so a re-run needs no (maybe expired) result URL.
-        as_returned = (
-            ours
-            and marks
-            and existing is not None
-            and existing.metadata.get(PROVENANCE_META) in (None, "off")
-        )
-        # What S3's own checksum says about our object against the sha256 it was stored with.
-        proven = existing.content_matches(existing.sha256) if ours and existing and existing.sha256 else None
-        recorded = existing.sha256 if reusable and proven and existing is not None else None
-        in_place = self._poster_in_place(item, store, poster_head, recorded)
-        if reusable and proven and not self._needs_bytes(item, in_place is not None):
-            # Same generation, and S3's checksum proves the bytes are the ones recorded: no download.
-            assert existing is not None and existing.sha256 is not None
-            fetched = Fetched(existing.size, existing.sha256, existing.content_type)
+        # Ours, stored the way this run would store it (marked, or not): it may be kept as it is.
+        kept = existing if self._keeps(existing, generation_id, marks) else None
+        recorded = kept.sha256 if kept is not None else None
+        # What S3's own checksum says about it against the sha256 it was stored with.
+        proven = kept.content_matches(recorded) if kept is not None and recorded else None
+        in_place = self._poster_in_place(item, store, poster_head, recorded if proven else None)
+        if kept is not None and recorded and proven and not self._needs_bytes(item, in_place is not None):
+            # S3's checksum proves the bytes are the ones recorded: no download.
+            fetched = Fetched(kept.size, recorded, kept.content_type)
             content_type = _content_type(item, None, fetched.content_type)
             analysis = self._analyse(item, None, fetched.size)
             return self._report(
@@ -557,42 +509,40 @@ class OxenGenerationToS3Operator(BaseOperator):
                 content_type,
                 analysis,
                 facts,
-                existing.metadata,
+                kept.metadata,
                 in_place,
             )
 
         with Spool(self.spool_max_bytes) as spool:
             stored_copy = None
-            marking: Mapping[str, str] = existing.metadata if existing is not None else {}
-            if (reusable or as_returned) and proven is not False:
-                stored_copy = self._stored_copy(item, existing, store, spool)
-            elif ours and proven is False:
-                assert existing is not None
+            if kept is not None and proven is not False:
+                stored_copy = self._stored_copy(item, kept, store, spool)
+            elif kept is not None:
                 self.log.warning(
                     "%s no longer holds the bytes it was stored with (S3's checksum %s, recorded sha256 "
                     "%s…): downloading it again.",
                     store.uri(item.key),
-                    existing.full_object_checksum,
-                    (existing.sha256 or "")[:12],
+                    kept.full_object_checksum,
+                    (recorded or "")[:12],
                 )
             fetched = stored_copy or fetch_result(oxen, generation_id, result.get("result_url"), spool)
             if item.values is not None:
                 # The format was nobody's to say: the key is named by what the bytes are.
                 item = self._named_by_content(item, spool, fetched.content_type)
-                existing, reusable = store.head(item.key), False
-            if stored_copy is None or not reusable:
-                fetched, marking = self._mark(item, spool, fetched, facts, marks)
-            in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
-            if stored_copy is not None and reusable:
-                action = WriteAction.SKIPPED
-            elif reusable:
-                # Our object, but its bytes are not the ones recorded (overwritten?): rewrite it.
-                action = WriteAction.REPLACED
+                existing, kept = store.head(item.key), None
+            if stored_copy is not None and kept is not None:
+                action, marking = WriteAction.SKIPPED, kept.metadata
             else:
+                fetched, marking = self._mark(item, spool, fetched, facts, marks)
                 same = existing is not None and store.holds(item.key, existing, fetched.sha256, fetched.size)
                 action = plan_write(
-                    existing, same_content=same, owner=owner, replace=self.replace, uri=store.uri(item.key)
+                    existing,
+                    same_content=same,
+                    owner=(GENERATION_ID_META, metadata[GENERATION_ID_META]),
+                    replace=self.replace,
+                    uri=store.uri(item.key),
                 )
+            in_place = self._poster_in_place(item, store, poster_head, fetched.sha256)
             # Checked before the upload, which may close the spool (boto3 closes a file object it sent).
             needed = self._needs_bytes(item, in_place is not None)
             analysis = self._analyse(item, spool if needed else None, fetched.size)
@@ -608,7 +558,16 @@ class OxenGenerationToS3Operator(BaseOperator):
         if analysis.poster is not None:
             # After the clip: a poster frame always describes the clip stored at its key.
             data = (mark(analysis.poster, facts) if marks else None) or analysis.poster
-            poster = self._store_poster(item, store, poster_head, data, metadata, owner, fetched.sha256)
+            assert item.poster_key is not None
+            poster_action, sha256 = store.put_bytes(
+                item.poster_key,
+                data,
+                content_type=POSTER_CONTENT_TYPE,
+                metadata={**values, KIND_META: POSTER_KIND, SOURCE_SHA256_META: fetched.sha256},
+                owner=(GENERATION_ID_META, generation_id),
+                replace=self.replace,
+            )
+            poster = _poster_fields(store, item.poster_key, sha256, len(data), poster_action)
         return self._report(item, store, action, fetched, content_type, analysis, facts, marking, poster)
 
     def _mark(
@@ -623,11 +582,6 @@ class OxenGenerationToS3Operator(BaseOperator):
                 "Storing %s unmarked: %s.", item.result["generation_id"], _UNMARKED["unmarkable"]
             )
             return fetched, {**oxen_sha256, PROVENANCE_META: "unmarkable"}
-        spool.seek(0)
-        digest, size = hashlib.sha256(), 0
-        while chunk := spool.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
         state = self._sign(item, spool, facts) if self._credentials is not None else MARKED
         spool.seek(0)
         digest, size = hashlib.sha256(), 0
@@ -637,29 +591,28 @@ class OxenGenerationToS3Operator(BaseOperator):
         stored = replace(fetched, size=size, sha256=digest.hexdigest())
         return stored, {**oxen_sha256, PROVENANCE_META: state}
 
-    def _accepted_states(self, marks: bool) -> tuple[str, ...]:
-        """How a stored file may have been made for this run to keep it as it is."""
+    def _keeps(self, existing: ExistingObject | None, generation_id: str, marks: bool) -> bool:
+        """Whether ``existing`` is this generation's file, made the way this run would make it."""
+        if existing is None or existing.sha256 is None or not existing.is_generation(generation_id):
+            return False
         if not marks:
-            return ("off",)
-        if self._credentials is not None:
-            return (SIGNED, "unsigned", "unmarkable")
-        return (MARKED, "unmarkable")
+            states: tuple[str, ...] = ("off",)
+        elif self._credentials is not None:
+            states = (SIGNED, "unsigned", "unmarkable")
+        else:
+            states = (MARKED, "unmarkable")
+        return existing.metadata.get(PROVENANCE_META) in states
 
     def _sign(self, item: _Planned, spool: Spool, facts: Provenance) -> str:
         """Sign the marked file in the spool with C2PA; the provenance state it then has."""
         assert self._credentials is not None
-        spool.seek(0)
-        mime_type = identify_mime_type(cast("IO[bytes]", spool)) or VIDEO_MIME_TYPES.get(
-            item.expected.format or "", "application/octet-stream"
-        )
-        spool.seek(0)
+        mime_type = _content_type(item, identify_mime_type(cast("IO[bytes]", spool)), None)
         sources = tuple(self._source(ingredient) for ingredient in facts.ingredients)
         signed = sign(spool.read(), mime_type, replace(facts, ingredients=sources), self._credentials)
         if signed is None:
             self.log.warning("Storing %s unsigned: %s.", facts.generation_id, _UNMARKED["unsigned"])
             return "unsigned"
-        spool.seek(0)
-        spool.truncate()
+        spool.reset()
         spool.write(signed)
         return SIGNED
 
@@ -700,7 +653,7 @@ class OxenGenerationToS3Operator(BaseOperator):
 
     def _poster_in_place(
         self, item: _Planned, store: S3ObjectStore, head: ExistingObject | None, clip_sha256: str | None
-    ) -> _Poster | None:
+    ) -> dict[str, Any] | None:
         """The clip's poster frame, if one this transfer stored for exactly these clip bytes is at its key
         (S3's checksum proving it holds the bytes its metadata records)."""
         if item.poster_key is None or head is None or clip_sha256 is None or head.sha256 is None:
@@ -712,48 +665,12 @@ class OxenGenerationToS3Operator(BaseOperator):
             or head.content_matches(head.sha256) is not True
         ):
             return None
-        return _Poster(
-            item.poster_key, store.uri(item.poster_key), head.sha256, head.size, WriteAction.SKIPPED
-        )
-
-    def _store_poster(
-        self,
-        item: _Planned,
-        store: S3ObjectStore,
-        head: ExistingObject | None,
-        data: bytes,
-        metadata: dict[str, str],
-        owner: tuple[str, str],
-        clip_sha256: str,
-    ) -> _Poster:
-        """Upload the poster frame unless the object at its key is proven to hold these bytes."""
-        key = item.poster_key
-        assert key is not None
-        sha256 = hashlib.sha256(data).hexdigest()
-        same = head is not None and store.holds(key, head, sha256, len(data))
-        action = plan_write(head, same_content=same, owner=owner, replace=self.replace, uri=store.uri(key))
-        if action is not WriteAction.SKIPPED:
-            store.upload(
-                data,
-                key,
-                content_type=POSTER_CONTENT_TYPE,
-                metadata={
-                    **metadata,
-                    KIND_META: POSTER_KIND,
-                    SOURCE_SHA256_META: clip_sha256,
-                    SHA256_META: sha256,
-                },
-            )
-        return _Poster(key, store.uri(key), sha256, len(data), action)
+        return _poster_fields(store, item.poster_key, head.sha256, head.size, WriteAction.SKIPPED)
 
     def _stored_copy(
-        self, item: _Planned, existing: ExistingObject | None, store: S3ObjectStore, spool: Spool
+        self, item: _Planned, existing: ExistingObject, store: S3ObjectStore, spool: Spool
     ) -> Fetched | None:
-        """On a re-run, read back our own stored copy (cheaper than Oxen, and its URL may have expired).
-
-        Hashing what was read is the proof that the object still holds the bytes on record.
-        """
-        assert existing is not None
+        """On a re-run, read back our own stored copy; hashing it proves it holds the bytes on record."""
         size, sha256 = store.read_into(item.key, spool)
         if sha256 == existing.sha256:
             return Fetched(size, sha256, existing.content_type)
@@ -766,8 +683,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         return None
 
     def _analyse(self, item: _Planned, spool: Spool | None, size: int) -> _Analysis:
-        """Check, thumbnail and (a clip) take the poster frame of the spooled file; without a spool
-        (the bytes are not needed) a clip's checks say why it was not checked."""
+        """Check, thumbnail and (a clip) take the poster frame of the spooled file, if given."""
         analysis = _Analysis()
         if spool is None:
             if item.video and self.check_settings.enabled:
@@ -811,7 +727,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         analysis: _Analysis,
         facts: Provenance,
         marking: Mapping[str, str],
-        poster: _Poster | None = None,
+        poster: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], SheetItem]:
         """The record and contact-sheet item of one file; ``marking``: its metadata on how it was marked."""
         uri = store.uri(item.key)
@@ -831,8 +747,8 @@ class OxenGenerationToS3Operator(BaseOperator):
             content_type=content_type,
             check=check,
             action=action.value,
-            url_refreshed=fetched.refreshed,
-            poster=(poster.fields() if poster is not None else _NO_POSTER) if item.video else None,
+            url_refreshed=fetched.refresh_reason is not None,
+            poster=(poster or _NO_POSTER) if item.video else None,
             provenance={
                 "state": _RECORD_STATES.get(str(state), "unmarked"),
                 "digital_source_type": facts.digital_source_type,
@@ -849,15 +765,15 @@ class OxenGenerationToS3Operator(BaseOperator):
             fetched.sha256[:12],
             record["provenance"]["state"],
             verdict,
-            f" [result URL refreshed after {fetched.refresh_reason}]" if fetched.refreshed else "",
+            f" [result URL refreshed after {fetched.refresh_reason}]" if fetched.refresh_reason else "",
         )
         if poster is not None:
             self.log.info(
                 "%-8s %s (poster frame, %d bytes, sha256 %s…)",
-                poster.action.value,
-                poster.uri,
-                poster.size,
-                poster.sha256[:12],
+                poster["poster_action"],
+                poster["poster_s3_uri"],
+                poster["poster_size_bytes"],
+                poster["poster_sha256"][:12],
             )
         duration = analysis.duration_seconds
         if duration is None and isinstance(item.expected, ExpectedVideo):
@@ -921,15 +837,9 @@ class OxenGenerationToS3Operator(BaseOperator):
             ti.xcom_push(key="manifest_uri", value=manifest_uri)
             if sheet_uri is not None:
                 ti.xcom_push(key="contact_sheet_uri", value=sheet_uri)
-        assets = [outlet for outlet in (self.outlets or []) if isinstance(outlet, Asset)]
-        if not assets:
-            return
-        outlet_events = context.get("outlet_events")
-        if outlet_events is None:
-            self.log.warning("No outlet_events in the context: asset event extras not set.")
-            return
-        for asset in assets:
-            outlet_events[asset].extra = dict(summary)
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = dict(summary)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the generations in; the stored files, poster frames, manifest and sheet out."""
@@ -956,10 +866,8 @@ def _claim(owners: dict[str, str], key: str, owner: str) -> None:
 
 
 def _facts(result: Mapping[str, Any]) -> Provenance:
-    """What the marking says of a result; its inputs as the DAG named them (older results: as sent)."""
-    uris = result.get("input_uris")
-    if uris is None:
-        uris = sent_inputs(result.get("parameters") or {})
+    """What the marking says of a result; its inputs as the DAG named them."""
+    uris = result.get("input_uris") or ()
     return Provenance(
         generation_id=str(result["generation_id"]),
         model=str(result.get("model") or ""),
@@ -974,15 +882,6 @@ def _flag(value: bool | str, field: str) -> bool:
     if text not in ("true", "false"):
         raise OxenValidationError(f"{field} must be True or False, got {value!r:.60}", field=field)
     return text == "true"
-
-
-def _run_id(context: Context) -> str:
-    run_id = context.get("run_id") or getattr(context.get("ti"), "run_id", None)
-    if not run_id:
-        raise OxenValidationError(
-            "The task context has no run_id (needed for manifest and contact sheet keys)"
-        )
-    return str(run_id)
 
 
 def _content_type(item: _Planned, identified_mime_type: str | None, served_type: str | None) -> str:

@@ -1,9 +1,7 @@
 """A spool file: bytes in memory up to a threshold, then a named temporary file on disk.
 
-Like :class:`tempfile.SpooledTemporaryFile`, except that once on disk the file has a path.
-That matters for the upload: boto3 streams a *path* from disk part by part, but a multipart
-upload of an open file object reads each part (8 MiB by default, several at once) into
-memory. With a path, a large image is never held in memory, whatever its size.
+Not :class:`tempfile.SpooledTemporaryFile`: once on disk the file needs a path, which boto3
+streams part by part (a multipart upload of a file object reads each 8 MiB part into memory).
 """
 
 from __future__ import annotations
@@ -18,15 +16,11 @@ DEFAULT_SPOOL_BYTES = 8 * 1024 * 1024
 
 
 class Spool(io.IOBase):
-    """A seekable, readable, writable binary file that moves to disk past ``max_memory`` bytes.
+    """A seekable, readable, writable binary file that moves to disk past ``max_memory`` bytes."""
 
-    Closing it (or leaving its ``with`` block) deletes the file on disk.
-    """
-
-    def __init__(self, max_memory: int = DEFAULT_SPOOL_BYTES, *, directory: str | None = None) -> None:
+    def __init__(self, max_memory: int = DEFAULT_SPOOL_BYTES) -> None:
         super().__init__()
         self.max_memory = max_memory
-        self._directory = directory
         self._file: IO[bytes] = io.BytesIO()
         self._path: str | None = None
 
@@ -36,16 +30,6 @@ class Spool(io.IOBase):
         if self._path is not None:
             self._file.flush()
         return self._path
-
-    @property
-    def on_disk(self) -> bool:
-        return self._path is not None
-
-    def size(self) -> int:
-        position = self._file.tell()
-        end = self._file.seek(0, os.SEEK_END)
-        self._file.seek(position)
-        return end
 
     def expect(self, size: int | None) -> None:
         """Announce the final size (e.g. a Content-Length): a file that will not fit in memory
@@ -57,7 +41,7 @@ class Spool(io.IOBase):
         if self._path is not None:
             return
         memory = cast(io.BytesIO, self._file)
-        handle, self._path = tempfile.mkstemp(prefix="oxen-spool-", dir=self._directory)
+        handle, self._path = tempfile.mkstemp(prefix="oxen-spool-")
         self._file = os.fdopen(handle, "w+b")
         # A memoryview avoids copying what is already in memory just to write it out.
         with memory.getbuffer() as view:

@@ -1,14 +1,8 @@
 """The S3 side of the transfer: look at a key, decide whether to write, stream uploads and reads.
 
-Idempotency lives in :func:`plan_write`, fed by :meth:`S3ObjectStore.holds`: an object is
-skipped only when its *content* is proven to be the bytes at hand, never on metadata alone
-(metadata survives an overwrite: ``put_object(..., Metadata=old_metadata)``). Every upload
-asks S3 for its own SHA-256 checksum (``ChecksumAlgorithm="SHA256"``), which S3 computes from
-the bytes it received; a HEAD with ``ChecksumMode="ENABLED"`` returns it, so a re-run proves
-most objects with one HEAD request. Where S3 has no full-object SHA-256 (objects written by
-others or by older versions, and multipart uploads, whose checksum is a checksum of the part
-checksums: ``<base64>-<parts>``), an object whose metadata claims the same sha256 is read back
-and hashed; anything else counts as different.
+An object is skipped only when its *content* is proven to be the bytes at hand (S3's own
+SHA-256 checksum, asked for on every upload, or reading it back), never on metadata alone:
+metadata survives an overwrite (``put_object(..., Metadata=old_metadata)``).
 """
 
 from __future__ import annotations
@@ -89,11 +83,7 @@ class ExistingObject:
         return value
 
     def content_matches(self, sha256: str, size: int | None = None) -> bool | None:
-        """Whether the object holds the bytes with this sha256 (and size), as far as HEAD can tell.
-
-        True: S3's full-object checksum is that digest. False: the size differs, or the
-        full-object checksum is another digest. None: S3 has no full-object SHA-256 to compare.
-        """
+        """Whether the object holds the bytes with this sha256 (and size); None: HEAD cannot tell."""
         if size is not None and size != self.size:
             return False
         checksum = self.full_object_checksum
@@ -124,13 +114,8 @@ def plan_write(
     replace: bool,
     uri: str,
 ) -> WriteAction:
-    """Decide what to do at a key given what is there (raises OxenKeyConflictError when it must not write).
-
-    ``same_content`` must be *proven* (:meth:`S3ObjectStore.holds`): then there is nothing to
-    do. Otherwise an object carrying our ``owner`` metadata (the same generation id, or the
-    same kind of artefact) is ours to rewrite; anything else only with ``replace=True``, so a
-    key template that collides with unrelated data fails loudly.
-    """
+    """Decide what to do at a key given what is there: an object is rewritten if it carries our
+    ``owner`` metadata or ``replace`` is set; else OxenKeyConflictError."""
     if existing is None:
         return WriteAction.STORED
     if same_content:
@@ -183,12 +168,8 @@ class S3ObjectStore:
         )
 
     def holds(self, key: str, existing: ExistingObject, sha256: str, size: int | None = None) -> bool:
-        """Whether the object at ``key`` (as HEAD saw it: ``existing``) is exactly these bytes.
-
-        S3's full-object checksum decides when there is one. Without it, an object whose
-        metadata claims this sha256 is read back and hashed (that is the only other proof);
-        any other object counts as different.
-        """
+        """Whether the object at ``key`` is exactly these bytes: S3's checksum decides, else an
+        object whose metadata claims this sha256 is read back and hashed."""
         verdict = existing.content_matches(sha256, size)
         if verdict is not None:
             return verdict
@@ -198,13 +179,11 @@ class S3ObjectStore:
         return read_sha256 == sha256 and (size is None or read_size == size)
 
     def upload(self, source: Spool | bytes, key: str, *, content_type: str, metadata: dict[str, str]) -> None:
-        """Upload ``source`` with its Content-Type and metadata, streaming it.
+        """Upload ``source`` with its Content-Type, metadata and S3's SHA-256 checksum, streaming it.
 
-        ``S3Hook.load_file_obj`` takes extra upload arguments only from the hook's constructor,
-        so per-object Content-Type and metadata go through the hook's own boto3 client, with
-        the hook's ``extra_args`` (e.g. encryption settings) and transfer configuration kept.
-        A spool on disk is uploaded by path, which boto3 streams part by part. Every upload
-        carries a SHA-256 checksum (over the hook's ``extra_args``), so S3 can prove it later.
+        Through the hook's boto3 client (``S3Hook.load_file_obj`` takes extra arguments only from
+        the hook's constructor), keeping its ``extra_args`` and transfer configuration; a spool
+        on disk goes by path, which boto3 streams part by part.
         """
         client: Any = self.hook.get_conn()
         extra = {
@@ -248,11 +227,7 @@ class S3ObjectStore:
         return size, digest.hexdigest()
 
     def copy(self, source_key: str, target_key: str, *, source_etag: str | None = None) -> None:
-        """Server-side copy within the bucket, metadata kept, with a fresh SHA-256 checksum.
-
-        ``source_etag`` makes the copy conditional (``CopySourceIfMatch``): it copies the
-        object that was inspected, not one written since.
-        """
+        """Server-side copy within the bucket, metadata kept; ``source_etag``: only if still that object."""
         extra: dict[str, Any] = {"ChecksumAlgorithm": CHECKSUM_ALGORITHM}
         if source_etag:
             extra["CopySourceIfMatch"] = source_etag
@@ -277,7 +252,9 @@ class S3ObjectStore:
         sha256 = hashlib.sha256(data).hexdigest()
         existing = self.head(key)
         same = existing is not None and self.holds(key, existing, sha256, len(data))
-        action = plan_write(existing, same_content=same, owner=owner, replace=replace, uri=self.uri(key))
+        # The owner's value as its metadata holds it (see s3_metadata).
+        mine = (owner[0], _meta_text(owner[1]))
+        action = plan_write(existing, same_content=same, owner=mine, replace=replace, uri=self.uri(key))
         if action is not WriteAction.SKIPPED:
             self.upload(
                 data,
@@ -289,10 +266,8 @@ class S3ObjectStore:
 
     def _record_lineage(self, key: str) -> None:
         # What S3Hook.load_file_obj reports too, so OpenLineage sees the same outputs.
-        try:
-            from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
-        except ImportError:  # pragma: no cover - older amazon provider stacks
-            return
+        from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+
         get_hook_lineage_collector().add_output_asset(
             context=self.hook, scheme="s3", asset_kwargs={"bucket": self.bucket, "key": key}
         )

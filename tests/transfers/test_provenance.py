@@ -93,11 +93,11 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
         "reason": "marking is off (mark_provenance=False)",
     }
 
-    # Turned on again: the stored copy (Oxen's bytes) is marked; no download from Oxen needed.
+    # Turned on again: downloaded from Oxen again, marked, and the unmarked copy replaced.
     downloads = oxen.route_count("GET /files/{id}/{name}")
     [on] = run_transfer(s3_operator([result], bucket, contact_sheet=False))
     assert on["action"] == "replaced" and on["provenance"]["state"] == "marked"
-    assert oxen.route_count("GET /files/{id}/{name}") == downloads
+    assert oxen.route_count("GET /files/{id}/{name}") == downloads + 1
     assert exiftool_xmp(object_bytes(s3_client, bucket, on["s3_key"]))["DigitalSourceType"] == GENERATED
     assert on["oxen_sha256"] == off["oxen_sha256"]
 

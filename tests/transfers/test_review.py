@@ -13,8 +13,8 @@ from airflow_provider_oxen.media.checks import (
     CheckSettings,
     ExpectedImage,
     ImageCheck,
-    check_image,
     decode_image,
+    evaluate,
     identify_mime_type,
     normalise_format,
 )
@@ -34,7 +34,9 @@ def _encode(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB", **sav
 
 
 def _check(data: bytes, expected: ExpectedImage, **settings: Any) -> ImageCheck:
-    return check_image(io.BytesIO(data), len(data), expected, CheckSettings(min_bytes=0, **settings))
+    return evaluate(
+        decode_image(io.BytesIO(data)), len(data), expected, CheckSettings(min_bytes=0, **settings)
+    )
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("JPEG", "jpeg"), ("PNG", "png"), ("WEBP", "webp")])
@@ -52,8 +54,11 @@ def test_jpg_and_jpeg_are_the_same_format() -> None:
 
 def test_every_problem_is_listed() -> None:
     data = _encode("PNG", (64, 48))
-    check = check_image(
-        io.BytesIO(data), len(data), ExpectedImage(100, 48, "jpeg"), CheckSettings(min_bytes=10_000)
+    check = evaluate(
+        decode_image(io.BytesIO(data)),
+        len(data),
+        ExpectedImage(100, 48, "jpeg"),
+        CheckSettings(min_bytes=10_000),
     )
     assert not check.ok
     assert check.problems == [
