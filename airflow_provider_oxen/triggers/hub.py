@@ -125,6 +125,7 @@ EVENTS_REPROBE_BASE = 30.0
 EVENTS_REPROBE_MAX = 300.0
 # Statuses with which the events endpoint refuses us: fall back to polling, re-probe later.
 STREAM_REFUSED_STATUSES = frozenset({401, 403, 404})
+_EVENT_ONLY_KEYS = frozenset(EVENT_URL_KEYS + EVENT_ERROR_KEYS)
 _IN_FLIGHT = frozenset({GenerationStatus.QUEUED.value, GenerationStatus.PROCESSING.value})
 
 
@@ -286,6 +287,7 @@ class OxenHub:
         """
         waiter = self.register(tracker, poll_interval)
         progress = ProgressLog(tracker, tracker.logger, PROGRESS_INTERVAL)
+        woken = False
         try:
             while True:
                 waiter.drain()
@@ -294,10 +296,12 @@ class OxenHub:
                 remaining = deadline - time.time()
                 if tracker.done or remaining <= 0:
                     return
-                progress.maybe_log()
+                if woken:  # before, the trigger's "Waiting for" line says where the batch starts
+                    progress.maybe_log()
                 # Wake for the next progress line too, so a quiet batch still reports now and then.
                 await waiter.changed.wait(min(remaining, PROGRESS_INTERVAL))
                 waiter.changed.clear()
+                woken = True
         finally:
             self.unregister(waiter)
 
@@ -744,7 +748,7 @@ def row_from_event(event: OxenEvent) -> Generation | None:
         return None
     if status is GenerationStatus.FAILED and not error:
         return None
-    data = {k: v for k, v in event.data.items() if k not in EVENT_URL_KEYS + EVENT_ERROR_KEYS}
+    data = {k: v for k, v in event.data.items() if k not in _EVENT_ONLY_KEYS}
     data.update(
         generation_id=generation_id,
         status=status.value,

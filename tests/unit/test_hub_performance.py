@@ -315,3 +315,25 @@ def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue()
         return sum(fake.reads.values())
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration() -> None:
+    lines: list[str] = []
+    logger = SimpleNamespace(info=lambda message, *args: lines.append(message % args), warning=print)
+    fake = FakeHook()
+    fake.listing = lambda: {"generations": [_row("g1", "processing")] if fake.list_calls < 3 else []}
+    fake.rows["g1"] = lambda: _succeeded("g1")
+
+    async def scenario() -> None:
+        hub = _hub(fake)
+        try:
+            await hub.wait(StatusTracker(["g1"], logger=logger), 0.05, time.time() + 5)
+        finally:
+            await hub.close()
+
+    asyncio.run(scenario())
+    # One line per wait at registration is thousands at once in a triggerer: the trigger's own
+    # "Waiting for" line already says the batch starts queued.
+    assert [line for line in lines if line.startswith("Oxen batch progress")] == [
+        "Oxen batch progress: 0 of 1 done, 1 rendering, 0 queued"
+    ]
