@@ -113,17 +113,18 @@ def test_emulator_access_log_has_no_query(caplog: pytest.LogCaptureFixture) -> N
     assert not any("secret-sig" in line for line in lines)
 
 
-def test_each_status_change_is_logged_but_the_success_that_ends_the_batch() -> None:
+def test_each_status_change_is_logged_the_success_that_ends_the_batch_too() -> None:
     lines = _Lines()
     tracker = StatusTracker(["a", "b", "c"], logger=lines)
     tracker.update(_row("a", "processing"))
     tracker.update(_row("a", "succeeded"))
     tracker.update(_row("b", "failed", error_message="boom"))
     assert not tracker.done
-    tracker.update(_row("c", "succeeded"))  # reported by the trigger event and the operator instead
+    tracker.update(_row("c", "succeeded"))  # the trigger's log names every generation it saw end
     assert tracker.done and tracker.pending == []
     assert [line.split(" after ")[0] for line in lines.lines] == [
         "Oxen generation a is processing",
         "Oxen generation a is succeeded",
         "Oxen generation b failed",
+        "Oxen generation c is succeeded",
     ]
