@@ -1,5 +1,6 @@
 """Hook behaviour with HTTP stubbed by respx; the same behaviours run over a real socket in
-tests/integration/test_hook_emulator.py."""
+tests/integration/test_hook_emulator.py. The model cache: per process, keyed by API base URL and
+model id, for a fixed time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import respx
 
 from airflow_provider_oxen.exceptions import OxenAuthenticationError
-from airflow_provider_oxen.hooks import download_policy
+from airflow_provider_oxen.hooks import download_policy, oxen
 from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHook
 from airflow_provider_oxen.models import build_image_request
 
@@ -34,6 +35,7 @@ def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
         "extra": {"max_retries": 2, "backoff_base": 0.001, "backoff_max": 0.01},
     }
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_OTHER", json.dumps({**conn, "host": "http://other.test"}))
 
 
 @respx.mock
@@ -79,14 +81,34 @@ def test_enqueue_splits_and_reports_each_batch() -> None:
 
 
 @respx.mock
-def test_model_details_are_cached_per_process() -> None:
-    detail = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
-    with OxenHook() as hook:
+def test_a_model_is_cached_by_its_url_and_id_only() -> None:
+    ours = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    other = respx.get("http://other.test/api/ai/models/flux").mock(
+        return_value=httpx.Response(200, json=MODEL)
+    )
+    with OxenHook() as hook, OxenHook("oxen_other") as other_hook:
         hook.prepare(build_image_request("flux", "a"))
-        hook.prepare(build_image_request("flux", "b"))
-    with OxenHook() as other:
-        other.prepare(build_image_request("flux", "c"))
-    assert detail.call_count == 1
+        assert hook.get_model("flux").id == OxenHook().get_model("flux").id
+        assert ours.call_count == 1
+        other_hook.get_model("flux")
+        assert other.call_count == 1
+        hook.get_model("flux", refresh=True)
+        assert ours.call_count == 2
+
+
+@respx.mock
+def test_a_cached_model_expires_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(oxen.time, "monotonic", lambda: now[0])
+    route = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    with OxenHook() as hook:
+        hook.get_model("flux")
+        now[0] += 600
+        hook.get_model("flux")
+        assert route.call_count == 1
+        now[0] += 1
+        hook.get_model("flux")
+        assert route.call_count == 2
 
 
 @respx.mock
