@@ -2,57 +2,30 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import json
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.fixtures import connection_json, moto_s3_client, moto_s3_server
+from tests.fixtures import moto_s3_client, moto_s3_server
+from tests.transfers.video_helpers import FakeOxen
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
 
 @pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[str]:
-    """A plain loopback file server for ``tmp_path``: result URLs whose bytes a test chose."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def file_results(file_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``file_server``, whose plain-http loopback URLs the Oxen connection may download results from
-    (the connection's own host is never asked: the results carry signed URLs)."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    )
-    return file_server
+def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOxen]:
+    """A loopback stand-in for Oxen serving result files from ``tmp_path`` (``FakeOxen``: bytes a
+    test chose); ``oxen_default`` points at it."""
+    with FakeOxen(tmp_path) as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResul
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import list_keys, object_bytes, run_transfer, s3_operator
-from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
+from tests.transfers.video_helpers import _TYPES, FakeOxen, image_result, noise_png
 
 PART = 5 * 2**20
 GENERATION = "gen-large-1"
@@ -47,7 +47,7 @@ class FlakyOxen(FakeOxen):
         data = (self.directory / parts.path.rsplit("/", 1)[-1]).read_bytes()
         self.requests["file"] += 1
         request.send_response(200)
-        request.send_header("Content-Type", "image/png")
+        request.send_header("Content-Type", _TYPES.get(Path(parts.path).suffix, "application/octet-stream"))
         if "gzip" in query:
             data = gzip.compress(data)
             request.send_header("Content-Encoding", "gzip")
@@ -190,7 +190,7 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(
-    tmp_path: Path, file_results: str, s3_client: Any, bucket: str
+    tmp_path: Path, oxen: FlakyOxen, s3_client: Any, bucket: str
 ) -> None:
     png = io.BytesIO()
     Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
@@ -201,7 +201,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
         "status": "succeeded",
         "model": "ideogram-v4",
         "prompt": "cut short",
-        "result_url": f"{file_results}/cut.bin?signature=test",
+        "result_url": f"{oxen.add('gen-cut', tmp_path / 'cut.bin', media_type='image')}?signature=test",
         "output_format": "jpeg",
         "width": 256,
         "height": 256,

@@ -27,6 +27,7 @@ from tests.transfers.helpers import (
     s3_operator,
     served_sha256,
 )
+from tests.transfers.video_helpers import FakeOxen
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
@@ -104,7 +105,7 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
 
 def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     tmp_path: Path,
-    file_results: str,
+    fake_oxen: FakeOxen,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -116,7 +117,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
         "generation_id": "gen-gif",
         "status": "succeeded",
         "model": "some-gif-model",
-        "result_url": f"{file_results}/still.gif?signature=test",
+        "result_url": fake_oxen.add("gen-gif", tmp_path / "still.gif") + "?signature=test",
         "output_format": "gif",
     }
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
