@@ -202,24 +202,6 @@ def test_a_successful_task_cleared_generates_afresh(oxen_conn: EmulatorControl) 
     assert oxen_conn.stats()["generations_created"] == 2
 
 
-def test_an_unrecorded_enqueue_is_recovered_from_the_queue(oxen_conn: EmulatorControl) -> None:
-    """A try died after sending the enqueue but before recording the answer; rows carry parameters."""
-    from airflow_provider_oxen.ledger import LEDGER_KEY, LedgerEntry, request_fingerprint
-
-    oxen_conn.configure(render_seconds=5, row_parameters=True)
-    operator = _operator(deferrable=True, prompt="lost answer", parameters={"seed": 5})
-    with OxenHook() as hook:
-        prepared = hook.prepare(operator.build_request())
-        entry = LedgerEntry(fingerprint=request_fingerprint(prepared.model_id, prepared.parameters, 1))
-        entry.mark_sending(1)
-        [orphan] = hook.enqueue(prepared, 1)
-    store = FakeTaskStateStore()
-    store.set(LEDGER_KEY, entry.model_dump(mode="json"))
-    deferred = _defer(operator, _context(store))
-    assert deferred.trigger.generation_ids == [orphan.generation_id]
-    assert oxen_conn.enqueue_posts() == 1
-
-
 def test_fire_and_forget_then_sensor(oxen_conn: EmulatorControl) -> None:
     ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
