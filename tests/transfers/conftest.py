@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import uuid
@@ -56,7 +57,12 @@ def aws_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def s3_client(aws_conn: str) -> Any:
-    return moto_s3_client(aws_conn)
+    return _client(aws_conn)
+
+
+@functools.cache
+def _client(endpoint: str) -> Any:
+    return moto_s3_client(endpoint)  # one per server: loading boto3's S3 model costs ~0.3 s a client
 
 
 @pytest.fixture
