@@ -66,9 +66,7 @@ def test_inputs_come_from_uris_urls_and_transfer_records() -> None:
     assert input_sources(records) == ["s3://b/k1.png", "s3://b/k2.png"]
     assert input_sources("https://x/y.png") == ["https://x/y.png"]
     assert input_sources(None) == []
-    assert presign(["https://a/b.png"], aws_conn_id=None, expiry=60) == [
-        "https://a/b.png"
-    ]  # URLs as given
+    assert presign(["https://a/b.png"], aws_conn_id=None, expiry=60) == ["https://a/b.png"]  # URLs as given
     with pytest.raises(OxenValidationError) as info:
         input_sources(["/etc/passwd"])
     assert info.value.field == "input_images"
