@@ -225,12 +225,6 @@ def video_result(
         "output_format": "mp4",
         "width": None,
         "height": None,
-        "cost": "0.4200",
-        "enqueued_at": "2026-05-01T09:30:00Z",
-        "started_at": "2026-05-01T09:30:01Z",
-        "completed_at": "2026-05-01T09:31:30Z",
-        "queue_seconds": 1.0,
-        "render_seconds": 89.0,
         **extra,
     }
 
