@@ -313,41 +313,37 @@ def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
     good, wrong_size, wrong_format = generate(3)  # 1024x1024 JPEGs
     wrong_size = {**wrong_size, "width": 999}
     wrong_format = {**wrong_format, "output_format": "png"}
-    batch = [good, wrong_size, wrong_format]
 
+    # With fail_on_check_failure the task fails, naming each image, after everything is stored.
     capfd.readouterr()
-    records = _run(_operator(batch, bucket))
+    context = transfer_context()
+    with pytest.raises(OxenCheckFailedError) as info:
+        _run(_operator([good, wrong_size, wrong_format], bucket, fail_on_check_failure=True), context)
     log = capfd.readouterr().out
 
-    by_id = {r["generation_id"]: r for r in records}
-    assert by_id[good["generation_id"]]["checks"]["ok"] is True
-    assert by_id[wrong_size["generation_id"]]["checks"]["problems"] == ["is 1024x1024, expected 999x1024"]
-    assert by_id[wrong_format["generation_id"]]["checks"]["problems"] == ["format is jpeg, expected png"]
+    message = str(info.value)
+    assert "2 of 3 image(s) failed" in message
+    assert wrong_size["generation_id"] in message and "expected 999x1024" in message
+    assert wrong_format["generation_id"] in message and "expected png" in message
+    assert good["generation_id"] not in message
+    size_failure, format_failure = info.value.failures
+    assert size_failure["checks"]["problems"] == ["is 1024x1024, expected 999x1024"]
+    assert format_failure["checks"]["problems"] == ["format is jpeg, expected png"]
     # The real type wins over the requested one for Content-Type.
-    assert by_id[wrong_format["generation_id"]]["content_type"] == "image/jpeg"
+    assert format_failure["content_type"] == "image/jpeg"
     failed_lines = [line for line in log.splitlines() if "checks: FAILED" in line]
     assert len(failed_lines) == 2 and all("[warning" in line for line in failed_lines)
     assert "expected 999x1024" in log and "Done: 3 image(s), 3 stored, 0 replaced, 0 skipped, 2 failed" in log
 
+    assert len(list_keys(s3_client, bucket)) == 5  # three images, manifest, contact sheet
+    assert context["ti"].xcoms["manifest_uri"] == f"s3://{bucket}/{DEFAULT_MANIFEST_KEY}"
     manifest = json.loads(object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY))
     assert manifest["checks"]["passed"] == 1 and manifest["checks"]["failed"] == 2
     assert {f["generation_id"] for f in manifest["checks"]["failures"]} == {
         wrong_size["generation_id"],
         wrong_format["generation_id"],
     }
-
-    # With fail_on_check_failure the task fails, naming each image, after everything is stored.
-    other = s3_client.create_bucket(Bucket=bucket + "-strict") and bucket + "-strict"
-    context = transfer_context()
-    with pytest.raises(OxenCheckFailedError) as info:
-        _run(_operator(batch, other, fail_on_check_failure=True), context)
-    message = str(info.value)
-    assert "2 of 3 image(s) failed" in message
-    assert wrong_size["generation_id"] in message and "expected 999x1024" in message
-    assert wrong_format["generation_id"] in message and "expected png" in message
-    assert good["generation_id"] not in message
-    assert len(list_keys(s3_client, other)) == 5  # three images, manifest, contact sheet
-    assert context["ti"].xcoms["manifest_uri"].startswith(f"s3://{other}/")
+    assert manifest["images"][0]["checks"]["ok"] is True
 
 
 def test_generation_ids_are_accepted_and_read_from_the_api(
