@@ -312,51 +312,35 @@ def _crash_after_enqueue_answer(
             operator.execute(_context(store))
 
 
+@pytest.mark.parametrize("row_parameters", [False, True], ids=["documented-rows", "rows-with-parameters"])
 def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch, row_parameters: bool
 ) -> None:
-    """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops."""
-    oxen_conn.configure(render_seconds=5)
-    other = _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2)
-    other_ids = _defer(other, _context()).generation_ids
+    """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops.
+    Rows that carry their parameters let it adopt exactly its own."""
+    oxen_conn.configure(render_seconds=5, row_parameters=row_parameters)
+
+    def task(name: str, seed: int) -> OxenGenerateImageOperator:
+        return _operator(task_id=name, deferrable=True, parameters={"seed": seed}, num_outputs=2)
+
+    other_ids = _defer(task("b", 2), _context()).generation_ids
     store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
-    )
+    _crash_after_enqueue_answer(monkeypatch, task("a", 1), store)
     assert oxen_conn.stats()["generations_created"] == 4
 
-    with pytest.raises(OxenUnrecordedEnqueueError) as info:
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2).execute(
-            _context(store, try_number=2)
-        )
-    assert isinstance(info.value, OxenRequestMayHaveSucceededError)
-    assert "force_new_enqueue" in str(info.value)
-    assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
-    assert oxen_conn.stats()["generations_created"] == 4
+    if row_parameters:
+        trigger = _defer(task("a", 1), _context(store, try_number=2))
+        assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
+    else:
+        with pytest.raises(OxenUnrecordedEnqueueError) as info:
+            task("a", 1).execute(_context(store, try_number=2))
+        assert isinstance(info.value, OxenRequestMayHaveSucceededError)
+        assert "force_new_enqueue" in str(info.value)
+        assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
+    assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
     assert oxen_conn.requests(method="DELETE") == []  # nobody's generation was cancelled
     with OxenHook() as hook:
         assert {hook.get_generation(i).status for i in other_ids} <= {"queued", "processing"}
-
-
-def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_own(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    oxen_conn.configure(render_seconds=5, row_parameters=True)
-    other_ids = _defer(
-        _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2), _context()
-    ).generation_ids
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
-    )
-
-    trigger = _defer(
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2),
-        _context(store, try_number=2),
-    )
-    assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
-    assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
-    assert oxen_conn.requests(method="DELETE") == []
 
 
 def _crash_before_the_enqueue_lands(

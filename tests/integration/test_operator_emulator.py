@@ -202,7 +202,7 @@ def test_a_successful_task_cleared_generates_afresh(oxen_conn: EmulatorControl) 
     assert oxen_conn.stats()["generations_created"] == 2
 
 
-def test_fire_and_forget_then_sensor(oxen_conn: EmulatorControl) -> None:
+def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorControl) -> None:
     ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
     sensor = OxenGenerationSensor(task_id="wait", generation_ids=ids, poll_interval=0.1, timeout=30)
@@ -213,14 +213,8 @@ def test_fire_and_forget_then_sensor(oxen_conn: EmulatorControl) -> None:
     results = sensor.execute_complete({}, _run_trigger(trigger))
     assert [r["generation_id"] for r in results] == ids
 
-
-def test_sensor_poke_mode(oxen_conn: EmulatorControl) -> None:
-    ids = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(task_id="wait", generation_ids=ids[0], deferrable=False, poll_interval=0.1)
-    deadline = time.time() + 10
-    while not (value := sensor.poke({})) and time.time() < deadline:
-        time.sleep(0.1)
-    assert value and value.xcom_value[0]["status"] == "succeeded"
+    poking = OxenGenerationSensor(task_id="wait", generation_ids=ids[0], deferrable=False, poll_interval=0.1)
+    assert (value := poking.poke({})) and value.xcom_value[0]["status"] == "succeeded"
 
 
 def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorControl) -> None:
