@@ -218,9 +218,7 @@ def test_stored_s3_links_are_unsigned_console_urls(xcoms: FakeXComs, aws_conn: s
     assert _query(sheet)["prefix"] == ["c/sheet.png"]
     for url in (folder, manifest, sheet):
         assert "Signature" not in url and "Expires" not in url
-
-
-def test_console_urls_follow_the_partition() -> None:
+    # Console URLs follow the partition.
     assert links.s3_console_folder_url("b", "", "cn-north-1").startswith("https://console.amazonaws.cn/")
     assert links.s3_console_object_url("b", "k", "us-gov-west-1").startswith(
         "https://console.amazonaws-us-gov.com/"
@@ -333,7 +331,7 @@ def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, x
     assert url.split("?", 1)[0] == results[1]["result_url"] and "sig=" in url
 
 
-def test_the_oxen_image_link_fails_fast_and_quietly(
+def test_the_oxen_image_link_fails_fast_and_quietly_and_an_unknown_connection_gives_none(
     oxen_conn: EmulatorControl, xcoms: FakeXComs, caplog: pytest.LogCaptureFixture
 ) -> None:
     [result] = generate(num_images=1)
@@ -349,11 +347,9 @@ def test_the_oxen_image_link_fails_fast_and_quietly(
     after = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}")
     assert len(after) - before == 1
     assert "Oxen image" in caplog.text and API_KEY not in caplog.text
-
-
-def test_an_unknown_connection_gives_no_link(xcoms: FakeXComs, caplog: pytest.LogCaptureFixture) -> None:
-    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "nope"}, "return_value": ["g1"]})
-    assert OxenImageLiveLink().get_link(None, ti_key=ti_key("generate")) == ""  # type: ignore[arg-type]
+    # An unknown connection gives no link either.
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "nope"}, "return_value": ["g1"]}, map_index=3)
+    assert OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 3)) == ""  # type: ignore[arg-type]
 
 
 def test_errors_are_logged_without_their_message(
