@@ -386,10 +386,11 @@ def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
     assert oxen_conn.requests(method="DELETE") == []
 
 
-def test_several_outputs_without_a_seed_are_never_adopted(
+def test_several_outputs_without_a_seed_are_never_adopted_unless_forced_anew(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No seed is drawn for several outputs (they could all be one image): the retry stops."""
+    """No seed is drawn for several outputs (they could all be one image): the retry stops, and
+    ``force_new_enqueue`` is how a user enqueues afresh after such a crash."""
     oxen_conn.configure(render_seconds=5, row_parameters=True)
     store = FakeTaskStateStore()
     _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, num_outputs=2), store)
@@ -398,16 +399,8 @@ def test_several_outputs_without_a_seed_are_never_adopted(
     with pytest.raises(OxenUnrecordedEnqueueError, match="sent no seed"):
         _operator(deferrable=True, num_outputs=2).execute(_context(store, try_number=2))
     assert oxen_conn.enqueue_posts() == 1
-
-
-def test_force_new_enqueue_enqueues_afresh_after_an_unidentifiable_crash(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    oxen_conn.configure(render_seconds=5)
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, prompt="again"), store)
-    _defer(_operator(deferrable=True, prompt="again", force_new_enqueue="True"), _context(store))
-    assert oxen_conn.stats()["generations_created"] == 2
+    _defer(_operator(deferrable=True, num_outputs=2, force_new_enqueue="True"), _context(store, try_number=3))
+    assert oxen_conn.stats()["generations_created"] == 4
 
 
 def test_a_generation_gone_from_oxen_is_never_replaced_silently(oxen_conn: EmulatorControl) -> None:
@@ -440,12 +433,12 @@ def test_trigger_resumed_after_its_deadline_reports_what_succeeded(oxen_conn: Em
     assert oxen_conn.requests(method="DELETE") == []
 
 
-def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
-    oxen_conn: EmulatorControl,
-) -> None:
-    """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection."""
+@pytest.mark.parametrize("retries", [0, 2], ids=["final-try-cancels", "retries-left-keep-them"])
+def test_a_trigger_that_cannot_start_yields_an_error(oxen_conn: EmulatorControl, retries: int) -> None:
+    """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection. The
+    final try cancels the generations; with retries left they are kept for the retry."""
     oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, num_outputs=2)
+    operator = _operator(deferrable=True, num_outputs=2, retries=retries)
     context = _context(try_number=1)
     trigger = _defer(operator, context)
     blind = OxenGenerationTrigger(
@@ -456,23 +449,14 @@ def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
     with pytest.raises(OxenError):
         operator.execute_complete(context, event)
     with OxenHook() as hook:
-        assert {hook.get_generation(i).status for i in trigger.generation_ids} == {"cancelled"}
-
-
-def test_trigger_error_with_retries_left_keeps_the_generations_for_the_retry(
-    oxen_conn: EmulatorControl,
-) -> None:
-    oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, retries=2)
-    context = _context(try_number=1)
-    trigger = _defer(operator, context)
-    event = _run_trigger(OxenGenerationTrigger(generation_ids=trigger.generation_ids, oxen_conn_id="nope"))
-    with pytest.raises(OxenError):
-        operator.execute_complete(context, event)
-    assert oxen_conn.requests(method="DELETE") == []
-    retried = _defer(_operator(deferrable=True, retries=2), {**context, "ti": _TI(2)})
+        statuses = {hook.get_generation(i).status for i in trigger.generation_ids}
+    if not retries:
+        assert statuses == {"cancelled"}
+        return
+    assert oxen_conn.requests(method="DELETE") == [] and "cancelled" not in statuses
+    retried = _defer(_operator(deferrable=True, num_outputs=2, retries=retries), {**context, "ti": _TI(2)})
     assert retried.generation_ids == trigger.generation_ids
-    assert oxen_conn.stats()["generations_created"] == 1
+    assert oxen_conn.stats()["generations_created"] == 2
 
 
 def test_a_partial_enqueue_refused_for_credits_cancels_what_was_enqueued(oxen_conn: EmulatorControl) -> None:

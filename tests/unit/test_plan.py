@@ -33,7 +33,7 @@ def _plan(budget: str | None = None) -> Plan:
 
 def test_total_counts_what_is_priced() -> None:
     assert _plan().total == Decimal("0.47")
-    assert Plan().total == 0 and Plan().problems == []
+    assert Plan().total == 0 and Plan().problems == [] and "Estimated total: 0." in Plan().table()
 
 
 def test_problems_are_the_rows_and_the_budget() -> None:
