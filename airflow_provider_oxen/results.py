@@ -181,3 +181,13 @@ def sent_inputs(parameters: Mapping[str, Any]) -> list[str]:
     value = parameters.get("input_image")
     values = value if isinstance(value, list) else [value]
     return [strip_query(str(v)) for v in values if v]
+
+
+def generation_ids(value: Any) -> list[str]:
+    """The generation ids in what a generate task returns (result dicts, or bare ids), or in one id."""
+    items = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    return [
+        str(item["generation_id"]) if isinstance(item, Mapping) else str(item)
+        for item in items
+        if not isinstance(item, Mapping) or item.get("generation_id")
+    ]

@@ -67,14 +67,18 @@ def checks_text(record: Mapping[str, Any]) -> str:
     return "FAILED: " + ("; ".join(str(p) for p in checks.get("problems") or []) or "see the transfer's log")
 
 
+def _pixels(source: Any) -> tuple[int, int] | None:
+    """A mapping's ``width`` and ``height``, if both are positive integers."""
+    if isinstance(source, Mapping):
+        width, height = source.get("width"), source.get("height")
+        if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+            return width, height
+    return None
+
+
 def pixel_size(record: Mapping[str, Any]) -> tuple[int, int] | None:
     """The stored image's size: what the checks measured, else what was asked for."""
-    for source in (record.get("checks"), record):
-        if isinstance(source, Mapping):
-            width, height = source.get("width"), source.get("height")
-            if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-                return width, height
-    return None
+    return _pixels(record.get("checks")) or _pixels(record)
 
 
 def _requested_size(record: Mapping[str, Any]) -> Any:
@@ -107,13 +111,9 @@ def aspect_label(record: Mapping[str, Any]) -> str | None:
             return _ratio(*PRESET_DIMENSIONS[requested])
         if re.fullmatch(r"\d+:\d+", requested):
             return requested
-    size = pixel_size(record)
+    size = pixel_size(record) or _pixels(requested)
     if size is not None:
         return _ratio(*size)
-    if isinstance(requested, Mapping):
-        width, height = requested.get("width"), requested.get("height")
-        if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-            return _ratio(width, height)
     return str(requested) if isinstance(requested, str) and requested else None
 
 

@@ -103,22 +103,10 @@ class StatusTracker:
         waiting = counts.get(GenerationStatus.QUEUED, 0) + counts.get(GenerationStatus.UNKNOWN, 0)
         return f"{text}, {rendering} rendering, {waiting} queued"
 
-    def payload(
-        self,
-        *,
-        timed_out: bool = False,
-        timeout: float | None = None,
-        error: str | None = None,
-        unrecoverable: bool = False,
-    ) -> dict:
-        return wait_payload(
-            self.order,
-            self.rows,
-            timed_out=timed_out,
-            timeout=timeout,
-            error=error,
-            unrecoverable=unrecoverable,
-        )
+    def payload(self, **outcome: Any) -> dict[str, Any]:
+        """The batch as :func:`~airflow_provider_oxen.results.wait_payload` describes it (``outcome``:
+        its keyword arguments, e.g. ``timed_out=True``)."""
+        return wait_payload(self.order, self.rows, **outcome)
 
 
 class ProgressLog:

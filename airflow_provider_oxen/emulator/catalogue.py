@@ -20,15 +20,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-PRESET_SIZES: dict[str, tuple[int, int]] = {
-    "square_hd": (1024, 1024),
-    "square": (512, 512),
-    "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024),
-    "landscape_4_3": (1024, 768),
-    "landscape_16_9": (1024, 576),
-}
-PRESET_NAMES = list(PRESET_SIZES)
+# ``image_size`` presets, sized like ``resolution`` + ``aspect_ratio``: the shape their name says,
+# 1024 pixels on the long side (``square``: 512).
+PRESET_NAMES = ["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]
 # ``resolution`` values: the long side of the image; ``aspect_ratio`` gives the short one.
 RESOLUTIONS: dict[str, int] = {"1K": 1024, "2K": 2048}
 DEFAULT_SIZE = (1024, 1024)
@@ -451,28 +445,43 @@ def _pixels(width: Any, height: Any) -> tuple[int, int] | None:
     return None
 
 
+def _shaped(long_side: int, aspect_ratio: str) -> tuple[int, int] | None:
+    """``long_side`` pixels on the long side of an ``"across:down"`` shape; None when it is odd."""
+    across, _, down = aspect_ratio.partition(":")
+    if not (long_side and across.isdigit() and down.isdigit() and int(across) and int(down)):
+        return None
+    ratio = int(down) / int(across)
+    if ratio <= 1:
+        return long_side, max(16, round(long_side * ratio))
+    return max(16, round(long_side / ratio)), long_side
+
+
+def _preset(name: str) -> tuple[int, int] | None:
+    """A preset's pixels: ``portrait_4_3`` is 3:4 and ``landscape_16_9`` 16:9, 1024 on the long side."""
+    if name not in PRESET_NAMES:
+        return None
+    if name.startswith("square"):
+        return _shaped(1024 if name == "square_hd" else 512, "1:1")
+    orientation, wide, narrow = name.split("_")
+    return _shaped(1024, f"{wide}:{narrow}" if orientation == "landscape" else f"{narrow}:{wide}")
+
+
 def resolve_size(spec: ModelSpec, params: dict[str, Any]) -> tuple[int, int]:
     """Pixel size from whichever size parameter the model takes: ``resolution`` (the long side) with
     ``aspect_ratio``, ``size`` ("WxH"), or ``image_size`` (a preset or ``{"width", "height"}``);
     the default size when absent or odd."""
     if "resolution" in spec.properties:
         long_side = RESOLUTIONS.get(str(params.get("resolution", "1K")), 0)
-        across, _, down = str(params.get("aspect_ratio", "1:1")).partition(":")
-        if long_side and across.isdigit() and down.isdigit() and int(across) and int(down):
-            ratio = int(down) / int(across)
-            if ratio <= 1:
-                return long_side, max(16, round(long_side * ratio))
-            return max(16, round(long_side / ratio)), long_side
-        return DEFAULT_SIZE
+        return _shaped(long_side, str(params.get("aspect_ratio", "1:1"))) or DEFAULT_SIZE
     if "size" in spec.properties:
         across, _, down = str(params.get("size", "")).lower().partition("x")
         if across.isdigit() and down.isdigit():
             return _pixels(int(across), int(down)) or DEFAULT_SIZE
         return DEFAULT_SIZE
-    default = PRESET_SIZES[spec.default("image_size", "square_hd")]
+    default = _preset(str(spec.default("image_size", "square_hd"))) or DEFAULT_SIZE
     size = params.get("image_size")
     if isinstance(size, str):
-        return PRESET_SIZES.get(size, default)
+        return _preset(size) or default
     if isinstance(size, dict):
         return _pixels(size.get("width"), size.get("height")) or default
     return default

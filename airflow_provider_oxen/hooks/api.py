@@ -182,7 +182,7 @@ def parse_error_body(text: str) -> tuple[str | None, str | None]:
     if not isinstance(body, dict):
         return None, None
     error = body.get("error")
-    error_type = _str_or_none(error.get("type")) if isinstance(error, dict) else None
+    error_type = str(error["type"]) if isinstance(error, dict) and error.get("type") else None
     message = _text_of(error) or _text_of(body.get("message")) or _text_of(body.get("detail"))
     return message, error_type
 
@@ -195,10 +195,6 @@ def _message_from_body(response: httpx.Response) -> tuple[str, str | None, str |
         message = text.strip() or response.reason_phrase or "no response body"
     match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
     return message[:_MESSAGE_LIMIT], match.group(1) if match else None, error_type
-
-
-def _str_or_none(value: Any) -> str | None:
-    return str(value) if value else None
 
 
 def _with_hint(message: str, hint: str) -> str:

@@ -257,16 +257,9 @@ def check_addresses(target: ParsedTarget, addresses: Iterable[str | IPAddress]) 
 
 def check_content_length(response: httpx.Response, max_bytes: int) -> None:
     """Refuse a response whose declared size is above the cap, before any byte is read."""
-    declared = _content_length(response.headers.get("Content-Length"))
-    if declared is not None and declared > max_bytes:
-        raise too_large(response.request.url, max_bytes, declared=declared)
-
-
-def _content_length(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(response.request.url, max_bytes, declared=int(declared))
 
 
 def too_large(url: httpx.URL, max_bytes: int, *, declared: int | None = None) -> OxenDownloadRefusedError:

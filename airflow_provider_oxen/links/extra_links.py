@@ -18,6 +18,8 @@ from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseOperatorLink
 
+from airflow_provider_oxen.results import generation_ids
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
@@ -190,19 +192,6 @@ class _LiveLink(_OxenLink):
             except Exception as exc:  # e.g. the amazon extra is not installed
                 log.debug("Link %r: %s.%s is unavailable: %s", self.name, module, name, type(exc).__name__)
         return found
-
-
-def generation_ids(value: Any) -> list[str]:
-    """Generation ids from the generate task's return value (result dicts, or bare ids)."""
-    if not isinstance(value, list):
-        return []
-    ids = []
-    for item in value:
-        if isinstance(item, Mapping) and isinstance(item.get("generation_id"), str):
-            ids.append(item["generation_id"])
-        elif isinstance(item, str):
-            ids.append(item)
-    return ids
 
 
 class OxenImageLink(_OxenLink):

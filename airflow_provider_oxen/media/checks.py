@@ -103,10 +103,6 @@ class DecodedImage:
     error: str | None = None
 
     @property
-    def mime_type(self) -> str | None:
-        return MIME_TYPES.get(self.format or "")
-
-    @property
     def problem(self) -> str | None:
         """Why the file does not (wholly) decode, or None."""
         return self.error

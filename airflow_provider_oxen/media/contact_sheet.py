@@ -17,6 +17,7 @@ from airflow_provider_oxen.media.video import duration_text
 
 PAD = 8
 CAPTION_LINES = 3
+COLUMNS, THUMB = 4, 256  # the transfer's sheet: thumbnails per row, a thumbnail's edge in pixels
 _BORDER = 3
 _BACKGROUND = (245, 245, 245)
 _PLACEHOLDER = (200, 200, 200)
@@ -56,7 +57,7 @@ class SheetItem:
         return f"video, {duration}" if duration else "video"
 
 
-def make_thumbnail(image: Image.Image, thumb: int = 256) -> Image.Image:
+def make_thumbnail(image: Image.Image, thumb: int = THUMB) -> Image.Image:
     """An RGB copy fitting in ``thumb`` x ``thumb`` (never enlarged); transparency over white."""
     width, height = image.size
     scale = min(thumb / width, thumb / height, 1.0)
@@ -83,7 +84,7 @@ def _cell_size(thumb: int) -> tuple[int, int]:
     return thumb + 2 * PAD, PAD + thumb + PAD + CAPTION_LINES * _line_height(thumb) + PAD
 
 
-def sheet_size(count: int, *, columns: int = 4, thumb: int = 256) -> tuple[int, int]:
+def sheet_size(count: int, *, columns: int = COLUMNS, thumb: int = THUMB) -> tuple[int, int]:
     """Pixel size of the sheet for ``count`` items (columns shrink to ``count`` for small batches)."""
     cols = max(1, min(columns, count))
     rows = math.ceil(count / cols)
@@ -172,7 +173,7 @@ def _play_mark(draw: ImageDraw.ImageDraw, left: int, bottom: int, thumb: int) ->
     )
 
 
-def make_contact_sheet(items: Sequence[SheetItem], *, columns: int = 4, thumb: int = 256) -> bytes:
+def make_contact_sheet(items: Sequence[SheetItem], *, columns: int = COLUMNS, thumb: int = THUMB) -> bytes:
     """One PNG grid of ``items`` (row by row), each with a caption: short id (and ``video, 5 s`` for a
     clip), prompt, check status."""
     if not items:

@@ -122,10 +122,6 @@ class DecodedVideo(DecodedImage):
     duration_seconds: float | None = None
 
     @property
-    def mime_type(self) -> str | None:
-        return VIDEO_MIME_TYPES.get(self.format or "")
-
-    @property
     def problem(self) -> str | None:
         if self.error is None and self.frames <= 0:
             return "has no decodable frames"

@@ -65,14 +65,8 @@ MAP_INDEX_TEMPLATE = (
 # What OxenGenerateVideoOperator uses unless told otherwise (text-to-video).
 DEFAULT_VIDEO_MODEL = "kling-video-v2-6-pro-text-to-video"
 
-_REUSABLE = frozenset(
-    {
-        GenerationStatus.QUEUED,
-        GenerationStatus.PROCESSING,
-        GenerationStatus.SUCCEEDED,
-        GenerationStatus.UNKNOWN,
-    }
-)
+# An earlier try's generation is waited for again unless it failed or was cancelled.
+_REUSABLE = frozenset(GenerationStatus) - {GenerationStatus.FAILED, GenerationStatus.CANCELLED}
 # Where an unrecorded enqueue's rows may be listed: in flight (the default listing) or finished.
 _RECOVERY_LISTINGS: tuple[str | None, ...] = (None, "succeeded", "failed", "cancelled")
 
@@ -562,13 +556,13 @@ class OxenGenerateOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the ``s3://`` images an edit or clip was made from in, the generations out."""
         from airflow_provider_oxen.lineage import generation_uri, operator_lineage
+        from airflow_provider_oxen.results import generation_ids
 
         base_url, results = getattr(self, "_lineage", ("", []))
         given = [uri for r in results if isinstance(r, Mapping) for uri in r.get("input_uris") or []]
-        ids = [r["generation_id"] if isinstance(r, Mapping) else r for r in results]
         return operator_lineage(
             given or input_sources(self.input_images),
-            [generation_uri(base_url, i) for i in ids],
+            [generation_uri(base_url, i) for i in generation_ids(results)],
             results,
         )
 

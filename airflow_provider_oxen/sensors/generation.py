@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_oxen.exceptions import OxenError
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.results import build_result, generations_from_payload, wait_payload
+from airflow_provider_oxen.results import build_result, generation_ids, generations_from_payload, wait_payload
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 
 if TYPE_CHECKING:
@@ -51,16 +51,10 @@ class OxenGenerationSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
 
     def _ids(self) -> list[str]:
-        ids = self.generation_ids
-        if isinstance(ids, str):
-            ids = [ids]
-        flat: list[str] = []
-        for item in ids:
-            # Accept the operator's results as well as plain ids.
-            flat.append(item["generation_id"] if isinstance(item, dict) else str(item))
-        if not flat:
+        ids = generation_ids(self.generation_ids)  # the operator's results as well as plain ids
+        if not ids:
             raise ValueError("generation_ids is empty: nothing to wait for")
-        return flat
+        return ids
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:

@@ -7,60 +7,45 @@ only until its headers arrive).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
+from typing import IO, cast
 
 import httpx
 
 from airflow_provider_oxen.exceptions import OxenAPIStatusError, OxenResultDownloadError
-from airflow_provider_oxen.hooks.download_policy import iter_capped
-from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.hooks.oxen import DownloadResult, OxenHook
 from airflow_provider_oxen.hooks.retry import delay_after_transport_error
 from airflow_provider_oxen.models import GenerationStatus
 from airflow_provider_oxen.redact import redact_text, strip_query
 from airflow_provider_oxen.transfers.spool import Spool
 
 EXPIRED_URL_STATUSES = frozenset({403, 404, 410})
-_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
-class Fetched:
+class Fetched(DownloadResult):
     """What was spooled: size, sha256, the server's Content-Type, and why the URL was refreshed (if so)."""
 
-    size: int
-    sha256: str
-    content_type: str | None
     refresh_reason: str | None = None
 
 
-def _download(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
-    spool.reset()
-    digest, size = hashlib.sha256(), 0
-    with hook.open_download(url) as response:
-        length = response.headers.get("Content-Length", "")
-        spool.expect(int(length) if length.isdigit() else None)
-        # Capped on the decoded bytes (what lands in the spool), like every download of the hook:
-        # a small compressed body may decode to far more than the connection allows.
-        for chunk in iter_capped(response, hook.download_policy.max_bytes, _CHUNK):
-            spool.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-        content_type = response.headers.get("Content-Type")
-    return size, digest.hexdigest(), content_type
-
-
-def _download_whole(hook: OxenHook, url: str, spool: Spool) -> tuple[int, str, str | None]:
-    """:func:`_download`, started again from the first byte while the body keeps breaking off."""
+def _download_whole(hook: OxenHook, generation_id: str, url: str, spool: Spool) -> DownloadResult:
+    """The hook's guarded download into ``spool``, started again from the first byte while the
+    body keeps breaking off (as often as the connection's retry policy allows)."""
     attempt = 0
     while True:
+        spool.reset()
         try:
-            return _download(hook, url, spool)
+            return hook.download_to(url, cast("IO[bytes]", spool))
         except httpx.TransportError as exc:
             delay = delay_after_transport_error(exc, attempt, paid=False, policy=hook.settings.retry)
             if delay is None:
-                raise
+                raise OxenResultDownloadError(
+                    f"Could not download the result of generation {generation_id}: the download kept "
+                    f"breaking off ({type(exc).__name__}: {redact_text(str(exc))})",
+                    generation_id=generation_id,
+                ) from exc
             attempt += 1
             hook.log.warning(
                 "Download of %s broke off (%s): reading it again from the start in %.1f s (attempt %d)",
@@ -88,17 +73,6 @@ def fetch_result(hook: OxenHook, generation_id: str, url: str | None, spool: Spo
     Any other error (or a second failure) raises :class:`OxenResultDownloadError` naming the
     generation, with no URL query (the signature) in its message.
     """
-    try:
-        return _fetch(hook, generation_id, url, spool)
-    except httpx.TransportError as exc:
-        raise OxenResultDownloadError(
-            f"Could not download the result of generation {generation_id}: the download kept breaking "
-            f"off ({type(exc).__name__}: {redact_text(str(exc))})",
-            generation_id=generation_id,
-        ) from exc
-
-
-def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) -> Fetched:
     reason = None
     if not url:
         url, reason = _fresh_url(hook, generation_id), "no result_url"
@@ -108,8 +82,8 @@ def _fetch(hook: OxenHook, generation_id: str, url: str | None, spool: Spool) ->
         url = _fresh_url(hook, generation_id)
     while True:
         try:
-            size, sha256, content_type = _download_whole(hook, url, spool)
-            return Fetched(size=size, sha256=sha256, content_type=content_type, refresh_reason=reason)
+            done = _download_whole(hook, generation_id, url, spool)
+            return Fetched(done.size, done.sha256, done.content_type, refresh_reason=reason)
         except OxenAPIStatusError as exc:
             if reason is not None or exc.status_code not in EXPIRED_URL_STATUSES:
                 raise OxenResultDownloadError(

@@ -37,7 +37,13 @@ from airflow_provider_oxen.media.checks import (
     evaluate,
     identify_mime_type,
 )
-from airflow_provider_oxen.media.contact_sheet import SheetItem, make_contact_sheet, make_thumbnail
+from airflow_provider_oxen.media.contact_sheet import (
+    COLUMNS,
+    THUMB,
+    SheetItem,
+    make_contact_sheet,
+    make_thumbnail,
+)
 from airflow_provider_oxen.media.video import (
     POSTER_CONTENT_TYPE,
     VIDEO_MIME_TYPES,
@@ -193,9 +199,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         ``{"min_bytes": 1024, "max_bytes": 20 * 2**20, "check_dimensions": True, "check_format": True}``
         (video clips: ``max_video_bytes``, ``check_duration``).
     :param fail_on_check_failure: raise after storing and reporting everything if any image failed.
-    :param contact_sheet: build and store a contact sheet of the batch.
-    :param contact_sheet_columns: thumbnails per row.
-    :param contact_sheet_thumb: thumbnail edge in pixels.
+    :param contact_sheet: build and store a contact sheet of the batch (4 thumbnails of 256 px per row).
     :param replace: overwrite objects at the keys that this transfer did not write (default: refuse).
     :param spool_max_bytes: bytes of one file kept in memory before spooling to disk.
     :param mark_provenance: write the IPTC digital source type, the model, the generation id, the
@@ -235,8 +239,6 @@ class OxenGenerationToS3Operator(BaseOperator):
         checks: CheckSettings | Mapping[str, Any] | bool = True,
         fail_on_check_failure: bool = False,
         contact_sheet: bool = True,
-        contact_sheet_columns: int = 4,
-        contact_sheet_thumb: int = 256,
         replace: bool = False,
         spool_max_bytes: int = DEFAULT_SPOOL_BYTES,
         mark_provenance: bool | str = True,
@@ -244,6 +246,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # Parsed first, so a typo in the settings fails when the DAG is parsed, not at run time.
+        self.check_settings = CheckSettings.from_param(checks)
         self.results = results
         self.bucket = bucket
         self.prefix = prefix
@@ -252,12 +256,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.contact_sheet_key = contact_sheet_key
         self.aws_conn_id = aws_conn_id
         self.oxen_conn_id = oxen_conn_id
-        # Parsed here so a typo in the settings fails when the DAG is parsed, not at run time.
-        self.check_settings = CheckSettings.from_param(checks)
         self.fail_on_check_failure = fail_on_check_failure
         self.contact_sheet = contact_sheet
-        self.contact_sheet_columns = contact_sheet_columns
-        self.contact_sheet_thumb = contact_sheet_thumb
         self.replace = replace
         self.spool_max_bytes = spool_max_bytes
         self.mark_provenance = mark_provenance
@@ -300,6 +300,9 @@ class OxenGenerationToS3Operator(BaseOperator):
                 self.log.warning("No results to store: nothing written.")
                 return []
             plan, manifest_key, sheet_key = self._plan(results, prefix, run_id)
+            if self._credentials is not None:  # every C2PA ingredient read (and sized) before any upload
+                for ingredient in (i for item in plan for i in _facts(item.result).ingredients):
+                    self._source(ingredient)
             store = S3ObjectStore(self.s3_hook(), bucket)
             artefacts = {manifest_key: MANIFEST_KIND}
             if sheet_key is not None:
@@ -627,8 +630,9 @@ class OxenGenerationToS3Operator(BaseOperator):
             data = response["Body"].read(_SOURCE_MAX_BYTES + 1)
             if len(data) > _SOURCE_MAX_BYTES:
                 raise OxenValidationError(
-                    f"{ingredient.uri} is over {_SOURCE_MAX_BYTES} bytes: too big for a C2PA ingredient",
-                    field="c2pa_conn_id",
+                    f"Input {ingredient.uri} is over {_SOURCE_MAX_BYTES} bytes, too big to embed as a C2PA "
+                    "ingredient; nothing was stored",
+                    field="results",
                 )
             mime_type = str(response.get("ContentType") or ingredient.mime_type)
             self._sources[ingredient.uri] = replace(ingredient, data=data, mime_type=mime_type)
@@ -694,7 +698,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             if item.video:
                 analysis.poster = poster_jpeg(image)
             if self.contact_sheet:
-                analysis.thumbnail = make_thumbnail(image, self.contact_sheet_thumb)
+                analysis.thumbnail = make_thumbnail(image)
 
         # The spool is file-like (read/seek/tell), which is all Pillow and PyAV need.
         fileobj = cast("IO[bytes]", spool)
@@ -707,7 +711,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             )
             if self.check_settings.enabled:
                 analysis.check = evaluate_video(decoded, size, item.expected, self.check_settings)
-            analysis.mime_type = decoded.mime_type if decoded.error is None else None
+            analysis.mime_type = VIDEO_MIME_TYPES.get(decoded.format or "") if decoded.error is None else None
             analysis.duration_seconds = decoded.duration_seconds
             return analysis
         decoded_image = decode_image(fileobj, on_decoded=keep)
@@ -795,7 +799,7 @@ class OxenGenerationToS3Operator(BaseOperator):
     def _store_contact_sheet(
         self, store: S3ObjectStore, key: str, items: list[SheetItem], run_id: str
     ) -> dict[str, Any]:
-        data = make_contact_sheet(items, columns=self.contact_sheet_columns, thumb=self.contact_sheet_thumb)
+        data = make_contact_sheet(items)
         action, sha256 = store.put_bytes(
             key,
             data,
@@ -810,8 +814,8 @@ class OxenGenerationToS3Operator(BaseOperator):
             "s3_uri": store.uri(key),
             "sha256": sha256,
             "size_bytes": len(data),
-            "columns": self.contact_sheet_columns,
-            "thumb": self.contact_sheet_thumb,
+            "columns": COLUMNS,
+            "thumb": THUMB,
         }
 
     def _summary(

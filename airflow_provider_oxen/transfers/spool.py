@@ -31,12 +31,6 @@ class Spool(io.IOBase):
             self._file.flush()
         return self._path
 
-    def expect(self, size: int | None) -> None:
-        """Announce the final size (e.g. a Content-Length): a file that will not fit in memory
-        goes straight to disk instead of first filling ``max_memory`` bytes of RAM."""
-        if size is not None and size > self.max_memory:
-            self._roll_over()
-
     def _roll_over(self) -> None:
         if self._path is not None:
             return

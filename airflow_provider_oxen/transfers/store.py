@@ -212,8 +212,6 @@ class S3ObjectStore:
             write = spool.write
         client: Any = self.hook.get_conn()
         response = client.get_object(Bucket=self.bucket, Key=key, **self._requester_pays)
-        if spool is not None:
-            spool.expect(response.get("ContentLength"))
         body = response["Body"]
         digest, size = hashlib.sha256(), 0
         try:

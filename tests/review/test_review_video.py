@@ -192,7 +192,7 @@ def test_decoding_a_clip_counts_frames_reads_size_and_duration_and_takes_the_mid
         fps=8.0,
         duration_seconds=5.0,
     )
-    assert decoded.mime_type == "video/mp4" and [p.size for p in posters] == [(320, 180)]
+    assert [p.size for p in posters] == [(320, 180)]
     jpeg = poster_jpeg(posters[0])
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG" and poster_jpeg(posters[0]) == jpeg  # deterministic
     check = evaluate_video(

@@ -261,7 +261,7 @@ class _FailingDownloads:
     def __init__(self, status: int) -> None:
         self.status = status
 
-    def open_download(self, url: str) -> Any:
+    def download_to(self, url: str, fileobj: Any) -> Any:
         from airflow_provider_oxen.exceptions import OxenAPIStatusError
 
         raise OxenAPIStatusError(f"upstream refused {url}", status_code=self.status)

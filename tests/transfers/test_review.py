@@ -103,7 +103,7 @@ def test_a_decompression_bomb_is_a_failed_check(monkeypatch: pytest.MonkeyPatch)
 def test_decode_hands_the_loaded_image_to_the_callback_once() -> None:
     seen: list[tuple[int, int]] = []
     decoded = decode_image(io.BytesIO(_encode("PNG", (300, 200))), on_decoded=lambda im: seen.append(im.size))
-    assert seen == [(300, 200)] and decoded.error is None and decoded.mime_type == "image/png"
+    assert seen == [(300, 200)] and decoded.error is None and decoded.format == "png"
 
 
 @pytest.mark.parametrize(
