@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -366,25 +365,3 @@ def test_a_small_gzip_body_is_capped_by_what_it_inflates_to() -> None:
         for chunk in iter_capped(response, 1024 * 1024, 256 * 1024):
             written.write(chunk)
     assert written.tell() == 1024 * 1024  # never a byte past the cap
-
-
-# -- the hooks use it ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def oxen_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "oxen", "host": "https://hub.oxen.ai", "password": "k", "extra": {"max_retries": 0}}
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
-
-
-@pytest.mark.usefixtures("oxen_default")
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://169.254.169.254/latest/meta-data"])
-def test_the_hook_refuses_before_sending(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_oxen.hooks.oxen import OxenHook
-
-    def no_send(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a request was sent")
-
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", no_send)
-    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError):
-        hook.download_to(url, io.BytesIO())
