@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -52,7 +53,29 @@ def aws_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(moto_endpoint))
+    _share_s3_clients(monkeypatch)
     return moto_endpoint
+
+
+_S3_CLIENTS: dict[tuple[str, ...], Any] = {}
+
+
+def _share_s3_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every S3Hook builds its boto3 client afresh (botocore's models and Airflow's user agent:
+    about half a second of CPU), and the transfer builds a hook per run. Here the hooks of one
+    connection and client settings share one client: what they send is unchanged."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    original = S3Hook.get_conn
+
+    def get_conn(self: S3Hook) -> Any:
+        conn = os.environ.get(f"AIRFLOW_CONN_{str(self.aws_conn_id).upper()}", "")
+        key = (str(self.aws_conn_id), conn, *map(repr, (self._region_name, self._config, self._verify)))
+        if key not in _S3_CLIENTS:
+            _S3_CLIENTS[key] = original(self)
+        return _S3_CLIENTS[key]
+
+    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
 
 
 @pytest.fixture
@@ -114,11 +137,13 @@ _COUNTED_OPERATIONS = (
 )
 
 
+_COUNTING: list[S3Calls] = []  # the running test's counter (clients outlive tests)
+
+
 @pytest.fixture
-def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
+def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Calls]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    calls = S3Calls()
     original = S3Hook.get_conn
 
     def counting_get_conn(self: S3Hook) -> Any:
@@ -127,14 +152,17 @@ def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
             for operation in _COUNTED_OPERATIONS:
 
                 def handler(params: dict[str, Any], _op: str = operation, **_: Any) -> None:
-                    calls.record(_op, params)
+                    for calls in _COUNTING:
+                        calls.record(_op, params)
 
                 client.meta.events.register(f"provide-client-params.s3.{operation}", handler)
             client._oxen_counted = True
         return client
 
     monkeypatch.setattr(S3Hook, "get_conn", counting_get_conn)
-    return calls
+    _COUNTING[:] = [S3Calls()]
+    yield _COUNTING[0]
+    _COUNTING.clear()
 
 
 @pytest.fixture
