@@ -26,15 +26,6 @@ BUCKET = "oxen-campaigns"  # the campaign DAG's default ``bucket`` param
 SIGNATURE_PARAMS = ("sig", "Signature", "X-Amz-Signature")
 
 
-def _wait_for_state(cluster: Cluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state in {s for (t, _), s in cluster.task_states(CAMPAIGN_DAG, run_id).items() if t == task_id}:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{task_id} never reached {state}: {cluster.task_states(CAMPAIGN_DAG, run_id)}")
-
-
 def _links(cluster: Cluster, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
     path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/links"
     response = cluster.api("GET", path, params={"map_index": map_index})
@@ -68,7 +59,7 @@ def test_campaign_tasks_link_to_what_they_made(
     # The run is left waiting for its review: end it, so later tests sharing the cluster (and
     # its bucket) see only their own runs at work.
     request.addfinalizer(lambda: cluster.end_run(CAMPAIGN_DAG, run_id))
-    _wait_for_state(cluster, run_id, "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
 
     # The provider's plugin (live links) loaded in the api-server without errors.
     plugins = cluster.api("GET", "/api/v2/plugins").json()["plugins"]

@@ -244,17 +244,6 @@ def test_insufficient_credits_fail_the_task_once_without_spending_retries(
     assert len(emulator.requests(*ENQUEUE)) == 1  # one refused POST, from one try
 
 
-def _wait_for_state(
-    cluster: Cluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state in {s for (t, _), s in cluster.task_states(dag_id, run_id).items() if t == task_id}:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{task_id} never reached {state}: {_report(cluster, dag_id, run_id)}")
-
-
 def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
     cluster: Cluster, emulator: EmulatorControl
 ) -> None:
@@ -279,7 +268,7 @@ def test_marking_a_deferred_task_failed_cancels_its_generations(
     emulator.fault(type="stall_generation", count=2)
     cluster.unpause(STALL_DAG)
     run_id = cluster.trigger(STALL_DAG)
-    _wait_for_state(cluster, STALL_DAG, run_id, "stuck", "deferred")
+    cluster.wait_for_task_state(STALL_DAG, run_id, "stuck", "deferred")
     time.sleep(2)  # let the trigger start waiting in the triggerer
     response = cluster.api(
         "PATCH",
@@ -333,7 +322,7 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     cluster.unpause(CAMPAIGN_DAG)
     cluster.unpause("oxen_campaign_assets_consumer")
     run_id = cluster.trigger(CAMPAIGN_DAG)
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
 
     store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
     assert len(store) == 4, store  # 2 products x 1 headline x 2 sizes
@@ -374,8 +363,8 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
         "PATCH", hitl_path, json={"chosen_options": ["Apply per-image decisions"], "params_input": answer}
     )
     assert response.status_code == 200, response.text
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "regenerate", "success", timeout=120)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "regenerate", "success", timeout=120)
 
     by_field = {name: store[i] for i, name in enumerate(fields)}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
@@ -397,11 +386,11 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     # (Other tests' runs of this DAG share the cluster: the loop is the run asked to regenerate.)
     loop = [r for r in runs if r["dag_run_id"] != run_id and (r.get("conf") or {}).get("regenerate")]
     assert len(loop) == 1 and loop[0]["conf"]["regenerate"][0]["prompt"] == again["prompt"], runs
-    _wait_for_state(cluster, CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
 
     # Follow-up media of the approved key visual: two edited variants and a 4 s clip, stored
     # (the clip with its poster frame), reviewed and published.
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
     media = cluster.xcom(CAMPAIGN_DAG, run_id, "store_media")
     kinds = sorted(record["media_type"] for record in media)
     assert kinds == ["image", "image", "video"], media
