@@ -11,15 +11,18 @@ import pytest
 from .helpers import (
     AUTH,
     PLAIN,
+    InputServer,
     assert_error,
     collect_completions,
     control,
     enqueue,
+    png_bytes,
     sse_events,
     wait_for_status,
 )
 
 QUEUE = {"model": "ideogram-v4", "prompt": "faulty"}
+T2V = "kling-video-v2-6-pro-text-to-video"
 
 
 def test_status_fault_answers_without_processing(client: httpx.Client, base_url: str) -> None:
@@ -119,6 +122,26 @@ def test_generation_faults_hit_one_generation_each(client: httpx.Client, base_ur
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
     assert client.delete(f"/api/ai/queue/{stalled}").json() == {"status": "success", "generation_id": stalled}
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("media_type", ["image", "video"])
+def test_generation_faults_apply_to_edits_and_videos(
+    client: httpx.Client, base_url: str, input_server: InputServer, media_type: str
+) -> None:
+    url = input_server.add("/inputs/faulty.png", png_bytes((64, 48), (20, 40, 160)))
+    body = {"model": "qwen-image-edit", "input_image": url} if media_type == "image" else {"model": T2V}
+    fault = {"type": "generation_failure", "model": body["model"], "error_message": "melted"}
+    control(base_url, "POST", "/faults", fault)
+    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": body["model"]})
+    (failed,) = enqueue(client, prompt="x", **body)
+    (stalled,) = enqueue(client, prompt="x", **body)
+    row = wait_for_status(client, failed, {"succeeded", "failed"})
+    assert row["error_message"] == "melted" and row["media_type"] == media_type
+    wait_for_status(client, stalled, {"processing"})
+    listing = client.get("/api/ai/queue", params={"media_type": media_type}).json()
+    assert [r["generation_id"] for r in listing["generations"]] == [stalled]
+    retried = client.post(f"/api/ai/queue/{stalled}/retry").json()["generations"][0]["generation_id"]
+    assert wait_for_status(client, retried, {"succeeded"}, timeout=10)["media_type"] == media_type
 
 
 def test_bad_faults_are_rejected(base_url: str) -> None:

@@ -7,20 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import PLAIN, assert_error, control, enqueue, open_image, wait_for_status
-
-ROW_KEYS = {
-    "generation_id",
-    "model_name",
-    "prompt",
-    "media_type",
-    "status",
-    "result_url",
-    "error_message",
-    "enqueued_at",
-    "started_at",
-    "completed_at",
-}
+from .helpers import PLAIN, ROW_KEYS, assert_error, control, enqueue, open_image, wait_for_status
 
 
 def test_queue_row_goes_queued_processing_succeeded(client: httpx.Client) -> None:

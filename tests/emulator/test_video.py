@@ -148,44 +148,6 @@ def test_image_to_video_with_an_unreachable_input(client: httpx.Client) -> None:
     assert_error(response, 400, "invalid_params", "input_image: could not fetch")
 
 
-@pytest.mark.parametrize(
-    ("body", "fragments"),
-    [
-        ({"model": T2V, "prompt": "a", "multi_prompt": ["b"]}, ["multi_prompt", "not both"]),
-        ({"model": T2V}, ["Prompt cannot be empty"]),
-        ({"model": T2V, "prompt": "  "}, ["Prompt cannot be empty"]),
-        ({"model": T2V, "multi_prompt": ["a", " "]}, ["multi_prompt"]),
-        ({"model": T2V, "multi_prompt": "a"}, ["multi_prompt", "array"]),
-        ({"model": T2V, "prompt": "a", "duration": 11}, ["duration", "10"]),
-        ({"model": T2V, "prompt": "a", "duration": "5"}, ["duration", "integer"]),
-        ({"model": T2V, "prompt": "a", "aspect_ratio": "4:3"}, ["aspect_ratio", "16:9"]),
-        ({"model": T2V, "prompt": "a", "generate_audio": "yes"}, ["generate_audio"]),
-        ({"model": T2V, "prompt": "a", "input_image": "http://a/b.png"}, ["input_image", T2V]),
-        ({"model": I2V, "prompt": "a"}, ["input_image", "required"]),
-        ({"model": "ideogram-v4", "prompt": "a"}, ["ideogram-v4", "does not generate video"]),
-    ],
-    ids=[
-        "both-prompts",
-        "no-prompt",
-        "blank-prompt",
-        "blank-shot",
-        "shots-not-array",
-        "too-long",
-        "duration-string",
-        "aspect-ratio",
-        "audio-flag",
-        "t2v-has-no-input",
-        "i2v-needs-input",
-        "image-model",
-    ],
-)
-def test_sync_video_rejects_bad_requests_at_once(
-    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
-) -> None:
-    assert_error(client.post("/api/ai/videos/generate", json=body), 400, "invalid_params", *fragments)
-    assert control(base_url, "GET", "/stats")["generations_created"] == 0
-
-
 def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client) -> None:
     (both,) = enqueue(client, model=T2V, prompt="a", multi_prompt=["b"])
     (long,) = enqueue(client, model=T2V, prompt="a", duration=30)
@@ -197,12 +159,6 @@ def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client
         "Invalid parameter duration:"
     )
     assert wait_for_status(client, empty, {"failed"})["error_message"].startswith("Prompt cannot be empty")
-    assert_error(
-        client.post("/api/ai/images/generate", json={"model": T2V, "prompt": "x"}),
-        400,
-        "invalid_params",
-        "does not generate images",
-    )
 
 
 def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
@@ -222,21 +178,3 @@ def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
         control(base_url, "POST", "/config", {"video_render_seconds": None})["video_render_seconds"] is None
     )
     assert parse_args(["--port", "0", "--video-render-seconds", "1.5"]).video_render_seconds == 1.5
-
-
-def test_faults_apply_to_videos(client: httpx.Client, base_url: str) -> None:
-    control(
-        base_url, "POST", "/faults", {"type": "generation_failure", "model": T2V, "error_message": "no GPU"}
-    )
-    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": T2V})
-    (failed,) = enqueue(client, model=T2V, prompt="x")
-    (stalled,) = enqueue(client, model=T2V, prompt="x")
-    row = wait_for_status(client, failed, {"succeeded", "failed"})
-    assert row["error_message"] == "no GPU" and row["media_type"] == "video"
-    wait_for_status(client, stalled, {"processing"})
-    listing = client.get("/api/ai/queue", params={"media_type": "video"}).json()
-    assert [r["generation_id"] for r in listing["generations"]] == [stalled]
-    retried = client.post(f"/api/ai/queue/{stalled}/retry").json()["generations"][0]
-    assert (
-        wait_for_status(client, retried["generation_id"], {"succeeded"}, timeout=10)["media_type"] == "video"
-    )
