@@ -49,18 +49,26 @@ def test_dag_files_import_without_errors() -> None:
         assert any(str(dag_file) == dag.fileloc for dag in bag.dags.values()), dag_file
 
 
-def test_provider_is_registered_with_its_connection_type() -> None:
+def test_provider_is_registered_with_its_connection_types() -> None:
     """``airflow providers list`` from an installed wheel: tests/release/test_wheel.py."""
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    hook = ProvidersManagerTaskRuntime().hooks["oxen"]
-    assert hook is not None and hook.hook_class_name == "airflow_provider_oxen.hooks.oxen.OxenHook"
-    # What the connection form shows (the UI reads it through the core providers manager).
-    behaviour = ProvidersManager().field_behaviours["oxen"]
+    hooks = ProvidersManagerTaskRuntime().hooks
+    assert (
+        hooks["oxen"] is not None
+        and hooks["oxen"].hook_class_name == "airflow_provider_oxen.hooks.oxen.OxenHook"
+    )
+    c2pa = hooks["oxen_c2pa"]
+    assert c2pa is not None and c2pa.hook_class_name.endswith("provenance.c2pa.C2paSigningHook")
+    # What the connection forms show (the UI reads them through the core providers manager).
+    manager = ProvidersManager()
+    behaviour = manager.field_behaviours["oxen"]
     assert behaviour["relabeling"]["password"] == "API key"
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
     assert behaviour["placeholders"]["host"] == "https://hub.oxen.ai"
+    assert manager.field_behaviours["oxen_c2pa"]["relabeling"]["password"] == "Private key (PEM)"
+    assert "extra__oxen_c2pa__certificate_chain" in manager.connection_form_widgets
 
 
 @pytest.mark.slow
