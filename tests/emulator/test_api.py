@@ -207,12 +207,27 @@ def test_request_log_and_stats_never_hold_the_key(client: httpx.Client, base_url
     assert API_KEY not in str(control(base_url, "GET", "/config"))
 
 
-def test_config_view_lists_the_new_settings(base_url: str) -> None:
-    view = control(base_url, "GET", "/config")
-    assert view["row_parameters"] is False and view["credits"] is None
-    view = control(base_url, "POST", "/config", {"row_parameters": True, "credits": "2.5"})
-    assert view["row_parameters"] is True and view["credits"] == "2.5000"
-    for bad in ({"credits": "lots"}, {"credits": "-1"}, {"credits": True}, {"row_parameters": "yes"}):
-        assert PLAIN.post(f"{base_url}/_emulator/config", json=bad).status_code == 400
-    restored = control(base_url, "POST", "/reset", {"config": True})["config"]
-    assert restored["row_parameters"] is False and restored["credits"] is None
+# setting: (its start-up value, a value to set, how the view shows it, values refused, why)
+SETTINGS: dict[str, tuple[Any, Any, Any, list[Any], str]] = {
+    "row_parameters": (False, True, True, ["yes"], ""),
+    "credits": (None, "2.5", "2.5000", ["lots", "-1", True], ""),
+    "render_seconds_max": (None, 0.5, 0.5, [-1], "greater than or equal to 0"),
+    "render_seed": (None, 7, 7, [1.5], "integer"),
+    "video_render_seconds": (None, 0.6, 0.6, [-1], ""),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "value", "shown", "refused", "why"), [(n, *v) for n, v in SETTINGS.items()]
+)
+def test_a_setting_is_shown_validated_and_restored_by_a_reset(
+    base_url: str, name: str, default: Any, value: Any, shown: Any, refused: list[Any], why: str
+) -> None:
+    assert control(base_url, "GET", "/config")[name] == default
+    assert control(base_url, "POST", "/config", {name: value})[name] == shown
+    for bad in refused:
+        response = PLAIN.post(f"{base_url}/_emulator/config", json={name: bad})
+        assert_error(response, 400, "invalid_params", name, why)
+    assert control(base_url, "POST", "/config", {name: default})[name] == default  # None clears it
+    control(base_url, "POST", "/config", {name: value})
+    assert control(base_url, "POST", "/reset", {"config": True})["config"][name] == default

@@ -11,7 +11,7 @@ from airflow_provider_oxen.emulator.events import EventBroker
 from airflow_provider_oxen.emulator.faults import FaultBook
 from airflow_provider_oxen.emulator.state import GenerationStore
 
-from .helpers import assert_error, control, enqueue, wait_for_status
+from .helpers import control, enqueue, wait_for_status
 
 
 def _store(**settings: object) -> GenerationStore:
@@ -49,20 +49,6 @@ def test_seeded_draws_are_uniform_in_range_and_reproducible() -> None:
     assert [first.render_duration() for _ in range(5)] == draws[:5]
     first.config.render_seed = 43
     assert [first.render_duration() for _ in range(10)] == other_draws
-
-
-def test_control_api_sets_and_validates_the_range(base_url: str) -> None:
-    view = control(base_url, "POST", "/config", {"render_seconds_max": 0.5, "render_seed": 7})
-    assert view["render_seconds_max"] == 0.5 and view["render_seed"] == 7
-    view = control(base_url, "POST", "/config", {"render_seconds_max": None, "render_seed": None})
-    assert view["render_seconds_max"] is None and view["render_seed"] is None
-    bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seed": 1.5})
-    assert_error(bad, 400, "invalid_params", "render_seed", "integer")
-    bad = httpx.post(f"{base_url}/_emulator/config", json={"render_seconds_max": -1})
-    assert_error(bad, 400, "invalid_params", "render_seconds_max", "greater than or equal to 0")
-    # A reset with {"config": true} restores the start-up settings (no range).
-    control(base_url, "POST", "/config", {"render_seconds_max": 3.0})
-    assert control(base_url, "POST", "/reset", {"config": True})["config"]["render_seconds_max"] is None
 
 
 def test_queue_rows_render_for_different_times(base_url: str, client: httpx.Client) -> None:
