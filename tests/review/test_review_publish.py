@@ -32,15 +32,12 @@ RECORDS: list[Mapping[str, Any]] = [
 ]
 
 
-def test_defaults_follow_the_automatic_checks() -> None:
+def test_decisions_default_to_the_automatic_checks_and_blanket_options_override_them() -> None:
     assert decide(RECORDS, [APPLY], {}) == {
         "aaaaaaaa-1111": "approve",
         "bbbbbbbb-2222": "reject",
         "cccccccc-3333": "approve",
     }
-
-
-def test_per_image_decisions_and_blanket_options() -> None:
     fields = {
         decision_param_name(2, "cccccccc-3333"): "regenerate",
         decision_param_name(0, "aaaaaaaa-1111"): "reject",
