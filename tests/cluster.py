@@ -802,6 +802,19 @@ class Cluster:
             self.watcher.sample()  # the final states, whatever the sampling phase
         return state
 
+    def wait_for_task_state(
+        self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120.0
+    ) -> None:
+        """Until some instance of ``task_id`` (any map index) is in ``state``."""
+
+        def reached() -> bool:
+            return state in {s for (t, _), s in self.task_states(dag_id, run_id).items() if t == task_id}
+
+        try:
+            self.wait(f"{task_id} {state}", reached, timeout, every=0.3)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; tasks: {self.task_states(dag_id, run_id)}") from None
+
     # -- the metadata database -------------------------------------------------------------------
 
     def query(self, sql: str, **params: Any) -> list[Any]:

@@ -1,12 +1,11 @@
-"""The provider as Airflow sees it: registration, connection type, DAG files, ``airflow dags test``.
+"""The provider as Airflow sees it: registration, connection type, DAG files.
 
-The tests that run Airflow's CLI (a process each, on one migrated home per module) are
-``slow``: outside ``make test-fast``.
+The test that runs Airflow's CLI (on a migrated home) is ``slow``: outside ``make test-fast``.
+``airflow dags test`` of the example DAG runs from the installed wheel in tests/release/test_wheel.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -14,8 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.fixtures import API_KEY, EmulatorControl, connection_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,9 +23,10 @@ def _airflow(*args: str, env: dict[str, str], timeout: float = 300) -> subproces
     )
 
 
-@pytest.fixture(scope="module")
-def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("airflow-home")
+@pytest.fixture
+def airflow_env(tmp_path: Path) -> dict[str, str]:
+    """A migrated throwaway Airflow home's environment."""
+    home = tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     env.update(
         AIRFLOW_HOME=str(home),
@@ -41,12 +39,6 @@ def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def airflow_env(migrated_home: dict[str, str]) -> dict[str, str]:
-    """The migrated home's environment, a copy each test may change."""
-    return dict(migrated_home)
-
-
 def test_dag_files_import_without_errors() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -57,22 +49,26 @@ def test_dag_files_import_without_errors() -> None:
         assert any(str(dag_file) == dag.fileloc for dag in bag.dags.values()), dag_file
 
 
-@pytest.mark.slow
-def test_provider_is_registered_with_its_connection_type(airflow_env: dict[str, str]) -> None:
-    providers = _airflow("providers", "list", "--output", "json", env=airflow_env)
-    assert providers.returncode == 0, providers.stderr[-2000:]
-    assert "airflow-provider-oxen" in {p["package_name"] for p in json.loads(providers.stdout)}
-
+def test_provider_is_registered_with_its_connection_types() -> None:
+    """``airflow providers list`` from an installed wheel: tests/release/test_wheel.py."""
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    hook = ProvidersManagerTaskRuntime().hooks["oxen"]
-    assert hook is not None and hook.hook_class_name == "airflow_provider_oxen.hooks.oxen.OxenHook"
-    # What the connection form shows (the UI reads it through the core providers manager).
-    behaviour = ProvidersManager().field_behaviours["oxen"]
+    hooks = ProvidersManagerTaskRuntime().hooks
+    assert (
+        hooks["oxen"] is not None
+        and hooks["oxen"].hook_class_name == "airflow_provider_oxen.hooks.oxen.OxenHook"
+    )
+    c2pa = hooks["oxen_c2pa"]
+    assert c2pa is not None and c2pa.hook_class_name.endswith("provenance.c2pa.C2paSigningHook")
+    # What the connection forms show (the UI reads them through the core providers manager).
+    manager = ProvidersManager()
+    behaviour = manager.field_behaviours["oxen"]
     assert behaviour["relabeling"]["password"] == "API key"
     assert {"schema", "port", "login"} <= set(behaviour["hidden_fields"])
     assert behaviour["placeholders"]["host"] == "https://hub.oxen.ai"
+    assert manager.field_behaviours["oxen_c2pa"]["relabeling"]["password"] == "Private key (PEM)"
+    assert "extra__oxen_c2pa__certificate_chain" in manager.connection_form_widgets
 
 
 @pytest.mark.slow
@@ -86,33 +82,3 @@ def test_connections_add_with_the_oxen_type(airflow_env: dict[str, str]) -> None
         assert db.execute("SELECT conn_type FROM connection WHERE conn_id = 'oxen_default'").fetchone() == (
             "oxen",
         )
-
-
-@pytest.mark.slow
-def test_airflow_dags_test_runs_the_example_dag(
-    oxen_conn: EmulatorControl, airflow_env: dict[str, str]
-) -> None:
-    airflow_env["AIRFLOW_CONN_OXEN_DEFAULT"] = connection_json(oxen_conn.url)
-    run = _airflow("dags", "test", "oxen_generate_images", env=airflow_env)
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-4000:]
-    assert "state=failed" not in output
-    assert API_KEY not in output
-    with sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db") as db:
-        states = dict(
-            db.execute(
-                "SELECT task_id || ':' || map_index, state FROM task_instance WHERE dag_id = ?",
-                ("oxen_generate_images",),
-            )
-        )
-        xcom = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'poster' AND key = 'return_value'",
-            ("oxen_generate_images",),
-        ).fetchone()
-    assert set(states.values()) == {"success"}, states
-    assert len(states) == 5  # poster, 2 mapped shots, enqueue_only, wait_for_banners
-    [result] = json.loads(xcom[0])
-    assert result["status"] == "succeeded" and result["result_url"].startswith(oxen_conn.url)
-    assert (result["width"], result["height"], result["output_format"]) == (768, 1024, "png")
-    # poster 1 + 2 shots + enqueue_only 2 images: each requested image enqueued once.
-    assert oxen_conn.stats()["generations_created"] == 5

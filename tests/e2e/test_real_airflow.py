@@ -7,11 +7,15 @@ fixtures are in tests/e2e/conftest.py.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from tests.cluster import Cluster
@@ -30,6 +34,28 @@ from tests.fixtures import API_KEY, EmulatorControl
 pytestmark = pytest.mark.slow
 
 NO_CREDITS_DAG = "oxen_e2e_no_credits"
+CAMPAIGN_BUCKET = "oxen-campaigns"  # the campaign DAG's default ``bucket`` param
+SIGNATURE_PARAMS = ("sig", "Signature", "X-Amz-Signature")
+
+
+def _links(cluster: Cluster, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/links"
+    response = cluster.api("GET", path, params={"map_index": map_index})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["total_entries"] == len(body["extra_links"])
+    return dict(body["extra_links"])
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def _signatures(url: str) -> list[str]:
+    query = _query(url)
+    return [value for name in SIGNATURE_PARAMS for value in query.get(name, [])]
+
+
 TRIGGER_CLASSPATH = "airflow_provider_oxen.triggers.generation.OxenGenerationTrigger"
 ENQUEUE = ("POST", "/api/ai/queue")
 DEFERRABLE_TASKS = [("poster", -1), ("product_shots", 0), ("product_shots", 1), ("wait_for_banners", -1)]
@@ -204,8 +230,6 @@ def test_generation_failure_fails_the_task(cluster: Cluster, emulator: EmulatorC
 def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
     cluster: Cluster, emulator: EmulatorControl, s3: Any
 ) -> None:
-    import hashlib
-
     s3.create_bucket(Bucket="oxen-e2e-store")
     cluster.unpause(STORE_DAG)
     run_id = cluster.trigger(STORE_DAG)
@@ -244,17 +268,6 @@ def test_insufficient_credits_fail_the_task_once_without_spending_retries(
     assert len(emulator.requests(*ENQUEUE)) == 1  # one refused POST, from one try
 
 
-def _wait_for_state(
-    cluster: Cluster, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 120
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state in {s for (t, _), s in cluster.task_states(dag_id, run_id).items() if t == task_id}:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{task_id} never reached {state}: {_report(cluster, dag_id, run_id)}")
-
-
 def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
     cluster: Cluster, emulator: EmulatorControl
 ) -> None:
@@ -279,7 +292,7 @@ def test_marking_a_deferred_task_failed_cancels_its_generations(
     emulator.fault(type="stall_generation", count=2)
     cluster.unpause(STALL_DAG)
     run_id = cluster.trigger(STALL_DAG)
-    _wait_for_state(cluster, STALL_DAG, run_id, "stuck", "deferred")
+    cluster.wait_for_task_state(STALL_DAG, run_id, "stuck", "deferred")
     time.sleep(2)  # let the trigger start waiting in the triggerer
     response = cluster.api(
         "PATCH",
@@ -320,20 +333,92 @@ def test_a_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: 
     assert stats.get("GET /api/ai/queue/{id}", 0) <= 100 + 20, stats
 
 
-def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
-    cluster: Cluster, emulator: EmulatorControl, s3: Any
-) -> None:
-    import hashlib
-    import io
-
-    import httpx
+def _assert_live_links(cluster: Cluster, s3_endpoint: str, run_id: str) -> None:
+    """The campaign's generate, store and review tasks (the run waiting for its review) link to what
+    they made, through the api-server's REST API (``GET .../taskInstances/{task}/links``), and
+    nothing signed is stored."""
     from PIL import Image
 
-    s3.create_bucket(Bucket="oxen-campaigns")
+    # The provider's plugin (live links) loaded in the api-server without errors.
+    plugins = cluster.api("GET", "/api/v2/plugins").json()["plugins"]
+    assert "airflow_provider_oxen_links" in {p["name"] for p in plugins}
+    errors = cluster.api("GET", "/api/v2/plugins/importErrors").json()["import_errors"]
+    assert not [e for e in errors if "oxen" in json.dumps(e)], errors
+
+    store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
+    records = {record["generation_id"]: record for record in store}
+    returned: list[str] = []
+
+    # Generate (mapped): each instance links to its own image, a result URL Oxen signed just now.
+    indexes = sorted(i for (task, i) in cluster.task_states(CAMPAIGN_DAG, run_id) if task == "generate")
+    assert len(indexes) == len(store) == 4, indexes
+    for index in indexes:
+        [result] = cluster.xcom(CAMPAIGN_DAG, run_id, "generate", index)
+        links = _links(cluster, run_id, "generate", index)
+        assert set(links) == {"Oxen image"}, links
+        url = links["Oxen image"]
+        assert url.split("?", 1)[0] == result["result_url"] and {"expires", "sig"} <= set(_query(url)), url
+        image = httpx.get(url, timeout=30)
+        assert image.status_code == 200
+        # Oxen's file, as it returned it (what S3 holds is that file, marked).
+        assert hashlib.sha256(image.content).hexdigest() == records[result["generation_id"]]["oxen_sha256"]
+        returned.append(url)
+        # What the worker stored for the link when the task ended: nothing (there is no unsigned URL).
+        assert cluster.xcom(CAMPAIGN_DAG, run_id, "generate", index, key="_link_OxenImageLink") == ""
+
+    # Store: the console listing of the batch's prefix, and the manifest presigned on demand.
+    links = _links(cluster, run_id, "store")
+    assert set(links) == {"S3 folder", "Manifest"}, links
+    prefix = store[0]["s3_prefix"]
+    folder = links["S3 folder"]
+    assert folder.startswith(f"https://console.aws.amazon.com/s3/buckets/{CAMPAIGN_BUCKET}?"), folder
+    assert _query(folder)["prefix"] == [f"{prefix}/"] and not _signatures(folder)
+    manifest_url = links["Manifest"]
+    assert manifest_url.startswith(f"{s3_endpoint}/{CAMPAIGN_BUCKET}/{prefix}/manifest-") and _signatures(
+        manifest_url
+    )
+    manifest = httpx.get(manifest_url, timeout=30).json()
+    assert {image["s3_key"] for image in manifest["images"]} == {r["s3_key"] for r in store}
+    returned.append(manifest_url)
+    stored_manifest_link = cluster.xcom(CAMPAIGN_DAG, run_id, "store", key="_link_OxenManifestLink")
+    assert stored_manifest_link.startswith(f"https://console.aws.amazon.com/s3/object/{CAMPAIGN_BUCKET}?")
+
+    # Review (waiting for its answer): the contact sheet, presigned on demand.
+    links = _links(cluster, run_id, "review")
+    assert set(links) == {"Contact sheet"}, links
+    sheet_url = links["Contact sheet"]
+    assert _signatures(sheet_url), sheet_url
+    sheet = httpx.get(sheet_url, timeout=30)
+    assert sheet.status_code == 200 and Image.open(io.BytesIO(sheet.content)).format == "PNG"
+    returned.append(sheet_url)
+
+    # Asked again, the links are signed again: they are computed when asked, not read back.
+    time.sleep(1.1)
+    again = _links(cluster, run_id, "store")["Manifest"]
+    assert again != manifest_url and httpx.get(again, timeout=30).status_code == 200
+
+    # Nothing signed that a link returned is stored anywhere in Airflow's database, and no
+    # XCom of the run holds an Oxen-signed URL at all.
+    database = cluster.dump().decode()
+    for url in returned:
+        for signature in _signatures(url):
+            assert signature not in database, url.split("?", 1)[0]
+    for key, value in cluster.query("SELECT key, value FROM xcom WHERE run_id = :run_id", run_id=run_id):
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        assert "sig=" not in text and "Signature=" not in text, key
+
+
+def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
+    cluster: Cluster, emulator: EmulatorControl, s3: Any, s3_endpoint: str
+) -> None:
+    from PIL import Image
+
+    s3.create_bucket(Bucket=CAMPAIGN_BUCKET)
     cluster.unpause(CAMPAIGN_DAG)
     cluster.unpause("oxen_campaign_assets_consumer")
     run_id = cluster.trigger(CAMPAIGN_DAG)
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
+    _assert_live_links(cluster, s3_endpoint, run_id)
 
     store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
     assert len(store) == 4, store  # 2 products x 1 headline x 2 sizes
@@ -374,8 +459,8 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
         "PATCH", hitl_path, json={"chosen_options": ["Apply per-image decisions"], "params_input": answer}
     )
     assert response.status_code == 200, response.text
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "regenerate", "success", timeout=120)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "regenerate", "success", timeout=120)
 
     by_field = {name: store[i] for i, name in enumerate(fields)}
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="oxen-campaigns")["Contents"]}
@@ -397,11 +482,11 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     # (Other tests' runs of this DAG share the cluster: the loop is the run asked to regenerate.)
     loop = [r for r in runs if r["dag_run_id"] != run_id and (r.get("conf") or {}).get("regenerate")]
     assert len(loop) == 1 and loop[0]["conf"]["regenerate"][0]["prompt"] == again["prompt"], runs
-    _wait_for_state(cluster, CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, loop[0]["dag_run_id"], "review", "awaiting_input", timeout=240)
 
     # Follow-up media of the approved key visual: two edited variants and a 4 s clip, stored
     # (the clip with its poster frame), reviewed and published.
-    _wait_for_state(cluster, CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
     media = cluster.xcom(CAMPAIGN_DAG, run_id, "store_media")
     kinds = sorted(record["media_type"] for record in media)
     assert kinds == ["image", "image", "video"], media

@@ -65,16 +65,6 @@ _IMAGES_JS = """() => [...document.images]
     }))"""
 
 
-def _wait_for_state(cluster: Cluster, run_id: str, task_id: str, state: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = cluster.task_states(CAMPAIGN_DAG, run_id)
-        if states.get((task_id, -1)) == state:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{task_id} never reached {state}: {cluster.task_states(CAMPAIGN_DAG, run_id)}")
-
-
 def _screenshot(page: Any, path: Path) -> None:
     """The whole form in one picture: the page scrolls inside a panel, so grow the viewport to
     end just below the option buttons, take the picture, and restore the viewport."""
@@ -104,7 +94,7 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
     s3.create_bucket(Bucket=BUCKET)
     cluster.unpause(CAMPAIGN_DAG)
     run_id = cluster.trigger(CAMPAIGN_DAG)
-    _wait_for_state(cluster, run_id, "review", "awaiting_input", timeout=240)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
 
     page_url = (
         f"{cluster.api_url}/dags/{CAMPAIGN_DAG}/runs/{quote(run_id, safe='')}/tasks/review/required_actions"
@@ -161,7 +151,7 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
             clicked = time.monotonic()
             approve_all.click()
             # The run goes on to the follow-up media (its own review, below).
-            _wait_for_state(cluster, run_id, "publish", "success", timeout=180)
+            cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "publish", "success", timeout=180)
             to_published = time.monotonic() - clicked
             page.reload()
             page.get_by_text("Response received").first.wait_for(timeout=60_000)
@@ -192,7 +182,7 @@ def _review_the_follow_up_media(cluster: Cluster, page: Any, run_id: str, folder
     the poster frame says it is a video, and a cleared choice leaves every button usable."""
     from playwright.sync_api import expect
 
-    _wait_for_state(cluster, run_id, "review_media", "awaiting_input", timeout=300)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review_media", "awaiting_input", timeout=300)
     deferred = time.monotonic()
     media = cluster.xcom(CAMPAIGN_DAG, run_id, "store_media")
     label = cluster.xcom(CAMPAIGN_DAG, run_id, "key_visual")["label"]
@@ -246,6 +236,6 @@ def _review_the_follow_up_media(cluster: Cluster, page: Any, run_id: str, folder
     _screenshot(page, folder / "review-media-form.png")
     time.sleep(max(0.0, 6 - (time.monotonic() - deferred)))  # Airflow 3.3's early-trigger race
     apply.click()
-    _wait_for_state(cluster, run_id, "publish_media", "success", timeout=180)
+    cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "publish_media", "success", timeout=180)
     decisions = cluster.xcom(CAMPAIGN_DAG, run_id, "review_media")["decisions"]
     assert set(decisions.values()) == {"approve"} and len(decisions) == len(media), decisions

@@ -21,6 +21,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # One shared client for unauthenticated calls (control API, signed file URLs): building an httpx
 # client loads the CA bundle, which would otherwise dominate these fast tests.
 PLAIN = httpx.Client(timeout=5)
+# The documented fields of a queue row (no cost, no request parameters).
+ROW_KEYS = {"generation_id", "model_name", "prompt", "media_type", "status", "result_url", "error_message"}
+ROW_KEYS |= {"enqueued_at", "started_at", "completed_at"}
 
 
 def wait_for_status(

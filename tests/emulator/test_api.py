@@ -72,7 +72,9 @@ def test_sync_generate_returns_a_real_image_of_the_requested_size(client: httpx.
         assert (image.format, image.size) == ("PNG", (1024, 576))
 
 
-def test_sync_generate_b64_json_with_custom_dimensions(client: httpx.Client) -> None:
+def test_sync_generate_b64_json_custom_dimensions_and_one_image_without_num_images(
+    client: httpx.Client,
+) -> None:
     response = client.post(
         "/api/ai/images/generate",
         json={
@@ -86,75 +88,87 @@ def test_sync_generate_b64_json_with_custom_dimensions(client: httpx.Client) -> 
     assert response.status_code == 200, response.text
     image = open_image(base64.b64decode(response.json()["images"][0]["b64_json"]))
     assert (image.format, image.size) == ("WEBP", (320, 256))
-
-
-def test_sync_generate_only_multiplies_images_for_models_that_take_num_images(client: httpx.Client) -> None:
     # flux-2-dev has no schema (nothing validated), and no num_images: one image.
-    response = client.post(
-        "/api/ai/images/generate", json={"model": "flux-2-dev", "prompt": "x", "num_images": 3}
-    )
-    assert response.status_code == 200, response.text
-    assert len(response.json()["images"]) == 1
+    body = {"model": "flux-2-dev", "prompt": "x", "num_images": 3}
+    assert len(client.post("/api/ai/images/generate", json=body).json()["images"]) == 1
 
 
-@pytest.mark.parametrize(
-    ("body", "fragments"),
-    [
-        (
-            {"model": "ideogram-v4", "prompt": "x", "image_size": "huge"},
-            ["image_size", "'huge'", "square_hd"],
-        ),
-        ({"model": "ideogram-v4", "prompt": "x", "rendering_speed": "FAST"}, ["rendering_speed", "TURBO"]),
-        ({"model": "ideogram-v4", "prompt": "x", "num_images": 9}, ["num_images", "4"]),
-        (
-            {"model": "ideogram-v4", "prompt": "x", "num_inference_steps": 4},
-            ["num_inference_steps", "ideogram-v4"],
-        ),
-        (
-            {
-                "model": "black-forest-labs-flux-2-klein-4b",
-                "prompt": "x",
-                "image_size": {"width": 100, "height": 300},
-            },
-            ["image_size.width", "256"],
-        ),
-        (
-            {"model": "black-forest-labs-flux-2-klein-4b", "prompt": "x", "num_images": 2},
-            ["num_images", "black-forest-labs-flux-2-klein-4b"],
-        ),
-        ({"model": "nano-banana-2", "prompt": "x", "resolution": "8K"}, ["resolution", "'8K'", "1K"]),
-        ({"model": "nano-banana-2", "prompt": "x", "image_size": "square"}, ["image_size"]),
-        ({"model": "openai/gpt-image-1.5:latest", "prompt": "x", "size": "999x1"}, ["size", "1024x1024"]),
-        ({"model": "ideogram-v4", "prompt": ""}, ["Prompt cannot be empty"]),
-        ({"model": "ideogram-v4", "prompt": "x", "response_format": "gif"}, ["response_format"]),
-        ({"model": "no-such-model", "prompt": "x"}, ["no-such-model"]),
-        ({"prompt": "x"}, ["model"]),
-        ({"model": "gpt-oss-120b", "prompt": "x"}, ["gpt-oss-120b"]),
-        ({"model": "qwen-image-edit", "prompt": "x"}, ["qwen-image-edit", "/api/ai/images/edit"]),
-    ],
-    ids=[
-        "enum",
-        "enum-speed",
-        "too-many",
-        "unknown-param",
-        "dimensions",
-        "klein-has-no-num-images",
-        "resolution",
-        "wrong-size-name",
-        "size",
-        "empty-prompt",
-        "response-format",
-        "unknown-model",
-        "no-model",
-        "text-model",
-        "edit-model",
-    ],
+GENERATE, EDIT, VIDEO = "/api/ai/images/generate", "/api/ai/images/edit", "/api/ai/videos/generate"
+KLEIN, QWEN, NANO_EDIT = "black-forest-labs-flux-2-klein-4b", "qwen-image-edit", "nano-banana-2-edit"
+T2V, I2V, URL = (
+    "kling-video-v2-6-pro-text-to-video",
+    "kling-video-o3-pro-reference-to-video",
+    "http://a/b.png",
 )
-def test_sync_generate_rejects_bad_requests_at_once(
-    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
+# Each sync endpoint validates against the model's published schema before anything is created.
+REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
+    "enum": (GENERATE, {"model": "ideogram-v4", "image_size": "huge"}, ["image_size", "'huge'", "square_hd"]),
+    "enum-speed": (
+        GENERATE,
+        {"model": "ideogram-v4", "rendering_speed": "FAST"},
+        ["rendering_speed", "TURBO"],
+    ),
+    "too-many": (GENERATE, {"model": "ideogram-v4", "num_images": 9}, ["num_images", "4"]),
+    "unknown-param": (
+        GENERATE,
+        {"model": "ideogram-v4", "num_inference_steps": 4},
+        ["num_inference_steps", "ideogram-v4"],
+    ),
+    "dimensions": (
+        GENERATE,
+        {"model": KLEIN, "image_size": {"width": 100, "height": 300}},
+        ["image_size.width", "256"],
+    ),
+    "klein-has-no-num-images": (GENERATE, {"model": KLEIN, "num_images": 2}, ["num_images", KLEIN]),
+    "resolution": (GENERATE, {"model": "nano-banana-2", "resolution": "8K"}, ["resolution", "'8K'", "1K"]),
+    "wrong-size-name": (GENERATE, {"model": "nano-banana-2", "image_size": "square"}, ["image_size"]),
+    "size": (GENERATE, {"model": "openai/gpt-image-1.5:latest", "size": "999x1"}, ["size", "1024x1024"]),
+    "empty-prompt": (GENERATE, {"model": "ideogram-v4", "prompt": ""}, ["Prompt cannot be empty"]),
+    "response-format": (GENERATE, {"model": "ideogram-v4", "response_format": "gif"}, ["response_format"]),
+    "unknown-model": (GENERATE, {"model": "no-such-model"}, ["no-such-model"]),
+    "no-model": (GENERATE, {}, ["model"]),
+    "text-model": (GENERATE, {"model": "gpt-oss-120b"}, ["gpt-oss-120b"]),
+    "edit-model": (GENERATE, {"model": QWEN}, [QWEN, "/api/ai/images/edit"]),
+    "video-model": (GENERATE, {"model": T2V}, ["does not generate images"]),
+    "edit-missing-input": (EDIT, {"model": QWEN}, ["input_image", "required"]),
+    "edit-array-for-one": (EDIT, {"model": QWEN, "input_image": [URL]}, ["input_image", "string"]),
+    "edit-not-http": (EDIT, {"model": QWEN, "input_image": "file:///etc/passwd"}, ["input_image"]),
+    "edit-empty-prompt": (
+        EDIT,
+        {"model": QWEN, "prompt": "", "input_image": URL},
+        ["Prompt cannot be empty"],
+    ),
+    "edit-string-for-array": (EDIT, {"model": NANO_EDIT, "input_image": URL}, ["input_image", "array"]),
+    "edit-empty-array": (EDIT, {"model": NANO_EDIT, "input_image": []}, ["input_image"]),
+    "edit-five-inputs": (EDIT, {"model": NANO_EDIT, "input_image": [URL] * 5}, ["input_image"]),
+    "edit-generate-model": (EDIT, {"model": "ideogram-v4"}, ["ideogram-v4", "not an image-editing model"]),
+    "edit-video-model": (EDIT, {"model": T2V}, ["not an image-editing model", "/videos/generate"]),
+    "video-both-prompts": (VIDEO, {"model": T2V, "multi_prompt": ["b"]}, ["multi_prompt", "not both"]),
+    "video-no-prompt": (VIDEO, {"model": T2V, "prompt": None}, ["Prompt cannot be empty"]),
+    "video-blank-prompt": (VIDEO, {"model": T2V, "prompt": "  "}, ["Prompt cannot be empty"]),
+    "video-blank-shot": (VIDEO, {"model": T2V, "prompt": None, "multi_prompt": ["a", " "]}, ["multi_prompt"]),
+    "video-shots-not-array": (
+        VIDEO,
+        {"model": T2V, "prompt": None, "multi_prompt": "a"},
+        ["multi_prompt", "array"],
+    ),
+    "video-too-long": (VIDEO, {"model": T2V, "duration": 11}, ["duration", "10"]),
+    "video-duration-string": (VIDEO, {"model": T2V, "duration": "5"}, ["duration", "integer"]),
+    "video-aspect-ratio": (VIDEO, {"model": T2V, "aspect_ratio": "4:3"}, ["aspect_ratio", "16:9"]),
+    "video-audio-flag": (VIDEO, {"model": T2V, "generate_audio": "yes"}, ["generate_audio"]),
+    "video-t2v-has-no-input": (VIDEO, {"model": T2V, "input_image": URL}, ["input_image", T2V]),
+    "video-i2v-needs-input": (VIDEO, {"model": I2V}, ["input_image", "required"]),
+    "video-image-model": (VIDEO, {"model": "ideogram-v4"}, ["ideogram-v4", "does not generate video"]),
+}
+
+
+@pytest.mark.parametrize(("path", "body", "fragments"), list(REJECTED.values()), ids=list(REJECTED))
+def test_sync_endpoints_reject_bad_requests_at_once(
+    client: httpx.Client, base_url: str, path: str, body: dict[str, Any], fragments: list[str]
 ) -> None:
-    response = client.post("/api/ai/images/generate", json=body)
-    assert_error(response, 400, "invalid_params", *fragments)
+    """``prompt`` is "x" unless the case sets it (``None``: left out)."""
+    request = {key: value for key, value in {"prompt": "x", **body}.items() if value is not None}
+    assert_error(client.post(path, json=request), 400, "invalid_params", *fragments)
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
 
 
@@ -193,12 +207,27 @@ def test_request_log_and_stats_never_hold_the_key(client: httpx.Client, base_url
     assert API_KEY not in str(control(base_url, "GET", "/config"))
 
 
-def test_config_view_lists_the_new_settings(base_url: str) -> None:
-    view = control(base_url, "GET", "/config")
-    assert view["row_parameters"] is False and view["credits"] is None
-    view = control(base_url, "POST", "/config", {"row_parameters": True, "credits": "2.5"})
-    assert view["row_parameters"] is True and view["credits"] == "2.5000"
-    for bad in ({"credits": "lots"}, {"credits": "-1"}, {"credits": True}, {"row_parameters": "yes"}):
-        assert PLAIN.post(f"{base_url}/_emulator/config", json=bad).status_code == 400
-    restored = control(base_url, "POST", "/reset", {"config": True})["config"]
-    assert restored["row_parameters"] is False and restored["credits"] is None
+# setting: (its start-up value, a value to set, how the view shows it, values refused, why)
+SETTINGS: dict[str, tuple[Any, Any, Any, list[Any], str]] = {
+    "row_parameters": (False, True, True, ["yes"], ""),
+    "credits": (None, "2.5", "2.5000", ["lots", "-1", True], ""),
+    "render_seconds_max": (None, 0.5, 0.5, [-1], "greater than or equal to 0"),
+    "render_seed": (None, 7, 7, [1.5], "integer"),
+    "video_render_seconds": (None, 0.6, 0.6, [-1], ""),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "value", "shown", "refused", "why"), [(n, *v) for n, v in SETTINGS.items()]
+)
+def test_a_setting_is_shown_validated_and_restored_by_a_reset(
+    base_url: str, name: str, default: Any, value: Any, shown: Any, refused: list[Any], why: str
+) -> None:
+    assert control(base_url, "GET", "/config")[name] == default
+    assert control(base_url, "POST", "/config", {name: value})[name] == shown
+    for bad in refused:
+        response = PLAIN.post(f"{base_url}/_emulator/config", json={name: bad})
+        assert_error(response, 400, "invalid_params", name, why)
+    assert control(base_url, "POST", "/config", {name: default})[name] == default  # None clears it
+    control(base_url, "POST", "/config", {name: value})
+    assert control(base_url, "POST", "/reset", {"config": True})["config"][name] == default

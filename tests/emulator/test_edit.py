@@ -181,41 +181,6 @@ async def test_an_input_that_is_not_an_image_fails_with_a_failure_event(
     assert event["error"].startswith("input_image[0]: ") and "not a readable image" in event["error"]
 
 
-@pytest.mark.parametrize(
-    ("body", "fragments"),
-    [
-        ({"model": QWEN, "prompt": "x"}, ["input_image", "required"]),
-        ({"model": QWEN, "prompt": "x", "input_image": ["http://a/b.png"]}, ["input_image", "string"]),
-        ({"model": QWEN, "prompt": "x", "input_image": "file:///etc/passwd"}, ["input_image"]),
-        ({"model": QWEN, "prompt": "", "input_image": "http://a/b.png"}, ["Prompt cannot be empty"]),
-        ({"model": NANO_EDIT, "prompt": "x", "input_image": "http://a/b.png"}, ["input_image", "array"]),
-        ({"model": NANO_EDIT, "prompt": "x", "input_image": []}, ["input_image"]),
-        ({"model": NANO_EDIT, "prompt": "x", "input_image": ["http://a/b.png"] * 5}, ["input_image"]),
-        ({"model": "ideogram-v4", "prompt": "x"}, ["ideogram-v4", "not an image-editing model"]),
-        (
-            {"model": "kling-video-v2-6-pro-text-to-video", "prompt": "x"},
-            ["not an image-editing model", "/videos/generate"],
-        ),
-    ],
-    ids=[
-        "missing",
-        "array-for-one",
-        "not-http",
-        "empty-prompt",
-        "string-for-array",
-        "empty-array",
-        "five-inputs",
-        "generate-model",
-        "video-model",
-    ],
-)
-def test_sync_edit_rejects_bad_requests_at_once(
-    client: httpx.Client, base_url: str, body: dict[str, Any], fragments: list[str]
-) -> None:
-    assert_error(client.post("/api/ai/images/edit", json=body), 400, "invalid_params", *fragments)
-    assert control(base_url, "GET", "/stats")["generations_created"] == 0
-
-
 def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
     client: httpx.Client, base_url: str, input_server: InputServer
 ) -> None:
@@ -237,23 +202,6 @@ def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
     )
     stats = control(base_url, "GET", "/stats")
     assert stats["generations_created"] == 0 and stats["credits_spent"] == "0.0000"
-
-
-def test_faults_apply_to_edits(client: httpx.Client, base_url: str, blue_input: tuple[str, bytes]) -> None:
-    url, _ = blue_input
-    control(
-        base_url, "POST", "/faults", {"type": "generation_failure", "model": QWEN, "error_message": "melted"}
-    )
-    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": NANO_EDIT})
-    (failed,) = enqueue(client, model=QWEN, prompt="x", input_image=url)
-    (stalled,) = enqueue(client, model=NANO_EDIT, prompt="x", input_image=[url])
-    assert wait_for_status(client, failed, {"succeeded", "failed"})["error_message"] == "melted"
-    wait_for_status(client, stalled, {"processing"})
-    control(base_url, "POST", "/config", {"render_seconds": 0.01})
-    (normal,) = enqueue(client, model=NANO_EDIT, prompt="x", input_image=[url])
-    wait_for_status(client, normal, {"succeeded"})
-    assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
-    assert client.delete(f"/api/ai/queue/{stalled}").status_code == 200
 
 
 def test_a_slow_input_times_out_and_a_cancel_stops_the_fetch(

@@ -11,15 +11,18 @@ import pytest
 from .helpers import (
     AUTH,
     PLAIN,
+    InputServer,
     assert_error,
     collect_completions,
     control,
     enqueue,
+    png_bytes,
     sse_events,
     wait_for_status,
 )
 
 QUEUE = {"model": "ideogram-v4", "prompt": "faulty"}
+T2V = "kling-video-v2-6-pro-text-to-video"
 
 
 def test_status_fault_answers_without_processing(client: httpx.Client, base_url: str) -> None:
@@ -68,31 +71,17 @@ def test_status_faults_without_a_body_use_the_documented_envelope(
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
 
 
-def test_status_fault_with_a_json_body_sends_it_verbatim(client: httpx.Client, base_url: str) -> None:
-    body = {"error": {"message": "Model not found: x"}}
-    control(base_url, "POST", "/faults", {"type": "status", "status": 404, "body": body})
-    response = client.get("/api/ai/models/ideogram-v4")
-    assert response.status_code == 404 and response.json() == body
-
-
-def test_status_fault_with_custom_body_and_method_filter(client: httpx.Client, base_url: str) -> None:
-    control(
-        base_url,
-        "POST",
-        "/faults",
-        {
-            "type": "status",
-            "status": 503,
-            "body": "upstream down",
-            "method": "GET",
-            "path": "/api/ai/models",
-            "count": -1,
-        },
-    )
+@pytest.mark.parametrize("body", [{"error": {"message": "Model not found: x"}}, "upstream down"])
+def test_status_fault_with_a_body_sends_it_verbatim_to_the_method_it_names(
+    client: httpx.Client, base_url: str, body: object
+) -> None:
+    fault = {"type": "status", "status": 503, "body": body, "method": "GET", "path": "/api/ai/models"}
+    control(base_url, "POST", "/faults", {**fault, "count": -1})
     assert client.post("/api/ai/queue", json=QUEUE).status_code == 200
     for _ in range(3):
-        response = client.get("/api/ai/models")
-        assert response.status_code == 503 and response.text == "upstream down"
+        response = client.get("/api/ai/models/ideogram-v4")
+        assert response.status_code == 503
+        assert (response.json() if isinstance(body, dict) else response.text) == body
     control(base_url, "DELETE", "/faults")
     assert client.get("/api/ai/models").status_code == 200
 
@@ -102,29 +91,6 @@ def test_delay_before_processing(client: httpx.Client, base_url: str) -> None:
     started = time.monotonic()
     assert client.get("/api/ai/models").status_code == 200
     assert time.monotonic() - started >= 0.3
-
-
-def test_delay_after_processing_times_out_but_enqueues(base_url: str) -> None:
-    control(
-        base_url,
-        "POST",
-        "/faults",
-        {
-            "type": "delay",
-            "seconds": 1.0,
-            "after_processing": True,
-            "method": "POST",
-            "path": "^/api/ai/queue$",
-        },
-    )
-    with httpx.Client(base_url=base_url, headers=AUTH, timeout=0.3) as http:
-        with pytest.raises(httpx.ReadTimeout):
-            http.post("/api/ai/queue", json=QUEUE)
-        assert len(control(base_url, "GET", "/requests?method=POST&path=/api/ai/queue")["requests"]) == 1
-        rows = http.get("/api/ai/queue", params={"status": "queued,processing,succeeded"}).json()[
-            "generations"
-        ]
-    assert len(rows) == 1 and rows[0]["prompt"] == "faulty"
 
 
 @pytest.mark.parametrize("after_processing", [False, True])
@@ -142,15 +108,13 @@ def test_drop_closes_the_connection(client: httpx.Client, base_url: str, after_p
     assert client.post("/api/ai/queue", json=QUEUE).status_code == 200  # one-shot
 
 
-def test_generation_failure_fault(client: httpx.Client, base_url: str) -> None:
+def test_generation_faults_hit_one_generation_each(client: httpx.Client, base_url: str) -> None:
     control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
-    first, second = enqueue(client, num_generations=2)
-    failed = wait_for_status(client, first, {"failed", "succeeded"})
-    assert failed["status"] == "failed" and failed["error_message"] == "GPU on fire"
-    assert wait_for_status(client, second, {"failed", "succeeded"})["status"] == "succeeded"
+    failed, normal = enqueue(client, num_generations=2)
+    row = wait_for_status(client, failed, {"failed", "succeeded"})
+    assert row["status"] == "failed" and row["error_message"] == "GPU on fire"
+    assert wait_for_status(client, normal, {"failed", "succeeded"})["status"] == "succeeded"
 
-
-def test_stall_generation_stays_processing_until_cancelled(client: httpx.Client, base_url: str) -> None:
     control(base_url, "POST", "/faults", {"type": "stall_generation", "count": 1})
     stalled, normal = enqueue(client, num_generations=2)
     wait_for_status(client, normal, {"succeeded"})
@@ -158,6 +122,26 @@ def test_stall_generation_stays_processing_until_cancelled(client: httpx.Client,
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "processing"
     assert client.delete(f"/api/ai/queue/{stalled}").json() == {"status": "success", "generation_id": stalled}
     assert client.get(f"/api/ai/queue/{stalled}").json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("media_type", ["image", "video"])
+def test_generation_faults_apply_to_edits_and_videos(
+    client: httpx.Client, base_url: str, input_server: InputServer, media_type: str
+) -> None:
+    url = input_server.add("/inputs/faulty.png", png_bytes((64, 48), (20, 40, 160)))
+    body = {"model": "qwen-image-edit", "input_image": url} if media_type == "image" else {"model": T2V}
+    fault = {"type": "generation_failure", "model": body["model"], "error_message": "melted"}
+    control(base_url, "POST", "/faults", fault)
+    control(base_url, "POST", "/faults", {"type": "stall_generation", "model": body["model"]})
+    (failed,) = enqueue(client, prompt="x", **body)
+    (stalled,) = enqueue(client, prompt="x", **body)
+    row = wait_for_status(client, failed, {"succeeded", "failed"})
+    assert row["error_message"] == "melted" and row["media_type"] == media_type
+    wait_for_status(client, stalled, {"processing"})
+    listing = client.get("/api/ai/queue", params={"media_type": media_type}).json()
+    assert [r["generation_id"] for r in listing["generations"]] == [stalled]
+    retried = client.post(f"/api/ai/queue/{stalled}/retry").json()["generations"][0]["generation_id"]
+    assert wait_for_status(client, retried, {"succeeded"}, timeout=10)["media_type"] == media_type
 
 
 def test_bad_faults_are_rejected(base_url: str) -> None:

@@ -574,9 +574,13 @@ class Soak:
             "a failed generation is not one of the injected upstream failures",
         )
         failed_tasks = {int(g["prompt"].split()[2].rstrip(",")) for g in failed}
+        # A flaky task whose try died with the killed worker never saw its upstream failure: the
+        # retry replaced the failed generation without the reason reaching a log.
+        killed = {m for t, m in self.killed_tis if t == "flaky"}
         report.check(
-            failed_tasks == self.flaky_failed,
-            f"flaky tasks failed upstream {sorted(failed_tasks)} != by the logs {sorted(self.flaky_failed)}",
+            self.flaky_failed <= failed_tasks and failed_tasks - self.flaky_failed <= killed,
+            f"flaky tasks failed upstream {sorted(failed_tasks)} != by the logs {sorted(self.flaky_failed)}"
+            f" (killed with their worker: {sorted(killed)})",
         )
         report.check(len(cancelled) == 1, f"cancelled generations {len(cancelled)} != 1 (the stalled one)")
         report.check(

@@ -261,18 +261,6 @@ def test_without_c2pa_python_the_error_names_the_extra(
     assert caught.value.field == "c2pa"
 
 
-def test_the_connection_type_is_registered_with_its_form() -> None:
-    from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
-
-    hook = ProvidersManagerTaskRuntime().hooks["oxen_c2pa"]
-    assert hook is not None and hook.hook_class_name.endswith("provenance.c2pa.C2paSigningHook")
-    # What the connection form shows (the UI reads it through the core providers manager).
-    manager = ProvidersManager()
-    assert manager.field_behaviours["oxen_c2pa"]["relabeling"]["password"] == "Private key (PEM)"
-    assert "extra__oxen_c2pa__certificate_chain" in manager.connection_form_widgets
-
-
 def test_thumbnails_are_small(credentials: SigningCredentials) -> None:
     buffer = io.BytesIO()
     Image.linear_gradient("L").resize((640, 480)).save(buffer, "PNG")

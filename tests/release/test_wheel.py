@@ -358,6 +358,7 @@ def test_wheel_runs_the_example_dag_against_its_emulator(
     [poster] = json.loads(xcom[0])
     assert poster["status"] == "succeeded" and poster["media_type"] == "image", poster
     assert poster["result_url"].startswith(emulator.url)
+    assert (poster["width"], poster["height"], poster["output_format"]) == (768, 1024, "png"), poster
     assert isinstance(poster["cost"], str) and poster["enqueued_at"], poster  # the 0.2.0 shape
     # poster 1 + 2 shots + enqueue_only 2: every image enqueued exactly once.
     assert emulator.stats()["generations_created"] == 5

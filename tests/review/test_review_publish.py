@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -20,9 +19,7 @@ from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator,
 from airflow_provider_oxen.operators.review import (
     APPLY,
     APPROVE_ALL,
-    NOTE_PARAM,
     REGENERATE_ALL,
-    OxenImageReviewOperator,
     decide,
     decision_param_name,
 )
@@ -35,15 +32,12 @@ RECORDS: list[Mapping[str, Any]] = [
 ]
 
 
-def test_defaults_follow_the_automatic_checks() -> None:
+def test_decisions_default_to_the_automatic_checks_and_blanket_options_override_them() -> None:
     assert decide(RECORDS, [APPLY], {}) == {
         "aaaaaaaa-1111": "approve",
         "bbbbbbbb-2222": "reject",
         "cccccccc-3333": "approve",
     }
-
-
-def test_per_image_decisions_and_blanket_options() -> None:
     fields = {
         decision_param_name(2, "cccccccc-3333"): "regenerate",
         decision_param_name(0, "aaaaaaaa-1111"): "reject",
@@ -52,32 +46,6 @@ def test_per_image_decisions_and_blanket_options() -> None:
     assert decide(RECORDS, [APPLY], fields)["aaaaaaaa-1111"] == "reject"
     assert set(decide(RECORDS, [APPROVE_ALL], fields).values()) == {"approve"}
     assert set(decide(RECORDS, [REGENERATE_ALL], {}).values()) == {"regenerate"}
-
-
-def test_review_form_has_one_field_per_image_and_resumes_with_the_answer() -> None:
-    operator = OxenImageReviewOperator(task_id="review", records=[RECORDS], aws_conn_id=None)
-    operator._prepare(RECORDS)
-    names = list(operator.params.keys())
-    assert names == [decision_param_name(i, r["generation_id"]) for i, r in enumerate(RECORDS)] + [NOTE_PARAM]
-    assert operator.params[decision_param_name(1, "bbbbbbbb-2222")] == "reject"
-    body = operator._body(RECORDS)
-    assert "too small" in body and "a carafe" in body
-
-    answer = {name: "approve" for name in names[:-1]}
-    answer[decision_param_name(1, "bbbbbbbb-2222")] = "regenerate"
-    answer[NOTE_PARAM] = "make the bag blue"
-    event = {
-        "chosen_options": [APPLY],
-        "params_input": answer,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    fresh = OxenImageReviewOperator(task_id="review", records=[RECORDS], aws_conn_id=None)
-    result = fresh.execute_complete({}, event)
-    assert result == {
-        "decisions": {"aaaaaaaa-1111": "approve", "bbbbbbbb-2222": "regenerate", "cccccccc-3333": "approve"},
-        "note": "make the bag blue",
-    }
 
 
 PREFIX = "campaigns/run1"
