@@ -82,6 +82,11 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
     with pytest.raises(OxenValidationError, match="mark_provenance") as refused:
         run_transfer(s3_operator([result], bucket, mark_provenance="sometimes"))
     assert refused.value.field == "mark_provenance" and s3_calls.uploads == 0
+    # Signing needs marking: refused before any upload.
+    operator = s3_operator([result], bucket, mark_provenance=False, c2pa_conn_id="oxen_c2pa_default")
+    with pytest.raises(OxenValidationError, match="mark_provenance=True") as refused:
+        run_transfer(operator)
+    assert refused.value.field == "c2pa_conn_id" and s3_calls.uploads == 0
 
     # Templated: a rendered "False" is off.
     [off] = run_transfer(s3_operator([result], bucket, mark_provenance="False", contact_sheet=False))
@@ -202,13 +207,3 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     s3_calls.reset()
     [again] = run_transfer(s3_operator([edit], bucket, c2pa_conn_id="oxen_c2pa_default"))
     assert (again["action"], again["sha256"], s3_calls.uploads) == ("skipped", edit_record["sha256"], 0)
-
-
-def test_signing_needs_marking_and_is_refused_before_any_upload(
-    oxen: EmulatorControl, bucket: str, s3_calls: S3Calls
-) -> None:
-    [result] = generate(1)
-    operator = s3_operator([result], bucket, mark_provenance=False, c2pa_conn_id="oxen_c2pa_default")
-    with pytest.raises(OxenValidationError, match="mark_provenance=True") as refused:
-        run_transfer(operator)
-    assert refused.value.field == "c2pa_conn_id" and s3_calls.uploads == 0
