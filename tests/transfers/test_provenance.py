@@ -32,11 +32,16 @@ from tests.transfers.video_helpers import FakeOxen
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
 
-def test_an_edit_is_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
+def test_an_edit_is_sent_presigned_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
+    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
 ) -> None:
     [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
     assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
+    [post] = oxen.requests(method="POST", path="/api/ai/queue")
+    sent = post["json"]["input_image"]
+    assert sent.startswith(aws_conn) and "Signature=" in sent  # Oxen got a presigned URL
+    assert result["media_type"] == "image" and result["parameters"]["input_image"] == sent.split("?")[0]
+    assert "Signature" not in repr(result)  # XCom keeps no signature
 
     [record] = run_transfer(s3_operator([result], bucket))
 
