@@ -269,14 +269,19 @@ def test_unsafe_keys_are_refused_before_any_download_or_upload(
     assert _files_downloaded(oxen) == downloads
 
 
-def test_an_expired_result_url_is_refreshed_once(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
+def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fails(
+    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, capfd: pytest.CaptureFixture[str]
 ) -> None:
     oxen.configure(url_ttl_seconds=-1)  # every URL handed out is already expired
     # Records holding signed URLs (as a caller that kept them hands over; the generate
     # operator's results keep none), already expired.
     results = [{**r, "result_url": fresh_url(r["generation_id"])} for r in generate(2)]
     assert httpx.get(results[0]["result_url"], timeout=30).status_code == 403
+    # A URL that stays expired fails the transfer without storing anything.
+    with pytest.raises(OxenResultDownloadError, match=f"{results[0]['generation_id']}.*refreshed URL"):
+        _run(_operator(results[:1], bucket))
+    assert s3_calls.uploads == 0
+    downloads = _files_downloaded(oxen)
     oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
 
     capfd.readouterr()
@@ -289,22 +294,12 @@ def test_an_expired_result_url_is_refreshed_once(
         data = object_bytes(s3_client, bucket, record["s3_key"])
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         Image.open(io.BytesIO(data)).verify()
-    # Two expired attempts, two refreshed ones (plus the test's own probe above).
-    assert _files_downloaded(oxen) == 1 + 4
+    # Two expired attempts, two refreshed ones.
+    assert _files_downloaded(oxen) == downloads + 4
     ids = {r["generation_id"] for r in results}
     reads = [r for r in oxen.requests(method="GET") if r["path"].rsplit("/", 1)[-1] in ids]
     assert len(reads) >= 2 and {r["status"] for r in reads} == {200}
     assert log.count("[result URL refreshed after HTTP 403 (expired URL)]") == 2
-
-
-def test_a_url_that_stays_expired_fails_without_storing_it(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
-) -> None:
-    oxen.configure(url_ttl_seconds=-1)
-    [result] = generate(1)
-    with pytest.raises(OxenResultDownloadError, match=f"{result['generation_id']}.*refreshed URL"):
-        _run(_operator([result], bucket))
-    assert s3_calls.uploads == 0
 
 
 def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
