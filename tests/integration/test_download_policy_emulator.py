@@ -146,11 +146,14 @@ def _result_url(hook: OxenHook) -> str:
     return url
 
 
-# -- (b) link-local metadata address: refused before any connection ---------------------------------
+# -- (b) the metadata address and loopback services: refused before any connection ---------------
 
 
-def test_metadata_address_is_refused_without_connecting(
-    oxen_conn: EmulatorControl, outgoing: Outgoing, monkeypatch: pytest.MonkeyPatch
+def test_the_metadata_address_and_a_loopback_service_are_refused_without_connecting(
+    oxen_conn: EmulatorControl,
+    internal_service: LocalServer,
+    outgoing: Outgoing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="plain http") as info:
         hook.download_to(METADATA_URL, io.BytesIO())
@@ -164,14 +167,7 @@ def test_metadata_address_is_refused_without_connecting(
             hook.download_to(url, io.BytesIO())
     assert not {"169.254.169.254", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe"} & outgoing.hosts()
 
-
-def test_loopback_service_on_another_port_is_refused_without_connecting(
-    oxen_conn: EmulatorControl,
-    internal_service: LocalServer,
-    outgoing: Outgoing,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Same host as the connection (127.0.0.1), another port: not the own origin.
+    # A loopback service on the connection's host (127.0.0.1), another port: not the own origin.
     _use_connection(monkeypatch, oxen_conn, download_allow_http_hosts=["127.0.0.1", "localhost"])
     for url in (f"{internal_service.origin}/admin", f"http://localhost:{internal_service.port}/admin"):
         with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="loopback"):
