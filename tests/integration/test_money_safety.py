@@ -70,7 +70,9 @@ def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_co
 # -- nothing is paid for a request that cannot succeed ---------------------------------------------
 
 
-def test_insufficient_credits_fails_the_task_without_airflow_retries(oxen_conn: EmulatorControl) -> None:
+def test_a_definite_refusal_fails_without_airflow_retries_and_the_next_try_scans_nothing(
+    oxen_conn: EmulatorControl,
+) -> None:
     oxen_conn.configure(credits="0.0100")
     store = FakeTaskStateStore()
     with pytest.raises(OxenInsufficientCreditsError) as info:
@@ -81,11 +83,8 @@ def test_insufficient_credits_fails_the_task_without_airflow_retries(oxen_conn: 
     entry = LedgerEntry.model_validate(store.get(LEDGER_KEY))
     assert entry.pending == 0 and entry.generation_ids == []
 
-
-def test_a_definite_refusal_clears_the_pending_mark_so_the_retry_scans_nothing(
-    oxen_conn: EmulatorControl,
-) -> None:
-    store = FakeTaskStateStore()
+    # Any definite refusal (here a 400) clears the pending mark: the next try scans nothing.
+    oxen_conn.configure(credits=None)
     oxen_conn.fault(type="status", status=400, method="POST", path="/api/ai/queue", count=1)
     with pytest.raises(OxenValidationError):
         _operator(deferrable=False).execute(_context(store))
