@@ -199,6 +199,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
     result = {
         "generation_id": "gen-cut",
         "status": "succeeded",
+        "media_type": "image",
         "model": "ideogram-v4",
         "prompt": "cut short",
         "result_url": f"{file_results}/cut.bin?signature=test",

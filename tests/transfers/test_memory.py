@@ -69,6 +69,7 @@ def _result(name: str, url: str, size: int) -> dict[str, Any]:
     return {
         "generation_id": f"memory-{name}",
         "status": "succeeded",
+        "media_type": "image",
         "model": "black-forest-labs-flux-2-klein-4b",
         "prompt": "noise",
         # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).

@@ -92,7 +92,7 @@ def test_unusable_results_are_refused(value: Any) -> None:
 
 
 def test_only_succeeded_results_with_an_id_can_be_stored() -> None:
-    assert check_result({"generation_id": "g1"}) == {"generation_id": "g1"}
+    assert check_result({"generation_id": "g1", "media_type": "image"})["generation_id"] == "g1"
     with pytest.raises(OxenValidationError, match="status 'failed'"):
         check_result({**RESULT, "status": "failed"})
     with pytest.raises(OxenValidationError, match="no generation_id"):
@@ -270,8 +270,11 @@ def test_records_and_manifests_keep_no_signed_query() -> None:
 def test_images_and_clips_can_be_stored_and_refusals_show_no_signed_query() -> None:
     assert check_result({**RESULT, "media_type": "image"})["media_type"] == "image"
     assert check_result({**RESULT, "media_type": "video"})["media_type"] == "video"
-    with pytest.raises(OxenValidationError, match=r"media_type 'audio'.*images and video clips only"):
-        check_result({**RESULT, "media_type": "audio"})
+    for media_type in ("audio", None):  # a result without one is refused too (no shape left without it)
+        with pytest.raises(
+            OxenValidationError, match=rf"media_type {media_type!r}.*images and video clips only"
+        ):
+            check_result({**RESULT, "media_type": media_type})
     with pytest.raises(OxenValidationError, match="no generation_id") as info:
         check_result({"status": "succeeded", "result_url": SIGNED})
     assert "sig=" not in str(info.value)

@@ -115,6 +115,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     result = {
         "generation_id": "gen-gif",
         "status": "succeeded",
+        "media_type": "image",
         "model": "some-gif-model",
         "result_url": f"{file_results}/still.gif?signature=test",
         "output_format": "gif",

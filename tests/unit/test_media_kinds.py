@@ -65,7 +65,7 @@ def test_an_unknown_model_task_names_the_valid_ones() -> None:
 
 
 def test_inputs_come_from_uris_urls_and_transfer_records() -> None:
-    records = [{"s3_uri": "s3://b/k1.png"}, {"s3_bucket": "b", "s3_key": "k2.png"}]
+    records = [{"s3_uri": "s3://b/k1.png"}, {"s3_uri": "s3://b/k2.png"}]
     assert input_sources(records) == ["s3://b/k1.png", "s3://b/k2.png"]
     assert input_sources("https://x/y.png") == ["https://x/y.png"]
     assert input_sources(None) == []
