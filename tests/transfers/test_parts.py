@@ -286,7 +286,7 @@ class _FailingDownloads:
     def __init__(self, status: int) -> None:
         self.status = status
 
-    def download_to(self, url: str, fileobj: Any) -> Any:
+    def download_to(self, url: str, fileobj: Any, **_: Any) -> Any:
         from airflow_provider_oxen.exceptions import OxenAPIStatusError
 
         raise OxenAPIStatusError(f"upstream refused {url}", status_code=self.status)
