@@ -35,12 +35,7 @@ def input_sources(value: Any) -> list[str]:
     sources: list[str] = []
     for item in items:
         if isinstance(item, Mapping):
-            # A record returned by OxenGenerationToS3Operator.
-            source = item.get("s3_uri") or (
-                f"s3://{item['s3_bucket']}/{item['s3_key']}"
-                if item.get("s3_bucket") and item.get("s3_key")
-                else None
-            )
+            source = item.get("s3_uri")  # a record returned by OxenGenerationToS3Operator
         else:
             source = str(item).strip() if item is not None else None
         if not source or not source.startswith(("s3://", "https://", "http://")):

@@ -125,15 +125,11 @@ class GenerationLedger:
 
         The resumed task gets the entry its own try recorded before deferring through Airflow's
         ``next_kwargs``: only that try writes the ledger, so it is what the store holds, and the
-        read (a round trip on the worker slot) is saved. Anything but a readable entry is
-        ignored: the store is read as before.
+        read (a round trip on the worker slot) is saved. Without one (``execute_complete`` called
+        directly), the store is read as before.
         """
-        if not isinstance(raw, dict):
-            return
-        try:
+        if isinstance(raw, dict):
             self._known = LedgerEntry.model_validate(raw)
-        except ValueError:
-            log.warning("The ledger entry carried by the deferral is unreadable: reading the store.")
 
     def carried(self) -> dict[str, Any] | None:
         """The current entry as plain JSON, for the deferral's ``next_kwargs`` (see :meth:`assume`)."""

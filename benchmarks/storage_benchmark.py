@@ -128,6 +128,7 @@ def _result(name: str, url: str, edge: int) -> dict[str, Any]:
     return {
         "generation_id": f"bench-{name}-{uuid.uuid4().hex[:8]}",
         "status": "succeeded",
+        "media_type": "image",
         "model": "black-forest-labs-flux-2-klein-4b",
         "prompt": "noise",
         # A signed URL, as the generate task hands it over (a bare one would be read afresh).

@@ -364,10 +364,19 @@ class OxenHook(_OxenHookBase):
         finally:
             response.close()
 
-    def download_to(self, url: str, fileobj: IO[bytes]) -> DownloadResult:
-        """Stream ``url`` into ``fileobj`` chunk by chunk; returns size, sha256 and content type."""
+    def download_to(
+        self, url: str, fileobj: IO[bytes], *, on_length: Callable[[int], None] | None = None
+    ) -> DownloadResult:
+        """Stream ``url`` into ``fileobj`` chunk by chunk; returns size, sha256 and content type.
+
+        ``on_length`` gets the announced Content-Length before the first byte is written (a spool
+        then goes to disk at once instead of first filling its memory threshold).
+        """
         digest, size = hashlib.sha256(), 0
         with self.open_download(url) as response:
+            length = response.headers.get("Content-Length", "")
+            if on_length is not None and length.isdigit():
+                on_length(int(length))
             for chunk in iter_capped(response, self.download_policy.max_bytes, _DOWNLOAD_CHUNK):
                 fileobj.write(chunk)
                 digest.update(chunk)

@@ -22,7 +22,6 @@ from airflow_provider_oxen.media.checks import (
     ExpectedImage,
     ImageCheck,
     find_problems,
-    normalise_format,
 )
 
 NOT_CHECKED = "not checked (install the video extra)"
@@ -51,11 +50,8 @@ def load_av() -> ModuleType | None:
 
 
 def is_video(result: Mapping[str, Any]) -> bool:
-    """A result (or record) describes a video: ``media_type`` says so, else its ``output_format`` does."""
-    media_type = result.get("media_type")
-    if media_type:
-        return str(media_type).lower() == "video"
-    return normalise_format(result.get("output_format")) in VIDEO_MIME_TYPES
+    """A result (or record) describes a video: its ``media_type`` is ``video``."""
+    return result.get("media_type") == "video"
 
 
 def poster_key(key: str) -> str:
@@ -87,16 +83,9 @@ def seconds_value(value: Any) -> float | None:
 
 
 def requested_duration(result: Mapping[str, Any]) -> float | None:
-    """The duration a generation asked for: the result's ``duration``, else its parameters'."""
+    """The duration a generation asked for (its parameters' ``duration``)."""
     parameters = result.get("parameters")
-    for value in (
-        result.get("duration"),
-        parameters.get("duration") if isinstance(parameters, Mapping) else None,
-    ):
-        seconds = seconds_value(value)
-        if seconds is not None:
-            return seconds
-    return None
+    return seconds_value(parameters.get("duration")) if isinstance(parameters, Mapping) else None
 
 
 @dataclass(frozen=True)

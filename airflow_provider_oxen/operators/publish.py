@@ -51,7 +51,7 @@ class _Item:
     target: str | None
     # Where the other decision puts the file (the approved copy for a rejection or regeneration).
     other: str
-    sha256: str | None
+    sha256: str
     size: int | None
     poster: bool = False
 
@@ -224,6 +224,12 @@ class OxenPublishReviewedOperator(BaseOperator):
             if decision != REGENERATE:
                 decision = APPROVE if decision == APPROVE else REJECT
             for file_key, sha256, size, poster in files:
+                if not isinstance(sha256, str) or not sha256:
+                    raise OxenValidationError(
+                        f"Record {generation_id} names no {'poster_' if poster else ''}sha256: it is not a "
+                        f"record of OxenGenerationToS3Operator; {_REFUSING}",
+                        field="records",
+                    )
                 if file_key in seen:
                     raise OxenValidationError(
                         f"Records {seen[file_key]} and {generation_id} both name {file_key!r}; {_REFUSING}",
@@ -247,7 +253,7 @@ class OxenPublishReviewedOperator(BaseOperator):
                         key=file_key,
                         target=placed.get(decision),
                         other=placed[REJECT if decision == APPROVE else APPROVE],
-                        sha256=sha256 if isinstance(sha256, str) and sha256 else None,
+                        sha256=sha256,
                         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
                         poster=poster,
                     )
@@ -261,15 +267,13 @@ class OxenPublishReviewedOperator(BaseOperator):
         source = store.head(item.key)
         # This file where an earlier, different decision put it (only ever ours: same generation, bytes).
         found = store.head(item.other)
-        earlier = (
-            found if found is not None and self._holds_item(store, item.other, found, item, source) else None
-        )
+        earlier = found if found is not None and self._holds_item(store, item.other, found, item) else None
         if item.target is None:
             # Sent back for regeneration: unpublished, as long as the original is still in place.
             kept = source is not None and source.is_generation(item.generation_id)
             return _Step(item, copy=False, delete=False, source=source, unplace=kept and earlier is not None)
         target = store.head(item.target)
-        if target is not None and self._holds_item(store, item.target, target, item, source):
+        if target is not None and self._holds_item(store, item.target, target, item):
             # Copied by an earlier try. A rejected image's original may still need removing, but
             # only if it is still the record's image.
             if move and source is not None:
@@ -302,29 +306,15 @@ class OxenPublishReviewedOperator(BaseOperator):
                 f"{GENERATION_ID_META} metadata is {source.metadata.get(GENERATION_ID_META) or 'unset'}); "
                 f"{_REFUSING}"
             )
-        if item.sha256 is not None and not store.holds(item.key, source, item.sha256, item.size):
+        if not store.holds(item.key, source, item.sha256, item.size):
             raise OxenPublishError(
                 f"{uri} no longer holds the bytes record {item.generation_id} describes (sha256 "
                 f"{item.sha256[:12]}…): it was overwritten since it was stored; {_REFUSING}"
             )
 
-    def _holds_item(
-        self,
-        store: S3ObjectStore,
-        key: str,
-        found: ExistingObject,
-        item: _Item,
-        source: ExistingObject | None,
-    ) -> bool:
+    def _holds_item(self, store: S3ObjectStore, key: str, found: ExistingObject, item: _Item) -> bool:
         """Whether ``found`` (at ``key``) is this record's file: the same generation, the same bytes."""
-        if not found.is_generation(item.generation_id):
-            return False
-        if item.sha256 is not None:
-            return store.holds(key, found, item.sha256, item.size)
-        if source is None:  # an older record without sha256, original already moved
-            return True
-        checksums = (found.full_object_checksum, source.full_object_checksum)
-        return found.size == source.size and (None in checksums or checksums[0] == checksums[1])
+        return found.is_generation(item.generation_id) and store.holds(key, found, item.sha256, item.size)
 
     def _apply(self, store: S3ObjectStore, step: _Step) -> None:
         item = step.item
@@ -342,7 +332,7 @@ class OxenPublishReviewedOperator(BaseOperator):
             assert step.source is not None
             store.copy(source_key, item.target, source_etag=step.source.etag)
             copied = store.head(item.target)
-            if copied is None or not self._holds_item(store, item.target, copied, item, step.source):
+            if copied is None or not self._holds_item(store, item.target, copied, item):
                 raise OxenPublishError(
                     f"The copy of {source_uri} at {target_uri} could not be verified; the original "
                     "was left in place"

@@ -12,8 +12,7 @@ from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.redact import strip_url_queries
 
 _SUCCEEDED = "succeeded"
-# What this transfer stores (and checks, and thumbnails or takes a poster frame of). Older
-# results have no media_type (images).
+# What this transfer stores (and checks, and thumbnails or takes a poster frame of).
 _MEDIA_TYPES = ("image", "video")
 
 
@@ -76,7 +75,7 @@ def check_result(result: Mapping[str, Any]) -> dict[str, Any]:
             field="results",
         )
     media_type = result.get("media_type")
-    if media_type is not None and media_type not in _MEDIA_TYPES:
+    if media_type not in _MEDIA_TYPES:
         raise OxenValidationError(
             f"Result {generation_id} is media_type {media_type!r}: this transfer stores (and checks) "
             "images and video clips only",

@@ -37,7 +37,7 @@ def _download_whole(hook: OxenHook, generation_id: str, url: str, spool: Spool) 
     while True:
         spool.reset()
         try:
-            return hook.download_to(url, cast("IO[bytes]", spool))
+            return hook.download_to(url, cast("IO[bytes]", spool), on_length=spool.expect)
         except httpx.TransportError as exc:
             delay = delay_after_transport_error(exc, attempt, paid=False, policy=hook.settings.retry)
             if delay is None:

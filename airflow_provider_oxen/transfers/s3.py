@@ -737,11 +737,8 @@ class OxenGenerationToS3Operator(BaseOperator):
         uri = store.uri(item.key)
         state = marking.get(PROVENANCE_META)
         check = analysis.check
-        result = item.result
-        if not result.get("media_type"):  # an older result: brought to the current shape
-            result = {**result, "media_type": "video" if item.video else "image"}
         record = image_record(
-            result,
+            item.result,
             s3_key=item.key,
             s3_uri=uri,
             s3_prefix=item.prefix,

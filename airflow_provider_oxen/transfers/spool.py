@@ -31,6 +31,12 @@ class Spool(io.IOBase):
             self._file.flush()
         return self._path
 
+    def expect(self, size: int) -> None:
+        """Announce the final size (e.g. a Content-Length): a file that will not fit in memory
+        goes straight to disk instead of first filling ``max_memory`` bytes of RAM."""
+        if size > self.max_memory:
+            self._roll_over()
+
     def _roll_over(self) -> None:
         if self._path is not None:
             return

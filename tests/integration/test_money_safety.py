@@ -253,19 +253,6 @@ def test_a_subclass_overriding_execute_complete_with_the_old_signature_still_res
     assert store.values[LEDGER_KEY]["settled"] is True
 
 
-def test_an_unreadable_carried_ledger_entry_falls_back_to_the_store(oxen_conn: EmulatorControl) -> None:
-    store = FakeTaskStateStore()
-    operator = _operator(deferrable=True)
-    deferred = defer(operator, _context(store))
-    event = _run_trigger(deferred.trigger)
-    reads = store.reads
-    next_kwargs = {CARRIED_LEDGER_KWARG: {"generation_ids": "x"}, "event": event}
-    results = operator.resume_execution("execute_complete", next_kwargs, _context(store))
-    assert store.reads == reads + 1
-    assert [r["generation_id"] for r in results] == store.values[LEDGER_KEY]["generation_ids"]
-    assert store.values[LEDGER_KEY]["settled"] is True
-
-
 def test_a_retry_after_the_xcom_push_failed_returns_the_results_without_paying_again(
     oxen_conn: EmulatorControl,
 ) -> None:

@@ -207,6 +207,9 @@ def test_publish_confines_to_the_prefix_given_or_recorded(s3_client: Any, bucket
     assert _publish(older, bucket, prefix=PREFIX)["approved"] == [
         f"s3://{bucket}/approved/run1/aaaaaaaa-1111.png"
     ]
+    # A record that does not say which bytes it stored is not the transfer's: nothing is published.
+    with pytest.raises(OxenValidationError, match="names no sha256"):
+        _publish([{**records[1], "sha256": None}], bucket)
 
 
 def test_publish_refuses_objects_the_transfer_did_not_store_for_the_record(

@@ -154,6 +154,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
     result = {
         "generation_id": "gen-cut",
         "status": "succeeded",
+        "media_type": "image",
         "model": "ideogram-v4",
         "prompt": "cut short",
         "result_url": f"{fake_oxen.add('gen-cut', tmp_path / 'cut.bin', media_type='image')}?signature=test",

@@ -162,6 +162,7 @@ def test_a_large_file_is_streamed_not_held_in_memory(
         name: _result(
             name,
             fake_oxen.add(f"memory-{name}", tmp_path / f"{name}.png", media_type="image"),
+            media_type="image",
             model="black-forest-labs-flux-2-klein-4b",
             output_format="png",
             width=edge,

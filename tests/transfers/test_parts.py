@@ -243,13 +243,16 @@ def test_records_and_manifests_keep_no_signed_query() -> None:
 
 
 def test_only_succeeded_images_and_clips_with_an_id_can_be_stored_and_refusals_show_no_signed_query() -> None:
-    assert check_result({"generation_id": "g1"}) == {"generation_id": "g1"}
+    assert check_result({"generation_id": "g1", "media_type": "image"})["generation_id"] == "g1"
     with pytest.raises(OxenValidationError, match="status 'failed'"):
         check_result({**RESULT, "status": "failed"})
     assert check_result({**RESULT, "media_type": "image"})["media_type"] == "image"
     assert check_result({**RESULT, "media_type": "video"})["media_type"] == "video"
-    with pytest.raises(OxenValidationError, match=r"media_type 'audio'.*images and video clips only"):
-        check_result({**RESULT, "media_type": "audio"})
+    for media_type in ("audio", None):  # a result without one is refused too (no shape left without it)
+        with pytest.raises(
+            OxenValidationError, match=rf"media_type {media_type!r}.*images and video clips only"
+        ):
+            check_result({**RESULT, "media_type": media_type})
     with pytest.raises(OxenValidationError, match="no generation_id") as info:
         check_result({"status": "succeeded", "result_url": SIGNED})
     assert "sig=" not in str(info.value)
@@ -261,7 +264,7 @@ class _FailingDownloads:
     def __init__(self, status: int) -> None:
         self.status = status
 
-    def download_to(self, url: str, fileobj: Any) -> Any:
+    def download_to(self, url: str, fileobj: Any, **_: Any) -> Any:
         from airflow_provider_oxen.exceptions import OxenAPIStatusError
 
         raise OxenAPIStatusError(f"upstream refused {url}", status_code=self.status)

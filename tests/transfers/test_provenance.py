@@ -126,6 +126,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     result = {
         "generation_id": "gen-gif",
         "status": "succeeded",
+        "media_type": "image",
         "model": "some-gif-model",
         "result_url": fake_oxen.add("gen-gif", tmp_path / "still.gif") + "?signature=test",
         "output_format": "gif",

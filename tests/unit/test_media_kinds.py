@@ -62,7 +62,7 @@ def test_models_are_classified_by_what_they_take_and_make_and_an_unknown_task_na
 
 
 def test_inputs_come_from_uris_urls_and_transfer_records() -> None:
-    records = [{"s3_uri": "s3://b/k1.png"}, {"s3_bucket": "b", "s3_key": "k2.png"}]
+    records = [{"s3_uri": "s3://b/k1.png"}, {"s3_uri": "s3://b/k2.png"}]
     assert input_sources(records) == ["s3://b/k1.png", "s3://b/k2.png"]
     assert input_sources("https://x/y.png") == ["https://x/y.png"]
     assert input_sources(None) == []
