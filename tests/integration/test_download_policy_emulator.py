@@ -3,7 +3,6 @@ and streams, and a record of every outgoing connection attempt."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import socket
 import threading
@@ -83,8 +82,7 @@ def _serve(state: LocalServer) -> tuple[ThreadingHTTPServer, threading.Thread]:
     return server, thread
 
 
-@pytest.fixture
-def local_server() -> Iterator[LocalServer]:
+def _local_server() -> Iterator[LocalServer]:
     state = LocalServer()
     server, thread = _serve(state)
     yield state
@@ -93,15 +91,8 @@ def local_server() -> Iterator[LocalServer]:
     thread.join(5)
 
 
-@pytest.fixture
-def internal_service() -> Iterator[LocalServer]:
-    """A second loopback service that must never be reached."""
-    state = LocalServer()
-    server, thread = _serve(state)
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+local_server = pytest.fixture(_local_server)
+internal_service = pytest.fixture(_local_server)  # a second loopback service that must never be reached
 
 
 @dataclass
@@ -155,26 +146,14 @@ def _result_url(hook: OxenHook) -> str:
     return url
 
 
-# -- (a) a normal result download still works -------------------------------------------------------
+# -- (b) the metadata address and loopback services: refused before any connection ---------------
 
 
-def test_emulator_result_downloads_under_the_policy(oxen_conn: EmulatorControl) -> None:
-    assert oxen_conn.url.startswith("http://127.0.0.1:")  # plain http, loopback: the own origin
-    with OxenHook() as hook:
-        url = _result_url(hook)
-        buffer = io.BytesIO()
-        result = hook.download_to(url, buffer)
-    assert result.size == len(buffer.getvalue()) > 0
-    assert result.sha256 == hashlib.sha256(buffer.getvalue()).hexdigest()
-    assert result.content_type and result.content_type.startswith("image/")
-    Image.open(io.BytesIO(buffer.getvalue())).verify()
-
-
-# -- (b) link-local metadata address: refused before any connection ---------------------------------
-
-
-def test_metadata_address_is_refused_without_connecting(
-    oxen_conn: EmulatorControl, outgoing: Outgoing, monkeypatch: pytest.MonkeyPatch
+def test_the_metadata_address_and_a_loopback_service_are_refused_without_connecting(
+    oxen_conn: EmulatorControl,
+    internal_service: LocalServer,
+    outgoing: Outgoing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="plain http") as info:
         hook.download_to(METADATA_URL, io.BytesIO())
@@ -188,14 +167,7 @@ def test_metadata_address_is_refused_without_connecting(
             hook.download_to(url, io.BytesIO())
     assert not {"169.254.169.254", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe"} & outgoing.hosts()
 
-
-def test_loopback_service_on_another_port_is_refused_without_connecting(
-    oxen_conn: EmulatorControl,
-    internal_service: LocalServer,
-    outgoing: Outgoing,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Same host as the connection (127.0.0.1), another port: not the own origin.
+    # A loopback service on the connection's host (127.0.0.1), another port: not the own origin.
     _use_connection(monkeypatch, oxen_conn, download_allow_http_hosts=["127.0.0.1", "localhost"])
     for url in (f"{internal_service.origin}/admin", f"http://localhost:{internal_service.port}/admin"):
         with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match="loopback"):
@@ -245,8 +217,8 @@ def test_redirect_to_another_loopback_origin_is_refused(
 # -- (d) a response larger than the cap is aborted --------------------------------------------------
 
 
-def test_result_above_the_cap_is_refused_by_content_length(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+def test_a_result_above_the_cap_is_refused_by_its_content_length_or_aborted_while_streaming(
+    oxen_conn: EmulatorControl, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with OxenHook() as hook:
         url = _result_url(hook)
@@ -257,10 +229,6 @@ def test_result_above_the_cap_is_refused_by_content_length(
     assert "download_max_bytes" in str(info.value) and "sig=" not in str(info.value)
     assert buffer.getvalue() == b""
 
-
-def test_streamed_body_above_the_cap_is_aborted(
-    oxen_conn: EmulatorControl, local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
     cap = 300_000
     _use_connection(
         monkeypatch,
@@ -269,8 +237,7 @@ def test_streamed_body_above_the_cap_is_aborted(
         download_allowed_hosts=["localhost"],
         download_allow_http_hosts=["localhost"],
     )
-    url = f"http://localhost:{local_server.port}/big"
-    buffer = io.BytesIO()
+    url = f"http://localhost:{local_server.port}/big"  # no Content-Length: chunked
     with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError, match=f"more than {cap}"):
         hook.download_to(url, buffer)
     assert 0 < len(buffer.getvalue()) <= cap

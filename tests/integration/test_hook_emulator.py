@@ -66,40 +66,6 @@ def test_cancel_a_queued_generation(oxen_conn: EmulatorControl) -> None:
         assert generation.generation_id not in [g.generation_id for g in hook.list_queue()]
 
 
-@pytest.mark.parametrize(
-    ("model", "params", "field"),
-    [
-        ("ideogram-v4", {"rendering_speed": "WARP"}, "rendering_speed"),
-        ("ideogram-v4", {"image_size": "huge"}, "image_size"),
-        ("black-forest-labs-flux-2-klein-4b", {"num_inference_steps": 500}, "num_inference_steps"),
-    ],
-)
-def test_schema_violations_fail_before_any_request(
-    oxen_conn: EmulatorControl, model: str, params: dict, field: str
-) -> None:
-    with OxenHook() as hook, pytest.raises(OxenValidationError) as info:
-        hook.enqueue(build_image_request(model, "x", **params))
-    assert info.value.field == field
-    assert oxen_conn.enqueue_posts() == 0
-
-
-def test_missing_prompt_fails_before_any_request(oxen_conn: EmulatorControl) -> None:
-    with pytest.raises(OxenValidationError) as info:
-        build_image_request("ideogram-v4", "")
-    assert info.value.field == "prompt"
-    assert oxen_conn.requests() == []
-
-
-def test_unknown_and_text_models_fail_before_enqueue(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        with pytest.raises(OxenValidationError, match="Unknown Oxen model") as unknown:
-            hook.enqueue(build_image_request("no-such-model", "cat"))
-        assert unknown.value.field == "model"
-        with pytest.raises(OxenValidationError, match="does not generate images"):
-            hook.enqueue(build_image_request("gpt-oss-120b", "cat"))
-    assert oxen_conn.enqueue_posts() == 0
-
-
 def test_sync_endpoint_validation_error_is_typed(oxen_conn: EmulatorControl) -> None:
     request = build_image_request("flux-2-dev", "cat", image_size="gigantic")
     with OxenHook() as hook:
@@ -116,7 +82,7 @@ def test_sync_endpoint_validation_error_is_typed(oxen_conn: EmulatorControl) -> 
     assert len(oxen_conn.requests(method="POST", path="/api/ai/images/generate")) == 2
 
 
-def test_401_fails_at_once_without_retries(
+def test_401_fails_at_once_without_retries_and_the_test_button_says_so(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, api_key="wrong-key"))
@@ -125,6 +91,9 @@ def test_401_fails_at_once_without_retries(
     assert info.value.status_code == 401
     assert "wrong-key" not in str(info.value)
     assert len(oxen_conn.requests()) == 1
+    # The connection form's test button says so too.
+    ok, message = OxenHook().test_connection()
+    assert ok is False and "401" in message
 
 
 def test_429_with_retry_after_is_waited_out(oxen_conn: EmulatorControl) -> None:
@@ -167,29 +136,8 @@ def test_dropped_connection_after_enqueue_is_not_retried(oxen_conn: EmulatorCont
     assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
 
 
-def test_failed_generation_carries_the_api_message(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.fault(type="generation_failure", error_message="GPU on fire", count=1)
-    with OxenHook() as hook:
-        [generation] = hook.enqueue(build_image_request("ideogram-v4", "doomed"))
-        payload = hook.wait_for_generations(
-            [generation.generation_id], deadline=time.time() + 20, poll_interval=0.1
-        )
-    assert payload["status"] == "failed"
-    assert "GPU on fire" in payload["message"]
-
-
-def test_connection_test_button(oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_connection_test_button_passes(oxen_conn: EmulatorControl) -> None:
     assert OxenHook().test_connection()[0] is True
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, api_key="nope"))
-    ok, message = OxenHook().test_connection()
-    assert ok is False and "401" in message
-
-
-def test_api_key_never_reaches_the_server_log(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        hook.enqueue(build_image_request("ideogram-v4", "secret keeping"))
-    assert API_KEY not in oxen_conn.requests_text()
-    assert all(r["authorized"] for r in oxen_conn.requests())
 
 
 def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
@@ -255,9 +203,10 @@ def test_async_events_endpoint_unavailable_is_typed(oxen_conn: EmulatorControl) 
 
 
 def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorControl) -> None:
-    """Operators read request logs (theirs, or the emulator's) by which side made each call."""
+    """Operators read request logs (theirs, or the emulator's) by which side made each call; the
+    API key never reaches such a log."""
     with OxenHook() as hook:
-        hook.get_model("ideogram-v4")
+        hook.enqueue(build_image_request("ideogram-v4", "secret keeping"))
 
     async def read() -> None:
         async with OxenAsyncHook() as hook:
@@ -268,4 +217,5 @@ def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorC
     assert agents["/api/ai/models/{id}"].startswith("airflow-provider-oxen/")
     assert agents["/api/ai/models/{id}"].endswith("(sync)"), agents
     assert agents["/api/ai/queue"].endswith("(async)"), agents
-    assert API_KEY not in json.dumps(oxen_conn.requests())
+    assert API_KEY not in json.dumps(oxen_conn.requests()) and API_KEY not in oxen_conn.requests_text()
+    assert all(r["authorized"] for r in oxen_conn.requests())  # the key reached the server, not its log

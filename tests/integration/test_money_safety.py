@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow_provider_oxen.exceptions import (
     OxenCostLimitError,
     OxenError,
-    OxenGenerationFailedError,
     OxenGenerationGoneError,
     OxenInsufficientCreditsError,
     OxenRequestMayHaveSucceededError,
@@ -55,22 +54,6 @@ def _wait_until_terminal(ids: list[str], timeout: float = 15) -> None:
 # -- failures keep their reason ------------------------------------------------------------------
 
 
-def test_failure_event_text_reaches_the_tasks_exception_and_log(
-    oxen_conn: EmulatorControl, capsys: pytest.CaptureFixture[str]
-) -> None:
-    oxen_conn.fault(type="generation_failure", error_message="Upstream provider rejected the prompt", count=1)
-    operator = _operator(deferrable=True)
-    context = _context()
-    event = _run_trigger(_defer(operator, context))
-    assert event["status"] == "failed"
-    assert event["generations"][0]["error_message"] == "Upstream provider rejected the prompt"
-    with pytest.raises(OxenGenerationFailedError, match="Upstream provider rejected the prompt"):
-        operator.execute_complete(context, event)
-    log = capsys.readouterr().out  # Airflow's task logger writes to stdout outside a task runner
-    assert "failed: Upstream provider rejected the prompt" in log
-    assert "no error message given" not in log
-
-
 def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_conn: EmulatorControl) -> None:
     """The queue validates nothing model-specific: with our check skipped, the row fails later."""
     with OxenHook() as hook:
@@ -87,7 +70,9 @@ def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_co
 # -- nothing is paid for a request that cannot succeed ---------------------------------------------
 
 
-def test_insufficient_credits_fails_the_task_without_airflow_retries(oxen_conn: EmulatorControl) -> None:
+def test_a_definite_refusal_fails_without_airflow_retries_and_the_next_try_scans_nothing(
+    oxen_conn: EmulatorControl,
+) -> None:
     oxen_conn.configure(credits="0.0100")
     store = FakeTaskStateStore()
     with pytest.raises(OxenInsufficientCreditsError) as info:
@@ -98,11 +83,8 @@ def test_insufficient_credits_fails_the_task_without_airflow_retries(oxen_conn: 
     entry = LedgerEntry.model_validate(store.get(LEDGER_KEY))
     assert entry.pending == 0 and entry.generation_ids == []
 
-
-def test_a_definite_refusal_clears_the_pending_mark_so_the_retry_scans_nothing(
-    oxen_conn: EmulatorControl,
-) -> None:
-    store = FakeTaskStateStore()
+    # Any definite refusal (here a 400) clears the pending mark: the next try scans nothing.
+    oxen_conn.configure(credits=None)
     oxen_conn.fault(type="status", status=400, method="POST", path="/api/ai/queue", count=1)
     with pytest.raises(OxenValidationError):
         _operator(deferrable=False).execute(_context(store))
@@ -121,20 +103,6 @@ def test_output_counts_out_of_bounds_fail_before_any_request(
         _operator(num_outputs=num_outputs).execute(_context())
     assert info.value.field == "num_outputs"
     assert oxen_conn.requests() == []
-
-
-def test_six_images_are_sent_as_requests_of_four_and_two(oxen_conn: EmulatorControl) -> None:
-    ids = _operator(wait_for_completion=False, num_outputs=6).execute(_context())
-    posts = oxen_conn.requests(method="POST", path="/api/ai/queue")
-    assert [p["json"]["num_generations"] for p in posts] == [4, 2]
-    assert len(ids) == 6
-
-
-def test_unknown_parameter_name_is_refused_with_the_closest_name(oxen_conn: EmulatorControl) -> None:
-    with pytest.raises(OxenValidationError) as info:
-        _operator(parameters={"rendering_sped": "TURBO"}).execute(_context())
-    assert info.value.field == "rendering_sped" and "rendering_speed" in str(info.value)
-    assert oxen_conn.enqueue_posts() == 0
 
 
 def test_only_the_parameters_a_models_schema_names_are_sent(oxen_conn: EmulatorControl) -> None:
@@ -330,51 +298,35 @@ def _crash_after_enqueue_answer(
             operator.execute(_context(store))
 
 
+@pytest.mark.parametrize("row_parameters", [False, True], ids=["documented-rows", "rows-with-parameters"])
 def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch, row_parameters: bool
 ) -> None:
-    """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops."""
-    oxen_conn.configure(render_seconds=5)
-    other = _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2)
-    other_ids = _defer(other, _context()).generation_ids
+    """Documented rows carry no parameters: A cannot prove which rows are its own, so it stops.
+    Rows that carry their parameters let it adopt exactly its own."""
+    oxen_conn.configure(render_seconds=5, row_parameters=row_parameters)
+
+    def task(name: str, seed: int) -> OxenGenerateImageOperator:
+        return _operator(task_id=name, deferrable=True, parameters={"seed": seed}, num_outputs=2)
+
+    other_ids = _defer(task("b", 2), _context()).generation_ids
     store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
-    )
+    _crash_after_enqueue_answer(monkeypatch, task("a", 1), store)
     assert oxen_conn.stats()["generations_created"] == 4
 
-    with pytest.raises(OxenUnrecordedEnqueueError) as info:
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2).execute(
-            _context(store, try_number=2)
-        )
-    assert isinstance(info.value, OxenRequestMayHaveSucceededError)
-    assert "force_new_enqueue" in str(info.value)
-    assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
-    assert oxen_conn.stats()["generations_created"] == 4
+    if row_parameters:
+        trigger = _defer(task("a", 1), _context(store, try_number=2))
+        assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
+    else:
+        with pytest.raises(OxenUnrecordedEnqueueError) as info:
+            task("a", 1).execute(_context(store, try_number=2))
+        assert isinstance(info.value, OxenRequestMayHaveSucceededError)
+        assert "force_new_enqueue" in str(info.value)
+        assert set(info.value.candidates) >= set(other_ids)  # shown to the user, never adopted
+    assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
     assert oxen_conn.requests(method="DELETE") == []  # nobody's generation was cancelled
     with OxenHook() as hook:
         assert {hook.get_generation(i).status for i in other_ids} <= {"queued", "processing"}
-
-
-def test_rows_that_carry_their_parameters_let_a_crashed_task_adopt_exactly_its_own(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    oxen_conn.configure(render_seconds=5, row_parameters=True)
-    other_ids = _defer(
-        _operator(task_id="b", deferrable=True, parameters={"seed": 2}, num_outputs=2), _context()
-    ).generation_ids
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(
-        monkeypatch, _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2), store
-    )
-
-    trigger = _defer(
-        _operator(task_id="a", deferrable=True, parameters={"seed": 1}, num_outputs=2),
-        _context(store, try_number=2),
-    )
-    assert len(trigger.generation_ids) == 2 and not set(trigger.generation_ids) & set(other_ids)
-    assert oxen_conn.stats()["generations_created"] == 4  # nothing paid twice
-    assert oxen_conn.requests(method="DELETE") == []
 
 
 def _crash_before_the_enqueue_lands(
@@ -420,10 +372,11 @@ def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
     assert oxen_conn.requests(method="DELETE") == []
 
 
-def test_several_outputs_without_a_seed_are_never_adopted(
+def test_several_outputs_without_a_seed_are_never_adopted_unless_forced_anew(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No seed is drawn for several outputs (they could all be one image): the retry stops."""
+    """No seed is drawn for several outputs (they could all be one image): the retry stops, and
+    ``force_new_enqueue`` is how a user enqueues afresh after such a crash."""
     oxen_conn.configure(render_seconds=5, row_parameters=True)
     store = FakeTaskStateStore()
     _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, num_outputs=2), store)
@@ -432,16 +385,8 @@ def test_several_outputs_without_a_seed_are_never_adopted(
     with pytest.raises(OxenUnrecordedEnqueueError, match="sent no seed"):
         _operator(deferrable=True, num_outputs=2).execute(_context(store, try_number=2))
     assert oxen_conn.enqueue_posts() == 1
-
-
-def test_force_new_enqueue_enqueues_afresh_after_an_unidentifiable_crash(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    oxen_conn.configure(render_seconds=5)
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, prompt="again"), store)
-    _defer(_operator(deferrable=True, prompt="again", force_new_enqueue="True"), _context(store))
-    assert oxen_conn.stats()["generations_created"] == 2
+    _defer(_operator(deferrable=True, num_outputs=2, force_new_enqueue="True"), _context(store, try_number=3))
+    assert oxen_conn.stats()["generations_created"] == 4
 
 
 def test_a_generation_gone_from_oxen_is_never_replaced_silently(oxen_conn: EmulatorControl) -> None:
@@ -474,12 +419,12 @@ def test_trigger_resumed_after_its_deadline_reports_what_succeeded(oxen_conn: Em
     assert oxen_conn.requests(method="DELETE") == []
 
 
-def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
-    oxen_conn: EmulatorControl,
-) -> None:
-    """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection."""
+@pytest.mark.parametrize("retries", [0, 2], ids=["final-try-cancels", "retries-left-keep-them"])
+def test_a_trigger_that_cannot_start_yields_an_error(oxen_conn: EmulatorControl, retries: int) -> None:
+    """E.g. ``airflow dags test``'s in-process triggerer cannot read a stored connection. The
+    final try cancels the generations; with retries left they are kept for the retry."""
     oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, num_outputs=2)
+    operator = _operator(deferrable=True, num_outputs=2, retries=retries)
     context = _context(try_number=1)
     trigger = _defer(operator, context)
     blind = OxenGenerationTrigger(
@@ -490,23 +435,14 @@ def test_trigger_that_cannot_start_yields_an_error_and_the_final_try_cancels(
     with pytest.raises(OxenError):
         operator.execute_complete(context, event)
     with OxenHook() as hook:
-        assert {hook.get_generation(i).status for i in trigger.generation_ids} == {"cancelled"}
-
-
-def test_trigger_error_with_retries_left_keeps_the_generations_for_the_retry(
-    oxen_conn: EmulatorControl,
-) -> None:
-    oxen_conn.configure(render_seconds=30)
-    operator = _operator(deferrable=True, retries=2)
-    context = _context(try_number=1)
-    trigger = _defer(operator, context)
-    event = _run_trigger(OxenGenerationTrigger(generation_ids=trigger.generation_ids, oxen_conn_id="nope"))
-    with pytest.raises(OxenError):
-        operator.execute_complete(context, event)
-    assert oxen_conn.requests(method="DELETE") == []
-    retried = _defer(_operator(deferrable=True, retries=2), {**context, "ti": _TI(2)})
+        statuses = {hook.get_generation(i).status for i in trigger.generation_ids}
+    if not retries:
+        assert statuses == {"cancelled"}
+        return
+    assert oxen_conn.requests(method="DELETE") == [] and "cancelled" not in statuses
+    retried = _defer(_operator(deferrable=True, num_outputs=2, retries=retries), {**context, "ti": _TI(2)})
     assert retried.generation_ids == trigger.generation_ids
-    assert oxen_conn.stats()["generations_created"] == 1
+    assert oxen_conn.stats()["generations_created"] == 2
 
 
 def test_a_partial_enqueue_refused_for_credits_cancels_what_was_enqueued(oxen_conn: EmulatorControl) -> None:

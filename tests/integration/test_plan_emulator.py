@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
 from airflow_provider_oxen.operators.plan import OxenCostPlanOperator
-from airflow_provider_oxen.plan import Plan, plan_dag, plan_run
+from airflow_provider_oxen.plan import plan_dag, plan_run
 from tests.fixtures import EmulatorControl, connection_json
 
 DAGS = Path(__file__).parent / "dags"
@@ -185,7 +185,3 @@ def test_the_plan_task_fails_a_real_run_before_any_spend(oxen_conn: EmulatorCont
     assert "posters[1]  ideogram-v4  3 image(s)  0.18" in out  # params rendered per map index
     assert "the estimated total 0.36 exceeds the budget 0.10" in out and "state=failed" in out
     _no_spend(oxen_conn)
-
-
-def test_an_empty_plan_passes() -> None:
-    assert Plan().problems == [] and "Estimated total: 0." in Plan().table()

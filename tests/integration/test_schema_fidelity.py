@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_oxen.exceptions import OxenInputFetchError, OxenUnrecoverableError, OxenValidationError
+from airflow_provider_oxen.exceptions import (
+    OxenGenerationFailedError,
+    OxenInputFetchError,
+    OxenUnrecoverableError,
+    OxenValidationError,
+)
 from airflow_provider_oxen.hooks.oxen import OxenHook
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, OxenGenerateVideoOperator
 from tests.fixtures import EmulatorControl
@@ -88,16 +93,20 @@ def test_an_input_oxen_cannot_fetch_fails_the_task_for_good_without_its_signatur
     assert "Signature" not in text and "deadbeef" not in text and "Credential" not in text
 
 
-def test_a_failure_text_quoting_a_signed_url_is_redacted_in_the_event_and_the_exception(
+def test_a_failure_text_reaches_the_tasks_exception_and_log_without_its_signature(
     oxen_conn: EmulatorControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     oxen_conn.fault(type="generation_failure", error_message=f"Upstream could not read {SIGNED}.", count=1)
     operator = generate_operator(deferrable=True)
     context = task_context()
     event = run_trigger(defer(operator, context).trigger)  # type: ignore[arg-type]
-    with pytest.raises(Exception) as info:
+    assert event["status"] == "failed"
+    with pytest.raises(OxenGenerationFailedError) as info:
         operator.execute_complete(context, event)
     assert not isinstance(info.value, OxenUnrecoverableError)  # not the input's fault as far as we know
-    text = f"{event} {info.value} {capsys.readouterr().out}"
+    log = capsys.readouterr().out  # Airflow's task logger writes to stdout outside a task runner
+    text = f"{event} {info.value} {log}"
     assert "Upstream could not read https://inputs.example.com/in/a.png." in str(info.value)
+    assert "failed: Upstream could not read https://inputs.example.com/in/a.png." in log
+    assert "no error message given" not in log
     assert "Signature" not in text and "deadbeef" not in text

@@ -5,54 +5,29 @@ from __future__ import annotations
 import functools
 import io
 import json
-import threading
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.fixtures import connection_json, moto_s3_client, moto_s3_server
+from tests.fixtures import moto_s3_client, moto_s3_server
+from tests.transfers.video_helpers import FakeOxen
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
 
 @pytest.fixture
-def file_server(tmp_path: Path) -> Iterator[str]:
-    """A plain loopback file server for ``tmp_path``: result URLs whose bytes a test chose."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def file_results(file_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``file_server``, whose plain-http loopback URLs the Oxen connection may download results from
-    (the connection's own host is never asked: the results carry signed URLs)."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    )
-    return file_server
+def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOxen]:
+    """A loopback stand-in for Oxen serving result files from ``tmp_path`` (``FakeOxen``: bytes a
+    test chose); ``oxen_default`` points at it."""
+    with FakeOxen(tmp_path) as fake:
+        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
+        yield fake
 
 
 @pytest.fixture(scope="session")
@@ -78,12 +53,39 @@ def aws_conn(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection_json(moto_endpoint))
+    _share_s3_clients(monkeypatch)
     return moto_endpoint
+
+
+_S3_CLIENTS: dict[tuple[str, ...], Any] = {}
+
+
+def _share_s3_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every S3Hook builds its boto3 client afresh (botocore's models and Airflow's user agent:
+    about half a second of CPU), and the transfer builds a hook per run. Here the hooks of one
+    connection and client settings share one client: what they send is unchanged."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    original = S3Hook.get_conn
+
+    def get_conn(self: S3Hook) -> Any:
+        conn = os.environ.get(f"AIRFLOW_CONN_{str(self.aws_conn_id).upper()}", "")
+        key = (str(self.aws_conn_id), conn, *map(repr, (self._region_name, self._config, self._verify)))
+        if key not in _S3_CLIENTS:
+            _S3_CLIENTS[key] = original(self)
+        return _S3_CLIENTS[key]
+
+    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
 
 
 @pytest.fixture
 def s3_client(aws_conn: str) -> Any:
-    return moto_s3_client(aws_conn)
+    return _client(aws_conn)
+
+
+@functools.cache
+def _client(endpoint: str) -> Any:
+    return moto_s3_client(endpoint)  # one per server: loading boto3's S3 model costs ~0.3 s a client
 
 
 @pytest.fixture
@@ -135,11 +137,13 @@ _COUNTED_OPERATIONS = (
 )
 
 
+_COUNTING: list[S3Calls] = []  # the running test's counter (clients outlive tests)
+
+
 @pytest.fixture
-def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
+def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Calls]:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    calls = S3Calls()
     original = S3Hook.get_conn
 
     def counting_get_conn(self: S3Hook) -> Any:
@@ -148,14 +152,17 @@ def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> S3Calls:
             for operation in _COUNTED_OPERATIONS:
 
                 def handler(params: dict[str, Any], _op: str = operation, **_: Any) -> None:
-                    calls.record(_op, params)
+                    for calls in _COUNTING:
+                        calls.record(_op, params)
 
                 client.meta.events.register(f"provide-client-params.s3.{operation}", handler)
             client._oxen_counted = True
         return client
 
     monkeypatch.setattr(S3Hook, "get_conn", counting_get_conn)
-    return calls
+    _COUNTING[:] = [S3Calls()]
+    yield _COUNTING[0]
+    _COUNTING.clear()
 
 
 @pytest.fixture

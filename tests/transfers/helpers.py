@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import FakeTaskStateStore
+from tests.integration.helpers import generate_operator, task_context
 
 RUN_ID = "manual__2026-05-01T09:30:00+00:00"
 
@@ -56,19 +56,8 @@ def run_transfer(
 
 def generate(num_images: int = 2, **kwargs: Any) -> list[dict[str, Any]]:
     """Real images through the emulator, exactly as the generate operator returns them."""
-    from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
-
-    options: dict[str, Any] = {
-        "task_id": "generate",
-        "prompt": "A lighthouse poster, bold type",
-        "deferrable": False,
-        "poll_interval": 0.05,
-        "timeout": 30,
-        "num_outputs": num_images,
-        **kwargs,
-    }
-    context: Any = {"task_state_store": FakeTaskStateStore()}
-    return OxenGenerateImageOperator(**options).execute(context)
+    options = {"prompt": "A lighthouse poster, bold type", "deferrable": False, "poll_interval": 0.05}
+    return generate_operator(**{**options, "num_outputs": num_images, **kwargs}).execute(task_context())
 
 
 def served_sha256(url: str) -> str:

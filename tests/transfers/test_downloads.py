@@ -7,14 +7,10 @@ The S3 hook uses 5 MiB parts (S3's smallest), so files of a few MiB are uploaded
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
@@ -31,47 +27,6 @@ KEY = f"campaigns/{GENERATION}.png"
 MAX_BYTES = 1_000_000
 
 
-class FlakyOxen(FakeOxen):
-    """FakeOxen whose files can be cut off (``?cut=<bytes>``; with ``&once=1`` only the first
-    download of that URL is) or sent gzip-encoded (``?gzip=1``: ``Content-Encoding: gzip``)."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__(directory)
-        self.cut_once: set[str] = set()
-
-    def handle(self, request: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(request.path)
-        if not parts.path.startswith("/files/"):
-            return super().handle(request)
-        query = parse_qs(parts.query)
-        data = (self.directory / parts.path.rsplit("/", 1)[-1]).read_bytes()
-        self.requests["file"] += 1
-        request.send_response(200)
-        request.send_header("Content-Type", "image/png")
-        if "gzip" in query:
-            data = gzip.compress(data)
-            request.send_header("Content-Encoding", "gzip")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        end = int(query["cut"][0]) if "cut" in query else len(data)
-        if "once" in query:
-            if request.path in self.cut_once:
-                end = len(data)
-            self.cut_once.add(request.path)
-        request.wfile.write(data[:end])
-        request.wfile.flush()
-        if end < len(data):
-            request.close_connection = True
-        return None
-
-
-@pytest.fixture
-def oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyOxen]:
-    with FlakyOxen(tmp_path) as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
-        yield fake
-
-
 @pytest.fixture
 def hook(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The operator's S3 hook, with 5 MiB parts past 5 MiB."""
@@ -86,11 +41,11 @@ def hook(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def large_png(tmp_path: Path, oxen: FlakyOxen) -> tuple[dict[str, Any], bytes]:
+def large_png(tmp_path: Path, fake_oxen: FakeOxen) -> tuple[dict[str, Any], bytes]:
     """A noise PNG of about 6.5 MiB (two parts), registered as a finished generation."""
     data = noise_png(tmp_path / "large.png", 1500)
     assert len(data) > PART
-    url = oxen.add(GENERATION, tmp_path / "large.png", media_type="image")
+    url = fake_oxen.add(GENERATION, tmp_path / "large.png", media_type="image")
     return image_result(GENERATION, f"{url}?signature=fake", 1500), data
 
 
@@ -99,7 +54,7 @@ def _sha256(data: bytes) -> str:
 
 
 def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_it(
-    oxen: FlakyOxen,
+    fake_oxen: FakeOxen,
     hook: Any,
     large_png: tuple[dict[str, Any], bytes],
     s3_client: Any,
@@ -128,17 +83,17 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     # S3's checksum cannot prove a multipart object: it is read back from S3 and hashed, not
     # downloaded from Oxen again, and nothing is written.
     s3_calls.reset()
-    downloads = oxen.requests["file"]
+    downloads = fake_oxen.requests["file"]
     [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
     assert again["action"] == "skipped" and again["sha256"] == record["sha256"]
     assert again["oxen_sha256"] == _sha256(data)
-    assert oxen.requests["file"] == downloads
+    assert fake_oxen.requests["file"] == downloads
     assert s3_calls.keys["GetObject"] == [KEY]
     assert KEY not in s3_calls.keys.get("PutObject", []) and s3_calls.counts["CreateMultipartUpload"] == 0
 
 
 def test_a_download_that_keeps_breaking_off_fails_typed_and_stores_nothing(
-    oxen: FlakyOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
+    fake_oxen: FakeOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
 ) -> None:
     result, _ = large_png
     cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 12345}"}
@@ -148,26 +103,26 @@ def test_a_download_that_keeps_breaking_off_fails_typed_and_stores_nothing(
 
     assert raised.value.generation_id == GENERATION
     assert "signature" not in str(raised.value)
-    assert oxen.requests["file"] == 3  # read again from the start: 2 retries in the connection
+    assert fake_oxen.requests["file"] == 3  # read again from the start: 2 retries in the connection
     assert list_keys(s3_client, bucket) == []
 
 
 def test_a_download_that_broke_off_once_is_read_again_and_stored_whole(
-    oxen: FlakyOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
+    fake_oxen: FakeOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
 ) -> None:
     result, data = large_png
     cut = {**result, "result_url": f"{result['result_url']}&cut={PART + 4321}&once=1"}
 
     [record] = run_transfer(s3_operator([cut], bucket, checks=False, contact_sheet=False))
 
-    assert oxen.requests["file"] == 2
+    assert fake_oxen.requests["file"] == 2
     assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
     assert _sha256(object_bytes(s3_client, bucket, KEY)) == record["sha256"]
 
 
 def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
     tmp_path: Path,
-    oxen: FlakyOxen,
+    fake_oxen: FakeOxen,
     hook: Any,
     s3_client: Any,
     bucket: str,
@@ -176,21 +131,21 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
 ) -> None:
     """A few KB on the wire (under the cap by Content-Length) that decode to 8 MiB: the cap
     (the connection's ``download_max_bytes``) counts what lands in the spool."""
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", oxen.connection_json(download_max_bytes=MAX_BYTES))
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake_oxen.connection_json(download_max_bytes=MAX_BYTES))
     (tmp_path / "bomb.png").write_bytes(bytes(8 * 2**20))
-    url = oxen.add("gen-bomb", tmp_path / "bomb.png", media_type="image")
+    url = fake_oxen.add("gen-bomb", tmp_path / "bomb.png", media_type="image")
     result = image_result("gen-bomb", f"{url}?signature=fake&gzip=1", 64)
 
     with pytest.raises(OxenDownloadRefusedError, match=f"download_max_bytes limit of {MAX_BYTES}") as raised:
         run_transfer(s3_operator([result], bucket))
 
     assert "signature" not in str(raised.value)
-    assert oxen.requests["file"] == 1  # a refusal is final: not read again
+    assert fake_oxen.requests["file"] == 1  # a refusal is final: not read again
     assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(
-    tmp_path: Path, file_results: str, s3_client: Any, bucket: str
+    tmp_path: Path, fake_oxen: FakeOxen, s3_client: Any, bucket: str
 ) -> None:
     png = io.BytesIO()
     Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
@@ -202,7 +157,7 @@ def test_a_corrupt_image_is_stored_as_what_its_header_says(
         "media_type": "image",
         "model": "ideogram-v4",
         "prompt": "cut short",
-        "result_url": f"{file_results}/cut.bin?signature=test",
+        "result_url": f"{fake_oxen.add('gen-cut', tmp_path / 'cut.bin', media_type='image')}?signature=test",
         "output_format": "jpeg",
         "width": 256,
         "height": 256,

@@ -129,14 +129,11 @@ def _values(**overrides: object) -> dict[str, object]:
     return values
 
 
-def test_render_fills_every_field_and_keeps_integers_formattable() -> None:
+def test_render_fills_every_field_and_values_cannot_add_segments_or_climb() -> None:
     key = render_key("{prefix}/{model}/{seed}/{index:04d}-{generation_id}.{ext}", _values(), prefix=PREFIX)
     assert (
         key == f"{PREFIX}/black-forest-labs-flux-2-klein-4b/42/0003-7f0c2a4e-1b2c-4d5e-8f90-123456789abc.png"
     )
-
-
-def test_values_cannot_add_segments_or_climb() -> None:
     key = render_key(
         "{prefix}/{generation_id}.{ext}", _values(generation_id="../../etc/passwd"), prefix=PREFIX
     )
@@ -144,9 +141,7 @@ def test_values_cannot_add_segments_or_climb() -> None:
     with pytest.raises(OxenKeyError):
         render_key("{prefix}/{generation_id}", _values(generation_id=".."), prefix=PREFIX)
     assert key_value("a b/c\\d\u00e9") == "a-b-c-d"
-
-
-def test_a_missing_value_is_a_clear_error() -> None:
+    # A missing value is a clear error.
     with pytest.raises(OxenKeyError, match=r"no value for \{seed\}"):
         render_key("{prefix}/{seed}.png", _values(seed=None), prefix=PREFIX)
     with pytest.raises(OxenKeyError, match="could not be filled"):

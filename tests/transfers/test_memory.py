@@ -1,15 +1,15 @@
 """The transfer streams: a file much larger than its buffers is never held in (Python) memory.
 
 The emulator's images are smooth gradients that compress to a few hundred KB even at
-2048x2048, smaller than the download buffer, so they cannot show anything. This test
-serves a 2048x2048 PNG of random noise (about 12 MB, incompressible, past the 8 MiB spool
-threshold) from a plain loopback file server as the result URL.
+2048x2048, smaller than the download buffer, so they cannot show anything. These tests serve
+incompressible files (a 2048x2048 PNG of random noise, about 12 MB, past the 8 MiB spool
+threshold; a 200 MB clip of lossless noise) from a loopback stand-in for Oxen (``FakeOxen``) as result URLs.
 
 The operator runs in a child process so that tracemalloc sees only the transfer: the moto
 server (which buffers each request body) lives in this process. The child warms up on a
-small file, then measures the peak Python allocation of a small and of the big transfer.
-Pillow's decoded pixels are native memory, not Python allocations, and are not counted
-(one image at a time, while it is checked and thumbnailed).
+small file, then measures the peak Python allocation (and peak RSS) of a small and of the big
+transfer. Pillow's decoded pixels are native memory, not Python allocations, and are not
+counted (one image at a time, while it is checked and thumbnailed).
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
-from tests.fixtures import connection_json
 from tests.transfers.conftest import aws_connection_json
+from tests.transfers.video_helpers import FakeOxen, make_noise_clip, noise_png
 
 # Big files and a child process per test: outside `make test-fast`.
 pytestmark = pytest.mark.slow
 
 CHILD = r"""
-import gc, json, sys, tracemalloc
+import gc, json, resource, sys, time, tracemalloc
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 
@@ -40,53 +39,6 @@ args = json.loads(sys.argv[1])
 # ~13 MB that the garbage collector frees whenever it likes: noise far larger than the signal.
 # One warmed-up hook, through the operator's s3_hook() seam, keeps only the per-file costs.
 hook = S3Hook(aws_conn_id="aws_default")
-OxenGenerationToS3Operator.s3_hook = lambda self: hook
-
-def transfer(name):
-    operator = OxenGenerationToS3Operator(
-        task_id="store", results=[args["results"][name]], bucket=args["bucket"], prefix="mem",
-        key_template="mem/{generation_id}.{ext}",
-    )
-    gc.collect()
-    tracemalloc.reset_peak()
-    before = tracemalloc.get_traced_memory()[0]
-    [record] = operator.execute({"run_id": name})
-    assert record["action"] == "stored" and record["checks"]["ok"], record
-    return tracemalloc.get_traced_memory()[1] - before
-
-tracemalloc.start()
-transfer("warmup")  # imports, plugins, fonts, connection pools: not measured
-print(json.dumps({"small": transfer("small"), "big": transfer("big")}))
-"""
-
-
-def _noise_png(path: Path, size: int) -> int:
-    Image.frombytes("RGB", (size, size), os.urandom(size * size * 3)).save(path, "PNG", compress_level=1)
-    return path.stat().st_size
-
-
-def _result(name: str, url: str, size: int) -> dict[str, Any]:
-    return {
-        "generation_id": f"memory-{name}",
-        "status": "succeeded",
-        "media_type": "image",
-        "model": "black-forest-labs-flux-2-klein-4b",
-        "prompt": "noise",
-        # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
-        "result_url": f"{url}?signature=memory-test",
-        "output_format": "png",
-        "width": size,
-        "height": size,
-    }
-
-
-VIDEO_CHILD = r"""
-import gc, json, resource, sys, time, tracemalloc
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-
-args = json.loads(sys.argv[1])
-hook = S3Hook(aws_conn_id="aws_default")  # one warmed-up hook (see CHILD above)
 OxenGenerationToS3Operator.s3_hook = lambda self: hook
 
 def peak_rss():
@@ -105,17 +57,17 @@ def transfer(name):
     [record] = operator.execute({"run_id": name})
     seconds = time.monotonic() - started
     assert record["action"] == "stored" and record["checks"]["ok"], record
-    assert record["poster_s3_key"] == f"mem/{record['generation_id']}.mp4.poster.jpg", record
     return {
         "python_peak": tracemalloc.get_traced_memory()[1] - before,
         "rss_peak_growth": peak_rss() - rss_before,
         "rss_peak": peak_rss(),
         "seconds": round(seconds, 2),
-        "frames": record["checks"]["frames"],
+        "frames": record["checks"].get("frames"),
+        "poster_s3_key": record.get("poster_s3_key"),
     }
 
 tracemalloc.start()
-transfer("warmup")  # imports, plugins, PyAV's decoder, connection pools: not measured
+transfer("warmup")  # imports, plugins, fonts, PyAV's decoder, connection pools: not measured
 small = transfer("small")
 big = transfer("big")
 print(json.dumps({"small": small, "big": big}))
@@ -124,8 +76,38 @@ print(json.dumps({"small": small, "big": big}))
 VIDEO_MEMORY_BYTES = int(os.environ.get("OXEN_VIDEO_MEMORY_MB", "200")) * 1024 * 1024
 
 
+def _measure(oxen: FakeOxen, moto_endpoint: str, bucket: str, results: dict[str, Any]) -> dict[str, Any]:
+    """Run CHILD on ``results`` (by name: warmup, small, big); its measurements of small and big."""
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
+        "AIRFLOW_CONN_OXEN_DEFAULT": oxen.connection_json(),
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert child.returncode == 0, child.stderr[-3000:] + child.stdout[-3000:]
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def _result(name: str, url: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "generation_id": f"memory-{name}",
+        "status": "succeeded",
+        "prompt": "noise",
+        # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
+        "result_url": f"{url}?signature=memory-test",
+        **fields,
+    }
+
+
 def test_a_large_video_is_streamed_decoded_and_posted_at_flat_memory(
-    tmp_path: Path, file_server: str, moto_endpoint: str, s3_client: Any, bucket: str
+    tmp_path: Path, fake_oxen: FakeOxen, moto_endpoint: str, s3_client: Any, bucket: str
 ) -> None:
     """A 200 MB clip (720p lossless noise, H.264) goes through download, checks (every frame
     decoded), poster frame and multipart upload; peak RSS grows by far less than the file.
@@ -134,52 +116,29 @@ def test_a_large_video_is_streamed_decoded_and_posted_at_flat_memory(
     buffers and boto3's multipart machinery are already in use: what the big clip adds on top
     is what grows with the file, which must be nothing much.
     """
-    from tests.transfers.video_helpers import make_noise_clip
-
+    targets = {"warmup": 2 * 2**20, "small": 12 * 2**20, "big": VIDEO_MEMORY_BYTES}
     frames = {
-        "warmup": make_noise_clip(tmp_path / "warmup.mp4", target_bytes=2 * 2**20),
-        "small": make_noise_clip(tmp_path / "small.mp4", target_bytes=12 * 2**20),
-        "big": make_noise_clip(tmp_path / "big.mp4", target_bytes=VIDEO_MEMORY_BYTES),
+        name: make_noise_clip(tmp_path / f"{name}.mp4", target_bytes=size) for name, size in targets.items()
     }
     sizes = {name: (tmp_path / f"{name}.mp4").stat().st_size for name in frames}
     results = {
-        name: {
-            "generation_id": f"memory-video-{name}",
-            "status": "succeeded",
-            "media_type": "video",
-            "model": "kling-video-v2-6-pro-text-to-video",
-            "prompt": "noise",
-            "parameters": {"duration": str(frames[name] / 8)},
-            "result_url": f"{file_server}/{name}.mp4?signature=memory-test",
-            "output_format": "mp4",
-            "width": 1280,
-            "height": 720,
-        }
+        name: _result(
+            f"video-{name}",
+            fake_oxen.add(f"memory-video-{name}", tmp_path / f"{name}.mp4"),
+            media_type="video",
+            model="kling-video-v2-6-pro-text-to-video",
+            parameters={"duration": str(frames[name] / 8)},
+            output_format="mp4",
+            width=1280,
+            height=720,
+        )
         for name in frames
     }
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
-        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
-    }
-    child = subprocess.run(
-        [sys.executable, "-c", VIDEO_CHILD, json.dumps({"bucket": bucket, "results": results})],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert child.returncode == 0, child.stderr[-3000:] + child.stdout[-3000:]
-    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    measured = _measure(fake_oxen, moto_endpoint, bucket, results)
     print(f"video memory ({sizes['big'] / 2**20:.0f} MB clip, {frames['big']} frames): {measured}")
 
     big, small = measured["big"], measured["small"]
-    assert big["frames"] == frames["big"]
+    assert big["frames"] == frames["big"] and big["poster_s3_key"] == "mem/memory-video-big.mp4.poster.jpg"
     # Holding the clip would cost its size; streaming it costs buffers that do not grow with it:
     # Python's share is boto3's multipart parts in flight (about 1.5 MB each, 10 at most by its
     # default max_concurrency: about 15 MB here, 5 MB for the two-part baseline).
@@ -194,34 +153,26 @@ def test_a_large_video_is_streamed_decoded_and_posted_at_flat_memory(
 
 
 def test_a_large_file_is_streamed_not_held_in_memory(
-    tmp_path: Path, file_server: str, moto_endpoint: str, s3_client: Any, bucket: str
+    tmp_path: Path, fake_oxen: FakeOxen, moto_endpoint: str, s3_client: Any, bucket: str
 ) -> None:
-    sizes = {"warmup": 256, "small": 256, "big": 2048}
-    file_bytes = {name: _noise_png(tmp_path / f"{name}.png", edge) for name, edge in sizes.items()}
+    edges = {"warmup": 256, "small": 256, "big": 2048}
+    file_bytes = {name: len(noise_png(tmp_path / f"{name}.png", edge)) for name, edge in edges.items()}
     assert file_bytes["big"] > 8 * 1024 * 1024  # past the in-memory spool threshold
-    results = {name: _result(name, f"{file_server}/{name}.png", edge) for name, edge in sizes.items()}
-
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
-        # Only used to refresh an expired URL, which does not happen here. The file server is a
-        # plain-http loopback host other than the connection's: allowed explicitly (download policy).
-        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
-            "http://127.0.0.1:9",
-            download_allowed_hosts=["127.0.0.1"],
-            download_allow_http_hosts=["127.0.0.1"],
-        ),
+    results = {
+        name: _result(
+            name,
+            fake_oxen.add(f"memory-{name}", tmp_path / f"{name}.png", media_type="image"),
+            media_type="image",
+            model="black-forest-labs-flux-2-klein-4b",
+            output_format="png",
+            width=edge,
+            height=edge,
+        )
+        for name, edge in edges.items()
     }
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results})],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert child.returncode == 0, child.stderr[-3000:] + child.stdout[-3000:]
-    peaks = json.loads(child.stdout.strip().splitlines()[-1])
+    peaks = {
+        name: m["python_peak"] for name, m in _measure(fake_oxen, moto_endpoint, bucket, results).items()
+    }
 
     # Holding the file would cost at least its size (about 12 MB). Streaming costs buffers:
     # about 1.5 MB for the download and the checks, plus about 1.5 MB per multipart part boto3

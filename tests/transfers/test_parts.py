@@ -34,17 +34,10 @@ from airflow_provider_oxen.transfers.store import (
 # -- spool ------------------------------------------------------------------------------------------
 
 
-def test_spool_stays_in_memory_below_the_threshold() -> None:
-    with Spool(max_memory=10) as spool:
-        spool.write(b"0123456789")
-        assert spool.path is None
-        spool.seek(0)
-        assert spool.read() == b"0123456789" and spool.tell() == 10
-
-
-def test_spool_moves_to_a_named_file_past_the_threshold_and_removes_it() -> None:
+def test_spool_stays_in_memory_up_to_the_threshold_then_moves_to_a_named_file_and_removes_it() -> None:
     spool = Spool(max_memory=10)
     spool.write(b"0123456789")
+    assert spool.path is None and spool.tell() == 10
     spool.write(b"abc")
     assert spool.path is not None
     path = spool.path
@@ -89,14 +82,6 @@ def test_results_are_flattened(value: Any, ids: list[str]) -> None:
 def test_unusable_results_are_refused(value: Any) -> None:
     with pytest.raises(OxenValidationError):
         flatten_results(value)
-
-
-def test_only_succeeded_results_with_an_id_can_be_stored() -> None:
-    assert check_result({"generation_id": "g1", "media_type": "image"})["generation_id"] == "g1"
-    with pytest.raises(OxenValidationError, match="status 'failed'"):
-        check_result({**RESULT, "status": "failed"})
-    with pytest.raises(OxenValidationError, match="no generation_id"):
-        check_result({"status": "succeeded"})
 
 
 # -- write decisions --------------------------------------------------------------------------------
@@ -177,12 +162,12 @@ def test_metadata_is_ascii_and_drops_missing_values() -> None:
 # -- manifest ---------------------------------------------------------------------------------------
 
 
-def _record(generation_id: str, ok: bool, action: str) -> dict[str, Any]:
+def _record(generation_id: str, ok: bool, action: str, **result: Any) -> dict[str, Any]:
     check = ImageCheck(
         ok=ok, problems=[] if ok else ["is 1x1, expected 2x2"], width=1, height=1, format="png"
     )
     return image_record(
-        {**RESULT, "generation_id": generation_id, "prompt": "p"},
+        {**RESULT, "generation_id": generation_id, "prompt": "p", **result},
         s3_key=f"p/{generation_id}.png",
         s3_uri=f"s3://b/p/{generation_id}.png",
         s3_prefix="p",
@@ -194,13 +179,16 @@ def _record(generation_id: str, ok: bool, action: str) -> dict[str, Any]:
     )
 
 
+def _manifest(*records: dict[str, Any]) -> bytes:
+    document = build_manifest(
+        list(records), bucket="b", prefix="p", run_id="r", checks=CheckSettings(), contact_sheet=None
+    )
+    return manifest_bytes(document)
+
+
 def test_manifest_describes_storage_not_the_try() -> None:
     def manifest(action: str) -> bytes:
-        records = [_record("g1", True, action), _record("g2", False, action)]
-        document = build_manifest(
-            records, bucket="b", prefix="p", run_id="r", checks=CheckSettings(), contact_sheet=None
-        )
-        return manifest_bytes(document)
+        return _manifest(_record("g1", True, action), _record("g2", False, action))
 
     first, rerun = manifest("stored"), manifest("skipped")
     assert first == rerun  # so a re-run finds the stored manifest unchanged
@@ -245,29 +233,19 @@ def test_url_queries_are_stripped_from_urls_only() -> None:
 
 
 def test_records_and_manifests_keep_no_signed_query() -> None:
-    result = {**RESULT, "result_url": SIGNED, "parameters": {"input_image": PRESIGNED}, "url": SIGNED}
-    record = image_record(
-        result,
-        s3_key="p/g1.png",
-        s3_uri="s3://b/p/g1.png",
-        s3_prefix="p",
-        sha256="0" * 64,
-        size_bytes=1,
-        content_type="image/png",
-        check=None,
-        action="stored",
+    record = _record(
+        "g1", True, "stored", result_url=SIGNED, parameters={"input_image": PRESIGNED}, url=SIGNED
     )
     assert record["result_url"] == record["url"] == "https://files.example/files/g1/image-0.png"
-    manifest = manifest_bytes(
-        build_manifest(
-            [record], bucket="b", prefix="p", run_id="r", checks=CheckSettings(), contact_sheet=None
-        )
-    ).decode()
+    manifest = _manifest(record).decode()
     for secret in ("sig=", "expires=", "X-Amz-Signature", "X-Amz-Credential", "?"):
         assert secret not in manifest and secret not in json.dumps(record)
 
 
-def test_images_and_clips_can_be_stored_and_refusals_show_no_signed_query() -> None:
+def test_only_succeeded_images_and_clips_with_an_id_can_be_stored_and_refusals_show_no_signed_query() -> None:
+    assert check_result({"generation_id": "g1", "media_type": "image"})["generation_id"] == "g1"
+    with pytest.raises(OxenValidationError, match="status 'failed'"):
+        check_result({**RESULT, "status": "failed"})
     assert check_result({**RESULT, "media_type": "image"})["media_type"] == "image"
     assert check_result({**RESULT, "media_type": "video"})["media_type"] == "video"
     for media_type in ("audio", None):  # a result without one is refused too (no shape left without it)

@@ -27,15 +27,21 @@ from tests.transfers.helpers import (
     s3_operator,
     served_sha256,
 )
+from tests.transfers.video_helpers import FakeOxen
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
 
-def test_an_edit_is_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
+def test_an_edit_is_sent_presigned_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
+    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
 ) -> None:
     [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
     assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
+    [post] = oxen.requests(method="POST", path="/api/ai/queue")
+    sent = post["json"]["input_image"]
+    assert sent.startswith(aws_conn) and "Signature=" in sent  # Oxen got a presigned URL
+    assert result["media_type"] == "image" and result["parameters"]["input_image"] == sent.split("?")[0]
+    assert "Signature" not in repr(result)  # XCom keeps no signature
 
     [record] = run_transfer(s3_operator([result], bucket))
 
@@ -81,6 +87,11 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
     with pytest.raises(OxenValidationError, match="mark_provenance") as refused:
         run_transfer(s3_operator([result], bucket, mark_provenance="sometimes"))
     assert refused.value.field == "mark_provenance" and s3_calls.uploads == 0
+    # Signing needs marking: refused before any upload.
+    operator = s3_operator([result], bucket, mark_provenance=False, c2pa_conn_id="oxen_c2pa_default")
+    with pytest.raises(OxenValidationError, match="mark_provenance=True") as refused:
+        run_transfer(operator)
+    assert refused.value.field == "c2pa_conn_id" and s3_calls.uploads == 0
 
     # Templated: a rendered "False" is off.
     [off] = run_transfer(s3_operator([result], bucket, mark_provenance="False", contact_sheet=False))
@@ -104,7 +115,7 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
 
 def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
     tmp_path: Path,
-    file_results: str,
+    fake_oxen: FakeOxen,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -117,7 +128,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
         "status": "succeeded",
         "media_type": "image",
         "model": "some-gif-model",
-        "result_url": f"{file_results}/still.gif?signature=test",
+        "result_url": fake_oxen.add("gen-gif", tmp_path / "still.gif") + "?signature=test",
         "output_format": "gif",
     }
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
@@ -202,13 +213,3 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     s3_calls.reset()
     [again] = run_transfer(s3_operator([edit], bucket, c2pa_conn_id="oxen_c2pa_default"))
     assert (again["action"], again["sha256"], s3_calls.uploads) == ("skipped", edit_record["sha256"], 0)
-
-
-def test_signing_needs_marking_and_is_refused_before_any_upload(
-    oxen: EmulatorControl, bucket: str, s3_calls: S3Calls
-) -> None:
-    [result] = generate(1)
-    operator = s3_operator([result], bucket, mark_provenance=False, c2pa_conn_id="oxen_c2pa_default")
-    with pytest.raises(OxenValidationError, match="mark_provenance=True") as refused:
-        run_transfer(operator)
-    assert refused.value.field == "c2pa_conn_id" and s3_calls.uploads == 0

@@ -8,7 +8,6 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from airflow_provider_oxen.exceptions import OxenCheckFailedError, OxenKeyConflictError
+from airflow_provider_oxen.exceptions import OxenCheckFailedError, OxenKeyConflictError, OxenKeyError
 from airflow_provider_oxen.media.contact_sheet import PAD, make_thumbnail, sheet_size
 from airflow_provider_oxen.media.video import NOT_CHECKED, VideoCheck, decode_video
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
@@ -40,13 +39,6 @@ RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"
 MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
 SHEET_KEY = f"campaigns/contact-sheet-{RUN_SLUG}.png"
 CLIP_ID, IMAGE_ID, TALL_ID = "clip-aaaa-0001", "img-bbbb-0002", "clip-cccc-0003"
-
-
-@pytest.fixture
-def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOxen]:
-    with FakeOxen(tmp_path) as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
-        yield fake
 
 
 def _frame(data: bytes, index: int) -> Image.Image:
@@ -81,7 +73,7 @@ def batch(tmp_path: Path, fake_oxen: FakeOxen) -> list[dict[str, Any]]:
     ]
 
 
-def test_clips_are_stored_checked_and_get_a_poster_frame(
+def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     fake_oxen: FakeOxen,
     tmp_path: Path,
     s3_client: Any,
@@ -183,24 +175,18 @@ def test_clips_are_stored_checked_and_get_a_poster_frame(
     assert log.count("(poster frame,") == 2
     assert "Done: 3 file(s), 3 stored, 0 replaced, 0 skipped, 0 failed checks" in log
 
-
-def test_a_rerun_is_a_no_op(
-    fake_oxen: FakeOxen, s3_client: Any, bucket: str, s3_calls: S3Calls, batch: list[dict[str, Any]]
-) -> None:
-    first = _run(_operator(batch, bucket))
+    # A re-run is a no-op: nothing downloaded, nothing uploaded, nothing touched.
     stamps = {
         k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in list_keys(s3_client, bucket)
     }
-    downloads = fake_oxen.requests["file"]
     s3_calls.reset()
-
     second = _run(_operator(batch, bucket))
-    assert s3_calls.uploads == 0 and fake_oxen.requests["file"] == downloads
+    assert s3_calls.uploads == 0 and fake_oxen.requests["file"] == 3
     assert [r["action"] for r in second] == ["skipped"] * 3
     assert [r.get("poster_action") for r in second] == ["skipped", None, "skipped"]
     strip = ("action", "poster_action")
     assert [{k: v for k, v in r.items() if k not in strip} for r in second] == [
-        {k: v for k, v in r.items() if k not in strip} for r in first
+        {k: v for k, v in r.items() if k not in strip} for r in records
     ]
     assert stamps == {
         k: s3_client.head_object(Bucket=bucket, Key=k)["LastModified"] for k in list_keys(s3_client, bucket)
@@ -209,9 +195,9 @@ def test_a_rerun_is_a_no_op(
     # Without checks or a contact sheet, S3's checksums prove clip and poster: HEAD requests only.
     s3_calls.reset()
     third = _run(_operator(batch, bucket, checks=False, contact_sheet=False))
-    assert s3_calls.counts["GetObject"] == 0 and fake_oxen.requests["file"] == downloads
+    assert s3_calls.counts["GetObject"] == 0 and fake_oxen.requests["file"] == 3
     assert [r.get("poster_action") for r in third] == ["skipped", None, "skipped"]
-    assert third[0]["poster_sha256"] == first[0]["poster_sha256"]
+    assert third[0]["poster_sha256"] == clip["poster_sha256"]
     assert s3_calls.keys.get("PutObject") == [MANIFEST_KEY]  # the manifest now says checks: null
 
 
@@ -355,34 +341,22 @@ def test_review_shows_the_poster_and_publish_moves_clip_and_poster(
     assert publish.execute({}) == outcome  # a re-run: nothing copied, nothing deleted
     assert s3_calls.changes == 0 and set(list_keys(s3_client, bucket)) == keys
 
-
-def test_publish_confines_poster_keys_to_the_transfers_prefix(
-    fake_oxen: FakeOxen, tmp_path: Path, s3_client: Any, bucket: str, s3_calls: S3Calls
-) -> None:
-    from airflow_provider_oxen.transfers.keys import OxenKeyError
-
-    make_clip(tmp_path / "clip-a.mp4")
-    [record] = _run(
-        _operator([video_result(CLIP_ID, fake_oxen.add(CLIP_ID, tmp_path / "clip-a.mp4"))], bucket)
-    )
-    keys = set(list_keys(s3_client, bucket))
-    review = {"decisions": {CLIP_ID: "reject"}, "note": ""}
+    # Poster keys are confined to the transfer's prefix and bucket like the files themselves.
     for change, message in [
         (
             {"poster_s3_key": "elsewhere/x.jpg", "poster_s3_uri": None},
             "'elsewhere/x.jpg' is outside the prefix",
         ),
-        ({"poster_s3_uri": f"s3://other/{record['poster_s3_key']}"}, "names the poster frame 's3://other/"),
+        ({"poster_s3_uri": f"s3://other/{clip['poster_s3_key']}"}, "names the poster frame 's3://other/"),
     ]:
-        s3_calls.reset()
         with pytest.raises(OxenKeyError, match=re.escape(message)):
             OxenPublishReviewedOperator(
                 task_id="publish",
-                records=[{**record, **change}],
-                review=review,
+                records=[{**clip, **change}],
+                review={"decisions": {CLIP_ID: "reject"}, "note": ""},
                 bucket=bucket,
-                approved_prefix="approved/run1",
-                rejected_prefix="rejected/run1",
+                approved_prefix="approved/run2",
+                rejected_prefix="rejected/run2",
             ).execute({})
         assert s3_calls.changes == 0 and set(list_keys(s3_client, bucket)) == keys
 

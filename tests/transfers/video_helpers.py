@@ -8,6 +8,7 @@ signed link would be). It does not depend on the emulator's video models.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -108,13 +109,14 @@ class FakeOxen:
 
     ``add(generation_id, path, media_type)`` registers a finished generation whose result is
     the file at ``path``. ``requests`` counts what was asked (``"row"``, ``"file"``,
-    ``"unsigned"``).
+    ``"unsigned"``). A file URL's query may ask for a damaged download (``_send_damaged``).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.rows: dict[str, dict[str, Any]] = {}
         self.requests: Counter[str] = Counter()
+        self.cut_once: set[str] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -172,13 +174,16 @@ class FakeOxen:
             }
             return self._send(request, 200, json.dumps(body).encode(), "application/json")
         if parts.path.startswith("/files/"):
-            if "signature" not in parse_qs(parts.query):
+            query = parse_qs(parts.query)
+            if "signature" not in query:
                 self.requests["unsigned"] += 1
                 return self._send(request, 403, b"unsigned", "text/plain")
             path = self.directory / parts.path.rsplit("/", 1)[-1]
             if not path.is_file():
                 return self._send(request, 404, b"missing", "text/plain")
             self.requests["file"] += 1
+            if query.keys() & {"cut", "gzip"}:
+                return self._send_damaged(request, path, query)
             request.send_response(200)
             request.send_header("Content-Type", _TYPES.get(path.suffix, "application/octet-stream"))
             request.send_header("Content-Length", str(path.stat().st_size))
@@ -187,6 +192,26 @@ class FakeOxen:
                 shutil.copyfileobj(source, request.wfile, 1024 * 1024)
             return None
         return self._send(request, 404, b"no route", "text/plain")
+
+    def _send_damaged(self, request: BaseHTTPRequestHandler, path: Path, query: dict[str, list[str]]) -> None:
+        """``?gzip=1``: sent with ``Content-Encoding: gzip``; ``?cut=<bytes>``: cut off there (with
+        ``&once=1`` only the first download of that URL is)."""
+        data = path.read_bytes()
+        request.send_response(200)
+        request.send_header("Content-Type", _TYPES.get(path.suffix, "application/octet-stream"))
+        if "gzip" in query:
+            data = gzip.compress(data)
+            request.send_header("Content-Encoding", "gzip")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        end = int(query["cut"][0]) if "cut" in query else len(data)
+        if "once" in query:
+            if request.path in self.cut_once:
+                end = len(data)
+            self.cut_once.add(request.path)
+        request.wfile.write(data[:end])
+        request.wfile.flush()
+        request.close_connection = end < len(data)
 
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
@@ -225,12 +250,6 @@ def video_result(
         "output_format": "mp4",
         "width": None,
         "height": None,
-        "cost": "0.4200",
-        "enqueued_at": "2026-05-01T09:30:00Z",
-        "started_at": "2026-05-01T09:30:01Z",
-        "completed_at": "2026-05-01T09:31:30Z",
-        "queue_seconds": 1.0,
-        "render_seconds": 89.0,
         **extra,
     }
 

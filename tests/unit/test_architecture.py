@@ -111,12 +111,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return next((cycle for module in sorted(graph) if (cycle := visit(module, []))), None)
 
 
-def test_no_module_imports_from_a_layer_above_its_own() -> None:
-    assert upward_imports(_imports()) == []
-
-
-def test_the_package_has_no_import_cycle() -> None:
-    assert find_cycle(_imports()) is None
+def test_no_module_imports_from_a_layer_above_its_own_and_there_is_no_import_cycle() -> None:
+    graph = _imports()
+    assert upward_imports(graph) == []
+    assert find_cycle(graph) is None
 
 
 def test_the_checks_report_an_upward_import_and_a_cycle() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -53,6 +52,7 @@ def test_defaults() -> None:
     assert pol.origin == ("https", "hub.oxen.ai", 443)
     assert pol.max_bytes == DEFAULT_MAX_BYTES == 512 * 1024 * 1024
     assert pol.allowed_hosts == pol.allow_http_hosts == frozenset()
+    assert policy(download_allowed_hosts=["[fd00::5]"]).is_allowed_host("fd00::5")  # an IPv6 literal
 
 
 @pytest.mark.parametrize(
@@ -78,30 +78,37 @@ def test_bad_host_lists_are_refused(value: Any) -> None:
     assert info.value.field == "download_allowed_hosts"
 
 
-def test_ipv6_literal_in_allowed_hosts() -> None:
-    assert policy(download_allowed_hosts=["[fd00::5]"]).is_allowed_host("fd00::5")
-
-
 @pytest.mark.parametrize(
-    ("value", "expected"), [(1000, 1000), ("2048", 2048), (None, DEFAULT_MAX_BYTES), (1e3, 1000)]
+    ("value", "expected"),
+    [(1000, 1000), ("2048", 2048), (None, DEFAULT_MAX_BYTES), (1e3, 1000)]
+    + [(bad, None) for bad in (0, -1, "lots", True, 1.5)],
 )
-def test_max_bytes(value: Any, expected: int) -> None:
-    assert policy(download_max_bytes=value).max_bytes == expected
-
-
-@pytest.mark.parametrize("value", [0, -1, "lots", True, 1.5])
-def test_bad_max_bytes_is_refused(value: Any) -> None:
-    with pytest.raises(OxenValidationError):
-        policy(download_max_bytes=value)
+def test_max_bytes(value: Any, expected: int | None) -> None:
+    if expected is None:
+        with pytest.raises(OxenValidationError):
+            policy(download_max_bytes=value)
+    else:
+        assert policy(download_max_bytes=value).max_bytes == expected
 
 
 # -- schemes and hosts -----------------------------------------------------------------------------
 
 
-def test_https_to_a_public_host_passes() -> None:
+def test_https_anywhere_plain_http_to_the_connections_own_origin_or_the_hosts_allowed_it() -> None:
     target = check_url(f"https://storage.googleapis.com/bucket/img.png{SIGNED}", policy())
     assert (target.scheme, target.host, target.port) == ("https", "storage.googleapis.com", 443)
     assert not target.trusted
+    emulator = policy(EMULATOR)
+    assert check_url(f"{EMULATOR}/files/g/1.png{SIGNED}", emulator).own_origin
+    assert check_url(f"{EMULATOR}/files/g/1.png", emulator).trusted
+    # Same host, other port: another origin (and another service).
+    assert "plain http" in str(refused("http://127.0.0.1:9999/x", emulator))
+    assert "plain http" in str(refused("http://storage.example/x.png"))
+    assert "plain http" in str(refused("http://hub.oxen.ai/x.png"))  # the API's host, but not its scheme
+    pol = policy(download_allow_http_hosts="minio.lan")
+    target = check_url("http://minio.lan:9000/bucket/x.png", pol)
+    assert target.scheme == "http" and not target.trusted  # still address-checked
+    refused("http://other.lan/x.png", pol)
 
 
 @pytest.mark.parametrize(
@@ -118,23 +125,6 @@ def test_other_schemes_are_refused(url: str) -> None:
     error = refused(url)
     assert "scheme" in str(error)
     assert isinstance(error, OxenUnrecoverableError)  # fails the task, no Airflow retry
-
-
-def test_plain_http_only_to_the_connections_own_origin() -> None:
-    emulator = policy(EMULATOR)
-    assert check_url(f"{EMULATOR}/files/g/1.png{SIGNED}", emulator).own_origin
-    assert check_url(f"{EMULATOR}/files/g/1.png", emulator).trusted
-    # Same host, other port: another origin (and another service).
-    assert "plain http" in str(refused("http://127.0.0.1:9999/x", emulator))
-    assert "plain http" in str(refused("http://storage.example/x.png"))
-    assert "plain http" in str(refused("http://hub.oxen.ai/x.png"))  # the API's host, but not its scheme
-
-
-def test_allow_http_hosts_extra() -> None:
-    pol = policy(download_allow_http_hosts="minio.lan")
-    target = check_url("http://minio.lan:9000/bucket/x.png", pol)
-    assert target.scheme == "http" and not target.trusted  # still address-checked
-    refused("http://other.lan/x.png", pol)
 
 
 def test_refusal_names_reason_and_host_never_the_query() -> None:
@@ -183,7 +173,7 @@ def test_public_addresses(address: str) -> None:
     assert address_problem(address) is None
 
 
-def test_every_resolved_address_must_be_public() -> None:
+def test_every_resolved_address_must_be_public_except_for_the_own_origin_and_allowed_hosts() -> None:
     target = check_url("https://storage.example/x.png", policy())
     check_addresses(target, [PUBLIC, "2606:4700:4700::1111"])
     with pytest.raises(OxenDownloadRefusedError) as info:
@@ -191,9 +181,6 @@ def test_every_resolved_address_must_be_public() -> None:
     assert "storage.example" in str(info.value) and "link-local" in str(info.value)
     with pytest.raises(OxenDownloadRefusedError, match="no address"):
         check_addresses(target, [])
-
-
-def test_own_origin_and_allowed_hosts_may_be_private() -> None:
     emulator = policy(EMULATOR, download_allowed_hosts=["minio.internal"])
     check_addresses(check_url(f"{EMULATOR}/files/x.png", emulator), ["127.0.0.1"])
     check_addresses(check_url("https://minio.internal/b/x.png", emulator), ["10.0.0.5"])
@@ -201,17 +188,15 @@ def test_own_origin_and_allowed_hosts_may_be_private() -> None:
         check_addresses(check_url("https://localhost:8765/x.png", emulator), ["127.0.0.1"])
 
 
-def test_literal_ips_need_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_literal_ips_need_no_dns_and_names_are_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "127.0.0.1" in resolve("localhost", 80)
+
     def no_dns(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("DNS used for a literal address")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     assert resolve("169.254.169.254", 80) == ["169.254.169.254"]
     assert resolve("::1", 443) == ["::1"]
-
-
-def test_resolution_of_names() -> None:
-    assert "127.0.0.1" in resolve("localhost", 80)
 
 
 # -- the download client: every hop checked before connecting -------------------------------------------
@@ -254,13 +239,6 @@ def sync_client(recorder: Recorder, pol: DownloadPolicy | None = None) -> httpx.
     )
 
 
-def test_a_public_download_goes_through() -> None:
-    recorder = Recorder({"storage.example/x.png": httpx.Response(200, content=b"png")})
-    with sync_client(recorder) as client:
-        assert client.get(f"https://storage.example/x.png{SIGNED}").content == b"png"
-    assert recorder.seen == ["storage.example/x.png"]
-
-
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -294,7 +272,7 @@ def test_a_redirect_to_a_refused_url_is_never_sent(location: str, reason: str) -
     assert "token" not in str(info.value)
 
 
-def test_a_redirect_between_public_hosts_is_followed() -> None:
+def test_a_public_download_and_a_redirect_between_public_hosts_go_through() -> None:
     recorder = Recorder(
         {
             "cdn.example/x.png": redirect("https://storage.example/x.png"),
@@ -302,8 +280,9 @@ def test_a_redirect_between_public_hosts_is_followed() -> None:
         }
     )
     with sync_client(recorder) as client:
+        assert client.get(f"https://storage.example/x.png{SIGNED}").content == b"png"
         assert client.get("https://cdn.example/x.png").content == b"png"
-    assert recorder.seen == ["cdn.example/x.png", "storage.example/x.png"]
+    assert recorder.seen == ["storage.example/x.png", "cdn.example/x.png", "storage.example/x.png"]
 
 
 def test_an_unresolvable_host_is_a_connection_error() -> None:
@@ -331,7 +310,7 @@ def test_content_length_above_the_cap_is_refused_before_reading() -> None:
     assert body_read == []
 
 
-def test_streamed_bytes_above_the_cap_abort_the_download() -> None:
+def test_streamed_bytes_above_the_cap_abort_the_download_and_a_body_at_the_cap_is_fine() -> None:
     pol = policy(download_max_bytes=10)
     sent: list[int] = []
 
@@ -349,12 +328,9 @@ def test_streamed_bytes_above_the_cap_abort_the_download() -> None:
         for _ in response.iter_bytes():
             pass
     assert sum(sent) <= 12  # stopped at the chunk that crossed the cap
-
-
-def test_a_body_at_the_cap_is_fine() -> None:
     recorder = Recorder({"storage.example/x": httpx.Response(200, content=b"0123456789")})
-    with sync_client(recorder, policy(download_max_bytes=10)) as client:
-        assert client.get("https://storage.example/x").content == b"0123456789"
+    with sync_client(recorder, pol) as client:
+        assert client.get("https://storage.example/x").content == b"0123456789"  # at the cap is fine
 
 
 # -- reading under the cap (decoded bytes) ---------------------------------------------------------
@@ -386,25 +362,3 @@ def test_a_small_gzip_body_is_capped_by_what_it_inflates_to() -> None:
         for chunk in iter_capped(response, 1024 * 1024, 256 * 1024):
             written.write(chunk)
     assert written.tell() == 1024 * 1024  # never a byte past the cap
-
-
-# -- the hooks use it ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def oxen_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    conn = {"conn_type": "oxen", "host": "https://hub.oxen.ai", "password": "k", "extra": {"max_retries": 0}}
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
-
-
-@pytest.mark.usefixtures("oxen_default")
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://169.254.169.254/latest/meta-data"])
-def test_the_hook_refuses_before_sending(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_oxen.hooks.oxen import OxenHook
-
-    def no_send(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("a request was sent")
-
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", no_send)
-    with OxenHook() as hook, pytest.raises(OxenDownloadRefusedError):
-        hook.download_to(url, io.BytesIO())

@@ -91,22 +91,14 @@ def test_validation_error_names_the_field() -> None:
     assert isinstance(from_text, OxenBadRequestError) and from_text.field == "seed"
 
 
-def test_non_json_body_is_truncated_text() -> None:
+def test_errors_carry_what_the_user_needs() -> None:
     error = api.error_from_response(GET, httpx.Response(502, text="<html>" + "x" * 5000))
-    assert error.api_message.startswith("<html>")
-    assert len(error.api_message) <= 300
-    assert len(error.body) <= 500
-
-
-def test_rate_limit_error_carries_retry_after() -> None:
-    error = api.error_from_response(GET, _response(429, {"error": "slow down"}, {"Retry-After": "9"}))
-    assert isinstance(error, OxenRateLimitError)
-    assert error.retry_after == 9.0
-
-
-def test_auth_error_says_where_the_key_goes() -> None:
-    error = api.error_from_response(GET, _response(401, {"error": "Invalid API key"}))
-    assert "password field" in str(error)
+    assert error.api_message.startswith("<html>")  # a body that is not JSON: truncated text
+    assert len(error.api_message) <= 300 and len(error.body) <= 500
+    limited = api.error_from_response(GET, _response(429, {"error": "slow down"}, {"Retry-After": "9"}))
+    assert isinstance(limited, OxenRateLimitError) and limited.retry_after == 9.0
+    unauthorized = api.error_from_response(GET, _response(401, {"error": "Invalid API key"}))
+    assert "password field" in str(unauthorized)  # where the key goes
 
 
 def test_plan_retries_then_raises_typed_error() -> None:
@@ -152,11 +144,6 @@ def test_settings_never_show_the_key() -> None:
     assert settings.timeout == 5.0
 
 
-def test_path_segments_cannot_escape() -> None:
-    with pytest.raises(ValueError):
-        api.generation_call("../models")
-
-
 @pytest.mark.parametrize("status", [402, 400])
 def test_insufficient_credits_is_typed_by_its_envelope_and_tells_the_user_what_to_do(status: int) -> None:
     body = {
@@ -180,17 +167,14 @@ def test_only_errors_no_retry_can_fix_fail_the_task_without_airflow_retries(
     error = api.error_from_response(GET, _response(status, {"error": {"detail": "no"}}))
     assert isinstance(error, AirflowFailException) is unrecoverable
     assert isinstance(error, OxenUnrecoverableError) is unrecoverable
+    assert isinstance(OxenValidationError("bad", field="x"), AirflowFailException)  # client-side too
 
 
-def test_client_side_validation_error_fails_without_retries() -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    assert isinstance(OxenValidationError("bad", field="x"), AirflowFailException)
-
-
-def test_model_ids_with_slash_dot_colon_are_one_encoded_segment() -> None:
+def test_model_ids_are_one_encoded_segment_and_path_segments_cannot_escape() -> None:
     assert (
         api.model_call("openai/gpt-image-1.5:latest").path == "/api/ai/models/openai%2Fgpt-image-1.5%3Alatest"
     )
     with pytest.raises(ValueError):
         api.model_call("..")
+    with pytest.raises(ValueError):
+        api.generation_call("../models")

@@ -1,5 +1,6 @@
 """Hook behaviour with HTTP stubbed by respx; the same behaviours run over a real socket in
-tests/integration/test_hook_emulator.py."""
+tests/integration/test_hook_emulator.py. The model cache: per process, keyed by API base URL and
+model id, for a fixed time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import respx
 
 from airflow_provider_oxen.exceptions import OxenAuthenticationError
-from airflow_provider_oxen.hooks import download_policy
+from airflow_provider_oxen.hooks import oxen
 from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, OxenAsyncHook, OxenHook
 from airflow_provider_oxen.models import build_image_request
 
@@ -34,6 +35,7 @@ def _conn(monkeypatch: pytest.MonkeyPatch) -> None:
         "extra": {"max_retries": 2, "backoff_base": 0.001, "backoff_max": 0.01},
     }
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_OTHER", json.dumps({**conn, "host": "http://other.test"}))
 
 
 @respx.mock
@@ -54,49 +56,34 @@ def test_bearer_header_is_sent_and_never_logged(caplog: pytest.LogCaptureFixture
 
 
 @respx.mock
-def test_enqueue_splits_and_reports_each_batch() -> None:
-    respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
-    counter = iter(range(100))
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        n = json.loads(request.content)["num_generations"]
-        return httpx.Response(
-            200, json={"generations": [{"generation_id": f"g{next(counter)}"} for _ in range(n)]}
-        )
-
-    enqueue = respx.post(f"{BASE}/api/ai/queue").mock(side_effect=answer)
-    batches: list[list[str]] = []
-    with OxenHook() as hook:
-        ids = hook.enqueue(
-            build_image_request("flux", "cat"),
-            6,
-            on_enqueued=lambda b: batches.append([g.generation_id for g in b]),
-        )
-    assert [json.loads(c.request.content)["num_generations"] for c in enqueue.calls] == [4, 2]
-    assert batches == [["g0", "g1", "g2", "g3"], ["g4", "g5"]]
-    assert len(ids) == 6
-    assert all("num_images" not in json.loads(c.request.content) for c in enqueue.calls)
-
-
-@respx.mock
-def test_model_details_are_cached_per_process() -> None:
-    detail = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
-    with OxenHook() as hook:
+def test_a_model_is_cached_by_its_url_and_id_only() -> None:
+    ours = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    other = respx.get("http://other.test/api/ai/models/flux").mock(
+        return_value=httpx.Response(200, json=MODEL)
+    )
+    with OxenHook() as hook, OxenHook("oxen_other") as other_hook:
         hook.prepare(build_image_request("flux", "a"))
-        hook.prepare(build_image_request("flux", "b"))
-    with OxenHook() as other:
-        other.prepare(build_image_request("flux", "c"))
-    assert detail.call_count == 1
+        assert hook.get_model("flux").id == OxenHook().get_model("flux").id
+        assert ours.call_count == 1
+        other_hook.get_model("flux")
+        assert other.call_count == 1
+        hook.get_model("flux", refresh=True)
+        assert ours.call_count == 2
 
 
 @respx.mock
-def test_downloads_to_other_hosts_do_not_carry_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    # storage.test resolves nowhere: give it a public address for the download policy's check.
-    monkeypatch.setattr(download_policy, "resolve", lambda host, port: ["93.184.215.14"])
-    route = respx.get("https://storage.test/img.png").mock(return_value=httpx.Response(200, content=b"png!"))
-    with OxenHook() as hook, hook.open_download("https://storage.test/img.png?sig=1") as response:
-        assert response.read() == b"png!"
-    assert "Authorization" not in route.calls[0].request.headers
+def test_a_cached_model_expires_after_the_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(oxen.time, "monotonic", lambda: now[0])
+    route = respx.get(f"{BASE}/api/ai/models/flux").mock(return_value=httpx.Response(200, json=MODEL))
+    with OxenHook() as hook:
+        hook.get_model("flux")
+        now[0] += 600
+        hook.get_model("flux")
+        assert route.call_count == 1
+        now[0] += 1
+        hook.get_model("flux")
+        assert route.call_count == 2
 
 
 @respx.mock

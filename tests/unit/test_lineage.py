@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from airflow_provider_oxen.lineage import RUN_FACET, generation_uri, operator_lineage
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 
@@ -54,6 +56,7 @@ def test_generate_without_input_uris_reports_its_rendered_input_images_and_the_i
     assert facet.generationIds == ["g1", "g2"] and facet.reportedCost is None and facet.costUnreported == 2
 
 
+@pytest.mark.slow  # a fresh interpreter importing Airflow: seconds on a busy machine
 def test_the_provider_imports_and_builds_its_operators_without_openlineage() -> None:
     # A fresh interpreter in which nothing of OpenLineage can be imported (as when the provider is
     # not installed; only its metadata, which Airflow's provider discovery reads, is left): every

@@ -49,17 +49,7 @@ from tests.transfers.helpers import RUN_ID, FakeTI, generate, transfer_context
 __all__ = ["aws_conn", "bucket", "moto_endpoint", "s3_client"]
 
 DAG_ID = "oxen_marketing_campaign"
-STORED_LINKS = {
-    "airflow_provider_oxen.links.extra_links.OxenImageLink",
-    "airflow_provider_oxen.links.extra_links.OxenS3FolderLink",
-    "airflow_provider_oxen.links.extra_links.OxenManifestLink",
-    "airflow_provider_oxen.links.extra_links.OxenContactSheetLink",
-}
-LIVE_LINK_PATHS = {
-    "airflow_provider_oxen.links.extra_links.OxenImageLiveLink",
-    "airflow_provider_oxen.links.extra_links.OxenManifestLiveLink",
-    "airflow_provider_oxen.links.extra_links.OxenContactSheetLiveLink",
-}
+STORED_LINKS = (OxenImageLink, OxenS3FolderLink, OxenManifestLink, OxenContactSheetLink)
 
 
 def ti_key(task_id: str, map_index: int = -1) -> TaskInstanceKey:
@@ -141,13 +131,26 @@ def test_each_live_link_replaces_a_stored_link_of_the_same_name() -> None:
     assert {link().name for link in LIVE_LINKS} == {"Oxen image", "Manifest", "Contact sheet"}
 
 
-def test_generate_pushes_a_connection_id_other_than_the_default(oxen_conn: EmulatorControl) -> None:
+def test_link_data_is_pushed_only_when_useful_and_a_failing_push_does_not_fail_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     ti = FakeTI()
-    operator = OxenGenerateImageOperator(
-        task_id="generate", prompt="A lighthouse", oxen_conn_id="oxen_campaigns"
+    OxenImageLink.persist(
+        {"ti": ti},  # type: ignore[arg-type]
+        OxenGenerateImageOperator(task_id="generate", prompt="A lighthouse", oxen_conn_id="oxen_campaigns"),
     )
-    OxenImageLink.persist({"ti": ti}, operator)  # type: ignore[arg-type]
     assert ti.xcoms == {LINK_DATA_KEY: {"oxen_conn_id": "oxen_campaigns"}}
+    ti = FakeTI()  # nothing is pushed without xcom_push
+    OxenImageLink.persist({"ti": ti}, OxenGenerateImageOperator(task_id="g", prompt="x", do_xcom_push=False))  # type: ignore[arg-type]
+    assert ti.xcoms == {}
+
+    class BrokenTI(FakeTI):
+        def xcom_push(self, key: str, value: Any) -> None:
+            raise RuntimeError("no XCom today")
+
+    operator = OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="s3://b/k.png")
+    OxenContactSheetLink.persist({"ti": BrokenTI()}, operator)  # type: ignore[arg-type]
+    assert "RuntimeError" in caplog.text
 
 
 def test_generate_pushes_no_link_data_for_the_default_connection(oxen_conn: EmulatorControl) -> None:
@@ -160,23 +163,6 @@ def test_generate_pushes_no_link_data_for_the_default_connection(oxen_conn: Emul
     results = operator.execute({"ti": ti, "task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
     assert LINK_DATA_KEY not in ti.xcoms
     assert API_KEY not in json.dumps(ti.xcoms) and "?" not in results[0]["result_url"]
-
-
-def test_nothing_is_pushed_without_xcom_push() -> None:
-    ti = FakeTI()
-    operator = OxenGenerateImageOperator(task_id="generate", prompt="x", do_xcom_push=False)
-    OxenImageLink.persist({"ti": ti}, operator)  # type: ignore[arg-type]
-    assert ti.xcoms == {}
-
-
-def test_a_failing_push_does_not_fail_the_task(caplog: pytest.LogCaptureFixture) -> None:
-    class BrokenTI(FakeTI):
-        def xcom_push(self, key: str, value: Any) -> None:
-            raise RuntimeError("no XCom today")
-
-    operator = OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="s3://b/k.png")
-    OxenContactSheetLink.persist({"ti": BrokenTI()}, operator)  # type: ignore[arg-type]
-    assert "RuntimeError" in caplog.text
 
 
 def test_review_pushes_its_contact_sheet_and_connection() -> None:
@@ -232,9 +218,7 @@ def test_stored_s3_links_are_unsigned_console_urls(xcoms: FakeXComs, aws_conn: s
     assert _query(sheet)["prefix"] == ["c/sheet.png"]
     for url in (folder, manifest, sheet):
         assert "Signature" not in url and "Expires" not in url
-
-
-def test_console_urls_follow_the_partition() -> None:
+    # Console URLs follow the partition.
     assert links.s3_console_folder_url("b", "", "cn-north-1").startswith("https://console.amazonaws.cn/")
     assert links.s3_console_object_url("b", "k", "us-gov-west-1").startswith(
         "https://console.amazonaws-us-gov.com/"
@@ -337,35 +321,17 @@ def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, x
         == hashlib.sha256(httpx.get(row["result_url"]).content).digest()
     )
 
-
-def test_a_mapped_generate_instance_links_its_own_image(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
-    for index in range(2):
-        results = generate(num_images=1, prompt=f"poster {index}")
-        xcoms.put(
-            "generate",
-            {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": results},
-            map_index=index,
-        )
-        url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", index))  # type: ignore[arg-type]
-        assert url.split("?", 1)[0] == results[0]["result_url"]
+    # A mapped instance links its own image; without link data the default connection is used;
+    # bare generation ids are linked too.
+    xcoms.put("generate", {"return_value": results[1:]}, map_index=1)
+    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 1))  # type: ignore[arg-type]
+    assert url.split("?", 1)[0] == results[1]["result_url"] and "sig=" in url
+    xcoms.put("generate", {"return_value": [results[1]["generation_id"]]}, map_index=2)
+    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 2))  # type: ignore[arg-type]
+    assert url.split("?", 1)[0] == results[1]["result_url"] and "sig=" in url
 
 
-def test_without_link_data_the_oxen_image_link_uses_the_default_connection(
-    oxen_conn: EmulatorControl, xcoms: FakeXComs
-) -> None:
-    results = generate(num_images=1)
-    xcoms.put("generate", {"return_value": results})
-    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
-    assert url.split("?", 1)[0] == results[0]["result_url"] and "sig=" in url
-
-
-def test_bare_generation_ids_are_linked_too(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
-    ids = [r["generation_id"] for r in generate(num_images=1)]
-    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": ids})
-    assert "sig=" in OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
-
-
-def test_the_oxen_image_link_fails_fast_and_quietly(
+def test_the_oxen_image_link_fails_fast_and_quietly_and_an_unknown_connection_gives_none(
     oxen_conn: EmulatorControl, xcoms: FakeXComs, caplog: pytest.LogCaptureFixture
 ) -> None:
     [result] = generate(num_images=1)
@@ -381,11 +347,9 @@ def test_the_oxen_image_link_fails_fast_and_quietly(
     after = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{result['generation_id']}")
     assert len(after) - before == 1
     assert "Oxen image" in caplog.text and API_KEY not in caplog.text
-
-
-def test_an_unknown_connection_gives_no_link(xcoms: FakeXComs, caplog: pytest.LogCaptureFixture) -> None:
-    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "nope"}, "return_value": ["g1"]})
-    assert OxenImageLiveLink().get_link(None, ti_key=ti_key("generate")) == ""  # type: ignore[arg-type]
+    # An unknown connection gives no link either.
+    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "nope"}, "return_value": ["g1"]}, map_index=3)
+    assert OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 3)) == ""  # type: ignore[arg-type]
 
 
 def test_errors_are_logged_without_their_message(
@@ -409,26 +373,14 @@ def test_only_s3_uris_are_presigned(uri: Any) -> None:
 
 def test_db_reader_returns_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
     """The api-server side reads the row's JSON and instantiates nothing from it."""
-    rows: list[Any] = [('{"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1]}',)]
-
-    class Result:
-        def first(self) -> Any:
-            return rows[0]
-
-    class Session:
-        def execute(self, statement: Any) -> Result:
-            return Result()
-
-    class Manager:
-        def __enter__(self) -> Session:
-            return Session()
-
-        def __exit__(self, *exc: object) -> None:
-            return None
+    import contextlib
+    from types import SimpleNamespace
 
     import airflow.utils.session
 
-    monkeypatch.setattr(airflow.utils.session, "create_session", lambda: Manager())
+    rows: list[Any] = [('{"__classname__": "builtins.tuple", "__version__": 1, "__data__": [1]}',)]
+    session = SimpleNamespace(execute=lambda statement: SimpleNamespace(first=lambda: rows[0]))
+    monkeypatch.setattr(airflow.utils.session, "create_session", lambda: contextlib.nullcontext(session))
     assert links._db_xcom(ti_key("store"), "k") == {
         "__classname__": "builtins.tuple",
         "__version__": 1,
@@ -508,4 +460,5 @@ def test_the_plugin_is_found_through_its_entry_point() -> None:
 def test_the_providers_manager_lists_every_link_class() -> None:
     from airflow.providers_manager import ProvidersManager
 
-    assert set(ProvidersManager().extra_links_class_names) >= STORED_LINKS | LIVE_LINK_PATHS
+    names = {f"{link.__module__}.{link.__qualname__}" for link in (*STORED_LINKS, *LIVE_LINKS)}
+    assert len(names) == 7 and set(ProvidersManager().extra_links_class_names) >= names

@@ -49,7 +49,7 @@ I2V = _model("kling-i2v", ["text", "image"], ["video"])
 LLM = _model("gpt-oss-120b", ["text"], ["text"])
 
 
-def test_models_are_classified_by_what_they_take_and_make() -> None:
+def test_models_are_classified_by_what_they_take_and_make_and_an_unknown_task_names_the_valid_ones() -> None:
     assert model_tasks(T2I) == {"text-to-image"}
     assert model_tasks(EDIT_ONE) == {"image-to-image"}
     assert model_tasks(T2V) == {"text-to-video"}
@@ -57,9 +57,6 @@ def test_models_are_classified_by_what_they_take_and_make() -> None:
     assert model_tasks(LLM) == set()
     assert [m.id for m in models_for([T2I, EDIT_ONE, T2V, I2V, LLM], "image-to-video")] == ["kling-i2v"]
     assert (media_type_of(T2V), media_type_of(EDIT_ONE)) == ("video", "image")
-
-
-def test_an_unknown_model_task_names_the_valid_ones() -> None:
     with pytest.raises(OxenValidationError, match="text-to-video"):
         models_for([T2I], "text-to-podcast")
 
@@ -69,6 +66,7 @@ def test_inputs_come_from_uris_urls_and_transfer_records() -> None:
     assert input_sources(records) == ["s3://b/k1.png", "s3://b/k2.png"]
     assert input_sources("https://x/y.png") == ["https://x/y.png"]
     assert input_sources(None) == []
+    assert presign(["https://a/b.png"], aws_conn_id=None, expiry=60) == ["https://a/b.png"]  # URLs as given
     with pytest.raises(OxenValidationError) as info:
         input_sources(["/etc/passwd"])
     assert info.value.field == "input_images"
@@ -82,10 +80,6 @@ def test_input_image_is_one_url_or_an_array_as_the_schema_says() -> None:
     assert input_image_value(EDIT_MANY, ["https://a", "https://b"]) == ["https://a", "https://b"]
     with pytest.raises(OxenValidationError, match="expand"):
         input_image_value(EDIT_ONE, ["https://a", "https://b"])
-
-
-def test_urls_need_no_presigning() -> None:
-    assert presign(["https://a/b.png"], aws_conn_id=None, expiry=60) == ["https://a/b.png"]
 
 
 def test_presigned_inputs_live_as_long_as_the_task_may_wait_within_what_s3_allows() -> None:
@@ -133,7 +127,7 @@ def test_multi_prompt_replaces_prompt_but_not_both() -> None:
     assert missing.value.field == "prompt"
 
 
-def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
+def test_video_and_image_operators_take_the_models_parameters_and_input_images() -> None:
     operator = OxenGenerateVideoOperator(
         task_id="clip", prompt="A pour-over", parameters={"duration": "4", "aspect_ratio": "16:9"}
     )
@@ -153,13 +147,10 @@ def test_video_operator_has_video_defaults_and_the_models_parameters() -> None:
         "aspect_ratio": "16:9",
     }
     assert {"parameters", "input_images"} <= set(operator.template_fields)
+    edit = OxenGenerateImageOperator(task_id="edit", prompt="Make it blue", input_images="s3://b/k.png")
+    assert "input_images" in edit.template_fields and edit.input_images == "s3://b/k.png"
     shots = OxenGenerateVideoOperator(task_id="c", parameters={"multi_prompt": ["a", "b"]})
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
     # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
     label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
     assert label.render(task=operator, ti=SimpleNamespace(map_index=0)) == "A pour-over"
-
-
-def test_image_operator_accepts_input_images_as_a_template_field() -> None:
-    operator = OxenGenerateImageOperator(task_id="edit", prompt="Make it blue", input_images="s3://b/k.png")
-    assert "input_images" in operator.template_fields and operator.input_images == "s3://b/k.png"

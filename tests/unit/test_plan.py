@@ -31,12 +31,9 @@ def _plan(budget: str | None = None) -> Plan:
     )
 
 
-def test_total_counts_what_is_priced() -> None:
+def test_total_counts_what_is_priced_and_problems_are_the_rows_and_the_budget() -> None:
     assert _plan().total == Decimal("0.47")
-    assert Plan().total == 0 and Plan().problems == []
-
-
-def test_problems_are_the_rows_and_the_budget() -> None:
+    assert Plan().total == 0 and Plan().problems == [] and "Estimated total: 0." in Plan().table()
     assert _plan().problems == ["edit: Unknown parameter 'sed'"]
     assert _plan("0.47").problems == ["edit: Unknown parameter 'sed'"]  # at the budget is within it
     assert _plan("0.46").problems[-1] == "the estimated total 0.47 exceeds the budget 0.46"

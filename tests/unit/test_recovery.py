@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from airflow_provider_oxen.models import Generation
 from airflow_provider_oxen.recovery import match_unrecorded
 
 SENT = {"prompt": "Cold brew poster", "seed": 7, "image_size": "square_hd"}
+UNSEEDED = {k: v for k, v in SENT.items() if k != "seed"}
 SENT_AT = "2026-05-12T10:00:00+00:00"
 
 
@@ -23,90 +26,80 @@ def _row(generation_id: str, *, at: str = "2026-05-12T10:00:02Z", **fields: Any)
     )
 
 
-def _decide(
-    rows: list[Generation],
-    missing: int = 2,
-    complete: bool = True,
-    known: tuple[str, ...] = (),
-    sent: dict[str, Any] = SENT,
-):
-    return match_unrecorded(
-        rows,
-        model="ideogram-v4",
-        sent=sent,
-        sent_at=SENT_AT,
-        missing=missing,
-        known_ids=list(known),
-        listings_complete=complete,
-    )
+MINE = [_row("a", **SENT), _row("b", **SENT)]
 
 
-def test_rows_carrying_every_sent_parameter_in_the_window_are_adopted() -> None:
-    rows = [_row("a", **SENT), _row("b", **SENT)]
-    assert _decide(rows).adopt == ["a", "b"]
-
-
-def test_same_prompt_rows_without_their_parameters_are_never_adopted() -> None:
-    # The documented row shape has no parameters: same prompt is not proof.
-    decision = _decide([_row("a", prompt=SENT["prompt"]), _row("b", prompt=SENT["prompt"])])
-    assert decision.adopt is None
-    assert decision.candidates == ["a", "b"]
-
-
-def test_another_tasks_row_with_the_same_prompt_and_another_seed_is_not_a_candidate() -> None:
-    mine = [_row("a", **SENT), _row("b", **SENT)]
-    theirs = _row("c", **{**SENT, "seed": 8})
-    assert _decide([*mine, theirs]).adopt == ["a", "b"]
+@pytest.mark.parametrize(
+    ("rows", "options", "adopt", "candidates"),
+    [
+        pytest.param(MINE, {}, ["a", "b"], None, id="every-sent-parameter-in-the-window"),
+        pytest.param(
+            [_row(i, prompt=SENT["prompt"], parameters=SENT) for i in "ab"],
+            {},
+            ["a", "b"],
+            None,
+            id="parameters-in-a-nested-object",
+        ),
+        # The documented row shape has no parameters: same prompt is not proof.
+        pytest.param(
+            [_row(i, prompt=SENT["prompt"]) for i in "ab"], {}, None, ["a", "b"], id="same-prompt-only"
+        ),
+        pytest.param(
+            [*MINE, _row("c", **{**SENT, "seed": 8})],
+            {},
+            ["a", "b"],
+            None,
+            id="another-seed-is-not-a-candidate",
+        ),
+        pytest.param(
+            [_row(i, **SENT) for i in "abc"], {}, None, ["a", "b", "c"], id="more-matches-than-lost"
+        ),
+        pytest.param([_row("a", **SENT)], {}, None, None, id="fewer-matches-than-lost"),
+        pytest.param(
+            [
+                _row("old", at="2026-05-12T09:50:00Z", **SENT),
+                _row("late", at="2026-05-12T10:20:00Z", **SENT),
+                *MINE,
+            ],
+            {},
+            ["a", "b"],
+            None,
+            id="outside-the-send-window",
+        ),
+        pytest.param(
+            [_row("x", model_name="flux-2-dev", **SENT), _row("known", **SENT), *MINE],
+            {"known_ids": ["known"]},
+            ["a", "b"],
+            None,
+            id="other-models-and-recorded-ids",
+        ),
+        pytest.param(
+            [_row("z", **{**SENT, "prompt": "another"})], {}, [], None, id="no-candidate-in-complete-listings"
+        ),
+        pytest.param([], {"listings_complete": False}, None, None, id="no-candidate-in-incomplete-listings"),
+        pytest.param([_row("a", at="", **SENT), _row("b", **SENT)], {}, None, None, id="row-without-a-time"),
+    ],
+)
+def test_only_rows_provably_ours_are_adopted(
+    rows: list[Generation], options: dict[str, Any], adopt: list[str] | None, candidates: list[str] | None
+) -> None:
+    settings: dict[str, Any] = {"missing": 2, "known_ids": [], "listings_complete": True, **options}
+    decision = match_unrecorded(rows, model="ideogram-v4", sent=SENT, sent_at=SENT_AT, **settings)
+    assert decision.adopt == adopt
+    if candidates is not None:
+        assert decision.candidates == candidates
 
 
 def test_rows_matching_a_request_without_a_seed_are_never_adopted() -> None:
     """Another task's identical request (no seed to tell them apart) makes the same rows."""
-    unseeded = {k: v for k, v in SENT.items() if k != "seed"}
-    rows = [_row("a", **unseeded), _row("b", **unseeded)]
-    decision = _decide(rows, sent=unseeded)
+    rows = [_row("a", **UNSEEDED), _row("b", **UNSEEDED)]
+    decision = match_unrecorded(
+        rows,
+        model="ideogram-v4",
+        sent=UNSEEDED,
+        sent_at=SENT_AT,
+        missing=2,
+        known_ids=[],
+        listings_complete=True,
+    )
     assert decision.adopt is None and decision.candidates == ["a", "b"] and "no seed" in decision.reason
-
-
-def test_more_matching_rows_than_were_lost_is_ambiguous() -> None:
-    rows = [_row(i, **SENT) for i in "abc"]
-    decision = _decide(rows)
-    assert decision.adopt is None and decision.candidates == ["a", "b", "c"]
-
-
-def test_fewer_matching_rows_than_were_lost_is_ambiguous() -> None:
-    assert _decide([_row("a", **SENT)]).adopt is None
-
-
-def test_rows_outside_the_send_window_are_ignored() -> None:
-    early = _row("old", at="2026-05-12T09:50:00Z", **SENT)
-    late = _row("late", at="2026-05-12T10:20:00Z", **SENT)
-    decision = _decide([early, late, _row("a", **SENT), _row("b", **SENT)])
-    assert decision.adopt == ["a", "b"]
-
-
-def test_other_models_and_already_recorded_ids_are_ignored() -> None:
-    other = _row("x", model_name="flux-2-dev", **SENT)
-    decision = _decide([other, _row("known", **SENT), _row("a", **SENT), _row("b", **SENT)], known=("known",))
-    assert decision.adopt == ["a", "b"]
-
-
-def test_no_candidate_in_complete_listings_means_nothing_was_created() -> None:
-    decision = _decide([_row("z", **{**SENT, "prompt": "another"})])
-    assert decision.adopt == []
-
-
-def test_no_candidate_in_an_incomplete_listing_proves_nothing() -> None:
-    assert _decide([], complete=False).adopt is None
-
-
-def test_row_without_a_time_cannot_be_proven() -> None:
-    rows = [_row("a", at="", **SENT), _row("b", **SENT)]
-    assert _decide(rows).adopt is None
-
-
-def test_parameters_may_sit_in_a_nested_parameters_object() -> None:
-    rows = [
-        _row("a", prompt=SENT["prompt"], parameters=SENT),
-        _row("b", prompt=SENT["prompt"], parameters=SENT),
-    ]
-    assert _decide(rows).adopt == ["a", "b"]

@@ -75,27 +75,19 @@ def test_mapped_generate_tasks_are_labelled_by_prompt_and_size() -> None:
     )
     assert len(label) < 90
     assert _label(OxenGenerateImageOperator(task_id="t", prompt="Logo")) == "Logo"
-
-
-def test_a_task_that_is_not_mapped_gets_no_label() -> None:
-    """The grid's "Map Index" column of a plain task (the campaign's clip) shows no prompt."""
+    # The grid's "Map Index" column of a plain task (the campaign's clip) shows no prompt.
     assert _label(OxenGenerateImageOperator(task_id="t", prompt="Logo"), map_index=-1) == ""
-
-
-def test_a_dag_authors_own_map_index_template_wins() -> None:
-    operator = OxenGenerateImageOperator(task_id="t", prompt="p", map_index_template="{{ task.task_id }}")
-    assert _label(operator) == "t"
+    # A DAG author's own map_index_template wins.
+    own = OxenGenerateImageOperator(task_id="t", prompt="p", map_index_template="{{ task.task_id }}")
+    assert _label(own) == "t"
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed"])
-def test_trigger_payload_keeps_no_signed_query(status: str) -> None:
+def test_trigger_payload_and_xcom_result_keep_no_signed_query(status: str) -> None:
     payload = wait_payload(["g1"], {"g1": _row("g1", status, result_url=SIGNED)})
     assert "signature" not in repr(payload)
     assert payload["generations"][0]["result_url"] == "https://files.example/g1/image.png"
-
-
-def test_xcom_result_keeps_the_url_without_its_signed_query() -> None:
-    result = build_result(_row("g1", "succeeded", result_url=SIGNED))
+    result = build_result(_row("g1", status, result_url=SIGNED))
     assert result["result_url"] == "https://files.example/g1/image.png"
     assert result["output_format"] == "png"
 

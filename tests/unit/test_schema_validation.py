@@ -23,8 +23,9 @@ SCHEMA = {
 MODEL = OxenModel.model_validate({"id": "m", "request_schema": SCHEMA, "capabilities": {"output": ["image"]}})
 
 
-def test_valid_parameters_pass() -> None:
+def test_valid_parameters_pass_and_a_model_without_schema_accepts_anything() -> None:
     validate_parameters(MODEL, {"prompt": "x", "image_size": "square", "model": "m", "num_generations": 2})
+    validate_parameters(OxenModel.model_validate({"id": "free", "request_schema": None}), {"anything": 1})
 
 
 def test_enum_error_names_field_and_allowed_values() -> None:
@@ -46,10 +47,6 @@ def test_a_missing_or_out_of_range_field_is_named(parameters: dict[str, object],
     with pytest.raises(OxenValidationError) as info:
         validate_parameters(MODEL, parameters)
     assert info.value.field == field
-
-
-def test_model_without_schema_accepts_anything() -> None:
-    validate_parameters(OxenModel.model_validate({"id": "free", "request_schema": None}), {"anything": 1})
 
 
 def test_text_model_is_refused() -> None:
@@ -90,21 +87,15 @@ def test_a_closed_schema_refuses_unknown_names_with_the_closest_valid_name(allow
     assert "did you mean 'rendering_speed'" in str(info.value)
 
 
-def test_schema_custom_keys_are_ignored_when_validating() -> None:
-    assert prepare_parameters(CLOSED, {"prompt": "x"}) == {"prompt": "x"}
-
-
 def test_envelope_keys_are_never_model_parameters() -> None:
     shaped = shape_parameters(CLOSED, {"prompt": "x", "model": "m", "num_generations": 2})
     assert shaped == {"prompt": "x"}
+    assert prepare_parameters(CLOSED, {"prompt": "x"}) == {"prompt": "x"}  # schema custom keys ignored
 
 
 def test_without_a_schema_everything_given_is_sent() -> None:
     free = OxenModel.model_validate({"id": "free", "capabilities": {"output": ["image"]}})
-    assert prepare_parameters(free, {"prompt": "x", "any": 1}) == {
-        "prompt": "x",
-        "any": 1,
-    }
+    assert prepare_parameters(free, {"prompt": "x", "any": 1}) == {"prompt": "x", "any": 1}
 
 
 STRING_DURATION = OxenModel.model_validate(
