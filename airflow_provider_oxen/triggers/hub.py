@@ -101,6 +101,12 @@ MIN_POLL_INTERVAL = 1.0
 # More registered ids than this due a catch-up at once (a burst of fresh deferrals): one listing
 # answers for all of them instead of a status read each (the request count stays bounded).
 CATCH_UP_READS_MAX = 32
+# While the stream delivers completion events (one came within this many seconds), the periodic
+# safety round waits for a pause, for at most one more safety interval: its listing (megabytes
+# of JSON at 50,000 waits, decoded in one piece) would hold up every event behind it, and a
+# stream that delivers events is not losing them. Cancellations, which send no event, are
+# therefore noticed within two safety intervals (see docs/performance.md).
+BURST_QUIET_SECONDS = 0.5
 # In events mode the first listing waits up to this long for the stream to open: a listing made
 # before it opened covers nothing, and the one after it would list every waited-for id again.
 FIRST_STREAM_WAIT = 5.0
@@ -152,10 +158,11 @@ class Waiter:
             return
         self._last[row.generation_id] = row.status
         self._inbox.append(row)
-        # "Queued" is where every wait starts: it changes nothing for the trigger, which applies
-        # it with the next row that does (or its next progress line). Waking thousands of
-        # triggers for it after each listing is most of what a large listing costs.
-        if row.status is not GenerationStatus.QUEUED:
+        # Only an outcome wakes the trigger: "queued" and "processing" end nothing, and are
+        # applied with the next row that does or at the trigger's next progress line (within
+        # PROGRESS_INTERVAL). A listing made during a burst of completions shows thousands of
+        # rows turned "processing": waking every trigger for them held up the events behind it.
+        if row.status.is_terminal:
             self.changed.set()
 
     def drain(self) -> None:
@@ -190,6 +197,8 @@ class OxenHub:
         # stream's lag). See :func:`overdue_reads`.
         self._missing: dict[str, float] = {}
         self._lag = 0.0
+        # When the last completion event came (see BURST_QUIET_SECONDS).
+        self._last_event = float("-inf")
         # Per-id reads left in this safety interval while the stream is open, and when it ends.
         self._read_budget = 0
         self._budget_ends = float("-inf")
@@ -390,6 +399,9 @@ class OxenHub:
             await asyncio.sleep(
                 max(0.0, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR) - COALESCE_SECONDS)
             )
+            while self._burst_holds(due, time.monotonic()):
+                if await self._wake.wait(BURST_QUIET_SECONDS):
+                    break  # a registration, a reconnect or closing: hold no longer
             if self.mode == "events" and self.events_available and not self._stream_settled.is_set():
                 await self._stream_settled.wait(FIRST_STREAM_WAIT)
                 # Only the first listing waits: a stream that never connects must not hold up polling.
@@ -406,6 +418,20 @@ class OxenHub:
                 listed = False
                 await asyncio.sleep(backoff_delay(errors, self._policy))
             stretch = 1.0 if listed else min(MAX_STRETCH, stretch * 2)
+
+    def _burst_holds(self, due: float, now: float) -> bool:
+        """Whether a periodic safety round (due at ``due``) waits for the burst of events to pause.
+
+        Only a round of the open stream with nothing else to do waits: not a gap round (the
+        stream (re)opened since the last listing), not one with registrations to check.
+        """
+        return (
+            self._stream_open
+            and self._listing_epoch == self._stream_epoch
+            and not self._unchecked
+            and now - self._last_event < BURST_QUIET_SECONDS
+            and now < due + self._interval(1.0)
+        )
 
     async def reconcile(self) -> bool:
         """Re-read what is waited for: one list call, then one read per id no longer in flight.
@@ -520,7 +546,9 @@ class OxenHub:
 
         Only rows of generations we wait for are looked at, and only those whose status
         changed since the hub last delivered one from a listing are parsed (a listing of
-        thousands of rows, every 30 s, would otherwise be parsed in full each time). The
+        thousands of rows, every 30 s, would otherwise be parsed in full each time); a
+        "queued" row is not parsed at all: every wait starts there, and a trigger counts an
+        id it has no row for as queued. The
         loop is handed back every ``DELIVERY_CHUNK`` parsed rows, so completion events keep
         flowing while a large listing is worked through. A row that does not parse is
         skipped: its generation is not in flight for this round and gets a status read.
@@ -540,8 +568,11 @@ class OxenHub:
                 listed_in_flight.append(generation_id)
             if generation_id not in self._waiters:
                 continue
-            if isinstance(status, str) and self._listed.get(generation_id) == status:
+            if isinstance(status, str) and (
+                self._listed.get(generation_id) == status or status == GenerationStatus.QUEUED.value
+            ):
                 in_flight.add(generation_id)
+                self._listed[generation_id] = status
                 continue
             if parsed and parsed % DELIVERY_CHUNK == 0:
                 await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
@@ -617,7 +648,9 @@ class OxenHub:
                 self._stream_opened()
 
             try:
-                async for event in self.hook.events(read_timeout=EVENTS_READ_TIMEOUT, on_open=opened):
+                async for event in self.hook.events(
+                    read_timeout=EVENTS_READ_TIMEOUT, on_open=opened, only=COMPLETION_EVENT
+                ):
                     self._on_event(event)
                 reason = "the stream ended"
             except OxenAPIStatusError as exc:
@@ -676,6 +709,7 @@ class OxenHub:
         generation_id = event.generation_id
         if generation_id is None or event.status in _IN_FLIGHT:
             return  # an in-flight "completion" is not an outcome (undocumented): nothing to read yet
+        self._last_event = time.monotonic()
         if generation_id in self._waiters:
             since = self._missing.pop(generation_id, None)
             if since is not None:  # a listing missed it that long ago: how late the stream is

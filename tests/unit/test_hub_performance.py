@@ -31,7 +31,9 @@ from tests.unit.test_hub_resilience import (
 )
 
 
-def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listing_parses_only_waited_for_rows_whose_status_changed_past_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     parsed: list[str] = []
     original = Generation.model_validate.__func__  # type: ignore[attr-defined]
 
@@ -56,17 +58,19 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
             rounds.append(sorted(parsed))
         return rounds
 
-    assert asyncio.run(scenario()) == [["g1", "g2"], ["g2"], []]
+    # "queued", where every wait starts, is never parsed; "processing" once, when it is new.
+    assert asyncio.run(scenario()) == [[], ["g2"], []]
 
 
-def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
+def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_it() -> None:
     async def scenario() -> tuple[bool, bool, list[GenerationStatus]]:
         tracker = StatusTracker(["g1"])
         waiter = Waiter(tracker, 1.0)
         waiter.deliver(Generation.model_validate(_row("g1", "queued")))
-        woken_by_queued = waiter.changed.is_set()
         waiter.deliver(Generation.model_validate(_row("g1", "processing")))
-        woken_by_processing = waiter.changed.is_set()
+        woken_in_flight = waiter.changed.is_set()
+        waiter.deliver(Generation.model_validate(_succeeded("g1")))
+        woken_by_outcome = waiter.changed.is_set()
         seen: list[GenerationStatus] = []
         original = tracker.update
 
@@ -76,12 +80,12 @@ def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
 
         tracker.update = update  # type: ignore[method-assign]
         waiter.drain()
-        return woken_by_queued, woken_by_processing, seen
+        return woken_in_flight, woken_by_outcome, seen
 
-    woken_by_queued, woken_by_processing, seen = asyncio.run(scenario())
-    assert not woken_by_queued
-    assert woken_by_processing
-    assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING]
+    woken_in_flight, woken_by_outcome, seen = asyncio.run(scenario())
+    assert not woken_in_flight
+    assert woken_by_outcome
+    assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING, GenerationStatus.SUCCEEDED]
 
 
 def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
@@ -317,11 +321,15 @@ def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue()
     assert asyncio.run(scenario()) == 0
 
 
-def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration() -> None:
+def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "PROGRESS_INTERVAL", 0.2)  # "processing" shows at the next line
     lines: list[str] = []
     logger = SimpleNamespace(info=lambda message, *args: lines.append(message % args), warning=print)
     fake = FakeHook()
-    fake.listing = lambda: {"generations": [_row("g1", "processing")] if fake.list_calls < 3 else []}
+    ends = time.monotonic() + 0.5
+    fake.listing = lambda: {"generations": [_row("g1", "processing")] if time.monotonic() < ends else []}
     fake.rows["g1"] = lambda: _succeeded("g1")
 
     async def scenario() -> None:

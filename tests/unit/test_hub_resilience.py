@@ -77,7 +77,7 @@ class FakeHook:
         answer = self.rows.get(generation_id, lambda: {"generation_id": generation_id, "status": "queued"})
         return Generation.model_validate(answer())
 
-    def events(self, *, read_timeout: float | None = None, on_open: Any = None) -> AsyncIterator[OxenEvent]:
+    def events(self, *, on_open: Any = None, **options: Any) -> AsyncIterator[OxenEvent]:
         self.stream_calls += 1
         if 0 < self.stream_target <= self.stream_calls:
             self.reached.set()
@@ -273,7 +273,7 @@ def test_listing_rows_are_judged_one_by_one() -> None:
             "generations": [
                 {"status": "queued"},  # no generation_id
                 {"generation_id": 7, "status": "queued"},  # id of the wrong type
-                {"generation_id": "g1", "status": "queued", "cost": "free"},  # a field that does not parse
+                {"generation_id": "g1", "status": "processing", "cost": "free"},  # a field that won't parse
                 "not a row",
                 {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
                 {"generation_id": "g2", "status": "processing"},
