@@ -240,6 +240,28 @@ def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() ->
     assert overdue_reads(missing, now=10.0, lag=6.0) == []  # still delivering ones missed 6 s ago
 
 
+def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_interval() -> None:
+    async def scenario() -> list[bool]:
+        hub = _bare_hub(FakeHook(), "events", stream_open=True)
+        _register(hub, ["g1"])
+        unchecked, hub._unchecked = hub._unchecked, set()
+        hub._listing_epoch = hub._stream_epoch  # this stream was listed before: not a gap round
+        hub._last_event = 100.0
+        cap = 100.0 + hub._interval(1.0)  # due at 100: one more safety interval
+        holds = [hub._burst_holds(100.0, now) for now in (100.2, 100.0 + 2 * hub_module.BURST_QUIET_SECONDS)]
+        hub._last_event = cap - 0.1
+        holds.append(hub._burst_holds(100.0, cap))
+        hub._last_event = 100.0
+        hub._unchecked = unchecked  # registrations to check
+        holds.append(hub._burst_holds(100.0, 100.2))
+        hub._unchecked, hub._listing_epoch = set(), None  # a gap round
+        holds.append(hub._burst_holds(100.0, 100.2))
+        return holds
+
+    # events flowing: hold; a pause: go; the cap; registrations due; a gap round
+    assert asyncio.run(scenario()) == [True, False, False, False, False]
+
+
 class _Clock:
     """The hub's clock, moved by hand (the event loop keeps the real one)."""
 
