@@ -526,9 +526,13 @@ class OxenAsyncHook(_OxenHookBase):
     async def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(await self._json(api.generation_call(generation_id)))
 
-    async def list_queue_body(self, **filters: Any) -> Any:
-        """The listing's JSON as sent, for a caller that parses its rows one by one (the hub)."""
-        return await self._json(api.list_queue_call(filters))
+    async def list_queue_body(
+        self, *, object_hook: Callable[[dict[str, Any]], Any] | None = None, **filters: Any
+    ) -> Any:
+        """The listing's JSON as sent (each object through ``object_hook``, if given), for a
+        caller that parses its rows one by one (the hub)."""
+        call = api.list_queue_call(filters)
+        return api.json_body(call, await self._send(call), object_hook=object_hook)
 
     async def cancel_generations(self, generation_ids: Iterable[str]) -> list[str]:
         """Best-effort concurrent cancel; answers the ids cancelled. Failures are logged, not raised.

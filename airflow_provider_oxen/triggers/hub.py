@@ -447,7 +447,7 @@ class OxenHub:
         try:
             # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
             # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
-            body = await self.hook.list_queue_body()
+            body = await self.hook.list_queue_body(object_hook=in_flight_pair)
         except OxenAuthenticationError as exc:
             # The key is rejected for everyone (see the module docstring).
             self._unchecked |= checking
@@ -544,49 +544,52 @@ class OxenHub:
         Returns the waited-for ids it shows in flight, and every id (waited for or not) it
         shows queued or processing.
 
-        Only rows of generations we wait for are looked at, and only those whose status
-        changed since the hub last delivered one from a listing are parsed (a listing of
-        thousands of rows, every 30 s, would otherwise be parsed in full each time); a
-        "queued" row is not parsed at all: every wait starts there, and a trigger counts an
-        id it has no row for as queued. The
-        loop is handed back every ``DELIVERY_CHUNK`` parsed rows, so completion events keep
-        flowing while a large listing is worked through. A row that does not parse is
-        skipped: its generation is not in flight for this round and gets a status read.
+        Only rows of generations we wait for are looked at. A row in flight is taken as its
+        id and status alone (:func:`in_flight_pair`; the listing is decoded that way) and
+        delivered only when its status changed past "queued" since the last listing: every
+        wait starts queued (a trigger counts an id it has no row for as queued), and a
+        listing of thousands of rows, every 30 s, would otherwise be delivered in full each
+        time. Any other row is parsed whole; one that does not parse is skipped: its
+        generation is not in flight for this round and gets a status read. The loop is handed
+        back every ``DELIVERY_CHUNK`` delivered rows, so completion events keep flowing while a
+        large listing is worked through.
         """
         in_flight: set[str] = set()
         listed_in_flight: list[str] = []
         skipped: list[str] = []
-        parsed = 0
+        delivered = 0
         for item in listing_items(body):
-            if not isinstance(item, dict):
+            if isinstance(item, dict):
+                item = in_flight_pair(item)  # a body decoded without the hook
+            if isinstance(item, tuple):
+                generation_id, status = item
+                listed_in_flight.append(generation_id)
+                if generation_id not in self._waiters:
+                    continue
+                in_flight.add(generation_id)
+                if status == GenerationStatus.QUEUED.value or self._listed.get(generation_id) == status:
+                    self._listed[generation_id] = status
+                    continue
+                item = {"generation_id": generation_id, "status": status}
+            elif not isinstance(item, dict):
                 continue
             generation_id = item.get("generation_id")
-            if not isinstance(generation_id, str):
+            if not isinstance(generation_id, str) or generation_id not in self._waiters:
                 continue
-            status = item.get("status")
-            if isinstance(status, str) and status in _IN_FLIGHT:
-                listed_in_flight.append(generation_id)
-            if generation_id not in self._waiters:
-                continue
-            if isinstance(status, str) and (
-                self._listed.get(generation_id) == status or status == GenerationStatus.QUEUED.value
-            ):
-                in_flight.add(generation_id)
-                self._listed[generation_id] = status
-                continue
-            if parsed and parsed % DELIVERY_CHUNK == 0:
+            if delivered and delivered % DELIVERY_CHUNK == 0:
                 await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
                 if generation_id not in self._waiters:
                     continue  # finished meanwhile
-            parsed += 1
+            delivered += 1
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:
+                in_flight.discard(generation_id)
                 skipped.append(f"{generation_id} ({type(exc).__name__})")
                 continue
             in_flight.add(generation_id)
-            if isinstance(status, str):
-                self._listed[generation_id] = status
+            if isinstance(item.get("status"), str):
+                self._listed[generation_id] = item["status"]
             self._deliver(row)
         if skipped:
             log.warning(
@@ -815,6 +818,21 @@ def listing_items(body: Any) -> list[Any]:
         )
         return []
     return raw
+
+
+def in_flight_pair(obj: dict[str, Any]) -> Any:
+    """``object_hook`` decoding a queue listing: a row in flight becomes ``(generation_id, status)``.
+
+    The hub needs no more of a row still in flight. Decoded as dicts, the rows of a large
+    listing (alive while it is scanned) were promoted into the collector's oldest generation
+    at every listing, bringing on full collections that stop the loop for a second and more
+    at 50,000 waits; a tuple of two strings is not tracked by the collector at all. Any other
+    object (the body, a finished or unreadable row) stays a dict.
+    """
+    generation_id, status = obj.get("generation_id"), obj.get("status")
+    if isinstance(generation_id, str) and isinstance(status, str) and status in _IN_FLIGHT:
+        return (generation_id, status)
+    return obj
 
 
 def unavailable_row(generation_id: str, message: str, *, reason: str) -> Generation:

@@ -66,10 +66,11 @@ class FakeHook:
         self.stream_target = 0
         self.reached = asyncio.Event()
 
-    async def list_queue_body(self, **filters: Any) -> Any:
+    async def list_queue_body(self, *, object_hook: Any = None, **filters: Any) -> Any:
         assert not filters
         self.list_calls += 1
-        return self.listing()
+        body = self.listing()  # decoded as the hook decodes it
+        return json.loads(json.dumps(body), object_hook=object_hook) if object_hook else body
 
     async def get_generation(self, generation_id: str) -> Any:
         from airflow_provider_oxen.models import Generation
@@ -293,7 +294,7 @@ def test_listing_rows_are_judged_one_by_one() -> None:
             "generations": [
                 {"status": "queued"},  # no generation_id
                 {"generation_id": 7, "status": "queued"},  # id of the wrong type
-                {"generation_id": "g1", "status": "processing", "cost": "free"},  # a field that won't parse
+                {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
                 "not a row",
                 {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
                 {"generation_id": "g2", "status": "processing"},
