@@ -89,7 +89,7 @@ COALESCE_SECONDS = 0.05
 # loop busy decoding them while completion events wait.
 RECONCILE_SPACING_FACTOR = 2.0
 MAX_RECONCILE_SPACING = 2.0
-# Large reconciliations hand the loop back every this many deliveries (events keep flowing).
+# A listing's scan hands the loop back every this many rows of waited-for ids (events keep flowing).
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
@@ -150,8 +150,17 @@ class Waiter:
         self.poll_interval = poll_interval
         self.changed = Signal()
         self.error: OxenError | None = None
-        self._inbox: list[Generation] = []
+        # Rows, and (id, status) pairs still in flight (see deliver_in_flight).
+        self._inbox: list[Generation | tuple[str, str]] = []
         self._last: dict[str, GenerationStatus] = {}
+
+    def deliver_in_flight(self, generation_id: str, status: str) -> None:
+        """A status still in flight, as a listing shows it: kept as two strings until the trigger
+        applies it. A row object per id would live until then, and tens of thousands of them
+        would fill the collector's oldest generation (one full collection stops the loop)."""
+        if self._last.get(generation_id) is not GenerationStatus(status):
+            self._last[generation_id] = GenerationStatus(status)
+            self._inbox.append((generation_id, status))
 
     def deliver(self, row: Generation) -> None:
         if self._last.get(row.generation_id) is row.status:
@@ -168,6 +177,8 @@ class Waiter:
     def drain(self) -> None:
         rows, self._inbox = self._inbox, []
         for row in rows:
+            if isinstance(row, tuple):
+                row = Generation.model_validate({"generation_id": row[0], "status": row[1]})
             self.tracker.update(row)
 
     def fail(self, error: OxenError) -> None:
@@ -545,19 +556,18 @@ class OxenHub:
         shows queued or processing.
 
         Only rows of generations we wait for are looked at. A row in flight is taken as its
-        id and status alone (:func:`in_flight_pair`; the listing is decoded that way) and
-        delivered only when its status changed past "queued" since the last listing: every
-        wait starts queued (a trigger counts an id it has no row for as queued), and a
-        listing of thousands of rows, every 30 s, would otherwise be delivered in full each
-        time. Any other row is parsed whole; one that does not parse is skipped: its
-        generation is not in flight for this round and gets a status read. The loop is handed
-        back every ``DELIVERY_CHUNK`` delivered rows, so completion events keep flowing while a
-        large listing is worked through.
+        id and status alone (:func:`in_flight_pair`; the listing is decoded that way), never
+        parsed, and delivered (:meth:`Waiter.deliver_in_flight`) only when its status changed
+        past "queued" since the last listing: every wait starts queued (a trigger counts an id
+        it has no row for as queued). Any other row (finished, or of an odd status) is parsed
+        whole; one that does not parse is skipped: its generation is not in flight for this
+        round and gets a status read. The loop is handed back every ``DELIVERY_CHUNK`` rows of
+        waited-for ids, so completion events keep flowing while a large listing is scanned.
         """
         in_flight: set[str] = set()
         listed_in_flight: list[str] = []
         skipped: list[str] = []
-        delivered = 0
+        looked = 0
         for item in listing_items(body):
             if isinstance(item, dict):
                 item = in_flight_pair(item)  # a body decoded without the hook
@@ -566,21 +576,27 @@ class OxenHub:
                 listed_in_flight.append(generation_id)
                 if generation_id not in self._waiters:
                     continue
+                looked += 1
+                if looked % DELIVERY_CHUNK == 0:
+                    await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
+                    if generation_id not in self._waiters:
+                        continue  # finished meanwhile
                 in_flight.add(generation_id)
-                if status == GenerationStatus.QUEUED.value or self._listed.get(generation_id) == status:
-                    self._listed[generation_id] = status
-                    continue
-                item = {"generation_id": generation_id, "status": status}
-            elif not isinstance(item, dict):
+                if status != GenerationStatus.QUEUED.value and self._listed.get(generation_id) != status:
+                    for waiter in self._waiters[generation_id]:
+                        waiter.deliver_in_flight(generation_id, status)
+                self._listed[generation_id] = status
+                continue
+            if not isinstance(item, dict):
                 continue
             generation_id = item.get("generation_id")
             if not isinstance(generation_id, str) or generation_id not in self._waiters:
                 continue
-            if delivered and delivered % DELIVERY_CHUNK == 0:
-                await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
+            looked += 1
+            if looked % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)
                 if generation_id not in self._waiters:
-                    continue  # finished meanwhile
-            delivered += 1
+                    continue
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:

@@ -186,28 +186,6 @@ def test_finished_events_are_remembered_for_two_listing_rounds_and_bounded(
     assert asyncio.run(scenario()) == [["e2", "e3", "e4"], ["e2", "e3", "e4"], []]
 
 
-def test_in_flight_listing_rows_of_ids_nobody_waits_for_are_not_parsed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from airflow_provider_oxen.models import Generation
-
-    parsed: list[Any] = []
-    original = Generation.model_validate.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[Generation], data: Any, *args: Any, **kwargs: Any) -> Generation:
-        parsed.append(data)
-        return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
-
-    async def scenario() -> set[str]:
-        hub, _ = await _covered_hub([f"other{i}" for i in range(50)])
-        return hub._covered
-
-    monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
-    covered = asyncio.run(scenario())
-    assert len(covered) == 51
-    assert [row["generation_id"] for row in parsed] == ["first"]
-
-
 def _stream_then_events(
     events: asyncio.Queue[OxenEvent],
 ) -> Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]:

@@ -31,7 +31,7 @@ from tests.unit.test_hub_resilience import (
 )
 
 
-def test_a_listing_parses_only_waited_for_rows_whose_status_changed_past_queued(
+def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_queued(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed: list[str] = []
@@ -41,25 +41,26 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed_past_queued(
         parsed.append(data.get("generation_id") if isinstance(data, dict) else "?")
         return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
 
-    async def scenario() -> list[list[str]]:
+    async def scenario() -> list[list[Any]]:
         fake = FakeHook()
         hub = _bare_hub(fake)
-        _register(hub, ["g1", "g2"])
+        g1, g2 = _register(hub, ["g1", "g2"])
         monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
-        rounds = []
+        inboxes = []
         for listing in (
             [_row("g1", "queued"), _row("g2", "queued"), _row("other", "queued")],
             [_row("g1", "queued"), _row("g2", "processing"), _row("other", "processing")],
             [_row("g1", "queued"), _row("g2", "processing")],
         ):
             fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
-            parsed.clear()
             await hub.reconcile()
-            rounds.append(sorted(parsed))
-        return rounds
+            inboxes.append(list(g1._inbox + g2._inbox))
+        assert parsed == []  # nor "other", which nobody waits for
+        g2.drain()  # the trigger applies "processing" as a row
+        return inboxes
 
-    # "queued", where every wait starts, is never parsed; "processing" once, when it is new.
-    assert asyncio.run(scenario()) == [[], ["g2"], []]
+    assert asyncio.run(scenario()) == [[], [("g2", "processing")], [("g2", "processing")]]
+    assert parsed == ["g2"]
 
 
 def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_it() -> None:
