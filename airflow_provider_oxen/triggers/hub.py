@@ -616,8 +616,13 @@ class OxenHub:
         return in_flight, listed_in_flight
 
     async def _read(self, generation_id: str) -> Generation | None:
-        """The row of one generation, a failed row if it is gone or forbidden, None to retry later."""
+        """The row of one generation, a failed row if it is gone or forbidden, None to retry later
+        (or, once its turn came, if nobody waits for it any more)."""
         async with self._reads:
+            if generation_id not in self._waiters:
+                # Its outcome came meanwhile: after a gap, thousands of reads may queue here while
+                # the stream delivers the events of most of them (one read saved per event).
+                return None
             try:
                 return await self.hook.get_generation(generation_id)
             except OxenAPIStatusError as exc:

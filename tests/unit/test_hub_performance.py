@@ -143,6 +143,19 @@ def test_ids_never_seen_in_flight_are_read_at_once_even_with_the_stream_open() -
     assert asyncio.run(scenario()) == 1
 
 
+def test_a_queued_read_is_dropped_once_its_event_came() -> None:
+    async def scenario() -> dict[str, int]:
+        fake = FakeHook()
+        hub = _bare_hub(fake, "events", stream_open=True)
+        hub._reads = asyncio.Semaphore(1)
+        _register(hub, ["g1", "g2", "g3"])
+        fake.rows["g1"] = lambda: (hub._on_event(_completion("g2", url="https://r/g2")), _succeeded("g1"))[1]
+        await hub.reconcile()  # a gap round: all three missing, read one at a time
+        return dict(fake.reads)
+
+    assert asyncio.run(scenario()) == {"g1": 1, "g3": 1}  # g2's event came during g1's read
+
+
 def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> list[str]:
         fake = FakeHook()
