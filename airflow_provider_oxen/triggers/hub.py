@@ -476,9 +476,23 @@ class OxenHub:
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
         # Each row is delivered as soon as its read answers, not once every read has.
+        first_of_stream = epoch is not None and self._listing_epoch != epoch
         gone = self._reads_due([i for i in ids if i not in in_flight and i in self._waiters], epoch)
+        if gone and first_of_stream and self._stream_open and self._stream_epoch == epoch:
+            # The stream's first listing cannot tell an id that finished before the stream opened
+            # (its event lost) from one whose event is still unread: while completion events
+            # pour in, the stream is delivering them, so read what is left once they pause.
+            await self._events_pause(time.monotonic() + self._interval(1.0))
+            gone = [i for i in gone if i in self._waiters]
         await asyncio.gather(*(self._read_and_deliver(i) for i in gone))
         return True
+
+    async def _events_pause(self, deadline: float) -> None:
+        """Return once no completion event came for ``BURST_QUIET_SECONDS``, or at ``deadline``."""
+        for _ in range(int((deadline - time.monotonic()) / BURST_QUIET_SECONDS) + 1):
+            if time.monotonic() - self._last_event >= BURST_QUIET_SECONDS or self._closed:
+                return
+            await asyncio.sleep(BURST_QUIET_SECONDS)
 
     def _note_coverage(self, listed_in_flight: list[str], epoch: int | None) -> None:
         """Remember which ids this listing showed in flight, if the stream stayed open around it."""

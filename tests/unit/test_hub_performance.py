@@ -143,6 +143,29 @@ def test_ids_never_seen_in_flight_are_read_at_once_even_with_the_stream_open() -
     assert asyncio.run(scenario()) == 1
 
 
+def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "BURST_QUIET_SECONDS", 0.05)
+
+    async def scenario() -> dict[str, int]:
+        fake = FakeHook()
+        hub = _bare_hub(fake, "events", stream_open=True)
+        _register(hub, [f"g{i}" for i in range(6)])
+        fake.rows["g5"] = lambda: _succeeded("g5")  # finished before the stream opened: no event
+
+        async def burst() -> None:  # events of g0..g4, one every 20 ms
+            for i in range(5):
+                hub._on_event(_completion(f"g{i}", url=f"https://r/g{i}"))
+                await asyncio.sleep(0.02)
+
+        hub._on_event(_completion("other", url="https://r/other"))  # the burst is under way
+        await asyncio.gather(burst(), hub.reconcile())  # the listing shows none of them in flight
+        return dict(fake.reads)
+
+    assert asyncio.run(scenario()) == {"g5": 1}
+
+
 def test_a_queued_read_is_dropped_once_its_event_came() -> None:
     async def scenario() -> dict[str, int]:
         fake = FakeHook()
