@@ -269,18 +269,15 @@ def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_int
         hub = _bare_hub(FakeHook(), "events", stream_open=True)
         _register(hub, ["g1"])
         unchecked, hub._unchecked = hub._unchecked, set()
-        hub._listing_epoch = hub._stream_epoch  # this stream was listed before: not a gap round
-        hub._last_event = 100.0
+        hub._listing_epoch, hub._last_event = hub._stream_epoch, 100.0  # listed before: no gap round
         cap = 100.0 + hub._interval(1.0)  # due at 100: one more safety interval
         holds = [hub._burst_holds(100.0, now) for now in (100.2, 100.0 + 2 * hub_module.BURST_QUIET_SECONDS)]
         hub._last_event = cap - 0.1
         holds.append(hub._burst_holds(100.0, cap))
-        hub._last_event = 100.0
-        hub._unchecked = unchecked  # registrations to check
+        hub._last_event, hub._unchecked = 100.0, unchecked  # registrations to check
         holds.append(hub._burst_holds(100.0, 100.2))
         hub._unchecked, hub._listing_epoch = set(), None  # a gap round
-        holds.append(hub._burst_holds(100.0, 100.2))
-        return holds
+        return [*holds, hub._burst_holds(100.0, 100.2)]
 
     # events flowing: hold; a pause: go; the cap; registrations due; a gap round
     assert asyncio.run(scenario()) == [True, False, False, False, False]

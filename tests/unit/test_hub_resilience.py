@@ -184,6 +184,9 @@ def _run(
             {"status": "succeeded", "model": "ideogram-v4", "url": "https://r/1"},
             (GenerationStatus.SUCCEEDED, "https://r/1", "ideogram-v4", None),
         ),
+        # Without a status, judged by what it carries.
+        ({"url": "https://r/1"}, (GenerationStatus.SUCCEEDED, "https://r/1", None, None)),
+        ({"error": {"detail": "upstream 502"}}, (GenerationStatus.FAILED, None, None, "upstream 502")),
     ],
 )
 def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...]) -> None:
@@ -206,14 +209,6 @@ def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[An
 )
 def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any]) -> None:
     assert row_from_event(_completion("g1", **data)) is None
-
-
-def test_an_event_without_status_is_judged_by_what_it_carries() -> None:
-    success = row_from_event(_completion("g1", url="https://r/1"))
-    failure = row_from_event(_completion("g1", error={"detail": "upstream 502"}))
-    assert success is not None and success.status is GenerationStatus.SUCCEEDED
-    assert failure is not None and failure.status is GenerationStatus.FAILED
-    assert failure.error_message == "upstream 502"
 
 
 # CRLF, CR and LF line ends, a comment, two data lines, an id that stays, an event without data,
