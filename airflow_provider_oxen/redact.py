@@ -25,6 +25,8 @@ _SIGNATURE_PARAMS = frozenset(
     | {"sig", "se", "st", "sp", "sv", "sr", "spr"}
 )
 _SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
+# A URL with none of these has no query, fragment or credentials to cut.
+_CUT_CHARS = frozenset("?#@")
 
 
 def strip_query(url: str) -> str:
@@ -33,6 +35,13 @@ def strip_query(url: str) -> str:
     The one redaction of a URL in the package: manifests, XComs, log lines and error messages
     (a refused download's, a failed request's) all show a URL through it.
     """
+    if (
+        url.startswith(("https://", "http://"))
+        and not url.startswith(("https:///", "http:///"))
+        and url.isprintable()
+        and not _CUT_CHARS.intersection(url)
+    ):
+        return url  # nothing to cut, as the parse below would find: one per trigger payload
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unclosed IPv6 bracket: cut by hand, as much as can be told
@@ -78,7 +87,7 @@ def strip_url_queries(value: Any, cut: Callable[[str], str] = strip_query) -> An
     has lost its query (or what ``cut`` removes, e.g. :func:`strip_signature`). Other strings,
     such as a prompt mentioning a link, are left alone."""
     if isinstance(value, str):
-        return cut(value.strip()) if _is_url(value) else value
+        return cut(value.strip()) if "://" in value and _is_url(value) else value
     if isinstance(value, Mapping):
         return {key: strip_url_queries(item, cut) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -243,9 +243,11 @@ def may_be_already_finished(error: OxenAPIStatusError) -> bool:
     return 400 <= error.status_code < 500 and error.status_code not in (401, 402, 403, 404, 429)
 
 
-def json_body(call: ApiCall, response: httpx.Response) -> Any:
+def json_body(
+    call: ApiCall, response: httpx.Response, object_hook: Callable[[dict[str, Any]], Any] | None = None
+) -> Any:
     try:
-        return response.json()
+        return response.json(object_hook=object_hook)
     except ValueError:
         raise OxenAPIStatusError(
             "response is not JSON",

@@ -9,6 +9,7 @@ request validation in :mod:`.validation`: the two request loops below differ onl
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import itertools
 import json
@@ -20,7 +21,6 @@ from typing import IO, Any
 
 import httpx
 from airflow.sdk import BaseHook
-from httpx_sse import aconnect_sse
 
 from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import (
@@ -535,9 +535,13 @@ class OxenAsyncHook(_OxenHookBase):
     async def get_generation(self, generation_id: str) -> Generation:
         return Generation.model_validate(await self._json(api.generation_call(generation_id)))
 
-    async def list_queue_body(self, **filters: Any) -> Any:
-        """The listing's JSON as sent, for a caller that parses its rows one by one (the hub)."""
-        return await self._json(api.list_queue_call(filters))
+    async def list_queue_body(
+        self, *, object_hook: Callable[[dict[str, Any]], Any] | None = None, **filters: Any
+    ) -> Any:
+        """The listing's JSON as sent (each object through ``object_hook``, if given), for a
+        caller that parses its rows one by one (the hub)."""
+        call = api.list_queue_call(filters)
+        return api.json_body(call, await self._send(call), object_hook=object_hook)
 
     async def cancel_generations(self, generation_ids: Iterable[str]) -> list[str]:
         """Best-effort concurrent cancel; answers the ids cancelled. Failures are logged, not raised.
@@ -563,24 +567,89 @@ class OxenAsyncHook(_OxenHookBase):
         return cancelled
 
     async def events(
-        self, *, read_timeout: float | None = 90.0, on_open: Callable[[], None] | None = None
+        self,
+        *,
+        read_timeout: float | None = 90.0,
+        on_open: Callable[[], None] | None = None,
+        only: str | None = None,
     ) -> AsyncIterator[OxenEvent]:
         """Yield events from ``GET /api/events`` until the stream ends or breaks.
 
         ``read_timeout`` bounds silence on the wire, so a dead connection raises instead of hanging;
-        ``on_open`` is called once the stream is established.
+        ``on_open`` is called once the stream is established. With ``only`` (an event name),
+        other events are skipped before their data is decoded (the triggerer's hub reads one
+        kind out of a stream carrying thousands a second).
         """
         client = await self.get_async_conn()
         call = ApiCall("GET", api.EVENTS_PATH)
         timeout = httpx.Timeout((await self.get_settings()).timeout, read=read_timeout)
-        async with aconnect_sse(client, "GET", api.EVENTS_PATH, timeout=timeout) as source:
-            if not source.response.is_success:
-                await source.response.aread()
-                raise api.error_from_response(call, source.response)
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        async with client.stream("GET", api.EVENTS_PATH, headers=headers, timeout=timeout) as response:
+            if not response.is_success:
+                await response.aread()
+                raise api.error_from_response(call, response)
+            content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+            if content_type != "text/event-stream":
+                raise OxenError(
+                    f"GET {api.EVENTS_PATH} answered {content_type or 'no content type'}, not an event stream"
+                )
             if on_open is not None:
                 on_open()
-            async for sse in source.aiter_sse():
-                yield parse_event(sse.event, sse.data, sse.id)
+            parser = SSEParser()
+            decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+            async for chunk in response.aiter_bytes():
+                for name, data, event_id in parser.feed(decoder.decode(chunk)):
+                    if only is None or name == only:
+                        yield parse_event(name, data, event_id)
+
+
+class SSEParser:
+    """Server-Sent Events out of text chunks, as the WHATWG spec reads them.
+
+    Lines end in CRLF, LF or CR; ``:`` starts a comment; ``data`` lines of one event are joined
+    by newlines; a blank line ends the event (one without data is dropped); the last ``id``
+    stays until another replaces it. :meth:`feed` works on whole chunks: thousands of events a
+    second cost one pass over each chunk, not an iteration of an async generator per line.
+    """
+
+    __slots__ = ("_data", "_event", "_id", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = ""
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, text: str) -> list[tuple[str, str, str | None]]:
+        """The events ``text`` completes, as ``(event, data, id)`` (event ``"message"`` if unnamed)."""
+        text = self._tail + text
+        if "\r" in text:
+            # A CR closing the chunk may be the first half of a CRLF: wait for the next chunk.
+            cut = len(text) - 1 if text.endswith("\r") else len(text)
+            text, rest = text[:cut].replace("\r\n", "\n").replace("\r", "\n"), text[cut:]
+        else:
+            rest = ""
+        lines = text.split("\n")
+        self._tail = lines.pop() + rest
+        events = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append((self._event or "message", "\n".join(self._data), self._id))
+                    self._data = []
+                self._event = ""
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                self._data.append(value)
+            elif name == "event":
+                self._event = value
+            elif name == "id" and "\0" not in value:
+                self._id = value or None
+            # "" (a comment), "retry" and unknown fields: nothing to keep
+        return events
 
 
 def parse_event(event: str, data: str, event_id: str | None = None) -> OxenEvent:

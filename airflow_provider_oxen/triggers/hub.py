@@ -89,7 +89,7 @@ COALESCE_SECONDS = 0.05
 # loop busy decoding them while completion events wait.
 RECONCILE_SPACING_FACTOR = 2.0
 MAX_RECONCILE_SPACING = 2.0
-# Large reconciliations hand the loop back every this many deliveries (events keep flowing).
+# A listing's scan hands the loop back every this many rows of waited-for ids (events keep flowing).
 DELIVERY_CHUNK = 256
 # In events mode the safety-net reconciliation runs this many polling intervals apart.
 SAFETY_FACTOR = 6.0
@@ -101,6 +101,12 @@ MIN_POLL_INTERVAL = 1.0
 # More registered ids than this due a catch-up at once (a burst of fresh deferrals): one listing
 # answers for all of them instead of a status read each (the request count stays bounded).
 CATCH_UP_READS_MAX = 32
+# While the stream delivers completion events (one came within this many seconds), the periodic
+# safety round waits for a pause, for at most one more safety interval: its listing (megabytes
+# of JSON at 50,000 waits, decoded in one piece) would hold up every event behind it, and a
+# stream that delivers events is not losing them. Cancellations, which send no event, are
+# therefore noticed within two safety intervals (see docs/performance.md).
+BURST_QUIET_SECONDS = 0.5
 # In events mode the first listing waits up to this long for the stream to open: a listing made
 # before it opened covers nothing, and the one after it would list every waited-for id again.
 FIRST_STREAM_WAIT = 5.0
@@ -144,23 +150,35 @@ class Waiter:
         self.poll_interval = poll_interval
         self.changed = Signal()
         self.error: OxenError | None = None
-        self._inbox: list[Generation] = []
+        # Rows, and (id, status) pairs still in flight (see deliver_in_flight).
+        self._inbox: list[Generation | tuple[str, str]] = []
         self._last: dict[str, GenerationStatus] = {}
+
+    def deliver_in_flight(self, generation_id: str, status: str) -> None:
+        """A status still in flight, as a listing shows it: kept as two strings until the trigger
+        applies it. A row object per id would live until then, and tens of thousands of them
+        would fill the collector's oldest generation (one full collection stops the loop)."""
+        if self._last.get(generation_id) is not GenerationStatus(status):
+            self._last[generation_id] = GenerationStatus(status)
+            self._inbox.append((generation_id, status))
 
     def deliver(self, row: Generation) -> None:
         if self._last.get(row.generation_id) is row.status:
             return
         self._last[row.generation_id] = row.status
         self._inbox.append(row)
-        # "Queued" is where every wait starts: it changes nothing for the trigger, which applies
-        # it with the next row that does (or its next progress line). Waking thousands of
-        # triggers for it after each listing is most of what a large listing costs.
-        if row.status is not GenerationStatus.QUEUED:
+        # Only an outcome wakes the trigger: "queued" and "processing" end nothing, and are
+        # applied with the next row that does or at the trigger's next progress line (within
+        # PROGRESS_INTERVAL). A listing made during a burst of completions shows thousands of
+        # rows turned "processing": waking every trigger for them held up the events behind it.
+        if row.status.is_terminal:
             self.changed.set()
 
     def drain(self) -> None:
         rows, self._inbox = self._inbox, []
         for row in rows:
+            if isinstance(row, tuple):
+                row = Generation.model_validate({"generation_id": row[0], "status": row[1]})
             self.tracker.update(row)
 
     def fail(self, error: OxenError) -> None:
@@ -190,6 +208,8 @@ class OxenHub:
         # stream's lag). See :func:`overdue_reads`.
         self._missing: dict[str, float] = {}
         self._lag = 0.0
+        # When the last completion event came (see BURST_QUIET_SECONDS).
+        self._last_event = float("-inf")
         # Per-id reads left in this safety interval while the stream is open, and when it ends.
         self._read_budget = 0
         self._budget_ends = float("-inf")
@@ -390,6 +410,9 @@ class OxenHub:
             await asyncio.sleep(
                 max(0.0, min(MAX_RECONCILE_SPACING, took * RECONCILE_SPACING_FACTOR) - COALESCE_SECONDS)
             )
+            while self._burst_holds(due, time.monotonic()):
+                if await self._wake.wait(BURST_QUIET_SECONDS):
+                    break  # a registration, a reconnect or closing: hold no longer
             if self.mode == "events" and self.events_available and not self._stream_settled.is_set():
                 await self._stream_settled.wait(FIRST_STREAM_WAIT)
                 # Only the first listing waits: a stream that never connects must not hold up polling.
@@ -407,6 +430,20 @@ class OxenHub:
                 await asyncio.sleep(backoff_delay(errors, self._policy))
             stretch = 1.0 if listed else min(MAX_STRETCH, stretch * 2)
 
+    def _burst_holds(self, due: float, now: float) -> bool:
+        """Whether a periodic safety round (due at ``due``) waits for the burst of events to pause.
+
+        Only a round of the open stream with nothing else to do waits: not a gap round (the
+        stream (re)opened since the last listing), not one with registrations to check.
+        """
+        return (
+            self._stream_open
+            and self._listing_epoch == self._stream_epoch
+            and not self._unchecked
+            and now - self._last_event < BURST_QUIET_SECONDS
+            and now < due + self._interval(1.0)
+        )
+
     async def reconcile(self) -> bool:
         """Re-read what is waited for: one list call, then one read per id no longer in flight.
 
@@ -421,7 +458,7 @@ class OxenHub:
         try:
             # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
             # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
-            body = await self.hook.list_queue_body()
+            body = await self.hook.list_queue_body(object_hook=in_flight_pair)
         except OxenAuthenticationError as exc:
             # The key is rejected for everyone (see the module docstring).
             self._unchecked |= checking
@@ -439,9 +476,23 @@ class OxenHub:
         # Events may have completed some ids while the listing was on its way: no read for those.
         # (Ids registered meanwhile wait for the next round, which their registration triggers.)
         # Each row is delivered as soon as its read answers, not once every read has.
+        first_of_stream = epoch is not None and self._listing_epoch != epoch
         gone = self._reads_due([i for i in ids if i not in in_flight and i in self._waiters], epoch)
+        if gone and first_of_stream and self._stream_open and self._stream_epoch == epoch:
+            # The stream's first listing cannot tell an id that finished before the stream opened
+            # (its event lost) from one whose event is still unread: while completion events
+            # pour in, the stream is delivering them, so read what is left once they pause.
+            await self._events_pause(time.monotonic() + self._interval(1.0))
+            gone = [i for i in gone if i in self._waiters]
         await asyncio.gather(*(self._read_and_deliver(i) for i in gone))
         return True
+
+    async def _events_pause(self, deadline: float) -> None:
+        """Return once no completion event came for ``BURST_QUIET_SECONDS``, or at ``deadline``."""
+        for _ in range(int((deadline - time.monotonic()) / BURST_QUIET_SECONDS) + 1):
+            if time.monotonic() - self._last_event >= BURST_QUIET_SECONDS or self._closed:
+                return
+            await asyncio.sleep(BURST_QUIET_SECONDS)
 
     def _note_coverage(self, listed_in_flight: list[str], epoch: int | None) -> None:
         """Remember which ids this listing showed in flight, if the stream stayed open around it."""
@@ -518,44 +569,57 @@ class OxenHub:
         Returns the waited-for ids it shows in flight, and every id (waited for or not) it
         shows queued or processing.
 
-        Only rows of generations we wait for are looked at, and only those whose status
-        changed since the hub last delivered one from a listing are parsed (a listing of
-        thousands of rows, every 30 s, would otherwise be parsed in full each time). The
-        loop is handed back every ``DELIVERY_CHUNK`` parsed rows, so completion events keep
-        flowing while a large listing is worked through. A row that does not parse is
-        skipped: its generation is not in flight for this round and gets a status read.
+        Only rows of generations we wait for are looked at. A row in flight is taken as its
+        id and status alone (:func:`in_flight_pair`; the listing is decoded that way), never
+        parsed, and delivered (:meth:`Waiter.deliver_in_flight`) only when its status changed
+        past "queued" since the last listing: every wait starts queued (a trigger counts an id
+        it has no row for as queued). Any other row (finished, or of an odd status) is parsed
+        whole; one that does not parse is skipped: its generation is not in flight for this
+        round and gets a status read. The loop is handed back every ``DELIVERY_CHUNK`` rows of
+        waited-for ids, so completion events keep flowing while a large listing is scanned.
         """
         in_flight: set[str] = set()
         listed_in_flight: list[str] = []
         skipped: list[str] = []
-        parsed = 0
+        looked = 0
         for item in listing_items(body):
+            if isinstance(item, dict):
+                item = in_flight_pair(item)  # a body decoded without the hook
+            if isinstance(item, tuple):
+                generation_id, status = item
+                listed_in_flight.append(generation_id)
+                if generation_id not in self._waiters:
+                    continue
+                looked += 1
+                if looked % DELIVERY_CHUNK == 0:
+                    await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
+                    if generation_id not in self._waiters:
+                        continue  # finished meanwhile
+                in_flight.add(generation_id)
+                if status != GenerationStatus.QUEUED.value and self._listed.get(generation_id) != status:
+                    for waiter in self._waiters[generation_id]:
+                        waiter.deliver_in_flight(generation_id, status)
+                self._listed[generation_id] = status
+                continue
             if not isinstance(item, dict):
                 continue
             generation_id = item.get("generation_id")
-            if not isinstance(generation_id, str):
+            if not isinstance(generation_id, str) or generation_id not in self._waiters:
                 continue
-            status = item.get("status")
-            if isinstance(status, str) and status in _IN_FLIGHT:
-                listed_in_flight.append(generation_id)
-            if generation_id not in self._waiters:
-                continue
-            if isinstance(status, str) and self._listed.get(generation_id) == status:
-                in_flight.add(generation_id)
-                continue
-            if parsed and parsed % DELIVERY_CHUNK == 0:
-                await asyncio.sleep(0)  # thousands of rows: let events and triggers run meanwhile
+            looked += 1
+            if looked % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)
                 if generation_id not in self._waiters:
-                    continue  # finished meanwhile
-            parsed += 1
+                    continue
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:
+                in_flight.discard(generation_id)
                 skipped.append(f"{generation_id} ({type(exc).__name__})")
                 continue
             in_flight.add(generation_id)
-            if isinstance(status, str):
-                self._listed[generation_id] = status
+            if isinstance(item.get("status"), str):
+                self._listed[generation_id] = item["status"]
             self._deliver(row)
         if skipped:
             log.warning(
@@ -566,8 +630,13 @@ class OxenHub:
         return in_flight, listed_in_flight
 
     async def _read(self, generation_id: str) -> Generation | None:
-        """The row of one generation, a failed row if it is gone or forbidden, None to retry later."""
+        """The row of one generation, a failed row if it is gone or forbidden, None to retry later
+        (or, once its turn came, if nobody waits for it any more)."""
         async with self._reads:
+            if generation_id not in self._waiters:
+                # Its outcome came meanwhile: after a gap, thousands of reads may queue here while
+                # the stream delivers the events of most of them (one read saved per event).
+                return None
             try:
                 return await self.hook.get_generation(generation_id)
             except OxenAPIStatusError as exc:
@@ -617,7 +686,9 @@ class OxenHub:
                 self._stream_opened()
 
             try:
-                async for event in self.hook.events(read_timeout=EVENTS_READ_TIMEOUT, on_open=opened):
+                async for event in self.hook.events(
+                    read_timeout=EVENTS_READ_TIMEOUT, on_open=opened, only=COMPLETION_EVENT
+                ):
                     self._on_event(event)
                 reason = "the stream ended"
             except OxenAPIStatusError as exc:
@@ -676,6 +747,7 @@ class OxenHub:
         generation_id = event.generation_id
         if generation_id is None or event.status in _IN_FLIGHT:
             return  # an in-flight "completion" is not an outcome (undocumented): nothing to read yet
+        self._last_event = time.monotonic()
         if generation_id in self._waiters:
             since = self._missing.pop(generation_id, None)
             if since is not None:  # a listing missed it that long ago: how late the stream is
@@ -781,6 +853,21 @@ def listing_items(body: Any) -> list[Any]:
         )
         return []
     return raw
+
+
+def in_flight_pair(obj: dict[str, Any]) -> Any:
+    """``object_hook`` decoding a queue listing: a row in flight becomes ``(generation_id, status)``.
+
+    The hub needs no more of a row still in flight. Decoded as dicts, the rows of a large
+    listing (alive while it is scanned) were promoted into the collector's oldest generation
+    at every listing, bringing on full collections that stop the loop for a second and more
+    at 50,000 waits; a tuple of two strings is not tracked by the collector at all. Any other
+    object (the body, a finished or unreadable row) stays a dict.
+    """
+    generation_id, status = obj.get("generation_id"), obj.get("status")
+    if isinstance(generation_id, str) and isinstance(status, str) and status in _IN_FLIGHT:
+        return (generation_id, status)
+    return obj
 
 
 def unavailable_row(generation_id: str, message: str, *, reason: str) -> Generation:

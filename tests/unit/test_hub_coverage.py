@@ -186,28 +186,6 @@ def test_finished_events_are_remembered_for_two_listing_rounds_and_bounded(
     assert asyncio.run(scenario()) == [["e2", "e3", "e4"], ["e2", "e3", "e4"], []]
 
 
-def test_in_flight_listing_rows_of_ids_nobody_waits_for_are_not_parsed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from airflow_provider_oxen.models import Generation
-
-    parsed: list[Any] = []
-    original = Generation.model_validate.__func__  # type: ignore[attr-defined]
-
-    def counting(cls: type[Generation], data: Any, *args: Any, **kwargs: Any) -> Generation:
-        parsed.append(data)
-        return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
-
-    async def scenario() -> set[str]:
-        hub, _ = await _covered_hub([f"other{i}" for i in range(50)])
-        return hub._covered
-
-    monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
-    covered = asyncio.run(scenario())
-    assert len(covered) == 51
-    assert [row["generation_id"] for row in parsed] == ["first"]
-
-
 def _stream_then_events(
     events: asyncio.Queue[OxenEvent],
 ) -> Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]:
@@ -412,35 +390,28 @@ def test_an_id_left_unfinished_loses_its_coverage() -> None:
     assert asyncio.run(scenario()) is False
 
 
-def test_registrations_stay_due_when_the_listing_fails() -> None:
+def test_what_a_failure_left_unchecked_is_checked_again() -> None:
+    """A failed listing keeps registrations due; a catch-up read that failed is read again."""
     from airflow_provider_oxen.exceptions import OxenServerError
 
-    async def scenario() -> tuple[bool, set[str]]:
+    busy = OxenServerError("busy", status_code=503)
+
+    async def scenario() -> tuple[bool, set[str], int, GenerationStatus]:
         fake = FakeHook()
         hub = _bare_hub(fake)
-        _register(hub, ["g1"])
-
-        fake.listing = _raise(OxenServerError("busy", status_code=503))
-        listed = await hub.reconcile()
-        return listed, set(hub._unchecked)
-
-    assert asyncio.run(scenario()) == (False, {"g1"})
-
-
-def test_a_catch_up_read_that_fails_is_read_again_next_round() -> None:
-    from airflow_provider_oxen.exceptions import OxenServerError
-
-    async def scenario() -> tuple[int, GenerationStatus]:
+        _register(hub, ["g0"])
+        fake.listing = _raise(busy)
+        listed, due = await hub.reconcile(), set(hub._unchecked)
         hub, fake = await _covered_hub([])
-        fake.rows["g1"] = _sequence(OxenServerError("busy", status_code=503), _succeeded("g1"))
+        fake.rows["g1"] = _sequence(busy, _succeeded("g1"))
         tracker = StatusTracker(["g1"])
         waiter = hub.register(tracker, 0.05)
         await hub.catch_up()  # 503: kept due
         await hub.catch_up()
         waiter.drain()
-        return fake.reads["g1"], tracker.rows["g1"].status
+        return listed, due, fake.reads["g1"], tracker.rows["g1"].status
 
-    assert asyncio.run(scenario()) == (2, GenerationStatus.SUCCEEDED)
+    assert asyncio.run(scenario()) == (False, {"g0"}, 2, GenerationStatus.SUCCEEDED)
 
 
 def test_what_ended_is_forgotten_after_two_listings_in_poll_mode_too() -> None:

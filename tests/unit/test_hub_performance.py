@@ -31,7 +31,9 @@ from tests.unit.test_hub_resilience import (
 )
 
 
-def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     parsed: list[str] = []
     original = Generation.model_validate.__func__  # type: ignore[attr-defined]
 
@@ -39,34 +41,37 @@ def test_a_listing_parses_only_waited_for_rows_whose_status_changed(monkeypatch:
         parsed.append(data.get("generation_id") if isinstance(data, dict) else "?")
         return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
 
-    async def scenario() -> list[list[str]]:
+    async def scenario() -> list[list[Any]]:
         fake = FakeHook()
         hub = _bare_hub(fake)
-        _register(hub, ["g1", "g2"])
+        g1, g2 = _register(hub, ["g1", "g2"])
         monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
-        rounds = []
+        inboxes = []
         for listing in (
             [_row("g1", "queued"), _row("g2", "queued"), _row("other", "queued")],
             [_row("g1", "queued"), _row("g2", "processing"), _row("other", "processing")],
             [_row("g1", "queued"), _row("g2", "processing")],
         ):
             fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
-            parsed.clear()
             await hub.reconcile()
-            rounds.append(sorted(parsed))
-        return rounds
+            inboxes.append(list(g1._inbox + g2._inbox))
+        assert parsed == []  # nor "other", which nobody waits for
+        g2.drain()  # the trigger applies "processing" as a row
+        return inboxes
 
-    assert asyncio.run(scenario()) == [["g1", "g2"], ["g2"], []]
+    assert asyncio.run(scenario()) == [[], [("g2", "processing")], [("g2", "processing")]]
+    assert parsed == ["g2"]
 
 
-def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
+def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_it() -> None:
     async def scenario() -> tuple[bool, bool, list[GenerationStatus]]:
         tracker = StatusTracker(["g1"])
         waiter = Waiter(tracker, 1.0)
         waiter.deliver(Generation.model_validate(_row("g1", "queued")))
-        woken_by_queued = waiter.changed.is_set()
         waiter.deliver(Generation.model_validate(_row("g1", "processing")))
-        woken_by_processing = waiter.changed.is_set()
+        woken_in_flight = waiter.changed.is_set()
+        waiter.deliver(Generation.model_validate(_succeeded("g1")))
+        woken_by_outcome = waiter.changed.is_set()
         seen: list[GenerationStatus] = []
         original = tracker.update
 
@@ -76,12 +81,12 @@ def test_queued_wakes_nobody_but_is_applied_with_the_next_change() -> None:
 
         tracker.update = update  # type: ignore[method-assign]
         waiter.drain()
-        return woken_by_queued, woken_by_processing, seen
+        return woken_in_flight, woken_by_outcome, seen
 
-    woken_by_queued, woken_by_processing, seen = asyncio.run(scenario())
-    assert not woken_by_queued
-    assert woken_by_processing
-    assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING]
+    woken_in_flight, woken_by_outcome, seen = asyncio.run(scenario())
+    assert not woken_in_flight
+    assert woken_by_outcome
+    assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING, GenerationStatus.SUCCEEDED]
 
 
 def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
@@ -104,38 +109,61 @@ def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open()
     assert asyncio.run(scenario()) == [0, 0, 1]
 
 
-def test_after_a_reconnect_every_id_missing_from_the_listing_is_read_at_once() -> None:
-    async def scenario() -> int:
+def test_ids_never_seen_in_flight_and_after_a_reconnect_every_missing_id_are_read_at_once() -> None:
+    async def scenario() -> list[dict[str, int]]:
         fake = FakeHook()
         hub = _bare_hub(fake, "events", stream_open=True)
         _register(hub, ["g1"])
-        fake.rows["g1"] = lambda: _succeeded("g1")
+        fake.rows.update(g1=lambda: _succeeded("g1"), late=lambda: _succeeded("late"))
         fake.listing = lambda: {"generations": [_row("g1", "processing")]}
         await hub.reconcile()
         await hub.reconcile()
+        _register(hub, ["late"])  # finished before its trigger registered
+        fake.listing = lambda: {"generations": []}
+        await hub.reconcile()  # g1 just left the queue: its event is on the way
+        reads = [dict(fake.reads)]
         hub._stream_open = False
         _open_stream(hub)  # a new stream: events of the gap were lost
-        fake.listing = lambda: {"generations": []}
         await hub.reconcile()
-        return fake.reads["g1"]
+        return [*reads, dict(fake.reads)]
 
-    assert asyncio.run(scenario()) == 1
+    assert asyncio.run(scenario()) == [{"late": 1}, {"late": 1, "g1": 1}]
 
 
-def test_ids_never_seen_in_flight_are_read_at_once_even_with_the_stream_open() -> None:
-    async def scenario() -> int:
+def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "BURST_QUIET_SECONDS", 0.05)
+
+    async def scenario() -> dict[str, int]:
         fake = FakeHook()
         hub = _bare_hub(fake, "events", stream_open=True)
-        _register(hub, ["g0"])
-        fake.listing = lambda: {"generations": [_row("g0", "processing")]}
-        await hub.reconcile()
-        await hub.reconcile()
-        _register(hub, ["late"])  # finished before its trigger registered
-        fake.rows["late"] = lambda: _succeeded("late")
-        await hub.reconcile()
-        return fake.reads["late"]
+        _register(hub, [f"g{i}" for i in range(6)])
+        fake.rows["g5"] = lambda: _succeeded("g5")  # finished before the stream opened: no event
 
-    assert asyncio.run(scenario()) == 1
+        async def burst() -> None:  # events of g0..g4, one every 20 ms
+            for i in range(5):
+                hub._on_event(_completion(f"g{i}", url=f"https://r/g{i}"))
+                await asyncio.sleep(0.02)
+
+        hub._on_event(_completion("other", url="https://r/other"))  # the burst is under way
+        await asyncio.gather(burst(), hub.reconcile())  # the listing shows none of them in flight
+        return dict(fake.reads)
+
+    assert asyncio.run(scenario()) == {"g5": 1}
+
+
+def test_a_queued_read_is_dropped_once_its_event_came() -> None:
+    async def scenario() -> dict[str, int]:
+        fake = FakeHook()
+        hub = _bare_hub(fake, "events", stream_open=True)
+        hub._reads = asyncio.Semaphore(1)
+        _register(hub, ["g1", "g2", "g3"])
+        fake.rows["g1"] = lambda: (hub._on_event(_completion("g2", url="https://r/g2")), _succeeded("g1"))[1]
+        await hub.reconcile()  # a gap round: all three missing, read one at a time
+        return dict(fake.reads)
+
+    assert asyncio.run(scenario()) == {"g1": 1, "g3": 1}  # g2's event came during g1's read
 
 
 def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,6 +264,25 @@ def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() ->
     assert overdue_reads(missing, now=10.0, lag=6.0) == []  # still delivering ones missed 6 s ago
 
 
+def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_interval() -> None:
+    async def scenario() -> list[bool]:
+        hub = _bare_hub(FakeHook(), "events", stream_open=True)
+        _register(hub, ["g1"])
+        unchecked, hub._unchecked = hub._unchecked, set()
+        hub._listing_epoch, hub._last_event = hub._stream_epoch, 100.0  # listed before: no gap round
+        cap = 100.0 + hub._interval(1.0)  # due at 100: one more safety interval
+        holds = [hub._burst_holds(100.0, now) for now in (100.2, 100.0 + 2 * hub_module.BURST_QUIET_SECONDS)]
+        hub._last_event = cap - 0.1
+        holds.append(hub._burst_holds(100.0, cap))
+        hub._last_event, hub._unchecked = 100.0, unchecked  # registrations to check
+        holds.append(hub._burst_holds(100.0, 100.2))
+        hub._unchecked, hub._listing_epoch = set(), None  # a gap round
+        return [*holds, hub._burst_holds(100.0, 100.2)]
+
+    # events flowing: hold; a pause: go; the cap; registrations due; a gap round
+    assert asyncio.run(scenario()) == [True, False, False, False, False]
+
+
 class _Clock:
     """The hub's clock, moved by hand (the event loop keeps the real one)."""
 
@@ -317,11 +364,15 @@ def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue()
     assert asyncio.run(scenario()) == 0
 
 
-def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration() -> None:
+def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "PROGRESS_INTERVAL", 0.2)  # "processing" shows at the next line
     lines: list[str] = []
     logger = SimpleNamespace(info=lambda message, *args: lines.append(message % args), warning=print)
     fake = FakeHook()
-    fake.listing = lambda: {"generations": [_row("g1", "processing")] if fake.list_calls < 3 else []}
+    ends = time.monotonic() + 0.5
+    fake.listing = lambda: {"generations": [_row("g1", "processing")] if time.monotonic() < ends else []}
     fake.rows["g1"] = lambda: _succeeded("g1")
 
     async def scenario() -> None:

@@ -23,6 +23,7 @@ from airflow_provider_oxen.exceptions import (
     OxenNotFoundError,
     OxenServerError,
 )
+from airflow_provider_oxen.hooks.oxen import SSEParser
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
@@ -65,10 +66,11 @@ class FakeHook:
         self.stream_target = 0
         self.reached = asyncio.Event()
 
-    async def list_queue_body(self, **filters: Any) -> Any:
+    async def list_queue_body(self, *, object_hook: Any = None, **filters: Any) -> Any:
         assert not filters
         self.list_calls += 1
-        return self.listing()
+        body = self.listing()  # decoded as the hook decodes it
+        return json.loads(json.dumps(body), object_hook=object_hook) if object_hook else body
 
     async def get_generation(self, generation_id: str) -> Any:
         from airflow_provider_oxen.models import Generation
@@ -77,7 +79,7 @@ class FakeHook:
         answer = self.rows.get(generation_id, lambda: {"generation_id": generation_id, "status": "queued"})
         return Generation.model_validate(answer())
 
-    def events(self, *, read_timeout: float | None = None, on_open: Any = None) -> AsyncIterator[OxenEvent]:
+    def events(self, *, on_open: Any = None, **options: Any) -> AsyncIterator[OxenEvent]:
         self.stream_calls += 1
         if 0 < self.stream_target <= self.stream_calls:
             self.reached.set()
@@ -182,6 +184,9 @@ def _run(
             {"status": "succeeded", "model": "ideogram-v4", "url": "https://r/1"},
             (GenerationStatus.SUCCEEDED, "https://r/1", "ideogram-v4", None),
         ),
+        # Without a status, judged by what it carries.
+        ({"url": "https://r/1"}, (GenerationStatus.SUCCEEDED, "https://r/1", None, None)),
+        ({"error": {"detail": "upstream 502"}}, (GenerationStatus.FAILED, None, None, "upstream 502")),
     ],
 )
 def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...]) -> None:
@@ -206,12 +211,23 @@ def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any])
     assert row_from_event(_completion("g1", **data)) is None
 
 
-def test_an_event_without_status_is_judged_by_what_it_carries() -> None:
-    success = row_from_event(_completion("g1", url="https://r/1"))
-    failure = row_from_event(_completion("g1", error={"detail": "upstream 502"}))
-    assert success is not None and success.status is GenerationStatus.SUCCEEDED
-    assert failure is not None and failure.status is GenerationStatus.FAILED
-    assert failure.error_message == "upstream 502"
+# CRLF, CR and LF line ends, a comment, two data lines, an id that stays, an event without data,
+# an unknown field, a field without a space, an unfinished event at the end.
+_STREAM = (
+    ': keep-alive\r\nevent: media_generation_completed\r\ndata: {"a":\r\ndata: 1}\r\nid: 7\r\n\r\n'
+    "event: no-data\r\n\r\ndata: plain\r\rretry: 5\nodd\nevent: credits_updated\ndata:x\n\nevent: cut"
+)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, len(_STREAM)])
+def test_server_sent_events_are_parsed_whatever_the_chunks(size: int) -> None:
+    parser = SSEParser()
+    events = [e for i in range(0, len(_STREAM), size) for e in parser.feed(_STREAM[i : i + size])]
+    assert events == [
+        ("media_generation_completed", '{"a":\n1}', "7"),
+        ("message", "plain", "7"),
+        ("credits_updated", "x", "7"),
+    ]
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -273,7 +289,7 @@ def test_listing_rows_are_judged_one_by_one() -> None:
             "generations": [
                 {"status": "queued"},  # no generation_id
                 {"generation_id": 7, "status": "queued"},  # id of the wrong type
-                {"generation_id": "g1", "status": "queued", "cost": "free"},  # a field that does not parse
+                {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
                 "not a row",
                 {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
                 {"generation_id": "g2", "status": "processing"},
