@@ -9,7 +9,6 @@ request validation in :mod:`.validation`: the two request loops below differ onl
 from __future__ import annotations
 
 import asyncio
-import codecs
 import hashlib
 import itertools
 import json
@@ -21,6 +20,7 @@ from typing import IO, Any
 
 import httpx
 from airflow.sdk import BaseHook
+from httpx_sse import aconnect_sse
 
 from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import (
@@ -583,73 +583,15 @@ class OxenAsyncHook(_OxenHookBase):
         client = await self.get_async_conn()
         call = ApiCall("GET", api.EVENTS_PATH)
         timeout = httpx.Timeout((await self.get_settings()).timeout, read=read_timeout)
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
-        async with client.stream("GET", api.EVENTS_PATH, headers=headers, timeout=timeout) as response:
-            if not response.is_success:
-                await response.aread()
-                raise api.error_from_response(call, response)
-            content_type = response.headers.get("content-type", "").partition(";")[0].strip()
-            if content_type != "text/event-stream":
-                raise OxenError(
-                    f"GET {api.EVENTS_PATH} answered {content_type or 'no content type'}, not an event stream"
-                )
+        async with aconnect_sse(client, "GET", api.EVENTS_PATH, timeout=timeout) as source:
+            if not source.response.is_success:
+                await source.response.aread()
+                raise api.error_from_response(call, source.response)
             if on_open is not None:
                 on_open()
-            parser = SSEParser()
-            decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
-            async for chunk in response.aiter_bytes():
-                for name, data, event_id in parser.feed(decoder.decode(chunk)):
-                    if only is None or name == only:
-                        yield parse_event(name, data, event_id)
-
-
-class SSEParser:
-    """Server-Sent Events out of text chunks, as the WHATWG spec reads them.
-
-    Lines end in CRLF, LF or CR; ``:`` starts a comment; ``data`` lines of one event are joined
-    by newlines; a blank line ends the event (one without data is dropped); the last ``id``
-    stays until another replaces it. :meth:`feed` works on whole chunks: thousands of events a
-    second cost one pass over each chunk, not an iteration of an async generator per line.
-    """
-
-    __slots__ = ("_data", "_event", "_id", "_tail")
-
-    def __init__(self) -> None:
-        self._tail = ""
-        self._event = ""
-        self._data: list[str] = []
-        self._id: str | None = None
-
-    def feed(self, text: str) -> list[tuple[str, str, str | None]]:
-        """The events ``text`` completes, as ``(event, data, id)`` (event ``"message"`` if unnamed)."""
-        text = self._tail + text
-        if "\r" in text:
-            # A CR closing the chunk may be the first half of a CRLF: wait for the next chunk.
-            cut = len(text) - 1 if text.endswith("\r") else len(text)
-            text, rest = text[:cut].replace("\r\n", "\n").replace("\r", "\n"), text[cut:]
-        else:
-            rest = ""
-        lines = text.split("\n")
-        self._tail = lines.pop() + rest
-        events = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append((self._event or "message", "\n".join(self._data), self._id))
-                    self._data = []
-                self._event = ""
-                continue
-            name, _, value = line.partition(":")
-            if value[:1] == " ":
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._event = value
-            elif name == "id" and "\0" not in value:
-                self._id = value or None
-            # "" (a comment), "retry" and unknown fields: nothing to keep
-        return events
+            async for sse in source.aiter_sse():
+                if only is None or sse.event == only:
+                    yield parse_event(sse.event, sse.data, sse.id)
 
 
 def parse_event(event: str, data: str, event_id: str | None = None) -> OxenEvent:

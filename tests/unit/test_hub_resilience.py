@@ -23,7 +23,6 @@ from airflow_provider_oxen.exceptions import (
     OxenNotFoundError,
     OxenServerError,
 )
-from airflow_provider_oxen.hooks.oxen import SSEParser
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
@@ -209,25 +208,6 @@ def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[An
 )
 def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any]) -> None:
     assert row_from_event(_completion("g1", **data)) is None
-
-
-# CRLF, CR and LF line ends, a comment, two data lines, an id that stays, an event without data,
-# an unknown field, a field without a space, an unfinished event at the end.
-_STREAM = (
-    ': keep-alive\r\nevent: media_generation_completed\r\ndata: {"a":\r\ndata: 1}\r\nid: 7\r\n\r\n'
-    "event: no-data\r\n\r\ndata: plain\r\rretry: 5\nodd\nevent: credits_updated\ndata:x\n\nevent: cut"
-)
-
-
-@pytest.mark.parametrize("size", [1, 2, 7, len(_STREAM)])
-def test_server_sent_events_are_parsed_whatever_the_chunks(size: int) -> None:
-    parser = SSEParser()
-    events = [e for i in range(0, len(_STREAM), size) for e in parser.feed(_STREAM[i : i + size])]
-    assert events == [
-        ("media_generation_completed", '{"a":\n1}', "7"),
-        ("message", "plain", "7"),
-        ("credits_updated", "x", "7"),
-    ]
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
