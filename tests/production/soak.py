@@ -84,7 +84,6 @@ class SoakConfig:
 
 @dataclass
 class SoakReport:
-    config: SoakConfig
     figures: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -119,7 +118,7 @@ def run_soak_cluster(config: SoakConfig) -> SoakReport:
     soak_dir = Path(tempfile.mkdtemp(prefix="oxen-soak-"))
     for sub in ("enqueueing", "kill-window"):
         (soak_dir / sub).mkdir()
-    report = SoakReport(config)
+    report = SoakReport()
     started = time.monotonic()
     cluster = Cluster(
         executor="CeleryExecutor",
