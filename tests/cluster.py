@@ -191,8 +191,8 @@ class Watcher:
 
     ``ti_history[(dag_id, run_id, task_id, map_index)]`` is the ordered list of distinct states
     seen, ``ti_triggers[key]`` every trigger a task instance was linked to. ``triggers[id]``
-    holds a trigger's ``classpath`` and ``kwargs`` (as stored: encrypted), ``first_seen`` and
-    ``last_seen`` (epoch seconds), its ``triggerer_id`` then and ``held_by``: each triggerer job
+    holds a trigger's ``classpath`` and ``kwargs`` (as stored: encrypted), ``last_seen``
+    (epoch seconds), its ``triggerer_id`` then and ``held_by``: each triggerer job
     that held it, with when it was first seen doing so.
     ``hooks`` are called after every sample (the soak samples memory and Redis there).
     """
@@ -242,7 +242,7 @@ class Watcher:
             for trigger_id, classpath, kwargs, triggerer_id in triggers:
                 entry = self.triggers.setdefault(
                     int(trigger_id),
-                    {"classpath": classpath, "kwargs": kwargs, "first_seen": now, "held_by": {}},
+                    {"classpath": classpath, "kwargs": kwargs, "held_by": {}},
                 )
                 entry.update(last_seen=now, triggerer_id=triggerer_id)
                 if triggerer_id is not None:
