@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -18,14 +16,16 @@ from .helpers import (
     AUTH,
     PLAIN,
     InputServer,
+    aenqueue,
     assert_error,
     closed_port_url,
+    collect_completions,
     control,
     enqueue,
+    event_stream,
     mean_difference,
     open_image,
     png_bytes,
-    sse_events,
     wait_for_status,
 )
 
@@ -159,24 +159,9 @@ async def test_an_input_that_is_not_an_image_fails_with_a_failure_event(
     base_url: str, input_server: InputServer
 ) -> None:
     text = input_server.add("/inputs/page.html", b"<html>not a picture</html>", "text/html")
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        response = await http.post(
-            "/api/ai/queue",
-            json={"model": NANO_EDIT, "prompt": "x", "input_image": [text], "num_generations": 1},
-        )
-        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
-        event: dict[str, Any] = {}
-
-        async def read() -> None:
-            async for name, data in sse_events(stream):
-                if name == "media_generation_completed" and data["generation_id"] == gid:
-                    event.update(data)
-                    return
-
-        await asyncio.wait_for(read(), 5)
+    async with event_stream(base_url) as (http, stream):
+        (gid,) = await aenqueue(http, model=NANO_EDIT, prompt="x", input_image=[text])
+        event = (await collect_completions(stream, {gid}))[gid]
     assert event["status"] == "failed" and event["media_type"] == "image"
     assert event["error"].startswith("input_image[0]: ") and "not a readable image" in event["error"]
 

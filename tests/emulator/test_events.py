@@ -7,23 +7,14 @@ import asyncio
 import httpx
 import pytest
 
-from .helpers import AUTH, assert_error, collect_completions, control, sse_events
-
-
-async def _enqueue(http: httpx.AsyncClient, **body: object) -> list[str]:
-    response = await http.post("/api/ai/queue", json={"model": "ideogram-v4", "prompt": "sse", **body})
-    response.raise_for_status()
-    return [row["generation_id"] for row in response.json()["generations"]]
+from .helpers import AUTH, aenqueue, assert_error, collect_completions, control, event_stream, sse_events
 
 
 @pytest.mark.asyncio
 async def test_stream_announces_completions_among_other_events(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+    async with event_stream(base_url) as (http, stream):
         assert stream.headers["content-type"].startswith("text/event-stream")
-        (gid,) = await _enqueue(http)
+        (gid,) = await aenqueue(http)
         seen: list[str] = []
         completed = None
 
@@ -49,22 +40,10 @@ async def test_stream_announces_completions_among_other_events(base_url: str) ->
 @pytest.mark.asyncio
 async def test_failures_use_the_same_event_name(base_url: str) -> None:
     control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        faulted = (await _enqueue(http))[0]
-        invalid = (await _enqueue(http, image_size="huge"))[0]
-        outcomes: dict[str, dict[str, object]] = {}
-
-        async def read() -> None:
-            async for event, data in sse_events(stream):
-                if event == "media_generation_completed":
-                    outcomes[data["generation_id"]] = data
-                    if len(outcomes) == 2:
-                        return
-
-        await asyncio.wait_for(read(), 5)
+    async with event_stream(base_url) as (http, stream):
+        (faulted,) = await aenqueue(http)
+        (invalid,) = await aenqueue(http, image_size="huge")
+        outcomes = await collect_completions(stream, {faulted, invalid})
     assert outcomes[faulted] == {
         "generation_id": faulted,
         "status": "failed",
@@ -78,10 +57,7 @@ async def test_failures_use_the_same_event_name(base_url: str) -> None:
 @pytest.mark.asyncio
 async def test_keep_alive_comments_and_subscriber_count(base_url: str) -> None:
     control(base_url, "POST", "/config", {"keepalive_seconds": 0.1})
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+    async with event_stream(base_url) as (_, stream):
         assert control(base_url, "GET", "/stats")["events_subscribers"] == 1
 
         async def first_keepalive() -> str:
@@ -103,7 +79,7 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
     control(base_url, "POST", "/config", {"queue_seconds": 0.2})
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         async with http.stream("GET", "/api/events") as stream:
-            cancelled, kept = await _enqueue(http, num_generations=2)
+            cancelled, kept = await aenqueue(http, num_generations=2)
             assert (await http.delete(f"/api/ai/queue/{cancelled}")).json() == {
                 "status": "success",
                 "generation_id": cancelled,
@@ -132,25 +108,22 @@ async def test_a_suppressed_event_is_missed_but_the_row_still_ends(base_url: str
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         control(base_url, "POST", "/events/suppress", {"count": 1})
         async with http.stream("GET", "/api/events") as stream:
-            ids = set(await _enqueue(http, num_generations=2))
+            ids = set(await aenqueue(http, num_generations=2))
             seen = await collect_completions(stream, ids, timeout=1.0)
-        assert len(seen) == 1 and seen < ids
+        assert len(seen) == 1 and seen.keys() < ids
         for gid in ids:
             assert (await http.get(f"/api/ai/queue/{gid}")).json()["status"] == "succeeded"
 
         control(base_url, "POST", "/events/suppress", {"count": 1})
         async with http.stream("GET", "/api/events") as stream:
-            (failing,) = await _enqueue(http, image_size="huge")
-            assert await collect_completions(stream, {failing}, timeout=0.8) == set()
+            (failing,) = await aenqueue(http, image_size="huge")
+            assert await collect_completions(stream, {failing}, timeout=0.8) == {}
         assert (await http.get(f"/api/ai/queue/{failing}")).json()["status"] == "failed"
 
 
 @pytest.mark.asyncio
 async def test_control_drop_cuts_open_streams(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+    async with event_stream(base_url) as (_, stream):
         assert control(base_url, "POST", "/sse/drop") == {"dropped": 1}
         with pytest.raises(httpx.RemoteProtocolError):
             await asyncio.wait_for(collect_completions(stream, {"never"}, timeout=3), 4)

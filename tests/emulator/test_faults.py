@@ -12,6 +12,7 @@ from .helpers import (
     AUTH,
     PLAIN,
     InputServer,
+    aenqueue,
     assert_error,
     collect_completions,
     control,
@@ -173,10 +174,5 @@ async def test_drop_events_cuts_streams_after_k_completions(base_url: str) -> No
             assert len(seen) == 1 and seen < ids
         # The fault was for one stream; a new stream is not cut.
         async with http.stream("GET", "/api/events") as again:
-            more = set(await _enqueue_ids(http))
-            assert await collect_completions(again, more, timeout=3) == more
-
-
-async def _enqueue_ids(http: httpx.AsyncClient) -> list[str]:
-    response = await http.post("/api/ai/queue", json=QUEUE)
-    return [row["generation_id"] for row in response.json()["generations"]]
+            more = set(await aenqueue(http))
+            assert (await collect_completions(again, more, timeout=3)).keys() == more

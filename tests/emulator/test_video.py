@@ -3,10 +3,8 @@ queue (rows and events say ``media_type: video``) and the sync ``/api/ai/videos/
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -14,16 +12,17 @@ import pytest
 from airflow_provider_oxen.emulator.__main__ import parse_args
 
 from .helpers import (
-    AUTH,
     PLAIN,
     InputServer,
+    aenqueue,
+    collect_completions,
     control,
     decode_video,
     enqueue,
+    event_stream,
     mean_difference,
     open_image,
     png_bytes,
-    sse_events,
     wait_for_status,
 )
 
@@ -45,28 +44,13 @@ def _download(url: str) -> bytes:
 
 @pytest.mark.asyncio
 async def test_queued_video_is_a_real_mp4_and_says_video_everywhere(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=10) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        response = await http.post(
-            "/api/ai/queue",
-            json={"model": T2V, "prompt": "a paper boat on a river", "duration": 3, "aspect_ratio": "9:16"},
-        )
-        assert response.status_code == 200, response.text
-        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
+    async with event_stream(base_url, timeout=10) as (http, stream):
+        body = {"model": T2V, "prompt": "a paper boat on a river", "duration": 3, "aspect_ratio": "9:16"}
+        (gid,) = await aenqueue(http, **body)
         listed = (await http.get("/api/ai/queue", params={"media_type": "video"})).json()
         assert [row["generation_id"] for row in listed["generations"]] == [gid]
         assert listed["generations"][0]["media_type"] == "video"
-        event: dict[str, Any] = {}
-
-        async def read() -> None:
-            async for name, data in sse_events(stream):
-                if name == "media_generation_completed" and data["generation_id"] == gid:
-                    event.update(data)
-                    return
-
-        await asyncio.wait_for(read(), 10)
+        event = (await collect_completions(stream, {gid}, timeout=10))[gid]
         row = (await http.get(f"/api/ai/queue/{gid}")).json()
         details = (await http.get(f"/api/ai/generations/{gid}")).json()
         images_only = (await http.get("/api/ai/generations", params={"media_type": "image"})).json()
