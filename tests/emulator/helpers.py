@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -38,6 +39,12 @@ def wait_for_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"generation {generation_id} stuck in {row['status']}: {row}")
         time.sleep(0.02)
+
+
+def render_time(row: dict[str, Any]) -> float:
+    """Seconds a queue row spent rendering (``started_at`` to ``completed_at``)."""
+    started, completed = (datetime.fromisoformat(row[key]) for key in ("started_at", "completed_at"))
+    return (completed - started).total_seconds()
 
 
 def enqueue(client: httpx.Client, **body: Any) -> list[str]:

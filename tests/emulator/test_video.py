@@ -4,12 +4,9 @@ queue (rows and events say ``media_type: video``) and the sync ``/api/ai/videos/
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 
 import httpx
 import pytest
-
-from airflow_provider_oxen.emulator.__main__ import parse_args
 
 from .helpers import (
     PLAIN,
@@ -29,10 +26,6 @@ from .helpers import (
 T2V = "kling-video-v2-6-pro-text-to-video"
 I2V = "kling-video-o3-pro-reference-to-video"
 FPS = 8
-
-
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _download(url: str) -> bytes:
@@ -131,16 +124,3 @@ def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client
         "Invalid parameter duration:"
     )
     assert wait_for_status(client, empty, {"failed"})["error_message"].startswith("Prompt cannot be empty")
-
-
-def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
-    # Default: four times the image render time (0.05 s in these tests).
-    (default,) = enqueue(client, model=T2V, prompt="x", duration=3)
-    rows = [wait_for_status(client, default, {"succeeded"}, timeout=10)]
-    control(base_url, "POST", "/config", {"video_render_seconds": 0.6, "queue_seconds": 0.0})
-    (slow,) = enqueue(client, model=T2V, prompt="x", duration=3)
-    rows.append(wait_for_status(client, slow, {"succeeded"}, timeout=10))
-    renders = [_epoch(row["completed_at"]) - _epoch(row["started_at"]) for row in rows]
-    assert 0.18 <= renders[0] < 0.55 and renders[1] >= 0.59, renders
-
-    assert parse_args(["--port", "0", "--video-render-seconds", "1.5"]).video_render_seconds == 1.5
