@@ -47,52 +47,6 @@ def test_unknown_routes_and_methods_use_the_envelope(client: httpx.Client) -> No
     assert_error(client.post("/api/ai/queue", json=[1, 2]), 400, "invalid_params", "JSON object")
 
 
-def test_sync_generate_returns_a_real_image_of_the_requested_size(client: httpx.Client) -> None:
-    response = client.post(
-        "/api/ai/images/generate",
-        json={
-            "model": "ideogram-v4",
-            "prompt": "a lighthouse at dusk",
-            "image_size": "landscape_16_9",
-            "output_format": "png",
-            "num_images": 2,
-            "seed": 7,
-        },
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["model"] == "ideogram-v4" and isinstance(body["created"], int)
-    assert len(body["images"]) == 2
-    for item in body["images"]:
-        download = PLAIN.get(item["url"])  # signed URL: no bearer token needed
-        assert download.status_code == 200
-        assert download.headers["content-type"] == "image/png"
-        assert int(download.headers["content-length"]) == len(download.content)
-        image = open_image(download.content)
-        assert (image.format, image.size) == ("PNG", (1024, 576))
-
-
-def test_sync_generate_b64_json_custom_dimensions_and_one_image_without_num_images(
-    client: httpx.Client,
-) -> None:
-    response = client.post(
-        "/api/ai/images/generate",
-        json={
-            "model": "black-forest-labs-flux-2-klein-4b",
-            "prompt": "tiny robot",
-            "response_format": "b64_json",
-            "image_size": {"width": 320, "height": 256},
-            "output_format": "webp",
-        },
-    )
-    assert response.status_code == 200, response.text
-    image = open_image(base64.b64decode(response.json()["images"][0]["b64_json"]))
-    assert (image.format, image.size) == ("WEBP", (320, 256))
-    # flux-2-dev has no schema (nothing validated), and no num_images: one image.
-    body = {"model": "flux-2-dev", "prompt": "x", "num_images": 3}
-    assert len(client.post("/api/ai/images/generate", json=body).json()["images"]) == 1
-
-
 GENERATE, EDIT, VIDEO = "/api/ai/images/generate", "/api/ai/images/edit", "/api/ai/videos/generate"
 KLEIN, QWEN, NANO_EDIT = "black-forest-labs-flux-2-klein-4b", "qwen-image-edit", "nano-banana-2-edit"
 T2V, I2V, URL = (
@@ -100,6 +54,51 @@ T2V, I2V, URL = (
     "kling-video-o3-pro-reference-to-video",
     "http://a/b.png",
 )
+
+
+@pytest.mark.parametrize(
+    ("body", "count", "fmt", "size"),
+    [
+        (
+            {"model": "ideogram-v4", "image_size": "landscape_16_9", "output_format": "png", "num_images": 2},
+            2,
+            "PNG",
+            (1024, 576),
+        ),
+        (
+            {"model": KLEIN, "response_format": "b64_json", "image_size": {"width": 320, "height": 256}},
+            1,
+            "WEBP",
+            (320, 256),
+        ),
+        # flux-2-dev has no schema (nothing validated), and no num_images: one image.
+        ({"model": "flux-2-dev", "num_images": 3, "output_format": "png"}, 1, "PNG", (1024, 1024)),
+    ],
+    ids=["url", "b64_json", "no-schema"],
+)
+def test_sync_generate_returns_real_images_of_the_requested_size(
+    client: httpx.Client, body: dict[str, Any], count: int, fmt: str, size: tuple[int, int]
+) -> None:
+    """Signed result URLs need no bearer token; ``b64_json`` answers the bytes themselves."""
+    response = client.post(
+        GENERATE, json={"prompt": "a lighthouse", "seed": 7, "output_format": "webp", **body}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == body["model"] and isinstance(answer["created"], int)
+    assert len(answer["images"]) == count
+    for item in answer["images"]:
+        if "b64_json" in item:
+            data = base64.b64decode(item["b64_json"])
+        else:
+            download = PLAIN.get(item["url"])
+            assert download.headers["content-type"] == f"image/{fmt.lower()}"
+            assert int(download.headers["content-length"]) == len(download.content)
+            data = download.content
+        image = open_image(data)
+        assert (image.format, image.size) == (fmt, size)
+
+
 # Each sync endpoint validates against the model's published schema before anything is created.
 REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "enum": (GENERATE, {"model": "ideogram-v4", "image_size": "huge"}, ["image_size", "'huge'", "square_hd"]),
