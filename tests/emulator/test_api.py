@@ -37,6 +37,7 @@ def test_api_requires_the_bearer_key(base_url: str, headers: dict[str, str]) -> 
     }
     assert response.status_code == 401
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
+    assert PLAIN.get(f"{base_url}/api/events", headers=headers).status_code == 401
     assert PLAIN.get(f"{base_url}/api/ai/models", headers=AUTH).status_code == 200
 
 

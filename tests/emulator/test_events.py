@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from .helpers import AUTH, aenqueue, assert_error, collect_completions, control, event_stream, sse_events
+from .helpers import AUTH, aenqueue, collect_completions, control, event_stream, sse_events
 
 
 @pytest.mark.asyncio
@@ -89,17 +89,6 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
         assert kept in seen and cancelled not in seen
         row = (await http.get(f"/api/ai/queue/{cancelled}")).json()
     assert row["status"] == "cancelled" and row["result_url"] is None
-
-
-@pytest.mark.asyncio
-async def test_events_can_be_disabled(base_url: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
-        control(base_url, "POST", "/config", {"events_enabled": False})
-        assert_error(await http.get("/api/events"), 404, "resource_not_found")
-        control(base_url, "POST", "/config", {"events_enabled": True})
-        async with http.stream("GET", "/api/events") as stream:
-            assert stream.status_code == 200
-        assert (await http.get("/api/events", headers={"Authorization": "Basic abc"})).status_code == 401
 
 
 @pytest.mark.asyncio
