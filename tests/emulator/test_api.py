@@ -100,14 +100,10 @@ def test_sync_generate_returns_real_images_of_the_requested_size(
         assert (image.format, image.size) == (fmt, size)
 
 
-# Each sync endpoint validates against the model's published schema before anything is created.
+# Each sync endpoint validates against the model's published schema before anything is created:
+# one case per kind of check (an enum, a maximum, a type, an unlisted name, array bounds...).
 REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "enum": (GENERATE, {"model": "ideogram-v4", "image_size": "huge"}, ["image_size", "'huge'", "square_hd"]),
-    "enum-speed": (
-        GENERATE,
-        {"model": "ideogram-v4", "rendering_speed": "FAST"},
-        ["rendering_speed", "TURBO"],
-    ),
     "too-many": (GENERATE, {"model": "ideogram-v4", "num_images": 9}, ["num_images", "4"]),
     "unknown-param": (
         GENERATE,
@@ -119,9 +115,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         {"model": KLEIN, "image_size": {"width": 100, "height": 300}},
         ["image_size.width", "256"],
     ),
-    "klein-has-no-num-images": (GENERATE, {"model": KLEIN, "num_images": 2}, ["num_images", KLEIN]),
-    "resolution": (GENERATE, {"model": "nano-banana-2", "resolution": "8K"}, ["resolution", "'8K'", "1K"]),
-    "wrong-size-name": (GENERATE, {"model": "nano-banana-2", "image_size": "square"}, ["image_size"]),
     "size": (GENERATE, {"model": "openai/gpt-image-1.5:latest", "size": "999x1"}, ["size", "1024x1024"]),
     "empty-prompt": (GENERATE, {"model": "ideogram-v4", "prompt": ""}, ["Prompt cannot be empty"]),
     "response-format": (GENERATE, {"model": "ideogram-v4", "response_format": "gif"}, ["response_format"]),
@@ -131,7 +124,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "edit-model": (GENERATE, {"model": QWEN}, [QWEN, "/api/ai/images/edit"]),
     "video-model": (GENERATE, {"model": T2V}, ["does not generate images"]),
     "edit-missing-input": (EDIT, {"model": QWEN}, ["input_image", "required"]),
-    "edit-array-for-one": (EDIT, {"model": QWEN, "input_image": [URL]}, ["input_image", "string"]),
     "edit-not-http": (EDIT, {"model": QWEN, "input_image": "file:///etc/passwd"}, ["input_image"]),
     "edit-empty-prompt": (
         EDIT,
@@ -139,7 +131,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["Prompt cannot be empty"],
     ),
     "edit-string-for-array": (EDIT, {"model": NANO_EDIT, "input_image": URL}, ["input_image", "array"]),
-    "edit-empty-array": (EDIT, {"model": NANO_EDIT, "input_image": []}, ["input_image"]),
     "edit-five-inputs": (EDIT, {"model": NANO_EDIT, "input_image": [URL] * 5}, ["input_image"]),
     "edit-generate-model": (EDIT, {"model": "ideogram-v4"}, ["ideogram-v4", "not an image-editing model"]),
     "edit-video-model": (EDIT, {"model": T2V}, ["not an image-editing model", "/videos/generate"]),
@@ -154,8 +145,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     ),
     "video-too-long": (VIDEO, {"model": T2V, "duration": 11}, ["duration", "10"]),
     "video-duration-string": (VIDEO, {"model": T2V, "duration": "5"}, ["duration", "integer"]),
-    "video-aspect-ratio": (VIDEO, {"model": T2V, "aspect_ratio": "4:3"}, ["aspect_ratio", "16:9"]),
-    "video-audio-flag": (VIDEO, {"model": T2V, "generate_audio": "yes"}, ["generate_audio"]),
     "video-t2v-has-no-input": (VIDEO, {"model": T2V, "input_image": URL}, ["input_image", T2V]),
     "video-i2v-needs-input": (VIDEO, {"model": I2V}, ["input_image", "required"]),
     "video-image-model": (VIDEO, {"model": "ideogram-v4"}, ["ideogram-v4", "does not generate video"]),

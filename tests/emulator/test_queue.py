@@ -9,6 +9,8 @@ import pytest
 
 from .helpers import PLAIN, ROW_KEYS, assert_error, control, enqueue, open_image, wait_for_status
 
+T2V = "kling-video-v2-6-pro-text-to-video"
+
 
 def test_queue_row_goes_queued_processing_succeeded(client: httpx.Client) -> None:
     response = client.post(
@@ -102,6 +104,9 @@ def test_row_parameters_setting_adds_the_request_parameters(client: httpx.Client
         ({"model": "nano-banana-2", "resolution": "8K"}, False, ["resolution", "'8K'"]),
         ({"response_format": "url"}, False, ["response_format"]),
         ({"prompt": ""}, False, ["Prompt cannot be empty"]),
+        ({"model": T2V, "multi_prompt": ["b"]}, False, ["Invalid parameter multi_prompt:"]),
+        ({"model": T2V, "duration": 30}, False, ["Invalid parameter duration:"]),
+        ({"model": T2V, "prompt": ""}, False, ["Prompt cannot be empty"]),
     ],
 )
 def test_enqueue_validates_only_model_and_count_and_bad_parameters_fail_later(
