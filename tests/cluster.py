@@ -50,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The services, stopped after Airflow, with their first signal (SIGINT: PostgreSQL's "fast" shutdown).
 SERVICES = {"emulator": signal.SIGTERM, "redis": signal.SIGTERM, "postgres": signal.SIGINT}
 STARTUP_TIMEOUT = 420.0  # seconds, for each step of the start-up
-# Retries for a cluster under load or chaos (the e2e tests keep tests.fixtures' fast ones).
+# oxen_default's retries on a CeleryExecutor cluster, under load or chaos (the LocalExecutor one of
+# the e2e tests keeps tests.fixtures' fast ones).
 PATIENT_RETRIES = {"max_retries": 6, "backoff_base": 0.2, "backoff_max": 2.0}
 T = TypeVar("T")
 
@@ -282,7 +283,6 @@ class Cluster:
     :param dags: DAG files, or folders copied with their subfolders, for the dag-processor.
     :param env: more environment for every Airflow component (the DAGs read it too).
     :param api_key: the Oxen API key the emulator accepts and ``oxen_default`` carries.
-    :param connection_extra: ``oxen_default``'s extra on top of tests.fixtures' fast retries.
     :param render_seconds: the emulator's render time per generation (``emulator_args``: more options).
     :param expect_dags: DAG ids that must be parsed before ``__enter__`` returns.
     :param keep: keep the run directory (logs, database); default: when ``OXEN_CLUSTER_KEEP`` is set.
@@ -295,7 +295,6 @@ class Cluster:
         dags: Iterable[str | os.PathLike[str]] = (),
         env: Mapping[str, str] | None = None,
         api_key: str = API_KEY,
-        connection_extra: Mapping[str, Any] | None = None,
         render_seconds: float = 3.0,
         emulator_args: Iterable[str] = (),
         workers: int = 2,
@@ -309,7 +308,6 @@ class Cluster:
         self.dags = [Path(p).resolve() for p in dags]
         self.env_extra = dict(env or {})
         self.api_key = api_key
-        self.connection_extra = dict(connection_extra or {})
         self.emulator_args = ["--render-seconds", str(render_seconds), *emulator_args]
         self.worker_count = workers if self.celery else 0
         self.worker_concurrency = worker_concurrency
@@ -733,7 +731,7 @@ class Cluster:
                 "PYTHONUNBUFFERED": "1",
                 # The Oxen connection as an environment variable (a secrets backend works the same).
                 "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
-                    self.emulator_url, self.api_key, **self.connection_extra
+                    self.emulator_url, self.api_key, **(PATIENT_RETRIES if self.celery else {})
                 ),
                 **self.env_extra,
             }
@@ -859,14 +857,10 @@ class Cluster:
         return subprocess.run(command, env=env, capture_output=True, check=True, timeout=300).stdout
 
     def decrypt(self, token: str) -> str:
-        """A Fernet-encrypted column (trigger kwargs) as text."""
+        """A Fernet-encrypted column (trigger kwargs: always encrypted, the cluster sets a key) as text."""
         from cryptography.fernet import Fernet
 
-        return (
-            token
-            if token.startswith("{")
-            else Fernet(self.fernet_key.encode()).decrypt(token.encode()).decode()
-        )
+        return Fernet(self.fernet_key.encode()).decrypt(token.encode()).decode()
 
     # -- logs ------------------------------------------------------------------------------------
 

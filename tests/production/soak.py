@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.cluster import PATIENT_RETRIES, Cluster, log
+from tests.cluster import Cluster, log
 from tests.fixtures import EmulatorControl
 
 DAGS = Path(__file__).resolve().parent / "dags"
@@ -125,7 +125,6 @@ def run_soak_cluster(config: SoakConfig) -> SoakReport:
         dags=[DAGS],
         env=config.env(soak_dir),
         api_key=api_key,
-        connection_extra=PATIENT_RETRIES,
         render_seconds=config.render_seconds,
         workers=config.workers,
         worker_concurrency=config.worker_concurrency,
