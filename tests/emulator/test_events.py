@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -11,39 +12,32 @@ from .helpers import AUTH, aenqueue, collect_completions, control, event_stream,
 
 
 @pytest.mark.asyncio
-async def test_stream_announces_completions_among_other_events(base_url: str) -> None:
+async def test_one_event_name_announces_successes_and_failures_among_other_events(base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
     async with event_stream(base_url) as (http, stream):
         assert stream.headers["content-type"].startswith("text/event-stream")
+        (faulted,) = await aenqueue(http)  # the fault takes the next generation
+        (invalid,) = await aenqueue(http, image_size="huge")
         (gid,) = await aenqueue(http)
         seen: list[str] = []
-        completed = None
+        outcomes: dict[str, dict[str, Any]] = {}
 
         async def read() -> None:
-            nonlocal completed
             async for event, data in sse_events(stream):
                 seen.append(event)
-                if event == "media_generation_completed" and data["generation_id"] == gid:
-                    completed = data
-                if completed is not None and event == "credits_updated":
+                if event == "media_generation_completed":
+                    outcomes[data["generation_id"]] = data
+                if len(outcomes) == 3 and event == "credits_updated":
                     return
 
         await asyncio.wait_for(read(), 5)
-    assert completed is not None
+    completed = outcomes[gid]
     assert set(completed) == {"generation_id", "status", "media_type", "model", "url"}
     assert completed["status"] == "succeeded" and completed["model"] == "ideogram-v4"
     assert completed["media_type"] == "image"
     assert ":" in seen  # the opening comment line
     async with httpx.AsyncClient() as plain:
         assert (await plain.get(completed["url"])).status_code == 200
-
-
-@pytest.mark.asyncio
-async def test_failures_use_the_same_event_name(base_url: str) -> None:
-    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
-    async with event_stream(base_url) as (http, stream):
-        (faulted,) = await aenqueue(http)
-        (invalid,) = await aenqueue(http, image_size="huge")
-        outcomes = await collect_completions(stream, {faulted, invalid})
     assert outcomes[faulted] == {
         "generation_id": faulted,
         "status": "failed",
