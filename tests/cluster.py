@@ -857,10 +857,14 @@ class Cluster:
         return subprocess.run(command, env=env, capture_output=True, check=True, timeout=300).stdout
 
     def decrypt(self, token: str) -> str:
-        """A Fernet-encrypted column (trigger kwargs: always encrypted, the cluster sets a key) as text."""
+        """A Fernet-encrypted column (trigger kwargs) as text."""
         from cryptography.fernet import Fernet
 
-        return Fernet(self.fernet_key.encode()).decrypt(token.encode()).decode()
+        return (
+            token
+            if token.startswith("{")
+            else Fernet(self.fernet_key.encode()).decrypt(token.encode()).decode()
+        )
 
     # -- logs ------------------------------------------------------------------------------------
 
