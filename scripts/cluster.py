@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.cluster import PATIENT_RETRIES, REPO, Cluster, log
+from tests.cluster import REPO, Cluster, log
 from tests.production.soak import DAGS, SoakConfig, run_soak_cluster
 
 
@@ -33,7 +33,6 @@ def up(args: argparse.Namespace) -> int:
     with Cluster(
         executor="CeleryExecutor",
         dags=[REPO / "dags", DAGS],
-        connection_extra=PATIENT_RETRIES,
         render_seconds=args.render_seconds,
         workers=args.workers,
         worker_concurrency=args.concurrency,

@@ -50,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 # The services, stopped after Airflow, with their first signal (SIGINT: PostgreSQL's "fast" shutdown).
 SERVICES = {"emulator": signal.SIGTERM, "redis": signal.SIGTERM, "postgres": signal.SIGINT}
 STARTUP_TIMEOUT = 420.0  # seconds, for each step of the start-up
-# Retries for a cluster under load or chaos (the e2e tests keep tests.fixtures' fast ones).
+# oxen_default's retries on a CeleryExecutor cluster, under load or chaos (the LocalExecutor one of
+# the e2e tests keeps tests.fixtures' fast ones).
 PATIENT_RETRIES = {"max_retries": 6, "backoff_base": 0.2, "backoff_max": 2.0}
 T = TypeVar("T")
 
@@ -187,19 +188,18 @@ def stop_session(process: Process, first: int = signal.SIGTERM, grace: float = 2
 
 
 class Watcher:
-    """Samples task instances and triggers every ``interval`` seconds in a thread.
+    """Samples task instances and triggers five times a second in a thread.
 
     ``ti_history[(dag_id, run_id, task_id, map_index)]`` is the ordered list of distinct states
     seen, ``ti_triggers[key]`` every trigger a task instance was linked to. ``triggers[id]``
-    holds a trigger's ``classpath`` and ``kwargs`` (as stored: encrypted), ``first_seen`` and
-    ``last_seen`` (epoch seconds), its ``triggerer_id`` then and ``held_by``: each triggerer job
+    holds a trigger's ``classpath`` and ``kwargs`` (as stored: encrypted), ``last_seen``
+    (epoch seconds), its ``triggerer_id`` then and ``held_by``: each triggerer job
     that held it, with when it was first seen doing so.
     ``hooks`` are called after every sample (the soak samples memory and Redis there).
     """
 
-    def __init__(self, cluster: Cluster, interval: float = 0.2) -> None:
+    def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.interval = interval
         self.ti_history: dict[tuple[str, str, str, int], list[str | None]] = {}
         self.ti_triggers: dict[tuple[str, str, str, int], set[int]] = {}
         self.triggers: dict[int, dict[str, Any]] = {}
@@ -225,7 +225,7 @@ class Watcher:
                     step()
                 except Exception as exc:  # a locked SQLite file, a vanished process: next tick
                     self.errors = [*self.errors[-19:], f"{getattr(step, '__name__', step)}: {exc!r}"]
-            self._stop.wait(self.interval)
+            self._stop.wait(0.2)
 
     def sample(self) -> None:
         now = time.time()
@@ -243,7 +243,7 @@ class Watcher:
             for trigger_id, classpath, kwargs, triggerer_id in triggers:
                 entry = self.triggers.setdefault(
                     int(trigger_id),
-                    {"classpath": classpath, "kwargs": kwargs, "first_seen": now, "held_by": {}},
+                    {"classpath": classpath, "kwargs": kwargs, "held_by": {}},
                 )
                 entry.update(last_seen=now, triggerer_id=triggerer_id)
                 if triggerer_id is not None:
@@ -283,7 +283,6 @@ class Cluster:
     :param dags: DAG files, or folders copied with their subfolders, for the dag-processor.
     :param env: more environment for every Airflow component (the DAGs read it too).
     :param api_key: the Oxen API key the emulator accepts and ``oxen_default`` carries.
-    :param connection_extra: ``oxen_default``'s extra on top of tests.fixtures' fast retries.
     :param render_seconds: the emulator's render time per generation (``emulator_args``: more options).
     :param expect_dags: DAG ids that must be parsed before ``__enter__`` returns.
     :param keep: keep the run directory (logs, database); default: when ``OXEN_CLUSTER_KEEP`` is set.
@@ -296,7 +295,6 @@ class Cluster:
         dags: Iterable[str | os.PathLike[str]] = (),
         env: Mapping[str, str] | None = None,
         api_key: str = API_KEY,
-        connection_extra: Mapping[str, Any] | None = None,
         render_seconds: float = 3.0,
         emulator_args: Iterable[str] = (),
         workers: int = 2,
@@ -310,7 +308,6 @@ class Cluster:
         self.dags = [Path(p).resolve() for p in dags]
         self.env_extra = dict(env or {})
         self.api_key = api_key
-        self.connection_extra = dict(connection_extra or {})
         self.emulator_args = ["--render-seconds", str(render_seconds), *emulator_args]
         self.worker_count = workers if self.celery else 0
         self.worker_concurrency = worker_concurrency
@@ -352,7 +349,6 @@ class Cluster:
 
     def start(self) -> None:
         started = time.monotonic()
-        timeout = STARTUP_TIMEOUT
         if self.celery:
             ensure_prerequisites()
         self.home.mkdir()
@@ -376,7 +372,7 @@ class Cluster:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            timeout=timeout,
+            timeout=STARTUP_TIMEOUT,
             check=False,
             start_new_session=True,
         )
@@ -395,16 +391,21 @@ class Cluster:
         for _ in range(self.worker_count):
             self.spawn("worker")
         for _ in range(self.triggerer_count):
-            self.spawn("triggerer", timeout)
-        self.wait("Airflow healthy", self._healthy, timeout)
+            self.spawn("triggerer")
+        self.wait("Airflow healthy", self._healthy, STARTUP_TIMEOUT)
         logs = [self.processes[name].log_path for name in self.names("worker")]
         self.wait(
             "Celery workers ready",
             lambda: all(" ready." in p.read_text(errors="replace") for p in logs),
-            timeout,
+            STARTUP_TIMEOUT,
         )
-        for dag_id in self.expect_dags:
-            self.wait_for_dag(dag_id, timeout)
+        parsed = lambda: all(self.api("GET", f"/api/v2/dags/{d}").is_success for d in self.expect_dags)  # noqa: E731
+        try:
+            self.wait(f"DAGs {self.expect_dags} parsed", parsed, STARTUP_TIMEOUT)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"{exc}; import errors: {self.api('GET', '/api/v2/importErrors').text}"
+            ) from None
         log(f"up in {time.monotonic() - started:.0f} s: {', '.join(self.processes)}")
 
     def stop(self) -> None:
@@ -426,7 +427,16 @@ class Cluster:
                 stop_session(self.processes[name], first, grace=20)
         for process in self.retired:
             stop_session(process, signal.SIGKILL, grace=1)
-        self.strays = self.stray_processes()
+        # Left of this cluster: any process of a session it started, and any anywhere whose
+        # environment names its AIRFLOW_HOME (one that left its session would still carry it).
+        strays = [pid for p in [*self.processes.values(), *self.retired] for pid in p.pids()]
+        marker = f"AIRFLOW_HOME={self.home}".encode()
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker in environ.read().split(b"\0"):
+                        strays.append(int(entry))
+        self.strays = sorted(set(strays))
         if self.strays:
             log(f"stray processes after stop: {self.strays}")
             _signal_all(self.strays, signal.SIGKILL)
@@ -436,18 +446,6 @@ class Cluster:
             for path in (self.run_dir, self.pg_dir):
                 if path is not None:
                     shutil.rmtree(path, ignore_errors=True)
-
-    def stray_processes(self) -> list[int]:
-        """Processes left of this cluster: any of a session it started, and any anywhere whose
-        environment names its AIRFLOW_HOME (one that left its session would still carry it)."""
-        pids = [pid for p in [*self.processes.values(), *self.retired] for pid in p.pids()]
-        marker = f"AIRFLOW_HOME={self.home}".encode()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid():
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/environ", "rb") as environ:
-                    if marker in environ.read().split(b"\0"):
-                        pids.append(int(entry))
-        return sorted(set(pids))
 
     def wait(self, what: str, done: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
         """Poll ``done`` until it returns something true; fail at once if a component exited."""
@@ -490,7 +488,7 @@ class Cluster:
         self.processes[name] = Process(name, popen, log_path)
         return self.processes[name]
 
-    def spawn(self, kind: str, timeout: float = 300.0) -> str:
+    def spawn(self, kind: str) -> str:
         """Start one more Airflow component of ``kind``; returns its name (``triggerer-3``...).
         A triggerer is waited for until it has its job row (``Process.job_id``)."""
         self._counters[kind] += 1
@@ -509,7 +507,7 @@ class Cluster:
         if kind == "triggerer":
             sql = "SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id DESC"
             fresh = lambda: next((row.id for row in self.query(sql) if row.id not in known), None)  # noqa: E731
-            process.job_id = self.wait(f"{name}'s job row", fresh, timeout, every=0.3)
+            process.job_id = self.wait(f"{name}'s job row", fresh, STARTUP_TIMEOUT, every=0.3)
         return name
 
     def names(self, kind: str) -> list[str]:
@@ -733,7 +731,7 @@ class Cluster:
                 "PYTHONUNBUFFERED": "1",
                 # The Oxen connection as an environment variable (a secrets backend works the same).
                 "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(
-                    self.emulator_url, self.api_key, **self.connection_extra
+                    self.emulator_url, self.api_key, **(PATIENT_RETRIES if self.celery else {})
                 ),
                 **self.env_extra,
             }
@@ -758,16 +756,6 @@ class Cluster:
             self._token = None
         return response
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> None:
-        try:
-            self.wait(
-                f"DAG {dag_id} parsed", lambda: self.api("GET", f"/api/v2/dags/{dag_id}").is_success, timeout
-            )
-        except TimeoutError as exc:
-            raise TimeoutError(
-                f"{exc}; import errors: {self.api('GET', '/api/v2/importErrors').text}"
-            ) from None
-
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
@@ -777,12 +765,6 @@ class Cluster:
         if response.status_code >= 400:
             raise RuntimeError(f"trigger {dag_id} failed: {response.status_code} {response.text}")
         return str(response.json()["dag_run_id"])
-
-    def end_run(self, dag_id: str, run_id: str) -> None:
-        """Mark a run failed, so a run a test leaves waiting (for a review) does nothing more
-        while later tests share the cluster."""
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
-        self.api("PATCH", path, json={"state": "failed"}).raise_for_status()
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         sql = "SELECT state FROM dag_run WHERE dag_id = :dag_id AND run_id = :run_id"

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -38,6 +39,12 @@ def wait_for_status(
         if time.monotonic() > deadline:
             raise AssertionError(f"generation {generation_id} stuck in {row['status']}: {row}")
         time.sleep(0.02)
+
+
+def render_time(row: dict[str, Any]) -> float:
+    """Seconds a queue row spent rendering (``started_at`` to ``completed_at``)."""
+    started, completed = (datetime.fromisoformat(row[key]) for key in ("started_at", "completed_at"))
+    return (completed - started).total_seconds()
 
 
 def enqueue(client: httpx.Client, **body: Any) -> list[str]:
@@ -88,15 +95,36 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]
             event, data = "message", []
 
 
-async def collect_completions(response: httpx.Response, wanted: set[str], timeout: float) -> set[str]:
-    """Generation ids of ``media_generation_completed`` events seen until all wanted arrive or timeout."""
-    seen: set[str] = set()
+@contextlib.asynccontextmanager
+async def event_stream(
+    base_url: str, timeout: float = 5
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.Response]]:
+    """An authenticated async client and its open ``/api/events`` stream."""
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=timeout) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        yield http, stream
+
+
+async def aenqueue(http: httpx.AsyncClient, **body: Any) -> list[str]:
+    """``enqueue`` with an async client (while a test reads an event stream)."""
+    response = await http.post("/api/ai/queue", json={"model": "ideogram-v4", "prompt": "sse", **body})
+    response.raise_for_status()
+    return [row["generation_id"] for row in response.json()["generations"]]
+
+
+async def collect_completions(
+    response: httpx.Response, wanted: set[str], timeout: float = 5
+) -> dict[str, dict[str, Any]]:
+    """The ``media_generation_completed`` events (by id) seen until all wanted arrive or timeout."""
+    seen: dict[str, dict[str, Any]] = {}
 
     async def read() -> None:
         async for event, data in sse_events(response):
             if event == "media_generation_completed":
-                seen.add(data["generation_id"])
-                if wanted <= seen:
+                seen[data["generation_id"]] = data
+                if wanted <= seen.keys():
                     return
 
     with contextlib.suppress(asyncio.TimeoutError):

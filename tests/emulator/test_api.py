@@ -37,6 +37,7 @@ def test_api_requires_the_bearer_key(base_url: str, headers: dict[str, str]) -> 
     }
     assert response.status_code == 401
     assert control(base_url, "GET", "/stats")["generations_created"] == 0
+    assert PLAIN.get(f"{base_url}/api/events", headers=headers).status_code == 401
     assert PLAIN.get(f"{base_url}/api/ai/models", headers=AUTH).status_code == 200
 
 
@@ -47,52 +48,6 @@ def test_unknown_routes_and_methods_use_the_envelope(client: httpx.Client) -> No
     assert_error(client.post("/api/ai/queue", json=[1, 2]), 400, "invalid_params", "JSON object")
 
 
-def test_sync_generate_returns_a_real_image_of_the_requested_size(client: httpx.Client) -> None:
-    response = client.post(
-        "/api/ai/images/generate",
-        json={
-            "model": "ideogram-v4",
-            "prompt": "a lighthouse at dusk",
-            "image_size": "landscape_16_9",
-            "output_format": "png",
-            "num_images": 2,
-            "seed": 7,
-        },
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["model"] == "ideogram-v4" and isinstance(body["created"], int)
-    assert len(body["images"]) == 2
-    for item in body["images"]:
-        download = PLAIN.get(item["url"])  # signed URL: no bearer token needed
-        assert download.status_code == 200
-        assert download.headers["content-type"] == "image/png"
-        assert int(download.headers["content-length"]) == len(download.content)
-        image = open_image(download.content)
-        assert (image.format, image.size) == ("PNG", (1024, 576))
-
-
-def test_sync_generate_b64_json_custom_dimensions_and_one_image_without_num_images(
-    client: httpx.Client,
-) -> None:
-    response = client.post(
-        "/api/ai/images/generate",
-        json={
-            "model": "black-forest-labs-flux-2-klein-4b",
-            "prompt": "tiny robot",
-            "response_format": "b64_json",
-            "image_size": {"width": 320, "height": 256},
-            "output_format": "webp",
-        },
-    )
-    assert response.status_code == 200, response.text
-    image = open_image(base64.b64decode(response.json()["images"][0]["b64_json"]))
-    assert (image.format, image.size) == ("WEBP", (320, 256))
-    # flux-2-dev has no schema (nothing validated), and no num_images: one image.
-    body = {"model": "flux-2-dev", "prompt": "x", "num_images": 3}
-    assert len(client.post("/api/ai/images/generate", json=body).json()["images"]) == 1
-
-
 GENERATE, EDIT, VIDEO = "/api/ai/images/generate", "/api/ai/images/edit", "/api/ai/videos/generate"
 KLEIN, QWEN, NANO_EDIT = "black-forest-labs-flux-2-klein-4b", "qwen-image-edit", "nano-banana-2-edit"
 T2V, I2V, URL = (
@@ -100,14 +55,55 @@ T2V, I2V, URL = (
     "kling-video-o3-pro-reference-to-video",
     "http://a/b.png",
 )
-# Each sync endpoint validates against the model's published schema before anything is created.
+
+
+@pytest.mark.parametrize(
+    ("body", "count", "fmt", "size"),
+    [
+        (
+            {"model": "ideogram-v4", "image_size": "landscape_16_9", "output_format": "png", "num_images": 2},
+            2,
+            "PNG",
+            (1024, 576),
+        ),
+        (
+            {"model": KLEIN, "response_format": "b64_json", "image_size": {"width": 320, "height": 256}},
+            1,
+            "WEBP",
+            (320, 256),
+        ),
+        # flux-2-dev has no schema (nothing validated), and no num_images: one image.
+        ({"model": "flux-2-dev", "num_images": 3, "output_format": "png"}, 1, "PNG", (1024, 1024)),
+    ],
+    ids=["url", "b64_json", "no-schema"],
+)
+def test_sync_generate_returns_real_images_of_the_requested_size(
+    client: httpx.Client, body: dict[str, Any], count: int, fmt: str, size: tuple[int, int]
+) -> None:
+    """Signed result URLs need no bearer token; ``b64_json`` answers the bytes themselves."""
+    response = client.post(
+        GENERATE, json={"prompt": "a lighthouse", "seed": 7, "output_format": "webp", **body}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == body["model"] and isinstance(answer["created"], int)
+    assert len(answer["images"]) == count
+    for item in answer["images"]:
+        if "b64_json" in item:
+            data = base64.b64decode(item["b64_json"])
+        else:
+            download = PLAIN.get(item["url"])
+            assert download.headers["content-type"] == f"image/{fmt.lower()}"
+            assert int(download.headers["content-length"]) == len(download.content)
+            data = download.content
+        image = open_image(data)
+        assert (image.format, image.size) == (fmt, size)
+
+
+# Each sync endpoint validates against the model's published schema before anything is created:
+# one case per kind of check (an enum, a maximum, a type, an unlisted name, array bounds...).
 REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "enum": (GENERATE, {"model": "ideogram-v4", "image_size": "huge"}, ["image_size", "'huge'", "square_hd"]),
-    "enum-speed": (
-        GENERATE,
-        {"model": "ideogram-v4", "rendering_speed": "FAST"},
-        ["rendering_speed", "TURBO"],
-    ),
     "too-many": (GENERATE, {"model": "ideogram-v4", "num_images": 9}, ["num_images", "4"]),
     "unknown-param": (
         GENERATE,
@@ -119,9 +115,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         {"model": KLEIN, "image_size": {"width": 100, "height": 300}},
         ["image_size.width", "256"],
     ),
-    "klein-has-no-num-images": (GENERATE, {"model": KLEIN, "num_images": 2}, ["num_images", KLEIN]),
-    "resolution": (GENERATE, {"model": "nano-banana-2", "resolution": "8K"}, ["resolution", "'8K'", "1K"]),
-    "wrong-size-name": (GENERATE, {"model": "nano-banana-2", "image_size": "square"}, ["image_size"]),
     "size": (GENERATE, {"model": "openai/gpt-image-1.5:latest", "size": "999x1"}, ["size", "1024x1024"]),
     "empty-prompt": (GENERATE, {"model": "ideogram-v4", "prompt": ""}, ["Prompt cannot be empty"]),
     "response-format": (GENERATE, {"model": "ideogram-v4", "response_format": "gif"}, ["response_format"]),
@@ -131,7 +124,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     "edit-model": (GENERATE, {"model": QWEN}, [QWEN, "/api/ai/images/edit"]),
     "video-model": (GENERATE, {"model": T2V}, ["does not generate images"]),
     "edit-missing-input": (EDIT, {"model": QWEN}, ["input_image", "required"]),
-    "edit-array-for-one": (EDIT, {"model": QWEN, "input_image": [URL]}, ["input_image", "string"]),
     "edit-not-http": (EDIT, {"model": QWEN, "input_image": "file:///etc/passwd"}, ["input_image"]),
     "edit-empty-prompt": (
         EDIT,
@@ -139,7 +131,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
         ["Prompt cannot be empty"],
     ),
     "edit-string-for-array": (EDIT, {"model": NANO_EDIT, "input_image": URL}, ["input_image", "array"]),
-    "edit-empty-array": (EDIT, {"model": NANO_EDIT, "input_image": []}, ["input_image"]),
     "edit-five-inputs": (EDIT, {"model": NANO_EDIT, "input_image": [URL] * 5}, ["input_image"]),
     "edit-generate-model": (EDIT, {"model": "ideogram-v4"}, ["ideogram-v4", "not an image-editing model"]),
     "edit-video-model": (EDIT, {"model": T2V}, ["not an image-editing model", "/videos/generate"]),
@@ -154,8 +145,6 @@ REJECTED: dict[str, tuple[str, dict[str, Any], list[str]]] = {
     ),
     "video-too-long": (VIDEO, {"model": T2V, "duration": 11}, ["duration", "10"]),
     "video-duration-string": (VIDEO, {"model": T2V, "duration": "5"}, ["duration", "integer"]),
-    "video-aspect-ratio": (VIDEO, {"model": T2V, "aspect_ratio": "4:3"}, ["aspect_ratio", "16:9"]),
-    "video-audio-flag": (VIDEO, {"model": T2V, "generate_audio": "yes"}, ["generate_audio"]),
     "video-t2v-has-no-input": (VIDEO, {"model": T2V, "input_image": URL}, ["input_image", T2V]),
     "video-i2v-needs-input": (VIDEO, {"model": I2V}, ["input_image", "required"]),
     "video-image-model": (VIDEO, {"model": "ideogram-v4"}, ["ideogram-v4", "does not generate video"]),

@@ -110,7 +110,9 @@ def test_insufficient_credits_answers_402_and_creates_nothing(client: httpx.Clie
     assert statuses.count(402) == 2
 
 
-def test_failed_and_cancelled_generations_are_refunded(client: httpx.Client, base_url: str) -> None:
+def test_failed_and_cancelled_generations_are_refunded_and_an_unpaid_retry_refused(
+    client: httpx.Client, base_url: str
+) -> None:
     control(base_url, "POST", "/config", {"credits": "0.0600", "queue_seconds": 5})
     (gid,) = enqueue(client)
     assert _credits(base_url) == "0.0000"
@@ -135,10 +137,7 @@ def test_failed_and_cancelled_generations_are_refunded(client: httpx.Client, bas
     wait_for_status(client, bad, {"failed"})
     assert _credits(base_url) == "0.0600"
 
-
-def test_retry_without_credits_is_402_and_keeps_the_row(client: httpx.Client, base_url: str) -> None:
-    (bad,) = enqueue(client, image_size="huge")
-    wait_for_status(client, bad, {"failed"})
+    # A retry the credits cannot pay for is refused and keeps the row (nothing is queued).
     control(base_url, "POST", "/config", {"credits": "0.01"})
     assert_error(client.post(f"/api/ai/queue/{bad}/retry"), 402, "insufficient_credits")
     assert client.get("/api/ai/queue", params={"status": "queued,processing"}).json()["count"] == 0

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -18,14 +16,16 @@ from .helpers import (
     AUTH,
     PLAIN,
     InputServer,
+    aenqueue,
     assert_error,
     closed_port_url,
+    collect_completions,
     control,
     enqueue,
+    event_stream,
     mean_difference,
     open_image,
     png_bytes,
-    sse_events,
     wait_for_status,
 )
 
@@ -35,16 +35,11 @@ NANO_EDIT = "nano-banana-2-edit"
 VISIBLY = 25
 
 
-@pytest.fixture
-def blue_input(input_server: InputServer) -> tuple[str, bytes]:
-    data = png_bytes((400, 300), (20, 40, 160))
-    return input_server.add("/inputs/blue.png", data), data
-
-
 def test_queue_edit_fetches_the_input_and_changes_it_visibly(
-    client: httpx.Client, input_server: InputServer, blue_input: tuple[str, bytes]
+    client: httpx.Client, input_server: InputServer
 ) -> None:
-    url, data = blue_input
+    data = png_bytes((400, 300), (20, 40, 160))
+    url = input_server.add("/inputs/blue.png", data)
     hits_before = input_server.hits.count("/inputs/blue.png")
     (gid,) = enqueue(client, model=QWEN, prompt="make it sunset orange", input_image=url, seed=3)
     row = wait_for_status(client, gid, {"succeeded", "failed"})
@@ -140,57 +135,26 @@ def test_a_presigned_s3_url_works_and_its_signature_never_shows() -> None:
             assert "Signature" not in detail and "?" not in detail and "Credential" not in detail
 
 
-def test_an_unreachable_input_fails_the_queued_generation(client: httpx.Client, base_url: str) -> None:
-    control(base_url, "POST", "/config", {"credits": "1.0000"})
-    (gid,) = enqueue(
-        client, model=QWEN, prompt="x", input_image=closed_port_url("/gone.png?X-Amz-Signature=s3cr3t")
-    )
-    row = wait_for_status(client, gid, {"succeeded", "failed"})
-    assert row["status"] == "failed"
-    message = row["error_message"]
-    assert message.startswith("input_image: could not fetch http://127.0.0.1:") and "/gone.png" in message
-    assert "s3cr3t" not in message
-    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.0000"
-    assert control(base_url, "GET", "/config")["credits"] == "1.0000"  # held, then given back
-
-
 @pytest.mark.asyncio
 async def test_an_input_that_is_not_an_image_fails_with_a_failure_event(
     base_url: str, input_server: InputServer
 ) -> None:
     text = input_server.add("/inputs/page.html", b"<html>not a picture</html>", "text/html")
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        response = await http.post(
-            "/api/ai/queue",
-            json={"model": NANO_EDIT, "prompt": "x", "input_image": [text], "num_generations": 1},
-        )
-        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
-        event: dict[str, Any] = {}
-
-        async def read() -> None:
-            async for name, data in sse_events(stream):
-                if name == "media_generation_completed" and data["generation_id"] == gid:
-                    event.update(data)
-                    return
-
-        await asyncio.wait_for(read(), 5)
+    async with event_stream(base_url) as (http, stream):
+        (gid,) = await aenqueue(http, model=NANO_EDIT, prompt="x", input_image=[text])
+        event = (await collect_completions(stream, {gid}))[gid]
     assert event["status"] == "failed" and event["media_type"] == "image"
     assert event["error"].startswith("input_image[0]: ") and "not a readable image" in event["error"]
 
 
-def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
+def test_an_unfetchable_input_is_refused_by_a_sync_edit_and_fails_a_queued_one(
     client: httpx.Client, base_url: str, input_server: InputServer
 ) -> None:
-    unreachable = {"model": QWEN, "prompt": "x", "input_image": closed_port_url()}
-    assert_error(
-        client.post("/api/ai/images/edit", json=unreachable),
-        400,
-        "invalid_params",
-        "input_image: could not fetch",
-    )
+    """Named by its place in ``input_image``, never with the URL's signature; nothing is spent."""
+    control(base_url, "POST", "/config", {"credits": "1.0000"})
+    unreachable = closed_port_url("/gone.png?X-Amz-Signature=s3cr3t")
+    sync = client.post("/api/ai/images/edit", json={"model": QWEN, "prompt": "x", "input_image": unreachable})
+    assert "s3cr3t" not in assert_error(sync, 400, "invalid_params", "input_image: could not fetch")
     good = input_server.add("/inputs/ok.png", png_bytes((50, 50), (1, 2, 3)))
     missing = {
         "model": NANO_EDIT,
@@ -200,39 +164,41 @@ def test_sync_edit_names_input_image_when_it_cannot_be_fetched(
     assert_error(
         client.post("/api/ai/images/edit", json=missing), 400, "invalid_params", "input_image[1]:", "HTTP 404"
     )
+
+    (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=unreachable)
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["status"] == "failed"
+    message = row["error_message"]
+    assert message.startswith("input_image: could not fetch http://127.0.0.1:") and "/gone.png" in message
+    assert "s3cr3t" not in message
+    assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.0000"
+    assert control(base_url, "GET", "/config")["credits"] == "1.0000"  # held, then given back
     stats = control(base_url, "GET", "/stats")
-    assert stats["generations_created"] == 0 and stats["credits_spent"] == "0.0000"
+    assert stats["generations_created"] == 1 and stats["credits_spent"] == "0.0000"
 
 
-def test_a_slow_input_times_out_and_a_cancel_stops_the_fetch(
+def test_a_slow_input_delays_success_times_out_or_is_cancelled_with_its_row(
     client: httpx.Client, base_url: str, input_server: InputServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    slow_ok = input_server.add("/inputs/slow-ok.png", png_bytes((32, 32), (9, 90, 9)), delay=0.5)
     slow = input_server.add("/inputs/slow.png", png_bytes((32, 32), (9, 9, 9)), delay=1.5)
+    # Rendering is over long before the input arrives: the row waits for it, and a cancel ends both.
+    control(base_url, "POST", "/config", {"render_seconds": 0.01, "queue_seconds": 0.0})
+    started = time.monotonic()
+    (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow_ok)
+    row = wait_for_status(client, gid, {"succeeded", "failed"})
+    assert row["status"] == "succeeded" and time.monotonic() - started >= 0.5
+    assert open_image(PLAIN.get(row["result_url"]).content).size == (32, 32)
+    (waiting,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
+    wait_for_status(client, waiting, {"processing"})
+    assert client.delete(f"/api/ai/queue/{waiting}").status_code == 200
+
     monkeypatch.setattr(inputs, "INPUT_TIMEOUT_SECONDS", 0.3)  # the emulator runs in this process
     (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
     row = wait_for_status(client, gid, {"succeeded", "failed"})
     assert row["error_message"].startswith("input_image: could not fetch") and "0.3 s" in row["error_message"]
-
-    # Rendering is over long before the input arrives: the row waits for it, and a cancel ends both.
-    monkeypatch.undo()
-    control(base_url, "POST", "/config", {"render_seconds": 0.01})
-    (waiting,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
-    wait_for_status(client, waiting, {"processing"})
-    assert client.delete(f"/api/ai/queue/{waiting}").status_code == 200
-    time.sleep(1.6)
+    time.sleep(1.6)  # the cancelled row's input has arrived by now
     row = client.get(f"/api/ai/queue/{waiting}").json()
     assert row["status"] == "cancelled" and row["error_message"] is None
     stats = control(base_url, "GET", "/stats")
-    assert stats["generations_cancelled"] == 1 and stats["generations_succeeded"] == 0
-
-
-def test_a_slow_input_delays_success_past_the_render_time(
-    client: httpx.Client, base_url: str, input_server: InputServer
-) -> None:
-    slow = input_server.add("/inputs/slow-ok.png", png_bytes((32, 32), (9, 90, 9)), delay=0.5)
-    control(base_url, "POST", "/config", {"render_seconds": 0.01, "queue_seconds": 0.0})
-    started = time.monotonic()
-    (gid,) = enqueue(client, model=QWEN, prompt="x", input_image=slow)
-    row = wait_for_status(client, gid, {"succeeded", "failed"})
-    assert row["status"] == "succeeded" and time.monotonic() - started >= 0.5
-    assert open_image(PLAIN.get(row["result_url"]).content).size == (32, 32)
+    assert stats["generations_cancelled"] == 1 and stats["generations_succeeded"] == 1

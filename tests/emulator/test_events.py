@@ -3,68 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 
-from .helpers import AUTH, assert_error, collect_completions, control, sse_events
-
-
-async def _enqueue(http: httpx.AsyncClient, **body: object) -> list[str]:
-    response = await http.post("/api/ai/queue", json={"model": "ideogram-v4", "prompt": "sse", **body})
-    response.raise_for_status()
-    return [row["generation_id"] for row in response.json()["generations"]]
+from .helpers import AUTH, aenqueue, collect_completions, control, event_stream, sse_events
 
 
 @pytest.mark.asyncio
-async def test_stream_announces_completions_among_other_events(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+async def test_one_event_name_announces_successes_and_failures_among_other_events(base_url: str) -> None:
+    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
+    async with event_stream(base_url) as (http, stream):
         assert stream.headers["content-type"].startswith("text/event-stream")
-        (gid,) = await _enqueue(http)
+        (faulted,) = await aenqueue(http)  # the fault takes the next generation
+        (invalid,) = await aenqueue(http, image_size="huge")
+        (gid,) = await aenqueue(http)
         seen: list[str] = []
-        completed = None
+        outcomes: dict[str, dict[str, Any]] = {}
 
         async def read() -> None:
-            nonlocal completed
             async for event, data in sse_events(stream):
                 seen.append(event)
-                if event == "media_generation_completed" and data["generation_id"] == gid:
-                    completed = data
-                if completed is not None and event == "credits_updated":
+                if event == "media_generation_completed":
+                    outcomes[data["generation_id"]] = data
+                if len(outcomes) == 3 and event == "credits_updated":
                     return
 
         await asyncio.wait_for(read(), 5)
-    assert completed is not None
+    completed = outcomes[gid]
     assert set(completed) == {"generation_id", "status", "media_type", "model", "url"}
     assert completed["status"] == "succeeded" and completed["model"] == "ideogram-v4"
     assert completed["media_type"] == "image"
     assert ":" in seen  # the opening comment line
     async with httpx.AsyncClient() as plain:
         assert (await plain.get(completed["url"])).status_code == 200
-
-
-@pytest.mark.asyncio
-async def test_failures_use_the_same_event_name(base_url: str) -> None:
-    control(base_url, "POST", "/faults", {"type": "generation_failure", "error_message": "GPU on fire"})
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        faulted = (await _enqueue(http))[0]
-        invalid = (await _enqueue(http, image_size="huge"))[0]
-        outcomes: dict[str, dict[str, object]] = {}
-
-        async def read() -> None:
-            async for event, data in sse_events(stream):
-                if event == "media_generation_completed":
-                    outcomes[data["generation_id"]] = data
-                    if len(outcomes) == 2:
-                        return
-
-        await asyncio.wait_for(read(), 5)
     assert outcomes[faulted] == {
         "generation_id": faulted,
         "status": "failed",
@@ -78,10 +51,7 @@ async def test_failures_use_the_same_event_name(base_url: str) -> None:
 @pytest.mark.asyncio
 async def test_keep_alive_comments_and_subscriber_count(base_url: str) -> None:
     control(base_url, "POST", "/config", {"keepalive_seconds": 0.1})
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+    async with event_stream(base_url) as (_, stream):
         assert control(base_url, "GET", "/stats")["events_subscribers"] == 1
 
         async def first_keepalive() -> str:
@@ -103,7 +73,7 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
     control(base_url, "POST", "/config", {"queue_seconds": 0.2})
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         async with http.stream("GET", "/api/events") as stream:
-            cancelled, kept = await _enqueue(http, num_generations=2)
+            cancelled, kept = await aenqueue(http, num_generations=2)
             assert (await http.delete(f"/api/ai/queue/{cancelled}")).json() == {
                 "status": "success",
                 "generation_id": cancelled,
@@ -116,41 +86,27 @@ async def test_cancelled_generation_never_completes_or_announces(base_url: str) 
 
 
 @pytest.mark.asyncio
-async def test_events_can_be_disabled(base_url: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
-        control(base_url, "POST", "/config", {"events_enabled": False})
-        assert_error(await http.get("/api/events"), 404, "resource_not_found")
-        control(base_url, "POST", "/config", {"events_enabled": True})
-        async with http.stream("GET", "/api/events") as stream:
-            assert stream.status_code == 200
-        assert (await http.get("/api/events", headers={"Authorization": "Basic abc"})).status_code == 401
-
-
-@pytest.mark.asyncio
 async def test_a_suppressed_event_is_missed_but_the_row_still_ends(base_url: str) -> None:
     """One suppressed event: of two successes one is announced; a failure is suppressed the same way."""
     async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
         control(base_url, "POST", "/events/suppress", {"count": 1})
         async with http.stream("GET", "/api/events") as stream:
-            ids = set(await _enqueue(http, num_generations=2))
+            ids = set(await aenqueue(http, num_generations=2))
             seen = await collect_completions(stream, ids, timeout=1.0)
-        assert len(seen) == 1 and seen < ids
+        assert len(seen) == 1 and seen.keys() < ids
         for gid in ids:
             assert (await http.get(f"/api/ai/queue/{gid}")).json()["status"] == "succeeded"
 
         control(base_url, "POST", "/events/suppress", {"count": 1})
         async with http.stream("GET", "/api/events") as stream:
-            (failing,) = await _enqueue(http, image_size="huge")
-            assert await collect_completions(stream, {failing}, timeout=0.8) == set()
+            (failing,) = await aenqueue(http, image_size="huge")
+            assert await collect_completions(stream, {failing}, timeout=0.8) == {}
         assert (await http.get(f"/api/ai/queue/{failing}")).json()["status"] == "failed"
 
 
 @pytest.mark.asyncio
 async def test_control_drop_cuts_open_streams(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
+    async with event_stream(base_url) as (_, stream):
         assert control(base_url, "POST", "/sse/drop") == {"dropped": 1}
         with pytest.raises(httpx.RemoteProtocolError):
             await asyncio.wait_for(collect_completions(stream, {"never"}, timeout=3), 4)

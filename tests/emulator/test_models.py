@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -13,21 +12,48 @@ from jsonschema import Draft202012Validator
 from .helpers import PLAIN, assert_error, control, enqueue, open_image, wait_for_status
 
 GPT_IMAGE = "openai/gpt-image-1.5:latest"
-IMAGE_MODELS = {
-    "ideogram-v4",
-    "black-forest-labs-flux-2-klein-4b",
-    "flux-2-dev",
-    "nano-banana-2",
-    GPT_IMAGE,
-}
-EDIT_MODELS = {"qwen-image-edit", "nano-banana-2-edit"}
+T2V, I2V = "kling-video-v2-6-pro-text-to-video", "kling-video-o3-pro-reference-to-video"
 # Its duration is a string enum, as several upstream video models declare it.
 TEXT_DURATION_I2V = "kling-video-v2-5-turbo-image-to-video"
-VIDEO_MODELS = {
-    "kling-video-v2-6-pro-text-to-video",
-    "kling-video-o3-pro-reference-to-video",
-    TEXT_DURATION_I2V,
+TEXT, TEXT_IMAGE = ["text"], ["text", "image"]
+# id: (endpoint, capabilities input, output, pricing) in catalogue order. Prices are JSON numbers,
+# as the contract documents; flux-2-dev's is text, which clients must accept too.
+CATALOGUE: dict[str, tuple[str, list[str], list[str], dict[str, Any]]] = {
+    "ideogram-v4": ("/images/generate", TEXT, ["image"], {"method": "image", "cost_per_image": 0.06}),
+    "black-forest-labs-flux-2-klein-4b": (
+        "/images/generate",
+        TEXT,
+        ["image"],
+        {"method": "image", "cost_per_image": 0.012},
+    ),
+    "flux-2-dev": ("/images/generate", TEXT, ["image"], {"method": "image", "cost_per_image": "0.0250"}),
+    "nano-banana-2": ("/images/generate", TEXT, ["image"], {"method": "image", "cost_per_image": 0.039}),
+    GPT_IMAGE: ("/images/generate", TEXT, ["image"], {"method": "image", "cost_per_image": 0.04}),
+    "qwen-image-edit": ("/images/edit", TEXT_IMAGE, ["image"], {"method": "image", "cost_per_image": 0.03}),
+    "nano-banana-2-edit": (
+        "/images/edit",
+        TEXT_IMAGE,
+        ["image"],
+        {"method": "image", "cost_per_image": 0.039},
+    ),
+    T2V: ("/videos/generate", TEXT, ["video"], {"method": "second", "cost_per_second": 0.07}),
+    I2V: ("/videos/generate", TEXT_IMAGE, ["video"], {"method": "second", "cost_per_second": 0.112}),
+    TEXT_DURATION_I2V: (
+        "/videos/generate",
+        TEXT_IMAGE,
+        ["video"],
+        {"method": "second", "cost_per_second": 0.07},
+    ),
+    "gpt-oss-120b": (
+        "/chat/completions",
+        TEXT,
+        ["text"],
+        {"method": "token", "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07},
+    ),
 }
+IMAGE_MODELS = {model for model, entry in CATALOGUE.items() if entry[0] == "/images/generate"}
+EDIT_MODELS = {"qwen-image-edit", "nano-banana-2-edit"}
+VIDEO_MODELS = {T2V, I2V, TEXT_DURATION_I2V}
 
 
 def _schema(model: dict[str, Any]) -> dict[str, Any] | None:
@@ -35,29 +61,23 @@ def _schema(model: dict[str, Any]) -> dict[str, Any] | None:
     return schema
 
 
-def test_models_catalogue(client: httpx.Client) -> None:
+def test_models_catalogue_endpoints_capabilities_pricing_and_schemas(client: httpx.Client) -> None:
     models = client.get("/api/ai/models").json()
     assert models["object"] == "list"
     by_id = {model["id"]: model for model in models["data"]}
-    assert set(by_id) == IMAGE_MODELS | EDIT_MODELS | VIDEO_MODELS | {"gpt-oss-120b"}
-    for model_id in IMAGE_MODELS:
-        model = by_id[model_id]
-        assert model["endpoint"] == "/images/generate" and model["capabilities"]["output"] == ["image"]
-        pricing = model["pricing"]
-        assert set(pricing) == {"method", "cost_per_image"} and pricing["method"] == "image"
-        assert Decimal(str(pricing["cost_per_image"])) > 0
-        schema = _schema(model)
-        if schema is not None:
+    listed = {
+        i: (m["endpoint"], m["capabilities"]["input"], m["capabilities"]["output"], m["pricing"])
+        for i, m in by_id.items()
+    }
+    assert listed == CATALOGUE
+    for model in by_id.values():
+        if (schema := _schema(model)) is not None:
             Draft202012Validator.check_schema(schema)
-    # Prices are JSON numbers, as the contract documents; one is text, which clients must accept too.
-    assert by_id["ideogram-v4"]["pricing"]["cost_per_image"] == 0.06
-    assert by_id["flux-2-dev"]["pricing"]["cost_per_image"] == "0.0250"
-    assert by_id["gpt-oss-120b"]["capabilities"]["output"] == ["text"]
-    assert by_id["gpt-oss-120b"]["pricing"]["method"] == "token"
 
     ideogram = by_id["ideogram-v4"]["request_schema"]
     assert ideogram["properties"]["image_size"]["enum"][0] == "square_hd"
     assert ideogram["additionalProperties"] is False and "num_images" in ideogram["properties"]
+    # The seed page's name for the schema: clients accept either.
     klein = by_id["black-forest-labs-flux-2-klein-4b"]
     assert "request_schema" not in klein
     klein_schema = klein["json_request_schema"]
@@ -65,7 +85,6 @@ def test_models_catalogue(client: httpx.Client) -> None:
     assert "num_images" not in klein_schema["properties"] and klein_schema["additionalProperties"] is False
     assert set(klein_schema["properties"]) >= {"image_size", "num_inference_steps", "seed"}
     assert by_id["flux-2-dev"]["request_schema"] is None
-
     nano = by_id["nano-banana-2"]["request_schema"]["properties"]
     assert nano["resolution"]["enum"] == ["1K", "2K"] and "image_size" not in nano
     assert {"basic", "x-order", "renderType"} <= set(nano["prompt"])
@@ -73,11 +92,72 @@ def test_models_catalogue(client: httpx.Client) -> None:
     assert "1024x1024" in gpt["properties"]["size"]["enum"] and "image_size" not in gpt["properties"]
     assert gpt.get("additionalProperties", True) is True
     # Only ideogram-v4 takes num_images.
-    assert [
-        model_id
-        for model_id, model in by_id.items()
-        if "num_images" in (_schema(model) or {}).get("properties", {})
-    ] == ["ideogram-v4"]
+    assert [i for i, m in by_id.items() if "num_images" in (_schema(m) or {}).get("properties", {})] == [
+        "ideogram-v4"
+    ]
+
+    for model_id in EDIT_MODELS:
+        schema = by_id[model_id]["request_schema"]
+        assert (
+            set(schema["required"]) == {"prompt", "input_image"} and schema["additionalProperties"] is False
+        )
+    assert by_id["qwen-image-edit"]["request_schema"]["properties"]["input_image"]["type"] == "string"
+    nano_input = by_id["nano-banana-2-edit"]["request_schema"]["properties"]["input_image"]
+    assert (nano_input["type"], nano_input["minItems"], nano_input["maxItems"]) == ("array", 1, 4)
+
+    for model_id in VIDEO_MODELS:
+        schema = by_id[model_id]["request_schema"]
+        properties = schema["properties"]
+        assert properties["duration"] == (
+            {"type": "string", "enum": ["5", "10"], "default": "5"}
+            if model_id == TEXT_DURATION_I2V
+            else {
+                "type": "integer",
+                "minimum": 3,
+                "maximum": 10,
+                "default": 5,
+                "description": "Length in seconds.",
+            }
+        )
+        assert properties["aspect_ratio"]["enum"] == ["16:9", "9:16", "1:1"]
+        assert properties["generate_audio"]["type"] == "boolean" and "seed" in properties
+        assert properties["multi_prompt"]["type"] == "array"
+        assert schema["oneOf"] == [{"required": ["prompt"]}, {"required": ["multi_prompt"]}]
+    assert "input_image" not in by_id[T2V]["request_schema"]["properties"]
+    assert by_id[I2V]["request_schema"]["required"] == ["input_image"]
+    # A client validating with the published schema gets the same answers as the emulator.
+    validator = Draft202012Validator(by_id[T2V]["request_schema"])
+    assert validator.is_valid({"prompt": "x", "duration": 3})
+    assert validator.is_valid({"multi_prompt": ["a", "b"]})
+    assert not validator.is_valid({"prompt": "x", "multi_prompt": ["a"]})
+    assert not validator.is_valid({"duration": 5})
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "expected"),
+    [
+        ("/api/ai/models", {"action": "videos"}, VIDEO_MODELS),
+        ("/api/ai/models", {"action": "video"}, VIDEO_MODELS),
+        ("/api/ai/models", {"action": "/videos/generate"}, VIDEO_MODELS),
+        ("/api/ai/models", {"action": "images/edit"}, EDIT_MODELS),
+        ("/api/ai/models", {"action": "images/generate"}, IMAGE_MODELS),
+        ("/api/ai/models", {"action": "image"}, IMAGE_MODELS | EDIT_MODELS),
+        ("/api/ai/models", {"action": "chat/completions"}, {"gpt-oss-120b"}),
+        ("/api/ai/models", {"developer_name": "Ideogram"}, {"ideogram-v4"}),
+        ("/api/ai/models", {"developer_name": "openai"}, {GPT_IMAGE, "gpt-oss-120b"}),
+        ("/api/ai/models", {"developer_name": "Kuaishou"}, VIDEO_MODELS),
+        ("/api/ai/models/search", {"search": "flux"}, {"black-forest-labs-flux-2-klein-4b", "flux-2-dev"}),
+        ("/api/ai/models/search", {"search": "kling"}, VIDEO_MODELS),
+        ("/api/ai/models/search", {"search": "edit"}, EDIT_MODELS),
+        ("/api/ai/models/search", {"search": "banana"}, {"nano-banana-2", "nano-banana-2-edit"}),
+    ],
+)
+def test_action_developer_and_search_filters(
+    client: httpx.Client, path: str, params: dict[str, str], expected: set[str]
+) -> None:
+    """Each filter keeps the catalogue's order."""
+    data = client.get(path, params=params).json()["data"]
+    assert [model["id"] for model in data] == [model for model in CATALOGUE if model in expected]
 
 
 def test_model_ids_with_slash_dot_and_colon_are_url_encoded(client: httpx.Client, base_url: str) -> None:
@@ -91,12 +171,19 @@ def test_model_ids_with_slash_dot_and_colon_are_url_encoded(client: httpx.Client
     assert_error(client.get(f"/api/ai/models/{GPT_IMAGE}"), 404, "resource_not_found")
     entry = control(base_url, "GET", "/requests?route=/api/ai/models/{id}")["requests"][0]
     assert entry["raw_path"] == f"/api/ai/models/{encoded}" and entry["path"] == f"/api/ai/models/{GPT_IMAGE}"
-
-
-def test_unknown_model_uses_the_short_error_shape(client: httpx.Client) -> None:
+    # An unknown model answers the short error shape.
     response = client.get("/api/ai/models/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"message": "Model not found: nope"}}
+
+    # In a request body the slashed id is used as it is.
+    body = {"model": GPT_IMAGE, "prompt": "owl", "size": "1536x1024"}
+    response = client.post("/api/ai/images/generate", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == GPT_IMAGE
+    assert open_image(PLAIN.get(response.json()["images"][0]["url"]).content).size == (1536, 1024)
+    details = client.get("/api/ai/generations", params={"model": GPT_IMAGE}).json()
+    assert details["count"] == 1 and details["total_cost"] == "0.0400"
 
 
 @pytest.mark.parametrize(
@@ -118,7 +205,8 @@ def test_unknown_model_uses_the_short_error_shape(client: httpx.Client) -> None:
             (768, 1024),
             "JPEG",
         ),
-        ({"model": GPT_IMAGE, "size": "1024x1536"}, (1024, 1536), "PNG"),
+        # An open schema passes a parameter it does not list through.
+        ({"model": GPT_IMAGE, "size": "1024x1536", "style": "vivid"}, (1024, 1536), "PNG"),
         ({"model": GPT_IMAGE, "size": "auto", "output_format": "webp"}, (1024, 1024), "WEBP"),
     ],
 )
@@ -131,115 +219,3 @@ def test_images_take_their_size_from_the_models_own_parameter(
     assert row["model_name"] == body["model"]
     image = open_image(PLAIN.get(row["result_url"]).content)
     assert (image.format, image.size) == (fmt, size)
-
-
-def test_sync_accepts_the_slashed_model_id_in_the_body(client: httpx.Client) -> None:
-    response = client.post(
-        "/api/ai/images/generate", json={"model": GPT_IMAGE, "prompt": "owl", "size": "1536x1024"}
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["model"] == GPT_IMAGE
-    image = open_image(PLAIN.get(response.json()["images"][0]["url"]).content)
-    assert image.size == (1536, 1024)
-    details = client.get("/api/ai/generations", params={"model": GPT_IMAGE}).json()
-    assert details["count"] == 1 and details["total_cost"] == "0.0400"
-
-
-def test_edit_and_video_models_capabilities_pricing_and_schemas(client: httpx.Client) -> None:
-    by_id = {model["id"]: model for model in client.get("/api/ai/models").json()["data"]}
-    for model_id in EDIT_MODELS:
-        model = by_id[model_id]
-        assert model["endpoint"] == "/images/edit"
-        assert model["capabilities"] == {"input": ["text", "image"], "output": ["image"]}
-        assert set(model["pricing"]) == {"method", "cost_per_image"}
-        schema = model["request_schema"]
-        Draft202012Validator.check_schema(schema)
-        assert (
-            set(schema["required"]) == {"prompt", "input_image"} and schema["additionalProperties"] is False
-        )
-    assert by_id["qwen-image-edit"]["pricing"] == {"method": "image", "cost_per_image": 0.03}
-    assert by_id["qwen-image-edit"]["request_schema"]["properties"]["input_image"]["type"] == "string"
-    nano_input = by_id["nano-banana-2-edit"]["request_schema"]["properties"]["input_image"]
-    assert (nano_input["type"], nano_input["minItems"], nano_input["maxItems"]) == ("array", 1, 4)
-
-    for model_id in VIDEO_MODELS:
-        model = by_id[model_id]
-        assert model["endpoint"] == "/videos/generate" and model["capabilities"]["output"] == ["video"]
-        assert (
-            set(model["pricing"]) == {"method", "cost_per_second"} and model["pricing"]["method"] == "second"
-        )
-        schema = model["request_schema"]
-        Draft202012Validator.check_schema(schema)
-        properties = schema["properties"]
-        assert properties["duration"] == (
-            {"type": "string", "enum": ["5", "10"], "default": "5"}
-            if model_id == TEXT_DURATION_I2V
-            else {
-                "type": "integer",
-                "minimum": 3,
-                "maximum": 10,
-                "default": 5,
-                "description": "Length in seconds.",
-            }
-        )
-        assert properties["aspect_ratio"]["enum"] == ["16:9", "9:16", "1:1"]
-        assert properties["generate_audio"]["type"] == "boolean" and "seed" in properties
-        assert properties["multi_prompt"]["type"] == "array"
-        assert schema["oneOf"] == [{"required": ["prompt"]}, {"required": ["multi_prompt"]}]
-    t2v = by_id["kling-video-v2-6-pro-text-to-video"]
-    assert t2v["capabilities"]["input"] == ["text"] and t2v["pricing"]["cost_per_second"] == 0.07
-    assert "input_image" not in t2v["request_schema"]["properties"]
-    i2v = by_id["kling-video-o3-pro-reference-to-video"]
-    assert i2v["capabilities"]["input"] == ["text", "image"]
-    assert i2v["request_schema"]["required"] == ["input_image"]
-    # A client validating with the published schema gets the same answers as the emulator.
-    validator = Draft202012Validator(t2v["request_schema"])
-    assert validator.is_valid({"prompt": "x", "duration": 3})
-    assert validator.is_valid({"multi_prompt": ["a", "b"]})
-    assert not validator.is_valid({"prompt": "x", "multi_prompt": ["a"]})
-    assert not validator.is_valid({"duration": 5})
-
-
-@pytest.mark.parametrize(
-    ("action", "expected"),
-    [
-        ("videos", VIDEO_MODELS),
-        ("video", VIDEO_MODELS),
-        ("/videos/generate", VIDEO_MODELS),
-        ("images/edit", EDIT_MODELS),
-        ("images/generate", IMAGE_MODELS),
-        ("image", IMAGE_MODELS | EDIT_MODELS),
-        ("chat/completions", {"gpt-oss-120b"}),
-    ],
-)
-def test_action_filter(client: httpx.Client, action: str, expected: set[str]) -> None:
-    data = client.get("/api/ai/models", params={"action": action}).json()["data"]
-    assert {model["id"] for model in data} == expected
-
-
-def test_search_and_developer_filter(client: httpx.Client) -> None:
-    def search(text: str) -> set[str]:
-        return {
-            model["id"]
-            for model in client.get("/api/ai/models/search", params={"search": text}).json()["data"]
-        }
-
-    def developer(name: str) -> list[str]:
-        data = client.get("/api/ai/models", params={"developer_name": name}).json()["data"]
-        return [model["id"] for model in data]
-
-    assert search("flux") == {"black-forest-labs-flux-2-klein-4b", "flux-2-dev"}
-    assert search("kling") == VIDEO_MODELS
-    assert search("edit") == EDIT_MODELS
-    assert search("banana") == {"nano-banana-2", "nano-banana-2-edit"}
-    assert developer("Ideogram") == ["ideogram-v4"]
-    assert set(developer("openai")) == {GPT_IMAGE, "gpt-oss-120b"}
-    assert developer("Kuaishou") == [
-        "kling-video-v2-6-pro-text-to-video",
-        "kling-video-o3-pro-reference-to-video",
-        TEXT_DURATION_I2V,
-    ]
-    assert (
-        client.get("/api/ai/models/kling-video-o3-pro-reference-to-video").json()["endpoint"]
-        == "/videos/generate"
-    )

@@ -18,10 +18,18 @@ KEY = "proc-key-5e1c77aa"
 @pytest.mark.slow  # an emulator process of its own
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_cli_process_serves_logs_without_the_key_and_stops_cleanly(signum: int) -> None:
-    proc = start_emulator_process(["--api-key", KEY, "--render-seconds", "0.05", "--queue-seconds", "0.01"])
+    """Flags apply (credits, row parameters); the log never holds the key; a signal stops it cleanly."""
+    flags = ["--render-seconds", "0.05", "--queue-seconds", "0.01", "--credits", "1", "--row-parameters"]
+    proc = start_emulator_process(["--api-key", KEY, *flags])
     try:
         assert proc.url.startswith("http://127.0.0.1:")
+        config = PLAIN.get(f"{proc.url}/_emulator/config").json()
+        assert config["credits"] == "1.0000" and config["row_parameters"] is True
         headers = {"Authorization": f"Bearer {KEY}"}
+        cheap = {"model": "black-forest-labs-flux-2-klein-4b", "prompt": "cheap", "seed": 4}
+        queued = PLAIN.post(f"{proc.url}/api/ai/queue", headers=headers, json=cheap)
+        gid = queued.json()["generations"][0]["generation_id"]
+        assert PLAIN.get(f"{proc.url}/api/ai/queue/{gid}", headers=headers).json()["seed"] == 4
         response = PLAIN.post(
             f"{proc.url}/api/ai/images/generate",
             headers=headers,
@@ -44,21 +52,6 @@ def test_cli_process_serves_logs_without_the_key_and_stops_cleanly(signum: int) 
     assert '"GET /api/ai/models/ideogram-v4" 401' in log
     assert KEY not in log and "wrong" not in log
     assert not proc.log_path.exists()
-
-
-@pytest.mark.slow  # an emulator process of its own
-def test_cli_credits_and_row_parameters_flags() -> None:
-    with start_emulator_process(["--credits", "0.05", "--row-parameters", "--queue-seconds", "5"]) as proc:
-        config = PLAIN.get(f"{proc.url}/_emulator/config").json()
-        assert config["credits"] == "0.0500" and config["row_parameters"] is True
-        headers = {"Authorization": "Bearer any"}
-        dear = {"model": "ideogram-v4", "prompt": "too dear"}
-        refused = PLAIN.post(f"{proc.url}/api/ai/queue", headers=headers, json=dear)
-        assert refused.status_code == 402 and refused.json()["status_message"] == "insufficient_credits"
-        cheap = {"model": "black-forest-labs-flux-2-klein-4b", "prompt": "cheap", "seed": 4}
-        queued = PLAIN.post(f"{proc.url}/api/ai/queue", headers=headers, json=cheap)
-        gid = queued.json()["generations"][0]["generation_id"]
-        assert PLAIN.get(f"{proc.url}/api/ai/queue/{gid}", headers=headers).json()["seed"] == 4
 
 
 @pytest.mark.parametrize(

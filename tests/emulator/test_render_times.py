@@ -1,36 +1,32 @@
-"""Render times drawn from a seeded uniform range (``render_seconds_max``, ``render_seed``)."""
+"""Render times: fixed, drawn from a seeded uniform range (``render_seconds_max``, ``render_seed``),
+and the video render time."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import httpx
 
+from airflow_provider_oxen.emulator.__main__ import parse_args
 from airflow_provider_oxen.emulator.config import EmulatorConfig
 from airflow_provider_oxen.emulator.events import EventBroker
 from airflow_provider_oxen.emulator.faults import FaultBook
 from airflow_provider_oxen.emulator.state import GenerationStore
 
-from .helpers import control, enqueue, wait_for_status
+from .helpers import control, enqueue, render_time, wait_for_status
+
+T2V = "kling-video-v2-6-pro-text-to-video"
 
 
 def _store(**settings: object) -> GenerationStore:
     return GenerationStore(EmulatorConfig(**settings), FaultBook(), EventBroker())  # type: ignore[arg-type]
 
 
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def test_fixed_render_time_by_default() -> None:
-    store = _store(render_seconds=3.0)
-    assert {store.render_duration() for _ in range(20)} == {3.0}
+def test_render_time_is_fixed_or_drawn_uniformly_from_a_seeded_range() -> None:
+    fixed = _store(render_seconds=3.0)
+    assert {fixed.render_duration() for _ in range(20)} == {3.0}
     # A maximum below the minimum is no range: render_seconds it is.
-    store.config.render_seconds_max = 1.0
-    assert store.render_duration() == 3.0
+    fixed.config.render_seconds_max = 1.0
+    assert fixed.render_duration() == 3.0
 
-
-def test_seeded_draws_are_uniform_in_range_and_reproducible() -> None:
     first = _store(render_seconds=10.0, render_seconds_max=20.0, render_seed=42)
     draws = [first.render_duration() for _ in range(2000)]
     assert all(10.0 <= d <= 20.0 for d in draws)
@@ -60,7 +56,20 @@ def test_queue_rows_render_for_different_times(base_url: str, client: httpx.Clie
     )
     ids = [i for _ in range(3) for i in enqueue(client, num_generations=4)]
     rows = [wait_for_status(client, i, {"succeeded"}, timeout=10) for i in ids]
-    renders = [_epoch(r["completed_at"]) - _epoch(r["started_at"]) for r in rows]
+    renders = [render_time(row) for row in rows]
     # Timer and millisecond rounding slack on both ends.
     assert all(0.04 <= r <= 0.7 for r in renders), renders
     assert max(renders) - min(renders) > 0.15, renders
+
+
+def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
+    # Default: four times the image render time (0.05 s in these tests).
+    (default,) = enqueue(client, model=T2V, prompt="x", duration=3)
+    rows = [wait_for_status(client, default, {"succeeded"}, timeout=10)]
+    control(base_url, "POST", "/config", {"video_render_seconds": 0.6, "queue_seconds": 0.0})
+    (slow,) = enqueue(client, model=T2V, prompt="x", duration=3)
+    rows.append(wait_for_status(client, slow, {"succeeded"}, timeout=10))
+    renders = [render_time(row) for row in rows]
+    assert 0.18 <= renders[0] < 0.55 and renders[1] >= 0.59, renders
+
+    assert parse_args(["--port", "0", "--video-render-seconds", "1.5"]).video_render_seconds == 1.5

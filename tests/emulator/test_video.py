@@ -3,37 +3,29 @@ queue (rows and events say ``media_type: video``) and the sync ``/api/ai/videos/
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
 
-from airflow_provider_oxen.emulator.__main__ import parse_args
-
 from .helpers import (
-    AUTH,
     PLAIN,
     InputServer,
+    aenqueue,
+    collect_completions,
     control,
     decode_video,
     enqueue,
+    event_stream,
     mean_difference,
     open_image,
     png_bytes,
-    sse_events,
     wait_for_status,
 )
 
 T2V = "kling-video-v2-6-pro-text-to-video"
 I2V = "kling-video-o3-pro-reference-to-video"
 FPS = 8
-
-
-def _epoch(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def _download(url: str) -> bytes:
@@ -45,28 +37,13 @@ def _download(url: str) -> bytes:
 
 @pytest.mark.asyncio
 async def test_queued_video_is_a_real_mp4_and_says_video_everywhere(base_url: str) -> None:
-    async with (
-        httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=10) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        response = await http.post(
-            "/api/ai/queue",
-            json={"model": T2V, "prompt": "a paper boat on a river", "duration": 3, "aspect_ratio": "9:16"},
-        )
-        assert response.status_code == 200, response.text
-        (gid,) = [row["generation_id"] for row in response.json()["generations"]]
+    async with event_stream(base_url, timeout=10) as (http, stream):
+        body = {"model": T2V, "prompt": "a paper boat on a river", "duration": 3, "aspect_ratio": "9:16"}
+        (gid,) = await aenqueue(http, **body)
         listed = (await http.get("/api/ai/queue", params={"media_type": "video"})).json()
         assert [row["generation_id"] for row in listed["generations"]] == [gid]
         assert listed["generations"][0]["media_type"] == "video"
-        event: dict[str, Any] = {}
-
-        async def read() -> None:
-            async for name, data in sse_events(stream):
-                if name == "media_generation_completed" and data["generation_id"] == gid:
-                    event.update(data)
-                    return
-
-        await asyncio.wait_for(read(), 10)
+        event = (await collect_completions(stream, {gid}, timeout=10))[gid]
         row = (await http.get(f"/api/ai/queue/{gid}")).json()
         details = (await http.get(f"/api/ai/generations/{gid}")).json()
         images_only = (await http.get("/api/ai/generations", params={"media_type": "image"})).json()
@@ -134,29 +111,3 @@ def test_image_to_video_starts_from_the_fetched_input(
     assert mean_difference(frames[0], expected) < 12
     assert mean_difference(frames[-1], expected) > mean_difference(frames[0], expected) + 3
     assert client.get(f"/api/ai/generations/{gid}").json()["cost"] == "0.3360"  # 0.1120 x 3 s
-
-
-def test_queue_accepts_bad_video_parameters_and_fails_later(client: httpx.Client) -> None:
-    (both,) = enqueue(client, model=T2V, prompt="a", multi_prompt=["b"])
-    (long,) = enqueue(client, model=T2V, prompt="a", duration=30)
-    (empty,) = enqueue(client, model=T2V, prompt="")
-    assert wait_for_status(client, both, {"failed"})["error_message"].startswith(
-        "Invalid parameter multi_prompt:"
-    )
-    assert wait_for_status(client, long, {"failed"})["error_message"].startswith(
-        "Invalid parameter duration:"
-    )
-    assert wait_for_status(client, empty, {"failed"})["error_message"].startswith("Prompt cannot be empty")
-
-
-def test_video_render_time_setting(client: httpx.Client, base_url: str) -> None:
-    # Default: four times the image render time (0.05 s in these tests).
-    (default,) = enqueue(client, model=T2V, prompt="x", duration=3)
-    rows = [wait_for_status(client, default, {"succeeded"}, timeout=10)]
-    control(base_url, "POST", "/config", {"video_render_seconds": 0.6, "queue_seconds": 0.0})
-    (slow,) = enqueue(client, model=T2V, prompt="x", duration=3)
-    rows.append(wait_for_status(client, slow, {"succeeded"}, timeout=10))
-    renders = [_epoch(row["completed_at"]) - _epoch(row["started_at"]) for row in rows]
-    assert 0.18 <= renders[0] < 0.55 and renders[1] >= 0.59, renders
-
-    assert parse_args(["--port", "0", "--video-render-seconds", "1.5"]).video_render_seconds == 1.5

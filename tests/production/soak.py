@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from tests.cluster import PATIENT_RETRIES, Cluster, log
+from tests.cluster import Cluster, log
 from tests.fixtures import EmulatorControl
 
 DAGS = Path(__file__).resolve().parent / "dags"
@@ -84,7 +84,6 @@ class SoakConfig:
 
 @dataclass
 class SoakReport:
-    config: SoakConfig
     figures: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -119,14 +118,13 @@ def run_soak_cluster(config: SoakConfig) -> SoakReport:
     soak_dir = Path(tempfile.mkdtemp(prefix="oxen-soak-"))
     for sub in ("enqueueing", "kill-window"):
         (soak_dir / sub).mkdir()
-    report = SoakReport(config)
+    report = SoakReport()
     started = time.monotonic()
     cluster = Cluster(
         executor="CeleryExecutor",
         dags=[DAGS],
         env=config.env(soak_dir),
         api_key=api_key,
-        connection_extra=PATIENT_RETRIES,
         render_seconds=config.render_seconds,
         workers=config.workers,
         worker_concurrency=config.worker_concurrency,
