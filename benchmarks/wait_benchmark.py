@@ -100,17 +100,24 @@ START_MARGIN = 3.0
 # Child: one (strategy, N) run in a fresh process, so peak RSS and CPU are its own.
 
 
-async def _enqueue(n: int, emulator_url: str) -> list[str]:
+async def _enqueue(n: int, emulator_url: str, rate: float = 0.0) -> list[str]:
     """N generations, 4 per request (the API's most), through a plain aiohttp session: the
-    emulator is the bottleneck here, and this keeps the client's share of two cores small."""
+    emulator is the bottleneck here, and this keeps the client's share of two cores small.
+
+    With ``rate`` (generations a second), request k is sent at k * 4 / rate seconds: every
+    render taking the same time, the completions then arrive at that rate."""
     import aiohttp
 
     body = json.dumps({"model": ENQUEUE_MODEL, "prompt": "benchmark", "num_generations": 4})
     headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=8)
     async with aiohttp.ClientSession(emulator_url, headers=headers, connector=connector) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
 
-        async def enqueue(count: int) -> list[str]:
+        async def enqueue(k: int, count: int) -> list[str]:
+            if rate:
+                await asyncio.sleep(max(0.0, start + k * 4 / rate - loop.time()))
             payload = (
                 body if count == 4 else body.replace('"num_generations": 4', f'"num_generations": {count}')
             )
@@ -119,7 +126,8 @@ async def _enqueue(n: int, emulator_url: str) -> list[str]:
                 return [row["generation_id"] for row in (await response.json())["generations"]]
 
         chunks = [4] * (n // 4) + ([n % 4] if n % 4 else [])
-        return [i for batch in await asyncio.gather(*(enqueue(c) for c in chunks)) for i in batch]
+        batches = await asyncio.gather(*(enqueue(k, c) for k, c in enumerate(chunks)))
+        return [i for batch in batches for i in batch]
 
 
 def _build(strategy: str, generation_id: str, poll_interval: float, deadline: float) -> Any:
@@ -150,12 +158,18 @@ def _rows(strategy: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _child(
-    strategy: str, n: int, poll_interval: float, seed: int, timeout: float, emulator_url: str
+    strategy: str,
+    n: int,
+    poll_interval: float,
+    seed: int,
+    timeout: float,
+    emulator_url: str,
+    enqueue_rate: float = 0.0,
 ) -> dict[str, Any]:
     # Import what the triggers need first: the renders start at the enqueue, the waits should too.
     _build(strategy, "warm-up", poll_interval, time.time())
     enqueue_started = time.time()
-    ids = await _enqueue(n, emulator_url)
+    ids = await _enqueue(n, emulator_url, enqueue_rate)
     enqueue_seconds = time.time() - enqueue_started
     gc.collect()
     full_passes: list[tuple[float, float]] = []  # (wall-clock start, seconds)
@@ -290,7 +304,8 @@ def hold_seconds(n: int, args: argparse.Namespace, rate: float) -> float:
     """The emulator's ``queue_seconds`` for a run: long enough that no generation finishes
     before every trigger started (enqueueing N and starting N triggers take a while), so all
     N waits overlap."""
-    return max(0.2, n * rate + args.poll_interval + START_MARGIN - args.render_seconds)
+    paced = n / args.enqueue_rate if args.enqueue_rate else 0.0
+    return max(0.2, max(n * rate, paced * 1.3) + args.poll_interval + START_MARGIN - args.render_seconds)
 
 
 def _cpu_of(pid: int | None) -> float:
@@ -333,6 +348,8 @@ def run_once(
             str(seed),
             "--child-timeout",
             str(args.child_timeout),
+            "--enqueue-rate",
+            str(args.enqueue_rate),
         ]
         server_cpu_before = _cpu_of(emulator_pid)
         out = subprocess.run(
@@ -449,6 +466,7 @@ def run_all(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "render_seconds": args.render_seconds,
             "render_seconds_max": args.render_seconds_max,
             "poll_interval": args.poll_interval,
+            "enqueue_rate": args.enqueue_rate,
             "repeat": args.repeat,
             "seed": args.seed,
             "peer_max_n": args.peer_max_n,
@@ -497,7 +515,9 @@ def render(result: dict[str, Any]) -> str:
     order = [st for st in STRATEGIES if any(r["strategy"] == st for r in runs)]
     lines = [
         f"Render time uniform {s['render_seconds']:g}-{s['render_seconds_max']:g} s (seeded), poll interval "
-        f"{s['poll_interval']:g} s, trigger starts spread over one interval; one trigger per generation, "
+        f"{s['poll_interval']:g} s, "
+        + (f"enqueued {s['enqueue_rate']:g} a second, " if s.get("enqueue_rate") else "")
+        + "trigger starts spread over one interval; one trigger per generation, "
         f"one process; median of {s['repeat']} run(s), (min-max) when they differ. Latency over every "
         f"generation. {result['load_before']} before, {result['load_after']} after "
         f"({result['seconds']:.0f} s).",
@@ -647,6 +667,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-max-n", type=int, default=1000, help="largest N the poll strategy runs at")
     parser.add_argument("--own-max-n", type=int, default=1000, help="largest N the own-invention runs at")
     parser.add_argument("--child-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--enqueue-rate",
+        type=float,
+        default=0.0,
+        help="generations enqueued a second (0: as fast as the emulator takes them); with equal "
+        "render times this is the rate the completions arrive at",
+    )
 
 
 def finish_args(args: argparse.Namespace) -> None:
@@ -665,7 +692,9 @@ def main() -> int:
 
     if args.child:
         url = os.environ["OXEN_BENCH_EMULATOR_URL"]
-        child = _child(args.child, args.n, args.poll_interval, args.seed, args.child_timeout, url)
+        child = _child(
+            args.child, args.n, args.poll_interval, args.seed, args.child_timeout, url, args.enqueue_rate
+        )
         profile_to = os.environ.get("OXEN_BENCH_PROFILE")  # a developer's aid: cProfile the child
         if profile_to:
             import cProfile
