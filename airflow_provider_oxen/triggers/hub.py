@@ -586,31 +586,27 @@ class OxenHub:
             if isinstance(item, dict):
                 item = in_flight_pair(item)  # a body decoded without the hook
             if isinstance(item, tuple):
-                generation_id, status = item
+                generation_id = item[0]
                 listed_in_flight.append(generation_id)
+            elif isinstance(item, dict) and isinstance(item.get("generation_id"), str):
+                generation_id = item["generation_id"]
+            else:
+                continue
+            if generation_id not in self._waiters:
+                continue
+            looked += 1
+            if looked % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
                 if generation_id not in self._waiters:
-                    continue
-                looked += 1
-                if looked % DELIVERY_CHUNK == 0:
-                    await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
-                    if generation_id not in self._waiters:
-                        continue  # finished meanwhile
+                    continue  # finished meanwhile
+            if isinstance(item, tuple):
+                status = item[1]
                 in_flight.add(generation_id)
                 if status != GenerationStatus.QUEUED.value and self._listed.get(generation_id) != status:
                     for waiter in self._waiters[generation_id]:
                         waiter.deliver_in_flight(generation_id, status)
                 self._listed[generation_id] = status
                 continue
-            if not isinstance(item, dict):
-                continue
-            generation_id = item.get("generation_id")
-            if not isinstance(generation_id, str) or generation_id not in self._waiters:
-                continue
-            looked += 1
-            if looked % DELIVERY_CHUNK == 0:
-                await asyncio.sleep(0)
-                if generation_id not in self._waiters:
-                    continue
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:
@@ -639,8 +635,8 @@ class OxenHub:
                 return None
             try:
                 return await self.hook.get_generation(generation_id)
-            except OxenAPIStatusError as exc:
-                if exc.status_code == 404:
+            except OxenError as exc:
+                if isinstance(exc, OxenAPIStatusError) and exc.status_code == 404:
                     return unavailable_row(
                         generation_id,
                         "Oxen no longer knows this generation (HTTP 404): treated as gone. It may "
@@ -648,14 +644,12 @@ class OxenHub:
                         "check before enqueueing it again.",
                         reason="gone",
                     )
-                if exc.status_code == 403:
+                if isinstance(exc, OxenAPIStatusError) and exc.status_code == 403:
                     return unavailable_row(
                         generation_id,
                         f"Access denied reading this generation (HTTP 403): {exc.api_message}",
                         reason="access_denied",
                     )
-                log.warning("Status of %s unavailable for now: %s", generation_id, exc)
-            except OxenError as exc:
                 log.warning("Status of %s unavailable for now: %s", generation_id, exc)
             except Exception as exc:
                 # E.g. a row that does not parse: read it again next time.
@@ -842,11 +836,7 @@ def listing_items(body: Any) -> list[Any]:
     """
     raw: Any = body
     if isinstance(body, dict):
-        raw = body.get("generations")
-        if raw is None:
-            raw = body.get("data")
-        if raw is None:
-            raw = []
+        raw = next((body[key] for key in ("generations", "data") if body.get(key) is not None), [])
     if not isinstance(raw, list):
         log.warning(
             "Unexpected Oxen queue listing (%s): reading each generation instead.", type(raw).__name__
