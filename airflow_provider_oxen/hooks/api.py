@@ -111,16 +111,9 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(api_key='**********')"
 
 
-def generate_image_call(payload: dict[str, Any]) -> ApiCall:
-    return ApiCall("POST", "/api/ai/images/generate", json=payload, paid=True)
-
-
-def enqueue_call(payload: dict[str, Any], num_generations: int) -> ApiCall:
-    return ApiCall("POST", "/api/ai/queue", json={**payload, "num_generations": num_generations}, paid=True)
-
-
-def list_queue_call(filters: Mapping[str, Any]) -> ApiCall:
-    return ApiCall("GET", "/api/ai/queue", params={k: v for k, v in filters.items() if v is not None})
+def list_call(path: str, filters: Mapping[str, Any]) -> ApiCall:
+    """A listing (``/api/ai/queue``, ``/api/ai/models``); filters left ``None`` are not sent."""
+    return ApiCall("GET", path, params={k: v for k, v in filters.items() if v is not None})
 
 
 def generation_call(generation_id: str, method: str = "GET") -> ApiCall:
@@ -131,10 +124,6 @@ def generation_call(generation_id: str, method: str = "GET") -> ApiCall:
 def generation_details_call(generation_id: str) -> ApiCall:
     """A row's full metadata, its cost included."""
     return ApiCall("GET", f"/api/ai/generations/{_segment(generation_id)}")
-
-
-def models_call(filters: Mapping[str, Any]) -> ApiCall:
-    return ApiCall("GET", "/api/ai/models", params={k: v for k, v in filters.items() if v is not None})
 
 
 def model_call(model_id: str) -> ApiCall:
