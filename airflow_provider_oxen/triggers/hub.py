@@ -69,8 +69,6 @@ from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_ceiling, backoff_delay
 from airflow_provider_oxen.models import (
     COMPLETION_EVENT,
-    EVENT_ERROR_KEYS,
-    EVENT_URL_KEYS,
     Generation,
     GenerationStatus,
     OxenEvent,
@@ -131,7 +129,8 @@ EVENTS_REPROBE_BASE = 30.0
 EVENTS_REPROBE_MAX = 300.0
 # Statuses with which the events endpoint refuses us: fall back to polling, re-probe later.
 STREAM_REFUSED_STATUSES = frozenset({401, 403, 404})
-_EVENT_ONLY_KEYS = frozenset(EVENT_URL_KEYS + EVENT_ERROR_KEYS)
+# Where a completion event carries its result URL and its failure text (not row fields).
+_EVENT_ONLY_KEYS = frozenset({"url", "error"})
 _IN_FLIGHT = frozenset({GenerationStatus.QUEUED.value, GenerationStatus.PROCESSING.value})
 
 
