@@ -688,7 +688,19 @@ class OxenHub:
                 if opened_at is None and exc.status_code in STREAM_REFUSED_STATUSES:
                     refusals += 1
                     delay = reprobe_delay(refusals)
-                    self._stream_refused(exc, refusals, delay)
+                    if refusals == 1:
+                        log.warning(
+                            "Oxen events endpoint refused the stream (HTTP %d): polling the queue instead; "
+                            "trying the stream again in %.0f s.",
+                            exc.status_code,
+                            delay,
+                        )
+                    else:
+                        log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
+                    self._stream_settled.set()
+                    if self.events_available:
+                        self.events_available = False
+                        self._wake.set()
                     await asyncio.sleep(delay)
                     continue
                 reason = f"HTTP {exc.status_code}"
@@ -718,21 +730,6 @@ class OxenHub:
             self.events_available = True
         # A gap ends here: re-read what completed while we were not listening.
         self._wake.set()
-
-    def _stream_refused(self, exc: OxenAPIStatusError, refusals: int, delay: float) -> None:
-        if refusals == 1:
-            log.warning(
-                "Oxen events endpoint refused the stream (HTTP %d): polling the queue instead; "
-                "trying the stream again in %.0f s.",
-                exc.status_code,
-                delay,
-            )
-        else:
-            log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
-        self._stream_settled.set()
-        if self.events_available:
-            self.events_available = False
-            self._wake.set()
 
     def _on_event(self, event: OxenEvent) -> None:
         if event.event != COMPLETION_EVENT:
