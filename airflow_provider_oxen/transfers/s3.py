@@ -424,22 +424,17 @@ class OxenGenerationToS3Operator(BaseOperator):
                 _claim(owners, poster, f"the poster frame of {result['generation_id']}")
             unknown = expected.format is None and not video
             plan.append(_Planned(index, result, key, expected, prefix, poster, values if unknown else None))
-        batch_values = {"prefix": prefix, "run_id": run_id}
-        manifest_key = render_key(
-            self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
-        )
-        _claim(owners, manifest_key, "the manifest")
-        sheet_key = None
-        if self.contact_sheet:
-            sheet_key = render_key(
-                self.contact_sheet_key,
-                batch_values,
-                prefix=prefix,
-                allowed=BATCH_KEY_FIELDS,
-                what="contact_sheet_key",
-            )
-            _claim(owners, sheet_key, "the contact sheet")
-        return plan, manifest_key, sheet_key
+
+        def batch_key(template: str, what: str, owner: str) -> str:
+            values = {"prefix": prefix, "run_id": run_id}
+            key = render_key(template, values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what=what)
+            _claim(owners, key, owner)
+            return key
+
+        manifest_key = batch_key(self.manifest_key, "manifest_key", "the manifest")
+        if not self.contact_sheet:
+            return plan, manifest_key, None
+        return plan, manifest_key, batch_key(self.contact_sheet_key, "contact_sheet_key", "the contact sheet")
 
     def _refuse_foreign_objects(
         self, store: S3ObjectStore, plan: list[_Planned], artefacts: dict[str, str]
