@@ -176,16 +176,6 @@ def parse_error_body(text: str) -> tuple[str | None, str | None]:
     return message, error_type
 
 
-def _message_from_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
-    """A readable message, the offending field when the message starts with one, and the error type."""
-    text = response.text
-    message, error_type = parse_error_body(text)
-    if message is None:
-        message = text.strip() or response.reason_phrase or "no response body"
-    match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
-    return message[:_MESSAGE_LIMIT], match.group(1) if match else None, error_type
-
-
 def _with_hint(message: str, hint: str) -> str:
     return f"{message.rstrip('. ')}. {hint}"
 
@@ -193,7 +183,11 @@ def _with_hint(message: str, hint: str) -> str:
 def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatusError:
     """Map an error response to the typed exception for its status."""
     status = response.status_code
-    message, field_name, error_type = _message_from_body(response)
+    message, error_type = parse_error_body(response.text)
+    message = message or response.text.strip() or response.reason_phrase or "no response body"
+    # The offending field, when the message starts with one.
+    match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
+    message = message[:_MESSAGE_LIMIT]
     common: dict[str, Any] = {
         "status_code": status,
         "body": response.text,
@@ -207,7 +201,7 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
         )
         return OxenInsufficientCreditsError(_with_hint(message, hint), **common)
     if status in (400, 422):
-        return OxenBadRequestError(message, field=field_name, **common)
+        return OxenBadRequestError(message, field=match.group(1) if match else None, **common)
     if status == 401:
         hint = "Check the API key in the Oxen connection (password field)."
         return OxenAuthenticationError(_with_hint(message, hint), **common)
