@@ -357,12 +357,15 @@ class OxenGenerateOperator(BaseOperator):
         ]
         ledger.settle(results, _max_tries(context))
         self._lineage = (hook.settings.base_url, results)
+        # Exact decimals, noting generations whose cost Oxen did not report.
+        total, unknown = reported_cost(results)
         self.log.info(
-            "%d %s(s) ready from %s (%s): %s",
+            "%d %s(s) ready from %s (reported cost %s%s): %s",
             len(results),
             media_type,
             self.model,
-            _cost_summary(results),
+            total,
+            f"; cost unknown for {unknown}" if unknown else "",
             [r["generation_id"] for r in results],
         )
         return results
@@ -585,13 +588,6 @@ def _seed(prepared: PreparedRequest, count: int) -> int | None:
         return None
     low, high = spec.get("minimum", 0), spec.get("maximum", 2**31 - 1)
     return random.randint(low, high) if isinstance(low, int) and isinstance(high, int) else None
-
-
-def _cost_summary(results: list[dict[str, Any]]) -> str:
-    """ "reported cost 0.1200" (exact decimals), noting generations whose cost Oxen did not report."""
-    total, unknown = reported_cost(results)
-    text = f"reported cost {total}"
-    return f"{text}; cost unknown for {unknown}" if unknown else text
 
 
 class OxenGenerateImageOperator(OxenGenerateOperator):
