@@ -13,28 +13,24 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_oxen")
     commands = parser.add_subparsers(dest="command", required=True)
-    plan = commands.add_parser(
+    plan_command = commands.add_parser(
         "plan", help="render, check and price every Oxen task of a DAG; nothing is enqueued"
     )
-    plan.add_argument("dag_id")
-    plan.add_argument(
+    plan_command.add_argument("dag_id")
+    plan_command.add_argument(
         "--logical-date",
         type=datetime.fromisoformat,
         help="ISO date and time of the planned run (default: now, UTC)",
     )
-    plan.add_argument("--conf", type=json.loads, default={}, help="the run's conf, as JSON")
-    plan.add_argument("--budget", type=Decimal, help="fail when the estimated total is above this")
-    plan.add_argument(
+    plan_command.add_argument("--conf", type=json.loads, default={}, help="the run's conf, as JSON")
+    plan_command.add_argument("--budget", type=Decimal, help="fail when the estimated total is above this")
+    plan_command.add_argument(
         "--dag-folder", "--subdir", help="file or folder to load DAGs from (default: [core] dags_folder)"
     )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     # Imported after parsing: --help needs no Airflow.
     from airflow import settings
     from airflow.dag_processing.dagbag import DagBag

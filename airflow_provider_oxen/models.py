@@ -365,11 +365,6 @@ class ModelList(_Lenient):
     data: list[OxenModel] = Field(default_factory=list)
 
 
-# Where a completion event carries its result URL and its failure text.
-EVENT_URL_KEYS = ("url",)
-EVENT_ERROR_KEYS = ("error",)
-
-
 class OxenEvent(BaseModel):
     """One Server-Sent Event from ``GET /api/events``."""
 

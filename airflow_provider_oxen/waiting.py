@@ -38,13 +38,11 @@ WAIT_STRATEGIES = frozenset({"events", "poll"})
 class StatusTracker:
     """Tracks a batch of generations until each reaches a terminal status."""
 
-    def __init__(
-        self, generation_ids: Iterable[str], *, logger: Any = None, started: float | None = None
-    ) -> None:
+    def __init__(self, generation_ids: Iterable[str], *, logger: Any = None) -> None:
         self.order = list(dict.fromkeys(generation_ids))
         self.rows: dict[str, Generation] = {}
         self.logger = logger or log
-        self._started = started if started is not None else time.monotonic()
+        self._started = time.monotonic()
         # Kept by update(): the hub asks ``done`` after every row, and a triggerer holding thousands
         # of waits cannot rebuild ``pending`` for each completion.
         self._unfinished = len(self.order)
@@ -68,7 +66,6 @@ class StatusTracker:
         if previous is not None and previous.status is row.status:
             return False
         elapsed = time.monotonic() - self._started
-        remaining = self._unfinished
         if row.status is GenerationStatus.FAILED:
             self.logger.warning(
                 "Oxen generation %s failed after %.1f s: %s", row.generation_id, elapsed, row.error_message
@@ -80,7 +77,7 @@ class StatusTracker:
                 row.generation_id,
                 row.status.value,
                 elapsed,
-                remaining,
+                self._unfinished,
                 len(self.order),
             )
         return True

@@ -111,16 +111,9 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(api_key='**********')"
 
 
-def generate_image_call(payload: dict[str, Any]) -> ApiCall:
-    return ApiCall("POST", "/api/ai/images/generate", json=payload, paid=True)
-
-
-def enqueue_call(payload: dict[str, Any], num_generations: int) -> ApiCall:
-    return ApiCall("POST", "/api/ai/queue", json={**payload, "num_generations": num_generations}, paid=True)
-
-
-def list_queue_call(filters: Mapping[str, Any]) -> ApiCall:
-    return ApiCall("GET", "/api/ai/queue", params={k: v for k, v in filters.items() if v is not None})
+def list_call(path: str, filters: Mapping[str, Any]) -> ApiCall:
+    """A listing (``/api/ai/queue``, ``/api/ai/models``); filters left ``None`` are not sent."""
+    return ApiCall("GET", path, params={k: v for k, v in filters.items() if v is not None})
 
 
 def generation_call(generation_id: str, method: str = "GET") -> ApiCall:
@@ -131,10 +124,6 @@ def generation_call(generation_id: str, method: str = "GET") -> ApiCall:
 def generation_details_call(generation_id: str) -> ApiCall:
     """A row's full metadata, its cost included."""
     return ApiCall("GET", f"/api/ai/generations/{_segment(generation_id)}")
-
-
-def models_call(filters: Mapping[str, Any]) -> ApiCall:
-    return ApiCall("GET", "/api/ai/models", params={k: v for k, v in filters.items() if v is not None})
 
 
 def model_call(model_id: str) -> ApiCall:
@@ -187,16 +176,6 @@ def parse_error_body(text: str) -> tuple[str | None, str | None]:
     return message, error_type
 
 
-def _message_from_body(response: httpx.Response) -> tuple[str, str | None, str | None]:
-    """A readable message, the offending field when the message starts with one, and the error type."""
-    text = response.text
-    message, error_type = parse_error_body(text)
-    if message is None:
-        message = text.strip() or response.reason_phrase or "no response body"
-    match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
-    return message[:_MESSAGE_LIMIT], match.group(1) if match else None, error_type
-
-
 def _with_hint(message: str, hint: str) -> str:
     return f"{message.rstrip('. ')}. {hint}"
 
@@ -204,7 +183,11 @@ def _with_hint(message: str, hint: str) -> str:
 def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatusError:
     """Map an error response to the typed exception for its status."""
     status = response.status_code
-    message, field_name, error_type = _message_from_body(response)
+    message, error_type = parse_error_body(response.text)
+    message = message or response.text.strip() or response.reason_phrase or "no response body"
+    # The offending field, when the message starts with one.
+    match = re.match(r"^(?:Invalid parameter\s+)?'?([A-Za-z_][\w.]*)'?\s*:", message)
+    message = message[:_MESSAGE_LIMIT]
     common: dict[str, Any] = {
         "status_code": status,
         "body": response.text,
@@ -218,7 +201,7 @@ def error_from_response(call: ApiCall, response: httpx.Response) -> OxenAPIStatu
         )
         return OxenInsufficientCreditsError(_with_hint(message, hint), **common)
     if status in (400, 422):
-        return OxenBadRequestError(message, field=field_name, **common)
+        return OxenBadRequestError(message, field=match.group(1) if match else None, **common)
     if status == 401:
         hint = "Check the API key in the Oxen connection (password field)."
         return OxenAuthenticationError(_with_hint(message, hint), **common)

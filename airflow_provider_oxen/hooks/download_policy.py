@@ -200,21 +200,10 @@ def address_problem(address: IPAddress | str) -> str | None:
                 return f"{form} {problem}"
             if form in ("IPv4-mapped", "NAT64"):
                 return None  # only a wrapping of that (public) IPv4 address
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if ip.is_private:
-        return "private"
-    if ip.is_reserved:
-        return "reserved"
-    if not ip.is_global:
-        return "non-public"
-    return None
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "private", "reserved"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public"
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address | None, str]:
@@ -236,23 +225,21 @@ def check_addresses(target: ParsedTarget, addresses: Iterable[str | IPAddress]) 
     """
     if target.trusted:
         return
-    seen = False
+    addresses = list(addresses)
+    if not addresses:
+        raise refused("it resolves to no address", target.host, target.shown_url)
     for address in addresses:
-        seen = True
-        text = str(address)
         try:
             problem = address_problem(address)
         except ValueError:
             problem = "unparsable"
         if problem is not None:
             raise refused(
-                f"its address {text} is {problem}; list the host in the connection's "
+                f"its address {address} is {problem}; list the host in the connection's "
                 "download_allowed_hosts extra if it is trusted",
                 target.host,
                 target.shown_url,
             )
-    if not seen:
-        raise refused("it resolves to no address", target.host, target.shown_url)
 
 
 def check_content_length(response: httpx.Response, max_bytes: int) -> None:

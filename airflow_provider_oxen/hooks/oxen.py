@@ -233,7 +233,8 @@ class OxenHook(_OxenHookBase):
     ) -> ImageGenerationResponse:
         """Generate synchronously (``POST /api/ai/images/generate``); the API validates at once."""
         prepared = request if isinstance(request, PreparedRequest) else self.prepare(request)
-        call = api.generate_image_call(self._payload(prepared, response_format=response_format))
+        payload = self._payload(prepared, response_format=response_format)
+        call = ApiCall("POST", "/api/ai/images/generate", json=payload, paid=True)
         return ImageGenerationResponse.model_validate(self._json(call))
 
     def enqueue(
@@ -254,7 +255,8 @@ class OxenHook(_OxenHookBase):
         payload = self._payload(prepared)
         enqueued: list[EnqueuedGeneration] = []
         for count in counts:
-            batch = EnqueueResponse.model_validate(self._json(api.enqueue_call(payload, count))).generations
+            call = ApiCall("POST", "/api/ai/queue", json={**payload, "num_generations": count}, paid=True)
+            batch = EnqueueResponse.model_validate(self._json(call)).generations
             self.log.info("Enqueued %d Oxen generation(s): %s", len(batch), [g.generation_id for g in batch])
             if on_enqueued is not None:
                 on_enqueued(batch)
@@ -295,7 +297,7 @@ class OxenHook(_OxenHookBase):
 
     def queue_listing(self, **filters: Any) -> GenerationList:
         """The listing with its ``count`` (so a caller can tell whether it is complete)."""
-        return GenerationList.model_validate(self._json(api.list_queue_call(filters)))
+        return GenerationList.model_validate(self._json(api.list_call("/api/ai/queue", filters)))
 
     def get_model(self, model_id: str, *, refresh: bool = False) -> OxenModel:
         key = (self.settings.base_url, model_id)
@@ -307,7 +309,7 @@ class OxenHook(_OxenHookBase):
         return model
 
     def list_models(self, **filters: Any) -> list[OxenModel]:
-        return ModelList.model_validate(self._json(api.models_call(filters))).data
+        return ModelList.model_validate(self._json(api.list_call("/api/ai/models", filters))).data
 
     def models_for(self, task: str) -> list[OxenModel]:
         """Models that do ``task``: text-to-image, image-to-image, text-to-video or image-to-video."""
@@ -540,7 +542,7 @@ class OxenAsyncHook(_OxenHookBase):
     ) -> Any:
         """The listing's JSON as sent (each object through ``object_hook``, if given), for a
         caller that parses its rows one by one (the hub)."""
-        call = api.list_queue_call(filters)
+        call = api.list_call("/api/ai/queue", filters)
         return api.json_body(call, await self._send(call), object_hook=object_hook)
 
     async def cancel_generations(self, generation_ids: Iterable[str]) -> list[str]:

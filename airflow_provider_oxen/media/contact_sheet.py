@@ -130,9 +130,8 @@ def _draw_cell(
     draw.rectangle(box, fill=_PLACEHOLDER)
     font = _font(_font_size(thumb))
     if item.image is not None:
-        picture = item.image if max(item.image.size) <= thumb else make_thumbnail(item.image, thumb)
-        if picture.mode != "RGB":
-            picture = make_thumbnail(picture, thumb)
+        fits = max(item.image.size) <= thumb and item.image.mode == "RGB"
+        picture = item.image if fits else make_thumbnail(item.image, thumb)
         left = x + PAD + (thumb - picture.width) // 2
         top = y + PAD + (thumb - picture.height) // 2
         sheet.paste(picture, (left, top))

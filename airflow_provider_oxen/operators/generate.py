@@ -215,7 +215,60 @@ class OxenGenerateOperator(BaseOperator):
         with self.hook as hook:  # closes its clients whatever happens below
             OxenImageLink.persist(context, self)
             prepared, sent, count = self.check_request(hook)
-            return self._execute(context, hook, prepared, sent, count)
+            ledger = GenerationLedger.for_context(context)
+            fingerprint = request_fingerprint(prepared.model_id, prepared.parameters, count)
+            previous = ledger.load()
+            if (
+                previous is not None
+                and previous.settled
+                and previous.results is not None
+                and previous.fingerprint == fingerprint
+                and previous.run_max_tries == _max_tries(context)
+            ):
+                self.log.warning(
+                    "An earlier try of this run already got these results; Airflow failed it after it "
+                    "returned (e.g. storing its XCom). Returning them again: nothing is enqueued."
+                )
+                self._lineage = (hook.settings.base_url, previous.results)
+                return previous.results
+            try:
+                ids = self._enqueue_once(hook, prepared, sent, count, ledger, fingerprint, previous)
+            except Exception as exc:
+                self._give_up_if_final(context, exc, hook, ledger)
+                raise
+            self._in_flight = ids
+            self._lineage = (hook.settings.base_url, ids)
+
+            if not self.wait_for_completion:
+                ledger.settle(ids, _max_tries(context))
+                self.log.info("Not waiting: returning %d generation id(s) for a downstream sensor.", len(ids))
+                return ids
+
+            deadline = time.time() + float(self.timeout)
+            if self.deferrable:
+                # Imported when deferring: the resumed task and non-deferrable waits never need it.
+                from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
+
+                self.log.info(
+                    "Deferring until %d Oxen generation(s) finish (timeout %g s).",
+                    len(ids),
+                    float(self.timeout),
+                )
+                self.defer(
+                    trigger=OxenGenerationTrigger(
+                        generation_ids=ids,
+                        oxen_conn_id=self.oxen_conn_id,
+                        poll_interval=float(self.poll_interval),
+                        deadline=deadline,
+                    ),
+                    method_name="execute_complete",
+                    kwargs={CARRIED_LEDGER_KWARG: ledger.carried()},
+                    timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
+                )
+            payload = hook.wait_for_generations(
+                ids, deadline=deadline, poll_interval=float(self.poll_interval)
+            )
+            return self._finish(context, payload, ledger, hook)
 
     def check_request(
         self, hook: OxenHook, request: ImageGenerationRequest | None = None
@@ -240,60 +293,6 @@ class OxenGenerateOperator(BaseOperator):
             "parameters": strip_url_queries({**prepared.model.parameter_defaults, **prepared.parameters}),
             "media_type": media_type_of(prepared.model),
         }
-
-    def _execute(
-        self, context: Context, hook: OxenHook, prepared: PreparedRequest, sent: dict[str, Any], count: int
-    ) -> Any:
-        ledger = GenerationLedger.for_context(context)
-        fingerprint = request_fingerprint(prepared.model_id, prepared.parameters, count)
-        previous = ledger.load()
-        if (
-            previous is not None
-            and previous.settled
-            and previous.results is not None
-            and previous.fingerprint == fingerprint
-            and previous.run_max_tries == _max_tries(context)
-        ):
-            self.log.warning(
-                "An earlier try of this run already got these results; Airflow failed it after it "
-                "returned (e.g. storing its XCom). Returning them again: nothing is enqueued."
-            )
-            self._lineage = (hook.settings.base_url, previous.results)
-            return previous.results
-        try:
-            ids = self._enqueue_once(hook, prepared, sent, count, ledger, fingerprint, previous)
-        except Exception as exc:
-            self._give_up_if_final(context, exc, hook, ledger)
-            raise
-        self._in_flight = ids
-        self._lineage = (hook.settings.base_url, ids)
-
-        if not self.wait_for_completion:
-            ledger.settle(ids, _max_tries(context))
-            self.log.info("Not waiting: returning %d generation id(s) for a downstream sensor.", len(ids))
-            return ids
-
-        deadline = time.time() + float(self.timeout)
-        if self.deferrable:
-            # Imported when deferring: the resumed task and non-deferrable waits never need it.
-            from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
-
-            self.log.info(
-                "Deferring until %d Oxen generation(s) finish (timeout %g s).", len(ids), float(self.timeout)
-            )
-            self.defer(
-                trigger=OxenGenerationTrigger(
-                    generation_ids=ids,
-                    oxen_conn_id=self.oxen_conn_id,
-                    poll_interval=float(self.poll_interval),
-                    deadline=deadline,
-                ),
-                method_name="execute_complete",
-                kwargs={CARRIED_LEDGER_KWARG: ledger.carried()},
-                timeout=timedelta(seconds=float(self.timeout)) + _DEFER_GRACE,
-            )
-        payload = hook.wait_for_generations(ids, deadline=deadline, poll_interval=float(self.poll_interval))
-        return self._finish(context, payload, ledger, hook)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Resumed after the trigger fired: typed error on failure, results to XCom on success."""
@@ -358,12 +357,15 @@ class OxenGenerateOperator(BaseOperator):
         ]
         ledger.settle(results, _max_tries(context))
         self._lineage = (hook.settings.base_url, results)
+        # Exact decimals, noting generations whose cost Oxen did not report.
+        total, unknown = reported_cost(results)
         self.log.info(
-            "%d %s(s) ready from %s (%s): %s",
+            "%d %s(s) ready from %s (reported cost %s%s): %s",
             len(results),
             media_type,
             self.model,
-            _cost_summary(results),
+            total,
+            f"; cost unknown for {unknown}" if unknown else "",
             [r["generation_id"] for r in results],
         )
         return results
@@ -586,13 +588,6 @@ def _seed(prepared: PreparedRequest, count: int) -> int | None:
         return None
     low, high = spec.get("minimum", 0), spec.get("maximum", 2**31 - 1)
     return random.randint(low, high) if isinstance(low, int) and isinstance(high, int) else None
-
-
-def _cost_summary(results: list[dict[str, Any]]) -> str:
-    """ "reported cost 0.1200" (exact decimals), noting generations whose cost Oxen did not report."""
-    total, unknown = reported_cost(results)
-    text = f"reported cost {total}"
-    return f"{text}; cost unknown for {unknown}" if unknown else text
 
 
 class OxenGenerateImageOperator(OxenGenerateOperator):

@@ -352,8 +352,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         self.log.info("Manifest %s: %s", action.value, manifest_uri)
 
         sheet_uri = sheet["s3_uri"] if sheet else None
-        summary = self._summary(records, manifest_uri, sheet_uri, run_id)
-        self._publish(context, manifest_uri, sheet_uri, summary)
+        summary = self._publish(context, records, manifest_uri, sheet_uri, run_id)
         self.log.info(
             "Done: %d %s, %d stored, %d replaced, %d skipped, %d failed checks; manifest %s",
             summary["count"],
@@ -425,22 +424,17 @@ class OxenGenerationToS3Operator(BaseOperator):
                 _claim(owners, poster, f"the poster frame of {result['generation_id']}")
             unknown = expected.format is None and not video
             plan.append(_Planned(index, result, key, expected, prefix, poster, values if unknown else None))
-        batch_values = {"prefix": prefix, "run_id": run_id}
-        manifest_key = render_key(
-            self.manifest_key, batch_values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what="manifest_key"
-        )
-        _claim(owners, manifest_key, "the manifest")
-        sheet_key = None
-        if self.contact_sheet:
-            sheet_key = render_key(
-                self.contact_sheet_key,
-                batch_values,
-                prefix=prefix,
-                allowed=BATCH_KEY_FIELDS,
-                what="contact_sheet_key",
-            )
-            _claim(owners, sheet_key, "the contact sheet")
-        return plan, manifest_key, sheet_key
+
+        def batch_key(template: str, what: str, owner: str) -> str:
+            values = {"prefix": prefix, "run_id": run_id}
+            key = render_key(template, values, prefix=prefix, allowed=BATCH_KEY_FIELDS, what=what)
+            _claim(owners, key, owner)
+            return key
+
+        manifest_key = batch_key(self.manifest_key, "manifest_key", "the manifest")
+        if not self.contact_sheet:
+            return plan, manifest_key, None
+        return plan, manifest_key, batch_key(self.contact_sheet_key, "contact_sheet_key", "the contact sheet")
 
     def _refuse_foreign_objects(
         self, store: S3ObjectStore, plan: list[_Planned], artefacts: dict[str, str]
@@ -502,18 +496,9 @@ class OxenGenerationToS3Operator(BaseOperator):
         if kept is not None and recorded and proven and not self._needs_bytes(item, in_place is not None):
             # S3's checksum proves the bytes are the ones recorded: no download.
             fetched = Fetched(kept.size, recorded, kept.content_type)
-            content_type = _content_type(item, None, fetched.content_type)
             analysis = self._analyse(item, None, fetched.size)
             return self._report(
-                item,
-                store,
-                WriteAction.SKIPPED,
-                fetched,
-                content_type,
-                analysis,
-                facts,
-                kept.metadata,
-                in_place,
+                item, store, WriteAction.SKIPPED, fetched, analysis, facts, kept.metadata, in_place
             )
 
         with Spool(self.spool_max_bytes) as spool:
@@ -571,7 +556,7 @@ class OxenGenerationToS3Operator(BaseOperator):
                 replace=self.replace,
             )
             poster = _poster_fields(store, item.poster_key, sha256, len(data), poster_action)
-        return self._report(item, store, action, fetched, content_type, analysis, facts, marking, poster)
+        return self._report(item, store, action, fetched, analysis, facts, marking, poster)
 
     def _mark(
         self, item: _Planned, spool: Spool, fetched: Fetched, facts: Provenance, marks: bool
@@ -727,7 +712,6 @@ class OxenGenerationToS3Operator(BaseOperator):
         store: S3ObjectStore,
         action: WriteAction,
         fetched: Fetched,
-        content_type: str,
         analysis: _Analysis,
         facts: Provenance,
         marking: Mapping[str, str],
@@ -745,7 +729,7 @@ class OxenGenerationToS3Operator(BaseOperator):
             sha256=fetched.sha256,
             oxen_sha256=marking.get(OXEN_SHA256_META),
             size_bytes=fetched.size,
-            content_type=content_type,
+            content_type=_content_type(item, analysis.mime_type, fetched.content_type),
             check=check,
             action=action.value,
             url_refreshed=fetched.refresh_reason is not None,
@@ -815,11 +799,18 @@ class OxenGenerationToS3Operator(BaseOperator):
             "thumb": THUMB,
         }
 
-    def _summary(
-        self, records: list[dict[str, Any]], manifest_uri: str, sheet_uri: str | None, run_id: str
+    def _publish(
+        self,
+        context: Context,
+        records: list[dict[str, Any]],
+        manifest_uri: str,
+        sheet_uri: str | None,
+        run_id: str,
     ) -> dict[str, Any]:
+        """The batch's summary: returned, and on each Asset outlet; XComs ``manifest_uri`` and
+        ``contact_sheet_uri``."""
         actions = [r["action"] for r in records]
-        return {
+        summary: dict[str, Any] = {
             "count": len(records),
             "stored": actions.count(WriteAction.STORED.value),
             "replaced": actions.count(WriteAction.REPLACED.value),
@@ -829,10 +820,6 @@ class OxenGenerationToS3Operator(BaseOperator):
             "contact_sheet_uri": sheet_uri,
             "run_id": run_id,
         }
-
-    def _publish(
-        self, context: Context, manifest_uri: str, sheet_uri: str | None, summary: dict[str, Any]
-    ) -> None:
         ti = context.get("ti")
         if ti is not None:
             ti.xcom_push(key="manifest_uri", value=manifest_uri)
@@ -841,6 +828,7 @@ class OxenGenerationToS3Operator(BaseOperator):
         for outlet in self.outlets or []:
             if isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = dict(summary)
+        return summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the generations in; the stored files, poster frames, manifest and sheet out."""

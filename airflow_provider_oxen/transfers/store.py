@@ -14,7 +14,7 @@ import hashlib
 import io
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -206,18 +206,16 @@ class S3ObjectStore:
 
     def read_into(self, key: str, spool: Spool | None) -> tuple[int, str]:
         """Stream the object at ``key`` into ``spool`` (or only hash it); returns its size and sha256."""
-        write: Callable[[bytes], object] | None = None
         if spool is not None:
             spool.reset()
-            write = spool.write
         client: Any = self.hook.get_conn()
         response = client.get_object(Bucket=self.bucket, Key=key, **self._requester_pays)
         body = response["Body"]
         digest, size = hashlib.sha256(), 0
         try:
             for chunk in body.iter_chunks(_READ_CHUNK):
-                if write is not None:
-                    write(chunk)
+                if spool is not None:
+                    spool.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
         finally:

@@ -69,8 +69,6 @@ from airflow_provider_oxen.hooks.oxen import OxenAsyncHook
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_ceiling, backoff_delay
 from airflow_provider_oxen.models import (
     COMPLETION_EVENT,
-    EVENT_ERROR_KEYS,
-    EVENT_URL_KEYS,
     Generation,
     GenerationStatus,
     OxenEvent,
@@ -131,7 +129,8 @@ EVENTS_REPROBE_BASE = 30.0
 EVENTS_REPROBE_MAX = 300.0
 # Statuses with which the events endpoint refuses us: fall back to polling, re-probe later.
 STREAM_REFUSED_STATUSES = frozenset({401, 403, 404})
-_EVENT_ONLY_KEYS = frozenset(EVENT_URL_KEYS + EVENT_ERROR_KEYS)
+# Where a completion event carries its result URL and its failure text (not row fields).
+_EVENT_ONLY_KEYS = frozenset({"url", "error"})
 _IN_FLIGHT = frozenset({GenerationStatus.QUEUED.value, GenerationStatus.PROCESSING.value})
 
 
@@ -459,18 +458,15 @@ class OxenHub:
             # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
             # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
             body = await self.hook.list_queue_body(object_hook=in_flight_pair)
-        except OxenAuthenticationError as exc:
-            # The key is rejected for everyone (see the module docstring).
+        except BaseException as exc:
             self._unchecked |= checking
-            self._fail_all(exc)
+            if isinstance(exc, OxenAuthenticationError):
+                self._fail_all(exc)  # the key is rejected for everyone (see the module docstring)
+            elif isinstance(exc, OxenError):
+                log.warning("Could not list the Oxen queue (will retry): %s", exc)
+            else:
+                raise
             return False
-        except OxenError as exc:
-            self._unchecked |= checking
-            log.warning("Could not list the Oxen queue (will retry): %s", exc)
-            return False
-        except BaseException:
-            self._unchecked |= checking
-            raise
         in_flight, listed_in_flight = await self._scan_listing(body)
         self._note_coverage(listed_in_flight, epoch)
         # Events may have completed some ids while the listing was on its way: no read for those.
@@ -586,31 +582,27 @@ class OxenHub:
             if isinstance(item, dict):
                 item = in_flight_pair(item)  # a body decoded without the hook
             if isinstance(item, tuple):
-                generation_id, status = item
+                generation_id = item[0]
                 listed_in_flight.append(generation_id)
+            elif isinstance(item, dict) and isinstance(item.get("generation_id"), str):
+                generation_id = item["generation_id"]
+            else:
+                continue
+            if generation_id not in self._waiters:
+                continue
+            looked += 1
+            if looked % DELIVERY_CHUNK == 0:
+                await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
                 if generation_id not in self._waiters:
-                    continue
-                looked += 1
-                if looked % DELIVERY_CHUNK == 0:
-                    await asyncio.sleep(0)  # tens of thousands of rows: let events run meanwhile
-                    if generation_id not in self._waiters:
-                        continue  # finished meanwhile
+                    continue  # finished meanwhile
+            if isinstance(item, tuple):
+                status = item[1]
                 in_flight.add(generation_id)
                 if status != GenerationStatus.QUEUED.value and self._listed.get(generation_id) != status:
                     for waiter in self._waiters[generation_id]:
                         waiter.deliver_in_flight(generation_id, status)
                 self._listed[generation_id] = status
                 continue
-            if not isinstance(item, dict):
-                continue
-            generation_id = item.get("generation_id")
-            if not isinstance(generation_id, str) or generation_id not in self._waiters:
-                continue
-            looked += 1
-            if looked % DELIVERY_CHUNK == 0:
-                await asyncio.sleep(0)
-                if generation_id not in self._waiters:
-                    continue
             try:
                 row = Generation.model_validate(item)
             except Exception as exc:
@@ -639,8 +631,8 @@ class OxenHub:
                 return None
             try:
                 return await self.hook.get_generation(generation_id)
-            except OxenAPIStatusError as exc:
-                if exc.status_code == 404:
+            except OxenError as exc:
+                if isinstance(exc, OxenAPIStatusError) and exc.status_code == 404:
                     return unavailable_row(
                         generation_id,
                         "Oxen no longer knows this generation (HTTP 404): treated as gone. It may "
@@ -648,14 +640,12 @@ class OxenHub:
                         "check before enqueueing it again.",
                         reason="gone",
                     )
-                if exc.status_code == 403:
+                if isinstance(exc, OxenAPIStatusError) and exc.status_code == 403:
                     return unavailable_row(
                         generation_id,
                         f"Access denied reading this generation (HTTP 403): {exc.api_message}",
                         reason="access_denied",
                     )
-                log.warning("Status of %s unavailable for now: %s", generation_id, exc)
-            except OxenError as exc:
                 log.warning("Status of %s unavailable for now: %s", generation_id, exc)
             except Exception as exc:
                 # E.g. a row that does not parse: read it again next time.
@@ -695,7 +685,19 @@ class OxenHub:
                 if opened_at is None and exc.status_code in STREAM_REFUSED_STATUSES:
                     refusals += 1
                     delay = reprobe_delay(refusals)
-                    self._stream_refused(exc, refusals, delay)
+                    if refusals == 1:
+                        log.warning(
+                            "Oxen events endpoint refused the stream (HTTP %d): polling the queue instead; "
+                            "trying the stream again in %.0f s.",
+                            exc.status_code,
+                            delay,
+                        )
+                    else:
+                        log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
+                    self._stream_settled.set()
+                    if self.events_available:
+                        self.events_available = False
+                        self._wake.set()
                     await asyncio.sleep(delay)
                     continue
                 reason = f"HTTP {exc.status_code}"
@@ -725,21 +727,6 @@ class OxenHub:
             self.events_available = True
         # A gap ends here: re-read what completed while we were not listening.
         self._wake.set()
-
-    def _stream_refused(self, exc: OxenAPIStatusError, refusals: int, delay: float) -> None:
-        if refusals == 1:
-            log.warning(
-                "Oxen events endpoint refused the stream (HTTP %d): polling the queue instead; "
-                "trying the stream again in %.0f s.",
-                exc.status_code,
-                delay,
-            )
-        else:
-            log.info("Oxen events endpoint still refuses the stream (HTTP %d).", exc.status_code)
-        self._stream_settled.set()
-        if self.events_available:
-            self.events_available = False
-            self._wake.set()
 
     def _on_event(self, event: OxenEvent) -> None:
         if event.event != COMPLETION_EVENT:
@@ -842,11 +829,7 @@ def listing_items(body: Any) -> list[Any]:
     """
     raw: Any = body
     if isinstance(body, dict):
-        raw = body.get("generations")
-        if raw is None:
-            raw = body.get("data")
-        if raw is None:
-            raw = []
+        raw = next((body[key] for key in ("generations", "data") if body.get(key) is not None), [])
     if not isinstance(raw, list):
         log.warning(
             "Unexpected Oxen queue listing (%s): reading each generation instead.", type(raw).__name__
