@@ -458,15 +458,17 @@ class OxenHub:
             # The raw body, not ``hook.list_queue()``: that validates all rows at once, and one row
             # we cannot parse must not hide every other one (see :meth:`_scan_listing`).
             body = await self.hook.list_queue_body(object_hook=in_flight_pair)
-        except BaseException as exc:
+        except OxenAuthenticationError as exc:
             self._unchecked |= checking
-            if isinstance(exc, OxenAuthenticationError):
-                self._fail_all(exc)  # the key is rejected for everyone (see the module docstring)
-            elif isinstance(exc, OxenError):
-                log.warning("Could not list the Oxen queue (will retry): %s", exc)
-            else:
-                raise
+            self._fail_all(exc)  # the key is rejected for everyone (see the module docstring)
             return False
+        except OxenError as exc:
+            self._unchecked |= checking
+            log.warning("Could not list the Oxen queue (will retry): %s", exc)
+            return False
+        except BaseException:
+            self._unchecked |= checking
+            raise
         in_flight, listed_in_flight = await self._scan_listing(body)
         self._note_coverage(listed_in_flight, epoch)
         # Events may have completed some ids while the listing was on its way: no read for those.
