@@ -26,7 +26,6 @@ from tests.unit.test_hub_resilience import (
     _open_stream,
     _register,
     _row,
-    _run,
     _succeeded,
 )
 
@@ -249,14 +248,6 @@ def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytes
     assert asyncio.run(scenario()) >= 9
 
 
-def test_every_wait_still_completes_through_the_safety_net() -> None:
-    fake = FakeHook()
-    fake.listing = lambda: {"generations": [_row("g1", "processing")] if fake.list_calls < 3 else []}
-    fake.rows["g1"] = lambda: _succeeded("g1")
-    tracker, _ = _run(fake, ["g1"], "events")
-    assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
-
-
 def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() -> None:
     missing = {"old": 0.0, "recent": 7.0, "new": 10.0}
     assert overdue_reads(missing, now=10.0, lag=0.0) == ["old", "recent"]  # a healthy stream
@@ -346,22 +337,6 @@ def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) 
         return reads
 
     assert asyncio.run(scenario()) == [40, 40, 20, 0]
-
-
-def test_a_registration_the_stream_covers_is_not_read_when_it_leaves_the_queue() -> None:
-    async def scenario() -> int:
-        fake = FakeHook()
-        hub = _bare_hub(fake, "events", stream_open=True)
-        _register(hub, ["first"])
-        fake.listing = lambda: {"generations": [_row(i, "processing") for i in ("first", "g1")]}
-        await hub.reconcile()
-        await hub.reconcile()
-        _register(hub, ["g1"])  # covered: the last listing showed it in flight, no request
-        fake.listing = lambda: {"generations": [_row("first", "processing")]}
-        await hub.reconcile()  # g1 finished; its event is still to be read from the stream
-        return sum(fake.reads.values())
-
-    assert asyncio.run(scenario()) == 0
 
 
 def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration(
