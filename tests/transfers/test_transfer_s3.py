@@ -223,9 +223,9 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     assert record["action"] == "skipped" and s3_calls.keys.get("PutObject") == [DEFAULT_MANIFEST_KEY]
     assert s3_calls.keys.get("GetObject") == [key]
 
-    # Different bytes that are not ours, even with metadata claiming our sha256: refused unless
-    # replace=True.
-    for metadata in ({}, {"sha256": digest}):
+    # Different bytes that are not ours (another generation's, or nobody's), even with metadata
+    # claiming our sha256: refused unless replace=True.
+    for metadata in ({}, {"generation-id": "someone-else", "sha256": "0" * 64}, {"sha256": digest}):
         s3_client.put_object(Bucket=bucket, Key=key, Body=b"somebody else's file", Metadata=metadata)
         with pytest.raises(OxenKeyConflictError, match="replace=True") as info:
             _run(_operator([result], bucket, contact_sheet=False, mark_provenance=False))
@@ -278,8 +278,11 @@ def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fail
     results = [{**r, "result_url": fresh_url(r["generation_id"])} for r in generate(2)]
     assert httpx.get(results[0]["result_url"], timeout=30).status_code == 403
     # A URL that stays expired fails the transfer without storing anything.
-    with pytest.raises(OxenResultDownloadError, match=f"{results[0]['generation_id']}.*refreshed URL"):
+    with pytest.raises(
+        OxenResultDownloadError, match=f"{results[0]['generation_id']}.*refreshed URL"
+    ) as info:
         _run(_operator(results[:1], bucket))
+    assert "/files/" in str(info.value) and "?" not in str(info.value)  # the URL, not its signature
     assert s3_calls.uploads == 0
     downloads = _files_downloaded(oxen)
     oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
