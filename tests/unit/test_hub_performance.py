@@ -29,8 +29,10 @@ from tests.unit.test_hub_resilience import (
     _succeeded,
 )
 
+pytestmark = pytest.mark.asyncio
 
-def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_queued(
+
+async def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_queued(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed: list[str] = []
@@ -40,238 +42,198 @@ def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_queued
         parsed.append(data.get("generation_id") if isinstance(data, dict) else "?")
         return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
 
-    async def scenario() -> list[list[Any]]:
-        fake = FakeHook()
-        hub = _bare_hub(fake)
-        g1, g2 = _register(hub, ["g1", "g2"])
-        monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
-        inboxes = []
-        for listing in (
-            [_row("g1", "queued"), _row("g2", "queued"), _row("other", "queued")],
-            [_row("g1", "queued"), _row("g2", "processing"), _row("other", "processing")],
-            [_row("g1", "queued"), _row("g2", "processing")],
-        ):
-            fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
-            await hub.reconcile()
-            inboxes.append(list(g1._inbox + g2._inbox))
-        assert parsed == []  # nor "other", which nobody waits for
-        g2.drain()  # the trigger applies "processing" as a row
-        return inboxes
-
-    assert asyncio.run(scenario()) == [[], [("g2", "processing")], [("g2", "processing")]]
+    fake = FakeHook()
+    hub = _bare_hub(fake)
+    g1, g2 = _register(hub, ["g1", "g2"])
+    monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
+    inboxes = []
+    for listing in (
+        [_row("g1", "queued"), _row("g2", "queued"), _row("other", "queued")],
+        [_row("g1", "queued"), _row("g2", "processing"), _row("other", "processing")],
+        [_row("g1", "queued"), _row("g2", "processing")],
+    ):
+        fake.listing = lambda listing=listing: {"generations": listing}  # type: ignore[misc]
+        await hub.reconcile()
+        inboxes.append(list(g1._inbox + g2._inbox))
+    assert parsed == []  # nor "other", which nobody waits for
+    assert inboxes == [[], [("g2", "processing")], [("g2", "processing")]]
+    g2.drain()  # the trigger applies "processing" as a row
     assert parsed == ["g2"]
 
 
-def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_it() -> None:
-    async def scenario() -> tuple[bool, bool, list[GenerationStatus]]:
-        tracker = StatusTracker(["g1"])
-        waiter = Waiter(tracker, 1.0)
-        waiter.deliver(Generation.model_validate(_row("g1", "queued")))
-        waiter.deliver(Generation.model_validate(_row("g1", "processing")))
-        woken_in_flight = waiter.changed.is_set()
-        waiter.deliver(Generation.model_validate(_succeeded("g1")))
-        woken_by_outcome = waiter.changed.is_set()
-        seen: list[GenerationStatus] = []
-        original = tracker.update
+async def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_it() -> None:
+    tracker = StatusTracker(["g1"])
+    waiter = Waiter(tracker, 1.0)
+    waiter.deliver(Generation.model_validate(_row("g1", "queued")))
+    waiter.deliver(Generation.model_validate(_row("g1", "processing")))
+    assert not waiter.changed.is_set()
+    waiter.deliver(Generation.model_validate(_succeeded("g1")))
+    assert waiter.changed.is_set()
+    seen: list[GenerationStatus] = []
+    original = tracker.update
 
-        def update(row: Generation) -> bool:
-            seen.append(row.status)
-            return original(row)
+    def update(row: Generation) -> bool:
+        seen.append(row.status)
+        return original(row)
 
-        tracker.update = update  # type: ignore[method-assign]
-        waiter.drain()
-        return woken_in_flight, woken_by_outcome, seen
-
-    woken_in_flight, woken_by_outcome, seen = asyncio.run(scenario())
-    assert not woken_in_flight
-    assert woken_by_outcome
+    tracker.update = update  # type: ignore[method-assign]
+    waiter.drain()
     assert seen == [GenerationStatus.QUEUED, GenerationStatus.PROCESSING, GenerationStatus.SUCCEEDED]
 
 
-def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
-    async def scenario() -> list[int]:
-        fake = FakeHook()
-        hub = _bare_hub(fake, "events", stream_open=True)
-        _register(hub, ["g1", "g2"])
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        reads = []
-        fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
-        await hub.reconcile()  # first listing of this stream: a gap round, both in flight anyway
-        reads.append(sum(fake.reads.values()))
-        fake.listing = lambda: {"generations": [_row("g2", "processing")]}
-        await hub.reconcile()  # g1 left the queue: its event is on the way, no read
-        reads.append(sum(fake.reads.values()))
-        await hub.reconcile()  # still waited for one round later: now it is read
-        reads.append(fake.reads["g1"])
-        return reads
-
-    assert asyncio.run(scenario()) == [0, 0, 1]
+async def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
+    fake = FakeHook()
+    hub = _bare_hub(fake, "events", stream_open=True)
+    _register(hub, ["g1", "g2"])
+    fake.rows["g1"] = lambda: _succeeded("g1")
+    fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
+    await hub.reconcile()  # first listing of this stream: a gap round, both in flight anyway
+    assert not fake.reads
+    fake.listing = lambda: {"generations": [_row("g2", "processing")]}
+    await hub.reconcile()  # g1 left the queue: its event is on the way, no read
+    assert not fake.reads
+    await hub.reconcile()  # still waited for one round later: now it is read
+    assert fake.reads == {"g1": 1}
 
 
-def test_ids_never_seen_in_flight_and_after_a_reconnect_every_missing_id_are_read_at_once() -> None:
-    async def scenario() -> list[dict[str, int]]:
-        fake = FakeHook()
-        hub = _bare_hub(fake, "events", stream_open=True)
-        _register(hub, ["g1"])
-        fake.rows.update(g1=lambda: _succeeded("g1"), late=lambda: _succeeded("late"))
-        fake.listing = lambda: {"generations": [_row("g1", "processing")]}
-        await hub.reconcile()
-        await hub.reconcile()
-        _register(hub, ["late"])  # finished before its trigger registered
-        fake.listing = lambda: {"generations": []}
-        await hub.reconcile()  # g1 just left the queue: its event is on the way
-        reads = [dict(fake.reads)]
-        hub._stream_open = False
-        _open_stream(hub)  # a new stream: events of the gap were lost
-        await hub.reconcile()
-        return [*reads, dict(fake.reads)]
-
-    assert asyncio.run(scenario()) == [{"late": 1}, {"late": 1, "g1": 1}]
+async def test_ids_never_seen_in_flight_and_after_a_reconnect_every_missing_id_are_read_at_once() -> None:
+    fake = FakeHook()
+    hub = _bare_hub(fake, "events", stream_open=True)
+    _register(hub, ["g1"])
+    fake.rows.update(g1=lambda: _succeeded("g1"), late=lambda: _succeeded("late"))
+    fake.listing = lambda: {"generations": [_row("g1", "processing")]}
+    await hub.reconcile()
+    await hub.reconcile()
+    _register(hub, ["late"])  # finished before its trigger registered
+    fake.listing = lambda: {"generations": []}
+    await hub.reconcile()  # g1 just left the queue: its event is on the way
+    assert fake.reads == {"late": 1}
+    hub._stream_open = False
+    _open_stream(hub)  # a new stream: events of the gap were lost
+    await hub.reconcile()
+    assert fake.reads == {"late": 1, "g1": 1}
 
 
-def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_pause(
+async def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_pause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "BURST_QUIET_SECONDS", 0.05)
+    fake = FakeHook()
+    hub = _bare_hub(fake, "events", stream_open=True)
+    _register(hub, [f"g{i}" for i in range(6)])
+    fake.rows["g5"] = lambda: _succeeded("g5")  # finished before the stream opened: no event
 
-    async def scenario() -> dict[str, int]:
-        fake = FakeHook()
-        hub = _bare_hub(fake, "events", stream_open=True)
-        _register(hub, [f"g{i}" for i in range(6)])
-        fake.rows["g5"] = lambda: _succeeded("g5")  # finished before the stream opened: no event
+    async def burst() -> None:  # events of g0..g4, one every 20 ms
+        for i in range(5):
+            hub._on_event(_completion(f"g{i}", url=f"https://r/g{i}"))
+            await asyncio.sleep(0.02)
 
-        async def burst() -> None:  # events of g0..g4, one every 20 ms
-            for i in range(5):
-                hub._on_event(_completion(f"g{i}", url=f"https://r/g{i}"))
-                await asyncio.sleep(0.02)
-
-        hub._on_event(_completion("other", url="https://r/other"))  # the burst is under way
-        await asyncio.gather(burst(), hub.reconcile())  # the listing shows none of them in flight
-        return dict(fake.reads)
-
-    assert asyncio.run(scenario()) == {"g5": 1}
+    hub._on_event(_completion("other", url="https://r/other"))  # the burst is under way
+    await asyncio.gather(burst(), hub.reconcile())  # the listing shows none of them in flight
+    assert fake.reads == {"g5": 1}
 
 
-def test_a_queued_read_is_dropped_once_its_event_came() -> None:
-    async def scenario() -> dict[str, int]:
-        fake = FakeHook()
-        hub = _bare_hub(fake, "events", stream_open=True)
-        hub._reads = asyncio.Semaphore(1)
-        _register(hub, ["g1", "g2", "g3"])
-        fake.rows["g1"] = lambda: (hub._on_event(_completion("g2", url="https://r/g2")), _succeeded("g1"))[1]
-        await hub.reconcile()  # a gap round: all three missing, read one at a time
-        return dict(fake.reads)
-
-    assert asyncio.run(scenario()) == {"g1": 1, "g3": 1}  # g2's event came during g1's read
+async def test_a_queued_read_is_dropped_once_its_event_came() -> None:
+    fake = FakeHook()
+    hub = _bare_hub(fake, "events", stream_open=True)
+    hub._reads = asyncio.Semaphore(1)
+    _register(hub, ["g1", "g2", "g3"])
+    fake.rows["g1"] = lambda: (hub._on_event(_completion("g2", url="https://r/g2")), _succeeded("g1"))[1]
+    await hub.reconcile()  # a gap round: all three missing, read one at a time
+    assert fake.reads == {"g1": 1, "g3": 1}  # g2's event came during g1's read
 
 
-def test_rows_of_reads_are_delivered_as_each_read_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def scenario() -> list[str]:
-        fake = FakeHook()
-        slow = asyncio.Event()
-        order: list[str] = []
-        original = fake.get_generation
+async def test_rows_of_reads_are_delivered_as_each_read_answers() -> None:
+    fake = FakeHook()
+    slow = asyncio.Event()
+    original = fake.get_generation
 
-        async def get_generation(generation_id: str) -> Any:
-            if generation_id == "slow":
-                await slow.wait()
-            return await original(generation_id)
+    async def get_generation(generation_id: str) -> Any:
+        if generation_id == "slow":
+            await slow.wait()
+        return await original(generation_id)
 
-        fake.get_generation = get_generation  # type: ignore[method-assign]
-        fake.rows["fast"] = lambda: _succeeded("fast")
-        fake.rows["slow"] = lambda: _succeeded("slow")
-        hub = _bare_hub(fake)
-        waiters = _register(hub, ["slow", "fast"])
-        task = asyncio.ensure_future(hub.reconcile())
-        assert await waiters[1].changed.wait(2)
-        order.append("fast delivered" if not waiters[0].changed.is_set() else "slow first")
-        slow.set()
-        await task
-        return order
-
-    assert asyncio.run(scenario()) == ["fast delivered"]
+    fake.get_generation = get_generation  # type: ignore[method-assign]
+    fake.rows["fast"] = lambda: _succeeded("fast")
+    fake.rows["slow"] = lambda: _succeeded("slow")
+    hub = _bare_hub(fake)
+    waiters = _register(hub, ["slow", "fast"])
+    task = asyncio.ensure_future(hub.reconcile())
+    assert await waiters[1].changed.wait(2)
+    assert not waiters[0].changed.is_set()  # "fast" delivered while "slow" still reads
+    slow.set()
+    await task
 
 
-def test_reconciliations_woken_by_registrations_are_spaced_by_their_cost(
+async def test_reconciliations_woken_by_registrations_are_spaced_by_their_cost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "MAX_RECONCILE_SPACING", 0.6)
+    fake = FakeHook()
+    starts: list[float] = []
 
-    async def scenario() -> list[float]:
-        fake = FakeHook()
-        starts: list[float] = []
+    def listing() -> Any:
+        starts.append(time.monotonic())
+        time.sleep(0.15)  # an expensive listing (it blocks, like decoding a large body)
+        return {"generations": [_row(f"g{i}", "processing") for i in range(50)]}
 
-        def listing() -> Any:
-            starts.append(time.monotonic())
-            time.sleep(0.15)  # an expensive listing (it blocks, like decoding a large body)
-            return {"generations": [_row(f"g{i}", "processing") for i in range(50)]}
-
-        fake.listing = listing
-        hub = _hub(fake)
-        for i in range(50):  # registrations keep arriving: each one wakes the hub
-            _register(hub, [f"g{i}"])
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)
-        await hub.close()
-        return [b - a for a, b in itertools.pairwise(starts)]
-
-    gaps = asyncio.run(scenario())
+    fake.listing = listing
+    hub = _hub(fake)
+    for i in range(50):  # registrations keep arriving: each one wakes the hub
+        _register(hub, [f"g{i}"])
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)
+    await hub.close()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps, "at least two reconciliations"
     # Each starts at least twice the previous one's duration after it ended (0.15 + 0.3).
     assert min(gaps) >= 0.4, gaps
 
 
-def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub_module, "DELIVERY_CHUNK", 10)
+    fake = FakeHook()
+    ids = [f"g{i}" for i in range(100)]
+    fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
+    hub = _bare_hub(fake)
+    _register(hub, ids)
+    ticks = 0
 
-    async def scenario() -> int:
-        fake = FakeHook()
-        ids = [f"g{i}" for i in range(100)]
-        fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
-        hub = _bare_hub(fake)
-        _register(hub, ids)
-        ticks = 0
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        before = ticks
-        await hub.reconcile()
-        task.cancel()
-        return ticks - before
-
-    assert asyncio.run(scenario()) >= 9
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await hub.reconcile()
+    task.cancel()
+    assert ticks - before >= 9
 
 
-def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() -> None:
+async def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_lag() -> None:
     missing = {"old": 0.0, "recent": 7.0, "new": 10.0}
     assert overdue_reads(missing, now=10.0, lag=0.0) == ["old", "recent"]  # a healthy stream
     assert overdue_reads(missing, now=10.0, lag=2.0) == ["old"]  # events come 2 s late
     assert overdue_reads(missing, now=10.0, lag=6.0) == []  # still delivering ones missed 6 s ago
 
 
-def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_interval() -> None:
-    async def scenario() -> list[bool]:
-        hub = _bare_hub(FakeHook(), "events", stream_open=True)
-        _register(hub, ["g1"])
-        unchecked, hub._unchecked = hub._unchecked, set()
-        hub._listing_epoch, hub._last_event = hub._stream_epoch, 100.0  # listed before: no gap round
-        cap = 100.0 + hub._interval(1.0)  # due at 100: one more safety interval
-        holds = [hub._burst_holds(100.0, now) for now in (100.2, 100.0 + 2 * hub_module.BURST_QUIET_SECONDS)]
-        hub._last_event = cap - 0.1
-        holds.append(hub._burst_holds(100.0, cap))
-        hub._last_event, hub._unchecked = 100.0, unchecked  # registrations to check
-        holds.append(hub._burst_holds(100.0, 100.2))
-        hub._unchecked, hub._listing_epoch = set(), None  # a gap round
-        return [*holds, hub._burst_holds(100.0, 100.2)]
-
-    # events flowing: hold; a pause: go; the cap; registrations due; a gap round
-    assert asyncio.run(scenario()) == [True, False, False, False, False]
+async def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_interval() -> None:
+    hub = _bare_hub(FakeHook(), "events", stream_open=True)
+    _register(hub, ["g1"])
+    unchecked, hub._unchecked = hub._unchecked, set()
+    hub._listing_epoch, hub._last_event = hub._stream_epoch, 100.0  # listed before: no gap round
+    cap = 100.0 + hub._interval(1.0)  # due at 100: one more safety interval
+    assert hub._burst_holds(100.0, 100.2)  # events flowing: hold
+    assert not hub._burst_holds(100.0, 100.0 + 2 * hub_module.BURST_QUIET_SECONDS)  # a pause: go
+    hub._last_event = cap - 0.1
+    assert not hub._burst_holds(100.0, cap)  # the cap
+    hub._last_event, hub._unchecked = 100.0, unchecked
+    assert not hub._burst_holds(100.0, 100.2)  # registrations to check
+    hub._unchecked, hub._listing_epoch = set(), None
+    assert not hub._burst_holds(100.0, 100.2)  # a gap round
 
 
 class _Clock:
@@ -293,53 +255,45 @@ async def _streaming_hub(fake: FakeHook, ids: list[str]) -> OxenHub:
     return hub
 
 
-def test_a_consumer_behind_a_healthy_stream_reads_no_row(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_consumer_behind_a_healthy_stream_reads_no_row(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = _Clock(monkeypatch)
-
-    async def scenario() -> tuple[int, bool]:
-        fake = FakeHook()
-        ids = [f"g{i}" for i in range(300)]
-        hub = await _streaming_hub(fake, ids)
-        await hub.reconcile()  # the listing misses them all; their events are still unread
-        # The loop is behind: each safety interval it works through a third of the backlog.
-        for chunk in (ids[:100], ids[100:200], ids[200:]):
-            clock.now += 30.0
-            for generation_id in chunk:
-                hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
-            await hub.reconcile()
-        return sum(fake.reads.values()), bool(hub._waiters)
-
-    assert asyncio.run(scenario()) == (0, False)
+    fake = FakeHook()
+    ids = [f"g{i}" for i in range(300)]
+    hub = await _streaming_hub(fake, ids)
+    await hub.reconcile()  # the listing misses them all; their events are still unread
+    # The loop is behind: each safety interval it works through a third of the backlog.
+    for chunk in (ids[:100], ids[100:200], ids[200:]):
+        clock.now += 30.0
+        for generation_id in chunk:
+            hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
+        await hub.reconcile()
+    assert (sum(fake.reads.values()), bool(hub._waiters)) == (0, False)
 
 
-def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = _Clock(monkeypatch)
     monkeypatch.setattr(hub_module, "SAFETY_READS_MAX", 40)
-
-    async def scenario() -> list[int]:
-        fake = FakeHook()
-        ids = [f"g{i}" for i in range(200)]
-        lost = ids[:100]  # their completion events never come
-        for generation_id in lost:
-            fake.rows[generation_id] = lambda generation_id=generation_id: _succeeded(generation_id)  # type: ignore[misc]
-        hub = await _streaming_hub(fake, ids)
+    fake = FakeHook()
+    ids = [f"g{i}" for i in range(200)]
+    lost = ids[:100]  # their completion events never come
+    for generation_id in lost:
+        fake.rows[generation_id] = lambda generation_id=generation_id: _succeeded(generation_id)  # type: ignore[misc]
+    hub = await _streaming_hub(fake, ids)
+    await hub.reconcile()
+    clock.now += 0.5
+    for generation_id in ids[100:]:
+        hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
+    reads = []
+    for _ in range(4):  # one round per safety interval (0.05 s polls: at least 1 s x 6)
+        clock.now += 6.0
+        before = sum(fake.reads.values())
         await hub.reconcile()
-        clock.now += 0.5
-        for generation_id in ids[100:]:
-            hub._on_event(_completion(generation_id, status="succeeded", url="https://r/x"))
-        reads = []
-        for _ in range(4):  # one round per safety interval (0.05 s polls: at least 1 s x 6)
-            clock.now += 6.0
-            before = sum(fake.reads.values())
-            await hub.reconcile()
-            reads.append(sum(fake.reads.values()) - before)
-        assert not hub._waiters
-        return reads
-
-    assert asyncio.run(scenario()) == [40, 40, 20, 0]
+        reads.append(sum(fake.reads.values()) - before)
+    assert reads == [40, 40, 20, 0]
+    assert not hub._waiters
 
 
-def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration(
+async def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_registration(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "PROGRESS_INTERVAL", 0.2)  # "processing" shows at the next line
@@ -349,15 +303,11 @@ def test_a_wait_logs_its_first_progress_line_when_something_changed_not_at_regis
     ends = time.monotonic() + 0.5
     fake.listing = lambda: {"generations": [_row("g1", "processing")] if time.monotonic() < ends else []}
     fake.rows["g1"] = lambda: _succeeded("g1")
-
-    async def scenario() -> None:
-        hub = _hub(fake)
-        try:
-            await hub.wait(StatusTracker(["g1"], logger=logger), 0.05, time.time() + 5)
-        finally:
-            await hub.close()
-
-    asyncio.run(scenario())
+    hub = _hub(fake)
+    try:
+        await hub.wait(StatusTracker(["g1"], logger=logger), 0.05, time.time() + 5)
+    finally:
+        await hub.close()
     # One line per wait at registration is thousands at once in a triggerer: the trigger's own
     # "Waiting for" line already says the batch starts queued.
     assert [line for line in lines if line.startswith("Oxen batch progress")] == [
