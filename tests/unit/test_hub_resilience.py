@@ -210,30 +210,26 @@ def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any])
 # -- 2. rows that do not parse, and loops that must never die ---------------------------------------
 
 
-def test_listing_rows_are_judged_one_by_one() -> None:
+@pytest.mark.asyncio
+async def test_listing_rows_are_judged_one_by_one() -> None:
     """Rows that do not parse are skipped alone: their generation gets a status read instead."""
-
-    async def scenario() -> tuple[StatusTracker, FakeHook]:
-        fake = FakeHook()
-        fake.listing = lambda: {
-            "count": 4,
-            "generations": [
-                {"status": "queued"},  # no generation_id
-                {"generation_id": 7, "status": "queued"},  # id of the wrong type
-                {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
-                "not a row",
-                {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
-                {"generation_id": "g2", "status": "processing"},
-            ],
-        }
-        hub = _bare_hub(fake)
-        tracker = StatusTracker(["g1", "g2", "g3"])
-        waiter = hub.register(tracker, 10.0)
-        await hub.reconcile()
-        waiter.drain()
-        return tracker, fake
-
-    tracker, fake = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = lambda: {
+        "count": 4,
+        "generations": [
+            {"status": "queued"},  # no generation_id
+            {"generation_id": 7, "status": "queued"},  # id of the wrong type
+            {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
+            "not a row",
+            {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
+            {"generation_id": "g2", "status": "processing"},
+        ],
+    }
+    hub = _bare_hub(fake)
+    tracker = StatusTracker(["g1", "g2", "g3"])
+    waiter = hub.register(tracker, 10.0)
+    await hub.reconcile()
+    waiter.drain()
     assert dict(fake.reads) == {"g1": 1}
     assert {i: r.status for i, r in tracker.rows.items()} == {
         "g1": GenerationStatus.QUEUED,
@@ -252,18 +248,15 @@ def test_listing_rows_are_judged_one_by_one() -> None:
         ("oops", False),
     ],
 )
-def test_listing_shapes(body: Any, listed: bool) -> None:
+@pytest.mark.asyncio
+async def test_listing_shapes(body: Any, listed: bool) -> None:
     """Both body shapes are understood; an unknown one counts as empty (every id is read)."""
-
-    async def scenario() -> FakeHook:
-        fake = FakeHook()
-        fake.listing = lambda: body
-        hub = _bare_hub(fake)
-        hub.register(StatusTracker(["g1"]), 10.0)
-        await hub.reconcile()
-        return fake
-
-    assert asyncio.run(scenario()).reads["g1"] == (0 if listed else 1)
+    fake = FakeHook()
+    fake.listing = lambda: body
+    hub = _bare_hub(fake)
+    hub.register(StatusTracker(["g1"]), 10.0)
+    await hub.reconcile()
+    assert fake.reads["g1"] == (0 if listed else 1)
 
 
 def test_the_reconcile_loop_survives_unexpected_errors() -> None:
@@ -330,49 +323,41 @@ def test_an_in_flight_event_is_no_reason_to_read() -> None:
     assert tracker.done and fake.reads["g1"] == 0
 
 
-def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.asyncio
+async def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_oxen.exceptions import OxenRateLimitError
 
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    fake = FakeHook()
+    times: list[float] = []
 
-    async def scenario() -> float:
-        fake = FakeHook()
-        times: list[float] = []
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        times.append(time.monotonic())
+        if len(times) == 1:
+            raise OxenRateLimitError("slow down", retry_after=0.3, status_code=429)
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            times.append(time.monotonic())
-            if len(times) == 1:
-                raise OxenRateLimitError("slow down", retry_after=0.3, status_code=429)
-            on_open()
-            await asyncio.sleep(3600)
-            yield OxenEvent(event="never")
-
-        fake.stream = stream
-        fake.stream_target = 2
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 5)
-        await hub.close()
-        return times[1] - times[0]
-
-    assert asyncio.run(scenario()) >= 0.3
+    fake.stream = stream
+    fake.stream_target = 2
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 5)
+    await hub.close()
+    assert times[1] - times[0] >= 0.3
 
 
 # -- 3. a rejected key, and the re-probe schedule of a refused stream ---------------------------------
 
 
-def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
+@pytest.mark.asyncio
+async def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
     """Documented decision: the listing is made with the key for everyone, so its 401 is everyone's."""
-
-    async def scenario() -> list[BaseException | StatusTracker]:
-        fake = FakeHook()
-        fake.listing = _raise(_status_error(401, "Invalid API key"))
-        hub = _hub(fake)
-        try:
-            return await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
-        finally:
-            await hub.close()
-
-    results = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = _raise(_status_error(401, "Invalid API key"))
+    hub = _hub(fake)
+    results = await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
+    await hub.close()
     assert all(isinstance(r, OxenAuthenticationError) and r.status_code == 401 for r in results)
 
 
@@ -401,26 +386,22 @@ def backoff_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return attempts
 
 
-def test_the_stream_loop_outlives_a_long_outage(backoff_attempts: list[int]) -> None:
-    async def scenario() -> tuple[FakeHook, bool]:
-        fake = FakeHook()
+@pytest.mark.asyncio
+async def test_the_stream_loop_outlives_a_long_outage(backoff_attempts: list[int]) -> None:
+    fake = FakeHook()
 
-        async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            raise httpx.ConnectError("down")
-            yield  # pragma: no cover
+    async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        raise httpx.ConnectError("down")
+        yield  # pragma: no cover
 
-        fake.stream = down
-        fake.stream_target = 2000
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 30)
-        alive = _alive(hub)
-        await hub.close()
-        return fake, alive
-
-    fake, alive = asyncio.run(scenario())
+    fake.stream = down
+    fake.stream_target = 2000
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 30)
+    assert _alive(hub)
+    await hub.close()
     assert fake.stream_calls >= 2000
     assert max(backoff_attempts) >= 1999
-    assert alive
 
 
 # -- 5. one read refused once is no reason to fail ---------------------------------------------------
@@ -445,25 +426,23 @@ def _one_event_streams(hold: float = 0.0) -> Stream:
     return stream
 
 
-def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
+@pytest.mark.asyncio
+async def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
     monkeypatch: pytest.MonkeyPatch, backoff_attempts: list[int]
 ) -> None:
     monkeypatch.setattr(hub_module, "HEALTHY_STREAM_SECONDS", 0.2)
 
-    async def scenario() -> None:
-        fake = FakeHook()
-        short, healthy = _one_event_streams(), _one_event_streams(hold=0.3)
+    fake = FakeHook()
+    short, healthy = _one_event_streams(), _one_event_streams(hold=0.3)
 
-        def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            return (healthy if fake.stream_calls == 4 else short)(on_open)
+    def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        return (healthy if fake.stream_calls == 4 else short)(on_open)
 
-        fake.stream = stream
-        fake.stream_target = 6
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 10)
-        await hub.close()
-
-    asyncio.run(scenario())
+    fake.stream = stream
+    fake.stream_target = 6
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 10)
+    await hub.close()
     # Three short-lived streams back off further each time; the healthy fourth resets it.
     assert backoff_attempts[:5] == [0, 1, 2, 0, 1]
 
@@ -494,46 +473,40 @@ async def _acquire(mode: str, hold: float, got: list[OxenHub]) -> None:
         await asyncio.sleep(hold)
 
 
-def test_cancelling_the_first_acquirer_during_start_spares_its_neighbour(slow_start: dict[str, Any]) -> None:
-    async def scenario() -> tuple[list[OxenHub], BaseException | None, bool]:
-        got: list[OxenHub] = []
-        first = asyncio.create_task(_acquire("poll", 1.0, got))
-        await asyncio.sleep(0.01)
-        second = asyncio.create_task(_acquire("poll", 0.1, got))
-        await asyncio.sleep(0.05)
-        first.cancel()
-        [outcome] = await asyncio.gather(second, return_exceptions=True)
-        assert first.cancelled()
-        return got, outcome, slow_start["hubs"][0]._closed
-
-    got, outcome, closed = asyncio.run(scenario())
+@pytest.mark.asyncio
+async def test_cancelling_the_first_acquirer_during_start_spares_its_neighbour(
+    slow_start: dict[str, Any],
+) -> None:
+    got: list[OxenHub] = []
+    first = asyncio.create_task(_acquire("poll", 1.0, got))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(_acquire("poll", 0.1, got))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    [outcome] = await asyncio.gather(second, return_exceptions=True)
+    assert first.cancelled()
     assert outcome is None, "the neighbour got the hub"
     assert len(got) == 1 and slow_start["starts"] == 1
-    assert closed and hub_module._HUBS == {}
+    assert slow_start["hubs"][0]._closed and hub_module._HUBS == {}
 
 
-def test_a_hub_everybody_left_while_it_started_is_closed(slow_start: dict[str, Any]) -> None:
-    async def scenario() -> OxenHub:
-        task = asyncio.create_task(_acquire("poll", 1.0, []))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await asyncio.sleep(0.3)  # the start finishes on its own, then closes the hub
-        return slow_start["hubs"][0]
-
-    hub = asyncio.run(scenario())
+@pytest.mark.asyncio
+async def test_a_hub_everybody_left_while_it_started_is_closed(slow_start: dict[str, Any]) -> None:
+    task = asyncio.create_task(_acquire("poll", 1.0, []))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.3)  # the start finishes on its own, then closes the hub
+    hub = slow_start["hubs"][0]
     assert hub._closed and not hub._tasks
     assert hub_module._HUBS == {}
 
 
-def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> None:
+@pytest.mark.asyncio
+async def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> None:
     slow_start["error"] = OxenError("no such connection")
-
-    async def scenario() -> list[Any]:
-        tasks = [asyncio.create_task(_acquire("events", 0.0, [])) for _ in range(3)]
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    outcomes = asyncio.run(scenario())
+    tasks = [asyncio.create_task(_acquire("events", 0.0, [])) for _ in range(3)]
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert [str(o) for o in outcomes] == ["no such connection"] * 3
     assert slow_start["starts"] == 1
     assert hub_module._HUBS == {}
