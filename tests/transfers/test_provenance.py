@@ -29,7 +29,7 @@ from tests.transfers.helpers import (
     s3_operator,
     served_sha256,
 )
-from tests.transfers.video_helpers import FakeOxen
+from tests.transfers.video_helpers import FakeOxen, image_result
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
@@ -125,14 +125,8 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
 ) -> None:
     Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
     gif = (tmp_path / "still.gif").read_bytes()
-    result = {
-        "generation_id": "gen-gif",
-        "status": "succeeded",
-        "media_type": "image",
-        "model": "some-gif-model",
-        "result_url": fake_oxen.add("gen-gif", tmp_path / "still.gif") + "?signature=test",
-        "output_format": "gif",
-    }
+    url = fake_oxen.add("gen-gif", tmp_path / "still.gif", media_type="image")
+    result = {**image_result("gen-gif", f"{url}?signature=test", 32), "output_format": "gif"}
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
     capfd.readouterr()
 
