@@ -37,11 +37,10 @@ from tests.unit.test_hub_resilience import (
 pytestmark = pytest.mark.asyncio
 
 
-async def _covered_hub(in_flight: list[str], fake: FakeHook | None = None) -> tuple[OxenHub, FakeHook]:
+async def _covered_hub(in_flight: list[str]) -> tuple[OxenHub, FakeHook]:
     """A hub whose stream is open and whose last listing (made while it stayed open) showed
     ``in_flight``; one waited-for id ("first") made that listing happen."""
-    fake = fake or FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, ["first"])
     fake.listing = lambda: {"generations": [_row(i, "processing") for i in ["first", *in_flight]]}
     await hub.reconcile()
@@ -112,8 +111,7 @@ async def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> No
 
 
 async def test_a_listing_that_lags_behind_the_stream_covers_nothing_already_finished() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, ["first"])
     hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
     # The listing still shows g1, whose event already came.
@@ -204,8 +202,7 @@ async def test_a_running_hub_lists_on_schedule_while_covered_registrations_keep_
 
 
 async def test_in_poll_mode_every_registration_still_brings_a_listing() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake)
+    hub, fake = _bare_hub()
     fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
     _register(hub, ["g1"])
     await hub.reconcile()
@@ -325,8 +322,7 @@ async def test_what_a_failure_left_unchecked_is_checked_again() -> None:
     from airflow_provider_oxen.exceptions import OxenServerError
 
     busy = OxenServerError("busy", status_code=503)
-    fake = FakeHook()
-    hub = _bare_hub(fake)
+    hub, fake = _bare_hub()
     _register(hub, ["g0"])
     fake.listing = _raise(busy)
     assert await hub.reconcile() is False
@@ -342,8 +338,7 @@ async def test_what_a_failure_left_unchecked_is_checked_again() -> None:
 
 
 async def test_what_ended_is_forgotten_after_two_listings_in_poll_mode_too() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake)
+    hub, fake = _bare_hub()
     sizes = []
     for i in range(3):
         _register(hub, [f"g{i}", "keep"])  # "keep" keeps the hub listing

@@ -42,8 +42,7 @@ async def test_a_listing_parses_no_row_in_flight_and_delivers_only_changes_past_
         parsed.append(data.get("generation_id") if isinstance(data, dict) else "?")
         return original(cls, data, *args, **kwargs)  # type: ignore[no-any-return]
 
-    fake = FakeHook()
-    hub = _bare_hub(fake)
+    hub, fake = _bare_hub()
     g1, g2 = _register(hub, ["g1", "g2"])
     monkeypatch.setattr(Generation, "model_validate", classmethod(counting))
     inboxes = []
@@ -82,8 +81,7 @@ async def test_only_an_outcome_wakes_a_trigger_what_came_before_is_applied_with_
 
 
 async def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_open() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, ["g1", "g2"])
     fake.rows["g1"] = lambda: _succeeded("g1")
     fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
@@ -97,8 +95,7 @@ async def test_ids_that_just_left_the_queue_are_not_read_while_the_stream_stays_
 
 
 async def test_ids_never_seen_in_flight_and_after_a_reconnect_every_missing_id_are_read_at_once() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, ["g1"])
     fake.rows.update(g1=lambda: _succeeded("g1"), late=lambda: _succeeded("late"))
     fake.listing = lambda: {"generations": [_row("g1", "processing")]}
@@ -118,8 +115,7 @@ async def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_p
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "BURST_QUIET_SECONDS", 0.05)
-    fake = FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, [f"g{i}" for i in range(6)])
     fake.rows["g5"] = lambda: _succeeded("g5")  # finished before the stream opened: no event
 
@@ -134,8 +130,7 @@ async def test_a_gap_round_of_an_open_stream_reads_what_is_missing_once_events_p
 
 
 async def test_a_queued_read_is_dropped_once_its_event_came() -> None:
-    fake = FakeHook()
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     hub._reads = asyncio.Semaphore(1)
     _register(hub, ["g1", "g2", "g3"])
     fake.rows["g1"] = lambda: (hub._on_event(_completion("g2", url="https://r/g2")), _succeeded("g1"))[1]
@@ -144,7 +139,7 @@ async def test_a_queued_read_is_dropped_once_its_event_came() -> None:
 
 
 async def test_rows_of_reads_are_delivered_as_each_read_answers() -> None:
-    fake = FakeHook()
+    hub, fake = _bare_hub()
     slow = asyncio.Event()
     original = fake.get_generation
 
@@ -156,7 +151,6 @@ async def test_rows_of_reads_are_delivered_as_each_read_answers() -> None:
     fake.get_generation = get_generation  # type: ignore[method-assign]
     fake.rows["fast"] = lambda: _succeeded("fast")
     fake.rows["slow"] = lambda: _succeeded("slow")
-    hub = _bare_hub(fake)
     waiters = _register(hub, ["slow", "fast"])
     task = asyncio.ensure_future(hub.reconcile())
     assert await waiters[1].changed.wait(2)
@@ -192,10 +186,9 @@ async def test_reconciliations_woken_by_registrations_are_spaced_by_their_cost(
 
 async def test_a_large_listing_hands_the_loop_back_while_delivering(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hub_module, "DELIVERY_CHUNK", 10)
-    fake = FakeHook()
+    hub, fake = _bare_hub()
     ids = [f"g{i}" for i in range(100)]
     fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
-    hub = _bare_hub(fake)
     _register(hub, ids)
     ticks = 0
 
@@ -221,7 +214,7 @@ async def test_an_id_is_overdue_once_missed_for_longer_than_twice_the_streams_la
 
 
 async def test_a_safety_round_waits_for_a_pause_in_the_events_for_at_most_one_more_interval() -> None:
-    hub = _bare_hub(FakeHook(), "events", stream_open=True)
+    hub, _ = _bare_hub("events", stream_open=True)
     _register(hub, ["g1"])
     unchecked, hub._unchecked = hub._unchecked, set()
     hub._listing_epoch, hub._last_event = hub._stream_epoch, 100.0  # listed before: no gap round
@@ -244,22 +237,21 @@ class _Clock:
         monkeypatch.setattr(hub_module, "time", SimpleNamespace(monotonic=lambda: self.now, time=time.time))
 
 
-async def _streaming_hub(fake: FakeHook, ids: list[str]) -> OxenHub:
+async def _streaming_hub(ids: list[str]) -> tuple[OxenHub, FakeHook]:
     """An open stream and two listings (made while it stayed open) that showed ``ids`` in flight."""
-    hub = _bare_hub(fake, "events", stream_open=True)
+    hub, fake = _bare_hub("events", stream_open=True)
     _register(hub, ids)
     fake.listing = lambda: {"generations": [_row(i, "processing") for i in ids]}
     await hub.reconcile()
     await hub.reconcile()
     fake.listing = lambda: {"generations": []}  # from now on, every one has finished
-    return hub
+    return hub, fake
 
 
 async def test_a_consumer_behind_a_healthy_stream_reads_no_row(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = _Clock(monkeypatch)
-    fake = FakeHook()
     ids = [f"g{i}" for i in range(300)]
-    hub = await _streaming_hub(fake, ids)
+    hub, fake = await _streaming_hub(ids)
     await hub.reconcile()  # the listing misses them all; their events are still unread
     # The loop is behind: each safety interval it works through a third of the backlog.
     for chunk in (ids[:100], ids[100:200], ids[200:]):
@@ -273,12 +265,10 @@ async def test_a_consumer_behind_a_healthy_stream_reads_no_row(monkeypatch: pyte
 async def test_a_lost_event_is_read_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = _Clock(monkeypatch)
     monkeypatch.setattr(hub_module, "SAFETY_READS_MAX", 40)
-    fake = FakeHook()
     ids = [f"g{i}" for i in range(200)]
-    lost = ids[:100]  # their completion events never come
-    for generation_id in lost:
+    hub, fake = await _streaming_hub(ids)
+    for generation_id in ids[:100]:  # their completion events never come
         fake.rows[generation_id] = lambda generation_id=generation_id: _succeeded(generation_id)  # type: ignore[misc]
-    hub = await _streaming_hub(fake, ids)
     await hub.reconcile()
     clock.now += 0.5
     for generation_id in ids[100:]:

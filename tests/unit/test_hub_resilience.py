@@ -137,13 +137,13 @@ def _open_stream(hub: OxenHub) -> None:
     hub._wake.clear()
 
 
-def _bare_hub(fake: FakeHook, mode: str = "poll", *, stream_open: bool = False) -> OxenHub:
-    """A hub with no loops running: the test drives its rounds."""
-    hub = OxenHub("oxen_default", mode)
+def _bare_hub(mode: str = "poll", *, stream_open: bool = False) -> tuple[OxenHub, FakeHook]:
+    """A hub with no loops running, on a fresh fake hook: the test drives its rounds."""
+    hub, fake = OxenHub("oxen_default", mode), FakeHook()
     hub.hook = fake  # type: ignore[assignment]
     if stream_open:
         _open_stream(hub)
-    return hub
+    return hub, fake
 
 
 def _alive(hub: OxenHub) -> bool:
@@ -208,7 +208,7 @@ def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[An
 @pytest.mark.asyncio
 async def test_listing_rows_are_judged_one_by_one() -> None:
     """Rows that do not parse are skipped alone: their generation gets a status read instead."""
-    fake = FakeHook()
+    hub, fake = _bare_hub()
     fake.listing = lambda: {
         "count": 4,
         "generations": [
@@ -220,7 +220,6 @@ async def test_listing_rows_are_judged_one_by_one() -> None:
             {"generation_id": "g2", "status": "processing"},
         ],
     }
-    hub = _bare_hub(fake)
     tracker = StatusTracker(["g1", "g2", "g3"])
     waiter = hub.register(tracker, 10.0)
     await hub.reconcile()
@@ -246,9 +245,8 @@ async def test_listing_rows_are_judged_one_by_one() -> None:
 @pytest.mark.asyncio
 async def test_listing_shapes(body: Any, listed: bool) -> None:
     """Both body shapes are understood; an unknown one counts as empty (every id is read)."""
-    fake = FakeHook()
+    hub, fake = _bare_hub()
     fake.listing = lambda: body
-    hub = _bare_hub(fake)
     hub.register(StatusTracker(["g1"]), 10.0)
     await hub.reconcile()
     assert fake.reads["g1"] == (0 if listed else 1)
