@@ -16,13 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_oxen.exceptions import (
-    OxenAPIStatusError,
-    OxenAuthenticationError,
-    OxenError,
-    OxenNotFoundError,
-    OxenServerError,
-)
+from airflow_provider_oxen.exceptions import OxenAuthenticationError, OxenError
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
@@ -30,14 +24,6 @@ from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, reprobe_delay, r
 from airflow_provider_oxen.waiting import StatusTracker
 
 FAST = RetryPolicy(max_retries=0, backoff_base=0.001, backoff_max=0.005)
-
-
-def _status_error(status: int, message: str = "refused") -> OxenAPIStatusError:
-    if status in (401, 403):
-        return OxenAuthenticationError(message, status_code=status)
-    if status == 404:
-        return OxenNotFoundError(message, status_code=status)
-    return OxenServerError(message, status_code=status)
 
 
 def _completion(generation_id: str, **data: Any) -> OxenEvent:
@@ -347,7 +333,7 @@ async def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pyte
 async def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
     """Documented decision: the listing is made with the key for everyone, so its 401 is everyone's."""
     fake = FakeHook()
-    fake.listing = _raise(_status_error(401, "Invalid API key"))
+    fake.listing = _raise(OxenAuthenticationError("Invalid API key", status_code=401))
     hub = _hub(fake)
     results = await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
     await hub.close()
@@ -402,7 +388,9 @@ async def test_the_stream_loop_outlives_a_long_outage(backoff_attempts: list[int
 
 def test_a_rejected_key_on_one_read_is_retried_not_fatal() -> None:
     fake = FakeHook()
-    fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
+    fake.rows["g1"] = _sequence(
+        OxenAuthenticationError("refused", status_code=401), OxenError("blip"), _succeeded("g1")
+    )
     assert _run(fake, ["g1"])[0].rows["g1"].status is GenerationStatus.SUCCEEDED
 
 
