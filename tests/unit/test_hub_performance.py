@@ -38,6 +38,7 @@ from tests.unit.test_hub_resilience import (
     _register,
     _row,
     _sequence,
+    _silent_stream,
     _succeeded,
     _wait,
 )
@@ -487,19 +488,9 @@ async def test_in_poll_mode_every_registration_still_brings_a_listing() -> None:
     assert (hub._stream_covers(), hub._wake.is_set()) == (False, True)
 
 
-def _stream_opening_after(seconds: float) -> Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]:
-    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-        await asyncio.sleep(seconds)  # connecting (a busy triggerer, a slow API)
-        on_open()
-        await asyncio.sleep(3600)
-        yield OxenEvent(event="never")
-
-    return stream
-
-
 async def test_the_first_listing_waits_for_the_stream_so_one_listing_covers_the_start() -> None:
     fake = FakeHook()
-    fake.stream = _stream_opening_after(0.3)
+    fake.stream = _silent_stream(opens_after=0.3)
     fake.listing = lambda: {"generations": [_row("g1", "processing"), _row("g2", "processing")]}
     hub = _hub(fake, mode="events")
     started = time.monotonic()
@@ -520,7 +511,7 @@ async def test_a_stream_that_never_connects_holds_up_only_the_first_listing(
 ) -> None:
     monkeypatch.setattr(hub_module, "FIRST_STREAM_WAIT", 0.2)
     fake = FakeHook()
-    fake.stream = _stream_opening_after(3600)
+    fake.stream = _silent_stream(opens_after=3600)
     listings: list[float] = []
     fake.listing = lambda: listings.append(time.monotonic()) or {"generations": []}  # type: ignore[func-returns-value]
     hub = _hub(fake, mode="events")

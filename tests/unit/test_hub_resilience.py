@@ -34,13 +34,25 @@ def _completion(generation_id: str, **data: Any) -> OxenEvent:
 Stream = Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]
 
 
+def _silent_stream(opens_after: float = 0.0) -> Stream:
+    """A stream that opens (after ``opens_after`` seconds of connecting) and then says nothing."""
+
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        await asyncio.sleep(opens_after)  # connecting (a busy triggerer, a slow API)
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
+
+    return stream
+
+
 class FakeHook:
     """What the hub uses of OxenAsyncHook, scripted: listing bodies, rows and streams."""
 
     def __init__(self) -> None:
         self.listing: Callable[[], Any] = lambda: {"generations": []}
         self.rows: dict[str, Callable[[], Any]] = {}
-        self.stream: Stream = self._silent_stream
+        self.stream: Stream = _silent_stream()
         self.list_calls = 0
         self.reads: Counter[str] = Counter()
         self.stream_calls = 0
@@ -66,12 +78,6 @@ class FakeHook:
         if 0 < self.stream_target <= self.stream_calls:
             self.reached.set()
         return self.stream(on_open)
-
-    @staticmethod
-    async def _silent_stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-        on_open()
-        await asyncio.sleep(3600)
-        yield OxenEvent(event="never")
 
 
 def _raise(exc: BaseException) -> Callable[[], Any]:
