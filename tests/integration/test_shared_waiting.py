@@ -117,6 +117,10 @@ def test_failures_are_reported_by_both_strategies(oxen_conn: EmulatorControl, st
     [[payload]] = events
     assert payload["status"] == "failed" and "model crashed" in payload["message"]
     assert len(payload["generations"]) == 3
+    # The failure's text reaches the row (events: from the completion event itself).
+    assert [row["error_message"] for row in payload["generations"] if row["status"] == "failed"] == [
+        "model crashed"
+    ]
 
 
 def test_polling_strategy_completes_with_shared_list_calls(oxen_conn: EmulatorControl) -> None:
@@ -138,7 +142,7 @@ def test_queue_listing_errors_back_off_and_lose_nothing(oxen_conn: EmulatorContr
     assert oxen_conn.route_count("GET /api/ai/queue") > 12
 
 
-# -- Resilience of the shared hub (unit counterparts: tests/unit/test_hub_resilience.py) -------------
+# -- Resilience of the shared hub (what a fake cannot stage better: tests/unit/test_hub_resilience.py) --
 
 
 def test_an_unreadable_listing_row_does_not_stop_the_hub(oxen_conn: EmulatorControl) -> None:
@@ -209,8 +213,9 @@ def test_a_generation_unknown_to_oxen_fails_as_gone(oxen_conn: EmulatorControl) 
     assert payload["status"] == "failed"
     rows = {row["generation_id"]: row for row in payload["generations"]}
     assert rows[ids[0]]["status"] == "succeeded"
-    assert rows[unknown]["status"] == "failed"
+    assert (rows[unknown]["status"], rows[unknown]["unavailable"]) == ("failed", "gone")
     assert "HTTP 404" in rows[unknown]["error_message"] and "gone" in rows[unknown]["error_message"]
+    assert "enqueueing it again" in rows[unknown]["error_message"]
     assert oxen_conn.enqueue_posts() == 1, "a vanished generation is never enqueued again"
 
 

@@ -63,7 +63,8 @@ _S3_CLIENTS: dict[tuple[str, ...], Any] = {}
 def _share_s3_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every S3Hook builds its boto3 client afresh (botocore's models and Airflow's user agent:
     about half a second of CPU), and the transfer builds a hook per run. Here the hooks of one
-    connection and client settings share one client: what they send is unchanged."""
+    connection and client settings share one client: what they send is unchanged. Each client
+    reports its calls to the running test's ``s3_calls`` (if it asked for one)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     original = S3Hook.get_conn
@@ -72,7 +73,14 @@ def _share_s3_clients(monkeypatch: pytest.MonkeyPatch) -> None:
         conn = os.environ.get(f"AIRFLOW_CONN_{str(self.aws_conn_id).upper()}", "")
         key = (str(self.aws_conn_id), conn, *map(repr, (self._region_name, self._config, self._verify)))
         if key not in _S3_CLIENTS:
-            _S3_CLIENTS[key] = original(self)
+            _S3_CLIENTS[key] = client = original(self)
+            for operation in _COUNTED_OPERATIONS:
+
+                def handler(params: dict[str, Any], _op: str = operation, **_: Any) -> None:
+                    for calls in _COUNTING:
+                        calls.record(_op, params)
+
+                client.meta.events.register(f"provide-client-params.s3.{operation}", handler)
         return _S3_CLIENTS[key]
 
     monkeypatch.setattr(S3Hook, "get_conn", get_conn)
@@ -141,25 +149,7 @@ _COUNTING: list[S3Calls] = []  # the running test's counter (clients outlive tes
 
 
 @pytest.fixture
-def s3_calls(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Calls]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    original = S3Hook.get_conn
-
-    def counting_get_conn(self: S3Hook) -> Any:
-        client = original(self)
-        if not getattr(client, "_oxen_counted", False):
-            for operation in _COUNTED_OPERATIONS:
-
-                def handler(params: dict[str, Any], _op: str = operation, **_: Any) -> None:
-                    for calls in _COUNTING:
-                        calls.record(_op, params)
-
-                client.meta.events.register(f"provide-client-params.s3.{operation}", handler)
-            client._oxen_counted = True
-        return client
-
-    monkeypatch.setattr(S3Hook, "get_conn", counting_get_conn)
+def s3_calls(aws_conn: str) -> Iterator[S3Calls]:
     _COUNTING[:] = [S3Calls()]
     yield _COUNTING[0]
     _COUNTING.clear()

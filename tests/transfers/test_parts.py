@@ -1,35 +1,22 @@
-"""The transfer's small parts: spool, input flattening, write decisions, manifest."""
+"""The transfer's small parts: spool, input flattening, content proofs, manifest, the S3 calls of
+a requester-pays hook (what a re-run writes or refuses over real S3: test_transfer_s3.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from airflow_provider_oxen.exceptions import (
-    OxenKeyConflictError,
-    OxenResultDownloadError,
-    OxenValidationError,
-)
+from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.media.checks import CheckSettings, ImageCheck
 from airflow_provider_oxen.redact import redact_text, strip_query, strip_url_queries
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
-from airflow_provider_oxen.transfers.fetch import fetch_result
-from airflow_provider_oxen.transfers.manifest import (
-    build_manifest,
-    image_record,
-    manifest_bytes,
-)
+from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
 from airflow_provider_oxen.transfers.spool import Spool
-from airflow_provider_oxen.transfers.store import (
-    ExistingObject,
-    WriteAction,
-    plan_write,
-    s3_metadata,
-    sha256_base64,
-)
+from airflow_provider_oxen.transfers.store import ExistingObject, S3ObjectStore, s3_metadata, sha256_base64
 
 # -- spool ------------------------------------------------------------------------------------------
 
@@ -85,37 +72,6 @@ def test_unusable_results_are_refused(value: Any) -> None:
 
 
 # -- write decisions --------------------------------------------------------------------------------
-
-OWNER = ("generation-id", "g1")
-
-
-def _existing(**metadata: str) -> ExistingObject:
-    return ExistingObject(size=10, content_type="image/png", metadata=metadata)
-
-
-@pytest.mark.parametrize(
-    ("existing", "same", "replace", "action"),
-    [
-        (None, False, False, WriteAction.STORED),
-        (_existing(sha256="abc"), True, False, WriteAction.SKIPPED),  # proven same bytes, whoever wrote them
-        (_existing(sha256="old", **{"generation-id": "g1"}), False, False, WriteAction.REPLACED),  # ours
-        (_existing(sha256="old", **{"generation-id": "g2"}), False, True, WriteAction.REPLACED),
-        (_existing(), False, True, WriteAction.REPLACED),
-        # Metadata claiming our sha256 is not proof: ours is rewritten, a foreign one refused.
-        (_existing(sha256="abc", **{"generation-id": "g1"}), False, False, WriteAction.REPLACED),
-    ],
-)
-def test_plan_write(existing: ExistingObject | None, same: bool, replace: bool, action: WriteAction) -> None:
-    assert plan_write(existing, same_content=same, owner=OWNER, replace=replace, uri="s3://b/k") is action
-
-
-@pytest.mark.parametrize(
-    "existing", [_existing(), _existing(sha256="old", **{"generation-id": "g2"}), _existing(sha256="abc")]
-)
-def test_foreign_objects_are_not_overwritten(existing: ExistingObject) -> None:
-    with pytest.raises(OxenKeyConflictError, match="s3://b/k"):
-        plan_write(existing, same_content=False, owner=OWNER, replace=False, uri="s3://b/k")
-
 
 DIGEST = "ab" * 32
 OTHER = "cd" * 32
@@ -258,28 +214,48 @@ def test_only_succeeded_images_and_clips_with_an_id_can_be_stored_and_refusals_s
     assert "sig=" not in str(info.value)
 
 
-class _FailingDownloads:
-    """A hook whose downloads fail with an error that quotes the signed URL."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-
-    def download_to(self, url: str, fileobj: Any, **_: Any) -> Any:
-        from airflow_provider_oxen.exceptions import OxenAPIStatusError
-
-        raise OxenAPIStatusError(f"upstream refused {url}", status_code=self.status)
-
-    def get_generation(self, generation_id: str) -> Any:
-        from airflow_provider_oxen.models import Generation
-
-        return Generation.model_validate(
-            {"generation_id": generation_id, "status": "succeeded", "result_url": SIGNED + "&fresh=1"}
-        )
+# -- a requester-pays hook's RequestPayer (and its extra_args) reach every upload and HEAD ---------
 
 
-@pytest.mark.parametrize("status", [500, 403])
-def test_download_errors_show_no_signed_query(status: int) -> None:
-    with Spool() as spool, pytest.raises(OxenResultDownloadError) as info:
-        fetch_result(_FailingDownloads(status), "g1", SIGNED, spool)  # type: ignore[arg-type]
-    assert "files.example/files/g1/image-0.png" in str(info.value)
-    assert "sig=" not in str(info.value) and "fresh=" not in str(info.value)
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append((name, kwargs))
+            return {}
+
+        return call
+
+
+@pytest.fixture
+def store() -> tuple[S3ObjectStore, RecordingClient]:
+    from boto3.s3.transfer import TransferConfig
+
+    client = RecordingClient()
+    hook = SimpleNamespace(
+        get_conn=lambda: client,
+        extra_args={"ServerSideEncryption": "AES256"},
+        transfer_config=TransferConfig(),
+        _requester_pays=True,
+    )
+    s3 = S3ObjectStore(hook, "bucket")  # type: ignore[arg-type]
+    s3._record_lineage = lambda key: None  # type: ignore[method-assign]
+    return s3, client
+
+
+def test_every_upload_and_head_carries_request_payer(store: tuple[S3ObjectStore, RecordingClient]) -> None:
+    s3, client = store
+    s3.upload(b"bytes", "k", content_type="image/png", metadata={})
+    with Spool(max_memory=4) as spool:  # on disk: uploaded by path
+        spool.write(b"0123456789")
+        s3.upload(spool, "k", content_type="image/png", metadata={})
+    s3.head("k")
+
+    for name in ("upload_fileobj", "upload_file"):
+        kwargs = next(k for n, k in client.calls if n == name)
+        assert kwargs["ExtraArgs"]["RequestPayer"] == "requester", name
+        assert kwargs["ExtraArgs"]["ServerSideEncryption"] == "AES256", name
+    head = next(k for n, k in client.calls if n == "head_object")
+    assert head["RequestPayer"] == "requester"

@@ -1,5 +1,6 @@
 """Provenance marking in the S3 transfer, over real sockets (emulator, moto S3): what exiftool reads
-in the stored file, both hashes in metadata, manifest and XCom, and re-runs that upload nothing."""
+in the stored file, both hashes in metadata, manifest and XCom, re-runs that upload nothing, and
+a signed edit → clip chain whose clip is paid once after a worker crash."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import EmulatorControl, FakeTaskStateStore, exiftool_xmp
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, exiftool_xmp
+from tests.integration.helpers import defer, run_trigger, task_context
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     fresh_url,
@@ -27,13 +29,13 @@ from tests.transfers.helpers import (
     s3_operator,
     served_sha256,
 )
-from tests.transfers.video_helpers import FakeOxen
+from tests.transfers.video_helpers import FakeOxen, image_result
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
 
-def test_an_edit_is_sent_presigned_stored_marked_with_both_hashes_and_a_rerun_uploads_nothing(
-    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, s3_calls: S3Calls, key_visual: str
+def test_an_edit_is_sent_presigned_and_stored_marked_with_both_hashes(
+    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, key_visual: str
 ) -> None:
     [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
     assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
@@ -68,16 +70,8 @@ def test_an_edit_is_sent_presigned_stored_marked_with_both_hashes_and_a_rerun_up
     assert {k: listed[k] for k in ("sha256", "oxen_sha256", "provenance", "input_uris")} == {
         k: record[k] for k in ("sha256", "oxen_sha256", "provenance", "input_uris")
     }
-
-    # The same bytes again (marking is deterministic): everything skipped, nothing uploaded.
-    s3_calls.reset()
-    [again] = run_transfer(s3_operator([result], bucket))
-    assert again["action"] == "skipped" and s3_calls.uploads == 0
-    assert (again["sha256"], again["oxen_sha256"], again["provenance"]) == (
-        record["sha256"],
-        record["oxen_sha256"],
-        record["provenance"],
-    )
+    # (Marking is deterministic: a re-run finds the same bytes and skips them, in
+    # test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_rerun_writes_nothing.)
 
 
 def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_it(
@@ -123,14 +117,8 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
 ) -> None:
     Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
     gif = (tmp_path / "still.gif").read_bytes()
-    result = {
-        "generation_id": "gen-gif",
-        "status": "succeeded",
-        "media_type": "image",
-        "model": "some-gif-model",
-        "result_url": fake_oxen.add("gen-gif", tmp_path / "still.gif") + "?signature=test",
-        "output_format": "gif",
-    }
+    url = fake_oxen.add("gen-gif", tmp_path / "still.gif", media_type="image")
+    result = {**image_result("gen-gif", f"{url}?signature=test", 32), "output_format": "gif"}
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
     capfd.readouterr()
 
@@ -155,7 +143,10 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     key_visual: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The transfer signs what it marked: photo (unsigned) ← edit ← clip, as c2pa's Reader sees it."""
+    """The transfer signs what it marked: photo (unsigned) ← edit ← clip, as c2pa's Reader sees
+    it; the clip is paid once although its first worker died before deferring, and is stored as
+    a video whose every frame still decodes, with a marked poster frame."""
+    import av
     import c2pa
 
     from airflow_provider_oxen.operators.generate import OxenGenerateVideoOperator
@@ -187,16 +178,34 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
         hashlib.sha256(photo_bytes).hexdigest(),
     )
 
-    clip_operator = OxenGenerateVideoOperator(
-        task_id="clip",
-        model="kling-video-o3-pro-reference-to-video",
-        prompt="Slow push-in",
-        input_images=edit_record["s3_uri"],
-        parameters={"duration": 3, "aspect_ratio": "16:9"},
-        poll_interval=0.05,
-        deferrable=False,
-    )
-    [clip] = clip_operator.execute({"task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
+    def clip_operator() -> OxenGenerateVideoOperator:
+        return OxenGenerateVideoOperator(
+            task_id="clip",
+            model="kling-video-o3-pro-reference-to-video",
+            prompt="Slow push-in",
+            input_images=edit_record["s3_uri"],
+            parameters={"duration": 3, "aspect_ratio": "16:9"},
+            poll_interval=0.2,
+            deferrable=True,
+        )
+
+    class _Died(BaseException):
+        pass
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise _Died
+
+    task_state = FakeTaskStateStore()
+    with monkeypatch.context() as patch:
+        patch.setattr(OxenGenerateVideoOperator, "defer", die)
+        with pytest.raises(_Died):
+            clip_operator().execute(task_context(task_state, try_number=1))
+    # The retry presigns the input afresh (another signature) and still resumes, paying nothing.
+    trigger = defer(clip_operator(), task_context(task_state, try_number=2)).trigger
+    assert oxen.stats()["generations_created"] == 2 and oxen.enqueue_posts() == 2  # the edit, the clip
+    [clip] = clip_operator().execute_complete(task_context(task_state, try_number=2), run_trigger(trigger))
+    assert (clip["media_type"], clip["output_format"]) == ("video", "mp4")
+    assert API_KEY not in repr(clip)
     [clip_record] = run_transfer(
         s3_operator(
             [clip], bucket, c2pa_conn_id="oxen_c2pa_default", prefix="clips", key_template="clips/clip.mp4"
@@ -208,6 +217,14 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     assert edit_ingredient["metadata"]["sha256"] == edit_record["sha256"]
     # The edit's manifest came along: the clip names the edit, which names the photo.
     assert store["manifests"][edit_ingredient["active_manifest"]]["ingredients"][0]["title"] == key_visual
+    assert s3_client.head_object(Bucket=bucket, Key="clips/clip.mp4")["ContentType"] == "video/mp4"
+    body = object_bytes(s3_client, bucket, "clips/clip.mp4")
+    with av.open(io.BytesIO(body)) as video:  # marked and signed, and still every frame decodes
+        assert sum(1 for _ in video.decode(video=0)) == 3 * 8  # 3 s at the emulator's 8 fps
+    assert exiftool_xmp(body)["IngredientsFilePath"] == edit_record["s3_uri"]
+    poster = object_bytes(s3_client, bucket, clip_record["poster_s3_key"])
+    assert Image.open(io.BytesIO(poster)).format == "JPEG"
+    assert exiftool_xmp(poster)["DocumentID"] == f"oxen:generation:{clip['generation_id']}"
 
     # A re-run keeps what was signed (signing is not deterministic: nothing is re-signed or uploaded).
     s3_calls.reset()

@@ -1,7 +1,8 @@
 """The shared waiting hub under trouble: bad rows, refused or flapping streams, long outages,
-forbidden or vanished generations, cancelled acquirers. The hub runs against a scripted fake
-hook here (and against respx for the trigger payload); the same behaviours run over a real
-socket against the emulator in tests/integration/test_shared_waiting.py."""
+rejected keys, cancelled acquirers. The hub runs against a scripted fake hook here; what the
+emulator can stage (a refused stream that comes back, a generation gone from Oxen, a failure
+event's text in the trigger payload) runs over a real socket in
+tests/integration/test_shared_waiting.py instead."""
 
 from __future__ import annotations
 
@@ -14,33 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from airflow_provider_oxen.exceptions import (
-    OxenAPIStatusError,
-    OxenAuthenticationError,
-    OxenError,
-    OxenNotFoundError,
-    OxenServerError,
-)
+from airflow_provider_oxen.exceptions import OxenAuthenticationError, OxenError
 from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
-from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, reprobe_delay, row_from_event
 from airflow_provider_oxen.waiting import StatusTracker
 
 FAST = RetryPolicy(max_retries=0, backoff_base=0.001, backoff_max=0.005)
-BASE = "http://oxen.test"
-KEY = "stubbed-test-key-0002"
-
-
-def _status_error(status: int, message: str = "refused") -> OxenAPIStatusError:
-    if status in (401, 403):
-        return OxenAuthenticationError(message, status_code=status)
-    if status == 404:
-        return OxenNotFoundError(message, status_code=status)
-    return OxenServerError(message, status_code=status)
 
 
 def _completion(generation_id: str, **data: Any) -> OxenEvent:
@@ -51,13 +34,25 @@ def _completion(generation_id: str, **data: Any) -> OxenEvent:
 Stream = Callable[[Callable[[], None]], AsyncIterator[OxenEvent]]
 
 
+def _silent_stream(opens_after: float = 0.0) -> Stream:
+    """A stream that opens (after ``opens_after`` seconds of connecting) and then says nothing."""
+
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        await asyncio.sleep(opens_after)  # connecting (a busy triggerer, a slow API)
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
+
+    return stream
+
+
 class FakeHook:
     """What the hub uses of OxenAsyncHook, scripted: listing bodies, rows and streams."""
 
     def __init__(self) -> None:
         self.listing: Callable[[], Any] = lambda: {"generations": []}
         self.rows: dict[str, Callable[[], Any]] = {}
-        self.stream: Stream = self._silent_stream
+        self.stream: Stream = _silent_stream()
         self.list_calls = 0
         self.reads: Counter[str] = Counter()
         self.stream_calls = 0
@@ -83,12 +78,6 @@ class FakeHook:
         if 0 < self.stream_target <= self.stream_calls:
             self.reached.set()
         return self.stream(on_open)
-
-    @staticmethod
-    async def _silent_stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-        on_open()
-        await asyncio.sleep(3600)
-        yield OxenEvent(event="never")
 
 
 def _raise(exc: BaseException) -> Callable[[], Any]:
@@ -140,13 +129,13 @@ def _open_stream(hub: OxenHub) -> None:
     hub._wake.clear()
 
 
-def _bare_hub(fake: FakeHook, mode: str = "poll", *, stream_open: bool = False) -> OxenHub:
-    """A hub with no loops running: the test drives its rounds."""
-    hub = OxenHub("oxen_default", mode)
+def _bare_hub(mode: str = "poll", *, stream_open: bool = False) -> tuple[OxenHub, FakeHook]:
+    """A hub with no loops running, on a fresh fake hook: the test drives its rounds."""
+    hub, fake = OxenHub("oxen_default", mode), FakeHook()
     hub.hook = fake  # type: ignore[assignment]
     if stream_open:
         _open_stream(hub)
-    return hub
+    return hub, fake
 
 
 def _alive(hub: OxenHub) -> bool:
@@ -186,103 +175,47 @@ def _run(
         # Without a status, judged by what it carries.
         ({"url": "https://r/1"}, (GenerationStatus.SUCCEEDED, "https://r/1", None, None)),
         ({"error": {"detail": "upstream 502"}}, (GenerationStatus.FAILED, None, None, "upstream 502")),
+        # An event that does not say enough is no row: the generation is read instead.
+        ({"status": "succeeded"}, None),  # success without its url
+        ({"status": "failed"}, None),  # failure without its text: the row read has error_message
+        ({"status": "processing", "url": "https://r/1"}, None),  # not terminal
+        ({"status": 3, "url": "https://r/1"}, None),  # status of the wrong type
+        ({"status": "succeeded", "url": "https://r/1", "media_type": {"not": "a string"}}, None),
+        ({}, None),
     ],
 )
-def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...]) -> None:
+def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[Any, ...] | None) -> None:
     """Success needs its url, failure carries its error text."""
-    row = row_from_event(_completion("g1", media_type="image", **data))
-    assert row is not None
-    assert (row.status, row.result_url, row.model_name, row.error_message) == expected
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"status": "succeeded"},  # success without its url
-        {"status": "failed"},  # failure without its text: the row read has error_message
-        {"status": "processing", "url": "https://r/1"},  # not terminal
-        {"status": 3, "url": "https://r/1"},  # status of the wrong type
-        {"status": "succeeded", "url": "https://r/1", "media_type": {"not": "a string"}},
-        {},
-    ],
-)
-def test_an_event_that_does_not_say_enough_is_read_instead(data: dict[str, Any]) -> None:
-    assert row_from_event(_completion("g1", **data)) is None
-
-
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-@respx.mock
-def test_the_failure_text_of_an_event_reaches_the_trigger_payload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OXEN_DEFAULT",
-        json.dumps({"conn_type": "oxen", "host": BASE, "password": KEY, "extra": {"max_retries": 0}}),
-    )
-    listed = asyncio.Event()
-
-    async def stream() -> AsyncIterator[bytes]:
-        yield b": connected\n\n"
-        await listed.wait()  # the start-up reconciliation saw the row in flight first
-        yield _sse("credits_updated", {"credits_remaining": 1})
-        yield _sse(COMPLETION_EVENT, {"generation_id": "g1", "status": "failed", "error": "model crashed"})
-        await asyncio.sleep(3600)
-
-    def listing(request: httpx.Request) -> httpx.Response:
-        listed.set()
-        return httpx.Response(
-            200, json={"count": 1, "generations": [{"generation_id": "g1", "status": "processing"}]}
-        )
-
-    respx.get(f"{BASE}/api/events").mock(
-        side_effect=lambda request: httpx.Response(
-            200, headers={"Content-Type": "text/event-stream"}, content=stream()
-        )
-    )
-    respx.get(f"{BASE}/api/ai/queue").mock(side_effect=listing)
-    read = respx.get(f"{BASE}/api/ai/queue/g1").mock(return_value=httpx.Response(500))
-    trigger = OxenGenerationTrigger(["g1"], poll_interval=0.2, deadline=time.time() + 10)
-
-    async def run() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    [payload] = asyncio.run(run())
-    assert payload["status"] == "failed"
-    assert "model crashed" in payload["message"]
-    [row] = payload["generations"]
-    assert (row["status"], row["error_message"]) == ("failed", "model crashed")
-    assert read.call_count == 0, "the event said everything: no status read"
-    assert hub_module._HUBS == {}
+    row = row_from_event(_completion("g1", **data))
+    if expected is None:
+        assert row is None
+    else:
+        assert row is not None
+        assert (row.status, row.result_url, row.model_name, row.error_message) == expected
 
 
 # -- 2. rows that do not parse, and loops that must never die ---------------------------------------
 
 
-def test_listing_rows_are_judged_one_by_one() -> None:
+@pytest.mark.asyncio
+async def test_listing_rows_are_judged_one_by_one() -> None:
     """Rows that do not parse are skipped alone: their generation gets a status read instead."""
-
-    async def scenario() -> tuple[StatusTracker, FakeHook]:
-        fake = FakeHook()
-        fake.listing = lambda: {
-            "count": 4,
-            "generations": [
-                {"status": "queued"},  # no generation_id
-                {"generation_id": 7, "status": "queued"},  # id of the wrong type
-                {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
-                "not a row",
-                {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
-                {"generation_id": "g2", "status": "processing"},
-            ],
-        }
-        hub = _bare_hub(fake)
-        tracker = StatusTracker(["g1", "g2", "g3"])
-        waiter = hub.register(tracker, 10.0)
-        await hub.reconcile()
-        waiter.drain()
-        return tracker, fake
-
-    tracker, fake = asyncio.run(scenario())
+    hub, fake = _bare_hub()
+    fake.listing = lambda: {
+        "count": 4,
+        "generations": [
+            {"status": "queued"},  # no generation_id
+            {"generation_id": 7, "status": "queued"},  # id of the wrong type
+            {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
+            "not a row",
+            {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
+            {"generation_id": "g2", "status": "processing"},
+        ],
+    }
+    tracker = StatusTracker(["g1", "g2", "g3"])
+    waiter = hub.register(tracker, 10.0)
+    await hub.reconcile()
+    waiter.drain()
     assert dict(fake.reads) == {"g1": 1}
     assert {i: r.status for i, r in tracker.rows.items()} == {
         "g1": GenerationStatus.QUEUED,
@@ -301,24 +234,22 @@ def test_listing_rows_are_judged_one_by_one() -> None:
         ("oops", False),
     ],
 )
-def test_listing_shapes(body: Any, listed: bool) -> None:
+@pytest.mark.asyncio
+async def test_listing_shapes(body: Any, listed: bool) -> None:
     """Both body shapes are understood; an unknown one counts as empty (every id is read)."""
-
-    async def scenario() -> FakeHook:
-        fake = FakeHook()
-        fake.listing = lambda: body
-        hub = _bare_hub(fake)
-        hub.register(StatusTracker(["g1"]), 10.0)
-        await hub.reconcile()
-        return fake
-
-    assert asyncio.run(scenario()).reads["g1"] == (0 if listed else 1)
+    hub, fake = _bare_hub()
+    fake.listing = lambda: body
+    hub.register(StatusTracker(["g1"]), 10.0)
+    await hub.reconcile()
+    assert fake.reads["g1"] == (0 if listed else 1)
 
 
 def test_the_reconcile_loop_survives_unexpected_errors() -> None:
+    """A rejected key on one read is no reason to fail either: it is read again."""
     fake = FakeHook()
     fake.listing = _sequence(RuntimeError("boom"), KeyError("x"), {"generations": []})
-    fake.rows["g1"] = _sequence(ValueError("odd row"), _succeeded("g1"))
+    refused = OxenAuthenticationError("refused", status_code=401)
+    fake.rows["g1"] = _sequence(ValueError("odd row"), refused, OxenError("blip"), _succeeded("g1"))
     tracker, alive = _run(fake, ["g1"])
     assert tracker.done and tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
     assert alive
@@ -342,6 +273,7 @@ def test_a_crashed_loop_is_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nor does an odd event or an in-flight one make it read the row."""
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
     fake = FakeHook()
     fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
@@ -352,6 +284,7 @@ def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPa
         on_open()
         await asyncio.sleep(0.1)
         yield OxenEvent(event=COMPLETION_EVENT, data={"generation_id": None})
+        yield _completion("g1", status="processing")  # in flight: no reason to read
         yield _completion("g1", status="succeeded", url="https://r/g1")
         await asyncio.sleep(3600)
 
@@ -363,108 +296,41 @@ def test_the_events_loop_survives_unexpected_errors(monkeypatch: pytest.MonkeyPa
     assert alive
 
 
-def test_an_in_flight_event_is_no_reason_to_read() -> None:
-    fake = FakeHook()
-    fake.listing = lambda: {"generations": [{"generation_id": "g1", "status": "processing"}]}
-
-    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-        on_open()
-        await asyncio.sleep(0.2)
-        yield _completion("g1", status="processing")
-        yield _completion("g1", status="succeeded", url="https://r/g1")
-        await asyncio.sleep(3600)
-
-    fake.stream = stream
-    tracker, _ = _run(fake, ["g1"], "events", poll=10.0)
-    assert tracker.done and fake.reads["g1"] == 0
-
-
-def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.asyncio
+async def test_a_rate_limited_stream_waits_out_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow_provider_oxen.exceptions import OxenRateLimitError
 
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    fake = FakeHook()
+    times: list[float] = []
 
-    async def scenario() -> float:
-        fake = FakeHook()
-        times: list[float] = []
+    async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        times.append(time.monotonic())
+        if len(times) == 1:
+            raise OxenRateLimitError("slow down", retry_after=0.3, status_code=429)
+        on_open()
+        await asyncio.sleep(3600)
+        yield OxenEvent(event="never")
 
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            times.append(time.monotonic())
-            if len(times) == 1:
-                raise OxenRateLimitError("slow down", retry_after=0.3, status_code=429)
-            on_open()
-            await asyncio.sleep(3600)
-            yield OxenEvent(event="never")
-
-        fake.stream = stream
-        fake.stream_target = 2
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 5)
-        await hub.close()
-        return times[1] - times[0]
-
-    assert asyncio.run(scenario()) >= 0.3
+    fake.stream = stream
+    fake.stream_target = 2
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 5)
+    await hub.close()
+    assert times[1] - times[0] >= 0.3
 
 
-# -- 3. a refused event stream: poll, and ask again later --------------------------------------------
+# -- 3. a rejected key, and the re-probe schedule of a refused stream ---------------------------------
 
 
-@pytest.mark.parametrize("status", [401, 403, 404])
-def test_a_refused_event_stream_falls_back_to_polling_and_is_probed_again(
-    monkeypatch: pytest.MonkeyPatch, status: int
-) -> None:
-    monkeypatch.setattr(hub_module, "EVENTS_REPROBE_BASE", 0.1)
-
-    async def scenario() -> tuple[StatusTracker, StatusTracker, FakeHook, list[bool], bool]:
-        fake = FakeHook()
-        streamed = asyncio.Event()
-
-        async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            if fake.stream_calls <= 2:
-                raise _status_error(status)
-            on_open()
-            await streamed.wait()
-            yield _completion("g2", status="succeeded", url="https://r/g2")
-            await asyncio.sleep(3600)
-
-        fake.stream = stream
-        fake.rows["g1"] = lambda: _succeeded("g1")
-        hub = _hub(fake, "events")
-        await asyncio.sleep(0.02)
-        available = [hub.events_available]
-        # Refused: the queue is polled at the polling interval, so g1 completes quickly.
-        first = await _wait(hub, ["g1"], poll=0.05)
-        # Re-probed: the stream comes back and completes g2 with no status read.
-        fake.listing = lambda: {"generations": [{"generation_id": "g2", "status": "processing"}]}
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.5, streamed.set)
-        second = await _wait(hub, ["g2"], poll=10.0)
-        available.append(hub.events_available)
-        alive = _alive(hub)
-        await hub.close()
-        return first, second, fake, available, alive
-
-    first, second, fake, available, alive = asyncio.run(scenario())
-    assert first.done and second.done
-    assert available == [False, True]
-    assert fake.stream_calls == 3
-    assert fake.reads["g2"] == 0
-    assert alive
-
-
-def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
+@pytest.mark.asyncio
+async def test_a_rejected_key_on_the_queue_listing_fails_every_waiter() -> None:
     """Documented decision: the listing is made with the key for everyone, so its 401 is everyone's."""
-
-    async def scenario() -> list[BaseException | StatusTracker]:
-        fake = FakeHook()
-        fake.listing = _raise(_status_error(401, "Invalid API key"))
-        hub = _hub(fake)
-        try:
-            return await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
-        finally:
-            await hub.close()
-
-    results = asyncio.run(scenario())
+    fake = FakeHook()
+    fake.listing = _raise(OxenAuthenticationError("Invalid API key", status_code=401))
+    hub = _hub(fake)
+    results = await asyncio.gather(_wait(hub, ["g1"]), _wait(hub, ["g2"]), return_exceptions=True)
+    await hub.close()
     assert all(isinstance(r, OxenAuthenticationError) and r.status_code == 401 for r in results)
 
 
@@ -478,7 +344,9 @@ def test_reprobe_delays_double_and_stay_capped() -> None:
 # -- 4. a long outage never overflows the backoff ---------------------------------------------------
 
 
-def test_the_stream_loop_outlives_a_long_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def backoff_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The stream loop's backoff attempts, recorded; reconnects are not waited for."""
     attempts: list[int] = []
 
     def instant_backoff(attempt: int, policy: RetryPolicy) -> float:
@@ -488,54 +356,31 @@ def test_the_stream_loop_outlives_a_long_outage(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(hub_module, "backoff_delay", instant_backoff)
     monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
+    return attempts
 
-    async def scenario() -> tuple[FakeHook, bool]:
-        fake = FakeHook()
 
-        async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            raise httpx.ConnectError("down")
-            yield  # pragma: no cover
+@pytest.mark.asyncio
+async def test_the_stream_loop_outlives_a_long_outage(backoff_attempts: list[int]) -> None:
+    fake = FakeHook()
 
-        fake.stream = down
-        fake.stream_target = 2000
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 30)
-        alive = _alive(hub)
-        await hub.close()
-        return fake, alive
+    async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        raise httpx.ConnectError("down")
+        yield  # pragma: no cover
 
-    fake, alive = asyncio.run(scenario())
+    fake.stream = down
+    fake.stream_target = 2000
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 30)
+    assert _alive(hub)
+    await hub.close()
     assert fake.stream_calls >= 2000
-    assert max(attempts) >= 1999
-    assert alive
+    assert max(backoff_attempts) >= 1999
 
 
-# -- 5 and 8. a forbidden or vanished generation fails alone ------------------------------------------
+# -- 5. a stream cut after every event does not reconnect in a storm --------------------------------
 
 
-def test_a_generation_gone_from_oxen_fails_with_a_clear_message() -> None:
-    fake = FakeHook()
-    fake.rows["g1"] = _raise(_status_error(404, "Generation not found"))
-    fake.rows["g2"] = lambda: _succeeded("g2")
-    tracker, _ = _run(fake, ["g1", "g2"])
-    row = tracker.rows["g1"]
-    assert row.status is GenerationStatus.FAILED
-    assert "HTTP 404" in (row.error_message or "") and "gone" in (row.error_message or "")
-    assert "enqueueing it again" in (row.error_message or "")
-    assert row.model_dump()["unavailable"] == "gone"
-    assert tracker.rows["g2"].status is GenerationStatus.SUCCEEDED
-
-
-def test_a_rejected_key_on_one_read_is_retried_not_fatal() -> None:
-    fake = FakeHook()
-    fake.rows["g1"] = _sequence(_status_error(401), OxenError("blip"), _succeeded("g1"))
-    assert _run(fake, ["g1"])[0].rows["g1"].status is GenerationStatus.SUCCEEDED
-
-
-# -- 6. a stream cut after every event does not reconnect in a storm --------------------------------
-
-
-def _one_event_streams(fake: FakeHook, hold: float = 0.0) -> Stream:
+def _one_event_streams(hold: float = 0.0) -> Stream:
     async def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
         on_open()
         yield _completion("someone-else", status="succeeded", url="https://r/x")
@@ -545,39 +390,29 @@ def _one_event_streams(fake: FakeHook, hold: float = 0.0) -> Stream:
     return stream
 
 
-def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.asyncio
+async def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
+    monkeypatch: pytest.MonkeyPatch, backoff_attempts: list[int]
 ) -> None:
-    attempts: list[int] = []
-
-    def recording_backoff(attempt: int, policy: RetryPolicy) -> float:
-        attempts.append(attempt)
-        return 0.0
-
-    monkeypatch.setattr(hub_module, "backoff_delay", recording_backoff)
-    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
     monkeypatch.setattr(hub_module, "HEALTHY_STREAM_SECONDS", 0.2)
 
-    async def scenario() -> None:
-        fake = FakeHook()
-        short = _one_event_streams(fake)
-        healthy = _one_event_streams(fake, hold=0.3)
+    fake = FakeHook()
+    short, healthy = _one_event_streams(), _one_event_streams(hold=0.3)
 
-        def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-            return (healthy if fake.stream_calls == 4 else short)(on_open)
+    def stream(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
+        return (healthy if fake.stream_calls == 4 else short)(on_open)
 
-        fake.stream = stream
-        fake.stream_target = 6
-        hub = _hub(fake, "events")
-        await asyncio.wait_for(fake.reached.wait(), 10)
-        await hub.close()
-
-    asyncio.run(scenario())
+    fake.stream = stream
+    fake.stream_target = 6
+    hub = _hub(fake, "events")
+    await asyncio.wait_for(fake.reached.wait(), 10)
+    await hub.close()
     # Three short-lived streams back off further each time; the healthy fourth resets it.
-    assert attempts[:5] == [0, 1, 2, 0, 1]
+    assert backoff_attempts[:5] == [0, 1, 2, 0, 1]
 
 
-# -- 7. cancelling one acquirer while the hub starts spares the others ------------------------------
+# -- 6. acquirers that leave or fail while the hub starts (one cancelled beside a neighbour: the
+# emulator test test_cancelling_the_first_trigger_while_the_hub_starts_spares_its_neighbour) -------
 
 
 @pytest.fixture
@@ -597,52 +432,28 @@ def slow_start(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return control
 
 
-async def _acquire(mode: str, hold: float, got: list[OxenHub]) -> None:
-    async with hub_module.SharedHub("oxen_default", mode) as hub:
-        got.append(hub)
+async def _acquire(mode: str, hold: float) -> None:
+    async with hub_module.SharedHub("oxen_default", mode):
         await asyncio.sleep(hold)
 
 
-def test_cancelling_the_first_acquirer_during_start_spares_its_neighbour(slow_start: dict[str, Any]) -> None:
-    async def scenario() -> tuple[list[OxenHub], BaseException | None, bool]:
-        got: list[OxenHub] = []
-        first = asyncio.create_task(_acquire("poll", 1.0, got))
-        await asyncio.sleep(0.01)
-        second = asyncio.create_task(_acquire("poll", 0.1, got))
-        await asyncio.sleep(0.05)
-        first.cancel()
-        [outcome] = await asyncio.gather(second, return_exceptions=True)
-        assert first.cancelled()
-        return got, outcome, slow_start["hubs"][0]._closed
-
-    got, outcome, closed = asyncio.run(scenario())
-    assert outcome is None, "the neighbour got the hub"
-    assert len(got) == 1 and slow_start["starts"] == 1
-    assert closed and hub_module._HUBS == {}
-
-
-def test_a_hub_everybody_left_while_it_started_is_closed(slow_start: dict[str, Any]) -> None:
-    async def scenario() -> OxenHub:
-        task = asyncio.create_task(_acquire("poll", 1.0, []))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await asyncio.sleep(0.3)  # the start finishes on its own, then closes the hub
-        return slow_start["hubs"][0]
-
-    hub = asyncio.run(scenario())
+@pytest.mark.asyncio
+async def test_a_hub_everybody_left_while_it_started_is_closed(slow_start: dict[str, Any]) -> None:
+    task = asyncio.create_task(_acquire("poll", 1.0))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.3)  # the start finishes on its own, then closes the hub
+    hub = slow_start["hubs"][0]
     assert hub._closed and not hub._tasks
     assert hub_module._HUBS == {}
 
 
-def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> None:
+@pytest.mark.asyncio
+async def test_a_start_failure_reaches_every_acquirer(slow_start: dict[str, Any]) -> None:
     slow_start["error"] = OxenError("no such connection")
-
-    async def scenario() -> list[Any]:
-        tasks = [asyncio.create_task(_acquire("events", 0.0, [])) for _ in range(3)]
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    outcomes = asyncio.run(scenario())
+    tasks = [asyncio.create_task(_acquire("events", 0.0)) for _ in range(3)]
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert [str(o) for o in outcomes] == ["no such connection"] * 3
     assert slow_start["starts"] == 1
     assert hub_module._HUBS == {}
