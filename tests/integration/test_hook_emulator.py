@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 
 import pytest
@@ -91,6 +92,14 @@ def test_401_fails_at_once_without_retries_and_the_test_button_says_so(
     assert info.value.status_code == 401
     assert "wrong-key" not in str(info.value)
     assert len(oxen_conn.requests()) == 1
+
+    async def read() -> None:  # the triggerer's hook alike
+        async with OxenAsyncHook() as hook:
+            await hook.list_queue_body()
+
+    with pytest.raises(OxenAuthenticationError, match="401") as info:
+        asyncio.run(read())
+    assert "wrong-key" not in str(info.value) and len(oxen_conn.requests()) == 2
     # The connection form's test button says so too.
     ok, message = OxenHook().test_connection()
     assert ok is False and "401" in message
@@ -108,11 +117,17 @@ def test_429_with_retry_after_is_waited_out(oxen_conn: EmulatorControl) -> None:
     assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 2
 
 
-def test_503_bursts_are_retried_for_status_reads(oxen_conn: EmulatorControl) -> None:
+def test_503_bursts_are_retried_for_status_reads_and_the_key_is_never_logged(
+    oxen_conn: EmulatorControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with OxenHook() as hook:
         [generation] = hook.enqueue(build_image_request("ideogram-v4", "bursty"))
         oxen_conn.fault(type="status", status=503, count=2, method="GET", path="^/api/ai/queue/")
         assert hook.get_generation(generation.generation_id).generation_id == generation.generation_id
+    reads = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{generation.generation_id}")
+    assert len(reads) == 3 and all(r["authorized"] for r in reads)  # the bearer key on each try
+    assert "503" in caplog.text and API_KEY not in caplog.text
 
 
 def test_read_timeout_on_enqueue_is_not_retried(
