@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import FakeTaskStateStore
@@ -51,3 +53,38 @@ def defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> TaskD
     with pytest.raises(TaskDeferred) as info:
         operator.execute(context)
     return info.value
+
+
+class WorkerDied(BaseException):
+    """A worker dying (BaseException: nothing may catch it)."""
+
+
+def crash(
+    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, when: str
+) -> FakeTaskStateStore:
+    """Run ``operator``'s first try until its worker dies ``when``: "before the POST" (it recorded
+    that it is sending), "after the answer" (Oxen answered the enqueue; the answer is not
+    recorded) or "before deferring" (all recorded). Returns the task's state store."""
+    original_save = GenerationLedger.save
+    saves: list[LedgerEntry] = []
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise WorkerDied
+
+    def save(self: GenerationLedger, entry: LedgerEntry) -> None:
+        saves.append(entry)
+        if len(saves) == 2:  # 1: the pending mark before sending; 2: recording the answer
+            raise WorkerDied
+        original_save(self, entry)
+
+    store = FakeTaskStateStore()
+    where = {
+        "before the POST": (OxenHook, "enqueue", die),
+        "after the answer": (GenerationLedger, "save", save),
+        "before deferring": (type(operator), "defer", die),
+    }
+    with monkeypatch.context() as patch:
+        patch.setattr(*where[when])
+        with pytest.raises(WorkerDied):
+            operator.execute(task_context(store))
+    return store

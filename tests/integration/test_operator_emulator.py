@@ -16,10 +16,10 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.sensors.generation import OxenGenerationSensor
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
+from tests.integration.helpers import crash
 from tests.integration.helpers import defer as _defer
 from tests.integration.helpers import generate_operator as _operator
 from tests.integration.helpers import run_trigger as _run_trigger
@@ -154,22 +154,10 @@ def test_what_the_model_refuses_fails_before_any_enqueue(
     assert oxen_conn.enqueue_posts() == 0
 
 
-class _DiedAfterEnqueue(BaseException):
-    """A worker dying between enqueue and defer (BaseException: nothing may catch it)."""
-
-
 def test_retry_after_a_crash_resumes_instead_of_paying_again(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = FakeTaskStateStore()
-
-    def die(*args: Any, **kwargs: Any) -> None:
-        raise _DiedAfterEnqueue
-
-    with monkeypatch.context() as patch:
-        patch.setattr(OxenGenerateImageOperator, "defer", die)
-        with pytest.raises(_DiedAfterEnqueue):
-            _operator(deferrable=True, num_outputs=6).execute(_context(store))
+    store = crash(monkeypatch, _operator(deferrable=True, num_outputs=6), "before deferring")
     assert oxen_conn.stats()["generations_created"] == 6
 
     deferred = _defer(_operator(deferrable=True, num_outputs=6), _context(store))
