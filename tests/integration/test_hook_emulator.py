@@ -1,4 +1,6 @@
-"""OxenHook and OxenAsyncHook over a real socket against the emulator."""
+"""OxenHook and OxenAsyncHook over a real socket against the emulator. What the triggerer does
+with the async hook (follow generations by events and reads, fall back when there are no events)
+is proven through the triggers in test_shared_waiting.py."""
 
 from __future__ import annotations
 
@@ -153,68 +155,6 @@ def test_dropped_connection_after_enqueue_is_not_retried(oxen_conn: EmulatorCont
 
 def test_the_connection_test_button_passes(oxen_conn: EmulatorControl) -> None:
     assert OxenHook().test_connection()[0] is True
-
-
-def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
-    """What the triggerer does with it: follow a worker's generations by events and reads."""
-
-    def enqueue() -> list[str]:
-        with OxenHook() as worker:
-            request = build_image_request("ideogram-v4", "async", image_size="square")
-            return [g.generation_id for g in worker.enqueue(request, 5)]
-
-    ids: list[str] = []
-
-    async def scenario() -> tuple[dict, str, list[str]]:
-        async with OxenAsyncHook() as hook:
-            seen: list[str] = []
-
-            async def listen() -> None:
-                async for event in hook.events(read_timeout=10):
-                    if event.event == "media_generation_completed" and event.generation_id in ids:
-                        seen.append(event.generation_id)
-                        if len(seen) == len(ids):
-                            return
-
-            listener = asyncio.create_task(listen())
-            # Subscribed before enqueueing, as the contract says: events have no replay.
-            for _ in range(500):
-                if oxen_conn.stats()["events_subscribers"]:
-                    break
-                await asyncio.sleep(0.02)
-            ids.extend(await asyncio.to_thread(enqueue))
-            rows = {}
-            deadline = time.time() + 20
-            while len(rows) < len(ids) and time.time() < deadline:
-                for generation_id in ids:
-                    row = await hook.get_generation(generation_id)
-                    if row.status.is_terminal:
-                        rows[generation_id] = row
-                await asyncio.sleep(0.1)
-            await asyncio.wait_for(listener, 10)
-            return {i: r.status for i, r in rows.items()}, rows[ids[0]].result_url or "", seen
-
-    statuses, result_url, seen = asyncio.run(scenario())
-    assert set(statuses.values()) == {GenerationStatus.SUCCEEDED}
-    assert sorted(seen) == sorted(ids)
-    with OxenHook() as worker:
-        assert worker.download_to(result_url, io.BytesIO()).size > 0
-    posts = [r["json"]["num_generations"] for r in json.loads(json.dumps(oxen_conn.requests(method="POST")))]
-    assert posts == [4, 1]
-
-
-def test_async_events_endpoint_unavailable_is_typed(oxen_conn: EmulatorControl) -> None:
-    from airflow_provider_oxen.exceptions import OxenNotFoundError
-
-    oxen_conn.configure(events_enabled=False)
-
-    async def scenario() -> None:
-        async with OxenAsyncHook() as hook:
-            async for _ in hook.events():
-                pass
-
-    with pytest.raises(OxenNotFoundError):
-        asyncio.run(scenario())
 
 
 def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorControl) -> None:
