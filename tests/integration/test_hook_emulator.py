@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -132,11 +133,18 @@ def test_503_bursts_are_retried_for_status_reads_and_the_key_is_never_logged(
     assert "503" in caplog.text and API_KEY not in caplog.text
 
 
-def test_read_timeout_on_enqueue_is_not_retried(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "extra"),
+    [
+        ({"type": "delay", "seconds": 3}, {"timeout": 1}),  # a read timeout
+        ({"type": "drop"}, {}),  # the connection dropped
+    ],
+)
+def test_an_enqueue_that_may_have_reached_oxen_is_not_retried(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch, fault: dict[str, Any], extra: dict[str, Any]
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, timeout=1))
-    oxen_conn.fault(type="delay", seconds=3, after_processing=True, method="POST", path="^/api/ai/queue$")
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, **extra))
+    oxen_conn.fault(**fault, after_processing=True, method="POST", path="^/api/ai/queue$")
     with OxenHook() as hook:
         hook.prepare(build_image_request("ideogram-v4", "slow"))  # warm the schema cache
         with pytest.raises(OxenRequestMayHaveSucceededError, match="not retried"):
@@ -144,13 +152,6 @@ def test_read_timeout_on_enqueue_is_not_retried(
     time.sleep(0.2)
     assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
     assert oxen_conn.stats()["generations_created"] == 1
-
-
-def test_dropped_connection_after_enqueue_is_not_retried(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.fault(type="drop", after_processing=True, method="POST", path="^/api/ai/queue$")
-    with OxenHook() as hook, pytest.raises(OxenRequestMayHaveSucceededError):
-        hook.enqueue(build_image_request("ideogram-v4", "dropped"))
-    assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
 
 
 def test_the_connection_test_button_passes(oxen_conn: EmulatorControl) -> None:
