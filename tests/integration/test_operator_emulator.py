@@ -205,30 +205,28 @@ def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorContr
     assert (value := poking.poke({})) and value.xcom_value[0]["status"] == "succeeded"
 
 
-def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.fault(type="generation_failure", count=1)
-    [failed] = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(
-        task_id="w", generation_ids=[failed], soft_fail=True, poll_interval=0.1, timeout=10
-    )
+def _sensor_event(generation_ids: list[str], **kwargs: Any) -> tuple[OxenGenerationSensor, dict[str, Any]]:
+    """A deferring sensor over ``generation_ids`` and its trigger's one event."""
+    sensor = OxenGenerationSensor(task_id="w", generation_ids=generation_ids, poll_interval=0.1, **kwargs)
     with pytest.raises(TaskDeferred) as info:
         sensor.execute({})
-    with pytest.raises(AirflowSkipException):
-        sensor.execute_complete({}, _run_trigger(info.value.trigger))
+    return sensor, _run_trigger(info.value.trigger)
 
-    oxen_conn.fault(type="stall_generation", count=1)
-    [stuck] = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(
-        task_id="w", generation_ids=[stuck], soft_fail=True, poll_interval=0.1, timeout=1
-    )
-    with pytest.raises(TaskDeferred) as info:
-        sensor.execute({})
-    event = _run_trigger(info.value.trigger)
-    assert event["status"] == "timeout"
+
+@pytest.mark.parametrize(
+    ("fault", "timeout", "status"),
+    [("generation_failure", 10, "failed"), ("stall_generation", 1, "timeout")],
+)
+def test_sensor_soft_fail_skips_on_failure_and_timeout_and_never_cancels(
+    oxen_conn: EmulatorControl, fault: str, timeout: int, status: str
+) -> None:
+    oxen_conn.fault(type=fault, count=1)
+    [generation_id] = _operator(wait_for_completion=False).execute(_context())
+    sensor, event = _sensor_event([generation_id], soft_fail=True, timeout=timeout)
+    assert event["status"] == status
     with pytest.raises(AirflowSkipException):
         sensor.execute_complete({}, event)
-    with OxenHook() as hook:
-        assert hook.get_generation(stuck).status == "processing"  # a sensor never cancels
-    hard = OxenGenerationSensor(task_id="w", generation_ids=[stuck], poll_interval=0.1, timeout=1)
-    with pytest.raises(OxenGenerationTimeoutError):
+    hard = OxenGenerationSensor(task_id="w", generation_ids=[generation_id], timeout=timeout)
+    with pytest.raises(OxenGenerationFailedError if status == "failed" else OxenGenerationTimeoutError):
         hard.execute_complete({}, event)
+    assert oxen_conn.requests(method="DELETE") == []  # a sensor never cancels
