@@ -365,10 +365,12 @@ def test_db_reader_returns_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- how Airflow finds them --------------------------------------------------------------------------
+# With the plugin loaded, a real api-server serves the live links: tests/e2e/test_real_airflow.py
+# (_assert_live_links, which also checks that the plugin loaded without errors).
 
 
-def _serialized_round_trip(plugin_links: list[Any]) -> dict[str, dict[str, Any]]:
-    """The campaign's three operators as the api-server sees them (serialized DAG), by task id."""
+def test_without_the_plugin_the_api_server_reads_the_stored_links_back() -> None:
+    """The campaign's three operators as the api-server sees them (serialized DAG), no plugin."""
     from unittest import mock
 
     from airflow import plugins_manager
@@ -382,47 +384,16 @@ def _serialized_round_trip(plugin_links: list[Any]) -> dict[str, dict[str, Any]]
         )
         OxenImageReviewOperator(task_id="review", records=store.output)
     data = DagSerialization.to_dict(dag)
-    with mock.patch.object(plugins_manager, "get_operator_extra_links", return_value=plugin_links):
-        served = DagSerialization.from_dict(data)
-    return {task.task_id: dict(task.operator_extra_link_dict) for task in served.tasks}
-
-
-def test_the_api_server_uses_the_live_links_when_the_plugin_is_loaded_else_the_stored_ones() -> None:
-    from airflow_provider_oxen.links.plugin import OxenLinksPlugin
-
-    served = _serialized_round_trip(list(OxenLinksPlugin.operator_extra_links))
-    kinds = {
-        task: {name: type(link) for name, link in task_links.items()} for task, task_links in served.items()
-    }
-    assert kinds["generate"] == {"Oxen image": OxenImageLiveLink}
-    assert kinds["store"]["Manifest"] is OxenManifestLiveLink and set(kinds["store"]) == {
-        "S3 folder",
-        "Manifest",
-    }
-    assert kinds["review"] == {"Contact sheet": OxenContactSheetLiveLink}
-    # The folder link has no live variant: the api-server reads the stored URL back.
-    assert type(served["store"]["S3 folder"]).__name__ == "XComOperatorLink"
-    assert served["store"]["S3 folder"].xcom_key == "_link_OxenS3FolderLink"
-
-    served = _serialized_round_trip([])  # without the plugin, every stored link is read back
+    with mock.patch.object(plugins_manager, "get_operator_extra_links", return_value=[]):
+        served = {
+            task.task_id: task.operator_extra_link_dict for task in DagSerialization.from_dict(data).tasks
+        }
     assert {task: sorted(task_links) for task, task_links in served.items()} == {
         "generate": ["Oxen image"],
         "store": ["Manifest", "S3 folder"],
         "review": ["Contact sheet"],
     }
     assert served["review"]["Contact sheet"].xcom_key == "_link_OxenContactSheetLink"
-
-
-def test_the_plugin_is_found_through_its_entry_point() -> None:
-    from airflow import plugins_manager
-
-    found = {type(link) for link in plugins_manager.get_operator_extra_links()}
-    assert set(LIVE_LINKS) <= found
-    plugins, errors = plugins_manager._get_plugins()
-    assert "airflow_provider_oxen_links" in {p.name for p in plugins}
-    # From the repository root, the build's egg-info lists the entry point a second time.
-    ours = {source: error for source, error in errors.items() if "oxen" in source}
-    assert all("already registered" in error for error in ours.values()), ours
 
 
 def test_the_providers_manager_lists_every_link_class() -> None:
