@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -36,6 +37,15 @@ def task_context(
 def generate_operator(**kwargs: Any) -> OxenGenerateImageOperator:
     defaults: dict[str, Any] = {"task_id": "gen", "prompt": "A poster", "poll_interval": 0.1, "timeout": 30}
     return OxenGenerateImageOperator(**{**defaults, **kwargs})
+
+
+def with_pricing(model_id: str, **update: Any) -> None:
+    """As if Oxen published other pricing (or schema): the cached model is what a task reads."""
+    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
+
+    with OxenHook() as hook:
+        model = hook.get_model(model_id)
+        MODEL_CACHE[(hook.settings.base_url, model.id)] = (time.monotonic(), model.model_copy(update=update))
 
 
 def run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:

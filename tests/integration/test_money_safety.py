@@ -28,7 +28,7 @@ from airflow_provider_oxen.operators.generate import (
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import EmulatorControl, FakeTaskStateStore
 from tests.integration.helpers import FakeTI as _TI
-from tests.integration.helpers import crash, defer
+from tests.integration.helpers import crash, defer, with_pricing
 from tests.integration.helpers import generate_operator as _operator
 from tests.integration.helpers import run_trigger as _run_trigger
 from tests.integration.helpers import task_context as _context
@@ -127,15 +127,6 @@ VIDEO = "kling-video-v2-6-pro-text-to-video"  # 0.07 per second, 5 s when no dur
 UNKNOWN_ALLOWED = {"allow_unknown_cost": True}
 
 
-def _with_pricing(model_id: str, **update: Any) -> None:
-    """As if Oxen published other pricing (or schema): the cached model is what the operator reads."""
-    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
-
-    with OxenHook() as hook:
-        model = hook.get_model(model_id)
-        MODEL_CACHE[(hook.settings.base_url, model.id)] = (time.monotonic(), model.model_copy(update=update))
-
-
 @pytest.mark.parametrize(
     ("model", "update", "fits", "says"),
     [
@@ -159,7 +150,7 @@ def test_max_cost_refuses_before_any_enqueue_what_it_cannot_prove_fits(
 ) -> None:
     budget = "0.34" if model == VIDEO else "0.18"
     if update:
-        _with_pricing(model, **update)
+        with_pricing(model, **update)
         budget, says = "100", [*says, "max_cost 100 cannot be enforced", "allow_unknown_cost"]
     outputs = fits.get("num_outputs", 0) + 1  # one more than fits (or one, for what is not priced)
     with pytest.raises(OxenValidationError) as info:  # an OxenCostLimitError when it is priced
