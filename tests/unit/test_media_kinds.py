@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
-import jinja2
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
@@ -151,6 +149,3 @@ def test_video_and_image_operators_take_the_models_parameters_and_input_images()
     assert "input_images" in edit.template_fields and edit.input_images == "s3://b/k.png"
     shots = OxenGenerateVideoOperator(task_id="c", parameters={"multi_prompt": ["a", "b"]})
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
-    # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
-    label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
-    assert label.render(task=operator, ti=SimpleNamespace(map_index=0)) == "A pour-over"
