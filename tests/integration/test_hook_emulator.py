@@ -15,12 +15,13 @@ import pytest
 from PIL import Image
 
 from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
     OxenAuthenticationError,
     OxenBadRequestError,
     OxenRequestMayHaveSucceededError,
     OxenValidationError,
 )
-from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook, PreparedRequest
+from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, MODEL_TTL, OxenAsyncHook, OxenHook, PreparedRequest
 from airflow_provider_oxen.models import GenerationStatus, build_image_request
 from tests.fixtures import API_KEY, EmulatorControl, connection_json
 
@@ -175,3 +176,53 @@ def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorC
     assert agents["/api/ai/queue"].endswith("(async)"), agents
     assert API_KEY not in json.dumps(oxen_conn.requests()) and API_KEY not in oxen_conn.requests_text()
     assert all(r["authorized"] for r in oxen_conn.requests())  # the key reached the server, not its log
+
+
+def test_a_model_is_cached_per_process_by_its_url_and_id_for_a_fixed_time(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = oxen_conn.url.replace("127.0.0.1", "localhost")  # the same server, another base URL
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_OTHER", connection_json(other))
+
+    def reads() -> int:
+        return oxen_conn.route_count("GET /api/ai/models/{id}")
+
+    def age(seconds: float) -> None:
+        for key, (stored_at, model) in list(MODEL_CACHE.items()):
+            MODEL_CACHE[key] = (stored_at - seconds, model)
+
+    with OxenHook() as hook, OxenHook("oxen_other") as other_hook:
+        hook.prepare(build_image_request("ideogram-v4", "a"))
+        assert hook.get_model("ideogram-v4").id == OxenHook().get_model("ideogram-v4").id
+        assert reads() == 1
+        other_hook.get_model("ideogram-v4")
+        assert reads() == 2
+        hook.get_model("ideogram-v4", refresh=True)
+        assert reads() == 3
+        age(MODEL_TTL - 1)
+        hook.get_model("ideogram-v4")
+        assert reads() == 3
+        age(2)  # past the TTL
+        hook.get_model("ideogram-v4")
+        assert reads() == 4
+
+
+def test_the_async_listing_is_read_as_json_and_refused_typed_when_it_is_not(
+    oxen_conn: EmulatorControl,
+) -> None:
+    """The hub reads the raw listing body; a body that is not JSON is refused typed."""
+    with OxenHook() as hook:
+        ids = {g.generation_id for g in hook.enqueue(build_image_request("ideogram-v4", "listed"), 2)}
+
+    async def listing() -> Any:
+        async with OxenAsyncHook() as hook:
+            return await hook.list_queue_body()
+
+    body = asyncio.run(listing())
+    assert body["count"] == 2 and {row["generation_id"] for row in body["generations"]} == ids
+    oxen_conn.fault(
+        type="status", status=200, body="<html>maintenance</html>", method="GET", path="^/api/ai/queue$"
+    )
+    with pytest.raises(OxenAPIStatusError, match="not JSON") as info:
+        asyncio.run(listing())
+    assert info.value.status_code == 200
