@@ -22,9 +22,10 @@ SCHEMA = {
 MODEL = OxenModel.model_validate({"id": "m", "request_schema": SCHEMA, "capabilities": {"output": ["image"]}})
 
 
-def test_valid_parameters_pass_and_a_model_without_schema_accepts_anything() -> None:
+def test_valid_parameters_pass_and_without_a_schema_everything_given_is_sent() -> None:
     validate_parameters(MODEL, {"prompt": "x", "image_size": "square", "model": "m", "num_generations": 2})
-    validate_parameters(OxenModel.model_validate({"id": "free", "request_schema": None}), {"anything": 1})
+    free = OxenModel.model_validate({"id": "free", "capabilities": {"output": ["image"]}})
+    assert prepare_parameters(free, {"prompt": "x", "any": 1}) == {"prompt": "x", "any": 1}
 
 
 def test_a_missing_required_field_is_named() -> None:
@@ -66,11 +67,6 @@ def test_envelope_keys_are_never_model_parameters() -> None:
     shaped = shape_parameters(CLOSED, {"prompt": "x", "model": "m", "num_generations": 2})
     assert shaped == {"prompt": "x"}
     assert prepare_parameters(CLOSED, {"prompt": "x"}) == {"prompt": "x"}  # schema custom keys ignored
-
-
-def test_without_a_schema_everything_given_is_sent() -> None:
-    free = OxenModel.model_validate({"id": "free", "capabilities": {"output": ["image"]}})
-    assert prepare_parameters(free, {"prompt": "x", "any": 1}) == {"prompt": "x", "any": 1}
 
 
 STRING_DURATION = OxenModel.model_validate(
