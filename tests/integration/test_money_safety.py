@@ -222,23 +222,30 @@ def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store
     assert store.values[LEDGER_KEY]["settled"] is True  # settled, so a clear starts afresh
 
 
-def test_a_retry_after_the_xcom_push_failed_returns_the_results_without_paying_again(
-    oxen_conn: EmulatorControl,
+@pytest.mark.parametrize(
+    ("kwargs", "max_tries", "next_max_tries", "same"),
+    [
+        ({"deferrable": True}, 2, 2, True),
+        ({"wait_for_completion": False}, 2, 2, True),  # likewise the ids of a task that does not wait
+        # A clear starts the next try with a higher max_tries (Airflow: last try + retries).
+        ({"deferrable": False}, 0, 1, False),
+    ],
+)
+def test_a_retry_returns_a_settled_tasks_results_without_paying_again_and_a_clear_generates_afresh(
+    oxen_conn: EmulatorControl, kwargs: dict[str, Any], max_tries: int, next_max_tries: int, same: bool
 ) -> None:
-    """Airflow fails a try after ``execute_complete`` returned (pushing the XCom, rendering the map
-    index): the retry of the same run gets the results from the ledger."""
+    """Airflow fails a try after it returned (pushing the XCom, rendering the map index): the
+    retry of the same run gets the results from the ledger."""
     store = FakeTaskStateStore()
-    operator = _operator(deferrable=True)
-    context = _context(store, try_number=1, max_tries=2)
-    results = operator.execute_complete(context, _run_trigger(_defer(operator, context)))
-    posts = oxen_conn.enqueue_posts()
-    again = _operator(deferrable=True).execute(_context(store, try_number=2, max_tries=2))
-    assert again == results and oxen_conn.enqueue_posts() == posts == 1
-    # Likewise the ids of a task that does not wait.
-    store = FakeTaskStateStore()
-    ids = _operator(wait_for_completion=False).execute(_context(store, try_number=1, max_tries=2))
-    assert _operator(wait_for_completion=False).execute(_context(store, try_number=2, max_tries=2)) == ids
-    assert oxen_conn.enqueue_posts() == 2
+    operator = _operator(**kwargs)
+    context = _context(store, try_number=1, max_tries=max_tries)
+    if kwargs.get("deferrable"):
+        first = operator.execute_complete(context, _run_trigger(_defer(operator, context)))
+    else:
+        first = operator.execute(context)
+    again = _operator(**kwargs).execute(_context(store, try_number=2, max_tries=next_max_tries))
+    assert (again == first) is same
+    assert oxen_conn.enqueue_posts() == (1 if same else 2)
 
 
 # -- exactly once across crashes ------------------------------------------------------------------

@@ -181,15 +181,6 @@ def test_retry_after_a_failure_replaces_only_the_failed_generation(oxen_conn: Em
     ] == [3, 1]
 
 
-def test_a_successful_task_cleared_generates_afresh(oxen_conn: EmulatorControl) -> None:
-    store = FakeTaskStateStore()
-    first = _operator(deferrable=False).execute(_context(store, try_number=1, max_tries=0))
-    # A clear starts the next try with a higher max_tries (Airflow: last try + retries).
-    second = _operator(deferrable=False).execute(_context(store, try_number=2, max_tries=1))
-    assert first[0]["generation_id"] != second[0]["generation_id"]
-    assert oxen_conn.stats()["generations_created"] == 2
-
-
 def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorControl) -> None:
     ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
