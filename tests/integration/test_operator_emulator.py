@@ -66,6 +66,8 @@ def test_deferrable_defers_with_ids_only_then_completes(oxen_conn: EmulatorContr
     results = operator.execute_complete(context, event)
     assert [r["generation_id"] for r in results] == kwargs["generation_ids"]
     assert API_KEY not in repr(results)
+    # Result URLs are signed (sig=...): the trigger's event and the XCom keep them without it.
+    assert "sig=" not in repr(event) and all("?" not in r["result_url"] for r in results)
     # The trigger learnt of completion from events; the worker filled in cost and timings once.
     assert all(r["cost"] and r["render_seconds"] is not None and r["completed_at"] for r in results)
 

@@ -11,7 +11,6 @@ import pytest
 
 from airflow_provider_oxen.models import Generation
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
-from airflow_provider_oxen.results import build_result, wait_payload
 from airflow_provider_oxen.waiting import ProgressLog, StatusTracker
 
 SIGNED = "https://files.example/g1/image.png?expires=1&signature=abc123"
@@ -73,16 +72,6 @@ def test_mapped_generate_tasks_are_labelled_by_prompt_and_size() -> None:
     # A DAG author's own map_index_template wins.
     own = OxenGenerateImageOperator(task_id="t", prompt="p", map_index_template="{{ task.task_id }}")
     assert _label(own) == "t"
-
-
-@pytest.mark.parametrize("status", ["succeeded", "failed"])
-def test_trigger_payload_and_xcom_result_keep_no_signed_query(status: str) -> None:
-    payload = wait_payload(["g1"], {"g1": _row("g1", status, result_url=SIGNED)})
-    assert "signature" not in repr(payload)
-    assert payload["generations"][0]["result_url"] == "https://files.example/g1/image.png"
-    result = build_result(_row("g1", status, result_url=SIGNED))
-    assert result["result_url"] == "https://files.example/g1/image.png"
-    assert result["output_format"] == "png"
 
 
 def test_emulator_access_log_has_no_query(caplog: pytest.LogCaptureFixture) -> None:
