@@ -60,7 +60,6 @@ class FakeXComs:
 
     def __init__(self) -> None:
         self.values: dict[tuple[str, int, str], Any] = {}
-        self.reads: list[tuple[str, str]] = []
 
     def put(self, task_id: str, xcoms: dict[str, Any], map_index: int = -1) -> None:
         for key, value in xcoms.items():
@@ -69,7 +68,6 @@ class FakeXComs:
 
     def read(self, key: TaskInstanceKey, name: str) -> Any:
         assert key.dag_id == DAG_ID and key.run_id == RUN_ID
-        self.reads.append((key.task_id, name))
         return self.values.get((key.task_id, key.map_index, name))
 
 
