@@ -50,22 +50,6 @@ def _wait_until_terminal(ids: list[str], timeout: float = 15) -> None:
     raise AssertionError("generations did not finish")
 
 
-# -- failures keep their reason ------------------------------------------------------------------
-
-
-def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_conn: EmulatorControl) -> None:
-    """The queue validates nothing model-specific: with our check skipped, the row fails later."""
-    with OxenHook() as hook:
-        model = hook.get_model("ideogram-v4")
-        from airflow_provider_oxen.hooks.oxen import PreparedRequest
-
-        bad = PreparedRequest("ideogram-v4", {"prompt": "x", "image_size": "gigantic"}, model)
-        [generation] = hook.enqueue(bad, 1)
-        _wait_until_terminal([generation.generation_id])
-        row = hook.get_generation(generation.generation_id)
-    assert row.status == "failed" and "image_size" in (row.error_message or "")
-
-
 # -- nothing is paid for a request that cannot succeed ---------------------------------------------
 
 
