@@ -147,7 +147,7 @@ NO_DECISIONS = {"decisions": {}, "note": ""}
 def test_link_data_is_pushed_only_when_useful(
     link: Any, operator: Any, pushed: dict[str, Any] | None
 ) -> None:
-    """The store task's: in test_the_manifest_link_is_presigned_on_demand."""
+    """The store task's: in test_s3_live_links_are_presigned_on_demand."""
     ti = FakeTI()
     link.persist({"ti": ti}, operator)
     assert ti.xcoms.get(LINK_DATA_KEY) == pushed
