@@ -90,13 +90,6 @@ def test_generation_tolerates_unknown_fields_and_statuses() -> None:
     assert enqueued.generations[0].status is GenerationStatus.PROCESSING  # a valid initial status
 
 
-def test_model_accepts_either_schema_name() -> None:
-    schema = {"type": "object", "properties": {"prompt": {"type": "string"}}}
-    assert OxenModel.model_validate({"id": "m", "json_request_schema": schema}).request_schema == schema
-    assert OxenModel.model_validate({"id": "m", "request_schema": schema}).request_schema == schema
-    assert OxenModel.model_validate({"id": "m", "request_schema": None}).request_schema is None
-
-
 def test_model_media_capability() -> None:
     assert OxenModel.model_validate({"id": "m", "capabilities": {"output": ["image"]}}).generates_media
     assert not OxenModel.model_validate({"id": "m", "capabilities": {"output": ["text"]}}).generates_media
