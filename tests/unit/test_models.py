@@ -118,14 +118,6 @@ def test_queue_row_reads_the_documented_names() -> None:
     )
 
 
-def test_failure_event_maps_to_a_failed_row_with_its_error_text() -> None:
-    data = {"generation_id": "g", "status": "failed", "media_type": "image", "error": "NSFW content detected"}
-    event = OxenEvent(event="media_generation_completed", data=data)
-    assert event.status == "failed" and event.error == "NSFW content detected"
-    row = Generation.model_validate(data)
-    assert row.status is GenerationStatus.FAILED and row.error_message == "NSFW content detected"
-
-
 def test_success_event_url_is_the_documented_key() -> None:
     event = OxenEvent(
         event="media_generation_completed",
