@@ -40,7 +40,8 @@ def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> Non
         assert result["result_url"].startswith(oxen_conn.url)
         assert (result["width"], result["height"], result["output_format"]) == (768, 1024, "png")
         assert result["seed"] == 42 and result["prompt"] == "A poster" and result["model"] == "ideogram-v4"
-        assert result["cost"] and result["render_seconds"] is not None
+        assert result["cost"] and result["render_seconds"] is not None and result["queue_seconds"] is not None
+        assert result["enqueued_at"] < result["completed_at"]  # the row's documented times, read
         assert result["parameters"]["rendering_speed"] == "BALANCED"  # the model's default, reported
 
 

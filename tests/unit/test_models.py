@@ -96,28 +96,6 @@ def test_model_media_capability() -> None:
     assert not OxenModel.model_validate({"id": "m", "endpoint": "/videos/generate"}).generates_media
 
 
-def test_queue_row_reads_the_documented_names() -> None:
-    row = Generation.model_validate(
-        {
-            "generation_id": "g",
-            "model_name": "ideogram-v4",
-            "prompt": "p",
-            "media_type": "image",
-            "status": "failed",
-            "result_url": None,
-            "error_message": "Invalid image_size",
-            "enqueued_at": "2026-05-12T10:00:00Z",
-            "started_at": "2026-05-12T10:00:01Z",
-            "completed_at": "2026-05-12T10:00:09Z",
-        }
-    )
-    assert (row.model_name, row.enqueued_at, row.error_message) == (
-        "ideogram-v4",
-        "2026-05-12T10:00:00Z",
-        "Invalid image_size",
-    )
-
-
 def test_success_event_url_is_the_documented_key() -> None:
     event = OxenEvent(
         event="media_generation_completed",
