@@ -139,7 +139,7 @@ def test_max_cost_refuses_before_any_enqueue_what_it_cannot_prove_fits(
     outputs = fits.get("num_outputs", 0) + 1  # one more than fits (or one, for what is not priced)
     with pytest.raises(OxenValidationError) as info:  # an OxenCostLimitError when it is priced
         _operator(model=model, max_cost=budget, num_outputs=outputs).execute(_context())
-    assert isinstance(info.value, OxenCostLimitError) is not update and info.value.field == "max_cost"
+    assert isinstance(info.value, OxenCostLimitError) == (not update) and info.value.field == "max_cost"
     assert all(figure in str(info.value) for figure in says), str(info.value)
     assert oxen_conn.enqueue_posts() == 0
     results = _operator(model=model, max_cost=budget, deferrable=False, **fits).execute(_context())
