@@ -199,14 +199,6 @@ def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorContr
     assert (value := poking.poke({})) and value.xcom_value[0]["status"] == "succeeded"
 
 
-def _sensor_event(generation_ids: list[str], **kwargs: Any) -> tuple[OxenGenerationSensor, dict[str, Any]]:
-    """A deferring sensor over ``generation_ids`` and its trigger's one event."""
-    sensor = OxenGenerationSensor(task_id="w", generation_ids=generation_ids, poll_interval=0.1, **kwargs)
-    with pytest.raises(TaskDeferred) as info:
-        sensor.execute({})
-    return sensor, _run_trigger(info.value.trigger)
-
-
 @pytest.mark.parametrize(
     ("fault", "timeout", "status"),
     [("generation_failure", 10, "failed"), ("stall_generation", 1, "timeout")],
@@ -216,7 +208,12 @@ def test_sensor_soft_fail_skips_on_failure_and_timeout_and_never_cancels(
 ) -> None:
     oxen_conn.fault(type=fault, count=1)
     [generation_id] = _operator(wait_for_completion=False).execute(_context())
-    sensor, event = _sensor_event([generation_id], soft_fail=True, timeout=timeout)
+    sensor = OxenGenerationSensor(
+        task_id="w", generation_ids=[generation_id], soft_fail=True, poll_interval=0.1, timeout=timeout
+    )
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})
+    event = _run_trigger(info.value.trigger)
     assert event["status"] == status
     with pytest.raises(AirflowSkipException):
         sensor.execute_complete({}, event)
