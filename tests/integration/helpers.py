@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_provider_oxen.hooks.oxen import OxenHook
+from airflow_provider_oxen.ledger import GenerationLedger, LedgerEntry
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import FakeTaskStateStore
@@ -36,6 +39,15 @@ def generate_operator(**kwargs: Any) -> OxenGenerateImageOperator:
     return OxenGenerateImageOperator(**{**defaults, **kwargs})
 
 
+def with_pricing(model_id: str, **update: Any) -> None:
+    """As if Oxen published other pricing (or schema): the cached model is what a task reads."""
+    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
+
+    with OxenHook() as hook:
+        model = hook.get_model(model_id)
+        MODEL_CACHE[(hook.settings.base_url, model.id)] = (time.monotonic(), model.model_copy(update=update))
+
+
 def run_trigger(trigger: OxenGenerationTrigger) -> dict[str, Any]:
     """The payload of the trigger's one event."""
 
@@ -51,3 +63,38 @@ def defer(operator: OxenGenerateImageOperator, context: dict[str, Any]) -> TaskD
     with pytest.raises(TaskDeferred) as info:
         operator.execute(context)
     return info.value
+
+
+class WorkerDied(BaseException):
+    """A worker dying (BaseException: nothing may catch it)."""
+
+
+def crash(
+    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, when: str
+) -> FakeTaskStateStore:
+    """Run ``operator``'s first try until its worker dies ``when``: "before the POST" (it recorded
+    that it is sending), "after the answer" (Oxen answered the enqueue; the answer is not
+    recorded) or "before deferring" (all recorded). Returns the task's state store."""
+    original_save = GenerationLedger.save
+    saves: list[LedgerEntry] = []
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise WorkerDied
+
+    def save(self: GenerationLedger, entry: LedgerEntry) -> None:
+        saves.append(entry)
+        if len(saves) == 2:  # 1: the pending mark before sending; 2: recording the answer
+            raise WorkerDied
+        original_save(self, entry)
+
+    store = FakeTaskStateStore()
+    where = {
+        "before the POST": (OxenHook, "enqueue", die),
+        "after the answer": (GenerationLedger, "save", save),
+        "before deferring": (type(operator), "defer", die),
+    }
+    with monkeypatch.context() as patch:
+        patch.setattr(*where[when])
+        with pytest.raises(WorkerDied):
+            operator.execute(task_context(store))
+    return store

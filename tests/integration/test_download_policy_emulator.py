@@ -3,6 +3,7 @@ and streams, and a record of every outgoing connection attempt."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import threading
@@ -23,72 +24,62 @@ from tests.fixtures import EmulatorControl, connection_json
 METADATA_URL = "http://169.254.169.254/latest/meta-data"
 
 
-@dataclass
 class LocalServer:
-    """A plain HTTP server on 127.0.0.1: ``/redirect?to=URL`` answers 302, ``/big`` streams
-    ``big_bytes`` without a Content-Length, anything else answers ``ok``; records what it saw."""
+    """A plain HTTP server on 127.0.0.1: ``/redirect?to=URL`` answers 302, ``/big`` streams 8 MiB
+    without a Content-Length, anything else answers ``ok``; records what it saw."""
 
-    big_bytes: int = 8 * 1024 * 1024
-    paths: list[str] = field(default_factory=list)
-    authorizations: list[str | None] = field(default_factory=list)
-    port: int = 0
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
+        seen = self
 
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
 
-def _serve(state: LocalServer) -> tuple[ThreadingHTTPServer, threading.Thread]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            path, _, query = self.path.partition("?")
-            state.paths.append(path)
-            state.authorizations.append(self.headers.get("Authorization"))
-            if path == "/redirect":
-                target = query.removeprefix("to=")
-                self.send_response(302)
-                self.send_header("Location", target)
-                self.send_header("Content-Length", "0")
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                seen.paths.append(path)
+                seen.authorizations.append(self.headers.get("Authorization"))
+                if path == "/big":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b"x" * 65536
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for _ in range(128):
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                    return
+                redirect = path == "/redirect"
+                self.send_response(302 if redirect else 200)
+                if redirect:
+                    self.send_header("Location", query.removeprefix("to="))
+                self.send_header("Content-Length", "0" if redirect else "2")
                 self.end_headers()
-            elif path == "/big":
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                chunk = b"x" * 65536
-                try:
-                    for _ in range(state.big_bytes // len(chunk)):
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.write(b"0\r\n\r\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-            else:
-                body = b"ok"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(b"" if redirect else b"ok")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    return server, thread
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
 
 
 def _local_server() -> Iterator[LocalServer]:
-    state = LocalServer()
-    server, thread = _serve(state)
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    server = LocalServer()
+    yield server
+    server.close()
 
 
 local_server = pytest.fixture(_local_server)

@@ -1,22 +1,27 @@
-"""OxenHook and OxenAsyncHook over a real socket against the emulator."""
+"""OxenHook and OxenAsyncHook over a real socket against the emulator. What the triggerer does
+with the async hook (follow generations by events and reads, fall back when there are no events)
+is proven through the triggers in test_shared_waiting.py."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import logging
 import time
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from airflow_provider_oxen.exceptions import (
+    OxenAPIStatusError,
     OxenAuthenticationError,
     OxenBadRequestError,
     OxenRequestMayHaveSucceededError,
     OxenValidationError,
 )
-from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook, PreparedRequest
+from airflow_provider_oxen.hooks.oxen import MODEL_CACHE, MODEL_TTL, OxenAsyncHook, OxenHook, PreparedRequest
 from airflow_provider_oxen.models import GenerationStatus, build_image_request
 from tests.fixtures import API_KEY, EmulatorControl, connection_json
 
@@ -91,6 +96,14 @@ def test_401_fails_at_once_without_retries_and_the_test_button_says_so(
     assert info.value.status_code == 401
     assert "wrong-key" not in str(info.value)
     assert len(oxen_conn.requests()) == 1
+
+    async def read() -> None:  # the triggerer's hook alike
+        async with OxenAsyncHook() as hook:
+            await hook.list_queue_body()
+
+    with pytest.raises(OxenAuthenticationError, match="401") as info:
+        asyncio.run(read())
+    assert "wrong-key" not in str(info.value) and len(oxen_conn.requests()) == 2
     # The connection form's test button says so too.
     ok, message = OxenHook().test_connection()
     assert ok is False and "401" in message
@@ -108,18 +121,31 @@ def test_429_with_retry_after_is_waited_out(oxen_conn: EmulatorControl) -> None:
     assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 2
 
 
-def test_503_bursts_are_retried_for_status_reads(oxen_conn: EmulatorControl) -> None:
+def test_503_bursts_are_retried_for_status_reads_and_the_key_is_never_logged(
+    oxen_conn: EmulatorControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with OxenHook() as hook:
         [generation] = hook.enqueue(build_image_request("ideogram-v4", "bursty"))
         oxen_conn.fault(type="status", status=503, count=2, method="GET", path="^/api/ai/queue/")
         assert hook.get_generation(generation.generation_id).generation_id == generation.generation_id
+    reads = oxen_conn.requests(method="GET", path=f"/api/ai/queue/{generation.generation_id}")
+    assert len(reads) == 3 and all(r["authorized"] for r in reads)  # the bearer key on each try
+    assert "503" in caplog.text and API_KEY not in caplog.text
 
 
-def test_read_timeout_on_enqueue_is_not_retried(
-    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "extra"),
+    [
+        ({"type": "delay", "seconds": 3}, {"timeout": 1}),  # a read timeout
+        ({"type": "drop"}, {}),  # the connection dropped
+    ],
+)
+def test_an_enqueue_that_may_have_reached_oxen_is_not_retried(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch, fault: dict[str, Any], extra: dict[str, Any]
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, timeout=1))
-    oxen_conn.fault(type="delay", seconds=3, after_processing=True, method="POST", path="^/api/ai/queue$")
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(oxen_conn.url, **extra))
+    oxen_conn.fault(**fault, after_processing=True, method="POST", path="^/api/ai/queue$")
     with OxenHook() as hook:
         hook.prepare(build_image_request("ideogram-v4", "slow"))  # warm the schema cache
         with pytest.raises(OxenRequestMayHaveSucceededError, match="not retried"):
@@ -129,77 +155,8 @@ def test_read_timeout_on_enqueue_is_not_retried(
     assert oxen_conn.stats()["generations_created"] == 1
 
 
-def test_dropped_connection_after_enqueue_is_not_retried(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.fault(type="drop", after_processing=True, method="POST", path="^/api/ai/queue$")
-    with OxenHook() as hook, pytest.raises(OxenRequestMayHaveSucceededError):
-        hook.enqueue(build_image_request("ideogram-v4", "dropped"))
-    assert len(oxen_conn.requests(method="POST", path="/api/ai/queue")) == 1
-
-
 def test_the_connection_test_button_passes(oxen_conn: EmulatorControl) -> None:
     assert OxenHook().test_connection()[0] is True
-
-
-def test_async_hook_end_to_end(oxen_conn: EmulatorControl) -> None:
-    """What the triggerer does with it: follow a worker's generations by events and reads."""
-
-    def enqueue() -> list[str]:
-        with OxenHook() as worker:
-            request = build_image_request("ideogram-v4", "async", image_size="square")
-            return [g.generation_id for g in worker.enqueue(request, 5)]
-
-    ids: list[str] = []
-
-    async def scenario() -> tuple[dict, str, list[str]]:
-        async with OxenAsyncHook() as hook:
-            seen: list[str] = []
-
-            async def listen() -> None:
-                async for event in hook.events(read_timeout=10):
-                    if event.event == "media_generation_completed" and event.generation_id in ids:
-                        seen.append(event.generation_id)
-                        if len(seen) == len(ids):
-                            return
-
-            listener = asyncio.create_task(listen())
-            # Subscribed before enqueueing, as the contract says: events have no replay.
-            for _ in range(500):
-                if oxen_conn.stats()["events_subscribers"]:
-                    break
-                await asyncio.sleep(0.02)
-            ids.extend(await asyncio.to_thread(enqueue))
-            rows = {}
-            deadline = time.time() + 20
-            while len(rows) < len(ids) and time.time() < deadline:
-                for generation_id in ids:
-                    row = await hook.get_generation(generation_id)
-                    if row.status.is_terminal:
-                        rows[generation_id] = row
-                await asyncio.sleep(0.1)
-            await asyncio.wait_for(listener, 10)
-            return {i: r.status for i, r in rows.items()}, rows[ids[0]].result_url or "", seen
-
-    statuses, result_url, seen = asyncio.run(scenario())
-    assert set(statuses.values()) == {GenerationStatus.SUCCEEDED}
-    assert sorted(seen) == sorted(ids)
-    with OxenHook() as worker:
-        assert worker.download_to(result_url, io.BytesIO()).size > 0
-    posts = [r["json"]["num_generations"] for r in json.loads(json.dumps(oxen_conn.requests(method="POST")))]
-    assert posts == [4, 1]
-
-
-def test_async_events_endpoint_unavailable_is_typed(oxen_conn: EmulatorControl) -> None:
-    from airflow_provider_oxen.exceptions import OxenNotFoundError
-
-    oxen_conn.configure(events_enabled=False)
-
-    async def scenario() -> None:
-        async with OxenAsyncHook() as hook:
-            async for _ in hook.events():
-                pass
-
-    with pytest.raises(OxenNotFoundError):
-        asyncio.run(scenario())
 
 
 def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorControl) -> None:
@@ -219,3 +176,53 @@ def test_the_user_agent_tells_worker_from_triggerer_traffic(oxen_conn: EmulatorC
     assert agents["/api/ai/queue"].endswith("(async)"), agents
     assert API_KEY not in json.dumps(oxen_conn.requests()) and API_KEY not in oxen_conn.requests_text()
     assert all(r["authorized"] for r in oxen_conn.requests())  # the key reached the server, not its log
+
+
+def test_a_model_is_cached_per_process_by_its_url_and_id_for_a_fixed_time(
+    oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = oxen_conn.url.replace("127.0.0.1", "localhost")  # the same server, another base URL
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_OTHER", connection_json(other))
+
+    def reads() -> int:
+        return oxen_conn.route_count("GET /api/ai/models/{id}")
+
+    def age(seconds: float) -> None:
+        for key, (stored_at, model) in list(MODEL_CACHE.items()):
+            MODEL_CACHE[key] = (stored_at - seconds, model)
+
+    with OxenHook() as hook, OxenHook("oxen_other") as other_hook:
+        hook.prepare(build_image_request("ideogram-v4", "a"))
+        assert hook.get_model("ideogram-v4").id == OxenHook().get_model("ideogram-v4").id
+        assert reads() == 1
+        other_hook.get_model("ideogram-v4")
+        assert reads() == 2
+        hook.get_model("ideogram-v4", refresh=True)
+        assert reads() == 3
+        age(MODEL_TTL - 1)
+        hook.get_model("ideogram-v4")
+        assert reads() == 3
+        age(2)  # past the TTL
+        hook.get_model("ideogram-v4")
+        assert reads() == 4
+
+
+def test_the_async_listing_is_read_as_json_and_refused_typed_when_it_is_not(
+    oxen_conn: EmulatorControl,
+) -> None:
+    """The hub reads the raw listing body; a body that is not JSON is refused typed."""
+    with OxenHook() as hook:
+        ids = {g.generation_id for g in hook.enqueue(build_image_request("ideogram-v4", "listed"), 2)}
+
+    async def listing() -> Any:
+        async with OxenAsyncHook() as hook:
+            return await hook.list_queue_body()
+
+    body = asyncio.run(listing())
+    assert body["count"] == 2 and {row["generation_id"] for row in body["generations"]} == ids
+    oxen_conn.fault(
+        type="status", status=200, body="<html>maintenance</html>", method="GET", path="^/api/ai/queue$"
+    )
+    with pytest.raises(OxenAPIStatusError, match="not JSON") as info:
+        asyncio.run(listing())
+    assert info.value.status_code == 200

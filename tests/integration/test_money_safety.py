@@ -20,16 +20,15 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.ledger import LEDGER_KEY, GenerationLedger, LedgerEntry
+from airflow_provider_oxen.ledger import LEDGER_KEY, LedgerEntry
 from airflow_provider_oxen.operators.generate import (
     CARRIED_LEDGER_KWARG,
     OxenGenerateImageOperator,
-    OxenGenerateVideoOperator,
 )
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import EmulatorControl, FakeTaskStateStore
 from tests.integration.helpers import FakeTI as _TI
-from tests.integration.helpers import defer
+from tests.integration.helpers import crash, defer, with_pricing
 from tests.integration.helpers import generate_operator as _operator
 from tests.integration.helpers import run_trigger as _run_trigger
 from tests.integration.helpers import task_context as _context
@@ -49,22 +48,6 @@ def _wait_until_terminal(ids: list[str], timeout: float = 15) -> None:
                 return
             time.sleep(0.1)
     raise AssertionError("generations did not finish")
-
-
-# -- failures keep their reason ------------------------------------------------------------------
-
-
-def test_invalid_parameter_the_queue_accepts_fails_later_with_its_reason(oxen_conn: EmulatorControl) -> None:
-    """The queue validates nothing model-specific: with our check skipped, the row fails later."""
-    with OxenHook() as hook:
-        model = hook.get_model("ideogram-v4")
-        from airflow_provider_oxen.hooks.oxen import PreparedRequest
-
-        bad = PreparedRequest("ideogram-v4", {"prompt": "x", "image_size": "gigantic"}, model)
-        [generation] = hook.enqueue(bad, 1)
-        _wait_until_terminal([generation.generation_id])
-        row = hook.get_generation(generation.generation_id)
-    assert row.status == "failed" and "image_size" in (row.error_message or "")
 
 
 # -- nothing is paid for a request that cannot succeed ---------------------------------------------
@@ -124,71 +107,45 @@ def test_model_ids_with_slash_dot_colon_work_end_to_end(oxen_conn: EmulatorContr
     assert results[0]["status"] == "succeeded" and results[0]["model"] == odd
 
 
-def test_max_cost_refuses_before_any_enqueue_naming_both_figures(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        price = Decimal(str(hook.get_model("ideogram-v4").pricing["cost_per_image"]))
-    limit = price * 3
-    with pytest.raises(OxenCostLimitError) as info:
-        _operator(num_outputs=4, max_cost=str(limit)).execute(_context())
-    assert str(price * 4) in str(info.value) and str(limit) in str(info.value)
-    assert info.value.field == "max_cost"
-    assert oxen_conn.enqueue_posts() == 0
-    assert len(_operator(num_outputs=3, max_cost=str(limit), deferrable=False).execute(_context())) == 3
-
-
-def test_max_cost_prices_a_video_without_duration_at_the_schemas_default(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.configure(credits="5.0000")
-    with OxenHook() as hook:
-        model = hook.get_model("kling-video-v2-6-pro-text-to-video")
-    default = model.parameter_defaults["duration"]
-    price = Decimal(str(model.pricing["cost_per_second"])) * default
-    limit = price - Decimal("0.01")
-
-    def video(**kwargs: Any) -> OxenGenerateVideoOperator:
-        return OxenGenerateVideoOperator(
-            task_id="clip", model=model.id, prompt="A wave", max_cost=str(limit), poll_interval=0.1, **kwargs
-        )
-
-    with pytest.raises(OxenCostLimitError) as info:
-        video().execute(_context())
-    assert str(price) in str(info.value) and info.value.field == "max_cost"
-    assert oxen_conn.enqueue_posts() == 0 and oxen_conn.configure()["credits"] == "5.0000"
-    # A shorter clip fits the same budget.
-    [result] = video(parameters={"duration": default - 1}, timeout=30).execute(_context())
-    assert result["status"] == "succeeded" and oxen_conn.enqueue_posts() == 1
-
-
-def _with_pricing(model_id: str, **update: Any) -> None:
-    """As if Oxen published other pricing (or schema): the cached model is what the operator reads."""
-    from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
-
-    with OxenHook() as hook:
-        model = hook.get_model(model_id)
-        MODEL_CACHE[(hook.settings.base_url, model.id)] = (time.monotonic(), model.model_copy(update=update))
+VIDEO = "kling-video-v2-6-pro-text-to-video"  # 0.07 per second, 5 s when no duration is given
+UNKNOWN_ALLOWED = {"allow_unknown_cost": True}
 
 
 @pytest.mark.parametrize(
-    ("model", "update", "why"),
+    ("model", "update", "fits", "says"),
     [
-        ("ideogram-v4", {"pricing": {"tiers": []}}, "cost_per_<method>"),
-        ("ideogram-v4", {"pricing": {"method": "megapixel", "cost_per_megapixel": 0.01}}, "megapixel"),
-        ("kling-video-v2-6-pro-text-to-video", {"request_schema": None}, "duration"),
+        # 4 images at 0.06 are above 0.18, 3 fit; the refusal names both figures.
+        ("ideogram-v4", {}, {"num_outputs": 3}, ["0.24", "0.18"]),
+        # A clip without duration is priced at the schema's default (5 s); a shorter one fits.
+        (VIDEO, {}, {"parameters": {"duration": 4}}, ["0.35", "0.34"]),
+        # Pricing that cannot be read refuses a budget unless the task allows an unknown cost.
+        ("ideogram-v4", {"pricing": {"tiers": []}}, UNKNOWN_ALLOWED, ["cost_per_<method>"]),
+        (
+            "ideogram-v4",
+            {"pricing": {"method": "megapixel", "cost_per_megapixel": 0.01}},
+            UNKNOWN_ALLOWED,
+            ["megapixel"],
+        ),
+        (VIDEO, {"request_schema": None}, UNKNOWN_ALLOWED, ["duration"]),
     ],
 )
-def test_max_cost_with_pricing_that_cannot_be_read_refuses_unless_allowed(
-    oxen_conn: EmulatorControl, model: str, update: dict[str, Any], why: str
+def test_max_cost_refuses_before_any_enqueue_what_it_cannot_prove_fits(
+    oxen_conn: EmulatorControl, model: str, update: dict[str, Any], fits: dict[str, Any], says: list[str]
 ) -> None:
-    _with_pricing(model, **update)
-    with pytest.raises(OxenValidationError) as info:
-        _operator(model=model, max_cost="100").execute(_context())
-    assert info.value.field == "max_cost" and "max_cost 100 cannot be enforced" in str(info.value)
-    assert why in str(info.value) and "allow_unknown_cost" in str(info.value)
+    budget = "0.34" if model == VIDEO else "0.18"
+    if update:
+        with_pricing(model, **update)
+        budget, says = "100", [*says, "max_cost 100 cannot be enforced", "allow_unknown_cost"]
+    outputs = fits.get("num_outputs", 0) + 1  # one more than fits (or one, for what is not priced)
+    with pytest.raises(OxenValidationError) as info:  # an OxenCostLimitError when it is priced
+        _operator(model=model, max_cost=budget, num_outputs=outputs).execute(_context())
+    assert isinstance(info.value, OxenCostLimitError) == (not update) and info.value.field == "max_cost"
+    assert all(figure in str(info.value) for figure in says), str(info.value)
     assert oxen_conn.enqueue_posts() == 0
-    [result] = _operator(model=model, max_cost="100", allow_unknown_cost=True, deferrable=False).execute(
-        _context()
-    )
-    assert result["status"] == "succeeded" and oxen_conn.enqueue_posts() == 1
-    assert _operator(model=model, deferrable=False).execute(_context())  # no budget: no check
+    results = _operator(model=model, max_cost=budget, deferrable=False, **fits).execute(_context())
+    assert len(results) == fits.get("num_outputs", 1) and results[0]["status"] == "succeeded"
+    if update:  # no budget: no check
+        assert _operator(model=model, deferrable=False).execute(_context())
 
 
 # -- cost ---------------------------------------------------------------------------------------
@@ -217,12 +174,23 @@ def test_cost_is_read_once_per_generation_on_resume_and_summed_in_the_log(
     assert [r["parameters"]["prompt"] for r in results] == [operator.prompt] * 3
 
 
+class _OldSignature(OxenGenerateImageOperator):
+    """A subclass overriding ``execute_complete`` with the signature it always had."""
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**r, "custom": True} for r in super().execute_complete(context, event)]
+
+
+@pytest.mark.parametrize("cls", [OxenGenerateImageOperator, _OldSignature])
 def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store(
-    oxen_conn: EmulatorControl,
+    oxen_conn: EmulatorControl, cls: type[OxenGenerateImageOperator]
 ) -> None:
-    """The entry recorded before deferring travels in ``next_kwargs``: resuming reads no ledger."""
+    """The entry recorded before deferring travels in ``next_kwargs``: resuming reads no ledger,
+    also in a subclass that overrides ``execute_complete`` with the old signature."""
     store = FakeTaskStateStore()
-    operator = _operator(deferrable=True, num_outputs=2)
+    operator = cls(
+        task_id="gen", prompt="A poster", poll_interval=0.1, timeout=30, num_outputs=2, deferrable=True
+    )
     deferred = defer(operator, _context(store))
     carried = deferred.kwargs[CARRIED_LEDGER_KWARG]
     assert deferred.kwargs == {CARRIED_LEDGER_KWARG: store.values[LEDGER_KEY]}
@@ -234,68 +202,37 @@ def test_the_resumed_task_takes_its_ledger_entry_from_the_deferral_not_the_store
     results = operator.resume_execution(deferred.method_name, next_kwargs, _context(store))
     assert store.reads == reads
     assert [r["generation_id"] for r in results] == carried["generation_ids"]
+    assert [r.get("custom", False) for r in results] == [cls is _OldSignature] * 2
     assert store.values[LEDGER_KEY]["settled"] is True  # settled, so a clear starts afresh
 
 
-def test_a_subclass_overriding_execute_complete_with_the_old_signature_still_resumes(
-    oxen_conn: EmulatorControl,
+@pytest.mark.parametrize(
+    ("kwargs", "max_tries", "next_max_tries", "same"),
+    [
+        ({"deferrable": True}, 2, 2, True),
+        ({"wait_for_completion": False}, 2, 2, True),  # likewise the ids of a task that does not wait
+        # A clear starts the next try with a higher max_tries (Airflow: last try + retries).
+        ({"deferrable": False}, 0, 1, False),
+    ],
+)
+def test_a_retry_returns_a_settled_tasks_results_without_paying_again_and_a_clear_generates_afresh(
+    oxen_conn: EmulatorControl, kwargs: dict[str, Any], max_tries: int, next_max_tries: int, same: bool
 ) -> None:
-    class Custom(OxenGenerateImageOperator):
-        def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{**r, "custom": True} for r in super().execute_complete(context, event)]
-
+    """Airflow fails a try after it returned (pushing the XCom, rendering the map index): the
+    retry of the same run gets the results from the ledger."""
     store = FakeTaskStateStore()
-    operator = Custom(task_id="gen", prompt="A poster", poll_interval=0.1, timeout=30, deferrable=True)
-    deferred = defer(operator, _context(store))
-    next_kwargs = {**deferred.kwargs, "event": _run_trigger(deferred.trigger)}
-    results = operator.resume_execution(deferred.method_name, next_kwargs, _context(store))
-    assert [r["custom"] for r in results] == [True]
-    assert store.values[LEDGER_KEY]["settled"] is True
-
-
-def test_a_retry_after_the_xcom_push_failed_returns_the_results_without_paying_again(
-    oxen_conn: EmulatorControl,
-) -> None:
-    """Airflow fails a try after ``execute_complete`` returned (pushing the XCom, rendering the map
-    index): the retry of the same run gets the results from the ledger."""
-    store = FakeTaskStateStore()
-    operator = _operator(deferrable=True)
-    context = _context(store, try_number=1, max_tries=2)
-    results = operator.execute_complete(context, _run_trigger(_defer(operator, context)))
-    posts = oxen_conn.enqueue_posts()
-    again = _operator(deferrable=True).execute(_context(store, try_number=2, max_tries=2))
-    assert again == results and oxen_conn.enqueue_posts() == posts == 1
-    # Likewise the ids of a task that does not wait.
-    store = FakeTaskStateStore()
-    ids = _operator(wait_for_completion=False).execute(_context(store, try_number=1, max_tries=2))
-    assert _operator(wait_for_completion=False).execute(_context(store, try_number=2, max_tries=2)) == ids
-    assert oxen_conn.enqueue_posts() == 2
+    operator = _operator(**kwargs)
+    context = _context(store, try_number=1, max_tries=max_tries)
+    if kwargs.get("deferrable"):
+        first = operator.execute_complete(context, _run_trigger(_defer(operator, context)))
+    else:
+        first = operator.execute(context)
+    again = _operator(**kwargs).execute(_context(store, try_number=2, max_tries=next_max_tries))
+    assert (again == first) is same
+    assert oxen_conn.enqueue_posts() == (1 if same else 2)
 
 
 # -- exactly once across crashes ------------------------------------------------------------------
-
-
-class _Died(BaseException):
-    """A worker dying (BaseException: nothing may catch it)."""
-
-
-def _crash_after_enqueue_answer(
-    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, store: Any
-):
-    """Run ``operator`` until Oxen answered its enqueue, then die before the answer is recorded."""
-    saves = {"n": 0}
-    original = GenerationLedger.save
-
-    def save(self: GenerationLedger, entry: LedgerEntry) -> None:
-        saves["n"] += 1
-        if saves["n"] == 2:  # 1: the pending mark before sending; 2: recording the answer
-            raise _Died
-        original(self, entry)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(GenerationLedger, "save", save)
-        with pytest.raises(_Died):
-            operator.execute(_context(store))
 
 
 @pytest.mark.parametrize("row_parameters", [False, True], ids=["documented-rows", "rows-with-parameters"])
@@ -310,8 +247,7 @@ def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
         return _operator(task_id=name, deferrable=True, parameters={"seed": seed}, num_outputs=2)
 
     other_ids = _defer(task("b", 2), _context()).generation_ids
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(monkeypatch, task("a", 1), store)
+    store = crash(monkeypatch, task("a", 1), "after the answer")
     assert oxen_conn.stats()["generations_created"] == 4
 
     if row_parameters:
@@ -329,21 +265,6 @@ def test_same_prompt_tasks_one_crashing_mid_enqueue_never_share_generations(
         assert {hook.get_generation(i).status for i in other_ids} <= {"queued", "processing"}
 
 
-def _crash_before_the_enqueue_lands(
-    monkeypatch: pytest.MonkeyPatch, operator: OxenGenerateImageOperator, store: Any
-) -> None:
-    """Run ``operator`` until it recorded that it is sending, then die before the POST is made."""
-
-    def enqueue(*args: Any, **kwargs: Any) -> Any:
-        raise _Died
-
-    with monkeypatch.context() as patch:
-        patch.setattr(OxenHook, "enqueue", enqueue)
-        with pytest.raises(_Died):
-            operator.execute(_context(store))
-    assert LedgerEntry.model_validate(store.get(LEDGER_KEY)).pending == 1
-
-
 def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,8 +273,8 @@ def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
     [other_id] = _defer(_operator(task_id="b", deferrable=True), _context()).generation_ids
 
     # A died before its POST landed: B's identical row is not its own, and nothing was created.
-    store = FakeTaskStateStore()
-    _crash_before_the_enqueue_lands(monkeypatch, _operator(task_id="a", deferrable=True), store)
+    store = crash(monkeypatch, _operator(task_id="a", deferrable=True), "before the POST")
+    assert LedgerEntry.model_validate(store.get(LEDGER_KEY)).pending == 1
     [retried] = _defer(_operator(task_id="a", deferrable=True), _context(store, try_number=2)).generation_ids
     assert retried != other_id and oxen_conn.enqueue_posts() == 2
     # Its POST carried the seed recorded before sending; B's carried another.
@@ -362,8 +283,7 @@ def test_identical_requests_without_a_seed_never_adopt_each_others_rows(
     assert entry.seed == sent_seeds[1] and sent_seeds[0] != sent_seeds[1]
 
     # A died after its POST landed: the retry adopts exactly its own row, again not B's.
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(monkeypatch, _operator(task_id="c", deferrable=True), store)
+    store = crash(monkeypatch, _operator(task_id="c", deferrable=True), "after the answer")
     lost = LedgerEntry.model_validate(store.get(LEDGER_KEY))
     [adopted] = _defer(_operator(task_id="c", deferrable=True), _context(store, try_number=2)).generation_ids
     assert oxen_conn.enqueue_posts() == 3 and adopted not in (other_id, retried)
@@ -378,8 +298,7 @@ def test_several_outputs_without_a_seed_are_never_adopted_unless_forced_anew(
     """No seed is drawn for several outputs (they could all be one image): the retry stops, and
     ``force_new_enqueue`` is how a user enqueues afresh after such a crash."""
     oxen_conn.configure(render_seconds=5, row_parameters=True)
-    store = FakeTaskStateStore()
-    _crash_after_enqueue_answer(monkeypatch, _operator(deferrable=True, num_outputs=2), store)
+    store = crash(monkeypatch, _operator(deferrable=True, num_outputs=2), "after the answer")
     [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
     assert "seed" not in post["json"]
     with pytest.raises(OxenUnrecordedEnqueueError, match="sent no seed"):

@@ -16,10 +16,10 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.hooks.oxen import OxenHook
-from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.sensors.generation import OxenGenerationSensor
 from airflow_provider_oxen.triggers.generation import OxenGenerationTrigger
 from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
+from tests.integration.helpers import crash
 from tests.integration.helpers import defer as _defer
 from tests.integration.helpers import generate_operator as _operator
 from tests.integration.helpers import run_trigger as _run_trigger
@@ -40,7 +40,8 @@ def test_non_deferrable_returns_typed_results(oxen_conn: EmulatorControl) -> Non
         assert result["result_url"].startswith(oxen_conn.url)
         assert (result["width"], result["height"], result["output_format"]) == (768, 1024, "png")
         assert result["seed"] == 42 and result["prompt"] == "A poster" and result["model"] == "ideogram-v4"
-        assert result["cost"] and result["render_seconds"] is not None
+        assert result["cost"] and result["render_seconds"] is not None and result["queue_seconds"] is not None
+        assert result["enqueued_at"] < result["completed_at"]  # the row's documented times, read
         assert result["parameters"]["rendering_speed"] == "BALANCED"  # the model's default, reported
 
 
@@ -66,6 +67,8 @@ def test_deferrable_defers_with_ids_only_then_completes(oxen_conn: EmulatorContr
     results = operator.execute_complete(context, event)
     assert [r["generation_id"] for r in results] == kwargs["generation_ids"]
     assert API_KEY not in repr(results)
+    # Result URLs are signed (sig=...): the trigger's event and the XCom keep them without it.
+    assert "sig=" not in repr(event) and all("?" not in r["result_url"] for r in results)
     # The trigger learnt of completion from events; the worker filled in cost and timings once.
     assert all(r["cost"] and r["render_seconds"] is not None and r["completed_at"] for r in results)
 
@@ -154,22 +157,10 @@ def test_what_the_model_refuses_fails_before_any_enqueue(
     assert oxen_conn.enqueue_posts() == 0
 
 
-class _DiedAfterEnqueue(BaseException):
-    """A worker dying between enqueue and defer (BaseException: nothing may catch it)."""
-
-
 def test_retry_after_a_crash_resumes_instead_of_paying_again(
     oxen_conn: EmulatorControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = FakeTaskStateStore()
-
-    def die(*args: Any, **kwargs: Any) -> None:
-        raise _DiedAfterEnqueue
-
-    with monkeypatch.context() as patch:
-        patch.setattr(OxenGenerateImageOperator, "defer", die)
-        with pytest.raises(_DiedAfterEnqueue):
-            _operator(deferrable=True, num_outputs=6).execute(_context(store))
+    store = crash(monkeypatch, _operator(deferrable=True, num_outputs=6), "before deferring")
     assert oxen_conn.stats()["generations_created"] == 6
 
     deferred = _defer(_operator(deferrable=True, num_outputs=6), _context(store))
@@ -193,15 +184,6 @@ def test_retry_after_a_failure_replaces_only_the_failed_generation(oxen_conn: Em
     ] == [3, 1]
 
 
-def test_a_successful_task_cleared_generates_afresh(oxen_conn: EmulatorControl) -> None:
-    store = FakeTaskStateStore()
-    first = _operator(deferrable=False).execute(_context(store, try_number=1, max_tries=0))
-    # A clear starts the next try with a higher max_tries (Airflow: last try + retries).
-    second = _operator(deferrable=False).execute(_context(store, try_number=2, max_tries=1))
-    assert first[0]["generation_id"] != second[0]["generation_id"]
-    assert oxen_conn.stats()["generations_created"] == 2
-
-
 def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorControl) -> None:
     ids = _operator(wait_for_completion=False, num_outputs=2).execute(_context())
     assert len(ids) == 2 and all(isinstance(i, str) for i in ids)
@@ -217,30 +199,25 @@ def test_fire_and_forget_then_sensor_deferred_or_poking(oxen_conn: EmulatorContr
     assert (value := poking.poke({})) and value.xcom_value[0]["status"] == "succeeded"
 
 
-def test_sensor_soft_fail_skips_on_failure_and_timeout(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.fault(type="generation_failure", count=1)
-    [failed] = _operator(wait_for_completion=False).execute(_context())
+@pytest.mark.parametrize(
+    ("fault", "timeout", "status"),
+    [("generation_failure", 10, "failed"), ("stall_generation", 1, "timeout")],
+)
+def test_sensor_soft_fail_skips_on_failure_and_timeout_and_never_cancels(
+    oxen_conn: EmulatorControl, fault: str, timeout: int, status: str
+) -> None:
+    oxen_conn.fault(type=fault, count=1)
+    [generation_id] = _operator(wait_for_completion=False).execute(_context())
     sensor = OxenGenerationSensor(
-        task_id="w", generation_ids=[failed], soft_fail=True, poll_interval=0.1, timeout=10
-    )
-    with pytest.raises(TaskDeferred) as info:
-        sensor.execute({})
-    with pytest.raises(AirflowSkipException):
-        sensor.execute_complete({}, _run_trigger(info.value.trigger))
-
-    oxen_conn.fault(type="stall_generation", count=1)
-    [stuck] = _operator(wait_for_completion=False).execute(_context())
-    sensor = OxenGenerationSensor(
-        task_id="w", generation_ids=[stuck], soft_fail=True, poll_interval=0.1, timeout=1
+        task_id="w", generation_ids=[generation_id], soft_fail=True, poll_interval=0.1, timeout=timeout
     )
     with pytest.raises(TaskDeferred) as info:
         sensor.execute({})
     event = _run_trigger(info.value.trigger)
-    assert event["status"] == "timeout"
+    assert event["status"] == status
     with pytest.raises(AirflowSkipException):
         sensor.execute_complete({}, event)
-    with OxenHook() as hook:
-        assert hook.get_generation(stuck).status == "processing"  # a sensor never cancels
-    hard = OxenGenerationSensor(task_id="w", generation_ids=[stuck], poll_interval=0.1, timeout=1)
-    with pytest.raises(OxenGenerationTimeoutError):
+    hard = OxenGenerationSensor(task_id="w", generation_ids=[generation_id], timeout=timeout)
+    with pytest.raises(OxenGenerationFailedError if status == "failed" else OxenGenerationTimeoutError):
         hard.execute_complete({}, event)
+    assert oxen_conn.requests(method="DELETE") == []  # a sensor never cancels

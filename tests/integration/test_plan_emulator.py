@@ -19,6 +19,7 @@ from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator, 
 from airflow_provider_oxen.operators.plan import OxenCostPlanOperator
 from airflow_provider_oxen.plan import plan_dag, plan_run
 from tests.fixtures import EmulatorControl, connection_json
+from tests.integration.helpers import with_pricing
 
 DAGS = Path(__file__).parent / "dags"
 REPO = Path(__file__).resolve().parents[2]
@@ -131,6 +132,18 @@ def test_the_plan_operator_fails_the_run_before_any_spend(oxen_conn: EmulatorCon
     first = OxenCostPlanOperator(task_id="cost_plan", dag=broken)
     with pytest.raises(AirflowFailException, match="aspect_ration"):
         first.execute({"dag_run": plan_run(broken.dag_id, logical_date=WHEN)})  # type: ignore[arg-type]
+    _no_spend(oxen_conn)
+
+
+def test_max_cost_with_unknown_pricing_is_a_problem(oxen_conn: EmulatorControl) -> None:
+    with_pricing("ideogram-v4", pricing={"method": "token", "cost_per_token": 0.001})
+    with DAG("priced_by_token", schedule=None) as dag:
+        OxenGenerateImageOperator(task_id="capped", model="ideogram-v4", prompt="p", max_cost="1")
+        OxenGenerateImageOperator(task_id="uncapped", model="ideogram-v4", prompt="p")
+    capped, uncapped = plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN)).rows
+    assert "max_cost 1 cannot be enforced" in capped.problem and capped.cost is None
+    # Without max_cost the run would go ahead: unpriced, but not a problem.
+    assert (uncapped.problem, uncapped.cost, uncapped.outputs) == ("", None, "1 image(s)")
     _no_spend(oxen_conn)
 
 

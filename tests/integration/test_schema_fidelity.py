@@ -36,8 +36,8 @@ def _clip(duration: Any) -> OxenGenerateVideoOperator:
 def test_a_string_enum_duration_is_sent_as_text_and_an_integer_is_refused(oxen_conn: EmulatorControl) -> None:
     with pytest.raises(OxenValidationError) as info:
         _clip(5).execute(task_context())
-    assert info.value.field == "duration"
-    assert '5 (integer) is not one of "5", "10" (strings)' in str(info.value)
+    assert info.value.field == "duration" and info.value.allowed == ["5", "10"]
+    assert str(info.value).endswith('5 (integer) is not one of "5", "10" (strings)')
     assert oxen_conn.enqueue_posts() == 0
     [generation_id] = _clip("5").execute(task_context())  # as a template renders it
     [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
@@ -51,6 +51,7 @@ def test_a_typo_on_an_open_schema_is_refused_unless_the_task_allows_unlisted_nam
     with pytest.raises(OxenValidationError) as info:
         generate_operator(model=model, parameters={"qualty": "low"}).execute(task_context())
     assert info.value.field == "qualty" and "did you mean 'quality'" in str(info.value)
+    assert "allow_unlisted_parameters" in str(info.value)  # what to do if it is meant
     assert oxen_conn.enqueue_posts() == 0
     operator = generate_operator(
         model=model, parameters={"qualty": "low"}, allow_unlisted_parameters=True, wait_for_completion=False

@@ -8,7 +8,6 @@ server, and Oxen result URLs come from the emulator.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -61,7 +60,6 @@ class FakeXComs:
 
     def __init__(self) -> None:
         self.values: dict[tuple[str, int, str], Any] = {}
-        self.reads: list[tuple[str, str]] = []
 
     def put(self, task_id: str, xcoms: dict[str, Any], map_index: int = -1) -> None:
         for key, value in xcoms.items():
@@ -70,7 +68,6 @@ class FakeXComs:
 
     def read(self, key: TaskInstanceKey, name: str) -> Any:
         assert key.dag_id == DAG_ID and key.run_id == RUN_ID
-        self.reads.append((key.task_id, name))
         return self.values.get((key.task_id, key.map_index, name))
 
 
@@ -116,130 +113,113 @@ def _presigned_for(url: str) -> float:
         (OxenImageReviewOperator, [OxenContactSheetLink], OxenContactSheetLiveLink),
     ],
 )
-def test_operators_declare_their_stored_links_and_live_links_name_them(
+def test_operators_declare_their_stored_links_and_live_links_replace_one_by_name(
     operator: type, stored: list[type], live: type
 ) -> None:
     assert [type(link) for link in operator.operator_extra_links] == stored  # type: ignore[attr-defined]
     assert operator in live().operators
+    [replaced] = [cls for cls in stored if issubclass(live, cls)]
+    assert live().name == replaced().name
 
 
-def test_each_live_link_replaces_a_stored_link_of_the_same_name() -> None:
-    stored = {type(link): link.name for link in (OxenImageLink(), OxenManifestLink(), OxenContactSheetLink())}
-    for live in LIVE_LINKS:
-        [parent] = [cls for cls in stored if issubclass(live, cls)]
-        assert live().name == stored[parent]
-    assert {link().name for link in LIVE_LINKS} == {"Oxen image", "Manifest", "Contact sheet"}
+def _generate(**kwargs: Any) -> OxenGenerateImageOperator:
+    return OxenGenerateImageOperator(task_id="generate", prompt="A lighthouse", **kwargs)
 
 
-def test_link_data_is_pushed_only_when_useful_and_a_failing_push_does_not_fail_the_task(
-    caplog: pytest.LogCaptureFixture,
+def _review(contact_sheet_uri: str) -> OxenImageReviewOperator:
+    return OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri=contact_sheet_uri)
+
+
+SHEET = "s3://oxen-campaigns/c/contact-sheet.png"
+NO_DECISIONS = {"decisions": {}, "note": ""}
+
+
+@pytest.mark.parametrize(
+    ("link", "operator", "pushed"),
+    [
+        (OxenImageLink, _generate(oxen_conn_id="oxen_campaigns"), {"oxen_conn_id": "oxen_campaigns"}),
+        (OxenImageLink, _generate(do_xcom_push=False), None),
+        (OxenContactSheetLink, _review(SHEET), {"aws_conn_id": "aws_default", "contact_sheet_uri": SHEET}),
+        # A template that rendered to nothing useful is not pushed as a URI.
+        (OxenContactSheetLink, _review("None"), {"aws_conn_id": "aws_default", "contact_sheet_uri": None}),
+    ],
+)
+def test_link_data_is_pushed_only_when_useful(
+    link: Any, operator: Any, pushed: dict[str, Any] | None
 ) -> None:
+    """The store task's: in test_s3_live_links_are_presigned_on_demand."""
     ti = FakeTI()
-    OxenImageLink.persist(
-        {"ti": ti},  # type: ignore[arg-type]
-        OxenGenerateImageOperator(task_id="generate", prompt="A lighthouse", oxen_conn_id="oxen_campaigns"),
-    )
-    assert ti.xcoms == {LINK_DATA_KEY: {"oxen_conn_id": "oxen_campaigns"}}
-    ti = FakeTI()  # nothing is pushed without xcom_push
-    OxenImageLink.persist({"ti": ti}, OxenGenerateImageOperator(task_id="g", prompt="x", do_xcom_push=False))  # type: ignore[arg-type]
-    assert ti.xcoms == {}
-
-    class BrokenTI(FakeTI):
-        def xcom_push(self, key: str, value: Any) -> None:
-            raise RuntimeError("no XCom today")
-
-    operator = OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="s3://b/k.png")
-    OxenContactSheetLink.persist({"ti": BrokenTI()}, operator)  # type: ignore[arg-type]
-    assert "RuntimeError" in caplog.text
+    link.persist({"ti": ti}, operator)
+    assert ti.xcoms.get(LINK_DATA_KEY) == pushed
 
 
 def test_generate_pushes_no_link_data_for_the_default_connection(oxen_conn: EmulatorControl) -> None:
     """The live link assumes the default connection: one XCom round trip fewer per task."""
     assert OxenHook.default_conn_name == DEFAULT_OXEN_CONN_ID
     ti = FakeTI()
-    operator = OxenGenerateImageOperator(
-        task_id="generate", prompt="A lighthouse", deferrable=False, poll_interval=0.05, timeout=30
-    )
+    operator = _generate(deferrable=False, poll_interval=0.05, timeout=30)
     results = operator.execute({"ti": ti, "task_state_store": FakeTaskStateStore()})  # type: ignore[arg-type]
     assert LINK_DATA_KEY not in ti.xcoms
     assert API_KEY not in json.dumps(ti.xcoms) and "?" not in results[0]["result_url"]
 
 
-def test_review_pushes_its_contact_sheet_and_connection() -> None:
-    ti = FakeTI()
-    operator = OxenImageReviewOperator(
-        task_id="review", records=[], contact_sheet_uri="s3://oxen-campaigns/c/contact-sheet.png"
-    )
+def test_review_pushes_its_link_data_and_a_failing_push_does_not_fail_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenTI(FakeTI):
+        def xcom_push(self, key: str, value: Any) -> None:
+            raise RuntimeError("no XCom today")
+
     # No records: execute returns before asking anyone, after pushing the link data.
-    assert operator.execute({"ti": ti}) == {"decisions": {}, "note": ""}  # type: ignore[arg-type]
-    assert ti.xcoms[LINK_DATA_KEY] == {
-        "aws_conn_id": "aws_default",
-        "contact_sheet_uri": "s3://oxen-campaigns/c/contact-sheet.png",
-    }
-    # A template that rendered to nothing useful is not pushed as a URI.
     ti = FakeTI()
-    OxenContactSheetLink.persist(
-        {"ti": ti},  # type: ignore[arg-type]
-        OxenImageReviewOperator(task_id="review", records=[], contact_sheet_uri="None"),
-    )
-    assert ti.xcoms[LINK_DATA_KEY]["contact_sheet_uri"] is None
+    assert _review(SHEET).execute({"ti": ti}) == NO_DECISIONS  # type: ignore[arg-type]
+    assert ti.xcoms[LINK_DATA_KEY]["contact_sheet_uri"] == SHEET
+    assert _review(SHEET).execute({"ti": BrokenTI()}) == NO_DECISIONS  # type: ignore[arg-type]
+    assert "RuntimeError" in caplog.text
 
 
 # -- stored links (computed on the worker when the task ends) ---------------------------------------
 
+CONSOLE = "https://console.aws.amazon.com/s3"
+PUSHED = {
+    "store": {
+        LINK_DATA_KEY: {"aws_conn_id": "aws_default", "bucket": "oxen", "prefix": "c/2026 05"},
+        "manifest_uri": "s3://oxen/c/2026 05/manifest.json",
+    },
+    "review": {LINK_DATA_KEY: {"aws_conn_id": None, "contact_sheet_uri": "s3://b/c/sheet.png"}},
+    "generate": {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": ["g1"]},
+}
 
-def test_the_stored_oxen_image_link_is_empty(xcoms: FakeXComs) -> None:
-    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": ["g1"]})
-    operator = OxenGenerateImageOperator(task_id="generate", prompt="x")
-    assert OxenImageLink().get_link(operator, ti_key=ti_key("generate")) == ""
+
+@pytest.mark.parametrize(
+    ("link", "task_id", "url"),
+    [
+        (OxenS3FolderLink(), "store", f"{CONSOLE}/buckets/oxen?region=us-east-1&prefix=c%2F2026+05%2F"),
+        (
+            OxenManifestLink(),
+            "store",
+            f"{CONSOLE}/object/oxen?region=us-east-1&prefix=c%2F2026+05%2Fmanifest.json",
+        ),
+        (OxenContactSheetLink(), "review", f"{CONSOLE}/object/b?prefix=c%2Fsheet.png"),
+        (OxenImageLink(), "generate", ""),  # a result URL would be stored, then expire
+        # A task that failed before pushing anything has empty links (the UI greys them out).
+        *[(link(), "failed_early", "") for link in (*STORED_LINKS, *LIVE_LINKS)],
+    ],
+)
+def test_stored_links_are_unsigned_console_urls_and_no_data_is_no_link(
+    xcoms: FakeXComs, aws_conn: str, link: Any, task_id: str, url: str
+) -> None:
+    for task, pushed in PUSHED.items():
+        xcoms.put(task, pushed)
+    assert link.get_link(None, ti_key=ti_key(task_id)) == url
 
 
-def test_stored_s3_links_are_unsigned_console_urls(xcoms: FakeXComs, aws_conn: str) -> None:
-    xcoms.put(
-        "store",
-        {
-            LINK_DATA_KEY: {"aws_conn_id": "aws_default", "bucket": "oxen-campaigns", "prefix": "c/2026 05"},
-            "manifest_uri": "s3://oxen-campaigns/c/2026 05/manifest-run.json",
-        },
-    )
-    xcoms.put("review", {LINK_DATA_KEY: {"aws_conn_id": None, "contact_sheet_uri": "s3://b/c/sheet.png"}})
-    operator: Any = None  # the stored links read XCom only
-
-    folder = OxenS3FolderLink().get_link(operator, ti_key=ti_key("store"))
-    assert folder.startswith("https://console.aws.amazon.com/s3/buckets/oxen-campaigns?")
-    assert _query(folder) == {"region": ["us-east-1"], "prefix": ["c/2026 05/"]}
-
-    manifest = OxenManifestLink().get_link(operator, ti_key=ti_key("store"))
-    assert manifest.startswith("https://console.aws.amazon.com/s3/object/oxen-campaigns?")
-    assert _query(manifest)["prefix"] == ["c/2026 05/manifest-run.json"]
-
-    sheet = OxenContactSheetLink().get_link(operator, ti_key=ti_key("review"))
-    assert sheet.startswith("https://console.aws.amazon.com/s3/object/b?")
-    assert _query(sheet)["prefix"] == ["c/sheet.png"]
-    for url in (folder, manifest, sheet):
-        assert "Signature" not in url and "Expires" not in url
-    # Console URLs follow the partition.
+def test_console_urls_follow_the_partition() -> None:
     assert links.s3_console_folder_url("b", "", "cn-north-1").startswith("https://console.amazonaws.cn/")
     assert links.s3_console_object_url("b", "k", "us-gov-west-1").startswith(
         "https://console.amazonaws-us-gov.com/"
     )
-    assert links.s3_console_folder_url("b", "") == "https://console.aws.amazon.com/s3/buckets/b"
-
-
-@pytest.mark.parametrize(
-    ("task_id", "link"),
-    [
-        ("store", OxenS3FolderLink()),
-        ("store", OxenManifestLink()),
-        ("review", OxenContactSheetLink()),
-        ("store", OxenManifestLiveLink()),
-        ("review", OxenContactSheetLiveLink()),
-        ("generate", OxenImageLiveLink()),
-    ],
-)
-def test_no_data_no_link(xcoms: FakeXComs, task_id: str, link: Any) -> None:
-    """A task that failed before pushing anything has empty links (the UI greys them out)."""
-    assert link.get_link(None, ti_key=ti_key(task_id)) == ""
+    assert links.s3_console_folder_url("b", "") == f"{CONSOLE}/buckets/b"
 
 
 # -- live links (computed by the api-server when shown) ----------------------------------------------
@@ -259,7 +239,7 @@ def _store_batch(
     return records, pushed
 
 
-def test_the_manifest_link_is_presigned_on_demand(
+def test_s3_live_links_are_presigned_on_demand(
     oxen_conn: EmulatorControl, aws_conn: str, bucket: str, s3_client: Any, xcoms: FakeXComs
 ) -> None:
     records, pushed = _store_batch(bucket, s3_client, xcoms)
@@ -280,26 +260,14 @@ def test_the_manifest_link_is_presigned_on_demand(
     folder = OxenS3FolderLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
     assert _query(folder)["prefix"] == ["campaigns/"] and bucket in folder
 
-
-def test_the_contact_sheet_link_is_presigned_on_demand(bucket: str, s3_client: Any, xcoms: FakeXComs) -> None:
-    from PIL import Image
-
-    png = io.BytesIO()
-    Image.new("RGB", (8, 8), "orange").save(png, format="PNG")
-    s3_client.put_object(Bucket=bucket, Key="c/contact-sheet.png", Body=png.getvalue())
+    # The review task's contact sheet, presigned alike.
+    s3_client.put_object(Bucket=bucket, Key="c/contact-sheet.png", Body=b"a contact sheet")
     ti = FakeTI()
-    OxenContactSheetLink.persist(
-        {"ti": ti},  # type: ignore[arg-type]
-        OxenImageReviewOperator(
-            task_id="review", records=[], contact_sheet_uri=f"s3://{bucket}/c/contact-sheet.png"
-        ),
-    )
+    OxenContactSheetLink.persist({"ti": ti}, _review(f"s3://{bucket}/c/contact-sheet.png"))  # type: ignore[arg-type]
     xcoms.put("review", ti.xcoms)
-
-    url = OxenContactSheetLiveLink().get_link(None, ti_key=ti_key("review"))  # type: ignore[arg-type]
-    assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(url) <= PRESIGN_EXPIRES_IN
-    served = httpx.get(url)
-    assert served.status_code == 200 and served.content == png.getvalue()
+    sheet = OxenContactSheetLiveLink().get_link(None, ti_key=ti_key("review"))  # type: ignore[arg-type]
+    assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(sheet) <= PRESIGN_EXPIRES_IN
+    assert httpx.get(sheet).content == b"a contact sheet"
 
 
 def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
@@ -395,10 +363,12 @@ def test_db_reader_returns_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- how Airflow finds them --------------------------------------------------------------------------
+# With the plugin loaded, a real api-server serves the live links: tests/e2e/test_real_airflow.py
+# (_assert_live_links, which also checks that the plugin loaded without errors).
 
 
-def _serialized_round_trip(plugin_links: list[Any]) -> dict[str, dict[str, Any]]:
-    """The campaign's three operators as the api-server sees them (serialized DAG), by task id."""
+def test_without_the_plugin_the_api_server_reads_the_stored_links_back() -> None:
+    """The campaign's three operators as the api-server sees them (serialized DAG), no plugin."""
     from unittest import mock
 
     from airflow import plugins_manager
@@ -412,49 +382,16 @@ def _serialized_round_trip(plugin_links: list[Any]) -> dict[str, dict[str, Any]]
         )
         OxenImageReviewOperator(task_id="review", records=store.output)
     data = DagSerialization.to_dict(dag)
-    with mock.patch.object(plugins_manager, "get_operator_extra_links", return_value=plugin_links):
-        served = DagSerialization.from_dict(data)
-    return {task.task_id: dict(task.operator_extra_link_dict) for task in served.tasks}
-
-
-def test_the_api_server_uses_the_live_links_when_the_plugin_is_loaded() -> None:
-    from airflow_provider_oxen.links.plugin import OxenLinksPlugin
-
-    served = _serialized_round_trip(list(OxenLinksPlugin.operator_extra_links))
-    kinds = {
-        task: {name: type(link) for name, link in task_links.items()} for task, task_links in served.items()
-    }
-    assert kinds["generate"] == {"Oxen image": OxenImageLiveLink}
-    assert kinds["store"]["Manifest"] is OxenManifestLiveLink and set(kinds["store"]) == {
-        "S3 folder",
-        "Manifest",
-    }
-    assert kinds["review"] == {"Contact sheet": OxenContactSheetLiveLink}
-    # The folder link has no live variant: the api-server reads the stored URL back.
-    assert type(served["store"]["S3 folder"]).__name__ == "XComOperatorLink"
-    assert served["store"]["S3 folder"].xcom_key == "_link_OxenS3FolderLink"
-
-
-def test_without_the_plugin_the_stored_links_are_read_back() -> None:
-    served = _serialized_round_trip([])
+    with mock.patch.object(plugins_manager, "get_operator_extra_links", return_value=[]):
+        served = {
+            task.task_id: task.operator_extra_link_dict for task in DagSerialization.from_dict(data).tasks
+        }
     assert {task: sorted(task_links) for task, task_links in served.items()} == {
         "generate": ["Oxen image"],
         "store": ["Manifest", "S3 folder"],
         "review": ["Contact sheet"],
     }
     assert served["review"]["Contact sheet"].xcom_key == "_link_OxenContactSheetLink"
-
-
-def test_the_plugin_is_found_through_its_entry_point() -> None:
-    from airflow import plugins_manager
-
-    found = {type(link) for link in plugins_manager.get_operator_extra_links()}
-    assert set(LIVE_LINKS) <= found
-    plugins, errors = plugins_manager._get_plugins()
-    assert "airflow_provider_oxen_links" in {p.name for p in plugins}
-    # From the repository root, the build's egg-info lists the entry point a second time.
-    ours = {source: error for source, error in errors.items() if "oxen" in source}
-    assert all("already registered" in error for error in ours.values()), ours
 
 
 def test_the_providers_manager_lists_every_link_class() -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
-import jinja2
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenValidationError
-from airflow_provider_oxen.hooks.validation import prepare_parameters
 from airflow_provider_oxen.inputs import input_image_value, input_sources, presign, takes_several, url_expiry
 from airflow_provider_oxen.ledger import request_fingerprint
 from airflow_provider_oxen.models import (
@@ -133,24 +130,12 @@ def test_video_and_image_operators_take_the_models_parameters_and_input_images()
     )
     assert operator.model == "kling-video-v2-6-pro-text-to-video"
     assert operator.timeout >= 3600 and operator.poll_interval >= 10
-    # Templated text goes as the model's schema types it (see OxenModel.typed).
-    video = _model(
-        "kling-t2v",
-        ["text"],
-        ["video"],
-        {"type": "object", "properties": {"prompt": {}, "duration": {"type": "integer"}, "aspect_ratio": {}}},
-    )
-    request = operator.build_request()
-    assert prepare_parameters(video, request.parameters()) == {
-        "prompt": "A pour-over",
-        "duration": 4,
-        "aspect_ratio": "16:9",
-    }
+    # The model's parameters as given; templated text is typed by the model's schema when sent
+    # (test_operator_emulator.py::test_non_deferrable_returns_typed_results).
+    given = {"prompt": "A pour-over", "duration": "4", "aspect_ratio": "16:9"}
+    assert operator.build_request().parameters() == given
     assert {"parameters", "input_images"} <= set(operator.template_fields)
     edit = OxenGenerateImageOperator(task_id="edit", prompt="Make it blue", input_images="s3://b/k.png")
     assert "input_images" in edit.template_fields and edit.input_images == "s3://b/k.png"
     shots = OxenGenerateVideoOperator(task_id="c", parameters={"multi_prompt": ["a", "b"]})
     assert shots.build_request().parameters() == {"multi_prompt": ["a", "b"]}
-    # Airflow renders the mapped-task label strictly: parameters without an image_size are fine.
-    label = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(operator.map_index_template)
-    assert label.render(task=operator, ti=SimpleNamespace(map_index=0)) == "A pour-over"

@@ -1,17 +1,12 @@
-"""The cost plan's table, total and budget, and what it cannot know before a run (HTTP stubbed)."""
+"""The cost plan's table, total and budget, and what it cannot know before a run (no HTTP)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from decimal import Decimal
 
-import httpx
-import pytest
-import respx
 from airflow.sdk import DAG
 
-from airflow_provider_oxen.hooks.oxen import MODEL_CACHE
 from airflow_provider_oxen.operators.generate import OxenGenerateImageOperator
 from airflow_provider_oxen.plan import RUN_TIME, Plan, PlanRow, is_run_time, plan_dag, plan_run
 
@@ -63,26 +58,3 @@ def test_a_template_error_is_a_problem_not_a_crash() -> None:
         OxenGenerateImageOperator(task_id="gen", prompt="{{ no_such_thing.field }}")
     (row,) = plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN)).rows
     assert row.problem.startswith("cannot be rendered: ") and "no_such_thing" in row.problem
-
-
-@respx.mock
-def test_max_cost_with_unknown_pricing_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
-    MODEL_CACHE.clear()
-    conn = {"conn_type": "oxen", "host": BASE, "password": "stub-key-0001", "extra": {"max_retries": 0}}
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
-    model = {
-        "id": "tokens",
-        "capabilities": {"output": ["image"]},
-        "request_schema": {"type": "object", "properties": {"prompt": {"type": "string"}}},
-        "pricing": {"method": "token", "cost_per_token": 0.001},
-    }
-    respx.get(f"{BASE}/api/ai/models/tokens").mock(return_value=httpx.Response(200, json=model))
-    enqueue = respx.post(f"{BASE}/api/ai/queue")
-    with DAG("priced_by_token", schedule=None) as dag:
-        OxenGenerateImageOperator(task_id="capped", model="tokens", prompt="p", max_cost="1")
-        OxenGenerateImageOperator(task_id="uncapped", model="tokens", prompt="p")
-    capped, uncapped = plan_dag(dag, plan_run(dag.dag_id, logical_date=WHEN)).rows
-    assert "max_cost 1 cannot be enforced" in capped.problem and capped.cost is None
-    # Without max_cost the run would go ahead: unpriced, but not a problem.
-    assert (uncapped.problem, uncapped.cost, uncapped.outputs) == ("", None, "1 image(s)")
-    assert not enqueue.called

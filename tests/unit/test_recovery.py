@@ -10,7 +10,6 @@ from airflow_provider_oxen.models import Generation
 from airflow_provider_oxen.recovery import match_unrecorded
 
 SENT = {"prompt": "Cold brew poster", "seed": 7, "image_size": "square_hd"}
-UNSEEDED = {k: v for k, v in SENT.items() if k != "seed"}
 SENT_AT = "2026-05-12T10:00:00+00:00"
 
 
@@ -88,18 +87,3 @@ def test_only_rows_provably_ours_are_adopted(
     assert decision.adopt == adopt
     if candidates is not None:
         assert decision.candidates == candidates
-
-
-def test_rows_matching_a_request_without_a_seed_are_never_adopted() -> None:
-    """Another task's identical request (no seed to tell them apart) makes the same rows."""
-    rows = [_row("a", **UNSEEDED), _row("b", **UNSEEDED)]
-    decision = match_unrecorded(
-        rows,
-        model="ideogram-v4",
-        sent=UNSEEDED,
-        sent_at=SENT_AT,
-        missing=2,
-        known_ids=[],
-        listings_complete=True,
-    )
-    assert decision.adopt is None and decision.candidates == ["a", "b"] and "no seed" in decision.reason

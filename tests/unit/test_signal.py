@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -30,17 +29,6 @@ def test_a_cancellation_is_never_swallowed() -> None:
         return await _cancel_as_it_fires(signal.set, lambda: signal.wait(10))
 
     assert asyncio.run(scenario()) is False
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="fixed in Python 3.12's wait_for")
-def test_wait_for_would_have_swallowed_it() -> None:
-    """Why no ``wait_for``: the hub's loop kept running after close() and hung the trigger."""
-
-    async def scenario() -> bool:
-        event = asyncio.Event()
-        return await _cancel_as_it_fires(event.set, lambda: asyncio.wait_for(event.wait(), 10))
-
-    assert asyncio.run(scenario()) is True
 
 
 def test_timeout_set_and_clear() -> None:

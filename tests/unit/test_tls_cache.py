@@ -1,4 +1,4 @@
-"""TLS is httpx's default trust: a real handshake with a throwaway CA named by SSL_CERT_FILE.
+"""TLS is httpx's default trust: a real handshake with a throwaway certificate named by SSL_CERT_FILE.
 
 Each client builds its own TLS context (see ``client_kwargs``); the async hook builds its
 clients off the event loop, so loading the CA bundle never holds up the triggerer.
@@ -41,64 +41,38 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class Pki:
-    ca: Path  # the CA certificate (the bundle to trust)
-    server_cert: Path
-    server_key: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject: str, key: Any, issuer_key: Any, *, ca: bool) -> Any:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name("Oxen test CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        usages = ("digital_signature", "key_cert_sign", "crl_sign")
-        others = ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
-        usage = x509.KeyUsage(
-            **dict.fromkeys(usages, True),
-            **dict.fromkeys(others, False),
-            encipher_only=False,
-            decipher_only=False,
-        )
-        return (
-            builder.add_extension(usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(issuer_key, hashes.SHA256())
-        )
-    return (
-        builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
-        .sign(issuer_key, hashes.SHA256())
-    )
+    cert: Path  # self-signed for 127.0.0.1: the server's certificate and the bundle to trust
+    key: Path
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Oxen test server")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder(
+            subject_name=name,
+            issuer_name=name,
+            public_key=key.public_key(),
+            serial_number=x509.random_serial_number(),
+            not_valid_before=now - datetime.timedelta(minutes=5),
+            not_valid_after=now + datetime.timedelta(days=1),
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     folder = tmp_path_factory.mktemp("pki")
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("Oxen test CA", ca_key, ca_key, ca=True)
-    server = _certificate("127.0.0.1", server_key, ca_key, ca=False)
-    pki = Pki(ca=folder / "ca.pem", server_cert=folder / "server.pem", server_key=folder / "server.key")
-    pki.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    pki.server_key.write_bytes(
-        server_key.private_bytes(
+    pki = Pki(cert=folder / "server.pem", key=folder / "server.key")
+    pki.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    pki.key.write_bytes(
+        key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
@@ -120,7 +94,7 @@ class _Ok(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def https_url(pki: Pki) -> Iterator[str]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki.server_cert, pki.server_key)
+    context.load_cert_chain(pki.cert, pki.key)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -139,8 +113,8 @@ def test_the_hook_trusts_the_ca_that_ssl_cert_file_names(
     conn = {"conn_type": "oxen", "host": https_url, "password": "k", "extra": {"max_retries": 0}}
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", json.dumps(conn))
     with OxenHook() as hook, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        hook.get_conn().get("/")  # certifi does not know the test CA
-    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+        hook.get_conn().get("/")  # certifi does not know the test certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.cert))
     with OxenHook() as hook:
         assert hook.get_conn().get("/").status_code == 200
         buffer = io.BytesIO()
