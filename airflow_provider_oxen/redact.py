@@ -25,8 +25,8 @@ _SIGNATURE_PARAMS = frozenset(
     | {"sig", "se", "st", "sp", "sv", "sr", "spr"}
 )
 _SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
-# A URL with none of these has no query, fragment or credentials to cut.
-_CUT_CHARS = frozenset("?#@")
+# A URL with neither has no fragment or credentials to cut: at most a query, cut at its first "?".
+_CUT_CHARS = frozenset("#@")
 
 
 def strip_query(url: str) -> str:
@@ -41,7 +41,7 @@ def strip_query(url: str) -> str:
         and url.isprintable()
         and not _CUT_CHARS.intersection(url)
     ):
-        return url  # nothing to cut, as the parse below would find: one per trigger payload
+        return url.partition("?")[0]  # what the parse below gives, without ~10 µs per trigger payload
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unclosed IPv6 bracket: cut by hand, as much as can be told
