@@ -1,15 +1,13 @@
 """The review form's content: what Airflow's Human-in-the-loop page shows a reviewer.
 
-The rules the UI applies (Airflow 3.3's required-action form, read from its source) are
-mirrored in :func:`ui_required`: a field is required when its schema has a ``type`` that is
-not a list holding ``"null"`` (``"string"`` is assumed when there is none), and a required
-field with an empty value disables every option button.
+That the form answers with one click, nothing typed, and that a cleared choice keeps every
+button usable and shows its default, is proven in a real browser by
+tests/e2e/test_review_browser.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,29 +81,11 @@ RECORDS = [
 LABELS = {PROMPT_COLD_BREW: "Cold Brew Kit"}
 
 
-def ui_required(serialized: Mapping[str, Any]) -> bool:
-    """Airflow UI's rule for a required form field (``X2`` in its bundle)."""
-    value = serialized["value"]
-    schema_type = serialized["schema"].get("type") or ("number" if isinstance(value, int) else "string")
-    return not (isinstance(schema_type, list) and "null" in schema_type)
-
-
 def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperator:
     kwargs.setdefault("aws_conn_id", None)
     operator = OxenImageReviewOperator(task_id="review", records=records, labels=LABELS, **kwargs)
     operator._prepare(records)
     return operator
-
-
-def _answer(option: str, params_input: dict[str, Any]) -> dict[str, Any]:
-    """What the review returns when a person answers the form for RECORDS."""
-    event = {
-        "chosen_options": [option],
-        "params_input": params_input,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    return _form(RECORDS).execute_complete({}, event)
 
 
 def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
@@ -172,15 +152,6 @@ def test_decisions_are_selects_with_readable_entries_and_defaults_from_the_check
     assert second["schema"]["values_display"]["null"].startswith("Default: Reject")
 
 
-def test_a_cleared_decision_keeps_the_form_answerable_and_means_the_default() -> None:
-    """The select's x sets null: not a required field left empty, a valid answer, the item's default."""
-    operator = _form(RECORDS)
-    for name, serialized in operator.serialized_params.items():
-        assert not ui_required(serialized), name
-    result = _answer(APPLY, {name: None for name in operator.serialized_params})
-    assert result["decisions"] == {"82d2c347-0001": "approve", "82d2c347-0002": "reject"}
-
-
 @pytest.mark.parametrize(
     ("provenance", "shown"),
     [
@@ -232,22 +203,18 @@ def test_an_edit_is_shown_beside_the_image_it_was_made_from() -> None:
     assert "Made from" not in review_body(RECORDS, labels=LABELS, link=links.get)
 
 
-def test_the_note_is_optional_so_one_click_answers() -> None:
-    params = _form(RECORDS).serialized_params
-    note = params[NOTE_PARAM]
-    assert note["value"] is None and "null" in note["schema"]["type"]
-    assert note["schema"]["title"] == "Note for regenerations (optional)"
-    # No field the UI would treat as required is empty: no error icon, the buttons are enabled.
-    for name, serialized in params.items():
-        assert not ui_required(serialized) or serialized["value"] not in (None, ""), name
-
-
 @pytest.mark.parametrize("note", [None, "", "  make the headline larger "])
 def test_approve_all_with_or_without_a_note_resumes(note: str | None) -> None:
     operator = _form(RECORDS)
     answer = {name: p["value"] for name, p in operator.serialized_params.items()}
     answer[NOTE_PARAM] = note
-    result = _answer(APPROVE_ALL, answer)
+    event = {
+        "chosen_options": [APPROVE_ALL],
+        "params_input": answer,
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "1", "name": "reviewer"},
+    }
+    result = operator.execute_complete({}, event)
     assert set(result["decisions"].values()) == {"approve"}
     assert result["note"] == (note or "").strip()
 
