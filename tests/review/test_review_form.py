@@ -32,6 +32,7 @@ from airflow_provider_oxen.review_form import (
     review_body,
     size_text,
 )
+from tests.review.conftest import image_record
 
 PROMPT_COLD_BREW = (
     "Acme Coffee campaign image for Cold Brew Kit: a glass carafe of cold brew with ice. "
@@ -40,43 +41,9 @@ PROMPT_COLD_BREW = (
 )
 X = "\N{MULTIPLICATION SIGN}"
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-SIGNED = "https://hub.oxen.example/results/{}.png?expires=1767225600&signature=0xdeadbeef"
-
-
-def _record(
-    generation_id: str,
-    prompt: str,
-    image_size: str,
-    size: tuple[int, int],
-    *,
-    ok: bool = True,
-    seed: int | None = 7,
-    bucket: str = "oxen-campaigns",
-) -> dict[str, Any]:
-    return {
-        "generation_id": generation_id,
-        "prompt": prompt,
-        "seed": seed,
-        "parameters": {"image_size": image_size, "input_image": SIGNED.format("input")},
-        "width": size[0],
-        "height": size[1],
-        # What the records of older transfers could hold: never shown, signed or not.
-        "result_url": SIGNED.format(generation_id),
-        "s3_uri": f"s3://{bucket}/campaigns/run1/{generation_id}.png",
-        "s3_key": f"campaigns/run1/{generation_id}.png",
-        "checks": {
-            "ok": ok,
-            "problems": [] if ok else ["wrong size: expected 1024x576, got 512x512"],
-            "width": size[0] if ok else 512,
-            "height": size[1] if ok else 512,
-            "format": "png",
-        },
-    }
-
-
 RECORDS = [
-    _record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024)),
-    _record("82d2c347-0002", PROMPT_COLD_BREW, "landscape_16_9", (1024, 576), ok=False, seed=None),
+    image_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024)),
+    image_record("82d2c347-0002", PROMPT_COLD_BREW, "landscape_16_9", (1024, 576), ok=False, seed=None),
 ]
 LABELS = {PROMPT_COLD_BREW: "Cold Brew Kit"}
 
@@ -105,13 +72,13 @@ def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
 
 def test_descriptions_carry_the_whole_prompt() -> None:
     long_prompt = PROMPT_COLD_BREW + " " + "More words that go on and on. " * 10
-    description = image_description(_record("g-1", long_prompt, "square_hd", (1024, 1024)))
+    description = image_description(image_record("g-1", long_prompt, "square_hd", (1024, 1024)))
     assert description.endswith(" ".join(long_prompt.split()))
     assert len(long_prompt) > 300
 
 
 def test_title_without_a_label_cuts_the_prompt_at_a_word() -> None:
-    record = _record("g-1", PROMPT_COLD_BREW, "portrait_4_3", (768, 1024))
+    record = image_record("g-1", PROMPT_COLD_BREW, "portrait_4_3", (768, 1024))
     title = image_title(4, record)
     assert title == "Image 5 — Acme Coffee campaign image for Cold Brew Kit…, 3:4"
     assert excerpt("one two three", limit=9) == "one two…"
@@ -183,7 +150,10 @@ def test_each_row_says_how_the_stored_file_is_marked(provenance: Any, shown: str
 def test_an_edit_is_shown_beside_the_image_it_was_made_from() -> None:
     source = "s3://oxen-campaigns/approved/2026-05-01/82d2c347-0001.png"
     edits = [
-        {**_record(f"e{i}", "The same poster at night", "square_hd", (1024, 1024)), "input_uris": [source]}
+        {
+            **image_record(f"e{i}", "The same poster at night", "square_hd", (1024, 1024)),
+            "input_uris": [source],
+        }
         for i in (1, 2)
     ]
     text_to_image = {**RECORDS[0], "input_uris": []}
@@ -264,13 +234,13 @@ def test_body_has_one_row_per_image_with_prompt_size_seed_and_checks() -> None:
 
 
 def test_prompt_markdown_is_shown_literally() -> None:
-    record = _record("g-1", "a [link](javascript:alert(1)) | *bold* <b>x</b>", "square_hd", (1024, 1024))
+    record = image_record("g-1", "a [link](javascript:alert(1)) | *bold* <b>x</b>", "square_hd", (1024, 1024))
     body = review_body([record])
     assert "\\[link\\]\\(javascript:alert\\(1\\)\\) \\| \\*bold\\* \\<b\\>x\\</b\\>" in body
 
 
 def test_previews_are_capped_to_keep_the_stored_body_small() -> None:
-    records = [_record(f"g-{i:03d}", f"prompt {i}", "square_hd", (1024, 1024)) for i in range(5)]
+    records = [image_record(f"g-{i:03d}", f"prompt {i}", "square_hd", (1024, 1024)) for i in range(5)]
     body = review_body(records, link=lambda uri: f"https://s3.example/{uri}", max_inline_images=2)
     assert body.count("[![") == 2 and body.count("| no preview |") == 3
     assert "Previews are shown for the first 2 images" in body
@@ -288,7 +258,7 @@ def test_link_expiry_follows_the_review_window_and_is_bounded() -> None:
 def test_presigned_previews_load_and_expire_with_the_review(
     s3_client: Any, bucket: str, aws_conn: str
 ) -> None:
-    records = [_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024), bucket=bucket)]
+    records = [image_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024), bucket=bucket)]
     s3_client.put_object(
         Bucket=bucket, Key=records[0]["s3_key"], Body=b"\x89PNG fake", ContentType="image/png"
     )

@@ -35,6 +35,7 @@ from airflow_provider_oxen.review_form import (
     label_for,
     review_body,
 )
+from tests.review.conftest import image_record
 from tests.transfers.video_helpers import make_clip
 
 X = "\N{MULTIPLICATION SIGN}"
@@ -73,20 +74,7 @@ def _clip(generation_id: str = "9f1e0c2a-0001", *, checks: Any = "ok", **extra: 
     }
 
 
-def _image(generation_id: str = "82d2c347-0002") -> dict[str, Any]:
-    key = f"campaigns/run1/{generation_id}.png"
-    return {
-        "generation_id": generation_id,
-        "media_type": "image",
-        "prompt": PROMPT,
-        "seed": 7,
-        "parameters": {"image_size": "square_hd"},
-        "width": 1024,
-        "height": 1024,
-        "s3_key": key,
-        "s3_uri": f"s3://{BUCKET}/{key}",
-        "checks": {"ok": True, "problems": [], "width": 1024, "height": 1024, "format": "png"},
-    }
+IMAGE = image_record("82d2c347-0002", PROMPT, "square_hd", (1024, 1024))
 
 
 def _links(uri: str | None) -> str | None:
@@ -95,7 +83,7 @@ def _links(uri: str | None) -> str | None:
 
 def test_a_clips_title_says_it_is_a_video_with_its_shape_and_length() -> None:
     assert image_title(0, _clip(), LABELS) == "Clip 1 — Cold Brew Kit, 16:9, 5 s"
-    assert image_title(1, _image(), LABELS) == "Image 2 — Cold Brew Kit, 1:1"
+    assert image_title(1, IMAGE, LABELS) == "Image 2 — Cold Brew Kit, 1:1"
     # Not checked (no PyAV): the requested duration; no aspect ratio asked for: the pixels, if known.
     unchecked = _clip(checks=VideoCheck.not_checked().to_dict(), parameters={"duration": "10"})
     assert image_title(2, unchecked, LABELS) == "Clip 3 — Cold Brew Kit, 10 s"
@@ -116,7 +104,7 @@ def test_an_unchecked_clip_says_why_and_defaults_to_approve() -> None:
 def test_the_body_shows_each_clips_poster_linked_to_the_clip() -> None:
     records = [
         _clip(),
-        _image(),
+        IMAGE,
         _clip("9f1e0c2a-0003", checks=VideoCheck(ok=False, problems=["x"]).to_dict()),
     ]
     body = review_body(records, labels=LABELS, link=_links, contact_sheet_uri=f"s3://{BUCKET}/sheet.png")
@@ -148,7 +136,7 @@ def test_a_clip_without_a_poster_frame_still_links_to_the_clip() -> None:
     assert "| 1 | [▶ play the clip][clip-1] (no poster frame) |" in body
     assert "Checks - not checked \\(install the video extra\\)" in body
     assert "| no preview |" in review_body([record], labels=LABELS)  # no links: nothing to show
-    assert count_text([_clip(), _image()]) == "1 image and 1 clip" and count_text([]) == "0 images"
+    assert count_text([_clip(), IMAGE]) == "1 image and 1 clip" and count_text([]) == "0 images"
 
 
 # -- the video module ----------------------------------------------------------------------------------
