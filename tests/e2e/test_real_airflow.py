@@ -63,7 +63,6 @@ DEFERRABLE_TASKS = [("poster", -1), ("product_shots", 0), ("product_shots", 1), 
 
 def _report(cluster: Cluster, dag_id: str, run_id: str) -> str:
     lines = [f"task states: {cluster.task_states(dag_id, run_id)}"]
-    assert cluster.watcher is not None
     for key, history in sorted(cluster.watcher.ti_history.items()):
         if key[0] == dag_id and key[1] == run_id:
             lines.append(f"  {key[2]}[{key[3]}]: {history}")
@@ -72,7 +71,6 @@ def _report(cluster: Cluster, dag_id: str, run_id: str) -> str:
 
 def _assert_deferred_in_triggerer(cluster: Cluster, run_id: str, task_id: str, map_index: int) -> None:
     watcher = cluster.watcher
-    assert watcher is not None
     history = watcher.history(EXAMPLE_DAG, run_id, task_id, map_index)
     assert "deferred" in history, f"{task_id}[{map_index}] never deferred: {history}"
     # Resumed after the deferral and succeeded. (The running phases around the deferral can be
@@ -114,7 +112,6 @@ def example_run(cluster: Cluster, emulator_ctl: EmulatorControl) -> ExampleRun:
     """One run of the example DAG, shared by the tests that inspect it."""
     emulator_ctl.reset()
     emulator_ctl.configure(render_seconds=RENDER_SECONDS, queue_seconds=0.2)
-    cluster.unpause(EXAMPLE_DAG)
     started = time.monotonic()
     run_id = cluster.trigger(EXAMPLE_DAG)
     state = cluster.wait_for_run(EXAMPLE_DAG, run_id, timeout=240)
@@ -147,7 +144,6 @@ def test_example_dag_defers_and_succeeds(
     # Every deferrable task went running -> deferred -> running -> success, in the triggerer.
     for task_id, map_index in DEFERRABLE_TASKS:
         _assert_deferred_in_triggerer(cluster, run_id, task_id, map_index)
-    assert cluster.watcher is not None
     assert "deferred" not in cluster.watcher.history(EXAMPLE_DAG, run_id, "enqueue_only")
 
     # XCom: result dicts pointing at the emulator.
@@ -214,12 +210,10 @@ def test_each_trigger_log_shows_its_own_generations(cluster: Cluster, example_ru
 
 def test_generation_failure_fails_the_task(cluster: Cluster, emulator: EmulatorControl) -> None:
     emulator.fault(type="generation_failure", error_message="GPU on fire", count=1)
-    cluster.unpause(FAILURE_DAG)
     run_id = cluster.trigger(FAILURE_DAG)
     state = cluster.wait_for_run(FAILURE_DAG, run_id, timeout=120)
     assert state == "failed", _report(cluster, FAILURE_DAG, run_id)
     assert cluster.task_states(FAILURE_DAG, run_id) == {("doomed", -1): "failed"}
-    assert cluster.watcher is not None
     history = cluster.watcher.history(FAILURE_DAG, run_id, "doomed")
     assert "deferred" in history, history
     log = cluster.task_log(FAILURE_DAG, run_id, "doomed")
@@ -231,7 +225,6 @@ def test_an_image_on_disk_is_uploaded_alongside_its_checks_in_a_real_task(
     cluster: Cluster, emulator: EmulatorControl, s3: Any
 ) -> None:
     s3.create_bucket(Bucket="oxen-e2e-store")
-    cluster.unpause(STORE_DAG)
     run_id = cluster.trigger(STORE_DAG)
     state = cluster.wait_for_run(STORE_DAG, run_id, timeout=180)
     assert state == "success", _report(cluster, STORE_DAG, run_id)
@@ -254,13 +247,12 @@ def test_insufficient_credits_fail_the_task_once_without_spending_retries(
 ) -> None:
     emulator.configure(credits="0.0000")
     try:
-        cluster.unpause(NO_CREDITS_DAG)
         run_id = cluster.trigger(NO_CREDITS_DAG)
         state = cluster.wait_for_run(NO_CREDITS_DAG, run_id, timeout=120)
     finally:
         emulator.configure(credits=None)
     assert state == "failed", _report(cluster, NO_CREDITS_DAG, run_id)
-    history = cluster.watcher.history(NO_CREDITS_DAG, run_id, "unpaid") if cluster.watcher else []
+    history = cluster.watcher.history(NO_CREDITS_DAG, run_id, "unpaid")
     assert "up_for_retry" not in history, history  # retries=3, none spent
     log = cluster.task_log(NO_CREDITS_DAG, run_id, "unpaid")
     assert "OxenInsufficientCreditsError" in log and "Add credits" in log, log[-3000:]
@@ -272,11 +264,10 @@ def test_a_worker_killed_between_enqueue_and_defer_never_pays_twice(
     cluster: Cluster, emulator: EmulatorControl
 ) -> None:
     """SIGKILL of the task process right after enqueueing: the retry resumes the same generations."""
-    cluster.unpause(CRASH_DAG)
     run_id = cluster.trigger(CRASH_DAG)
     state = cluster.wait_for_run(CRASH_DAG, run_id, timeout=180)
     assert state == "success", _report(cluster, CRASH_DAG, run_id)
-    history = cluster.watcher.history(CRASH_DAG, run_id, "generate") if cluster.watcher else []
+    history = cluster.watcher.history(CRASH_DAG, run_id, "generate")
     assert "up_for_retry" in history or "failed" in history, history  # the first try really died
     stats = emulator.stats()
     assert stats["generations_created"] == 6, stats
@@ -290,7 +281,6 @@ def test_marking_a_deferred_task_failed_cancels_its_generations(
     cluster: Cluster, emulator: EmulatorControl
 ) -> None:
     emulator.fault(type="stall_generation", count=2)
-    cluster.unpause(STALL_DAG)
     run_id = cluster.trigger(STALL_DAG)
     cluster.wait_for_task_state(STALL_DAG, run_id, "stuck", "deferred")
     time.sleep(2)  # let the trigger start waiting in the triggerer
@@ -312,7 +302,6 @@ def test_a_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: 
     """As many tasks waiting at once in one triggerer as 200 would be: on 2 cores the LocalExecutor
     starts about two task processes a second, so with 20 s renders some 40 wait at any time."""
     emulator.configure(render_seconds=20, queue_seconds=0.2)
-    cluster.unpause(MANY_DAG)
     started = time.monotonic()
     run_id = cluster.trigger(MANY_DAG)
     state = cluster.wait_for_run(MANY_DAG, run_id, timeout=900)
@@ -320,7 +309,6 @@ def test_a_hundred_deferred_mapped_tasks_all_finish(cluster: Cluster, emulator: 
     states = cluster.task_states(MANY_DAG, run_id)
     assert state == "success", _report(cluster, MANY_DAG, run_id)
     assert len(states) == 100 and set(states.values()) == {"success"}
-    assert cluster.watcher is not None
     deferred = sum(
         1 for i in range(100) if "deferred" in cluster.watcher.history(MANY_DAG, run_id, "generate", i)
     )
@@ -414,7 +402,6 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     from PIL import Image
 
     s3.create_bucket(Bucket=CAMPAIGN_BUCKET)
-    cluster.unpause(CAMPAIGN_DAG)
     cluster.unpause("oxen_campaign_assets_consumer")
     run_id = cluster.trigger(CAMPAIGN_DAG)
     cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
