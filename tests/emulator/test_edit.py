@@ -16,7 +16,6 @@ from .helpers import (
     InputServer,
     aenqueue,
     assert_error,
-    closed_port_url,
     collect_completions,
     control,
     enqueue,
@@ -118,7 +117,7 @@ def test_an_unfetchable_input_is_refused_by_a_sync_edit_and_fails_a_queued_one(
 ) -> None:
     """Named by its place in ``input_image``, never with the URL's signature; nothing is spent."""
     control(base_url, "POST", "/config", {"credits": "1.0000"})
-    unreachable = closed_port_url("/gone.png?X-Amz-Signature=s3cr3t")
+    unreachable = "http://127.0.0.1:9/gone.png?X-Amz-Signature=s3cr3t"  # nothing listens there
     sync = client.post("/api/ai/images/edit", json={"model": QWEN, "prompt": "x", "input_image": unreachable})
     assert "s3cr3t" not in assert_error(sync, 400, "invalid_params", "input_image: could not fetch")
     good = input_server.add("/inputs/ok.png", png_bytes((50, 50), (1, 2, 3)))
