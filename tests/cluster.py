@@ -265,7 +265,7 @@ class Watcher:
     def trigger(self, trigger_id: int) -> dict[str, Any]:
         with self.lock:
             entry = self.triggers.get(trigger_id, {"held_by": {}})
-            return {**entry, "held_by": dict(entry["held_by"]), "triggerer_ids": set(entry["held_by"])}
+            return {**entry, "held_by": dict(entry["held_by"])}
 
 
 # -- the cluster ----------------------------------------------------------------------------------------
