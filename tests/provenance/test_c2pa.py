@@ -13,7 +13,7 @@ from typing import Any
 import c2pa
 import pytest
 from cryptography import x509
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenSigningConfigError
 from airflow_provider_oxen.provenance.c2pa import SigningCredentials, sign
@@ -245,18 +245,3 @@ def test_thumbnails_are_small(credentials: SigningCredentials) -> None:
         thumbnail = io.BytesIO()
         reader.resource_to_stream(manifest["thumbnail"]["identifier"], thumbnail)
     assert Image.open(thumbnail).size == (256, 192)
-
-
-def test_marking_written_before_signing_survives_it(credentials: SigningCredentials) -> None:
-    # The transfer marks (XMP) first and signs last: signing must keep the marking.
-    xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/>trainedAlgorithmicMedia</x:xmpmeta>'
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt("XML:com.adobe.xmp", xmp)
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32)).save(buffer, "PNG", pnginfo=info)
-
-    signed = sign(buffer.getvalue(), "image/png", Provenance("g", "m", AGENT), credentials)
-
-    assert signed is not None
-    assert Image.open(io.BytesIO(signed)).info["XML:com.adobe.xmp"] == xmp
-    assert codes(read(signed, "image/png")) == UNTRUSTED
