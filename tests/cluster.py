@@ -54,6 +54,7 @@ STARTUP_TIMEOUT = 420.0  # seconds, for each step of the start-up
 # the e2e tests keeps tests.fixtures' fast ones).
 PATIENT_RETRIES = {"max_retries": 6, "backoff_base": 0.2, "backoff_max": 2.0}
 T = TypeVar("T")
+AIRFLOW = [sys.executable, "-m", "airflow"]  # this interpreter's Airflow CLI
 
 
 def log(message: str) -> None:
@@ -64,11 +65,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _venv_bin(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
 
 
 # -- prerequisites ------------------------------------------------------------------------------------
@@ -269,7 +265,7 @@ class Watcher:
     def trigger(self, trigger_id: int) -> dict[str, Any]:
         with self.lock:
             entry = self.triggers.get(trigger_id, {"held_by": {}})
-            return {**entry, "held_by": dict(entry["held_by"]), "triggerer_ids": set(entry["held_by"])}
+            return {**entry, "held_by": dict(entry["held_by"])}
 
 
 # -- the cluster ----------------------------------------------------------------------------------------
@@ -366,7 +362,7 @@ class Cluster:
         self._start_emulator()
         self.env = self._airflow_env()
         migrate = subprocess.run(
-            [_venv_bin("airflow"), "db", "migrate"],
+            [*AIRFLOW, "db", "migrate"],
             env=self.env,
             cwd=self.home,
             stdout=subprocess.PIPE,
@@ -503,7 +499,7 @@ class Cluster:
         elif kind == "worker":  # a name and a pid file of its own: several workers on one host
             args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--pid", f"{self.home}/{name}.pid"]
         known = {p.job_id for p in [*self.processes.values(), *self.retired]}
-        process = self._popen(name, [_venv_bin("airflow"), *args], env=env, cwd=self.home)
+        process = self._popen(name, [*AIRFLOW, *args], env=env, cwd=self.home)
         if kind == "triggerer":
             sql = "SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id DESC"
             fresh = lambda: next((row.id for row in self.query(sql) if row.id not in known), None)  # noqa: E731
@@ -760,6 +756,8 @@ class Cluster:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Unpause ``dag_id`` (every DAG starts paused here) and start a run; returns its run id."""
+        self.unpause(dag_id)
         body = {"logical_date": None, "conf": conf or {}}
         response = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
         if response.status_code >= 400:

@@ -45,7 +45,6 @@ def test_complete_events_name_the_input_generation_stored_and_published_objects(
     Image.new("RGB", (320, 180), (200, 120, 40)).save(image, format="PNG")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="in/mug.png", Body=image.getvalue())
-    cluster.unpause(LINEAGE_DAG)
     run_id = cluster.trigger(LINEAGE_DAG)
     state = cluster.wait_for_run(LINEAGE_DAG, run_id, timeout=180)
     assert state == "success", cluster.task_states(LINEAGE_DAG, run_id)

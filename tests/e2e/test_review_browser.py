@@ -92,7 +92,6 @@ def test_a_reviewer_sees_every_image_and_approves_all_in_one_click(
     from playwright.sync_api import expect, sync_playwright
 
     s3.create_bucket(Bucket=BUCKET)
-    cluster.unpause(CAMPAIGN_DAG)
     run_id = cluster.trigger(CAMPAIGN_DAG)
     cluster.wait_for_task_state(CAMPAIGN_DAG, run_id, "review", "awaiting_input", timeout=240)
 

@@ -7,7 +7,6 @@ import contextlib
 import http.server
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -187,14 +186,6 @@ class InputServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def closed_port_url(path: str = "/missing.png") -> str:
-    """A URL on a loopback port nothing listens on (connection refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}{path}"
 
 
 def mean_difference(first: Image.Image, second: Image.Image) -> float:

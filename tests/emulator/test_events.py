@@ -71,17 +71,13 @@ async def test_keep_alive_comments_and_subscriber_count(base_url: str) -> None:
 @pytest.mark.asyncio
 async def test_cancelled_generation_never_completes_or_announces(base_url: str) -> None:
     control(base_url, "POST", "/config", {"queue_seconds": 0.2})
-    async with httpx.AsyncClient(base_url=base_url, headers=AUTH, timeout=5) as http:
-        async with http.stream("GET", "/api/events") as stream:
-            cancelled, kept = await aenqueue(http, num_generations=2)
-            assert (await http.delete(f"/api/ai/queue/{cancelled}")).json() == {
-                "status": "success",
-                "generation_id": cancelled,
-            }
-            seen = await collect_completions(stream, {kept}, timeout=3)
-            await asyncio.sleep(0.1)
-        assert kept in seen and cancelled not in seen
+    async with event_stream(base_url) as (http, stream):
+        cancelled, kept = await aenqueue(http, num_generations=2)
+        (await http.delete(f"/api/ai/queue/{cancelled}")).raise_for_status()
+        seen = await collect_completions(stream, {kept}, timeout=3)
+        await asyncio.sleep(0.1)
         row = (await http.get(f"/api/ai/queue/{cancelled}")).json()
+    assert kept in seen and cancelled not in seen
     assert row["status"] == "cancelled" and row["result_url"] is None
 
 

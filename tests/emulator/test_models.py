@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -176,46 +177,70 @@ def test_model_ids_with_slash_dot_and_colon_are_url_encoded(client: httpx.Client
     assert response.status_code == 404
     assert response.json() == {"error": {"message": "Model not found: nope"}}
 
-    # In a request body the slashed id is used as it is.
-    body = {"model": GPT_IMAGE, "prompt": "owl", "size": "1536x1024"}
-    response = client.post("/api/ai/images/generate", json=body)
-    assert response.status_code == 200, response.text
-    assert response.json()["model"] == GPT_IMAGE
-    assert open_image(PLAIN.get(response.json()["images"][0]["url"]).content).size == (1536, 1024)
-    details = client.get("/api/ai/generations", params={"model": GPT_IMAGE}).json()
-    assert details["count"] == 1 and details["total_cost"] == "0.0400"
+
+def _download(url: str, fmt: str) -> bytes:
+    download = PLAIN.get(url)  # a signed result URL: no bearer token
+    assert download.headers["content-type"] == f"image/{fmt.lower()}"
+    assert int(download.headers["content-length"]) == len(download.content)
+    return download.content
+
+
+KLEIN = "black-forest-labs-flux-2-klein-4b"
 
 
 @pytest.mark.parametrize(
-    ("body", "size", "fmt"),
+    ("via", "body", "size", "fmt"),
     [
-        ({"model": "ideogram-v4", "image_size": "landscape_4_3"}, (1024, 768), "JPEG"),
-        ({"model": "ideogram-v4"}, (1024, 1024), "JPEG"),
-        ({"model": "black-forest-labs-flux-2-klein-4b"}, (1024, 768), "PNG"),
+        ("queue", {"model": "ideogram-v4", "image_size": "landscape_4_3"}, (1024, 768), "JPEG"),
+        ("queue", {"model": "ideogram-v4"}, (1024, 1024), "JPEG"),
+        ("queue", {"model": KLEIN}, (1024, 768), "PNG"),
+        ("queue", {"model": KLEIN, "image_size": {"width": 512, "height": 384}}, (512, 384), "PNG"),
+        ("queue", {"model": "flux-2-dev", "image_size": "portrait_16_9"}, (576, 1024), "PNG"),
+        ("queue", {"model": "nano-banana-2"}, (1024, 1024), "PNG"),
+        ("queue", {"model": "nano-banana-2", "resolution": "1K", "aspect_ratio": "16:9"}, (1024, 576), "PNG"),
         (
-            {"model": "black-forest-labs-flux-2-klein-4b", "image_size": {"width": 512, "height": 384}},
-            (512, 384),
-            "PNG",
-        ),
-        ({"model": "flux-2-dev", "image_size": "portrait_16_9"}, (576, 1024), "PNG"),
-        ({"model": "nano-banana-2"}, (1024, 1024), "PNG"),
-        ({"model": "nano-banana-2", "resolution": "1K", "aspect_ratio": "16:9"}, (1024, 576), "PNG"),
-        (
+            "queue",
             {"model": "nano-banana-2", "resolution": "1K", "aspect_ratio": "3:4", "output_format": "jpeg"},
             (768, 1024),
             "JPEG",
         ),
         # An open schema passes a parameter it does not list through.
-        ({"model": GPT_IMAGE, "size": "1024x1536", "style": "vivid"}, (1024, 1536), "PNG"),
-        ({"model": GPT_IMAGE, "size": "auto", "output_format": "webp"}, (1024, 1024), "WEBP"),
+        ("queue", {"model": GPT_IMAGE, "size": "1024x1536", "style": "vivid"}, (1024, 1536), "PNG"),
+        ("queue", {"model": GPT_IMAGE, "size": "auto", "output_format": "webp"}, (1024, 1024), "WEBP"),
+        (
+            "sync",
+            {"model": "ideogram-v4", "image_size": "landscape_16_9", "output_format": "png", "num_images": 2},
+            (1024, 576),
+            "PNG",
+        ),
+        ("sync-b64", {"model": KLEIN, "image_size": {"width": 320, "height": 256}}, (320, 256), "WEBP"),
+        # flux-2-dev has no schema (nothing validated), and no num_images: one image.
+        ("sync", {"model": "flux-2-dev", "num_images": 3, "output_format": "png"}, (1024, 1024), "PNG"),
     ],
 )
-def test_images_take_their_size_from_the_models_own_parameter(
-    client: httpx.Client, body: dict[str, Any], size: tuple[int, int], fmt: str
+def test_images_take_their_size_and_format_from_the_models_own_parameters(
+    client: httpx.Client, via: str, body: dict[str, Any], size: tuple[int, int], fmt: str
 ) -> None:
-    (gid,) = enqueue(client, **body)
-    row = wait_for_status(client, gid, {"succeeded", "failed"})
-    assert row["status"] == "succeeded", row
-    assert row["model_name"] == body["model"]
-    image = open_image(PLAIN.get(row["result_url"]).content)
-    assert (image.format, image.size) == (fmt, size)
+    """Through the queue (a row) and the sync endpoint (its images as signed URLs or, with
+    ``response_format: b64_json``, the bytes themselves)."""
+    if via == "queue":
+        (gid,) = enqueue(client, **body)
+        row = wait_for_status(client, gid, {"succeeded", "failed"})
+        assert row["status"] == "succeeded" and row["model_name"] == body["model"], row
+        files = [_download(row["result_url"], fmt)]
+    else:
+        request = {"prompt": "a lighthouse", "seed": 7, "output_format": "webp", **body}
+        if via == "sync-b64":
+            request["response_format"] = "b64_json"
+        response = client.post("/api/ai/images/generate", json=request)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["model"] == body["model"] and isinstance(answer["created"], int)
+        files = [
+            base64.b64decode(item["b64_json"]) if via == "sync-b64" else _download(item["url"], fmt)
+            for item in answer["images"]
+        ]
+        assert len(files) == (body.get("num_images", 1) if body["model"] == "ideogram-v4" else 1)
+    for data in files:
+        image = open_image(data)
+        assert (image.format, image.size) == (fmt, size)

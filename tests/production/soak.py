@@ -191,7 +191,6 @@ class Soak:
         self.emulator.fault(type="stall_generation", model=STALL_MODEL, count=1)
         self.watcher.hooks += [self.sample_rss, self.scan_redis, self.chaos]
         try:
-            cluster.unpause(DAG_ID)
             started = time.monotonic()
             self.run_id = cluster.trigger(DAG_ID)
             log(f"soak run {self.run_id}: {config.task_count} tasks, {config.images_requested} images")
@@ -280,14 +279,6 @@ class Soak:
         self.redis_scans += 1
 
     # -- phases ----------------------------------------------------------------------------------
-
-    def _states(self, task_id: str) -> dict[int, list[str | None]]:
-        with self.watcher.lock:
-            return {
-                m: list(h)
-                for (d, r, t, m), h in self.watcher.ti_history.items()
-                if (r, t) == (self.run_id, task_id)
-            }
 
     def _held_now(self, job_id: int | None) -> set[int]:
         """The triggers a triggerer job held at the last sample."""
@@ -391,8 +382,8 @@ class Soak:
         (self.dir / "late-go").touch()
 
         def all_deferred() -> bool:
-            late = self._states("late")
-            return sum(1 for h in late.values() if h and h[-1] == "deferred") == LATE
+            states = self.cluster.task_states(DAG_ID, self.run_id).items()
+            return sum(1 for (t, _), state in states if t == "late" and state == "deferred") == LATE
 
         self.cluster.wait("late tasks all deferred", all_deferred, 300)
         for trigger_id in self.watcher.trigger_ids(DAG_ID, self.run_id, "late", map_index=None):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import sqlite3
@@ -25,14 +24,16 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+import httpx
 import pytest
 
+from tests.cluster import free_port
+from tests.fixtures import EmulatorControl
 from tests.release.helpers import DISTRIBUTION, REPO, pyproject_version
 
 pytestmark = pytest.mark.slow
@@ -262,76 +263,48 @@ def test_installed_package_is_the_wheel_at_its_version(
     assert providers[DISTRIBUTION]["version"] == version, providers.get(DISTRIBUTION)
 
 
-class _Emulator:
-    """``python -m airflow_provider_oxen.emulator`` from the venv, in its own process group."""
-
-    def __init__(self, venv: Venv, cwd: Path) -> None:
-        self.log_path = cwd / "emulator.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            [
-                str(venv.python),
-                "-m",
-                f"{PACKAGE}.emulator",
-                "--port",
-                "0",
-                "--api-key",
-                EMULATOR_KEY,
-                "--quiet",
-            ],
-            env=venv.env(PYTHONUNBUFFERED="1"),
-            cwd=cwd,
+@pytest.fixture
+def emulator(venv: Venv, tmp_path: Path) -> Iterator[EmulatorControl]:
+    """The emulator the wheel ships (``python -m airflow_provider_oxen.emulator`` of the venv) on
+    a free loopback port, in its own process group, stopped (SIGTERM, then SIGKILL) afterwards."""
+    port = free_port()
+    command = [str(venv.python), "-m", f"{PACKAGE}.emulator", "--port", str(port), "--quiet"]
+    log_path = tmp_path / "emulator.log"
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            [*command, "--api-key", EMULATOR_KEY],
+            env=venv.env(),
+            cwd=tmp_path,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
+            stdout=log,
+            stderr=log,
             start_new_session=True,
         )
-        self.url = ""
-
-    def wait_for_url(self, timeout: float = 60) -> str:
-        assert self.popen.stdout is not None
-        deadline, buffer = time.monotonic() + timeout, b""
-        while b"\n" not in buffer:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.popen.stdout], [], [], max(remaining, 0))
-            chunk = os.read(self.popen.stdout.fileno(), 4096) if ready else b""
-            if not chunk:
-                raise AssertionError(f"emulator gave no URL; stderr:\n{self.log_path.read_text()[-3000:]}")
-            buffer += chunk
-        line = buffer.split(b"\n", 1)[0].decode().strip()
-        assert line.startswith("OXEN_EMULATOR_URL="), line
-        self.url = line.removeprefix("OXEN_EMULATOR_URL=")
-        return self.url
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_emulator/stats", timeout=10) as response:
-            return dict(json.load(response))
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:  # signal its group only while it is ours (not yet reaped)
-            _kill_group(self.popen, signal.SIGTERM)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                _kill_group(self.popen)
-                self.popen.wait(15)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        self._log.close()
-
-
-@pytest.fixture
-def emulator(venv: Venv, tmp_path: Path) -> Iterator[_Emulator]:
-    started = _Emulator(venv, tmp_path)
+    control = EmulatorControl(f"http://127.0.0.1:{port}")
     try:
-        started.wait_for_url()
-        yield started
+        deadline = time.monotonic() + 60
+        while not _answers(control):
+            assert popen.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        yield control
     finally:
-        started.stop()
+        control.close()
+        _kill_group(popen, signal.SIGTERM)
+        try:
+            popen.wait(15)
+        except subprocess.TimeoutExpired:
+            _kill_group(popen)
+            popen.wait(15)
+
+
+def _answers(control: EmulatorControl) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return bool(control.stats())
+    return False
 
 
 def test_wheel_runs_the_example_dag_against_its_emulator(
-    venv: Venv, airflow_home: dict[str, str], emulator: _Emulator, tmp_path: Path
+    venv: Venv, airflow_home: dict[str, str], emulator: EmulatorControl, tmp_path: Path
 ) -> None:
     env = dict(airflow_home)
     env["AIRFLOW_CONN_OXEN_DEFAULT"] = json.dumps(

@@ -1,15 +1,13 @@
 """The review form's content: what Airflow's Human-in-the-loop page shows a reviewer.
 
-The rules the UI applies (Airflow 3.3's required-action form, read from its source) are
-mirrored in :func:`ui_required`: a field is required when its schema has a ``type`` that is
-not a list holding ``"null"`` (``"string"`` is assumed when there is none), and a required
-field with an empty value disables every option button.
+That the form answers with one click, nothing typed, and that a cleared choice keeps every
+button usable and shows its default, is proven in a real browser by
+tests/e2e/test_review_browser.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +32,7 @@ from airflow_provider_oxen.review_form import (
     review_body,
     size_text,
 )
+from tests.review.conftest import image_record
 
 PROMPT_COLD_BREW = (
     "Acme Coffee campaign image for Cold Brew Kit: a glass carafe of cold brew with ice. "
@@ -42,52 +41,11 @@ PROMPT_COLD_BREW = (
 )
 X = "\N{MULTIPLICATION SIGN}"
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-SIGNED = "https://hub.oxen.example/results/{}.png?expires=1767225600&signature=0xdeadbeef"
-
-
-def _record(
-    generation_id: str,
-    prompt: str,
-    image_size: str,
-    size: tuple[int, int],
-    *,
-    ok: bool = True,
-    seed: int | None = 7,
-    bucket: str = "oxen-campaigns",
-) -> dict[str, Any]:
-    return {
-        "generation_id": generation_id,
-        "prompt": prompt,
-        "seed": seed,
-        "parameters": {"image_size": image_size, "input_image": SIGNED.format("input")},
-        "width": size[0],
-        "height": size[1],
-        # What the records of older transfers could hold: never shown, signed or not.
-        "result_url": SIGNED.format(generation_id),
-        "s3_uri": f"s3://{bucket}/campaigns/run1/{generation_id}.png",
-        "s3_key": f"campaigns/run1/{generation_id}.png",
-        "checks": {
-            "ok": ok,
-            "problems": [] if ok else ["wrong size: expected 1024x576, got 512x512"],
-            "width": size[0] if ok else 512,
-            "height": size[1] if ok else 512,
-            "format": "png",
-        },
-    }
-
-
 RECORDS = [
-    _record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024)),
-    _record("82d2c347-0002", PROMPT_COLD_BREW, "landscape_16_9", (1024, 576), ok=False, seed=None),
+    image_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024)),
+    image_record("82d2c347-0002", PROMPT_COLD_BREW, "landscape_16_9", (1024, 576), ok=False, seed=None),
 ]
 LABELS = {PROMPT_COLD_BREW: "Cold Brew Kit"}
-
-
-def ui_required(serialized: Mapping[str, Any]) -> bool:
-    """Airflow UI's rule for a required form field (``X2`` in its bundle)."""
-    value = serialized["value"]
-    schema_type = serialized["schema"].get("type") or ("number" if isinstance(value, int) else "string")
-    return not (isinstance(schema_type, list) and "null" in schema_type)
 
 
 def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperator:
@@ -95,17 +53,6 @@ def _form(records: list[dict[str, Any]], **kwargs: Any) -> OxenImageReviewOperat
     operator = OxenImageReviewOperator(task_id="review", records=records, labels=LABELS, **kwargs)
     operator._prepare(records)
     return operator
-
-
-def _answer(option: str, params_input: dict[str, Any]) -> dict[str, Any]:
-    """What the review returns when a person answers the form for RECORDS."""
-    event = {
-        "chosen_options": [option],
-        "params_input": params_input,
-        "responded_at": datetime.now(timezone.utc),
-        "responded_by_user": {"id": "1", "name": "reviewer"},
-    }
-    return _form(RECORDS).execute_complete({}, event)
 
 
 def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
@@ -125,13 +72,13 @@ def test_field_titles_name_the_product_and_size_and_differ_per_size() -> None:
 
 def test_descriptions_carry_the_whole_prompt() -> None:
     long_prompt = PROMPT_COLD_BREW + " " + "More words that go on and on. " * 10
-    description = image_description(_record("g-1", long_prompt, "square_hd", (1024, 1024)))
+    description = image_description(image_record("g-1", long_prompt, "square_hd", (1024, 1024)))
     assert description.endswith(" ".join(long_prompt.split()))
     assert len(long_prompt) > 300
 
 
 def test_title_without_a_label_cuts_the_prompt_at_a_word() -> None:
-    record = _record("g-1", PROMPT_COLD_BREW, "portrait_4_3", (768, 1024))
+    record = image_record("g-1", PROMPT_COLD_BREW, "portrait_4_3", (768, 1024))
     title = image_title(4, record)
     assert title == "Image 5 — Acme Coffee campaign image for Cold Brew Kit…, 3:4"
     assert excerpt("one two three", limit=9) == "one two…"
@@ -172,15 +119,6 @@ def test_decisions_are_selects_with_readable_entries_and_defaults_from_the_check
     assert second["schema"]["values_display"]["null"].startswith("Default: Reject")
 
 
-def test_a_cleared_decision_keeps_the_form_answerable_and_means_the_default() -> None:
-    """The select's x sets null: not a required field left empty, a valid answer, the item's default."""
-    operator = _form(RECORDS)
-    for name, serialized in operator.serialized_params.items():
-        assert not ui_required(serialized), name
-    result = _answer(APPLY, {name: None for name in operator.serialized_params})
-    assert result["decisions"] == {"82d2c347-0001": "approve", "82d2c347-0002": "reject"}
-
-
 @pytest.mark.parametrize(
     ("provenance", "shown"),
     [
@@ -212,7 +150,10 @@ def test_each_row_says_how_the_stored_file_is_marked(provenance: Any, shown: str
 def test_an_edit_is_shown_beside_the_image_it_was_made_from() -> None:
     source = "s3://oxen-campaigns/approved/2026-05-01/82d2c347-0001.png"
     edits = [
-        {**_record(f"e{i}", "The same poster at night", "square_hd", (1024, 1024)), "input_uris": [source]}
+        {
+            **image_record(f"e{i}", "The same poster at night", "square_hd", (1024, 1024)),
+            "input_uris": [source],
+        }
         for i in (1, 2)
     ]
     text_to_image = {**RECORDS[0], "input_uris": []}
@@ -232,22 +173,18 @@ def test_an_edit_is_shown_beside_the_image_it_was_made_from() -> None:
     assert "Made from" not in review_body(RECORDS, labels=LABELS, link=links.get)
 
 
-def test_the_note_is_optional_so_one_click_answers() -> None:
-    params = _form(RECORDS).serialized_params
-    note = params[NOTE_PARAM]
-    assert note["value"] is None and "null" in note["schema"]["type"]
-    assert note["schema"]["title"] == "Note for regenerations (optional)"
-    # No field the UI would treat as required is empty: no error icon, the buttons are enabled.
-    for name, serialized in params.items():
-        assert not ui_required(serialized) or serialized["value"] not in (None, ""), name
-
-
 @pytest.mark.parametrize("note", [None, "", "  make the headline larger "])
 def test_approve_all_with_or_without_a_note_resumes(note: str | None) -> None:
     operator = _form(RECORDS)
     answer = {name: p["value"] for name, p in operator.serialized_params.items()}
     answer[NOTE_PARAM] = note
-    result = _answer(APPROVE_ALL, answer)
+    event = {
+        "chosen_options": [APPROVE_ALL],
+        "params_input": answer,
+        "responded_at": datetime.now(timezone.utc),
+        "responded_by_user": {"id": "1", "name": "reviewer"},
+    }
+    result = operator.execute_complete({}, event)
     assert set(result["decisions"].values()) == {"approve"}
     assert result["note"] == (note or "").strip()
 
@@ -297,13 +234,13 @@ def test_body_has_one_row_per_image_with_prompt_size_seed_and_checks() -> None:
 
 
 def test_prompt_markdown_is_shown_literally() -> None:
-    record = _record("g-1", "a [link](javascript:alert(1)) | *bold* <b>x</b>", "square_hd", (1024, 1024))
+    record = image_record("g-1", "a [link](javascript:alert(1)) | *bold* <b>x</b>", "square_hd", (1024, 1024))
     body = review_body([record])
     assert "\\[link\\]\\(javascript:alert\\(1\\)\\) \\| \\*bold\\* \\<b\\>x\\</b\\>" in body
 
 
 def test_previews_are_capped_to_keep_the_stored_body_small() -> None:
-    records = [_record(f"g-{i:03d}", f"prompt {i}", "square_hd", (1024, 1024)) for i in range(5)]
+    records = [image_record(f"g-{i:03d}", f"prompt {i}", "square_hd", (1024, 1024)) for i in range(5)]
     body = review_body(records, link=lambda uri: f"https://s3.example/{uri}", max_inline_images=2)
     assert body.count("[![") == 2 and body.count("| no preview |") == 3
     assert "Previews are shown for the first 2 images" in body
@@ -321,7 +258,7 @@ def test_link_expiry_follows_the_review_window_and_is_bounded() -> None:
 def test_presigned_previews_load_and_expire_with_the_review(
     s3_client: Any, bucket: str, aws_conn: str
 ) -> None:
-    records = [_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024), bucket=bucket)]
+    records = [image_record("82d2c347-0001", PROMPT_COLD_BREW, "square_hd", (1024, 1024), bucket=bucket)]
     s3_client.put_object(
         Bucket=bucket, Key=records[0]["s3_key"], Body=b"\x89PNG fake", ContentType="image/png"
     )

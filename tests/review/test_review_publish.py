@@ -33,11 +33,14 @@ RECORDS: list[Mapping[str, Any]] = [
 
 
 def test_decisions_default_to_the_automatic_checks_and_blanket_options_override_them() -> None:
-    assert decide(RECORDS, [APPLY], {}) == {
-        "aaaaaaaa-1111": "approve",
-        "bbbbbbbb-2222": "reject",
-        "cccccccc-3333": "approve",
-    }
+    # A field left out, or cleared in the form (its select's x sends null), means the default.
+    cleared = {decision_param_name(i, r["generation_id"]): None for i, r in enumerate(RECORDS)}
+    for answer in ({}, cleared):
+        assert decide(RECORDS, [APPLY], answer) == {
+            "aaaaaaaa-1111": "approve",
+            "bbbbbbbb-2222": "reject",
+            "cccccccc-3333": "approve",
+        }
     fields = {
         decision_param_name(2, "cccccccc-3333"): "regenerate",
         decision_param_name(0, "aaaaaaaa-1111"): "reject",

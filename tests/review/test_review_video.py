@@ -16,18 +16,16 @@ from airflow_provider_oxen.media.checks import CheckSettings
 from airflow_provider_oxen.media.contact_sheet import SheetItem, make_contact_sheet, sheet_size
 from airflow_provider_oxen.media.video import (
     NOT_CHECKED,
-    DecodedVideo,
     ExpectedVideo,
     VideoCheck,
     decode_video,
     duration_text,
     evaluate_video,
     is_video,
-    poster_jpeg,
     poster_key,
     requested_duration,
 )
-from airflow_provider_oxen.operators.review import OxenImageReviewOperator, decide, decision_param_name
+from airflow_provider_oxen.operators.review import decide
 from airflow_provider_oxen.review_form import (
     checks_text,
     count_text,
@@ -37,6 +35,7 @@ from airflow_provider_oxen.review_form import (
     label_for,
     review_body,
 )
+from tests.review.conftest import image_record
 from tests.transfers.video_helpers import make_clip
 
 X = "\N{MULTIPLICATION SIGN}"
@@ -75,20 +74,7 @@ def _clip(generation_id: str = "9f1e0c2a-0001", *, checks: Any = "ok", **extra: 
     }
 
 
-def _image(generation_id: str = "82d2c347-0002") -> dict[str, Any]:
-    key = f"campaigns/run1/{generation_id}.png"
-    return {
-        "generation_id": generation_id,
-        "media_type": "image",
-        "prompt": PROMPT,
-        "seed": 7,
-        "parameters": {"image_size": "square_hd"},
-        "width": 1024,
-        "height": 1024,
-        "s3_key": key,
-        "s3_uri": f"s3://{BUCKET}/{key}",
-        "checks": {"ok": True, "problems": [], "width": 1024, "height": 1024, "format": "png"},
-    }
+IMAGE = image_record("82d2c347-0002", PROMPT, "square_hd", (1024, 1024))
 
 
 def _links(uri: str | None) -> str | None:
@@ -97,7 +83,7 @@ def _links(uri: str | None) -> str | None:
 
 def test_a_clips_title_says_it_is_a_video_with_its_shape_and_length() -> None:
     assert image_title(0, _clip(), LABELS) == "Clip 1 — Cold Brew Kit, 16:9, 5 s"
-    assert image_title(1, _image(), LABELS) == "Image 2 — Cold Brew Kit, 1:1"
+    assert image_title(1, IMAGE, LABELS) == "Image 2 — Cold Brew Kit, 1:1"
     # Not checked (no PyAV): the requested duration; no aspect ratio asked for: the pixels, if known.
     unchecked = _clip(checks=VideoCheck.not_checked().to_dict(), parameters={"duration": "10"})
     assert image_title(2, unchecked, LABELS) == "Clip 3 — Cold Brew Kit, 10 s"
@@ -118,7 +104,7 @@ def test_an_unchecked_clip_says_why_and_defaults_to_approve() -> None:
 def test_the_body_shows_each_clips_poster_linked_to_the_clip() -> None:
     records = [
         _clip(),
-        _image(),
+        IMAGE,
         _clip("9f1e0c2a-0003", checks=VideoCheck(ok=False, problems=["x"]).to_dict()),
     ]
     body = review_body(records, labels=LABELS, link=_links, contact_sheet_uri=f"s3://{BUCKET}/sheet.png")
@@ -150,17 +136,7 @@ def test_a_clip_without_a_poster_frame_still_links_to_the_clip() -> None:
     assert "| 1 | [▶ play the clip][clip-1] (no poster frame) |" in body
     assert "Checks - not checked \\(install the video extra\\)" in body
     assert "| no preview |" in review_body([record], labels=LABELS)  # no links: nothing to show
-
-
-def test_the_review_operator_counts_clips_in_its_subject() -> None:
-    records = [_clip(), _image()]
-    assert count_text(records) == "1 image and 1 clip"
-    assert count_text([_clip()]) == "1 clip" and count_text([]) == "0 images"
-    operator = OxenImageReviewOperator(task_id="review", records=records, labels=LABELS, aws_conn_id=None)
-    operator._prepare(records)
-    field = operator.serialized_params[decision_param_name(0, "9f1e0c2a-0001")]
-    assert field["schema"]["title"] == "Clip 1 — Cold Brew Kit, 16:9, 5 s"
-    assert field["value"] == "approve"
+    assert count_text([_clip(), IMAGE]) == "1 image and 1 clip" and count_text([]) == "0 images"
 
 
 # -- the video module ----------------------------------------------------------------------------------
@@ -173,31 +149,6 @@ def test_media_type_decides_what_is_a_clip() -> None:
     assert duration_text(5.0) == "5 s" and duration_text(7.54) == "7.5 s" and duration_text(None) is None
     assert requested_duration({"parameters": {"duration": "10"}}) == 10.0
     assert requested_duration({"parameters": {"duration": "soon"}}) is None
-
-
-def test_decoding_a_clip_counts_frames_reads_size_and_duration_and_takes_the_middle_frame(
-    tmp_path: Path,
-) -> None:
-    data = make_clip(tmp_path / "clip.mp4", width=320, height=180, fps=8, seconds=5)
-    posters: list[Image.Image] = []
-    decoded = decode_video(io.BytesIO(data), on_poster=posters.append)
-    assert decoded == DecodedVideo(
-        width=320,
-        height=180,
-        format="mp4",
-        codec="h264",
-        frames=40,
-        declared_frames=40,
-        fps=8.0,
-        duration_seconds=5.0,
-    )
-    assert [p.size for p in posters] == [(320, 180)]
-    jpeg = poster_jpeg(posters[0])
-    assert Image.open(io.BytesIO(jpeg)).format == "JPEG" and poster_jpeg(posters[0]) == jpeg  # deterministic
-    check = evaluate_video(
-        decoded, len(data), ExpectedVideo(320, 180, "mp4", 5.0), CheckSettings(min_bytes=0)
-    )
-    assert check.ok is True and check.summary() == "ok"
 
 
 def test_every_video_problem_is_listed(tmp_path: Path) -> None:

@@ -31,56 +31,45 @@ class DiesBeforeDeferring(OxenGenerateImageOperator):
         return super().defer(**kwargs)
 
 
-# Failure path: one deferrable generation that the emulator is told to fail.
-with DAG("oxen_e2e_failure", schedule=None, tags=["oxen", "e2e"]):
-    OxenGenerateImageOperator(
-        task_id="doomed",
-        prompt="A picture the GPU will never finish",
-        parameters=SQUARE,
-        poll_interval=1,
-        timeout=120,
-        deferrable=True,
-        retries=0,
-    )
-
-# Retries that a 402 must not spend: no retry can pay for it.
-with DAG("oxen_e2e_no_credits", schedule=None, tags=["oxen", "e2e"]):
-    OxenGenerateImageOperator(
-        task_id="unpaid",
-        prompt="A poster nobody can pay for",
-        parameters=SQUARE,
-        poll_interval=1,
-        timeout=120,
-        deferrable=True,
-        retries=3,
-        retry_delay=timedelta(seconds=1),
-    )
-
-# The worker dies (SIGKILL) after enqueueing and before deferring; the retry must resume.
-with DAG("oxen_e2e_crash", schedule=None, tags=["oxen", "e2e"]):
-    DiesBeforeDeferring(
-        task_id="generate",
-        prompt="Six tiles that must be paid for once",
-        num_outputs=6,
-        parameters=SQUARE,
-        poll_interval=1,
-        timeout=300,
-        deferrable=True,
-        retries=1,
-        retry_delay=timedelta(seconds=1),
-    )
-
-# Generations that never finish: marking the deferred task failed must cancel them.
-with DAG("oxen_e2e_stall", schedule=None, tags=["oxen", "e2e"]):
-    OxenGenerateImageOperator(
-        task_id="stuck",
-        prompt="An image that never finishes rendering",
-        num_outputs=2,
-        parameters=SQUARE,
-        poll_interval=1,
-        timeout=600,
-        deferrable=True,
-    )
+# One deferrable generation task per DAG: (DAG, task class, task id, prompt, arguments).
+SINGLE_TASK_DAGS = [
+    # Failure path: the emulator is told to fail the generation.
+    ("oxen_e2e_failure", OxenGenerateImageOperator, "doomed", "A picture the GPU will never finish", {}),
+    # Retries that a 402 must not spend: no retry can pay for it.
+    (
+        "oxen_e2e_no_credits",
+        OxenGenerateImageOperator,
+        "unpaid",
+        "A poster nobody can pay for",
+        {"retries": 3},
+    ),
+    # The worker dies (SIGKILL) after enqueueing and before deferring; the retry must resume.
+    (
+        "oxen_e2e_crash",
+        DiesBeforeDeferring,
+        "generate",
+        "Six tiles that must be paid for once",
+        {"num_outputs": 6, "timeout": 300, "retries": 1},
+    ),
+    # Generations that never finish: marking the deferred task failed must cancel them.
+    (
+        "oxen_e2e_stall",
+        OxenGenerateImageOperator,
+        "stuck",
+        "An image that never finishes rendering",
+        {"num_outputs": 2, "timeout": 600},
+    ),
+]
+for dag_id, operator, task_id, prompt, arguments in SINGLE_TASK_DAGS:
+    with DAG(dag_id, schedule=None, tags=["oxen", "e2e"]):
+        operator(
+            task_id=task_id,
+            prompt=prompt,
+            parameters=SQUARE,
+            poll_interval=1,
+            deferrable=True,
+            **{"timeout": 120, "retries": 0, "retry_delay": timedelta(seconds=1), **arguments},
+        )
 
 # 100 mapped deferrable tasks waiting in one triggerer (shared event stream).
 with DAG("oxen_e2e_many", schedule=None, max_active_tasks=64, tags=["oxen", "e2e"]):
