@@ -37,7 +37,7 @@ from airflow_provider_oxen.review_form import (
     label_for,
     review_body,
 )
-from tests.transfers.video_helpers import make_clip
+from tests.transfers.helpers import make_clip
 
 X = "\N{MULTIPLICATION SIGN}"
 PROMPT = "Acme Coffee campaign clip for Cold Brew Kit: ice tumbling into a glass carafe, slow pan."

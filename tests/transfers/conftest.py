@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
-from tests.fixtures import moto_s3_client, moto_s3_server
-from tests.transfers.video_helpers import FakeOxen
+from tests.fixtures import FileServer, connection_json, moto_s3_client, moto_s3_server, png_bytes
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
 
+@pytest.fixture(scope="session")
+def file_server() -> Iterator[FileServer]:
+    server = FileServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOxen]:
-    """A loopback stand-in for Oxen serving result files from ``tmp_path`` (``FakeOxen``: bytes a
-    test chose); ``oxen_default`` points at it."""
-    with FakeOxen(tmp_path) as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
-        yield fake
+def fake_oxen(file_server: FileServer, monkeypatch: pytest.MonkeyPatch) -> FileServer:
+    """A loopback stand-in for Oxen serving result files a test chose (``FileServer.add_result``),
+    emptied for each test; ``oxen_default`` points at it."""
+    file_server.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(file_server.url))
+    return file_server
 
 
 @pytest.fixture(scope="session")
@@ -158,10 +161,9 @@ def s3_calls(aws_conn: str) -> Iterator[S3Calls]:
 @pytest.fixture
 def key_visual(s3_client: Any, bucket: str) -> str:
     """An approved image in a private bucket, as the S3 transfer left it (and a draft beside it)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 180), (200, 120, 40)).save(buffer, format="PNG")
-    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
-    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=buffer.getvalue())
+    data = png_bytes((320, 180), (200, 120, 40))
+    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=data)
+    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=data)
     return f"s3://{bucket}/approved/key-visual.png"
 
 

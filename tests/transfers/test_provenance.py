@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,19 +16,19 @@ from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, exiftool_xmp
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, FileServer, exiftool_xmp, png_bytes
 from tests.integration.helpers import defer, run_trigger, task_context
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     fresh_url,
     generate,
+    image_result,
     list_keys,
     object_bytes,
     run_transfer,
     s3_operator,
     served_sha256,
 )
-from tests.transfers.video_helpers import FakeOxen, image_result
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
@@ -108,16 +107,14 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
 
 
 def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
-    tmp_path: Path,
-    fake_oxen: FakeOxen,
+    fake_oxen: FileServer,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
-    gif = (tmp_path / "still.gif").read_bytes()
-    url = fake_oxen.add("gen-gif", tmp_path / "still.gif", media_type="image")
+    gif = png_bytes((32, 32), (9, 99, 199), "GIF")
+    url = fake_oxen.add_result("gen-gif", gif, "still.gif", "image")
     result = {**image_result("gen-gif", f"{url}?signature=test", 32), "output_format": "gif"}
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
     capfd.readouterr()
