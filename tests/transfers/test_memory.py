@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from tests.fixtures import FileServer, connection_json, png_bytes
 from tests.transfers.conftest import aws_connection_json
-from tests.transfers.helpers import image_result, video_result
+from tests.transfers.helpers import image_result, make_noise_clip, video_result
 
 # Big files and a child process: outside `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -74,53 +73,6 @@ print(json.dumps({name: transfer(name) for name in args["results"]}))
 """
 # 200 MB, as the issue asks; OXEN_VIDEO_MEMORY_MB picks another size (e.g. 64 on a slow machine).
 VIDEO_MEMORY_BYTES = int(os.environ.get("OXEN_VIDEO_MEMORY_MB", "200")) * 1024 * 1024
-
-
-def make_noise_clip(
-    path: Path, *, target_bytes: int, width: int = 1280, height: int = 720, fps: int = 8
-) -> int:
-    """An incompressible H.264 clip of about ``target_bytes`` (lossless, intra-only noise).
-
-    Encoding noise is slow, so a few distinct frames are encoded once and their packets muxed
-    again and again with later timestamps (every frame is a keyframe, so any order decodes).
-    Returns the number of frames.
-    """
-    import av
-
-    distinct = 6
-    packets: list[tuple[bytes, bool]] = []
-    scratch = path.with_suffix(".seed.mp4")
-    with av.open(str(scratch), "w", format="mp4") as seed:
-        stream = seed.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"qp": "0", "preset": "ultrafast", "keyint": "1", "bf": "0"}
-        for _ in range(distinct):
-            image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
-                seed.mux(packet)
-        for packet in stream.encode():
-            seed.mux(packet)
-    with av.open(str(scratch)) as source:
-        template = source.streams.video[0]
-        for packet in source.demux(template):
-            if packet.size:
-                packets.append((bytes(packet), bool(packet.is_keyframe)))
-        per_frame = sum(len(data) for data, _ in packets) / len(packets)
-        count = max(distinct, round(target_bytes / per_frame))
-        with av.open(str(path), "w", format="mp4") as output:
-            stream = output.add_stream_from_template(template)
-            for index in range(count):
-                data, keyframe = packets[index % len(packets)]
-                packet = av.Packet(data)
-                packet.stream = stream
-                packet.time_base = stream.time_base
-                ticks = int(stream.time_base.denominator / (stream.time_base.numerator * fps))
-                packet.pts = packet.dts = index * ticks
-                packet.duration = ticks
-                packet.is_keyframe = keyframe
-                output.mux(packet)
-    scratch.unlink()
-    return count
 
 
 def test_a_large_image_and_a_large_video_are_streamed_checked_and_posted_at_flat_memory(
