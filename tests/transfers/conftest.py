@@ -113,10 +113,12 @@ class S3Calls:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.keys: dict[str, list[str]] = {}
+        self.params: list[tuple[str, dict[str, Any]]] = []  # each call's operation and parameters
 
     def record(self, operation: str, params: dict[str, Any]) -> None:
         self.counts[operation] += 1
         self.keys.setdefault(operation, []).append(str(params.get("Key")))
+        self.params.append((operation, params))
 
     @property
     def uploads(self) -> int:
@@ -135,6 +137,7 @@ class S3Calls:
     def reset(self) -> None:
         self.counts.clear()
         self.keys.clear()
+        self.params.clear()
 
 
 _COUNTED_OPERATIONS = (

@@ -28,12 +28,13 @@ MAX_BYTES = 1_000_000
 
 @pytest.fixture
 def hook(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The operator's S3 hook, with 5 MiB parts past 5 MiB."""
+    """The operator's S3 hook, with 5 MiB parts past 5 MiB, for a requester-pays bucket."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(
         aws_conn_id="aws_default",
         transfer_config_args={"multipart_threshold": PART, "multipart_chunksize": PART},
+        requester_pays=True,
     )
     monkeypatch.setattr(OxenGenerationToS3Operator, "s3_hook", lambda self: hook)
     return hook
@@ -52,7 +53,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_it(
+def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_request_payer_and_a_rerun_skips_it(
     fake_oxen: FileServer,
     hook: Any,
     large_png: tuple[dict[str, Any], bytes],
@@ -66,9 +67,8 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
         hook, "_extra_args", {"ServerSideEncryption": "AES256", "StorageClass": "STANDARD_IA"}
     )
 
-    [record] = run_transfer(
-        s3_operator([result], bucket)
-    )  # checks and the contact sheet on: they read the spool
+    # Checks and the contact sheet on (they read the spool); the spool on disk: uploaded by path.
+    [record] = run_transfer(s3_operator([result], bucket, spool_max_bytes=2**20))
 
     # Stored marked: Oxen's bytes keep their own hash beside the stored one.
     assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
@@ -78,6 +78,11 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     assert head["ETag"].endswith('-2"')  # boto3's own multipart upload: a composite checksum
     assert head["Metadata"]["sha256"] == record["sha256"] and head["ContentType"] == "image/png"
     assert head["ServerSideEncryption"] == "AES256" and head["StorageClass"] == "STANDARD_IA"
+    # Every upload (the file by path, manifest and sheet from memory) has the hook's extra_args,
+    # and every call the requester-pays hook's RequestPayer.
+    uploads = [p for op, p in s3_calls.params if op in ("PutObject", "CreateMultipartUpload")]
+    assert len(uploads) == 3 and {p["ServerSideEncryption"] for p in uploads} == {"AES256"}
+    assert {p.get("RequestPayer") for _, p in s3_calls.params} == {"requester"}
 
     # S3's checksum cannot prove a multipart object: it is read back from S3 and hashed, not
     # downloaded from Oxen again, and nothing is written.
@@ -89,6 +94,7 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     assert fake_oxen.count("/files/") == downloads
     assert s3_calls.keys["GetObject"] == [KEY]
     assert KEY not in s3_calls.keys.get("PutObject", []) and s3_calls.counts["CreateMultipartUpload"] == 0
+    assert {p.get("RequestPayer") for _, p in s3_calls.params} == {"requester"}  # HEAD and GET too
     # HEAD cannot tell (a composite checksum); reading back tells other bytes apart too.
     store = S3ObjectStore(hook, bucket)
     existing = store.head(KEY)
