@@ -325,16 +325,6 @@ def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
     assert manifest["images"][0]["checks"]["ok"] is True
 
 
-def test_generation_ids_are_accepted_and_read_from_the_api(
-    oxen: EmulatorControl, s3_client: Any, bucket: str
-) -> None:
-    results = generate(2, parameters={"output_format": "png", "image_size": "square"})
-    records = _run(_operator([results[0]["generation_id"], [results[1]["generation_id"]]], bucket))
-    assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
-    assert [r["s3_key"].rsplit(".", 1)[1] for r in records] == ["png", "png"]
-    assert all(r["checks"]["ok"] for r in records)
-
-
 # -- content, not metadata, decides what a re-run skips ------------------------------------------------
 
 
