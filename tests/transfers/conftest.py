@@ -168,16 +168,3 @@ def key_visual(s3_client: Any, bucket: str) -> str:
     s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=data)
     s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=data)
     return f"s3://{bucket}/approved/key-visual.png"
-
-
-@pytest.fixture
-def oxen(oxen_conn: Any) -> Iterator[Any]:
-    """``oxen_conn``, and URL lifetimes put back afterwards.
-
-    The shared ``emulator`` fixture resets state but not ``url_ttl_seconds``, so a test that
-    hands out expired URLs would otherwise leak them into every later test of the session.
-    """
-    try:
-        yield oxen_conn
-    finally:
-        oxen_conn.configure(url_ttl_seconds=3600)

@@ -34,11 +34,11 @@ MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
 
 def test_an_edit_is_sent_presigned_and_stored_marked_with_both_hashes(
-    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, key_visual: str
+    oxen_conn: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, key_visual: str
 ) -> None:
     [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
     assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
-    [post] = oxen.requests(method="POST", path="/api/ai/queue")
+    [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
     sent = post["json"]["input_image"]
     assert sent.startswith(aws_conn) and "Signature=" in sent  # Oxen got a presigned URL
     assert result["media_type"] == "image" and result["parameters"]["input_image"] == sent.split("?")[0]
@@ -74,7 +74,7 @@ def test_an_edit_is_sent_presigned_and_stored_marked_with_both_hashes(
 
 
 def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_it(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+    oxen_conn: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
 ) -> None:
     [result] = generate(1)
     with pytest.raises(OxenValidationError, match="mark_provenance") as refused:
@@ -98,10 +98,10 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
     }
 
     # Turned on again: downloaded from Oxen again, marked, and the unmarked copy replaced.
-    downloads = oxen.route_count("GET /files/{id}/{name}")
+    downloads = oxen_conn.route_count("GET /files/{id}/{name}")
     [on] = run_transfer(s3_operator([result], bucket, contact_sheet=False))
     assert on["action"] == "replaced" and on["provenance"]["state"] == "marked"
-    assert oxen.route_count("GET /files/{id}/{name}") == downloads + 1
+    assert oxen_conn.route_count("GET /files/{id}/{name}") == downloads + 1
     assert exiftool_xmp(object_bytes(s3_client, bucket, on["s3_key"]))["DigitalSourceType"] == GENERATED
     assert on["oxen_sha256"] == off["oxen_sha256"]
 
@@ -133,7 +133,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
 
 
 def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
-    oxen: EmulatorControl,
+    oxen_conn: EmulatorControl,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -150,7 +150,7 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     from tests.provenance.certs import make_signer
 
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_C2PA_DEFAULT", make_signer().connection_json())
-    oxen.configure(video_render_seconds=0.5)
+    oxen_conn.configure(video_render_seconds=0.5)
 
     def manifests(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         data = object_bytes(s3_client, bucket, record["s3_key"])
@@ -199,7 +199,9 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
             clip_operator().execute(task_context(task_state, try_number=1))
     # The retry presigns the input afresh (another signature) and still resumes, paying nothing.
     trigger = defer(clip_operator(), task_context(task_state, try_number=2)).trigger
-    assert oxen.stats()["generations_created"] == 2 and oxen.enqueue_posts() == 2  # the edit, the clip
+    assert (
+        oxen_conn.stats()["generations_created"] == 2 and oxen_conn.enqueue_posts() == 2
+    )  # the edit, the clip
     [clip] = clip_operator().execute_complete(task_context(task_state, try_number=2), run_trigger(trigger))
     assert (clip["media_type"], clip["output_format"]) == ("video", "mp4")
     assert API_KEY not in repr(clip)
