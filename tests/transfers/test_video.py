@@ -35,10 +35,6 @@ SHEET_KEY = f"campaigns/contact-sheet-{RUN_SLUG}.png"
 CLIP_ID, IMAGE_ID, TALL_ID = "clip-aaaa-0001", "img-bbbb-0002", "clip-cccc-0003"
 
 
-def _frame(data: bytes, index: int) -> Image.Image:
-    return decode_frames(data)[1][index]
-
-
 @pytest.fixture
 def batch(tmp_path: Path, fake_oxen: FileServer) -> list[dict[str, Any]]:
     """A 16:9 clip (320x180, 8 fps, 5 s = 40 frames), a PNG, and a 9:16 clip (3 s = 24 frames)."""
@@ -90,7 +86,8 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
         "provenance": "marked",
     }
     # A decoder opens the stored object: every frame is there.
-    assert len(decode_frames(data)[1]) == 40
+    frames = decode_frames(data)[1]
+    assert len(frames) == 40
     assert clip["checks"] == {
         "ok": True,
         "problems": [],
@@ -119,7 +116,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     assert clip["poster_size_bytes"] == len(poster_bytes)
     poster = Image.open(io.BytesIO(poster_bytes))
     assert poster.format == "JPEG" and poster.size == (320, 180)
-    assert mean_difference(poster, _frame(data, 20)) < 3 < mean_difference(poster, _frame(data, 0))
+    assert mean_difference(poster, frames[20]) < 3 < mean_difference(poster, frames[0])
     poster_head = s3_client.head_object(Bucket=bucket, Key=poster_key)
     assert poster_head["ContentType"] == "image/jpeg"
     assert poster_head["Metadata"]["kind"] == "oxen-poster"
@@ -148,7 +145,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     # The contact sheet shows the poster frame (thumbnailed) in the clip's cell, next to the image.
     sheet = Image.open(io.BytesIO(object_bytes(s3_client, bucket, SHEET_KEY)))
     assert sheet.size == sheet_size(3, columns=4, thumb=256)
-    thumbnail = make_thumbnail(_frame(data, 20), 256)
+    thumbnail = make_thumbnail(frames[20], 256)
     assert thumbnail.size == (256, 144)
     left, top = PAD, PAD + (256 - 144) // 2
     region = (128, 0, 256, 72)  # the upper right quarter: away from the play mark
@@ -345,4 +342,4 @@ def test_the_poster_frame_of_a_clip_without_frame_count_is_found_by_counting(tmp
     assert decoded.error is None and decoded.frames == 40 and decoded.declared_frames is None
     assert len(posters) == 1
     reference = make_clip(tmp_path / "ref.mp4")
-    assert mean_difference(posters[0], _frame(reference, 20)) < 1
+    assert mean_difference(posters[0], decode_frames(reference)[1][20]) < 1
