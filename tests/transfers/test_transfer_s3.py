@@ -40,11 +40,7 @@ RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"  # the run id as it appears in ke
 MANIFEST_KEY = f"{RENDERED_DIR}/manifest-{RUN_SLUG}.json"
 SHEET_KEY = f"{RENDERED_DIR}/contact-sheet-{RUN_SLUG}.png"
 DEFAULT_MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
-
-
-def _files_downloaded(emulator: EmulatorControl) -> int:
-    """Result-file GETs the emulator answered (any status)."""
-    return int(emulator.stats().get("GET /files/{id}/{name}", 0))
+FILES = "GET /files/{id}/{name}"  # result-file GETs the emulator answered (any status): route_count(FILES)
 
 
 @pytest.fixture
@@ -170,7 +166,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_r
     assert "sig=" not in stored and "expires=" not in stored
 
     # A re-run writes nothing and downloads nothing from Oxen.
-    downloads = _files_downloaded(oxen_conn)
+    downloads = oxen_conn.route_count(FILES)
     assert downloads == 5 + 5  # the transfer's, and this test's own reads of the fresh URLs
     s3_calls.reset()
     capfd.readouterr()
@@ -180,7 +176,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_r
     assert s3_calls.changes == 0
     assert {r["action"] for r in second} == {"skipped"}
     # Checks and thumbnails came from our own stored copies, not from Oxen again.
-    assert _files_downloaded(oxen_conn) == downloads
+    assert oxen_conn.route_count(FILES) == downloads
     assert s3_calls.counts["GetObject"] == 5
     assert [r["checks"] for r in second] == [r["checks"] for r in records]
     assert [r["sha256"] for r in second] == [r["sha256"] for r in records]
@@ -243,11 +239,11 @@ def test_unsafe_keys_are_refused_before_any_download_or_upload(
     oxen_conn: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, field: str, template: str
 ) -> None:
     results = generate(2)
-    downloads = _files_downloaded(oxen_conn)
+    downloads = oxen_conn.route_count(FILES)
     with pytest.raises(OxenKeyError):
         _run(_operator(results, bucket, **{field: template}))
     assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
-    assert _files_downloaded(oxen_conn) == downloads
+    assert oxen_conn.route_count(FILES) == downloads
 
 
 def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fails(
@@ -269,7 +265,7 @@ def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fail
         _run(_operator(results[:1], bucket))
     assert "/files/" in str(info.value) and "?" not in str(info.value)  # the URL, not its signature
     assert s3_calls.uploads == 0
-    downloads = _files_downloaded(oxen_conn)
+    downloads = oxen_conn.route_count(FILES)
     oxen_conn.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
 
     capfd.readouterr()
@@ -283,7 +279,7 @@ def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fail
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         Image.open(io.BytesIO(data)).verify()
     # Two expired attempts, two refreshed ones.
-    assert _files_downloaded(oxen_conn) == downloads + 4
+    assert oxen_conn.route_count(FILES) == downloads + 4
     ids = {r["generation_id"] for r in results}
     reads = [r for r in oxen_conn.requests(method="GET") if r["path"].rsplit("/", 1)[-1] in ids]
     assert len(reads) >= 2 and {r["status"] for r in reads} == {200}
@@ -357,7 +353,7 @@ def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
     original = object_bytes(s3_client, bucket, tampered["s3_key"])
     extra = {"ChecksumAlgorithm": checksum} if checksum else {}
     _overwrite_keeping_metadata(s3_client, bucket, tampered["s3_key"], b"not the generated image", **extra)
-    downloads = _files_downloaded(oxen_conn)
+    downloads = oxen_conn.route_count(FILES)
 
     manifest = object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY)
     _overwrite_keeping_metadata(s3_client, bucket, DEFAULT_MANIFEST_KEY, b'{"images": []}\n')
@@ -369,7 +365,7 @@ def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
     assert [r["action"] for r in second] == ["replaced", "skipped"]
     assert object_bytes(s3_client, bucket, tampered["s3_key"]) == original
     assert second[0]["sha256"] == tampered["sha256"] == hashlib.sha256(original).hexdigest()
-    assert _files_downloaded(oxen_conn) == downloads + 1  # the good copy came from Oxen again
+    assert oxen_conn.route_count(FILES) == downloads + 1  # the good copy came from Oxen again
     assert s3_calls.keys["PutObject"][0] == tampered["s3_key"]
     if not needs_bytes:
         # The untouched object is proven by S3's checksum in its HEAD: never read back. The
