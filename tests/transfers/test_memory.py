@@ -87,13 +87,7 @@ def test_a_large_image_and_a_large_video_are_streamed_checked_and_posted_at_flat
     """
     # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
     results: dict[str, dict[str, Any]] = {}
-    pngs = {"warmup": 256, "small": 256, "big": 2048}
-    for name, edge in pngs.items():
-        data = png_bytes((edge, edge), None)
-        url = fake_oxen.add_result(f"memory-{name}", data, f"{name}.png", media_type="image")
-        results[name] = image_result(f"memory-{name}", f"{url}?signature=memory-test", edge)
-        pngs[name] = len(data)
-    assert pngs["big"] > 8 * 1024 * 1024  # past the in-memory spool threshold
+    # The clips first: peak RSS then grows as it did in a child of their own.
     clips = {"warmup": 2 * 2**20, "small": 12 * 2**20, "big": VIDEO_MEMORY_BYTES}
     frames = {name: make_noise_clip(tmp_path / f"{name}.mp4", target_bytes=n) for name, n in clips.items()}
     for name, count in frames.items():
@@ -102,6 +96,13 @@ def test_a_large_image_and_a_large_video_are_streamed_checked_and_posted_at_flat
         result = video_result(generation, f"{url}?signature=memory-test", duration=str(count / 8))
         results[f"video-{name}"] = {**result, "width": 1280, "height": 720}
         clips[name] = (tmp_path / f"{name}.mp4").stat().st_size
+    pngs = {"warmup": 256, "small": 256, "big": 2048}
+    for name, edge in pngs.items():
+        data = png_bytes((edge, edge), None)
+        url = fake_oxen.add_result(f"memory-{name}", data, f"{name}.png", media_type="image")
+        results[name] = image_result(f"memory-{name}", f"{url}?signature=memory-test", edge)
+        pngs[name] = len(data)
+    assert pngs["big"] > 8 * 1024 * 1024  # past the in-memory spool threshold
     env = {
         **os.environ,
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
