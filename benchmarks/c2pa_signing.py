@@ -31,7 +31,7 @@ from airflow_provider_oxen.provenance.c2pa import SigningCredentials, sign
 from airflow_provider_oxen.provenance.facts import Ingredient, Provenance
 from benchmarks.common import fmt_1, fmt_int, load_average, median, spread, stamp, table
 from tests.provenance.certs import make_signer
-from tests.transfers.video_helpers import make_clip, make_noise_clip
+from tests.transfers.helpers import make_clip, make_noise_clip
 
 
 def _noise_image(fmt: str) -> bytes:

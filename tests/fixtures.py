@@ -1,16 +1,27 @@
-"""Shared fixtures: the Oxen emulator on a free loopback port and connections pointing at it."""
+"""Shared fixtures: the Oxen emulator on a free loopback port and connections pointing at it, and a
+plain loopback file server (the inputs a model fetches, or result files standing in for Oxen's)."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import http.server
+import io
 import json
+import mimetypes
+import os
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from PIL import Image
 
 API_KEY = "test-key-do-not-log-7f3a9c"
 
@@ -40,6 +51,117 @@ def exiftool_xmp(data: bytes) -> dict[str, Any]:
         pytest.fail("exiftool is not installed: run scripts/ensure_exiftool.sh (apt: libimage-exiftool-perl)")
     out = subprocess.run([tool, "-j", "-XMP:all", "-"], input=data, capture_output=True, check=True).stdout
     return dict(json.loads(out)[0])
+
+
+def png_bytes(size: tuple[int, int], colour: tuple[int, int, int] | None, fmt: str = "PNG") -> bytes:
+    """A test image: a solid picture with a lighter square in its middle (so a crop shows), or with
+    ``colour=None`` random noise (incompressible: the file is about 3 bytes a pixel)."""
+    width, height = size
+    if colour is None:
+        image = Image.frombytes("RGB", size, os.urandom(width * height * 3))
+    else:
+        image = Image.new("RGB", size, colour)
+        lighter = tuple(min(255, channel + 80) for channel in colour)
+        image.paste(lighter, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
+    out = io.BytesIO()
+    image.save(out, fmt, compress_level=1)
+    return out.getvalue()
+
+
+class FileServer:
+    """A plain HTTP server on 127.0.0.1 serving registered files (bytes, or a file on disk, streamed).
+
+    ``add`` serves a file at a path (after ``delay`` seconds; with ``signed``, only with a
+    ``signature`` query: a bare URL is 403, as a real signed link would be). ``add_result`` stands
+    in for Oxen: a finished generation's row at ``/api/ai/queue/{id}`` (a freshly signed
+    ``result_url``) and its signed file. ``hits`` lists every path asked for, query included. A
+    query may ask for a damaged answer: ``gzip=1`` (sent with ``Content-Encoding: gzip``),
+    ``cut=<bytes>`` (cut off there; with ``once=1`` only the first download of that URL is).
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes | Path, str, float, bool]] = {}
+        self.hits: list[str] = []
+        serve = self._serve
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                serve(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def add(
+        self,
+        path: str,
+        body: bytes | Path,
+        content_type: str = "image/png",
+        delay: float = 0.0,
+        *,
+        signed: bool = False,
+    ) -> str:
+        """Serve ``body`` at ``path``; returns its URL (without a query)."""
+        self.files[path] = (body, content_type, delay, signed)
+        return f"{self.url}{path}"
+
+    def add_result(self, generation_id: str, body: bytes | Path, name: str, media_type: str = "video") -> str:
+        """Register a finished generation whose result is ``body`` (its type guessed from ``name``);
+        returns its bare result URL."""
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        url = self.add(f"/files/{name}", body, content_type, signed=True)
+        row = {"generation_id": generation_id, "status": "succeeded", "media_type": media_type}
+        row["result_url"] = f"{url}?expires=9999999999&signature=fake"
+        self.add(f"/api/ai/queue/{generation_id}", json.dumps(row).encode(), "application/json")
+        return url
+
+    def count(self, prefix: str) -> int:
+        """Requests for paths that start with ``prefix``."""
+        return sum(hit.startswith(prefix) for hit in self.hits)
+
+    def reset(self) -> None:
+        self.files.clear()
+        self.hits.clear()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _serve(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        self.hits.append(request.path)
+        path, _, raw_query = request.path.partition("?")
+        query = parse_qs(raw_query)
+        if path not in self.files:
+            return request.send_error(404)
+        body, content_type, delay, signed = self.files[path]
+        time.sleep(delay)
+        if signed and "signature" not in query:
+            return request.send_error(403, "unsigned")
+        request.send_response(200)
+        request.send_header("Content-Type", content_type)
+        if isinstance(body, Path) and not query.keys() & {"cut", "gzip"}:
+            request.send_header("Content-Length", str(body.stat().st_size))
+            request.end_headers()
+            with body.open("rb") as source:
+                shutil.copyfileobj(source, request.wfile, 2**20)
+            return None
+        data = body.read_bytes() if isinstance(body, Path) else body
+        if "gzip" in query:
+            data = gzip.compress(data)
+            request.send_header("Content-Encoding", "gzip")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        whole = "once" in query and self.hits.count(request.path) > 1
+        end = len(data) if "cut" not in query or whole else int(query["cut"][0])
+        request.wfile.write(data[:end])
+        request.wfile.flush()
+        request.close_connection = end < len(data)
+        return None
 
 
 def moto_s3_client(endpoint: str) -> Any:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import io
 import json
-import threading
+import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,6 +14,11 @@ from typing import Any
 
 import httpx
 from PIL import Image, ImageChops
+
+from tests.fixtures import FileServer
+from tests.fixtures import png_bytes as png_bytes  # re-exported: the emulator tests' input pictures
+
+InputServer = FileServer  # the emulator tests' name for it: a server of the inputs a model fetches
 
 API_KEY = "emu-test-key-3b9d1f0c"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -131,61 +135,12 @@ async def collect_completions(
     return seen
 
 
-def png_bytes(size: tuple[int, int], colour: tuple[int, int, int], fmt: str = "PNG") -> bytes:
-    """A test input: a solid picture with a lighter square in its middle (so a crop shows)."""
-    image = Image.new("RGB", size, colour)
-    width, height = size
-    lighter = tuple(min(255, channel + 80) for channel in colour)
-    image.paste(lighter, (width // 4, height // 4, 3 * width // 4, 3 * height // 4))
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
-
-
-class InputServer:
-    """A plain HTTP server on 127.0.0.1 serving registered bytes (the inputs a model fetches)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, str]] = {}
-        # Paths that answer only after this many seconds (a slow or hanging input).
-        self.delays: dict[str, float] = {}
-        self.hits: list[str] = []
-        files, hits, delays = self.files, self.hits, self.delays
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits.append(self.path)
-                path = self.path.partition("?")[0]
-                time.sleep(delays.get(path, 0.0))
-                entry = files.get(path)
-                if entry is None:
-                    self.send_error(404)
-                    return
-                body, content_type = entry
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="input-server", daemon=True)
-        self._thread.start()
-
-    def add(self, path: str, body: bytes, content_type: str = "image/png", delay: float = 0.0) -> str:
-        """Serve ``body`` at ``path`` (after ``delay`` seconds); returns its URL."""
-        self.files[path] = (body, content_type)
-        self.delays[path] = delay
-        return f"{self.url}{path}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+def closed_port_url(path: str = "/missing.png") -> str:
+    """A URL on a loopback port nothing listens on (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
 
 
 def mean_difference(first: Image.Image, second: Image.Image) -> float:

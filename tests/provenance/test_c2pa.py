@@ -19,7 +19,7 @@ from airflow_provider_oxen.exceptions import OxenSigningConfigError
 from airflow_provider_oxen.provenance.c2pa import SigningCredentials, sign
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED, Ingredient, Provenance
 from tests.provenance.certs import SignerPems, make_signer
-from tests.transfers.video_helpers import make_clip
+from tests.transfers.helpers import make_clip
 
 AGENT = "airflow-provider-oxen 0.4.3"
 UNTRUSTED = {"signingCredential.untrusted"}  # a test CA is on no trust list

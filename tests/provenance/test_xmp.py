@@ -14,7 +14,7 @@ from PIL import Image
 from airflow_provider_oxen.provenance.facts import COMPOSITE, Ingredient, Provenance
 from airflow_provider_oxen.provenance.xmp import mark, mark_file
 from tests.fixtures import exiftool_xmp
-from tests.transfers.video_helpers import make_clip
+from tests.transfers.helpers import make_clip
 
 EDIT = Provenance(
     generation_id="gen-7f3a",

@@ -36,7 +36,7 @@ from airflow_provider_oxen.review_form import (
     review_body,
 )
 from tests.review.conftest import image_record
-from tests.transfers.video_helpers import make_clip
+from tests.transfers.helpers import make_clip
 
 X = "\N{MULTIPLICATION SIGN}"
 PROMPT = "Acme Coffee campaign clip for Cold Brew Kit: ice tumbling into a glass carafe, slow pan."

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
-from tests.fixtures import moto_s3_client, moto_s3_server
-from tests.transfers.video_helpers import FakeOxen
+from tests.fixtures import FileServer, connection_json, moto_s3_client, moto_s3_server, png_bytes
 
 BUCKET_PREFIX = "oxen-transfer-test"
 
 
+@pytest.fixture(scope="session")
+def file_server() -> Iterator[FileServer]:
+    server = FileServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
-def fake_oxen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOxen]:
-    """A loopback stand-in for Oxen serving result files from ``tmp_path`` (``FakeOxen``: bytes a
-    test chose); ``oxen_default`` points at it."""
-    with FakeOxen(tmp_path) as fake:
-        monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake.connection_json())
-        yield fake
+def fake_oxen(file_server: FileServer, monkeypatch: pytest.MonkeyPatch) -> FileServer:
+    """A loopback stand-in for Oxen serving result files a test chose (``FileServer.add_result``),
+    emptied for each test; ``oxen_default`` points at it."""
+    file_server.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", connection_json(file_server.url))
+    return file_server
 
 
 @pytest.fixture(scope="session")
@@ -110,10 +113,12 @@ class S3Calls:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.keys: dict[str, list[str]] = {}
+        self.params: list[tuple[str, dict[str, Any]]] = []  # each call's operation and parameters
 
     def record(self, operation: str, params: dict[str, Any]) -> None:
         self.counts[operation] += 1
         self.keys.setdefault(operation, []).append(str(params.get("Key")))
+        self.params.append((operation, params))
 
     @property
     def uploads(self) -> int:
@@ -132,6 +137,7 @@ class S3Calls:
     def reset(self) -> None:
         self.counts.clear()
         self.keys.clear()
+        self.params.clear()
 
 
 _COUNTED_OPERATIONS = (
@@ -158,21 +164,7 @@ def s3_calls(aws_conn: str) -> Iterator[S3Calls]:
 @pytest.fixture
 def key_visual(s3_client: Any, bucket: str) -> str:
     """An approved image in a private bucket, as the S3 transfer left it (and a draft beside it)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 180), (200, 120, 40)).save(buffer, format="PNG")
-    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=buffer.getvalue())
-    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=buffer.getvalue())
+    data = png_bytes((320, 180), (200, 120, 40))
+    s3_client.put_object(Bucket=bucket, Key="approved/key-visual.png", Body=data)
+    s3_client.put_object(Bucket=bucket, Key="drafts/other.png", Body=data)
     return f"s3://{bucket}/approved/key-visual.png"
-
-
-@pytest.fixture
-def oxen(oxen_conn: Any) -> Iterator[Any]:
-    """``oxen_conn``, and URL lifetimes put back afterwards.
-
-    The shared ``emulator`` fixture resets state but not ``url_ttl_seconds``, so a test that
-    hands out expired URLs would otherwise leak them into every later test of the session.
-    """
-    try:
-        yield oxen_conn
-    finally:
-        oxen_conn.configure(url_ttl_seconds=3600)

@@ -1,4 +1,4 @@
-"""Result files from a loopback stand-in for Oxen (rows and signed files, ``video_helpers.FakeOxen``):
+"""Result files from a loopback stand-in for Oxen (rows and signed files, ``FileServer.add_result``):
 large enough for boto3 to upload in parts, cut off mid-stream, compressed past the download cap.
 
 The S3 hook uses 5 MiB parts (S3's smallest), so files of a few MiB are uploaded in parts, as
@@ -8,19 +8,17 @@ The S3 hook uses 5 MiB parts (S3's smallest), so files of a few MiB are uploaded
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenDownloadRefusedError, OxenResultDownloadError
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from airflow_provider_oxen.transfers.store import S3ObjectStore
+from tests.fixtures import FileServer, connection_json, png_bytes
 from tests.transfers.conftest import S3Calls
-from tests.transfers.helpers import list_keys, object_bytes, run_transfer, s3_operator
-from tests.transfers.video_helpers import FakeOxen, image_result, noise_png
+from tests.transfers.helpers import image_result, list_keys, object_bytes, run_transfer, s3_operator
 
 PART = 5 * 2**20
 GENERATION = "gen-large-1"
@@ -30,23 +28,24 @@ MAX_BYTES = 1_000_000
 
 @pytest.fixture
 def hook(aws_conn: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The operator's S3 hook, with 5 MiB parts past 5 MiB."""
+    """The operator's S3 hook, with 5 MiB parts past 5 MiB, for a requester-pays bucket."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(
         aws_conn_id="aws_default",
         transfer_config_args={"multipart_threshold": PART, "multipart_chunksize": PART},
+        requester_pays=True,
     )
     monkeypatch.setattr(OxenGenerationToS3Operator, "s3_hook", lambda self: hook)
     return hook
 
 
 @pytest.fixture
-def large_png(tmp_path: Path, fake_oxen: FakeOxen) -> tuple[dict[str, Any], bytes]:
+def large_png(fake_oxen: FileServer) -> tuple[dict[str, Any], bytes]:
     """A noise PNG of about 6.5 MiB (two parts), registered as a finished generation."""
-    data = noise_png(tmp_path / "large.png", 1500)
+    data = png_bytes((1500, 1500), None)
     assert len(data) > PART
-    url = fake_oxen.add(GENERATION, tmp_path / "large.png", media_type="image")
+    url = fake_oxen.add_result(GENERATION, data, "large.png", "image")
     return image_result(GENERATION, f"{url}?signature=fake", 1500), data
 
 
@@ -54,8 +53,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_it(
-    fake_oxen: FakeOxen,
+def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_request_payer_and_a_rerun_skips_it(
+    fake_oxen: FileServer,
     hook: Any,
     large_png: tuple[dict[str, Any], bytes],
     s3_client: Any,
@@ -68,9 +67,8 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
         hook, "_extra_args", {"ServerSideEncryption": "AES256", "StorageClass": "STANDARD_IA"}
     )
 
-    [record] = run_transfer(
-        s3_operator([result], bucket)
-    )  # checks and the contact sheet on: they read the spool
+    # Checks and the contact sheet on (they read the spool); the spool on disk: uploaded by path.
+    [record] = run_transfer(s3_operator([result], bucket, spool_max_bytes=2**20))
 
     # Stored marked: Oxen's bytes keep their own hash beside the stored one.
     assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
@@ -80,17 +78,23 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
     assert head["ETag"].endswith('-2"')  # boto3's own multipart upload: a composite checksum
     assert head["Metadata"]["sha256"] == record["sha256"] and head["ContentType"] == "image/png"
     assert head["ServerSideEncryption"] == "AES256" and head["StorageClass"] == "STANDARD_IA"
+    # Every upload (the file by path, manifest and sheet from memory) has the hook's extra_args,
+    # and every call the requester-pays hook's RequestPayer.
+    uploads = [p for op, p in s3_calls.params if op in ("PutObject", "CreateMultipartUpload")]
+    assert len(uploads) == 3 and {p["ServerSideEncryption"] for p in uploads} == {"AES256"}
+    assert {p.get("RequestPayer") for _, p in s3_calls.params} == {"requester"}
 
     # S3's checksum cannot prove a multipart object: it is read back from S3 and hashed, not
     # downloaded from Oxen again, and nothing is written.
     s3_calls.reset()
-    downloads = fake_oxen.requests["file"]
+    downloads = fake_oxen.count("/files/")
     [again] = run_transfer(s3_operator([result], bucket, checks=False, contact_sheet=False))
     assert again["action"] == "skipped" and again["sha256"] == record["sha256"]
     assert again["oxen_sha256"] == _sha256(data)
-    assert fake_oxen.requests["file"] == downloads
+    assert fake_oxen.count("/files/") == downloads
     assert s3_calls.keys["GetObject"] == [KEY]
     assert KEY not in s3_calls.keys.get("PutObject", []) and s3_calls.counts["CreateMultipartUpload"] == 0
+    assert {p.get("RequestPayer") for _, p in s3_calls.params} == {"requester"}  # HEAD and GET too
     # HEAD cannot tell (a composite checksum); reading back tells other bytes apart too.
     store = S3ObjectStore(hook, bucket)
     existing = store.head(KEY)
@@ -99,9 +103,9 @@ def test_a_file_uploaded_in_parts_keeps_the_hooks_extra_args_and_a_rerun_skips_i
 
 
 def test_a_download_that_breaks_off_is_read_again_from_the_start(
-    fake_oxen: FakeOxen, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
+    fake_oxen: FileServer, hook: Any, large_png: tuple[dict[str, Any], bytes], s3_client: Any, bucket: str
 ) -> None:
-    """As often as the connection's retries allow (2 here): past them the failure is typed and
+    """As often as the connection's retries allow (3 here): past them the failure is typed and
     nothing is stored; a download that comes through whole in time is stored."""
     result, data = large_png
 
@@ -113,18 +117,18 @@ def test_a_download_that_breaks_off_is_read_again_from_the_start(
         transfer(f"cut={PART + 12345}")
     assert raised.value.generation_id == GENERATION
     assert "signature" not in str(raised.value)
-    assert fake_oxen.requests["file"] == 3  # the first try and 2 retries, each from the start
+    assert fake_oxen.count("/files/") == 4  # the first try and 3 retries, each from the start
     assert list_keys(s3_client, bucket) == []
 
     [record] = transfer(f"cut={PART + 4321}&once=1")
-    assert fake_oxen.requests["file"] == 3 + 2  # broke off once, then whole
+    assert fake_oxen.count("/files/") == 4 + 2  # broke off once, then whole
     assert record["action"] == "stored" and record["oxen_sha256"] == _sha256(data)
     assert _sha256(object_bytes(s3_client, bucket, KEY)) == record["sha256"]
 
 
 def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
     tmp_path: Path,
-    fake_oxen: FakeOxen,
+    fake_oxen: FileServer,
     hook: Any,
     s3_client: Any,
     bucket: str,
@@ -133,27 +137,26 @@ def test_a_compressed_body_that_decodes_past_the_download_cap_is_refused(
 ) -> None:
     """A few KB on the wire (under the cap by Content-Length) that decode to 8 MiB: the cap
     (the connection's ``download_max_bytes``) counts what lands in the spool."""
-    monkeypatch.setenv("AIRFLOW_CONN_OXEN_DEFAULT", fake_oxen.connection_json(download_max_bytes=MAX_BYTES))
-    (tmp_path / "bomb.png").write_bytes(bytes(8 * 2**20))
-    url = fake_oxen.add("gen-bomb", tmp_path / "bomb.png", media_type="image")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OXEN_DEFAULT", connection_json(fake_oxen.url, download_max_bytes=MAX_BYTES)
+    )
+    url = fake_oxen.add_result("gen-bomb", bytes(8 * 2**20), "bomb.png", "image")
     result = image_result("gen-bomb", f"{url}?signature=fake&gzip=1", 64)
 
     with pytest.raises(OxenDownloadRefusedError, match=f"download_max_bytes limit of {MAX_BYTES}") as raised:
         run_transfer(s3_operator([result], bucket))
 
     assert "signature" not in str(raised.value)
-    assert fake_oxen.requests["file"] == 1  # a refusal is final: not read again
+    assert fake_oxen.count("/files/") == 1  # a refusal is final: not read again
     assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
 
 
 def test_a_corrupt_image_is_stored_as_what_its_header_says(
-    tmp_path: Path, fake_oxen: FakeOxen, s3_client: Any, bucket: str
+    tmp_path: Path, fake_oxen: FileServer, s3_client: Any, bucket: str
 ) -> None:
-    png = io.BytesIO()
-    Image.effect_noise((256, 256), 64).convert("RGB").save(png, "PNG")
+    png = png_bytes((256, 256), None)
     # Cut mid-data, and served as ".bin" (application/octet-stream); the result asked for a JPEG.
-    (tmp_path / "cut.bin").write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
-    url = fake_oxen.add("gen-cut", tmp_path / "cut.bin", media_type="image")
+    url = fake_oxen.add_result("gen-cut", png[: len(png) // 2], "cut.bin", "image")
     result = {**image_result("gen-cut", f"{url}?signature=test", 256), "output_format": "jpeg"}
     [record] = run_transfer(s3_operator([result], bucket, contact_sheet=False, spool_max_bytes=1024))
 

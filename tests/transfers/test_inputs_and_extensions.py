@@ -70,3 +70,5 @@ def test_a_format_left_to_the_model_names_the_key_by_its_schema_default_or_the_b
     head = s3_client.head_object(Bucket=bucket, Key=key)
     assert head["ContentType"] == "image/png"
     assert _stored_key([unsaid], bucket) == key  # a re-run finds it there
+    # Given generation ids (nested as mapped tasks hand them over), the results are read from the API.
+    assert _stored_key([[result["generation_id"]]], bucket) == key

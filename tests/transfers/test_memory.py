@@ -1,14 +1,14 @@
 """The transfer streams: a file much larger than its buffers is never held in (Python) memory.
 
 The emulator's images are smooth gradients that compress to a few hundred KB even at
-2048x2048, smaller than the download buffer, so they cannot show anything. These tests serve
+2048x2048, smaller than the download buffer, so they cannot show anything. This test serves
 incompressible files (a 2048x2048 PNG of random noise, about 12 MB, past the 8 MiB spool
-threshold; a 200 MB clip of lossless noise) from a loopback stand-in for Oxen (``FakeOxen``) as result URLs.
+threshold; a 200 MB clip of lossless noise) from a loopback stand-in for Oxen (``fake_oxen``) as result URLs.
 
 The operator runs in a child process so that tracemalloc sees only the transfer: the moto
-server (which buffers each request body) lives in this process. The child warms up on a
-small file, then measures the peak Python allocation (and peak RSS) of a small and of the big
-transfer. Pillow's decoded pixels are native memory, not Python allocations, and are not
+server (which buffers each request body) lives in this process. The child warms up on a small
+file of each kind, then measures the peak Python allocation (and peak RSS) of a small and of a
+big transfer. Pillow's decoded pixels are native memory, not Python allocations, and are not
 counted (one image at a time, while it is checked and thumbnailed).
 """
 
@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import FileServer, connection_json, png_bytes
 from tests.transfers.conftest import aws_connection_json
-from tests.transfers.video_helpers import FakeOxen, make_noise_clip, noise_png
+from tests.transfers.helpers import image_result, make_noise_clip, video_result
 
-# Big files and a child process per test: outside `make test-fast`.
+# Big files and a child process: outside `make test-fast`.
 pytestmark = pytest.mark.slow
 
 CHILD = r"""
@@ -67,21 +68,45 @@ def transfer(name):
     }
 
 tracemalloc.start()
-transfer("warmup")  # imports, plugins, fonts, PyAV's decoder, connection pools: not measured
-small = transfer("small")
-big = transfer("big")
-print(json.dumps({"small": small, "big": big}))
+# Each kind's warm-up comes first (imports, plugins, fonts, PyAV's decoder, connection pools).
+print(json.dumps({name: transfer(name) for name in args["results"]}))
 """
 # 200 MB, as the issue asks; OXEN_VIDEO_MEMORY_MB picks another size (e.g. 64 on a slow machine).
 VIDEO_MEMORY_BYTES = int(os.environ.get("OXEN_VIDEO_MEMORY_MB", "200")) * 1024 * 1024
 
 
-def _measure(oxen: FakeOxen, moto_endpoint: str, bucket: str, results: dict[str, Any]) -> dict[str, Any]:
-    """Run CHILD on ``results`` (by name: warmup, small, big); its measurements of small and big."""
+def test_a_large_image_and_a_large_video_are_streamed_checked_and_posted_at_flat_memory(
+    tmp_path: Path, fake_oxen: FileServer, moto_endpoint: str, s3_client: Any, bucket: str
+) -> None:
+    """A 12 MB noise PNG, and a 200 MB clip (720p lossless noise, H.264) that goes through
+    download, checks (every frame decoded), poster frame and multipart upload.
+
+    The clip's baseline is a 720p clip past the spool threshold too (12 MB), so the decoder's
+    frame buffers and boto3's multipart machinery are already in use: what the big clip adds on
+    top is what grows with the file, which must be nothing much.
+    """
+    # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
+    results: dict[str, dict[str, Any]] = {}
+    # The clips first: peak RSS then grows as it did in a child of their own.
+    clips = {"warmup": 2 * 2**20, "small": 12 * 2**20, "big": VIDEO_MEMORY_BYTES}
+    frames = {name: make_noise_clip(tmp_path / f"{name}.mp4", target_bytes=n) for name, n in clips.items()}
+    for name, count in frames.items():
+        generation = f"memory-video-{name}"
+        url = fake_oxen.add_result(generation, tmp_path / f"{name}.mp4", f"{name}.mp4")
+        result = video_result(generation, f"{url}?signature=memory-test", duration=str(count / 8))
+        results[f"video-{name}"] = {**result, "width": 1280, "height": 720}
+        clips[name] = (tmp_path / f"{name}.mp4").stat().st_size
+    pngs = {"warmup": 256, "small": 256, "big": 2048}
+    for name, edge in pngs.items():
+        data = png_bytes((edge, edge), None)
+        url = fake_oxen.add_result(f"memory-{name}", data, f"{name}.png", media_type="image")
+        results[name] = image_result(f"memory-{name}", f"{url}?signature=memory-test", edge)
+        pngs[name] = len(data)
+    assert pngs["big"] > 8 * 1024 * 1024  # past the in-memory spool threshold
     env = {
         **os.environ,
         "AIRFLOW_CONN_AWS_DEFAULT": aws_connection_json(moto_endpoint),
-        "AIRFLOW_CONN_OXEN_DEFAULT": oxen.connection_json(),
+        "AIRFLOW_CONN_OXEN_DEFAULT": connection_json(fake_oxen.url),
     }
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps({"bucket": bucket, "results": results})],
@@ -92,93 +117,28 @@ def _measure(oxen: FakeOxen, moto_endpoint: str, bucket: str, results: dict[str,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert child.returncode == 0, child.stderr[-3000:] + child.stdout[-3000:]
-    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"memory ({clips['big'] / 2**20:.0f} MB clip, {frames['big']} frames): {measured}")
 
+    # Holding the PNG would cost at least its size (about 12 MB). Streaming costs buffers:
+    # about 1.5 MB for the download and the checks, plus about 1.5 MB per multipart part boto3
+    # has in flight (two here), which depends on its transfer settings, not on the file.
+    assert measured["big"]["python_peak"] < pngs["big"] / 2, (measured, pngs)
+    stored = s3_client.head_object(Bucket=bucket, Key="mem/memory-big.png")
+    # Marked on the way, also without holding it: the file plus its XMP packet (about 1 KB).
+    assert 0 < stored["ContentLength"] - pngs["big"] < 4096 and "sha256" in stored["Metadata"]
+    assert stored["Metadata"]["provenance"] == "marked"
 
-def _result(name: str, url: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "generation_id": f"memory-{name}",
-        "status": "succeeded",
-        "prompt": "noise",
-        # A signed URL, as a caller holding one hands it over (a bare one would be read afresh).
-        "result_url": f"{url}?signature=memory-test",
-        **fields,
-    }
-
-
-def test_a_large_video_is_streamed_decoded_and_posted_at_flat_memory(
-    tmp_path: Path, fake_oxen: FakeOxen, moto_endpoint: str, s3_client: Any, bucket: str
-) -> None:
-    """A 200 MB clip (720p lossless noise, H.264) goes through download, checks (every frame
-    decoded), poster frame and multipart upload; peak RSS grows by far less than the file.
-
-    The baseline is a 720p clip past the spool threshold too (12 MB), so the decoder's frame
-    buffers and boto3's multipart machinery are already in use: what the big clip adds on top
-    is what grows with the file, which must be nothing much.
-    """
-    targets = {"warmup": 2 * 2**20, "small": 12 * 2**20, "big": VIDEO_MEMORY_BYTES}
-    frames = {
-        name: make_noise_clip(tmp_path / f"{name}.mp4", target_bytes=size) for name, size in targets.items()
-    }
-    sizes = {name: (tmp_path / f"{name}.mp4").stat().st_size for name in frames}
-    results = {
-        name: _result(
-            f"video-{name}",
-            fake_oxen.add(f"memory-video-{name}", tmp_path / f"{name}.mp4"),
-            media_type="video",
-            model="kling-video-v2-6-pro-text-to-video",
-            parameters={"duration": str(frames[name] / 8)},
-            output_format="mp4",
-            width=1280,
-            height=720,
-        )
-        for name in frames
-    }
-    measured = _measure(fake_oxen, moto_endpoint, bucket, results)
-    print(f"video memory ({sizes['big'] / 2**20:.0f} MB clip, {frames['big']} frames): {measured}")
-
-    big, small = measured["big"], measured["small"]
+    big, small = measured["video-big"], measured["video-small"]
     assert big["frames"] == frames["big"] and big["poster_s3_key"] == "mem/memory-video-big.mp4.poster.jpg"
     # Holding the clip would cost its size; streaming it costs buffers that do not grow with it:
     # Python's share is boto3's multipart parts in flight (about 1.5 MB each, 10 at most by its
     # default max_concurrency: about 15 MB here, 5 MB for the two-part baseline).
     assert big["python_peak"] < 24 * 2**20, measured
     assert big["rss_peak_growth"] < 32 * 2**20, measured
-    assert big["rss_peak"] < small["rss_peak"] + sizes["big"] / 4, measured
+    assert big["rss_peak"] < small["rss_peak"] + clips["big"] / 4, measured
     stored = s3_client.head_object(Bucket=bucket, Key="mem/memory-video-big.mp4")
-    assert 0 < stored["ContentLength"] - sizes["big"] < 4096 and stored["ContentType"] == "video/mp4"
+    assert 0 < stored["ContentLength"] - clips["big"] < 4096 and stored["ContentType"] == "video/mp4"
     assert stored["Metadata"]["provenance"] == "marked"
     poster = s3_client.head_object(Bucket=bucket, Key="mem/memory-video-big.mp4.poster.jpg")
     assert poster["ContentType"] == "image/jpeg"
-
-
-def test_a_large_file_is_streamed_not_held_in_memory(
-    tmp_path: Path, fake_oxen: FakeOxen, moto_endpoint: str, s3_client: Any, bucket: str
-) -> None:
-    edges = {"warmup": 256, "small": 256, "big": 2048}
-    file_bytes = {name: len(noise_png(tmp_path / f"{name}.png", edge)) for name, edge in edges.items()}
-    assert file_bytes["big"] > 8 * 1024 * 1024  # past the in-memory spool threshold
-    results = {
-        name: _result(
-            name,
-            fake_oxen.add(f"memory-{name}", tmp_path / f"{name}.png", media_type="image"),
-            media_type="image",
-            model="black-forest-labs-flux-2-klein-4b",
-            output_format="png",
-            width=edge,
-            height=edge,
-        )
-        for name, edge in edges.items()
-    }
-    peaks = {
-        name: m["python_peak"] for name, m in _measure(fake_oxen, moto_endpoint, bucket, results).items()
-    }
-
-    # Holding the file would cost at least its size (about 12 MB). Streaming costs buffers:
-    # about 1.5 MB for the download and the checks, plus about 1.5 MB per multipart part boto3
-    # has in flight (two here), which depends on its transfer settings, not on the file.
-    assert peaks["big"] < file_bytes["big"] / 2, (peaks, file_bytes)
-    stored = s3_client.head_object(Bucket=bucket, Key="mem/memory-big.png")
-    # Marked on the way, also without holding it: the file plus its XMP packet (about 1 KB).
-    assert 0 < stored["ContentLength"] - file_bytes["big"] < 4096 and "sha256" in stored["Metadata"]
-    assert stored["Metadata"]["provenance"] == "marked"

@@ -1,11 +1,10 @@
-"""The transfer's small parts: spool, input flattening, content proofs, manifest, the S3 calls of
-a requester-pays hook (what a re-run writes or refuses over real S3: test_transfer_s3.py)."""
+"""The transfer's small parts: spool, input flattening, content proofs, manifest (what a re-run
+writes or refuses over real S3: test_transfer_s3.py; a requester-pays hook's calls: test_downloads.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from airflow_provider_oxen.redact import redact_text, strip_query, strip_url_que
 from airflow_provider_oxen.transfers.batch import check_result, flatten_results
 from airflow_provider_oxen.transfers.manifest import build_manifest, image_record, manifest_bytes
 from airflow_provider_oxen.transfers.spool import Spool
-from airflow_provider_oxen.transfers.store import ExistingObject, S3ObjectStore, s3_metadata, sha256_base64
+from airflow_provider_oxen.transfers.store import ExistingObject, s3_metadata, sha256_base64
 
 # -- spool ------------------------------------------------------------------------------------------
 
@@ -212,50 +211,3 @@ def test_only_succeeded_images_and_clips_with_an_id_can_be_stored_and_refusals_s
     with pytest.raises(OxenValidationError, match="no generation_id") as info:
         check_result({"status": "succeeded", "result_url": SIGNED})
     assert "sig=" not in str(info.value)
-
-
-# -- a requester-pays hook's RequestPayer (and its extra_args) reach every upload and HEAD ---------
-
-
-class RecordingClient:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            self.calls.append((name, kwargs))
-            return {}
-
-        return call
-
-
-@pytest.fixture
-def store() -> tuple[S3ObjectStore, RecordingClient]:
-    from boto3.s3.transfer import TransferConfig
-
-    client = RecordingClient()
-    hook = SimpleNamespace(
-        get_conn=lambda: client,
-        extra_args={"ServerSideEncryption": "AES256"},
-        transfer_config=TransferConfig(),
-        _requester_pays=True,
-    )
-    s3 = S3ObjectStore(hook, "bucket")  # type: ignore[arg-type]
-    s3._record_lineage = lambda key: None  # type: ignore[method-assign]
-    return s3, client
-
-
-def test_every_upload_and_head_carries_request_payer(store: tuple[S3ObjectStore, RecordingClient]) -> None:
-    s3, client = store
-    s3.upload(b"bytes", "k", content_type="image/png", metadata={})
-    with Spool(max_memory=4) as spool:  # on disk: uploaded by path
-        spool.write(b"0123456789")
-        s3.upload(spool, "k", content_type="image/png", metadata={})
-    s3.head("k")
-
-    for name in ("upload_fileobj", "upload_file"):
-        kwargs = next(k for n, k in client.calls if n == name)
-        assert kwargs["ExtraArgs"]["RequestPayer"] == "requester", name
-        assert kwargs["ExtraArgs"]["ServerSideEncryption"] == "AES256", name
-    head = next(k for n, k in client.calls if n == "head_object")
-    assert head["RequestPayer"] == "requester"

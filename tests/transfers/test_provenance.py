@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,29 +16,29 @@ from airflow_provider_oxen import __version__
 from airflow_provider_oxen.exceptions import OxenValidationError
 from airflow_provider_oxen.provenance.facts import COMPOSITE, GENERATED
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
-from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, exiftool_xmp
+from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore, FileServer, exiftool_xmp, png_bytes
 from tests.integration.helpers import defer, run_trigger, task_context
 from tests.transfers.conftest import S3Calls
 from tests.transfers.helpers import (
     fresh_url,
     generate,
+    image_result,
     list_keys,
     object_bytes,
     run_transfer,
     s3_operator,
     served_sha256,
 )
-from tests.transfers.video_helpers import FakeOxen, image_result
 
 MANIFEST_KEY = "campaigns/manifest-manual__2026-05-01T09-30-00-00-00.json"
 
 
 def test_an_edit_is_sent_presigned_and_stored_marked_with_both_hashes(
-    oxen: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, key_visual: str
+    oxen_conn: EmulatorControl, aws_conn: str, s3_client: Any, bucket: str, key_visual: str
 ) -> None:
     [result] = generate(1, model="qwen-image-edit", prompt="Autumn palette", input_images=key_visual)
     assert result["input_uris"] == [key_visual]  # as the DAG named it, not the presigned URL sent
-    [post] = oxen.requests(method="POST", path="/api/ai/queue")
+    [post] = oxen_conn.requests(method="POST", path="/api/ai/queue")
     sent = post["json"]["input_image"]
     assert sent.startswith(aws_conn) and "Signature=" in sent  # Oxen got a presigned URL
     assert result["media_type"] == "image" and result["parameters"]["input_image"] == sent.split("?")[0]
@@ -75,7 +74,7 @@ def test_an_edit_is_sent_presigned_and_stored_marked_with_both_hashes(
 
 
 def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_it(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+    oxen_conn: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
 ) -> None:
     [result] = generate(1)
     with pytest.raises(OxenValidationError, match="mark_provenance") as refused:
@@ -99,25 +98,23 @@ def test_marking_turned_off_stores_what_oxen_returned_and_turned_on_again_marks_
     }
 
     # Turned on again: downloaded from Oxen again, marked, and the unmarked copy replaced.
-    downloads = oxen.route_count("GET /files/{id}/{name}")
+    downloads = oxen_conn.route_count("GET /files/{id}/{name}")
     [on] = run_transfer(s3_operator([result], bucket, contact_sheet=False))
     assert on["action"] == "replaced" and on["provenance"]["state"] == "marked"
-    assert oxen.route_count("GET /files/{id}/{name}") == downloads + 1
+    assert oxen_conn.route_count("GET /files/{id}/{name}") == downloads + 1
     assert exiftool_xmp(object_bytes(s3_client, bucket, on["s3_key"]))["DigitalSourceType"] == GENERATED
     assert on["oxen_sha256"] == off["oxen_sha256"]
 
 
 def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
-    tmp_path: Path,
-    fake_oxen: FakeOxen,
+    fake_oxen: FileServer,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "still.gif")
-    gif = (tmp_path / "still.gif").read_bytes()
-    url = fake_oxen.add("gen-gif", tmp_path / "still.gif", media_type="image")
+    gif = png_bytes((32, 32), (9, 99, 199), "GIF")
+    url = fake_oxen.add_result("gen-gif", gif, "still.gif", "image")
     result = {**image_result("gen-gif", f"{url}?signature=test", 32), "output_format": "gif"}
     operator: OxenGenerationToS3Operator = s3_operator([result], bucket, checks=False, contact_sheet=False)
     capfd.readouterr()
@@ -136,7 +133,7 @@ def test_a_file_of_an_unknown_container_is_stored_unmarked_and_the_log_says_why(
 
 
 def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
-    oxen: EmulatorControl,
+    oxen_conn: EmulatorControl,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -153,7 +150,7 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
     from tests.provenance.certs import make_signer
 
     monkeypatch.setenv("AIRFLOW_CONN_OXEN_C2PA_DEFAULT", make_signer().connection_json())
-    oxen.configure(video_render_seconds=0.5)
+    oxen_conn.configure(video_render_seconds=0.5)
 
     def manifests(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         data = object_bytes(s3_client, bucket, record["s3_key"])
@@ -202,7 +199,9 @@ def test_signed_edit_then_clip_read_back_as_one_chain_and_a_rerun_signs_nothing(
             clip_operator().execute(task_context(task_state, try_number=1))
     # The retry presigns the input afresh (another signature) and still resumes, paying nothing.
     trigger = defer(clip_operator(), task_context(task_state, try_number=2)).trigger
-    assert oxen.stats()["generations_created"] == 2 and oxen.enqueue_posts() == 2  # the edit, the clip
+    assert (
+        oxen_conn.stats()["generations_created"] == 2 and oxen_conn.enqueue_posts() == 2
+    )  # the edit, the clip
     [clip] = clip_operator().execute_complete(task_context(task_state, try_number=2), run_trigger(trigger))
     assert (clip["media_type"], clip["output_format"]) == ("video", "mp4")
     assert API_KEY not in repr(clip)

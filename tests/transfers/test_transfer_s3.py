@@ -40,15 +40,11 @@ RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"  # the run id as it appears in ke
 MANIFEST_KEY = f"{RENDERED_DIR}/manifest-{RUN_SLUG}.json"
 SHEET_KEY = f"{RENDERED_DIR}/contact-sheet-{RUN_SLUG}.png"
 DEFAULT_MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
-
-
-def _files_downloaded(emulator: EmulatorControl) -> int:
-    """Result-file GETs the emulator answered (any status)."""
-    return int(emulator.stats().get("GET /files/{id}/{name}", 0))
+FILES = "GET /files/{id}/{name}"  # result-file GETs the emulator answered (any status): route_count(FILES)
 
 
 @pytest.fixture
-def batch(oxen: EmulatorControl) -> list[list[dict[str, Any]]]:
+def batch(oxen_conn: EmulatorControl) -> list[list[dict[str, Any]]]:
     """Two "mapped" generate results: 3 ideogram JPEGs and 2 flux PNGs of a custom size."""
     jpegs = generate(3, parameters={"image_size": "portrait_4_3", "seed": 7})
     pngs = generate(
@@ -61,7 +57,7 @@ def batch(oxen: EmulatorControl) -> list[list[dict[str, Any]]]:
 
 
 def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_rerun_writes_nothing(
-    oxen: EmulatorControl,
+    oxen_conn: EmulatorControl,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -170,7 +166,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_r
     assert "sig=" not in stored and "expires=" not in stored
 
     # A re-run writes nothing and downloads nothing from Oxen.
-    downloads = _files_downloaded(oxen)
+    downloads = oxen_conn.route_count(FILES)
     assert downloads == 5 + 5  # the transfer's, and this test's own reads of the fresh URLs
     s3_calls.reset()
     capfd.readouterr()
@@ -180,7 +176,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_r
     assert s3_calls.changes == 0
     assert {r["action"] for r in second} == {"skipped"}
     # Checks and thumbnails came from our own stored copies, not from Oxen again.
-    assert _files_downloaded(oxen) == downloads
+    assert oxen_conn.route_count(FILES) == downloads
     assert s3_calls.counts["GetObject"] == 5
     assert [r["checks"] for r in second] == [r["checks"] for r in records]
     assert [r["sha256"] for r in second] == [r["sha256"] for r in records]
@@ -194,7 +190,7 @@ def test_stores_every_image_with_metadata_manifest_sheet_and_asset_event_and_a_r
 
 
 def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overwritten(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
+    oxen_conn: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls
 ) -> None:
     [result] = generate(1)
     key = f"campaigns/{result['generation_id']}.jpg"
@@ -240,20 +236,24 @@ def test_existing_objects_are_skipped_by_checksum_and_foreign_ones_are_not_overw
     ],
 )
 def test_unsafe_keys_are_refused_before_any_download_or_upload(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, field: str, template: str
+    oxen_conn: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, field: str, template: str
 ) -> None:
     results = generate(2)
-    downloads = _files_downloaded(oxen)
+    downloads = oxen_conn.route_count(FILES)
     with pytest.raises(OxenKeyError):
         _run(_operator(results, bucket, **{field: template}))
     assert s3_calls.uploads == 0 and list_keys(s3_client, bucket) == []
-    assert _files_downloaded(oxen) == downloads
+    assert oxen_conn.route_count(FILES) == downloads
 
 
 def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fails(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, s3_calls: S3Calls, capfd: pytest.CaptureFixture[str]
+    oxen_conn: EmulatorControl,
+    s3_client: Any,
+    bucket: str,
+    s3_calls: S3Calls,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    oxen.configure(url_ttl_seconds=-1)  # every URL handed out is already expired
+    oxen_conn.configure(url_ttl_seconds=-1)  # every URL handed out is already expired
     # Records holding signed URLs (as a caller that kept them hands over; the generate
     # operator's results keep none), already expired.
     results = [{**r, "result_url": fresh_url(r["generation_id"])} for r in generate(2)]
@@ -265,8 +265,8 @@ def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fail
         _run(_operator(results[:1], bucket))
     assert "/files/" in str(info.value) and "?" not in str(info.value)  # the URL, not its signature
     assert s3_calls.uploads == 0
-    downloads = _files_downloaded(oxen)
-    oxen.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
+    downloads = oxen_conn.route_count(FILES)
+    oxen_conn.configure(url_ttl_seconds=3600)  # ...but a fresh read of the generation signs a new one
 
     capfd.readouterr()
     records = _run(_operator(results, bucket))
@@ -279,15 +279,15 @@ def test_an_expired_result_url_is_refreshed_once_and_one_that_stays_expired_fail
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         Image.open(io.BytesIO(data)).verify()
     # Two expired attempts, two refreshed ones.
-    assert _files_downloaded(oxen) == downloads + 4
+    assert oxen_conn.route_count(FILES) == downloads + 4
     ids = {r["generation_id"] for r in results}
-    reads = [r for r in oxen.requests(method="GET") if r["path"].rsplit("/", 1)[-1] in ids]
+    reads = [r for r in oxen_conn.requests(method="GET") if r["path"].rsplit("/", 1)[-1] in ids]
     assert len(reads) >= 2 and {r["status"] for r in reads} == {200}
     assert log.count("[result URL refreshed after HTTP 403 (expired URL)]") == 2
 
 
 def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
-    oxen: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
+    oxen_conn: EmulatorControl, s3_client: Any, bucket: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     good, wrong_size, wrong_format = generate(3)  # 1024x1024 JPEGs
     wrong_size = {**wrong_size, "width": 999}
@@ -325,16 +325,6 @@ def test_check_failures_are_reported_per_image_and_raised_only_after_storing(
     assert manifest["images"][0]["checks"]["ok"] is True
 
 
-def test_generation_ids_are_accepted_and_read_from_the_api(
-    oxen: EmulatorControl, s3_client: Any, bucket: str
-) -> None:
-    results = generate(2, parameters={"output_format": "png", "image_size": "square"})
-    records = _run(_operator([results[0]["generation_id"], [results[1]["generation_id"]]], bucket))
-    assert [r["generation_id"] for r in records] == [r["generation_id"] for r in results]
-    assert [r["s3_key"].rsplit(".", 1)[1] for r in records] == ["png", "png"]
-    assert all(r["checks"]["ok"] for r in records)
-
-
 # -- content, not metadata, decides what a re-run skips ------------------------------------------------
 
 
@@ -349,7 +339,7 @@ def _overwrite_keeping_metadata(s3_client: Any, bucket: str, key: str, body: byt
 @pytest.mark.parametrize("needs_bytes", [False, True], ids=["head-only", "checks-and-sheet"])
 @pytest.mark.parametrize("checksum", [None, "SHA256"], ids=["no-checksum", "sha256-checksum"])
 def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
-    oxen: EmulatorControl,
+    oxen_conn: EmulatorControl,
     s3_client: Any,
     bucket: str,
     s3_calls: S3Calls,
@@ -363,7 +353,7 @@ def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
     original = object_bytes(s3_client, bucket, tampered["s3_key"])
     extra = {"ChecksumAlgorithm": checksum} if checksum else {}
     _overwrite_keeping_metadata(s3_client, bucket, tampered["s3_key"], b"not the generated image", **extra)
-    downloads = _files_downloaded(oxen)
+    downloads = oxen_conn.route_count(FILES)
 
     manifest = object_bytes(s3_client, bucket, DEFAULT_MANIFEST_KEY)
     _overwrite_keeping_metadata(s3_client, bucket, DEFAULT_MANIFEST_KEY, b'{"images": []}\n')
@@ -375,7 +365,7 @@ def test_a_rerun_replaces_an_object_overwritten_under_its_old_metadata(
     assert [r["action"] for r in second] == ["replaced", "skipped"]
     assert object_bytes(s3_client, bucket, tampered["s3_key"]) == original
     assert second[0]["sha256"] == tampered["sha256"] == hashlib.sha256(original).hexdigest()
-    assert _files_downloaded(oxen) == downloads + 1  # the good copy came from Oxen again
+    assert oxen_conn.route_count(FILES) == downloads + 1  # the good copy came from Oxen again
     assert s3_calls.keys["PutObject"][0] == tampered["s3_key"]
     if not needs_bytes:
         # The untouched object is proven by S3's checksum in its HEAD: never read back. The

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image
 
 from airflow_provider_oxen.exceptions import OxenCheckFailedError, OxenKeyConflictError, OxenKeyError
 from airflow_provider_oxen.media.contact_sheet import PAD, make_thumbnail, sheet_size
@@ -22,18 +21,13 @@ from airflow_provider_oxen.media.video import NOT_CHECKED, VideoCheck, decode_vi
 from airflow_provider_oxen.operators.publish import OxenPublishReviewedOperator
 from airflow_provider_oxen.operators.review import OxenImageReviewOperator
 from airflow_provider_oxen.transfers.store import sha256_base64
+from tests.emulator.helpers import decode_video as decode_frames
+from tests.emulator.helpers import mean_difference
+from tests.fixtures import FileServer, png_bytes
 from tests.transfers.conftest import S3Calls
-from tests.transfers.helpers import list_keys, object_bytes
+from tests.transfers.helpers import CLIP_MODEL, image_result, list_keys, make_clip, object_bytes, video_result
 from tests.transfers.helpers import run_transfer as _run
 from tests.transfers.helpers import s3_operator as _operator
-from tests.transfers.video_helpers import (
-    CLIP_MODEL,
-    FakeOxen,
-    image_result,
-    make_clip,
-    noise_png,
-    video_result,
-)
 
 RUN_SLUG = "manual__2026-05-01T09-30-00-00-00"
 MANIFEST_KEY = f"campaigns/manifest-{RUN_SLUG}.json"
@@ -41,40 +35,25 @@ SHEET_KEY = f"campaigns/contact-sheet-{RUN_SLUG}.png"
 CLIP_ID, IMAGE_ID, TALL_ID = "clip-aaaa-0001", "img-bbbb-0002", "clip-cccc-0003"
 
 
-def _frame(data: bytes, index: int) -> Image.Image:
-    with av.open(io.BytesIO(data)) as container:
-        for number, frame in enumerate(container.decode(video=0)):
-            if number == index:
-                return frame.to_image()
-    raise AssertionError(f"no frame {index}")
-
-
-def _frame_count(data: bytes) -> int:
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(video=0))
-
-
-def _difference(a: Image.Image, b: Image.Image) -> float:
-    return sum(ImageStat.Stat(ImageChops.difference(a.convert("RGB"), b.convert("RGB"))).mean) / 3
-
-
 @pytest.fixture
-def batch(tmp_path: Path, fake_oxen: FakeOxen) -> list[dict[str, Any]]:
+def batch(tmp_path: Path, fake_oxen: FileServer) -> list[dict[str, Any]]:
     """A 16:9 clip (320x180, 8 fps, 5 s = 40 frames), a PNG, and a 9:16 clip (3 s = 24 frames)."""
-    make_clip(tmp_path / "clip-a.mp4")
-    noise_png(tmp_path / "still.png", 64)
-    make_clip(tmp_path / "clip-c.mp4", width=180, height=320, seconds=3)
+    clip, tall = (
+        make_clip(tmp_path / "clip-a.mp4"),
+        make_clip(tmp_path / "c.mp4", width=180, height=320, seconds=3),
+    )
+    still = fake_oxen.add_result(IMAGE_ID, png_bytes((64, 64), None), "still.png", "image")
     return [
-        video_result(CLIP_ID, fake_oxen.add(CLIP_ID, tmp_path / "clip-a.mp4")),
-        image_result(IMAGE_ID, fake_oxen.add(IMAGE_ID, tmp_path / "still.png", media_type="image"), 64),
+        video_result(CLIP_ID, fake_oxen.add_result(CLIP_ID, clip, "clip-a.mp4")),
+        image_result(IMAGE_ID, still, 64),
         video_result(
-            TALL_ID, fake_oxen.add(TALL_ID, tmp_path / "clip-c.mp4"), duration="3", aspect_ratio="9:16"
+            TALL_ID, fake_oxen.add_result(TALL_ID, tall, "c.mp4"), duration="3", aspect_ratio="9:16"
         ),
     ]
 
 
 def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
-    fake_oxen: FakeOxen,
+    fake_oxen: FileServer,
     tmp_path: Path,
     s3_client: Any,
     bucket: str,
@@ -107,7 +86,8 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
         "provenance": "marked",
     }
     # A decoder opens the stored object: every frame is there.
-    assert _frame_count(data) == 40
+    frames = decode_frames(data)[1]
+    assert len(frames) == 40
     assert clip["checks"] == {
         "ok": True,
         "problems": [],
@@ -136,7 +116,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     assert clip["poster_size_bytes"] == len(poster_bytes)
     poster = Image.open(io.BytesIO(poster_bytes))
     assert poster.format == "JPEG" and poster.size == (320, 180)
-    assert _difference(poster, _frame(data, 20)) < 3 < _difference(poster, _frame(data, 0))
+    assert mean_difference(poster, frames[20]) < 3 < mean_difference(poster, frames[0])
     poster_head = s3_client.head_object(Bucket=bucket, Key=poster_key)
     assert poster_head["ContentType"] == "image/jpeg"
     assert poster_head["Metadata"]["kind"] == "oxen-poster"
@@ -145,7 +125,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     assert Image.open(io.BytesIO(object_bytes(s3_client, bucket, tall["poster_s3_key"]))).size == (180, 320)
 
     # Bare result URLs: a fresh signed one was read from "Oxen" for each result, then downloaded.
-    assert fake_oxen.requests == {"row": 3, "file": 3}
+    assert (fake_oxen.count("/api/ai/queue/"), fake_oxen.count("/files/")) == (3, 3)
     # Three files, two poster frames, the contact sheet and the manifest.
     assert s3_calls.uploads == 7
     assert list_keys(s3_client, bucket) == sorted(
@@ -165,12 +145,12 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     # The contact sheet shows the poster frame (thumbnailed) in the clip's cell, next to the image.
     sheet = Image.open(io.BytesIO(object_bytes(s3_client, bucket, SHEET_KEY)))
     assert sheet.size == sheet_size(3, columns=4, thumb=256)
-    thumbnail = make_thumbnail(_frame(data, 20), 256)
+    thumbnail = make_thumbnail(frames[20], 256)
     assert thumbnail.size == (256, 144)
     left, top = PAD, PAD + (256 - 144) // 2
     region = (128, 0, 256, 72)  # the upper right quarter: away from the play mark
     cell = sheet.convert("RGB").crop((left, top, left + 256, top + 144))
-    assert _difference(cell.crop(region), thumbnail.crop(region)) < 1
+    assert mean_difference(cell.crop(region), thumbnail.crop(region)) < 1
 
     assert log.count("(poster frame,") == 2
     assert "Done: 3 file(s), 3 stored, 0 replaced, 0 skipped, 0 failed checks" in log
@@ -178,7 +158,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     # A re-run is a no-op: nothing downloaded, nothing written.
     s3_calls.reset()
     second = _run(_operator(batch, bucket))
-    assert s3_calls.changes == 0 and fake_oxen.requests["file"] == 3
+    assert s3_calls.changes == 0 and fake_oxen.count("/files/") == 3
     assert [r["action"] for r in second] == ["skipped"] * 3
     assert [r.get("poster_action") for r in second] == ["skipped", None, "skipped"]
     strip = ("action", "poster_action")
@@ -189,7 +169,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
     # Without checks or a contact sheet, S3's checksums prove clip and poster: HEAD requests only.
     s3_calls.reset()
     third = _run(_operator(batch, bucket, checks=False, contact_sheet=False))
-    assert s3_calls.counts["GetObject"] == 0 and fake_oxen.requests["file"] == 3
+    assert s3_calls.counts["GetObject"] == 0 and fake_oxen.count("/files/") == 3
     assert [r.get("poster_action") for r in third] == ["skipped", None, "skipped"]
     assert [r["action"] for r in third] == ["skipped"] * 3 and {r["checks"] is None for r in third} == {True}
     assert third[0]["poster_sha256"] == clip["poster_sha256"]
@@ -197,7 +177,7 @@ def test_clips_are_stored_checked_and_get_a_poster_frame_and_a_rerun_is_a_no_op(
 
 
 def test_without_pyav_a_clip_is_stored_and_its_checks_say_not_checked(
-    fake_oxen: FakeOxen,
+    fake_oxen: FileServer,
     tmp_path: Path,
     s3_client: Any,
     bucket: str,
@@ -205,7 +185,7 @@ def test_without_pyav_a_clip_is_stored_and_its_checks_say_not_checked(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     data = make_clip(tmp_path / "clip-a.mp4")
-    results = [video_result(CLIP_ID, fake_oxen.add(CLIP_ID, tmp_path / "clip-a.mp4"))]
+    results = [video_result(CLIP_ID, fake_oxen.add_result(CLIP_ID, data, "clip-a.mp4"))]
     capfd.readouterr()
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
@@ -226,23 +206,23 @@ def test_without_pyav_a_clip_is_stored_and_its_checks_say_not_checked(
     assert "PyAV is not installed" in log and f"checks: {NOT_CHECKED}" in log
 
     # With PyAV back, the stored clip is read back (not downloaded again), checked, and posted.
-    downloads = fake_oxen.requests["file"]
+    downloads = fake_oxen.count("/files/")
     [again] = _run(_operator(results, bucket))
     assert again["action"] == "skipped" and again["checks"]["ok"] is True
-    assert again["poster_action"] == "stored" and fake_oxen.requests["file"] == downloads
+    assert again["poster_action"] == "stored" and fake_oxen.count("/files/") == downloads
 
 
 def test_clip_check_failures_are_listed_and_raised_after_storing(
-    fake_oxen: FakeOxen, tmp_path: Path, s3_client: Any, bucket: str
+    fake_oxen: FileServer, tmp_path: Path, s3_client: Any, bucket: str
 ) -> None:
     data = make_clip(tmp_path / "clip-a.mp4")
-    (tmp_path / "broken.mp4").write_bytes(data[: len(data) // 2])  # the moov atom is at the end
+    broken = data[: len(data) // 2]  # the moov atom is at the end
     results = [
         # Asked for 10 s at 640x360; got 5 s at 320x180.
         video_result(
-            CLIP_ID, fake_oxen.add(CLIP_ID, tmp_path / "clip-a.mp4"), duration="10", width=640, height=360
+            CLIP_ID, fake_oxen.add_result(CLIP_ID, data, "a.mp4"), duration="10", width=640, height=360
         ),
-        video_result(TALL_ID, fake_oxen.add(TALL_ID, tmp_path / "broken.mp4")),
+        video_result(TALL_ID, fake_oxen.add_result(TALL_ID, broken, "broken.mp4")),
     ]
     with pytest.raises(OxenCheckFailedError, match=r"2 of 2 file\(s\) failed their checks") as info:
         _run(_operator(results, bucket, fail_on_check_failure=True))
@@ -258,10 +238,9 @@ def test_clip_check_failures_are_listed_and_raised_after_storing(
 
 
 def test_a_poster_key_holding_another_object_is_refused_before_any_upload(
-    fake_oxen: FakeOxen, tmp_path: Path, s3_client: Any, bucket: str, s3_calls: S3Calls
+    fake_oxen: FileServer, tmp_path: Path, s3_client: Any, bucket: str, s3_calls: S3Calls
 ) -> None:
-    make_clip(tmp_path / "clip-a.mp4")
-    results = [video_result(CLIP_ID, fake_oxen.add(CLIP_ID, tmp_path / "clip-a.mp4"))]
+    results = [video_result(CLIP_ID, fake_oxen.add_result(CLIP_ID, make_clip(tmp_path / "a.mp4"), "a.mp4"))]
     poster_key = f"campaigns/{CLIP_ID}.mp4.poster.jpg"
     s3_client.put_object(Bucket=bucket, Key=poster_key, Body=b"someone's still")
     s3_calls.reset()
@@ -269,14 +248,14 @@ def test_a_poster_key_holding_another_object_is_refused_before_any_upload(
         OxenKeyConflictError, match=re.escape(f"{poster_key} (the poster frame of {CLIP_ID})")
     ):
         _run(_operator(results, bucket))
-    assert s3_calls.uploads == 0 and fake_oxen.requests["file"] == 0
+    assert s3_calls.uploads == 0 and fake_oxen.count("/files/") == 0
     [record] = _run(_operator(results, bucket, replace=True))
     assert record["poster_action"] == "replaced"
     assert Image.open(io.BytesIO(object_bytes(s3_client, bucket, poster_key))).format == "JPEG"
 
 
 def test_review_shows_the_poster_and_publish_moves_clip_and_poster(
-    fake_oxen: FakeOxen, s3_client: Any, bucket: str, s3_calls: S3Calls, batch: list[dict[str, Any]]
+    fake_oxen: FileServer, s3_client: Any, bucket: str, s3_calls: S3Calls, batch: list[dict[str, Any]]
 ) -> None:
     records = _run(_operator(batch, bucket))
     clip, _image, tall = records
@@ -363,4 +342,4 @@ def test_the_poster_frame_of_a_clip_without_frame_count_is_found_by_counting(tmp
     assert decoded.error is None and decoded.frames == 40 and decoded.declared_frames is None
     assert len(posters) == 1
     reference = make_clip(tmp_path / "ref.mp4")
-    assert _difference(posters[0], _frame(reference, 20)) < 1
+    assert mean_difference(posters[0], decode_frames(reference)[1][20]) < 1
