@@ -541,18 +541,6 @@ async def test_one_waiter_asking_for_no_interval_cannot_make_the_hub_list_non_st
 # -- covered registrations: review fixes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [["queued"], {"state": "queued"}, 3, None])
-async def test_a_listing_row_with_an_odd_status_does_not_break_the_round(status: Any) -> None:
-    hub, fake = await _covered_hub([])
-    fake.rows["g1"] = lambda: _succeeded("g1")
-    tracker = StatusTracker(["g1"])
-    waiter = hub.register(tracker, 0.05)
-    fake.listing = lambda: {"generations": [{"generation_id": "someone-else", "status": status}]}
-    assert await hub.reconcile() is True  # g1 is not listed: read, and delivered
-    waiter.drain()
-    assert tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
-
-
 async def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_by_it() -> None:
     hub, fake = await _covered_hub([])
     _register(hub, ["g1"])

@@ -199,8 +199,9 @@ def test_a_terminal_event_becomes_a_row(data: dict[str, Any], expected: tuple[An
 
 @pytest.mark.asyncio
 async def test_listing_rows_are_judged_one_by_one() -> None:
-    """Rows that do not parse are skipped alone: their generation gets a status read instead."""
-    hub, fake = _bare_hub()
+    """Rows that do not parse are skipped alone: their generation gets a status read instead.
+    (With the stream open, as the listing also notes which ids it covers.)"""
+    hub, fake = _bare_hub("events", stream_open=True)
     fake.listing = lambda: {
         "count": 4,
         "generations": [
@@ -209,6 +210,7 @@ async def test_listing_rows_are_judged_one_by_one() -> None:
             {"generation_id": "g1", "status": "failed", "cost": "free"},  # a field that does not parse
             "not a row",
             {"generation_id": "g3", "status": ["queued"]},  # an odd status only reads as unknown
+            {"generation_id": "someone-else", "status": {"state": "queued"}},  # nor breaks the round
             {"generation_id": "g2", "status": "processing"},
         ],
     }
