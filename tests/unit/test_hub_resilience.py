@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from airflow_provider_oxen.exceptions import OxenAuthenticationError, OxenError
-from airflow_provider_oxen.hooks.retry import RetryPolicy, backoff_delay
+from airflow_provider_oxen.hooks.retry import RetryPolicy
 from airflow_provider_oxen.models import COMPLETION_EVENT, GenerationStatus, OxenEvent
 from airflow_provider_oxen.triggers import hub as hub_module
 from airflow_provider_oxen.triggers.hub import OxenHub, Waiter, reprobe_delay, row_from_event
@@ -343,43 +343,7 @@ def test_reprobe_delays_double_and_stay_capped() -> None:
     assert reprobe_delay(10**6, rand=lambda: 0.0) == hub_module.EVENTS_REPROBE_MAX / 2
 
 
-# -- 4. a long outage never overflows the backoff ---------------------------------------------------
-
-
-@pytest.fixture
-def backoff_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The stream loop's backoff attempts, recorded; reconnects are not waited for."""
-    attempts: list[int] = []
-
-    def instant_backoff(attempt: int, policy: RetryPolicy) -> float:
-        # The real delay is computed (it must not overflow), then not waited for.
-        attempts.append(attempt)
-        return 0.0 * backoff_delay(attempt, policy)
-
-    monkeypatch.setattr(hub_module, "backoff_delay", instant_backoff)
-    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
-    return attempts
-
-
-@pytest.mark.asyncio
-async def test_the_stream_loop_outlives_a_long_outage(backoff_attempts: list[int]) -> None:
-    fake = FakeHook()
-
-    async def down(on_open: Callable[[], None]) -> AsyncIterator[OxenEvent]:
-        raise httpx.ConnectError("down")
-        yield  # pragma: no cover
-
-    fake.stream = down
-    fake.stream_target = 2000
-    hub = _hub(fake, "events")
-    await asyncio.wait_for(fake.reached.wait(), 30)
-    assert _alive(hub)
-    await hub.close()
-    assert fake.stream_calls >= 2000
-    assert max(backoff_attempts) >= 1999
-
-
-# -- 5. a stream cut after every event does not reconnect in a storm --------------------------------
+# -- 4. a stream cut after every event does not reconnect in a storm --------------------------------
 
 
 def _one_event_streams(hold: float = 0.0) -> Stream:
@@ -394,8 +358,12 @@ def _one_event_streams(hold: float = 0.0) -> Stream:
 
 @pytest.mark.asyncio
 async def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
-    monkeypatch: pytest.MonkeyPatch, backoff_attempts: list[int]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """(The backoff itself never overflows, however long the outage: test_retry_policy.py.)"""
+    attempts: list[int] = []  # recorded, and not waited for
+    monkeypatch.setattr(hub_module, "backoff_delay", lambda attempt, policy: attempts.append(attempt) or 0.0)
+    monkeypatch.setattr(hub_module, "MIN_RECONNECT_SPACING", 0.0)
     monkeypatch.setattr(hub_module, "HEALTHY_STREAM_SECONDS", 0.2)
 
     fake = FakeHook()
@@ -410,10 +378,10 @@ async def test_only_a_stream_that_stayed_open_long_enough_resets_the_backoff(
     await asyncio.wait_for(fake.reached.wait(), 10)
     await hub.close()
     # Three short-lived streams back off further each time; the healthy fourth resets it.
-    assert backoff_attempts[:5] == [0, 1, 2, 0, 1]
+    assert attempts[:5] == [0, 1, 2, 0, 1]
 
 
-# -- 6. acquirers that leave or fail while the hub starts (one cancelled beside a neighbour: the
+# -- 5. acquirers that leave or fail while the hub starts (one cancelled beside a neighbour: the
 # emulator test test_cancelling_the_first_trigger_while_the_hub_starts_spares_its_neighbour) -------
 
 
