@@ -7,7 +7,6 @@ server, and Oxen result URLs come from the emulator.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -278,16 +277,7 @@ def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, x
     url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
     assert url.split("?", 1)[0] == results[0]["result_url"]  # the first image
     assert {"expires", "sig"} <= set(_query(url))  # signed by Oxen, just now
-    image = httpx.get(url)
-    assert image.status_code == 200
-    row = httpx.get(
-        f"{oxen_conn.url}/api/ai/queue/{results[0]['generation_id']}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    ).json()
-    assert (
-        hashlib.sha256(image.content).digest()
-        == hashlib.sha256(httpx.get(row["result_url"]).content).digest()
-    )
+    assert httpx.get(url).status_code == 200
 
     # A mapped instance links its own image; without link data the default connection is used;
     # bare generation ids are linked too.
