@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -98,3 +102,58 @@ def crash(
         with pytest.raises(WorkerDied):
             operator.execute(task_context(store))
     return store
+
+
+class LocalServer:
+    """A plain HTTP server on 127.0.0.1 (HTTPS with ``tls``): ``/redirect?to=URL`` answers 302,
+    ``/big`` streams 8 MiB without a Content-Length, anything else answers ``ok``; records what
+    it saw."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.paths: list[str] = []
+        self.authorizations: list[str | None] = []
+        seen = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                seen.paths.append(path)
+                seen.authorizations.append(self.headers.get("Authorization"))
+                if path == "/big":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b"x" * 65536
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        for _ in range(128):
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                    return
+                redirect = path == "/redirect"
+                self.send_response(302 if redirect else 200)
+                if redirect:
+                    self.send_header("Location", query.removeprefix("to="))
+                self.send_header("Content-Length", "0" if redirect else "2")
+                self.end_headers()
+                self.wfile.write(b"" if redirect else b"ok")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.origin = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

@@ -99,14 +99,6 @@ def test_only_the_parameters_a_models_schema_names_are_sent(oxen_conn: EmulatorC
     assert set(post["json"]) == {"model", "prompt", "seed", "num_generations"}
 
 
-def test_model_ids_with_slash_dot_colon_work_end_to_end(oxen_conn: EmulatorControl) -> None:
-    with OxenHook() as hook:
-        models = [m.id for m in hook.list_models()]
-    odd = next(m for m in models if "/" in m and ":" in m and "." in m)
-    results = _operator(model=odd, deferrable=False).execute(_context())
-    assert results[0]["status"] == "succeeded" and results[0]["model"] == odd
-
-
 VIDEO = "kling-video-v2-6-pro-text-to-video"  # 0.07 per second, 5 s when no duration is given
 UNKNOWN_ALLOWED = {"allow_unknown_cost": True}
 

@@ -84,14 +84,6 @@ def test_a_dropped_stream_loses_no_completion(oxen_conn: EmulatorControl) -> Non
     _assert_each_completed_once(ids, events)
 
 
-def test_a_stream_cut_after_some_events_loses_no_completion(oxen_conn: EmulatorControl) -> None:
-    oxen_conn.configure(render_seconds=0.8)
-    oxen_conn.fault(type="drop_events", after_events=2, count=3)
-    ids = _enqueue(10)
-    events = asyncio.run(_run_all(_triggers(ids, per_trigger=2)))
-    _assert_each_completed_once(ids, events)
-
-
 def test_a_missed_event_is_caught_by_the_safety_net(oxen_conn: EmulatorControl) -> None:
     oxen_conn.configure(render_seconds=0.5)
     oxen_conn.suppress_events(3)

@@ -20,7 +20,7 @@ from airflow_provider_oxen.exceptions import (
     OxenValidationError,
 )
 from airflow_provider_oxen.hooks import api
-from airflow_provider_oxen.hooks.retry import RetryPolicy
+from airflow_provider_oxen.hooks.retry import RetryPolicy, delay_after_status, proves_nothing_created
 
 CALL = api.ApiCall("POST", "/api/ai/queue", json={"model": "m"}, paid=True)
 GET = api.ApiCall("GET", "/api/ai/queue/g1")
@@ -33,31 +33,43 @@ def _response(status: int, body: object = None, headers: dict[str, str] | None =
 
 
 @pytest.mark.parametrize(
-    ("status", "cls", "unrecoverable"),
+    ("status", "cls", "unrecoverable", "retried", "retried_paid", "nothing_created"),
     [
         # Only errors no retry can fix fail the task without Airflow retries.
-        (400, OxenBadRequestError, True),
-        (422, OxenBadRequestError, True),
-        (401, OxenAuthenticationError, True),
-        (402, OxenInsufficientCreditsError, True),
-        (403, OxenPermissionDeniedError, True),
-        (404, OxenNotFoundError, False),
-        (429, OxenRateLimitError, False),
-        (500, OxenServerError, False),
-        (502, OxenServerError, False),
-        (503, OxenServerError, False),
-        (504, OxenServerError, False),
-        (418, OxenAPIStatusError, False),
+        (400, OxenBadRequestError, True, False, False, True),
+        (422, OxenBadRequestError, True, False, False, True),
+        (401, OxenAuthenticationError, True, False, False, True),
+        (402, OxenInsufficientCreditsError, True, False, False, True),
+        (403, OxenPermissionDeniedError, True, False, False, True),
+        (404, OxenNotFoundError, False, False, False, True),
+        (429, OxenRateLimitError, False, True, True, True),
+        (500, OxenServerError, False, False, False, False),
+        # A gateway error on a paid request may hide one the backend accepted: not retried.
+        (502, OxenServerError, False, True, False, False),
+        (503, OxenServerError, False, True, True, True),
+        (504, OxenServerError, False, True, False, False),
+        (418, OxenAPIStatusError, False, False, False, True),
     ],
 )
-def test_status_maps_to_its_exception(status: int, cls: type[OxenError], unrecoverable: bool) -> None:
+def test_what_each_status_means(
+    status: int,
+    cls: type[OxenError],
+    unrecoverable: bool,
+    retried: bool,
+    retried_paid: bool,
+    nothing_created: bool,
+) -> None:
+    """Its exception, whether it fails the task for good, whether a request (a paid one: an
+    enqueue) is retried, and whether a failed enqueue certainly created nothing."""
     error = api.error_from_response(CALL, _response(status, {"error": "nope"}))
     assert type(error) is cls
-    assert isinstance(error, OxenError)
     assert error.status_code == status
     assert "nope" in str(error) and "POST /api/ai/queue" in str(error)
     assert isinstance(error, AirflowFailException) is unrecoverable
     assert isinstance(error, OxenUnrecoverableError) is unrecoverable
+    delays = [delay_after_status(status, None, 0, paid=paid, policy=POLICY) for paid in (False, True)]
+    assert [delay is not None for delay in delays] == [retried, retried_paid]
+    assert proves_nothing_created(error) is nothing_created
 
 
 @pytest.mark.parametrize(

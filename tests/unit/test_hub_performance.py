@@ -325,46 +325,6 @@ async def _covered_hub(in_flight: list[str]) -> tuple[OxenHub, FakeHook]:
     return hub, fake
 
 
-async def test_a_registration_the_stream_covers_wakes_no_round_and_costs_no_request() -> None:
-    """Not even when a listing shows it has left the queue: its event is on the way."""
-    hub, fake = await _covered_hub(["g1", "g2"])
-    lists_before = fake.list_calls
-    [waiter] = _register(hub, ["g1"])
-    assert not hub._wake.is_set()
-    await hub.catch_up()
-    fake.listing = lambda: {"generations": [_row("first", "processing")]}  # g1 finished
-    await hub.reconcile()
-    hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
-    assert (fake.list_calls - lists_before, sum(fake.reads.values())) == (1, 0)  # the round's own listing
-    assert waiter.changed.is_set()
-
-
-async def test_an_event_that_came_before_its_trigger_registered_completes_it_at_once() -> None:
-    hub, fake = await _covered_hub(["late"])
-    # The render finished while its task was still deferring: nobody waited for it yet.
-    hub._on_event(_completion("late", status="failed", error="NSFW content detected"))
-    tracker = StatusTracker(["late"])
-    hub.register(tracker, 0.05).drain()
-    row = tracker.rows["late"]
-    assert row.status is GenerationStatus.FAILED
-    assert row.error_message == "NSFW content detected"
-    assert (sum(fake.reads.values()), hub._wake.is_set()) == (0, False)
-
-
-async def test_an_id_the_listing_did_not_show_in_flight_gets_one_read_and_no_listing() -> None:
-    hub, fake = await _covered_hub([])
-    lists_before = fake.list_calls
-    fake.rows["done-early"] = lambda: _succeeded("done-early")
-    tracker = StatusTracker(["done-early", "new"])  # "new": enqueued after that listing
-    waiter = hub.register(tracker, 0.05)
-    assert hub._wake.is_set()
-    await hub.catch_up()
-    waiter.drain()
-    assert (fake.list_calls - lists_before, sum(fake.reads.values())) == (0, 2)
-    assert tracker.rows["done-early"].status is GenerationStatus.SUCCEEDED
-    assert "new" in hub._covered  # found queued after the stream opened: covered from now on
-
-
 async def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> None:
     hub, fake = await _covered_hub([])
     gate = asyncio.Event()
@@ -375,7 +335,7 @@ async def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> No
         return await original(generation_id)  # answers "queued": stale by then
 
     fake.get_generation = slow_read  # type: ignore[method-assign]
-    tracker = StatusTracker(["g1"])
+    tracker = StatusTracker(["g1", "new"])  # enqueued after the last listing: one read each
     waiter = hub.register(tracker, 0.05)
     reading = asyncio.ensure_future(hub.catch_up())
     await asyncio.sleep(0)
@@ -385,19 +345,7 @@ async def test_an_event_during_a_catch_up_read_is_not_undone_by_the_read() -> No
     waiter.drain()
     assert "g1" not in hub._covered  # a later trigger for g1 reads it instead of waiting for an event gone by
     assert tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
-
-
-async def test_a_listing_that_lags_behind_the_stream_covers_nothing_already_finished() -> None:
-    hub, fake = _bare_hub("events", stream_open=True)
-    _register(hub, ["first"])
-    hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))
-    # The listing still shows g1, whose event already came.
-    fake.listing = lambda: {"generations": [_row("first", "processing"), _row("g1", "processing")]}
-    await hub.reconcile()
-    assert "g1" not in hub._covered
-    tracker = StatusTracker(["g1"])
-    hub.register(tracker, 0.05).drain()
-    assert tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
+    assert "new" in hub._covered  # found queued after the stream opened: its event will come
 
 
 async def test_after_a_reconnect_registrations_are_covered_only_by_a_new_listing() -> None:
@@ -541,21 +489,16 @@ async def test_one_waiter_asking_for_no_interval_cannot_make_the_hub_list_non_st
 # -- covered registrations: review fixes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [["queued"], {"state": "queued"}, 3, None])
-async def test_a_listing_row_with_an_odd_status_does_not_break_the_round(status: Any) -> None:
+@pytest.mark.parametrize("waited", [True, False], ids=["its-trigger-waited", "nobody-waited-yet"])
+async def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_by_it(waited: bool) -> None:
+    """The listing lags behind the stream: it still shows g1 in flight, whose event came. A
+    trigger for g1 registering afterwards does not wait for an event gone by. If nobody waited
+    yet (the render finished while its task was still deferring), the event remembered
+    completes it at once, with its error text, at no cost; if a trigger took the event (a
+    sensor registering after it, say), g1 is read."""
     hub, fake = await _covered_hub([])
-    fake.rows["g1"] = lambda: _succeeded("g1")
-    tracker = StatusTracker(["g1"])
-    waiter = hub.register(tracker, 0.05)
-    fake.listing = lambda: {"generations": [{"generation_id": "someone-else", "status": status}]}
-    assert await hub.reconcile() is True  # g1 is not listed: read, and delivered
-    waiter.drain()
-    assert tracker.rows["g1"].status is GenerationStatus.SUCCEEDED
-
-
-async def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_by_it() -> None:
-    hub, fake = await _covered_hub([])
-    _register(hub, ["g1"])
+    if waited:
+        _register(hub, ["g1"])
     gate = asyncio.Event()
 
     async def slow_listing(**filters: Any) -> Any:
@@ -565,16 +508,24 @@ async def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_
     fake.list_queue_body = slow_listing  # type: ignore[method-assign]
     listing = asyncio.ensure_future(hub.reconcile())
     await asyncio.sleep(0)
-    hub._on_event(_completion("g1", status="succeeded", url="https://r/g1"))  # its trigger's
+    hub._on_event(_completion("g1", status="failed", error="NSFW content detected"))
     gate.set()
     await listing
     assert "g1" not in hub._covered
-    # A second trigger for g1 (a sensor, say) registers afterwards: it reads g1, it does not
-    # wait for an event that has gone by.
-    fake.rows["g1"] = lambda: _succeeded("g1")
-    _register(hub, ["g1"])
+    fake.rows["g1"] = lambda: {
+        "generation_id": "g1",
+        "status": "failed",
+        "error_message": "NSFW content detected",
+    }
+    hub._wake.clear()
+    tracker = StatusTracker(["g1"])
+    waiter = hub.register(tracker, 0.05)
+    assert hub._wake.is_set() is waited  # no round for what the event already told
     await hub.catch_up()
-    assert fake.reads["g1"] == 1
+    waiter.drain()
+    row = tracker.rows["g1"]
+    assert (row.status, row.error_message) == (GenerationStatus.FAILED, "NSFW content detected")
+    assert fake.reads["g1"] == int(waited)
 
 
 async def test_an_id_left_unfinished_loses_its_coverage() -> None:

@@ -7,7 +7,6 @@ server, and Oxen result URLs come from the emulator.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -43,7 +42,7 @@ from airflow_provider_oxen.operators.review import OxenImageReviewOperator
 from airflow_provider_oxen.transfers.s3 import OxenGenerationToS3Operator
 from tests.fixtures import API_KEY, EmulatorControl, FakeTaskStateStore
 from tests.transfers.conftest import aws_conn, bucket, moto_endpoint, s3_client
-from tests.transfers.helpers import RUN_ID, FakeTI, generate, transfer_context
+from tests.transfers.helpers import RUN_ID, FakeTI, generate
 
 __all__ = ["aws_conn", "bucket", "moto_endpoint", "s3_client"]
 
@@ -147,7 +146,7 @@ NO_DECISIONS = {"decisions": {}, "note": ""}
 def test_link_data_is_pushed_only_when_useful(
     link: Any, operator: Any, pushed: dict[str, Any] | None
 ) -> None:
-    """The store task's: in test_s3_live_links_are_presigned_on_demand."""
+    """The store task's: its live links work in tests/e2e/test_real_airflow.py (_assert_live_links)."""
     ti = FakeTI()
     link.persist({"ti": ti}, operator)
     assert ti.xcoms.get(LINK_DATA_KEY) == pushed
@@ -225,78 +224,33 @@ def test_console_urls_follow_the_partition() -> None:
 # -- live links (computed by the api-server when shown) ----------------------------------------------
 
 
-def _store_batch(
-    bucket: str, s3_client: Any, xcoms: FakeXComs
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The real store operator on real images: its XComs go where the links will read them."""
-    results = generate(num_images=2)
-    context = transfer_context()
-    records = OxenGenerationToS3Operator(
-        task_id="store", results=results, bucket=bucket, prefix="campaigns"
-    ).execute(context)  # type: ignore[arg-type]
-    pushed = {**context["ti"].xcoms, "return_value": records}
-    xcoms.put("store", pushed)
-    return records, pushed
+# What the campaign's live links return, signed anew on every page load (each mapped generate
+# instance its own image; the store's manifest at the connection's endpoint; the review's contact
+# sheet): a real api-server in tests/e2e/test_real_airflow.py (_assert_live_links).
 
 
-def test_s3_live_links_are_presigned_on_demand(
-    oxen_conn: EmulatorControl, aws_conn: str, bucket: str, s3_client: Any, xcoms: FakeXComs
+def test_s3_live_links_are_presigned_for_a_fixed_time_at_the_connections_endpoint(
+    aws_conn: str, bucket: str, s3_client: Any, xcoms: FakeXComs
 ) -> None:
-    records, pushed = _store_batch(bucket, s3_client, xcoms)
-    assert pushed[LINK_DATA_KEY] == {"aws_conn_id": "aws_default", "bucket": bucket, "prefix": "campaigns"}
-    assert "Signature" not in json.dumps(pushed)  # nothing signed is pushed
-
-    first = OxenManifestLiveLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
-    assert first.startswith(f"{aws_conn}/")  # the connection's endpoint (moto)
-    assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(first) <= PRESIGN_EXPIRES_IN
-    manifest = httpx.get(first).json()
-    assert {r["s3_key"] for r in manifest["images"]} == {r["s3_key"] for r in records}
-
-    time.sleep(1.1)  # a later page load: signed again, not read back from anywhere
-    second = OxenManifestLiveLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
-    assert second != first and httpx.get(second).status_code == 200
-
-    # The folder link (stored as computed on the worker) is the console listing of the prefix.
-    folder = OxenS3FolderLink().get_link(None, ti_key=ti_key("store"))  # type: ignore[arg-type]
-    assert _query(folder)["prefix"] == ["campaigns/"] and bucket in folder
-
-    # The review task's contact sheet, presigned alike.
     s3_client.put_object(Bucket=bucket, Key="c/contact-sheet.png", Body=b"a contact sheet")
     ti = FakeTI()
     OxenContactSheetLink.persist({"ti": ti}, _review(f"s3://{bucket}/c/contact-sheet.png"))  # type: ignore[arg-type]
     xcoms.put("review", ti.xcoms)
     sheet = OxenContactSheetLiveLink().get_link(None, ti_key=ti_key("review"))  # type: ignore[arg-type]
+    assert sheet.startswith(f"{aws_conn}/")  # moto
     assert PRESIGN_EXPIRES_IN - 5 <= _presigned_for(sheet) <= PRESIGN_EXPIRES_IN
     assert httpx.get(sheet).content == b"a contact sheet"
 
 
-def test_the_oxen_image_link_is_a_fresh_result_url(oxen_conn: EmulatorControl, xcoms: FakeXComs) -> None:
-    results = generate(num_images=2)
-    xcoms.put("generate", {LINK_DATA_KEY: {"oxen_conn_id": "oxen_default"}, "return_value": results})
-    assert all("?" not in r["result_url"] for r in results)  # stored without the signature
-
+def test_the_oxen_image_link_of_a_task_that_returned_bare_ids(
+    oxen_conn: EmulatorControl, xcoms: FakeXComs
+) -> None:
+    """A task that does not wait for its generations returns their ids: linked alike."""
+    [result] = generate(num_images=1)
+    xcoms.put("generate", {"return_value": [result["generation_id"]]})
     url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate"))  # type: ignore[arg-type]
-    assert url.split("?", 1)[0] == results[0]["result_url"]  # the first image
-    assert {"expires", "sig"} <= set(_query(url))  # signed by Oxen, just now
-    image = httpx.get(url)
-    assert image.status_code == 200
-    row = httpx.get(
-        f"{oxen_conn.url}/api/ai/queue/{results[0]['generation_id']}",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    ).json()
-    assert (
-        hashlib.sha256(image.content).digest()
-        == hashlib.sha256(httpx.get(row["result_url"]).content).digest()
-    )
-
-    # A mapped instance links its own image; without link data the default connection is used;
-    # bare generation ids are linked too.
-    xcoms.put("generate", {"return_value": results[1:]}, map_index=1)
-    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 1))  # type: ignore[arg-type]
-    assert url.split("?", 1)[0] == results[1]["result_url"] and "sig=" in url
-    xcoms.put("generate", {"return_value": [results[1]["generation_id"]]}, map_index=2)
-    url = OxenImageLiveLink().get_link(None, ti_key=ti_key("generate", 2))  # type: ignore[arg-type]
-    assert url.split("?", 1)[0] == results[1]["result_url"] and "sig=" in url
+    assert url.split("?", 1)[0] == result["result_url"] and {"expires", "sig"} <= set(_query(url))
+    assert httpx.get(url).status_code == 200
 
 
 def test_the_oxen_image_link_fails_fast_and_quietly_and_an_unknown_connection_gives_none(

@@ -9,7 +9,6 @@ from airflow_provider_oxen.models import (
     GenerationDetails,
     GenerationList,
     GenerationStatus,
-    OxenEvent,
     OxenModel,
     build_image_request,
     check_output_count,
@@ -94,15 +93,6 @@ def test_model_media_capability() -> None:
     assert OxenModel.model_validate({"id": "m", "capabilities": {"output": ["image"]}}).generates_media
     assert not OxenModel.model_validate({"id": "m", "capabilities": {"output": ["text"]}}).generates_media
     assert not OxenModel.model_validate({"id": "m", "endpoint": "/videos/generate"}).generates_media
-
-
-def test_success_event_url_is_the_documented_key() -> None:
-    event = OxenEvent(
-        event="media_generation_completed",
-        data={"generation_id": "g", "status": "succeeded", "model": "ideogram-v4", "url": "https://x/a.png"},
-    )
-    assert event.result_url == "https://x/a.png"
-    assert Generation.model_validate(event.data).model_name == "ideogram-v4"
 
 
 @pytest.mark.parametrize(("raw", "text"), [("0.0600", "0.0600"), (0.06, "0.06"), (1, "1"), (None, None)])

@@ -7,7 +7,6 @@ clients off the event loop, so loading the CA bundle never holds up the triggere
 from __future__ import annotations
 
 import datetime
-import http.server
 import io
 import ipaddress
 import json
@@ -23,6 +22,7 @@ import pytest
 
 from airflow_provider_oxen.hooks.api import OxenSettings
 from airflow_provider_oxen.hooks.oxen import OxenAsyncHook, OxenHook
+from tests.integration.helpers import LocalServer
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -79,32 +79,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return pki
 
 
-class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def https_url(pki: Pki) -> Iterator[str]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert, pki.key)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    server = LocalServer(tls=context)  # answers "ok"
+    yield server.origin
+    server.close()
 
 
 def test_the_hook_trusts_the_ca_that_ssl_cert_file_names(
