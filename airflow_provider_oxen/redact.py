@@ -25,8 +25,6 @@ _SIGNATURE_PARAMS = frozenset(
     | {"sig", "se", "st", "sp", "sv", "sr", "spr"}
 )
 _SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
-# A URL with neither has no fragment or credentials to cut: at most a query, cut at its first "?".
-_CUT_CHARS = frozenset("#@")
 
 
 def strip_query(url: str) -> str:
@@ -39,9 +37,12 @@ def strip_query(url: str) -> str:
         url.startswith(("https://", "http://"))
         and not url.startswith(("https:///", "http:///"))
         and url.isprintable()
-        and not _CUT_CHARS.intersection(url)
+        and "#" not in url
+        and "@" not in url
     ):
-        return url.partition("?")[0]  # what the parse below gives, without ~10 µs per trigger payload
+        # No fragment or credentials to cut: at most a query, cut at its first "?". What the
+        # parse below gives, without ~10 µs per trigger payload.
+        return url.partition("?")[0]
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unclosed IPv6 bracket: cut by hand, as much as can be told
