@@ -581,8 +581,6 @@ class OxenHub:
         skipped: list[str] = []
         looked = 0
         for item in listing_items(body):
-            if isinstance(item, dict):
-                item = in_flight_pair(item)  # a body decoded without the hook
             if isinstance(item, tuple):
                 generation_id = item[0]
                 listed_in_flight.append(generation_id)

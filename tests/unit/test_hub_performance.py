@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
@@ -501,9 +502,10 @@ async def test_an_id_that_ended_while_the_listing_was_on_its_way_is_not_covered_
         _register(hub, ["g1"])
     gate = asyncio.Event()
 
-    async def slow_listing(**filters: Any) -> Any:
+    async def slow_listing(*, object_hook: Any) -> Any:
         await gate.wait()
-        return {"generations": [_row("first", "processing"), _row("g1", "processing")]}  # stale
+        stale = {"generations": [_row("first", "processing"), _row("g1", "processing")]}
+        return json.loads(json.dumps(stale), object_hook=object_hook)  # decoded as the hook does
 
     fake.list_queue_body = slow_listing  # type: ignore[method-assign]
     listing = asyncio.ensure_future(hub.reconcile())
