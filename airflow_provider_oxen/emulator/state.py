@@ -279,7 +279,8 @@ class GenerationStore:
 
     async def _live(self, generation: Generation) -> None:
         """One queue row's life, until it succeeds or fails; ``cancel()`` ends it at any point."""
-        await asyncio.sleep(self.config.queue_seconds)
+        queued = self.config.queue_seconds
+        await asyncio.sleep(queued)
         generation.status, generation.started_at = "processing", time.time()
         spec, params = generation.spec, generation.parameters
         # The queue does not validate model parameters up front (per the contract): a bad one only
@@ -294,6 +295,10 @@ class GenerationStore:
         seconds = self.render_duration()
         if spec.makes_video:
             seconds = self.config.video_seconds(seconds)
+        # Counted from when it was due to start: a render service does not wait on this process's
+        # loop, which one 20,000-row listing holds for half a second; a late start would otherwise
+        # push every render due meanwhile into one burst of completions.
+        seconds -= generation.started_at - (generation.enqueued_at + queued)
         urls = input_urls(spec, params)
         try:
             inputs = await self._render(seconds, urls)
