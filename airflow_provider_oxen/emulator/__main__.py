@@ -66,11 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the access log goes to stderr: one line per request, without any request headers.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("airflow_provider_oxen.emulator.access").setLevel(logging.INFO)
-    # The emulator keeps every generation (and a live one's task) until a reset. Python's full
-    # collections, one each time that heap grows by a quarter, paused it for 40-310 ms while the
-    # wait benchmark enqueued 20,000 at 3,000 a second: each pause let up to 1,100 requests in at
-    # once, so their completions 15 s later came at 15,000 a second. A stand-in for a remote API
-    # must not pace its clients by its own collector: a full pass waits for 1,000 middle ones.
+    # It keeps every generation until a reset, and a full collection each time that heap grew by
+    # a quarter paused it up to 0.3 s: enqueues held back then all completed in one burst. So a
+    # full pass also waits for 1,000 middle ones (the clients under test must set the pace).
     gc.set_threshold(700, 10, 1000)
     asyncio.run(serve(config))
     return 0

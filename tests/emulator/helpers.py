@@ -45,9 +45,8 @@ def wait_for_status(
 
 
 def render_time(row: dict[str, Any]) -> float:
-    """Seconds from a queue row's enqueue to its completion: its render, plus any queue time (a
-    render counts from when it was due to start, so ``started_at`` after a late start understates it)."""
-    started, completed = (datetime.fromisoformat(row[key]) for key in ("enqueued_at", "completed_at"))
+    """Seconds a queue row spent rendering (``started_at`` to ``completed_at``)."""
+    started, completed = (datetime.fromisoformat(row[key]) for key in ("started_at", "completed_at"))
     return (completed - started).total_seconds()
 
 
