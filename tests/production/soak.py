@@ -383,7 +383,11 @@ class Soak:
 
         def all_deferred() -> bool:
             states = self.cluster.task_states(DAG_ID, self.run_id).items()
-            return sum(1 for (t, _), state in states if t == "late" and state == "deferred") == LATE
+            deferred = sum(1 for (t, _), state in states if t == "late" and state == "deferred")
+            # The watcher samples five times a second: wait until it has linked each trigger too
+            # (read at once, the last task to defer was once still missing).
+            seen = self.watcher.trigger_ids(DAG_ID, self.run_id, "late", map_index=None)
+            return deferred == LATE and len(seen) >= LATE
 
         self.cluster.wait("late tasks all deferred", all_deferred, 300)
         for trigger_id in self.watcher.trigger_ids(DAG_ID, self.run_id, "late", map_index=None):
